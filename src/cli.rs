@@ -1,0 +1,450 @@
+//! Command-line syntax: the clap definitions of every command and flag, and the
+//! rewrite of the PRD's flag forms (`--test`, `--list`, `--replay`) into
+//! subcommands. Meaning lives elsewhere: `config` resolves settings, `cmd::*` acts.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit codes:
+  0    success
+  1    runtime failure (I/O, delivery failed in `test`, dead-letters in `status`)
+  2    usage, config or input error (nothing was written)
+  130  interrupted (SIGINT)      143  terminated (SIGTERM)
+
+The PRD's flag forms work too:
+  spec-notify --test SPEC-ID --subscription ID
+  spec-notify --list SPEC-ID
+  spec-notify --replay SPEC-ID --delivery-id UUID";
+
+/// Signed, durable webhook notifications for spec-kit pipeline events.
+///
+/// Guardrail scripts `emit` events into an on-disk spool (no network, a few
+/// milliseconds); `drain` delivers them by signed HTTP POST with retries,
+/// dead-letters what cannot be delivered and logs every attempt as evidence.
+#[derive(Debug, Parser)]
+#[command(name = "spec-notify", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Config file [default: $SPEC_NOTIFY_CONFIG, else ./config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Say more about what is happening (on stderr)
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config and summarise its subscriptions
+    #[command(after_help = "Example:\n  spec-notify --config config.toml check")]
+    Check(CheckArgs),
+
+    /// Spool an event for delivery (never touches the network)
+    #[command(after_help = "\
+Examples:
+  spec-notify emit --spec SPEC-KIT-065 --event spec-auto.stage.completed --stage Plan --status success
+  echo '{\"task\":{\"id\":\"T61\",\"status\":\"Done\"}}' | spec-notify emit --spec SPEC-KIT-065 --event spec-kit.task.completed --input -
+  spec-notify emit --input - < events.jsonl      # one event per line")]
+    Emit(EmitArgs),
+
+    /// Deliver spooled jobs: signed POSTs with retries, dead-letters and evidence
+    #[command(after_help = "\
+Examples:
+  spec-notify drain --once                    # one pass over due jobs, never waits
+  spec-notify drain --max-time 50s            # cron: * * * * * cd repo && spec-notify drain --max-time 50s
+  spec-notify drain --watch                   # long-running worker (systemd)")]
+    Drain(DrainArgs),
+
+    /// Send a signed sample event to one subscription right now (no spool)
+    #[command(
+        after_help = "Example:\n  spec-notify test SPEC-KIT-065 --subscription chatops-slack"
+    )]
+    Test(TestArgs),
+
+    /// List spooled deliveries
+    #[command(
+        after_help = "Examples:\n  spec-notify list SPEC-KIT-065\n  spec-notify list --state dead --json"
+    )]
+    List(ListArgs),
+
+    /// Requeue dead (or delivered) jobs with the same delivery id and deliver them
+    #[command(after_help = "\
+Examples:
+  spec-notify replay SPEC-KIT-065 --delivery-id 0b6f…
+  spec-notify replay SPEC-KIT-065 --all-dead --subscription chatops-slack --since 2h")]
+    Replay(ReplayArgs),
+
+    /// Delete dead-lettered jobs on purpose (logged in the evidence)
+    #[command(after_help = "Example:\n  spec-notify discard SPEC-KIT-065 --delivery-id 0b6f…")]
+    Discard(DiscardArgs),
+
+    /// Delivery health per SPEC and subscription; exit 1 when dead-letters exist
+    #[command(after_help = "Example:\n  spec-notify status SPEC-KIT-065 --json")]
+    Status(StatusArgs),
+
+    /// Export the attempt log (all rotated files, oldest first)
+    #[command(
+        after_help = "Example:\n  spec-notify history SPEC-KIT-065 --since 1d --format csv > attempts.csv"
+    )]
+    History(HistoryArgs),
+
+    /// Run a local receiver that verifies signatures and prints events
+    #[command(
+        after_help = "Example:\n  SECRET=s3cret spec-notify receive --listen 127.0.0.1:8787 --secret-env SECRET"
+    )]
+    Receive(ReceiveArgs),
+
+    /// Verify a delivery's signature: headers as flags, raw body on stdin
+    #[command(after_help = "\
+Example:
+  spec-notify verify --secret-env SECRET --header \"X-SpecKit-Signature: $SIG\" < body.json")]
+    Verify(VerifyArgs),
+
+    /// See the whole product work on loopback in a few seconds
+    #[command(after_help = "Example:\n  cargo run --release -- demo")]
+    Demo(DemoArgs),
+
+    /// Print shell completions
+    #[command(
+        after_help = "Example:\n  spec-notify completions bash > /etc/bash_completion.d/spec-notify"
+    )]
+    Completions(CompletionsArgs),
+
+    /// Internal: the receiver used by `demo`, started as a child process
+    #[command(hide = true)]
+    DemoReceiver(DemoReceiverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct EmitArgs {
+    /// SPEC id, e.g. SPEC-KIT-065-add-webhook-notification-system-for
+    #[arg(long, value_name = "SPEC-ID")]
+    pub spec: Option<String>,
+    /// Event type, `namespace.noun.verb`, e.g. spec-auto.stage.completed
+    #[arg(long, value_name = "TYPE")]
+    pub event: Option<String>,
+    /// success | failure | halt
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Plan | Tasks | Implement | Validate | Audit | Unlock
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Task id, for spec-kit.task.completed
+    #[arg(long, value_name = "ID")]
+    pub task_id: Option<String>,
+    /// Task title
+    #[arg(long, value_name = "T")]
+    pub task_title: Option<String>,
+    /// Telemetry v1 JSON file to embed as-is
+    #[arg(long, value_name = "FILE")]
+    pub telemetry: Option<PathBuf>,
+    /// Idempotency key [default: SPEC:type:stage:status:attempt-N]
+    #[arg(long, value_name = "K")]
+    pub idempotency_key: Option<String>,
+    /// Read a JSON object (or JSON Lines, one event each) from `-` (stdin)
+    #[arg(long, value_name = "-")]
+    pub input: Option<String>,
+    /// Print the delivery ids as a JSON array
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// Only this SPEC
+    #[arg(long, value_name = "SPEC-ID")]
+    pub spec: Option<String>,
+    /// One pass over due jobs; never wait for retries
+    #[arg(long, conflicts_with = "watch")]
+    pub once: bool,
+    /// Longest time this run may wait for retries falling due
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub max_time: Duration,
+    /// Keep running: pick up new jobs as they are spooled (until SIGTERM)
+    #[arg(long)]
+    pub watch: bool,
+    /// Print the summary as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// SPEC the sample event is for
+    #[arg(value_name = "SPEC-ID")]
+    pub spec: String,
+    /// Subscription id to send to
+    #[arg(long, value_name = "ID")]
+    pub subscription: String,
+    /// Show the exact request instead of sending it
+    #[arg(long)]
+    pub print: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    Pending,
+    Active,
+    Delivered,
+    Dead,
+    Quarantine,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// SPEC to list [default: all SPECs]
+    #[arg(value_name = "SPEC-ID")]
+    pub spec: Option<String>,
+    /// Which jobs to show
+    #[arg(long, value_enum, default_value = "all")]
+    pub state: StateFilter,
+    /// Only this subscription
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// One JSON array on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[arg(value_name = "SPEC-ID")]
+    pub spec: String,
+    /// The delivery to replay (dead or delivered)
+    #[arg(
+        long,
+        value_name = "UUID",
+        required_unless_present = "all_dead",
+        conflicts_with = "all_dead"
+    )]
+    pub delivery_id: Option<String>,
+    /// Every dead job of the SPEC (narrow with --subscription/--since/--until)
+    #[arg(long)]
+    pub all_dead: bool,
+    #[arg(long, value_name = "ID", requires = "all_dead")]
+    pub subscription: Option<String>,
+    /// Dead-lettered at or after TIME (RFC 3339, or a duration ago like 2h)
+    #[arg(long, value_name = "TIME", requires = "all_dead", value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Dead-lettered at or before TIME
+    #[arg(long, value_name = "TIME", requires = "all_dead", value_parser = parse_time)]
+    pub until: Option<u64>,
+    /// Only requeue; deliver on the next drain
+    #[arg(long)]
+    pub no_drain: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscardArgs {
+    #[arg(value_name = "SPEC-ID")]
+    pub spec: String,
+    #[arg(
+        long,
+        value_name = "UUID",
+        required_unless_present = "all_dead",
+        conflicts_with = "all_dead"
+    )]
+    pub delivery_id: Option<String>,
+    /// Every dead job of the SPEC
+    #[arg(long)]
+    pub all_dead: bool,
+    #[arg(long, value_name = "ID", requires = "all_dead")]
+    pub subscription: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(value_name = "SPEC-ID")]
+    pub spec: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(value_name = "SPEC-ID")]
+    pub spec: String,
+    #[arg(long, value_name = "ID")]
+    pub subscription: Option<String>,
+    /// Attempts at or after TIME (RFC 3339, or a duration ago like 2h)
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<u64>,
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: HistoryFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiveArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    pub listen: String,
+    /// Environment variable holding the secret; signatures are verified when given
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// Signature scheme to verify
+    #[arg(long, value_enum, default_value = "speckit")]
+    pub scheme: SchemeArg,
+    /// Answer this status instead of 204 (rehearse failures)
+    #[arg(long, value_name = "CODE")]
+    pub status: Option<u16>,
+    /// Fraction of requests (0.0–1.0) answered 503
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Exit after this many requests
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Print each event as a JSON line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemeArg {
+    Speckit,
+    Github,
+    StandardWebhooks,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Environment variable holding the secret
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: String,
+    #[arg(long, value_enum, default_value = "speckit")]
+    pub scheme: SchemeArg,
+    /// A request header, `Name: value` (repeat)
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Largest accepted age of webhook-timestamp (standard-webhooks)
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub tolerance: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the temp workspace and print its path
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoReceiverArgs {
+    #[arg(long)]
+    pub listen: String,
+    #[arg(long)]
+    pub fail_first: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 90s, 5m, 1h30m)"))
+}
+
+/// A point in time as unix milliseconds: RFC 3339, or a duration meaning "that long ago".
+fn parse_time(s: &str) -> Result<u64, String> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(crate::clock::to_millis(t));
+    }
+    match humantime::parse_duration(s) {
+        Ok(ago) => Ok(crate::clock::now_ms().saturating_sub(ago.as_millis() as u64)),
+        Err(_) => Err("expected RFC 3339 (2026-01-31T12:00:00Z) or a duration ago (2h, 1d)".into()),
+    }
+}
+
+/// Rewrites the PRD's flag forms into subcommands: `--test X ...` → `test X ...`.
+///
+/// Only the first argument that is not a global option is considered, so a
+/// SPEC literally named `--list` elsewhere on the line is left alone.
+pub fn rewrite_flag_forms(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let mut i = 1;
+    while i < args.len() {
+        let arg = args[i].to_string_lossy();
+        match arg.as_ref() {
+            "--config" => i += 2,
+            "-v" | "--verbose" => i += 1,
+            a if a.starts_with("--config=") => i += 1,
+            "--test" | "--list" | "--replay" => {
+                args[i] = OsString::from(&arg[2..]);
+                break;
+            }
+            _ => break,
+        }
+    }
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(rewrite_flag_forms(args.iter().map(OsString::from)))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn prd_flag_forms_become_subcommands() {
+        let cli = parse(&["spec-notify", "--test", "SPEC-1", "--subscription", "slack"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Test(TestArgs { ref spec, .. }) if spec == "SPEC-1")
+        );
+        let cli = parse(&["spec-notify", "--config", "c.toml", "--list", "SPEC-1"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::List(ListArgs { ref spec, .. }) if spec.as_deref() == Some("SPEC-1"))
+        );
+        let cli = parse(&["spec-notify", "--replay", "S", "--delivery-id", "u"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Replay(ReplayArgs { ref delivery_id, .. }) if delivery_id.as_deref() == Some("u"))
+        );
+    }
+
+    #[test]
+    fn replay_needs_an_id_or_all_dead() {
+        assert!(parse(&["spec-notify", "replay", "S"]).is_err());
+        assert!(parse(&["spec-notify", "replay", "S", "--all-dead", "--since", "2h"]).is_ok());
+    }
+
+    #[test]
+    fn durations_and_times_parse() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert!(parse_time("2h").unwrap() < crate::clock::now_ms());
+    }
+}

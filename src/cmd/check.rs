@@ -1,0 +1,155 @@
+//! `spec-notify check`: validate the config (secrets included) and summarise it.
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::CheckArgs;
+use crate::config::{Config, redact_url};
+use crate::exit::{ExitCode, user_error};
+use crate::output;
+
+pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
+    let config = ctx.load_config()?;
+    let mut problems = config.secret_problems();
+    problems.extend(config.secret_format_problems());
+    for warning in rotation_warnings(&config) {
+        eprintln!("spec-notify: warning: {warning}");
+    }
+    if args.json {
+        output::print_json(&summary_json(&config, &problems))?;
+    } else {
+        print_summary(&config)?;
+    }
+    if problems.is_empty() {
+        return Ok(ExitCode::Success);
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("  - {p}")).collect();
+    Err(user_error(format!(
+        "invalid config `{}` ({} problems):\n{}",
+        config.path.display(),
+        problems.len(),
+        list.join("\n")
+    )))
+}
+
+fn rotation_warnings(config: &Config) -> Vec<String> {
+    config
+        .subscriptions
+        .iter()
+        .filter_map(|s| {
+            let prev = s.secret_env_previous.as_ref()?;
+            Some(format!(
+                "subscription `{}` is rotating secrets ({prev} is still configured): remove secret_env_previous once receivers accept the new secret",
+                s.id
+            ))
+        })
+        .collect()
+}
+
+fn print_summary(config: &Config) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    let state = if config.enabled {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    writeln!(out, "config:   {}", config.path.display())?;
+    writeln!(out, "webhooks: {state} ({})", config.enabled_source)?;
+    writeln!(out, "spool:    {}", config.spool_dir.display())?;
+    writeln!(out, "evidence: {}", config.evidence_dir.display())?;
+    writeln!(
+        out,
+        "limits:   max_concurrency {}, max_spool_jobs {} per SPEC, max_evidence_bytes {}, auto_drain {}",
+        config.max_concurrency, config.max_spool_jobs, config.max_evidence_bytes, config.auto_drain
+    )?;
+    writeln!(out, "subscriptions ({}):", config.subscriptions.len())?;
+    let rows: Vec<Vec<String>> = config
+        .subscriptions
+        .iter()
+        .map(|s| {
+            let mode = match (s.active, s.dry_run) {
+                (false, _) => "inactive",
+                (true, true) => "dry-run",
+                (true, false) => "active",
+            };
+            let secret = match (&s.secret_env, s.needs_secret()) {
+                (Some(var), _) if s.secret().is_ok() => format!("{var} (set)"),
+                (Some(var), true) => format!("{var} (UNSET)"),
+                (Some(var), false) => format!("{var} (unused)"),
+                (None, _) => "-".into(),
+            };
+            let filters = describe_filters(s);
+            vec![
+                format!("  {}", s.id),
+                mode.into(),
+                s.signature.as_str().into(),
+                redact_url(&s.url),
+                secret,
+                filters,
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        output::table(
+            &mut out,
+            &["  ID", "MODE", "SIGNATURE", "URL", "SECRET", "FILTERS"],
+            &rows,
+        )?;
+    }
+    Ok(())
+}
+
+fn describe_filters(s: &crate::config::Subscription) -> String {
+    let list = |v: Vec<&str>| {
+        if v.is_empty() {
+            "all".to_string()
+        } else {
+            v.join(",")
+        }
+    };
+    format!(
+        "events={} stages={} status={} attempts={}",
+        list(s.include_events.iter().map(String::as_str).collect()),
+        list(s.include_stages.iter().map(|x| x.as_str()).collect()),
+        list(s.include_status.iter().map(|x| x.as_str()).collect()),
+        s.retry.max_attempts
+    )
+}
+
+fn summary_json(config: &Config, problems: &[String]) -> serde_json::Value {
+    let subs: Vec<_> = config
+        .subscriptions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "url": redact_url(&s.url),
+                "active": s.active,
+                "dry_run": s.dry_run,
+                "signature": s.signature.as_str(),
+                "secret_env": s.secret_env,
+                "secret_set": s.secret().is_ok(),
+                "include_events": s.include_events,
+                "include_stages": s.include_stages.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+                "include_status": s.include_status.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+                "max_attempts": s.retry.max_attempts,
+                "initial_backoff_ms": s.retry.initial_backoff_ms,
+                "backoff_factor": s.retry.backoff_factor,
+                "jitter_ms": s.retry.jitter_ms,
+                "per_request_timeout_ms": s.retry.per_request_timeout_ms,
+            })
+        })
+        .collect();
+    json!({
+        "config": config.path,
+        "enabled": config.enabled,
+        "spool_dir": config.spool_dir,
+        "evidence_dir": config.evidence_dir,
+        "valid": problems.is_empty(),
+        "problems": problems,
+        "subscriptions": subs,
+    })
+}

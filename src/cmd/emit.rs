@@ -1,0 +1,286 @@
+//! `spec-notify emit`: validate events from flags and/or stdin, fan each out
+//! to the matching subscriptions and make one job per match durable in the
+//! SPEC's spool. Never touches the network; all input is validated before
+//! anything is written, so bad input leaves the spool unchanged.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Write};
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value};
+
+use super::Ctx;
+use crate::cli::EmitArgs;
+use crate::clock;
+use crate::config::{self, Config, Subscription};
+use crate::envelope::{self, Event, Flags};
+use crate::exit::{ExitCode, user_error};
+use crate::spool::{Job, Meta, Spool};
+
+pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
+    let location = config::locate(ctx.config.as_deref());
+    if location.is_default && !location.path.exists() {
+        ctx.note(format!(
+            "no {} here and no --config/{}: webhooks are off, nothing spooled",
+            location.path.display(),
+            config::CONFIG_ENV
+        ));
+        return Ok(ExitCode::Success);
+    }
+    let config = config::load(&location)?;
+    let events = read_events(args)?;
+    if !config.enabled {
+        ctx.note(format!(
+            "webhooks are disabled ({}): nothing spooled",
+            config.enabled_source
+        ));
+        return Ok(ExitCode::Success);
+    }
+    warn_missing_secrets(&config, &events);
+    let ids = spool_events(ctx, &config, &events)?;
+    print_ids(&ids, args.json)?;
+    if config.auto_drain && !ids.is_empty() {
+        let specs: Vec<&str> = events.iter().map(|e| e.spec.as_str()).collect();
+        crate::kick::start_drains(&config, &specs, ctx.config.as_deref());
+    }
+    Ok(ExitCode::Success)
+}
+
+/// Parses and validates every event before anything is written.
+fn read_events(args: &EmitArgs) -> Result<Vec<Event>> {
+    let mut flags = Flags {
+        spec: args.spec.clone(),
+        event: args.event.clone(),
+        status: args.status.clone(),
+        stage: args.stage.clone(),
+        task_id: args.task_id.clone(),
+        task_title: args.task_title.clone(),
+        idempotency_key: args.idempotency_key.clone(),
+        telemetry: None,
+    };
+    if let Some(path) = &args.telemetry {
+        flags.telemetry = Some(read_telemetry(path)?);
+    }
+    let Some(source) = &args.input else {
+        let event = envelope::build(Map::new(), &flags).map_err(user_error)?;
+        return Ok(vec![event]);
+    };
+    let (bytes, name) = read_input(source)?;
+    let objects = parse_objects(&bytes, &name)?;
+    objects
+        .into_iter()
+        .map(|(line, object)| {
+            envelope::build(object, &flags)
+                .map_err(|e| user_error(format!("{name} line {line}: {e}")))
+        })
+        .collect()
+}
+
+fn read_telemetry(path: &std::path::Path) -> Result<Value> {
+    let text = std::fs::read(path).map_err(|e| {
+        user_error(format!(
+            "cannot read --telemetry file `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    let value: Value = serde_json::from_slice(&text).map_err(|e| {
+        user_error(format!(
+            "--telemetry file `{}` is not valid JSON: {e}",
+            path.display()
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(user_error(format!(
+            "--telemetry file `{}` must hold a JSON object",
+            path.display()
+        )));
+    }
+    Ok(value)
+}
+
+fn read_input(source: &str) -> Result<(Vec<u8>, String)> {
+    let mut bytes = Vec::new();
+    if source == "-" {
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("failed to read stdin")?;
+        Ok((bytes, "stdin".into()))
+    } else {
+        let bytes = std::fs::read(source)
+            .map_err(|e| user_error(format!("cannot read --input `{source}`: {e}")))?;
+        Ok((bytes, format!("`{source}`")))
+    }
+}
+
+/// Reads JSON objects from a stream: one object (pretty or not) or JSON
+/// Lines. Returns each with the line it starts on.
+fn parse_objects(bytes: &[u8], name: &str) -> Result<Vec<(usize, Map<String, Value>)>> {
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
+    let mut start = 0;
+    loop {
+        let line = line_of(bytes, skip_whitespace(bytes, start));
+        match stream.next() {
+            None => break,
+            Some(Ok(Value::Object(map))) => out.push((line, map)),
+            Some(Ok(other)) => {
+                return Err(user_error(format!(
+                    "{name} line {line}: expected a JSON object, found `{other}`"
+                )));
+            }
+            Some(Err(e)) => {
+                return Err(user_error(format!(
+                    "{name} line {}: invalid JSON: {e}",
+                    e.line()
+                )));
+            }
+        }
+        start = stream.byte_offset();
+    }
+    if out.is_empty() {
+        return Err(user_error(format!(
+            "{name} holds no event: send a JSON object, or one per line"
+        )));
+    }
+    Ok(out)
+}
+
+fn skip_whitespace(bytes: &[u8], from: usize) -> usize {
+    from + bytes[from..]
+        .iter()
+        .take_while(|b| b.is_ascii_whitespace())
+        .count()
+}
+
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    1 + bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+/// The active subscriptions an event goes to.
+pub fn targets<'a>(config: &'a Config, event: &Event) -> Vec<&'a Subscription> {
+    config
+        .subscriptions
+        .iter()
+        .filter(|s| s.active && s.matches(&event.event_type, event.stage, event.status))
+        .collect()
+}
+
+fn warn_missing_secrets(config: &Config, events: &[Event]) {
+    let mut warned = std::collections::HashSet::new();
+    for event in events {
+        for sub in targets(config, event)
+            .into_iter()
+            .filter(|s| s.needs_secret())
+        {
+            if let (Err(message), true) = (sub.secret(), warned.insert(sub.id.as_str())) {
+                eprintln!("spec-notify: warning: {message}; jobs are spooled and will wait for it");
+            }
+        }
+    }
+}
+
+/// Writes the jobs of every event, SPEC by SPEC, and returns the delivery ids.
+fn spool_events(ctx: &Ctx, config: &Config, events: &[Event]) -> Result<Vec<String>> {
+    let mut by_spec: BTreeMap<&str, Vec<(&Event, Vec<&Subscription>)>> = BTreeMap::new();
+    for event in events {
+        let subs = targets(config, event);
+        if subs.is_empty() {
+            ctx.note(format!(
+                "{} for {}: no subscription matches, nothing spooled",
+                event.event_type, event.spec
+            ));
+            continue;
+        }
+        by_spec.entry(&event.spec).or_default().push((event, subs));
+    }
+    let spool = Spool::new(&config.spool_dir);
+    let now = clock::now_ms();
+    let emitted_at = clock::rfc3339(now);
+    let mut ids = Vec::new();
+    for (spec, planned) in by_spec {
+        let spec_spool = spool.spec(spec);
+        spec_spool.ensure()?;
+        let first = spec_spool.reserve_sequence(planned.len() as u64)?;
+        let jobs = build_jobs(&planned, first, now, &emitted_at);
+        let shed = spec_spool.shed_overflow(config.max_spool_jobs, jobs.len(), now)?;
+        if !shed.is_empty() {
+            eprintln!(
+                "spec-notify: warning: {spec} had too many pending jobs (max_spool_jobs = {}): moved the {} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`",
+                config.max_spool_jobs,
+                shed.len()
+            );
+        }
+        spec_spool.enqueue(&jobs)?;
+        ids.extend(jobs.into_iter().map(|j| j.meta.delivery_id));
+    }
+    Ok(ids)
+}
+
+/// One job per (event, subscription), numbered from `first`, all sharing the
+/// event's envelope bytes.
+fn build_jobs(
+    planned: &[(&Event, Vec<&Subscription>)],
+    first: u64,
+    now: u64,
+    emitted_at: &str,
+) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for (offset, (event, subs)) in planned.iter().enumerate() {
+        let sequence = first + offset as u64;
+        let body = event.render(sequence, emitted_at);
+        for sub in subs {
+            let meta = Meta::new(
+                &event.spec,
+                &sub.id,
+                &event.event_type,
+                &event.idempotency_key,
+                sequence,
+                now,
+            );
+            jobs.push(Job {
+                meta,
+                body: body.clone(),
+            });
+        }
+    }
+    jobs
+}
+
+fn print_ids(ids: &[String], json: bool) -> Result<()> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if json {
+        serde_json::to_writer(&mut out, ids)?;
+        writeln!(out)?;
+    } else {
+        for id in ids {
+            writeln!(out, "{id}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_from_pretty_json_and_json_lines_with_lines() {
+        let objs = parse_objects(b"{\"a\":1}\n\n{\"b\":\n2}\n", "stdin").unwrap();
+        assert_eq!(objs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 3]);
+        let e = format!(
+            "{:#}",
+            parse_objects(b"{\"a\":1}\n[1]\n", "stdin").unwrap_err()
+        );
+        assert!(e.contains("stdin line 2: expected a JSON object"), "{e}");
+        let e = format!(
+            "{:#}",
+            parse_objects(b"{\"a\":1}\n{oops}\n", "stdin").unwrap_err()
+        );
+        assert!(e.contains("stdin line 2: invalid JSON"), "{e}");
+        assert!(parse_objects(b"  \n", "stdin").is_err());
+    }
+}

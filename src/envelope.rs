@@ -1,0 +1,588 @@
+//! The event envelope: the PRD's JSON body (`schemaVersion`, `event`, `spec`,
+//! `pipeline`, `telemetry`, `consensus`, `task`, `evidence`, `anomalies`, plus
+//! `sequence` and `emittedAt`). Validates event input from flags and stdin and
+//! renders the exact bytes that are spooled, signed and sent. No I/O here.
+
+use serde_json::{Map, Value, json};
+
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// Sections a caller may supply on stdin.
+const INPUT_SECTIONS: &[&str] = &[
+    "event",
+    "spec",
+    "pipeline",
+    "telemetry",
+    "consensus",
+    "task",
+    "evidence",
+    "anomalies",
+];
+const EVENT_KEYS: &[&str] = &["type", "status", "stage", "idempotency_key"];
+
+/// The standard event types (others are allowed if they are `namespace.noun.verb`).
+pub const STANDARD_EVENTS: &[&str] = &[
+    "spec-auto.stage.completed",
+    "spec-auto.pipeline.completed",
+    "spec-kit.task.completed",
+    "spec-auto.consensus.conflict",
+    "spec-auto.cost.threshold",
+    "spec-auto.agent.stalled",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Plan,
+    Tasks,
+    Implement,
+    Validate,
+    Audit,
+    Unlock,
+}
+
+impl Stage {
+    pub const NAMES: &[&str] = &["Plan", "Tasks", "Implement", "Validate", "Audit", "Unlock"];
+    const ALL: [Stage; 6] = [
+        Stage::Plan,
+        Stage::Tasks,
+        Stage::Implement,
+        Stage::Validate,
+        Stage::Audit,
+        Stage::Unlock,
+    ];
+
+    /// Case-insensitive: `plan`, `Plan` and `PLAN` are all `Plan`.
+    pub fn parse(s: &str) -> Option<Stage> {
+        Self::NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s))
+            .map(|i| Self::ALL[i])
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    Failure,
+    Halt,
+}
+
+impl Status {
+    pub const NAMES: &[&str] = &["success", "failure", "halt"];
+    const ALL: [Status; 3] = [Status::Success, Status::Failure, Status::Halt];
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Self::NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s))
+            .map(|i| Self::ALL[i])
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// One lowercase segment of an event type: `spec-auto`, `stage`, `completed`.
+pub fn is_event_segment(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// Event types look like `namespace.noun.verb`: three lowercase, dot-separated segments.
+pub fn check_event_type(s: &str) -> Result<(), String> {
+    let segments: Vec<&str> = s.split('.').collect();
+    if segments.len() == 3 && segments.iter().all(|seg| is_event_segment(seg)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "event type `{s}` must look like namespace.noun.verb (lowercase, dots), e.g. spec-auto.stage.completed"
+        ))
+    }
+}
+
+/// A SPEC id names a folder, so it must not be able to leave one.
+pub fn check_spec_id(s: &str) -> Result<(), String> {
+    let bad = s.is_empty()
+        || s.len() > 200
+        || s.starts_with('.')
+        || s.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if bad {
+        Err(format!(
+            "invalid SPEC id `{}`: it must be a plain name without `/`, `\\`, `..`, a leading `.` or control characters",
+            s.escape_debug()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What flags contribute to an event; each one wins over stdin.
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub spec: Option<String>,
+    pub event: Option<String>,
+    pub status: Option<String>,
+    pub stage: Option<String>,
+    pub task_id: Option<String>,
+    pub task_title: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// The parsed `--telemetry` file.
+    pub telemetry: Option<Value>,
+}
+
+/// A validated event, ready to be numbered and rendered.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub spec: String,
+    pub event_type: String,
+    pub stage: Option<Stage>,
+    pub status: Option<Status>,
+    pub idempotency_key: String,
+    body: Map<String, Value>,
+}
+
+impl Event {
+    /// The exact envelope bytes: compact JSON on one line.
+    pub fn render(&self, sequence: u64, emitted_at: &str) -> Vec<u8> {
+        let mut body = self.body.clone();
+        body.insert("sequence".into(), json!(sequence));
+        body.insert("emittedAt".into(), json!(emitted_at));
+        serde_json::to_vec(&Value::Object(body)).expect("a JSON map always serialises")
+    }
+}
+
+/// Builds an event from a stdin object (possibly empty) and the flags.
+pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> {
+    let mut sections = split_sections(input)?;
+    let event = take_object(&mut sections, "event")?;
+    check_keys(&event, EVENT_KEYS, "event")?;
+    let mut spec_section = take_object(&mut sections, "spec")?;
+    let mut task = take_object(&mut sections, "task")?;
+    let mut evidence = take_object(&mut sections, "evidence")?;
+    let telemetry = match &flags.telemetry {
+        Some(t) => Some(t.clone()),
+        None => sections.remove("telemetry"),
+    };
+    if let Some(t) = &telemetry {
+        if !t.is_object() {
+            return Err("`telemetry` must be a JSON object (the telemetry v1 file)".into());
+        }
+    }
+
+    let event_type = pick(flags.event.as_deref(), &event, "type")?
+        .ok_or("missing event type: pass --event TYPE or {\"event\":{\"type\":...}}")?;
+    check_event_type(&event_type)?;
+    let spec = pick(flags.spec.as_deref(), &spec_section, "id")?
+        .or_else(|| {
+            telemetry
+                .as_ref()
+                .and_then(|t| t.get("specId"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .ok_or("missing SPEC id: pass --spec SPEC-ID or {\"spec\":{\"id\":...}}")?;
+    check_spec_id(&spec)?;
+    let stage = parse_opt(
+        pick(flags.stage.as_deref(), &event, "stage")?,
+        Stage::parse,
+        "stage",
+        Stage::NAMES,
+    )?;
+    let status = parse_opt(
+        pick(flags.status.as_deref(), &event, "status")?,
+        Status::parse,
+        "status",
+        Status::NAMES,
+    )?;
+
+    spec_section.insert("id".into(), json!(spec));
+    apply_task_flags(&mut task, flags, &event_type);
+    if !evidence.contains_key("paths") {
+        if let Some(paths) = telemetry
+            .as_ref()
+            .map(artifact_paths)
+            .filter(|p| !p.is_empty())
+        {
+            evidence.insert("paths".into(), json!(paths));
+        }
+    }
+    let attempt = sections
+        .get("pipeline")
+        .and_then(|p| p.get("attempt"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let idempotency_key = match pick(flags.idempotency_key.as_deref(), &event, "idempotency_key")? {
+        Some(k) if k.trim().is_empty() => return Err("idempotency key is empty".into()),
+        Some(k) => k,
+        None => default_idempotency_key(&spec, &event_type, stage, status, task.get("id"), attempt),
+    };
+
+    let mut event_out = Map::new();
+    event_out.insert("type".into(), json!(event_type));
+    if let Some(s) = status {
+        event_out.insert("status".into(), json!(s.as_str()));
+    }
+    if let Some(s) = stage {
+        event_out.insert("stage".into(), json!(s.as_str()));
+    }
+    event_out.insert("idempotency_key".into(), json!(idempotency_key));
+
+    let mut body = Map::new();
+    body.insert("schemaVersion".into(), json!(SCHEMA_VERSION));
+    body.insert("event".into(), Value::Object(event_out));
+    body.insert("spec".into(), Value::Object(spec_section));
+    for name in ["pipeline"] {
+        if let Some(v) = sections.remove(name) {
+            body.insert(name.into(), v);
+        }
+    }
+    if let Some(t) = telemetry {
+        body.insert("telemetry".into(), t);
+    }
+    if let Some(v) = sections.remove("consensus") {
+        body.insert("consensus".into(), v);
+    }
+    if !task.is_empty() {
+        body.insert("task".into(), Value::Object(task));
+    }
+    if !evidence.is_empty() {
+        body.insert("evidence".into(), Value::Object(evidence));
+    }
+    if let Some(v) = sections.remove("anomalies") {
+        body.insert("anomalies".into(), v);
+    }
+    Ok(Event {
+        spec,
+        event_type,
+        stage,
+        status,
+        idempotency_key,
+        body,
+    })
+}
+
+/// A sample event for `spec-notify test`, clearly marked as a test.
+pub fn test_event(spec: &str) -> Event {
+    let mut body = Map::new();
+    body.insert("schemaVersion".into(), json!(SCHEMA_VERSION));
+    body.insert(
+        "event".into(),
+        json!({"type": "spec-notify.test", "status": "success", "idempotency_key": format!("{spec}:spec-notify.test"), "test": true}),
+    );
+    body.insert("spec".into(), json!({"id": spec}));
+    body.insert(
+        "test".into(),
+        json!({"message": "This is a test delivery from `spec-notify test`; no pipeline ran."}),
+    );
+    Event {
+        spec: spec.to_string(),
+        event_type: "spec-notify.test".into(),
+        stage: None,
+        status: Some(Status::Success),
+        idempotency_key: format!("{spec}:spec-notify.test"),
+        body,
+    }
+}
+
+fn split_sections(input: Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    for (key, value) in input {
+        match key.as_str() {
+            "schemaVersion" if value == json!(SCHEMA_VERSION) => {}
+            "schemaVersion" => {
+                return Err(format!(
+                    "unsupported schemaVersion {value}: this version writes \"1.0\""
+                ));
+            }
+            "sequence" | "emittedAt" => {
+                return Err(format!(
+                    "`{key}` is set by spec-notify; remove it from the input"
+                ));
+            }
+            k if INPUT_SECTIONS.contains(&k) => {
+                out.insert(key, value);
+            }
+            _ => {
+                return Err(format!(
+                    "unknown section `{key}`; allowed sections: {}",
+                    INPUT_SECTIONS.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn take_object(
+    sections: &mut Map<String, Value>,
+    name: &str,
+) -> Result<Map<String, Value>, String> {
+    match sections.remove(name) {
+        None => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(other) => Err(format!(
+            "`{name}` must be a JSON object, found {}",
+            kind(&other)
+        )),
+    }
+}
+
+fn check_keys(map: &Map<String, Value>, allowed: &[&str], section: &str) -> Result<(), String> {
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(format!(
+            "unknown key `{section}.{k}`; allowed: {}",
+            allowed.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The flag value if given, else the section's string field.
+fn pick(
+    flag: Option<&str>,
+    section: &Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, String> {
+    if let Some(v) = flag {
+        return Ok(Some(v.to_string()));
+    }
+    match section.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("`{key}` must be a string, found {}", kind(other))),
+    }
+}
+
+fn parse_opt<T>(
+    value: Option<String>,
+    parse: fn(&str) -> Option<T>,
+    what: &str,
+    names: &[&str],
+) -> Result<Option<T>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) => parse(&v)
+            .map(Some)
+            .ok_or_else(|| format!("unknown {what} `{v}`: use one of {}", names.join(", "))),
+    }
+}
+
+fn apply_task_flags(task: &mut Map<String, Value>, flags: &Flags, event_type: &str) {
+    if let Some(id) = &flags.task_id {
+        task.insert("id".into(), json!(id));
+    }
+    if let Some(title) = &flags.task_title {
+        task.insert("title".into(), json!(title));
+    }
+    if event_type == "spec-kit.task.completed" && !task.is_empty() && !task.contains_key("status") {
+        task.insert("status".into(), json!("Done"));
+    }
+}
+
+fn artifact_paths(telemetry: &Value) -> Vec<Value> {
+    telemetry
+        .get("artifacts")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("path"))
+                .filter(|p| p.is_string())
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `SPEC:type[:stage][:status][:task-ID]:attempt-N`: the same logical event
+/// emitted twice gets the same key, so receivers can dedupe it.
+fn default_idempotency_key(
+    spec: &str,
+    event_type: &str,
+    stage: Option<Stage>,
+    status: Option<Status>,
+    task_id: Option<&Value>,
+    attempt: u64,
+) -> String {
+    let mut parts = vec![spec.to_string(), event_type.to_string()];
+    if let Some(s) = stage {
+        parts.push(s.as_str().to_ascii_lowercase());
+    }
+    if let Some(s) = status {
+        parts.push(s.as_str().to_string());
+    }
+    match task_id {
+        Some(Value::String(id)) => parts.push(format!("task-{id}")),
+        Some(Value::Number(n)) => parts.push(format!("task-{n}")),
+        _ => {}
+    }
+    parts.push(format!("attempt-{attempt}"));
+    parts.join(":")
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(spec: &str, event: &str) -> Flags {
+        Flags {
+            spec: Some(spec.into()),
+            event: Some(event.into()),
+            ..Flags::default()
+        }
+    }
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn flags_only_event_has_prd_shape_and_key() {
+        let mut f = flags("SPEC-KIT-065", "spec-auto.stage.completed");
+        f.stage = Some("plan".into());
+        f.status = Some("success".into());
+        let e = build(Map::new(), &f).unwrap();
+        let body: Value = serde_json::from_slice(&e.render(7, "2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!(body["schemaVersion"], "1.0");
+        assert_eq!(body["event"]["stage"], "Plan");
+        assert_eq!(
+            body["event"]["idempotency_key"],
+            "SPEC-KIT-065:spec-auto.stage.completed:plan:success:attempt-1"
+        );
+        assert_eq!(body["spec"]["id"], "SPEC-KIT-065");
+        assert_eq!(body["sequence"], 7);
+        let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            ["schemaVersion", "event", "spec", "sequence", "emittedAt"]
+        );
+    }
+
+    #[test]
+    fn flags_win_over_stdin_and_telemetry_fills_evidence() {
+        let input = obj(json!({
+            "event": {"type": "spec-auto.stage.completed", "stage": "Tasks", "status": "failure"},
+            "spec": {"id": "FROM-STDIN", "branch": "feat/x"},
+            "pipeline": {"attempt": 2},
+            "telemetry": {"specId": "S", "artifacts": [{"path": "a.log"}, {"path": "b.log"}]}
+        }));
+        let mut f = flags("FROM-FLAG", "spec-auto.stage.completed");
+        f.stage = Some("Plan".into());
+        let e = build(input, &f).unwrap();
+        assert_eq!(e.spec, "FROM-FLAG");
+        assert_eq!(e.stage, Some(Stage::Plan));
+        assert_eq!(e.status, Some(Status::Failure));
+        assert!(
+            e.idempotency_key.ends_with(":plan:failure:attempt-2"),
+            "{}",
+            e.idempotency_key
+        );
+        let body: Value = serde_json::from_slice(&e.render(1, "t")).unwrap();
+        assert_eq!(body["spec"]["branch"], "feat/x");
+        assert_eq!(body["evidence"]["paths"], json!(["a.log", "b.log"]));
+    }
+
+    #[test]
+    fn task_flags_build_the_task_section() {
+        let mut f = flags("S", "spec-kit.task.completed");
+        f.task_id = Some("T61".into());
+        f.task_title = Some("Webhooks".into());
+        let e = build(Map::new(), &f).unwrap();
+        let body: Value = serde_json::from_slice(&e.render(1, "t")).unwrap();
+        assert_eq!(
+            body["task"],
+            json!({"id": "T61", "title": "Webhooks", "status": "Done"})
+        );
+        assert_eq!(
+            e.idempotency_key,
+            "S:spec-kit.task.completed:task-T61:attempt-1"
+        );
+    }
+
+    #[test]
+    fn bad_inputs_say_what_is_wrong() {
+        let cases: Vec<(Map<String, Value>, Flags, &str)> = vec![
+            (
+                Map::new(),
+                flags("S", "Spec.Stage.Done"),
+                "namespace.noun.verb",
+            ),
+            (Map::new(), flags("S", "a.b"), "namespace.noun.verb"),
+            (
+                Map::new(),
+                Flags {
+                    event: Some("a.b.c".into()),
+                    ..Flags::default()
+                },
+                "missing SPEC id",
+            ),
+            (Map::new(), flags("../etc", "a.b.c"), "invalid SPEC id"),
+            (Map::new(), flags("a/b", "a.b.c"), "invalid SPEC id"),
+            (
+                obj(json!({"evnt": {}})),
+                flags("S", "a.b.c"),
+                "unknown section `evnt`",
+            ),
+            (
+                obj(json!({"event": {"stage": "Deploy"}})),
+                flags("S", "a.b.c"),
+                "unknown stage `Deploy`",
+            ),
+            (
+                obj(json!({"event": {"status": "ok"}})),
+                flags("S", "a.b.c"),
+                "unknown status `ok`",
+            ),
+            (
+                obj(json!({"task": [1]})),
+                flags("S", "a.b.c"),
+                "`task` must be a JSON object",
+            ),
+            (
+                obj(json!({"telemetry": 3})),
+                flags("S", "a.b.c"),
+                "`telemetry` must be a JSON object",
+            ),
+            (
+                obj(json!({"sequence": 3})),
+                flags("S", "a.b.c"),
+                "set by spec-notify",
+            ),
+        ];
+        for (input, f, needle) in cases {
+            let err = build(input, &f).unwrap_err();
+            assert!(err.contains(needle), "{err:?} lacks {needle:?}");
+        }
+    }
+
+    #[test]
+    fn spec_ids() {
+        assert!(check_spec_id("SPEC-KIT-065-add-webhook-notification-system-for").is_ok());
+        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", ".hidden"] {
+            assert!(check_spec_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn standard_events_are_valid() {
+        for e in STANDARD_EVENTS {
+            check_event_type(e).unwrap();
+        }
+    }
+}

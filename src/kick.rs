@@ -1,0 +1,56 @@
+//! Auto-drain: after emit has made its jobs durable, start a detached
+//! `spec-notify drain --spec SPEC` unless a drain already holds that SPEC's
+//! lock. The holder re-checks the spool after releasing its lock, so skipping
+//! the start never loses a wake-up (see `drain::drain_spec`).
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::config::Config;
+use crate::spool::Spool;
+
+/// Starts at most one background drain per SPEC; failures are reported on
+/// stderr but never fail the emit (the jobs are already durable).
+pub fn start_drains(config: &Config, specs: &[&str], config_flag: Option<&Path>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for spec in specs.iter().filter(|s| seen.insert(**s)) {
+        if let Err(e) = start_drain(config, spec, config_flag) {
+            eprintln!(
+                "spec-notify: warning: could not start a background drain for {spec}: {e:#}; run `spec-notify drain` (jobs are safe in the spool)"
+            );
+        }
+    }
+}
+
+fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyhow::Result<()> {
+    let spool = Spool::new(&config.spool_dir).spec(spec);
+    if spool.try_lock_drain()?.is_none() {
+        return Ok(()); // a live drain holds the lock and will see our jobs
+    }
+    let evidence = config.evidence_for(spec);
+    std::fs::create_dir_all(&evidence)?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(evidence.join("drain.log"))?;
+    let mut command = Command::new(std::env::current_exe()?);
+    if let Some(path) = config_flag {
+        command.arg("--config").arg(std::path::absolute(path)?);
+    }
+    command
+        .args(["drain", "--spec", spec])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    command.spawn()?;
+    Ok(())
+}

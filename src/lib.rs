@@ -1,0 +1,16 @@
+//! spec-notify: durable, signed webhook notifications for spec-kit pipelines.
+//!
+//! `emit` writes jobs into the [`spool`]; `drain` claims them and [`deliver`]s
+//! them over HTTP, signed by [`sign`], logging each attempt to [`evidence`].
+//! [`config`] owns settings, [`envelope`] the payload, [`cmd`] the commands.
+
+pub mod cli;
+pub mod clock;
+pub mod cmd;
+pub mod config;
+pub mod envelope;
+pub mod exit;
+pub mod kick;
+pub mod output;
+pub mod sign;
+pub mod spool;

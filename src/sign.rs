@@ -1,0 +1,263 @@
+//! Signatures: computes the headers each scheme sends (`speckit`, `github`,
+//! `standard-webhooks`) and verifies them on the receiving side. Pure
+//! functions over bytes; secrets come in as [`Secret`] and never go out.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::config::{Scheme, Secret};
+
+pub const SPECKIT_SIGNATURE: &str = "X-SpecKit-Signature";
+pub const GITHUB_SIGNATURE: &str = "X-Hub-Signature-256";
+pub const WEBHOOK_ID: &str = "webhook-id";
+pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
+pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
+const WHSEC_PREFIX: &str = "whsec_";
+
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`: the PRD's signature,
+/// which is also GitHub's `X-Hub-Signature-256`.
+pub fn speckit_signature(secret: &Secret, body: &[u8]) -> String {
+    format!("sha256={}", hex(&hmac_sha256(secret.expose(), &[body])))
+}
+
+/// The HMAC key inside a Standard Webhooks secret `whsec_<base64>`.
+pub fn standard_webhooks_key(secret: &str) -> Result<Vec<u8>, String> {
+    let encoded = secret
+        .strip_prefix(WHSEC_PREFIX)
+        .ok_or("a standard-webhooks secret must look like whsec_<base64 key>")?;
+    let key = BASE64
+        .decode(encoded)
+        .map_err(|_| "the part after whsec_ is not valid base64".to_string())?;
+    if key.len() < 16 {
+        return Err(format!(
+            "the key is {} bytes; use at least 16 (24–64 recommended)",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
+/// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`
+pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: u64, body: &[u8]) -> String {
+    let ts = timestamp.to_string();
+    let mac = hmac_sha256(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+    format!("v1,{}", BASE64.encode(mac))
+}
+
+/// The signature headers for one attempt. During a rotation (`previous` set),
+/// standard-webhooks carries both signatures; speckit and github use the new
+/// secret only.
+pub fn signature_headers(
+    scheme: Scheme,
+    secret: &Secret,
+    previous: Option<&Secret>,
+    delivery_id: &str,
+    timestamp: u64,
+    body: &[u8],
+) -> Result<Vec<(&'static str, String)>, String> {
+    let speckit = speckit_signature(secret, body);
+    let mut headers = vec![(SPECKIT_SIGNATURE, speckit.clone())];
+    match scheme {
+        Scheme::Speckit => {}
+        Scheme::Github => headers.push((GITHUB_SIGNATURE, speckit)),
+        Scheme::StandardWebhooks => {
+            let mut signatures = vec![standard_webhooks_signature(
+                &standard_webhooks_key(secret.as_str())?,
+                delivery_id,
+                timestamp,
+                body,
+            )];
+            if let Some(prev) = previous {
+                let key = standard_webhooks_key(prev.as_str())
+                    .map_err(|e| format!("previous secret: {e}"))?;
+                signatures.push(standard_webhooks_signature(
+                    &key,
+                    delivery_id,
+                    timestamp,
+                    body,
+                ));
+            }
+            headers.push((WEBHOOK_ID, delivery_id.to_string()));
+            headers.push((WEBHOOK_TIMESTAMP, timestamp.to_string()));
+            headers.push((WEBHOOK_SIGNATURE, signatures.join(" ")));
+        }
+    }
+    Ok(headers)
+}
+
+/// Compares in time independent of where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Verifies a received request. `header` looks a header up case-insensitively.
+pub fn verify(
+    scheme: Scheme,
+    secret: &Secret,
+    header: &dyn Fn(&str) -> Option<String>,
+    body: &[u8],
+    now_secs: u64,
+    tolerance_secs: u64,
+) -> Result<(), String> {
+    match scheme {
+        Scheme::Speckit => verify_hex(secret, header, SPECKIT_SIGNATURE, body),
+        Scheme::Github => verify_hex(secret, header, GITHUB_SIGNATURE, body),
+        Scheme::StandardWebhooks => {
+            let key = standard_webhooks_key(secret.as_str())?;
+            let id = header(WEBHOOK_ID).ok_or("missing header webhook-id")?;
+            let ts_text = header(WEBHOOK_TIMESTAMP).ok_or("missing header webhook-timestamp")?;
+            let ts: u64 = ts_text
+                .trim()
+                .parse()
+                .map_err(|_| format!("webhook-timestamp `{ts_text}` is not a number"))?;
+            if now_secs.abs_diff(ts) > tolerance_secs {
+                return Err(format!(
+                    "webhook-timestamp {ts} is {}s away from now (tolerance {tolerance_secs}s): stale or replayed",
+                    now_secs.abs_diff(ts)
+                ));
+            }
+            let expected = standard_webhooks_signature(&key, &id, ts, body);
+            let offered = header(WEBHOOK_SIGNATURE).ok_or("missing header webhook-signature")?;
+            if offered
+                .split_whitespace()
+                .any(|s| constant_time_eq(s.as_bytes(), expected.as_bytes()))
+            {
+                Ok(())
+            } else {
+                Err("webhook-signature does not match: wrong secret or modified body".into())
+            }
+        }
+    }
+}
+
+fn verify_hex(
+    secret: &Secret,
+    header: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    let offered = header(name).ok_or_else(|| format!("missing header {name}"))?;
+    let expected = speckit_signature(secret, body);
+    if constant_time_eq(offered.trim().as_bytes(), expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name} does not match: wrong secret or modified body"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> Secret {
+        Secret::new(s.into())
+    }
+
+    #[test]
+    fn github_published_vector() {
+        assert_eq!(
+            speckit_signature(&secret("It's a Secret to Everybody"), b"Hello, World!"),
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_published_vector() {
+        let key = standard_webhooks_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(
+            standard_webhooks_signature(
+                &key,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_secret_must_be_whsec() {
+        assert!(
+            standard_webhooks_key("plain-secret")
+                .unwrap_err()
+                .contains("whsec_")
+        );
+        assert!(
+            standard_webhooks_key("whsec_!!!")
+                .unwrap_err()
+                .contains("base64")
+        );
+    }
+
+    #[test]
+    fn headers_per_scheme_and_rotation() {
+        let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let prev = secret("whsec_c2Vjb25kLXNlY3JldC1rZXktMTIzNDU2");
+        let h = signature_headers(Scheme::Github, &s, None, "id", 1, b"{}").unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].1, h[1].1);
+        let h =
+            signature_headers(Scheme::StandardWebhooks, &s, Some(&prev), "id", 1, b"{}").unwrap();
+        let sig = &h.iter().find(|(n, _)| *n == WEBHOOK_SIGNATURE).unwrap().1;
+        assert_eq!(sig.split(' ').count(), 2);
+        let h = signature_headers(Scheme::Speckit, &s, Some(&prev), "id", 1, b"{}").unwrap();
+        assert_eq!(h.len(), 1, "speckit signs with the new secret only");
+    }
+
+    #[test]
+    fn verify_accepts_good_and_rejects_tampered_or_stale() {
+        let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        for scheme in [Scheme::Speckit, Scheme::Github, Scheme::StandardWebhooks] {
+            let headers = signature_headers(scheme, &s, None, "msg_1", 1000, b"body").unwrap();
+            let lookup = |name: &str| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(verify(scheme, &s, &lookup, b"body", 1000, 300), Ok(()));
+            assert!(verify(scheme, &s, &lookup, b"bodx", 1000, 300).is_err());
+            assert!(
+                verify(
+                    scheme,
+                    &secret("whsec_b3RoZXItc2VjcmV0LWtleS0xMjM0"),
+                    &lookup,
+                    b"body",
+                    1000,
+                    300
+                )
+                .is_err()
+            );
+        }
+        let headers =
+            signature_headers(Scheme::StandardWebhooks, &s, None, "m", 1000, b"b").unwrap();
+        let lookup = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        };
+        assert!(
+            verify(Scheme::StandardWebhooks, &s, &lookup, b"b", 2000, 300)
+                .unwrap_err()
+                .contains("stale")
+        );
+    }
+}

@@ -1,0 +1,899 @@
+//! # The spool: jobs on disk that survive any crash
+//!
+//! One folder per SPEC under `spool_dir`:
+//!
+//! ```text
+//! <spool_dir>/<SPEC-ID>/
+//!   seq          sequence counter, 20 digits; changed only under File::lock
+//!   drain.lock   held (try_lock) by the one drain working on this SPEC
+//!   tmp/         files being written; never read as jobs
+//!   pending/     jobs waiting for their (next) attempt
+//!   active/      jobs claimed by the drain that holds drain.lock
+//!   delivered/   delivered (or dry-run) jobs, kept for list/replay until pruned
+//!   dead/        dead-lettered jobs, kept until replayed or discarded
+//!   quarantine/  files that could not be parsed, with a `.reason` beside each
+//! ```
+//!
+//! A job file is named `<sequence:012>-<delivery-id>.job` (so a name sort is
+//! emit order) and holds two lines: the job's metadata as one line of compact
+//! JSON ([`Meta`]), then the envelope, byte for byte what is signed and sent.
+//! Readers that only need the metadata (list, scheduling) read the first line.
+//!
+//! ## Invariants
+//! - A job is in exactly one of pending/, active/, delivered/, dead/; its name
+//!   never changes. The folder says where it is; inside active/ the `state`
+//!   field says where it was going.
+//! - Creating a job: write `tmp/<name>.<pid>.tmp`, fsync, rename into
+//!   `pending/`, fsync `pending/`. A crash leaves either nothing visible or a
+//!   complete job; stale tmp files are removed by the next drain.
+//! - Only the process holding `drain.lock` claims (pending → active), settles
+//!   (rewrite in active/ via tmp + rename, then rename to the target folder,
+//!   fsync it), requeues or discards. On taking the lock it runs [`recover`]:
+//!   whatever is in active/ belonged to a drain that died, and goes to the
+//!   folder its `state` names (pending unless it had already settled).
+//! - `emit` never takes drain.lock. Its only move is spool-overflow: rename
+//!   pending → dead first (an atomic claim that races safely with a drain's
+//!   claim), then rewrite the dead copy in place with the reason.
+//!
+//! A kill -9 at any instant therefore leaves every job pending, active (to be
+//! recovered), delivered or dead, and every visible file complete.
+//!
+//! [`recover`]: SpecSpool::recover
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+pub const JOB_EXT: &str = "job";
+const META_VERSION: u32 = 1;
+/// Up to this many jobs are fsynced one by one; above it, one syncfs is cheaper.
+const SYNC_EACH_LIMIT: usize = 8;
+/// Tmp files older than this belong to a dead writer.
+const STALE_TMP_MS: u64 = 10 * 60 * 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Active,
+    Delivered,
+    Dead,
+    Quarantine,
+}
+
+impl State {
+    pub const JOBS: [State; 4] = [State::Pending, State::Active, State::Delivered, State::Dead];
+
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Active => "active",
+            State::Delivered => "delivered",
+            State::Dead => "dead",
+            State::Quarantine => "quarantine",
+        }
+    }
+}
+
+/// A job's metadata: the first line of its file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub v: u32,
+    pub delivery_id: String,
+    pub spec: String,
+    pub subscription: String,
+    pub event_type: String,
+    pub idempotency_key: String,
+    pub sequence: u64,
+    pub created_at_ms: u64,
+    /// Where the job belongs (pending, delivered or dead).
+    pub state: State,
+    pub attempts: u32,
+    pub next_attempt_at_ms: u64,
+    #[serde(default)]
+    pub last_attempt_at_ms: Option<u64>,
+    #[serde(default)]
+    pub last_status: Option<u16>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// `exhausted`, `rejected`, `spool-overflow`, `subscription-removed`.
+    #[serde(default)]
+    pub dead_reason: Option<String>,
+    /// What an operator should do about a dead job.
+    #[serde(default)]
+    pub hint: Option<String>,
+    /// When the job was delivered or dead-lettered.
+    #[serde(default)]
+    pub finished_at_ms: Option<u64>,
+    #[serde(default)]
+    pub replays: u32,
+}
+
+impl Meta {
+    pub fn new(
+        spec: &str,
+        subscription: &str,
+        event_type: &str,
+        idempotency_key: &str,
+        sequence: u64,
+        now_ms: u64,
+    ) -> Meta {
+        Meta {
+            v: META_VERSION,
+            delivery_id: uuid::Uuid::new_v4().to_string(),
+            spec: spec.into(),
+            subscription: subscription.into(),
+            event_type: event_type.into(),
+            idempotency_key: idempotency_key.into(),
+            sequence,
+            created_at_ms: now_ms,
+            state: State::Pending,
+            attempts: 0,
+            next_attempt_at_ms: now_ms,
+            last_attempt_at_ms: None,
+            last_status: None,
+            last_error: None,
+            dead_reason: None,
+            hint: None,
+            finished_at_ms: None,
+            replays: 0,
+        }
+    }
+
+    pub fn file_name(&self) -> String {
+        format!("{:012}-{}.{JOB_EXT}", self.sequence, self.delivery_id)
+    }
+}
+
+/// A whole job: metadata and the exact envelope bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub meta: Meta,
+    pub body: Vec<u8>,
+}
+
+impl Job {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(&self.meta).expect("metadata always serialises");
+        out.push(b'\n');
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Job, String> {
+        let newline = bytes
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or("no metadata line")?;
+        let meta = decode_meta(&bytes[..newline])?;
+        let body = bytes[newline + 1..].to_vec();
+        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+            return Err("envelope is not valid JSON".into());
+        }
+        Ok(Job { meta, body })
+    }
+}
+
+fn decode_meta(line: &[u8]) -> std::result::Result<Meta, String> {
+    let meta: Meta = serde_json::from_slice(line).map_err(|e| format!("metadata: {e}"))?;
+    if meta.v != META_VERSION {
+        return Err(format!("metadata version {} is not supported", meta.v));
+    }
+    Ok(meta)
+}
+
+/// The spool root holding one folder per SPEC.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+impl Spool {
+    pub fn new(root: impl Into<PathBuf>) -> Spool {
+        Spool { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn spec(&self, spec: &str) -> SpecSpool {
+        SpecSpool {
+            spec: spec.to_string(),
+            dir: self.root.join(spec),
+        }
+    }
+
+    /// The SPECs that have a spool folder, sorted.
+    pub fn specs(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("failed to read spool `{}`", self.root.display()));
+            }
+        };
+        let mut specs = Vec::new();
+        for entry in entries {
+            let entry =
+                entry.with_context(|| format!("failed to read spool `{}`", self.root.display()))?;
+            let is_spec =
+                entry.path().join("seq").exists() || entry.path().join("pending").is_dir();
+            if let (true, Some(name)) = (is_spec, entry.file_name().to_str()) {
+                specs.push(name.to_string());
+            }
+        }
+        specs.sort();
+        Ok(specs)
+    }
+}
+
+/// An entry found by [`SpecSpool::scan`].
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: String,
+    pub state: State,
+    pub meta: Meta,
+}
+
+/// A file that could not be read as a job.
+#[derive(Debug, Clone)]
+pub struct Unreadable {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: Vec<Entry>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// Proof that this process holds a SPEC's drain.lock; released on drop.
+#[derive(Debug)]
+pub struct DrainLock {
+    _file: File,
+}
+
+/// One SPEC's spool folder.
+#[derive(Debug, Clone)]
+pub struct SpecSpool {
+    pub spec: String,
+    dir: PathBuf,
+}
+
+impl SpecSpool {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn state_dir(&self, state: State) -> PathBuf {
+        self.dir.join(state.dir_name())
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    /// Creates the SPEC's folders if missing (cheap when they exist).
+    pub fn ensure(&self) -> Result<()> {
+        if self.state_dir(State::Quarantine).is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("failed to create spool folder `{}`", self.dir.display()))?;
+        for sub in [
+            "tmp",
+            "pending",
+            "active",
+            "delivered",
+            "dead",
+            "quarantine",
+        ] {
+            let path = self.dir.join(sub);
+            match fs::create_dir(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to create `{}`", path.display()));
+                }
+            }
+        }
+        fsync_dir(&self.dir)?;
+        if let Some(parent) = self.dir.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Reserves `count` sequence numbers and returns the first. Safe across
+    /// processes: the counter file is locked while it is read and rewritten.
+    pub fn reserve_sequence(&self, count: u64) -> Result<u64> {
+        let path = self.dir.join("seq");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("failed to open sequence file `{}`", path.display()))?;
+        file.lock()
+            .with_context(|| format!("failed to lock `{}`", path.display()))?;
+        let mut text = String::new();
+        (&file)
+            .read_to_string(&mut text)
+            .with_context(|| format!("failed to read `{}`", path.display()))?;
+        let last: u64 = match text.trim() {
+            "" => 0,
+            t => t.parse().with_context(|| {
+                format!("sequence file `{}` is corrupt ({t:?}); write the highest sequence used into it", path.display())
+            })?,
+        };
+        // Fixed width, so an in-place overwrite never leaves stale digits.
+        file.write_all_at(format!("{:020}\n", last + count).as_bytes(), 0)
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
+        Ok(last + 1)
+    }
+
+    /// Makes jobs durable in pending/. All or nothing visible on error.
+    pub fn enqueue(&self, jobs: &[Job]) -> Result<()> {
+        self.ensure()?;
+        let sync_each = jobs.len() <= SYNC_EACH_LIMIT;
+        let mut staged = Vec::with_capacity(jobs.len());
+        let result = (|| {
+            for job in jobs {
+                let tmp = self.write_tmp(&job.meta.file_name(), &job.encode(), sync_each)?;
+                staged.push((tmp, job.meta.file_name()));
+            }
+            if !sync_each {
+                syncfs(&self.tmp_dir())?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            for (tmp, _) in &staged {
+                let _ = fs::remove_file(tmp);
+            }
+            return Err(e);
+        }
+        let pending = self.state_dir(State::Pending);
+        for (tmp, name) in &staged {
+            let to = pending.join(name);
+            fs::rename(tmp, &to).with_context(|| {
+                format!("failed to move `{}` into `{}`", tmp.display(), to.display())
+            })?;
+        }
+        fsync_dir(&pending)
+    }
+
+    fn write_tmp(&self, name: &str, bytes: &[u8], sync: bool) -> Result<PathBuf> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = self
+            .tmp_dir()
+            .join(format!("{name}.{}.{unique}.tmp", std::process::id()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("failed to create `{}`", path.display()))?;
+        file.write_all(bytes)
+            .with_context(|| format!("failed to write `{}`", path.display()))?;
+        if sync {
+            file.sync_all()
+                .with_context(|| format!("failed to fsync `{}`", path.display()))?;
+        }
+        Ok(path)
+    }
+
+    /// Replaces `path` atomically with `bytes` (tmp + fsync + rename).
+    fn rewrite(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let name = path.file_name().and_then(OsStr::to_str).unwrap_or("job");
+        let tmp = self.write_tmp(name, bytes, true)?;
+        fs::rename(&tmp, path).with_context(|| format!("failed to replace `{}`", path.display()))
+    }
+
+    /// Job file names in a state folder, sorted (emit order). Other files are
+    /// returned separately so the caller can quarantine them.
+    pub fn names(&self, state: State) -> Result<(Vec<String>, Vec<PathBuf>)> {
+        let dir = self.state_dir(state);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", dir.display())),
+        };
+        let mut names = Vec::new();
+        let mut strays = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
+            match entry.file_name().to_str() {
+                Some(n) if is_job_name(n) => names.push(n.to_string()),
+                Some(n) if state == State::Quarantine && n.ends_with(".reason") => {}
+                _ => strays.push(entry.path()),
+            }
+        }
+        names.sort_unstable();
+        Ok((names, strays))
+    }
+
+    /// Counts job files in a state folder.
+    pub fn count(&self, state: State) -> Result<usize> {
+        Ok(self.names(state)?.0.len())
+    }
+
+    /// Reads the metadata of every job in a state folder, in emit order.
+    pub fn scan(&self, state: State) -> Result<Scan> {
+        let (names, strays) = self.names(state)?;
+        let dir = self.state_dir(state);
+        let metas = read_metas_parallel(&dir, &names);
+        let mut scan = Scan::default();
+        for (name, meta) in names.into_iter().zip(metas) {
+            match meta {
+                Ok(meta) => scan.entries.push(Entry { name, state, meta }),
+                Err(Unread::Gone) => {}
+                Err(Unread::Bad(reason)) => scan.unreadable.push(Unreadable {
+                    path: dir.join(name),
+                    reason,
+                }),
+            }
+        }
+        for path in strays.into_iter().filter(|p| !p.is_dir()) {
+            scan.unreadable.push(Unreadable {
+                path,
+                reason: "not a job file name".into(),
+            });
+        }
+        Ok(scan)
+    }
+
+    /// Quarantines an unreadable file, writing the reason beside it. Returns
+    /// the new path.
+    pub fn quarantine(&self, bad: &Unreadable) -> Result<PathBuf> {
+        let name = bad
+            .path
+            .file_name()
+            .and_then(OsStr::to_str)
+            .unwrap_or("unnamed");
+        let dir = self.state_dir(State::Quarantine);
+        fs::create_dir_all(&dir)
+            .with_context(|| format!("failed to create `{}`", dir.display()))?;
+        let to = dir.join(name);
+        fs::rename(&bad.path, &to).with_context(|| {
+            format!(
+                "failed to quarantine `{}` to `{}`",
+                bad.path.display(),
+                to.display()
+            )
+        })?;
+        let reason_path = dir.join(format!("{name}.reason"));
+        let _ = fs::write(
+            &reason_path,
+            format!("{}\nfrom {}\n", bad.reason, bad.path.display()),
+        );
+        fsync_dir(&dir)?;
+        Ok(to)
+    }
+
+    /// Moves the oldest pending jobs to dead/ (reason `spool-overflow`) so that
+    /// `incoming` new jobs fit under `max`. Returns the delivery ids moved.
+    pub fn shed_overflow(&self, max: usize, incoming: usize, now_ms: u64) -> Result<Vec<String>> {
+        let (names, _) = self.names(State::Pending)?;
+        let excess = (names.len() + incoming).saturating_sub(max);
+        let mut moved = Vec::new();
+        for name in names.iter().take(excess) {
+            let from = self.state_dir(State::Pending).join(name);
+            let to = self.state_dir(State::Dead).join(name);
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // a drain claimed it first
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("failed to move `{}` to dead-letter", from.display())
+                    });
+                }
+            }
+            let mut job = read_job(&to)?;
+            job.meta.state = State::Dead;
+            job.meta.dead_reason = Some("spool-overflow".into());
+            job.meta.finished_at_ms = Some(now_ms);
+            job.meta.hint = Some(format!(
+                "the spool held {max} pending jobs (max_spool_jobs); raise it or fix delivery, then run `spec-notify replay {} --delivery-id {}`",
+                self.spec, job.meta.delivery_id
+            ));
+            self.rewrite(&to, &job.encode())?;
+            moved.push(job.meta.delivery_id);
+        }
+        if !moved.is_empty() {
+            fsync_dir(&self.state_dir(State::Dead))?;
+        }
+        Ok(moved)
+    }
+
+    fn lock_file(&self) -> Result<File> {
+        self.ensure()?;
+        let path = self.dir.join("drain.lock");
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("failed to open `{}`", path.display()))
+    }
+
+    /// Takes drain.lock if no other process holds it.
+    pub fn try_lock_drain(&self) -> Result<Option<DrainLock>> {
+        let file = self.lock_file()?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(DrainLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| {
+                format!("failed to lock `{}`", self.dir.join("drain.lock").display())
+            }),
+        }
+    }
+
+    /// Waits for drain.lock (operator commands: replay, discard).
+    pub fn lock_drain(&self) -> Result<DrainLock> {
+        let file = self.lock_file()?;
+        file.lock().with_context(|| {
+            format!("failed to lock `{}`", self.dir.join("drain.lock").display())
+        })?;
+        Ok(DrainLock { _file: file })
+    }
+
+    /// Returns jobs a dead drain left in active/ to where they belong, and
+    /// removes stale tmp files. Returns how many jobs were recovered.
+    pub fn recover(&self, _lock: &DrainLock, now_ms: u64) -> Result<usize> {
+        let (names, _) = self.names(State::Active)?;
+        for name in &names {
+            let from = self.state_dir(State::Active).join(name);
+            let target = match read_meta(&from) {
+                Ok(meta) if meta.state != State::Active => meta.state,
+                Ok(_) => State::Pending,
+                Err(Unread::Gone) => continue,
+                Err(Unread::Bad(reason)) => {
+                    self.quarantine(&Unreadable { path: from, reason })?;
+                    continue;
+                }
+            };
+            let to = self.state_dir(target).join(name);
+            fs::rename(&from, &to)
+                .with_context(|| format!("failed to recover `{}`", from.display()))?;
+        }
+        if !names.is_empty() {
+            fsync_dir(&self.state_dir(State::Pending))?;
+        }
+        self.remove_stale_tmp(now_ms);
+        Ok(names.len())
+    }
+
+    fn remove_stale_tmp(&self, now_ms: u64) {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(crate::clock::to_millis);
+            if modified.is_ok_and(|m| now_ms.saturating_sub(m) > STALE_TMP_MS) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Claims a pending job for delivery. `None` if it is gone (overflow took it).
+    pub fn claim(&self, _lock: &DrainLock, name: &str) -> Result<Option<Job>> {
+        let from = self.state_dir(State::Pending).join(name);
+        let to = self.state_dir(State::Active).join(name);
+        match fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
+            }
+        }
+        match read_job(&to) {
+            Ok(job) => Ok(Some(job)),
+            Err(e) => {
+                self.quarantine(&Unreadable {
+                    path: to,
+                    reason: format!("{e:#}"),
+                })?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes a claimed job's new metadata and moves it to `job.meta.state`.
+    pub fn settle(&self, _lock: &DrainLock, job: &Job) -> Result<()> {
+        let name = job.meta.file_name();
+        let active = self.state_dir(State::Active).join(&name);
+        self.rewrite(&active, &job.encode())?;
+        let target_dir = self.state_dir(job.meta.state);
+        let to = target_dir.join(&name);
+        fs::rename(&active, &to).with_context(|| {
+            format!(
+                "failed to move `{}` to `{}`",
+                active.display(),
+                to.display()
+            )
+        })?;
+        fsync_dir(&target_dir)
+    }
+
+    /// Returns a claimed job to pending unchanged (e.g. its secret is missing).
+    pub fn unclaim(&self, _lock: &DrainLock, name: &str) -> Result<()> {
+        let from = self.state_dir(State::Active).join(name);
+        let to = self.state_dir(State::Pending).join(name);
+        fs::rename(&from, &to)
+            .with_context(|| format!("failed to return `{}` to pending", from.display()))
+    }
+
+    /// Reads a whole job from a state folder.
+    pub fn read(&self, state: State, name: &str) -> Result<Job> {
+        read_job(&self.state_dir(state).join(name))
+    }
+
+    /// Moves a job between folders with updated metadata (replay, overflow
+    /// undo): rewrite in place, then rename, then fsync the target.
+    pub fn transfer(&self, _lock: &DrainLock, from: State, job: &Job) -> Result<()> {
+        let name = job.meta.file_name();
+        let src = self.state_dir(from).join(&name);
+        self.rewrite(&src, &job.encode())?;
+        let target_dir = self.state_dir(job.meta.state);
+        let to = target_dir.join(&name);
+        fs::rename(&src, &to)
+            .with_context(|| format!("failed to move `{}` to `{}`", src.display(), to.display()))?;
+        fsync_dir(&target_dir)
+    }
+
+    /// Deletes a job file for good (discard, pruning delivered jobs).
+    pub fn remove(&self, _lock: &DrainLock, state: State, name: &str) -> Result<()> {
+        let path = self.state_dir(state).join(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("failed to remove `{}`", path.display())),
+        }
+    }
+
+    /// Finds a job by delivery id in the given folders.
+    pub fn find(&self, delivery_id: &str, states: &[State]) -> Result<Option<(State, String)>> {
+        let suffix = format!("-{delivery_id}.{JOB_EXT}");
+        for &state in states {
+            let (names, _) = self.names(state)?;
+            if let Some(name) = names.into_iter().find(|n| n.ends_with(&suffix)) {
+                return Ok(Some((state, name)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn is_job_name(name: &str) -> bool {
+    name.strip_suffix(".job").is_some_and(|stem| {
+        stem.len() > 13
+            && stem.as_bytes()[12] == b'-'
+            && stem[..12].bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+pub fn read_job(path: &Path) -> Result<Job> {
+    let bytes =
+        fs::read(path).with_context(|| format!("failed to read job `{}`", path.display()))?;
+    Job::decode(&bytes).map_err(|e| anyhow::anyhow!("job `{}` is corrupt: {e}", path.display()))
+}
+
+enum Unread {
+    Gone,
+    Bad(String),
+}
+
+/// Reads only the metadata line of a job file.
+fn read_meta(path: &Path) -> std::result::Result<Meta, Unread> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unread::Gone),
+        Err(e) => return Err(Unread::Bad(format!("cannot open: {e}"))),
+    };
+    let mut buf = vec![0u8; 4096];
+    let mut filled = 0;
+    loop {
+        if let Some(nl) = buf[..filled].iter().position(|&b| b == b'\n') {
+            return decode_meta(&buf[..nl]).map_err(Unread::Bad);
+        }
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => return Err(Unread::Bad("no metadata line".into())),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Unread::Bad(format!("cannot read: {e}"))),
+        }
+    }
+}
+
+/// Reads many metadata lines on a few threads: list must stay fast at 100k jobs.
+fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<std::result::Result<Meta, Unread>> {
+    let threads = if names.len() < 512 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(8)
+    };
+    if threads == 1 {
+        return names.iter().map(|n| read_meta(&dir.join(n))).collect();
+    }
+    let chunk = names.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = names
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|n| read_meta(&dir.join(n)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// fsync a directory so that renames into it survive a power cut.
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("failed to fsync folder `{}`", dir.display()))
+}
+
+/// Flushes the whole filesystem holding `dir`: one call instead of an fsync per file.
+fn syncfs(dir: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(dir).with_context(|| format!("failed to open `{}`", dir.display()))?;
+    // SAFETY: syncfs takes a valid open descriptor and has no other preconditions.
+    let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
+    if rc != 0 {
+        bail!(
+            "failed to sync filesystem of `{}`: {}",
+            dir.display(),
+            io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(spool: &SpecSpool, seq: u64) -> Job {
+        let meta = Meta::new(&spool.spec, "sub", "a.b.c", "k", seq, 1000);
+        Job {
+            meta,
+            body: br#"{"x":1}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn encode_decode_round_trip_keeps_exact_body() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        let j = job(&spool, 3);
+        let decoded = Job::decode(&j.encode()).unwrap();
+        assert_eq!(decoded, j);
+        assert!(Job::decode(b"{}\n{}").unwrap_err().contains("metadata"));
+        assert!(Job::decode(b"no newline").is_err());
+    }
+
+    #[test]
+    fn sequence_reservations_are_contiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.ensure().unwrap();
+        assert_eq!(spool.reserve_sequence(1).unwrap(), 1);
+        assert_eq!(spool.reserve_sequence(5).unwrap(), 2);
+        assert_eq!(spool.reserve_sequence(1).unwrap(), 7);
+    }
+
+    #[test]
+    fn claim_settle_and_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        let jobs: Vec<Job> = (1..=3).map(|s| job(&spool, s)).collect();
+        spool.enqueue(&jobs).unwrap();
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        assert!(
+            spool.try_lock_drain().unwrap().is_none(),
+            "lock is exclusive"
+        );
+
+        let names = spool.names(State::Pending).unwrap().0;
+        let mut first = spool.claim(&lock, &names[0]).unwrap().unwrap();
+        first.meta.state = State::Delivered;
+        spool.settle(&lock, &first).unwrap();
+        // Claimed and never settled: a drain that died mid-delivery.
+        spool.claim(&lock, &names[1]).unwrap().unwrap();
+        assert_eq!(spool.count(State::Active).unwrap(), 1);
+        assert_eq!(spool.recover(&lock, 0).unwrap(), 1);
+        assert_eq!(spool.count(State::Pending).unwrap(), 2);
+        assert_eq!(spool.count(State::Delivered).unwrap(), 1);
+        assert!(
+            spool
+                .claim(&lock, "000000000099-gone.job")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn overflow_moves_oldest_to_dead_with_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool
+            .enqueue(&(1..=4).map(|s| job(&spool, s)).collect::<Vec<_>>())
+            .unwrap();
+        let moved = spool.shed_overflow(4, 2, 5).unwrap();
+        assert_eq!(moved.len(), 2);
+        let dead = spool.scan(State::Dead).unwrap();
+        assert_eq!(
+            dead.entries
+                .iter()
+                .map(|e| e.meta.sequence)
+                .collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert_eq!(
+            dead.entries[0].meta.dead_reason.as_deref(),
+            Some("spool-overflow")
+        );
+    }
+
+    #[test]
+    fn scan_reports_unreadable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.enqueue(&[job(&spool, 1)]).unwrap();
+        let pending = spool.state_dir(State::Pending);
+        fs::write(pending.join("000000000002-bad.job"), b"garbage").unwrap();
+        fs::write(pending.join("notes.txt"), b"x").unwrap();
+        let scan = spool.scan(State::Pending).unwrap();
+        assert_eq!(scan.entries.len(), 1);
+        assert_eq!(scan.unreadable.len(), 2);
+        let moved = spool.quarantine(&scan.unreadable[0]).unwrap();
+        assert!(moved.exists());
+        assert!(
+            spool
+                .state_dir(State::Quarantine)
+                .join(format!(
+                    "{}.reason",
+                    moved.file_name().unwrap().to_str().unwrap()
+                ))
+                .exists()
+        );
+    }
+
+    #[test]
+    fn batch_enqueue_uses_one_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        let jobs: Vec<Job> = (1..=50).map(|s| job(&spool, s)).collect();
+        spool.enqueue(&jobs).unwrap();
+        assert_eq!(spool.count(State::Pending).unwrap(), 50);
+        assert_eq!(fs::read_dir(spool.tmp_dir()).unwrap().count(), 0);
+    }
+}
