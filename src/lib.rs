@@ -9,6 +9,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod envelope;
+pub mod evidence;
 pub mod exit;
 pub mod kick;
 pub mod output;

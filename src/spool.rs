@@ -302,7 +302,8 @@ impl SpecSpool {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => {
-                    return Err(e).with_context(|| format!("failed to create `{}`", path.display()));
+                    return Err(e)
+                        .with_context(|| format!("failed to create `{}`", path.display()));
                 }
             }
         }

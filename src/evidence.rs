@@ -1,0 +1,357 @@
+//! Evidence: every delivery attempt (and every operator action on a job) is
+//! appended as one JSON line to `<evidence_dir>/<SPEC>/webhooks/attempts.jsonl`.
+//! The log rotates FIFO (`attempts.jsonl.1` is the newest rotated file), and
+//! the SPEC's footprint (logs + delivered jobs) is held under a cap by dropping
+//! the oldest delivered jobs first, then the oldest rotated logs; pending and
+//! dead jobs are never touched.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::spool::{DrainLock, SpecSpool, State};
+
+pub const LOG_NAME: &str = "attempts.jsonl";
+/// The response excerpt kept per attempt.
+pub const BODY_EXCERPT: usize = 2048;
+
+/// What an attempt or action led to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// 2xx: done.
+    Delivered,
+    /// Failed; another attempt is scheduled.
+    Retry,
+    /// Failed for good; the job is in dead-letter.
+    Dead,
+    /// A dry-run subscription: logged, not sent.
+    DryRun,
+    /// `spec-notify test` sent a sample event.
+    Test,
+    /// An operator requeued the job (`replay`).
+    Requeued,
+    /// An operator deleted the dead job (`discard`).
+    Discarded,
+}
+
+impl Outcome {
+    /// True for real delivery attempts (what success rates are computed from).
+    pub fn is_attempt(self) -> bool {
+        matches!(self, Outcome::Delivered | Outcome::Retry | Outcome::Dead)
+    }
+}
+
+/// One line of the attempt log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// RFC 3339 time of the attempt.
+    pub ts: String,
+    pub ts_ms: u64,
+    pub delivery_id: String,
+    pub spec: String,
+    pub subscription: String,
+    pub event_type: String,
+    /// 1-based attempt number (0 for operator actions).
+    pub attempt: u32,
+    /// The URL without userinfo or query string.
+    pub url: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: Option<u64>,
+    pub outcome: Outcome,
+    /// The receiver's answer, cut to 2 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+    /// When the next attempt is due (outcome `retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    /// The would-be request of a dry run: url, headers (no secrets), body size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<serde_json::Value>,
+}
+
+/// Cuts a response body to [`BODY_EXCERPT`] bytes on a character boundary.
+pub fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(BODY_EXCERPT + 4)]);
+    let mut end = text.len().min(BODY_EXCERPT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// One SPEC's evidence folder.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+impl Evidence {
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Evidence {
+        Evidence {
+            dir: dir.into(),
+            max_bytes,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(LOG_NAME)
+    }
+
+    /// A log file rotates when it passes a quarter of the cap.
+    fn rotate_at(&self) -> u64 {
+        (self.max_bytes / 4).max(16 * 1024)
+    }
+
+    /// Appends records as JSON lines in one write (O_APPEND keeps concurrent
+    /// writers' lines whole), rotating the log first if it is full.
+    pub fn append(&self, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir).with_context(|| {
+            format!("failed to create evidence folder `{}`", self.dir.display())
+        })?;
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r)?;
+            buf.push(b'\n');
+        }
+        let path = self.log_path();
+        if fs::metadata(&path).is_ok_and(|m| m.len() + buf.len() as u64 > self.rotate_at()) {
+            self.rotate()?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("failed to open evidence log `{}`", path.display()))?;
+        file.write_all(&buf)
+            .with_context(|| format!("failed to append to `{}`", path.display()))
+    }
+
+    /// `attempts.jsonl` → `.1`, `.1` → `.2`, … under a lock so two writers
+    /// never rotate at once.
+    fn rotate(&self) -> Result<()> {
+        let lock_path = self.dir.join("attempts.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        lock.lock()
+            .with_context(|| format!("failed to lock `{}`", lock_path.display()))?;
+        let current = self.log_path();
+        if !fs::metadata(&current).is_ok_and(|m| m.len() > self.rotate_at() / 2) {
+            return Ok(()); // another writer rotated while we waited
+        }
+        let rotated = self.rotated_files()?;
+        for (n, path) in rotated.iter().rev() {
+            let to = self.dir.join(format!("{LOG_NAME}.{}", n + 1));
+            fs::rename(path, &to)
+                .with_context(|| format!("failed to rotate `{}`", path.display()))?;
+        }
+        fs::rename(&current, self.dir.join(format!("{LOG_NAME}.1")))
+            .with_context(|| format!("failed to rotate `{}`", current.display()))
+    }
+
+    /// Rotated logs as (number, path), oldest last.
+    fn rotated_files(&self) -> Result<Vec<(u32, PathBuf)>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to read `{}`", self.dir.display()));
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let n = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&format!("{LOG_NAME}.")))
+                .and_then(|n| n.parse().ok());
+            if let Some(n) = n {
+                out.push((n, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every log file, oldest first (`.N`, …, `.1`, then the current one).
+    pub fn log_files(&self) -> Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = self
+            .rotated_files()?
+            .into_iter()
+            .rev()
+            .map(|(_, p)| p)
+            .collect();
+        let current = self.log_path();
+        if current.exists() {
+            files.push(current);
+        }
+        Ok(files)
+    }
+
+    /// Reads every record, oldest first; lines that do not parse are skipped
+    /// and counted.
+    pub fn read_all(&self) -> Result<(Vec<Record>, usize)> {
+        let mut records = Vec::new();
+        let mut skipped = 0;
+        for path in self.log_files()? {
+            let file = match fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("failed to open `{}`", path.display()));
+                }
+            };
+            for line in io::BufReader::new(file).lines() {
+                let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
+                match serde_json::from_str(&line) {
+                    Ok(r) => records.push(r),
+                    Err(_) if line.trim().is_empty() => {}
+                    Err(_) => skipped += 1,
+                }
+            }
+        }
+        Ok((records, skipped))
+    }
+
+    /// Holds the SPEC's footprint (logs + delivered jobs) under the cap:
+    /// oldest delivered jobs go first, then the oldest rotated logs. Returns
+    /// how many files were removed.
+    pub fn enforce_cap(&self, spool: &SpecSpool, lock: &DrainLock) -> Result<usize> {
+        let log_bytes: u64 = self
+            .log_files()?
+            .iter()
+            .filter_map(|p| fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let (delivered, _) = spool.names(State::Delivered)?;
+        let delivered_dir = spool.state_dir(State::Delivered);
+        let sizes: Vec<u64> = delivered
+            .iter()
+            .map(|n| fs::metadata(delivered_dir.join(n)).map_or(0, |m| m.len()))
+            .collect();
+        let mut total = log_bytes + sizes.iter().sum::<u64>();
+        let mut removed = 0;
+        for (name, size) in delivered.iter().zip(&sizes) {
+            if total <= self.max_bytes {
+                return Ok(removed);
+            }
+            spool.remove(lock, State::Delivered, name)?;
+            total -= size;
+            removed += 1;
+        }
+        for (_, path) in self.rotated_files()?.into_iter().rev() {
+            if total <= self.max_bytes {
+                break;
+            }
+            let size = fs::metadata(&path).map_or(0, |m| m.len());
+            fs::remove_file(&path)
+                .with_context(|| format!("failed to remove `{}`", path.display()))?;
+            total = total.saturating_sub(size);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u32) -> Record {
+        Record {
+            ts: "t".into(),
+            ts_ms: u64::from(i),
+            delivery_id: format!("id-{i}"),
+            spec: "S".into(),
+            subscription: "sub".into(),
+            event_type: "a.b.c".into(),
+            attempt: 1,
+            url: "https://x/".into(),
+            status: Some(200),
+            error: None,
+            latency_ms: Some(3),
+            outcome: Outcome::Delivered,
+            response_body: Some("x".repeat(200)),
+            next_attempt_at: None,
+            request: None,
+        }
+    }
+
+    #[test]
+    fn appends_rotate_and_read_back_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let ev = Evidence::new(dir.path().join("webhooks"), 64 * 1024);
+        for i in 0..400 {
+            ev.append(&[record(i)]).unwrap();
+        }
+        assert!(ev.log_files().unwrap().len() > 2, "rotated");
+        let (records, skipped) = ev.read_all().unwrap();
+        assert_eq!(skipped, 0);
+        assert_eq!(records.len(), 400);
+        assert!(
+            records.windows(2).all(|w| w[0].ts_ms < w[1].ts_ms),
+            "oldest first"
+        );
+    }
+
+    #[test]
+    fn cap_drops_delivered_jobs_then_old_logs_never_pending() {
+        use crate::spool::{Job, Meta, Spool};
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool")).spec("S");
+        let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(20_000));
+        let jobs: Vec<Job> = (1..=6)
+            .map(|s| Job {
+                meta: Meta::new("S", "sub", "a.b.c", "k", s, 0),
+                body: big.clone().into_bytes(),
+            })
+            .collect();
+        spool.enqueue(&jobs).unwrap();
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        for name in spool.names(State::Pending).unwrap().0.into_iter().take(5) {
+            let mut job = spool.claim(&lock, &name).unwrap().unwrap();
+            job.meta.state = State::Delivered;
+            spool.settle(&lock, &job).unwrap();
+        }
+        let ev = Evidence::new(dir.path().join("ev"), 64 * 1024);
+        let removed = ev.enforce_cap(&spool, &lock).unwrap();
+        assert_eq!(
+            removed, 2,
+            "five ~21 KB delivered jobs must shrink to fit 64 KiB"
+        );
+        assert_eq!(spool.count(State::Delivered).unwrap(), 3);
+        assert_eq!(spool.count(State::Pending).unwrap(), 1);
+        let left = spool.scan(State::Delivered).unwrap();
+        assert_eq!(
+            left.entries
+                .iter()
+                .map(|e| e.meta.sequence)
+                .collect::<Vec<_>>(),
+            [3, 4, 5],
+            "oldest dropped first"
+        );
+    }
+
+    #[test]
+    fn excerpt_cuts_on_char_boundary() {
+        let body = "é".repeat(2000);
+        let cut = excerpt(body.as_bytes());
+        assert!(cut.len() <= BODY_EXCERPT);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+}
