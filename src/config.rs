@@ -512,10 +512,8 @@ fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscr
     {
         r.problem("id", "use letters, digits, `-`, `_` and `.` only");
     }
-    if !sub.url.is_empty() {
-        if let Err(e) = check_url(&sub.url) {
-            r.problem("url", e);
-        }
+    if let (false, Err(e)) = (sub.url.is_empty(), check_url(&sub.url)) {
+        r.problem("url", e);
     }
     if sub.needs_secret() && sub.secret_env.is_none() {
         r.problem(

@@ -169,10 +169,8 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
         Some(t) => Some(t.clone()),
         None => sections.remove("telemetry"),
     };
-    if let Some(t) = &telemetry {
-        if !t.is_object() {
-            return Err("`telemetry` must be a JSON object (the telemetry v1 file)".into());
-        }
+    if telemetry.as_ref().is_some_and(|t| !t.is_object()) {
+        return Err("`telemetry` must be a JSON object (the telemetry v1 file)".into());
     }
 
     let event_type = pick(flags.event.as_deref(), &event, "type")?
@@ -203,14 +201,12 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
 
     spec_section.insert("id".into(), json!(spec));
     apply_task_flags(&mut task, flags, &event_type);
-    if !evidence.contains_key("paths") {
-        if let Some(paths) = telemetry
-            .as_ref()
-            .map(artifact_paths)
-            .filter(|p| !p.is_empty())
-        {
-            evidence.insert("paths".into(), json!(paths));
-        }
+    let default_paths = telemetry
+        .as_ref()
+        .map(artifact_paths)
+        .filter(|p| !p.is_empty());
+    if let (false, Some(paths)) = (evidence.contains_key("paths"), default_paths) {
+        evidence.insert("paths".into(), json!(paths));
     }
     let attempt = sections
         .get("pipeline")
