@@ -3,5 +3,6 @@
 
 mod support;
 
+mod drain;
 mod emit;
 mod receiver;

@@ -1,28 +1,26 @@
-//! A scriptable loopback HTTP receiver for end-to-end tests, on `tiny_http`.
+//! A scriptable loopback HTTP receiver for end-to-end tests.
 //!
 //! It listens on `127.0.0.1:0`, records every request (method, path, headers,
 //! raw body, arrival time) and answers from a per-path script of [`Reply`]s,
-//! then from the default (204). Several worker threads call `recv()`, so
-//! concurrent keep-alive clients (a drain uses up to 4 connections) are
-//! served at once. Dropping the [`Receiver`] stops the workers and the server.
+//! then from the default (204). Each connection gets its own thread and is
+//! kept alive, so concurrent drains (4 connections each) are served at once.
 //!
-//! [`Reply::Close`] needs the request's socket, which `tiny_http` keeps to
-//! itself: the worker finds it among the process's open descriptors by its
-//! (local, peer) address pair and shuts it down, so the client sees EOF with
-//! no response — exactly what a crashed or reset endpoint looks like.
+//! It speaks just enough HTTP/1.1 on `std::net` (Content-Length bodies,
+//! keep-alive) instead of using tiny_http: tiny_http 0.12's task pool can
+//! leave a new connection's task queued behind long-lived keep-alive tasks
+//! until some client hangs up, which showed up as 5-second client timeouts
+//! under two concurrent drains. Owning the socket also makes
+//! [`Reply::Close`] a plain shutdown: the client sees EOF with no response.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tiny_http::{Header, Request, Response, Server, StatusCode};
-
-/// Enough workers for 4 keep-alive drain connections plus slow replies in flight.
-const WORKERS: usize = 8;
-/// How often an idle worker or a sleeping `Slow` reply checks for shutdown.
+/// How often a sleeping `Slow` reply checks for shutdown.
 const POLL: Duration = Duration::from_millis(50);
 
 /// How the receiver answers one request.
@@ -94,18 +92,17 @@ impl Shared {
 pub struct Receiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl Receiver {
     /// Listens on `127.0.0.1:0` and answers 204 until scripted otherwise.
     pub fn start() -> Receiver {
-        let server = Server::http("127.0.0.1:0").expect("bind a loopback port for the receiver");
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .expect("a TCP listener has an IP address");
-        let server = Arc::new(server);
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("bind a loopback port for the receiver");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 scripts: HashMap::new(),
@@ -115,17 +112,22 @@ impl Receiver {
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let workers = (0..WORKERS)
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let shared = Arc::clone(&shared);
-                std::thread::spawn(move || work(&server, &shared, addr))
-            })
-            .collect();
+        let accept_shared = Arc::clone(&shared);
+        let acceptor = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept_shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(stream) = stream {
+                    let shared = Arc::clone(&accept_shared);
+                    std::thread::spawn(move || serve(stream, &shared));
+                }
+            }
+        });
         Receiver {
             addr,
             shared,
-            workers,
+            acceptor: Some(acceptor),
         }
     }
 
@@ -195,10 +197,11 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
+        let _ = TcpStream::connect(self.addr); // wakes the blocking accept
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
         }
-        // The last `Arc<Server>` went with the workers: tiny_http closes the listener.
+        // Connection threads end when their clients hang up.
     }
 }
 
@@ -221,47 +224,87 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn work(server: &Server, shared: &Shared, local: SocketAddr) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(POLL) {
-            Ok(Some(request)) => handle(request, shared, local),
-            Ok(None) => {}
-            Err(_) => break,
+/// Serves one connection: requests in a keep-alive loop until the client
+/// closes, a reply closes, or the client asked for `Connection: close`.
+fn serve(stream: TcpStream, shared: &Shared) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    while let Some(recorded) = read_request(&mut reader) {
+        let wants_close = recorded
+            .header("Connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let reply = {
+            let mut inner = shared.lock();
+            let scripted = inner
+                .scripts
+                .get_mut(recorded.route())
+                .and_then(VecDeque::pop_front);
+            let reply = scripted.unwrap_or_else(|| inner.default.clone());
+            inner.requests.push(recorded);
+            reply
+        };
+        shared.arrived.notify_all();
+        if !answer(&stream, reply, shared) || wants_close {
+            return;
         }
     }
 }
 
-fn handle(mut request: Request, shared: &Shared, local: SocketAddr) {
+/// Reads one request (head and Content-Length body); `None` at EOF or on garbage.
+fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
     let received_at_ms = now_ms();
-    let mut body = Vec::new();
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end_matches(['\r', '\n']);
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':')?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
     // A client that hangs up mid-body still gets its partial request recorded.
-    let _ = request.as_reader().read_to_end(&mut body);
-    let recorded = Recorded {
-        method: request.method().as_str().to_string(),
-        path: request.url().to_string(),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-            .collect(),
+    let read = read_up_to(reader, &mut body);
+    body.truncate(read);
+    Some(Recorded {
+        method,
+        path,
+        headers,
         body,
         received_at_ms,
-    };
-    let reply = {
-        let mut inner = shared.lock();
-        let scripted = inner
-            .scripts
-            .get_mut(recorded.route())
-            .and_then(VecDeque::pop_front);
-        let reply = scripted.unwrap_or_else(|| inner.default.clone());
-        inner.requests.push(recorded);
-        reply
-    };
-    shared.arrived.notify_all();
-    answer(request, reply, shared, local);
+    })
 }
 
-fn answer(request: Request, reply: Reply, shared: &Shared, local: SocketAddr) {
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    filled
+}
+
+/// Writes the reply; false when the connection must not be used again.
+fn answer(mut stream: &TcpStream, reply: Reply, shared: &Shared) -> bool {
     let (status, headers) = match reply {
         Reply::Status(status) => (status, Vec::new()),
         Reply::Headers(status, headers) => (status, headers),
@@ -273,59 +316,33 @@ fn answer(request: Request, reply: Reply, shared: &Shared, local: SocketAddr) {
             (status, Vec::new())
         }
         Reply::Close => {
-            if let Some(peer) = request.remote_addr().copied() {
-                shut_down_connection(local, peer);
-            }
-            // Dropping the writer unanswered keeps tiny_http from sending its 500.
-            drop(request.into_writer());
-            return;
+            let _ = stream.shutdown(Shutdown::Both);
+            return false;
         }
     };
-    let mut response = Response::empty(StatusCode(status));
+    let mut response = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\n",
+        reason(status)
+    );
     for (name, value) in headers {
-        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            Ok(header) => response.add_header(header),
-            Err(()) => {
-                eprintln!("receiver: invalid scripted header {name:?}: {value:?}; answering 500");
-                response = Response::empty(StatusCode(500));
-                break;
-            }
-        }
+        response.push_str(&format!("{name}: {value}\r\n"));
     }
+    response.push_str("\r\n");
     // The client may have timed out and gone away; that is its business.
-    let _ = request.respond(response);
+    stream.write_all(response.as_bytes()).is_ok()
 }
 
-/// Shuts down the server side of the TCP connection `local` ⇄ `peer`.
-///
-/// tiny_http does not expose its sockets, so this looks through
-/// `/proc/self/fd`: each descriptor is duplicated first, and the duplicate is
-/// checked and shut down, so a descriptor closed and reused meanwhile by
-/// another thread is never touched by mistake.
-fn shut_down_connection(local: SocketAddr, peer: SocketAddr) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        eprintln!("receiver: /proc/self/fd is unreadable; Reply::Close cannot close the socket");
-        return false;
-    };
-    for entry in entries.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // SAFETY: dup has no memory-safety preconditions; a stale number
-        // just yields -1 (EBADF).
-        let copy = unsafe { libc::dup(fd) };
-        if copy < 0 {
-            continue;
-        }
-        // SAFETY: `copy` is a fresh descriptor that nothing else owns.
-        let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(copy) };
-        if stream.local_addr().ok() == Some(local) && stream.peer_addr().ok() == Some(peer) {
-            return stream.shutdown(Shutdown::Both).is_ok();
-        }
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        410 => "Gone",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
     }
-    false
 }
