@@ -6,3 +6,5 @@ mod support;
 mod drain;
 mod emit;
 mod receiver;
+mod replay;
+mod test_cmd;
