@@ -5,20 +5,15 @@
 //! then from the default (204). Each connection gets its own thread and is
 //! kept alive, so concurrent drains (4 connections each) are served at once.
 //!
-//! It speaks just enough HTTP/1.1 on `std::net` (Content-Length bodies,
-//! keep-alive) instead of using tiny_http: tiny_http 0.12's task pool can
-//! leave a new connection's task queued behind long-lived keep-alive tasks
-//! until some client hangs up, which showed up as 5-second client timeouts
-//! under two concurrent drains. Owning the socket also makes
-//! [`Reply::Close`] a plain shutdown: the client sees EOF with no response.
+//! The HTTP side is `spec_notify::loopback` (std::net, thread per connection).
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use spec_notify::loopback::{Action, Request, Server};
 
 /// How often a sleeping `Slow` reply checks for shutdown.
 const POLL: Duration = Duration::from_millis(50);
@@ -92,17 +87,12 @@ impl Shared {
 pub struct Receiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    _server: Server,
 }
 
 impl Receiver {
     /// Listens on `127.0.0.1:0` and answers 204 until scripted otherwise.
     pub fn start() -> Receiver {
-        let listener =
-            TcpListener::bind("127.0.0.1:0").expect("bind a loopback port for the receiver");
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 scripts: HashMap::new(),
@@ -112,22 +102,15 @@ impl Receiver {
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let accept_shared = Arc::clone(&shared);
-        let acceptor = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept_shared.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    let shared = Arc::clone(&accept_shared);
-                    std::thread::spawn(move || serve(stream, &shared));
-                }
-            }
-        });
+        let handler_shared = Arc::clone(&shared);
+        let server = Server::start("127.0.0.1:0", move |request| {
+            handle(request, &handler_shared)
+        })
+        .expect("bind a loopback port for the receiver");
         Receiver {
-            addr,
+            addr: server.addr(),
             shared,
-            acceptor: Some(acceptor),
+            _server: server,
         }
     }
 
@@ -196,12 +179,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the blocking accept
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        // Connection threads end when their clients hang up.
+        self.shared.stop.store(true, Ordering::SeqCst); // ends Slow replies early
     }
 }
 
@@ -218,131 +196,36 @@ fn normalise(path: &str) -> String {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Serves one connection: requests in a keep-alive loop until the client
-/// closes, a reply closes, or the client asked for `Connection: close`.
-fn serve(stream: TcpStream, shared: &Shared) {
-    let Ok(read_half) = stream.try_clone() else {
-        return;
+/// Records the request and picks its reply: the path's script first, then the default.
+fn handle(request: &Request, shared: &Shared) -> Action {
+    let recorded = Recorded {
+        method: request.method.clone(),
+        path: request.path.clone(),
+        headers: request.headers.clone(),
+        body: request.body.clone(),
+        received_at_ms: request.received_at_ms,
     };
-    let mut reader = BufReader::new(read_half);
-    while let Some(recorded) = read_request(&mut reader) {
-        let wants_close = recorded
-            .header("Connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let reply = {
-            let mut inner = shared.lock();
-            let scripted = inner
-                .scripts
-                .get_mut(recorded.route())
-                .and_then(VecDeque::pop_front);
-            let reply = scripted.unwrap_or_else(|| inner.default.clone());
-            inner.requests.push(recorded);
-            reply
-        };
-        shared.arrived.notify_all();
-        if !answer(&stream, reply, shared) || wants_close {
-            return;
-        }
-    }
-}
-
-/// Reads one request (head and Content-Length body); `None` at EOF or on garbage.
-fn read_request(reader: &mut impl BufRead) -> Option<Recorded> {
-    let mut line = String::new();
-    if reader.read_line(&mut line).ok()? == 0 {
-        return None;
-    }
-    let received_at_ms = now_ms();
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next()?.to_string(), parts.next()?.to_string());
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).ok()? == 0 {
-            return None;
-        }
-        let header = header.trim_end_matches(['\r', '\n']);
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':')?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    let length = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    // A client that hangs up mid-body still gets its partial request recorded.
-    let read = read_up_to(reader, &mut body);
-    body.truncate(read);
-    Some(Recorded {
-        method,
-        path,
-        headers,
-        body,
-        received_at_ms,
-    })
-}
-
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> usize {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
-        }
-    }
-    filled
-}
-
-/// Writes the reply; false when the connection must not be used again.
-fn answer(mut stream: &TcpStream, reply: Reply, shared: &Shared) -> bool {
-    let (status, headers) = match reply {
-        Reply::Status(status) => (status, Vec::new()),
-        Reply::Headers(status, headers) => (status, headers),
+    let reply = {
+        let mut inner = shared.lock();
+        let scripted = inner
+            .scripts
+            .get_mut(recorded.route())
+            .and_then(VecDeque::pop_front);
+        let reply = scripted.unwrap_or_else(|| inner.default.clone());
+        inner.requests.push(recorded);
+        reply
+    };
+    shared.arrived.notify_all();
+    match reply {
+        Reply::Status(status) => Action::Respond(status, Vec::new(), Vec::new()),
+        Reply::Headers(status, headers) => Action::Respond(status, headers, Vec::new()),
         Reply::Slow(delay, status) => {
             let until = Instant::now() + delay;
             while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
             }
-            (status, Vec::new())
+            Action::Respond(status, Vec::new(), Vec::new())
         }
-        Reply::Close => {
-            let _ = stream.shutdown(Shutdown::Both);
-            return false;
-        }
-    };
-    let mut response = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\n",
-        reason(status)
-    );
-    for (name, value) in headers {
-        response.push_str(&format!("{name}: {value}\r\n"));
-    }
-    response.push_str("\r\n");
-    // The client may have timed out and gone away; that is its business.
-    stream.write_all(response.as_bytes()).is_ok()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        410 => "Gone",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
+        Reply::Close => Action::Close,
     }
 }
