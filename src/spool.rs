@@ -628,20 +628,21 @@ impl SpecSpool {
     }
 
     /// Writes a claimed job's new metadata and moves it to `job.meta.state`.
+    ///
+    /// Going back to pending or to dead is fsynced: losing it could lose the
+    /// event. Going to delivered is atomic but not fsynced: a power cut can at
+    /// worst return the job to active/, and recovery delivers it again, which
+    /// at-least-once allows (receivers dedupe on X-SpecKit-Id).
     pub fn settle(&self, _lock: &DrainLock, job: &Job) -> Result<()> {
+        let durable = job.meta.state != State::Delivered;
         let name = job.meta.file_name();
         let active = self.state_dir(State::Active).join(&name);
-        self.rewrite(&active, &job.encode())?;
+        let tmp = self.write_tmp(&name, &job.encode(), durable)?;
+        fs::rename(&tmp, &active).with_context(|| format!("failed to replace `{}`", active.display()))?;
         let target_dir = self.state_dir(job.meta.state);
         let to = target_dir.join(&name);
-        fs::rename(&active, &to).with_context(|| {
-            format!(
-                "failed to move `{}` to `{}`",
-                active.display(),
-                to.display()
-            )
-        })?;
-        fsync_dir(&target_dir)
+        fs::rename(&active, &to).with_context(|| format!("failed to move `{}` to `{}`", active.display(), to.display()))?;
+        if durable { fsync_dir(&target_dir) } else { Ok(()) }
     }
 
     /// Returns a claimed job to pending unchanged (e.g. its secret is missing).

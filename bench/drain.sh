@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Drain throughput (issue 3): 10,000 spooled jobs delivered to a local nginx
+# answering 204, at concurrency 1 and 4, beside two baselines measured in the
+# same run against the same receiver:
+#   - what users do today: a bash loop of curl + `openssl dgst -sha256 -hmac`
+#   - the loopback ceiling: wrk at the same concurrency
+# Usage: bench/drain.sh [JOBS]    (results also in bench/out/drain/results.txt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${1:-10000}
+if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
+  echo "installing nginx-light and wrk (Debian)..." >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+cargo build --release -q
+BIN=$PWD/target/release/spec-notify
+OUT=$PWD/bench/out/drain
+rm -rf "$OUT" && mkdir -p "$OUT/tmp"
+PORT=18080
+URL=http://127.0.0.1:$PORT/hook
+
+cat > "$OUT/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $OUT/nginx.pid;
+error_log $OUT/nginx.err;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path $OUT/tmp;
+  proxy_temp_path $OUT/tmp;
+  fastcgi_temp_path $OUT/tmp;
+  uwsgi_temp_path $OUT/tmp;
+  scgi_temp_path $OUT/tmp;
+  server { listen 127.0.0.1:$PORT; location / { return 204; } }
+}
+NGINX
+nginx -c "$OUT/nginx.conf" -p "$OUT" &
+NGINX_PID=$!
+trap 'kill $NGINX_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do curl -s -o /dev/null -X POST "$URL" && break; sleep 0.1; done
+
+export BENCH_SECRET=bench-secret-not-real
+now() { date +%s.%N; }
+rate() { python3 -c "import sys; print(f'{$1/($3-$2):.0f}')"; }
+
+# One workspace per concurrency: spool 10k jobs, then time one drain run.
+drain_rate() {
+  local c=$1 ws=$OUT/ws-c$1
+  mkdir -p "$ws"
+  cat > "$ws/config.toml" <<TOML
+[spec_ops.webhooks]
+enabled = true
+auto_drain = false
+max_concurrency = $c
+max_spool_jobs = 1000000
+max_evidence_bytes = 1073741824
+[[spec_ops.webhooks.subscriptions]]
+id = "nginx"
+url = "$URL"
+secret_env = "BENCH_SECRET"
+TOML
+  python3 -c "
+import json
+for i in range($JOBS):
+    print(json.dumps({'event': {'type': 'spec-auto.stage.completed', 'stage': 'Plan', 'status': 'success'}, 'spec': {'id': 'SPEC-BENCH'}, 'pipeline': {'attempt': 1}}))
+" | "$BIN" --config "$ws/config.toml" emit --input - > /dev/null
+  sync
+  local t0 t1
+  t0=$(now)
+  "$BIN" --config "$ws/config.toml" drain --once 2> "$ws/drain.err"
+  t1=$(now)
+  grep -q "delivered $JOBS," "$ws/drain.err" || { echo "drain at c=$c did not deliver all jobs:" >&2; cat "$ws/drain.err" >&2; exit 1; }
+  rate "$JOBS" "$t0" "$t1"
+}
+
+# The same envelope bytes spec-notify sends, signed and posted by curl (BODY is set below).
+curl_rate() {
+  local n=200 t0 t1 sig
+  t0=$(now)
+  for i in $(seq $n); do
+    sig=$(printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$BENCH_SECRET" | sed 's/^.* //')
+    curl -s -o /dev/null -X POST -H "Content-Type: application/json" -H "X-SpecKit-Signature: sha256=$sig" --data-binary "$BODY" "$URL"
+  done
+  t1=$(now)
+  rate $n "$t0" "$t1"
+}
+
+wrk_rate() {
+  local c=$1
+  printf 'wrk.method = "POST"\nwrk.body = [==[%s]==]\nwrk.headers["Content-Type"] = "application/json"\n' "$BODY" > "$OUT/post.lua"
+  wrk -t "$c" -c "$c" -d 5s -s "$OUT/post.lua" "$URL" | awk '/Requests\/sec/ {printf "%.0f\n", $2}'
+}
+
+echo "spool + drain $JOBS jobs at concurrency 1..." >&2
+D1=$(drain_rate 1)
+BODY=$(sed -n 2p "$(find "$OUT/ws-c1" -path '*delivered/*.job' | head -1)")
+echo "spool + drain $JOBS jobs at concurrency 4..." >&2
+D4=$(drain_rate 4)
+echo "baseline: 200 x (openssl + curl)..." >&2
+C=$(curl_rate)
+echo "ceiling: wrk at concurrency 1 and 4..." >&2
+W1=$(wrk_rate 1)
+W4=$(wrk_rate 4)
+
+{
+  echo "spec-notify drain, concurrency 1: $D1 deliveries/s"
+  echo "spec-notify drain, concurrency 4: $D4 deliveries/s"
+  echo "baseline bash loop curl+openssl:  $C deliveries/s"
+  echo "loopback ceiling wrk, c=1:        $W1 requests/s"
+  echo "loopback ceiling wrk, c=4:        $W4 requests/s"
+  python3 -c "print(f'ratio vs curl loop: c=1 {$D1/$C:.0f}x, c=4 {$D4/$C:.0f}x (target >= 50x)')"
+  python3 -c "print(f'share of wrk ceiling: c=1 {100*$D1/$W1:.0f}%, c=4 {100*$D4/$W4:.0f}% (target >= 30%)')"
+} | tee "$OUT/results.txt"
