@@ -5,3 +5,4 @@ mod support;
 
 mod emit;
 mod list;
+mod status;
