@@ -4,5 +4,6 @@
 mod support;
 
 mod emit;
+mod history;
 mod list;
 mod status;
