@@ -3,6 +3,7 @@
 
 mod support;
 
+mod discard;
 mod emit;
 mod history;
 mod list;
