@@ -4,7 +4,11 @@
 mod support;
 
 mod discard;
+mod drain;
 mod emit;
 mod history;
 mod list;
+mod receiver;
+mod replay;
 mod status;
+mod test_cmd;
