@@ -237,3 +237,79 @@ fn unknown_spec_and_bad_config_exit_2() {
     let run = env.run(&["status"]).expect(2);
     assert!(run.stderr.contains("not valid TOML"), "{}", run.stderr);
 }
+
+#[test]
+fn real_drain_against_a_loopback_receiver() {
+    use crate::support::receiver::{Receiver, Reply};
+    let rx = Receiver::start();
+    rx.script("/bad", std::iter::repeat_n(Reply::Status(500), 100));
+    let retry = "jitter_ms = 0\ninitial_backoff_ms = 20\nmax_attempts = 2";
+    let env = Env::new(&config_with(&format!(
+        "{}{}",
+        subscription("ok", &rx.url("/ok"), retry),
+        subscription("bad", &rx.url("/bad"), retry),
+    )))
+    .env("SECRET_OK", "s3cret-ok")
+    .env("SECRET_BAD", "s3cret-bad");
+    emit_tasks(&env, SPEC, 3);
+    env.run(&["drain", "--max-time", "20s"]).expect(0);
+    assert_eq!(rx.requests_to("/ok").len(), 3);
+    assert_eq!(rx.requests_to("/bad").len(), 6);
+
+    let report = status_json(&env, &[SPEC], 1);
+    let ok = sub(&report, SPEC, "ok");
+    assert_eq!(
+        (ok["delivered"].as_u64(), ok["pending"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(ok["success_rate"], 1.0);
+    let (p50, p95) = (
+        ok["latency_p50_ms"].as_u64().unwrap(),
+        ok["latency_p95_ms"].as_u64().unwrap(),
+    );
+    assert!(p50 <= p95 && p95 < 20_000, "p50 {p50} p95 {p95}");
+    assert!(ok["last_success_at"].is_string());
+    assert_eq!(ok["warning"], Value::Null);
+    let bad = sub(&report, SPEC, "bad");
+    assert_eq!(
+        (bad["dead"].as_u64(), bad["attempts"].as_u64()),
+        (Some(3), Some(6))
+    );
+    assert_eq!(bad["success_rate"], 0.0);
+    assert_eq!(bad["last_failure"], "HTTP 500");
+    let warning = bad["warning"].as_str().unwrap();
+    assert!(
+        warning.contains("3 dead-letters") && warning.contains("last 5 attempts all failed"),
+        "{warning}"
+    );
+    let dead = crate::list::list_json(&env, &[SPEC, "--state", "dead"]);
+    assert_eq!(dead.len(), 3);
+    assert!(
+        dead.iter()
+            .all(|j| j["last_status"] == 500 && j["attempts"] == 2)
+    );
+    let delivered = crate::list::list_json(&env, &[SPEC, "--state", "delivered"]);
+    assert!(
+        delivered
+            .iter()
+            .all(|j| j["subscription"] == "ok" && j["last_status"] == 204)
+    );
+
+    // Once the dead-letters are dealt with the banner clears (exit 0), but the
+    // failing endpoint still warns.
+    env.run(&["discard", SPEC, "--all-dead"]).expect(0);
+    let report = status_json(&env, &[SPEC], 0);
+    assert_eq!(report["dead_letters"], 0);
+    assert!(
+        sub(&report, SPEC, "bad")["warning"]
+            .as_str()
+            .unwrap()
+            .starts_with("bad: the last 5 attempts all failed")
+    );
+    let csv = env.run(&["history", SPEC, "--format", "csv"]).expect(0);
+    assert_eq!(
+        csv.lines().len(),
+        1 + 9 + 3,
+        "header, 9 attempts, 3 discards"
+    );
+}
