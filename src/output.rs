@@ -1,4 +1,4 @@
-//! Presentation: aligned tables for people, JSON for scripts, `NO_COLOR`.
+//! Presentation: aligned tables for people, JSON and CSV for scripts, `NO_COLOR`.
 
 use std::io::{self, Write};
 
@@ -64,8 +64,39 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
+/// comma, a quote or a line break; as-is otherwise.
+pub fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\"")).into()
+    } else {
+        field.into()
+    }
+}
+
+/// Writes one CSV record, ending in `\n`.
+pub fn csv_row<S: AsRef<str>>(out: &mut impl Write, fields: &[S]) -> io::Result<()> {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(csv_field(field.as_ref()).as_bytes())?;
+    }
+    out.write_all(b"\n")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn csv_quotes_only_what_needs_it() {
+        let mut out = Vec::new();
+        super::csv_row(&mut out, &["plain", "a,b", "say \"hi\"", "two\nlines", ""]).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\n"
+        );
+    }
+
     #[test]
     fn table_aligns_columns() {
         let mut out = Vec::new();

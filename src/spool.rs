@@ -715,23 +715,75 @@ enum Unread {
 
 /// Reads only the metadata line of a job file.
 fn read_meta(path: &Path) -> std::result::Result<Meta, Unread> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unread::Gone),
-        Err(e) => return Err(Unread::Bad(format!("cannot open: {e}"))),
+    match File::open(path) {
+        Ok(file) => read_meta_from(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Unread::Gone),
+        Err(e) => Err(Unread::Bad(format!("cannot open: {e}"))),
+    }
+}
+
+/// Reads the metadata line of `name` inside the open folder `dir`. `openat`
+/// resolves one path component instead of the whole spool path per file,
+/// which is most of the kernel time when list reads 100k jobs.
+fn read_meta_at(dir: &File, name: &str) -> std::result::Result<Meta, Unread> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let Ok(c_name) = std::ffi::CString::new(name) else {
+        return Err(Unread::Bad("file name holds a NUL byte".into()));
     };
-    let mut buf = vec![0u8; 4096];
+    // SAFETY: `dir` is an open descriptor and `c_name` a NUL-terminated string,
+    // both alive for the call; the returned descriptor is owned by the File.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c_name.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        return match e.kind() {
+            io::ErrorKind::NotFound => Err(Unread::Gone),
+            _ => Err(Unread::Bad(format!("cannot open: {e}"))),
+        };
+    }
+    // SAFETY: `fd` was just opened above and nothing else owns it.
+    read_meta_from(unsafe { File::from_raw_fd(fd) })
+}
+
+/// The first line of an open job file, parsed. One read of a stack buffer
+/// covers a typical metadata line; longer ones grow a heap buffer.
+fn read_meta_from(mut file: File) -> std::result::Result<Meta, Unread> {
+    let mut first = [0u8; 2048];
     let mut filled = 0;
-    loop {
-        if let Some(nl) = buf[..filled].iter().position(|&b| b == b'\n') {
-            return decode_meta(&buf[..nl]).map_err(Unread::Bad);
+    while filled < first.len() {
+        match file.read(&mut first[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some(nl) = first[filled..filled + n].iter().position(|&b| b == b'\n') {
+                    return decode_meta(&first[..filled + nl]).map_err(Unread::Bad);
+                }
+                filled += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Unread::Bad(format!("cannot read: {e}"))),
         }
+    }
+    if filled < first.len() {
+        return Err(Unread::Bad("no metadata line".into()));
+    }
+    let mut buf = first.to_vec();
+    loop {
         if filled == buf.len() {
             buf.resize(buf.len() * 2, 0);
         }
         match file.read(&mut buf[filled..]) {
             Ok(0) => return Err(Unread::Bad("no metadata line".into())),
-            Ok(n) => filled += n,
+            Ok(n) => {
+                if let Some(nl) = buf[filled..filled + n].iter().position(|&b| b == b'\n') {
+                    return decode_meta(&buf[..filled + nl]).map_err(Unread::Bad);
+                }
+                filled += n;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Unread::Bad(format!("cannot read: {e}"))),
         }
@@ -740,6 +792,15 @@ fn read_meta(path: &Path) -> std::result::Result<Meta, Unread> {
 
 /// Reads many metadata lines on a few threads: list must stay fast at 100k jobs.
 fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<std::result::Result<Meta, Unread>> {
+    let dir_file = match File::open(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return names.iter().map(|_| Err(Unread::Gone)).collect();
+        }
+        // Fall back to whole paths, which report the error per file.
+        Err(_) => return names.iter().map(|n| read_meta(&dir.join(n))).collect(),
+    };
+    let dir_file = &dir_file;
     let threads = if names.len() < 512 {
         1
     } else {
@@ -748,7 +809,7 @@ fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<std::result::Result<
             .min(8)
     };
     if threads == 1 {
-        return names.iter().map(|n| read_meta(&dir.join(n))).collect();
+        return names.iter().map(|n| read_meta_at(dir_file, n)).collect();
     }
     let chunk = names.len().div_ceil(threads);
     std::thread::scope(|scope| {
@@ -757,7 +818,7 @@ fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<std::result::Result<
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|n| read_meta(&dir.join(n)))
+                        .map(|n| read_meta_at(dir_file, n))
                         .collect::<Vec<_>>()
                 })
             })

@@ -3,9 +3,13 @@
 
 mod support;
 
+mod discard;
 mod drain;
 mod emit;
+mod history;
+mod list;
 mod realtime;
 mod receiver;
 mod replay;
+mod status;
 mod test_cmd;

@@ -1,10 +1,154 @@
-//! `spec-notify discard` (being built).
+//! `spec-notify discard`: deletes dead-lettered jobs on purpose, like
+//! `postsuper -d`. Only dead jobs qualify; every choice is checked before
+//! anything changes, then the SPEC's drain.lock is taken (waiting for a
+//! running drain), the files are removed and one `discarded` record per job
+//! goes to the attempt log.
 
-use anyhow::{Result, bail};
+use std::io::{self, Write};
 
+use anyhow::{Context, Result};
+
+use super::Ctx;
 use crate::cli::DiscardArgs;
-use crate::exit::ExitCode;
+use crate::clock;
+use crate::config::{Config, redact_url};
+use crate::evidence::{Evidence, Outcome, Record};
+use crate::exit::{ExitCode, user_error};
+use crate::spool::{Meta, SpecSpool, Spool, State};
 
-pub fn run(_ctx: &super::Ctx, _args: &DiscardArgs) -> Result<ExitCode> {
-    bail!("`discard` is not built yet")
+pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
+    let config = ctx.load_config()?;
+    super::list::require_spec(&config, &args.spec, false)?;
+    let spool = Spool::new(&config.spool_dir).spec(&args.spec);
+    // Look before locking: a refusal must leave the workspace untouched,
+    // and taking drain.lock may create it.
+    let chosen = choose(&spool, args, true)?;
+    if chosen.is_empty() {
+        println!("no dead jobs to discard in {}", args.spec);
+        return Ok(ExitCode::Success);
+    }
+    let lock = match spool.try_lock_drain()? {
+        Some(lock) => lock,
+        None => {
+            eprintln!(
+                "spec-notify: waiting for the drain running on {} to finish …",
+                args.spec
+            );
+            spool.lock_drain()?
+        }
+    };
+    // A drain may have replayed or settled jobs while we waited: look again.
+    let chosen = choose(&spool, args, false)?;
+    let evidence = Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes);
+    let mut records = Vec::new();
+    let mut result = Ok(());
+    for (name, meta) in &chosen {
+        if let Err(e) = spool.remove(&lock, State::Dead, name) {
+            result = Err(e);
+            break;
+        }
+        records.push(discard_record(&config, meta));
+    }
+    // Log what was removed even when a later removal failed.
+    evidence.append(&records).with_context(|| {
+        format!(
+            "removed {} dead jobs but failed to log it in `{}`",
+            records.len(),
+            evidence.log_path().display()
+        )
+    })?;
+    result?;
+    drop(lock);
+    print_discarded(&args.spec, &chosen)?;
+    Ok(ExitCode::Success)
+}
+
+/// The dead jobs the flags name: (file name, metadata). An unknown id or a
+/// job that is not dead is an exit-2 error. `warn` names unreadable files.
+fn choose(spool: &SpecSpool, args: &DiscardArgs, warn: bool) -> Result<Vec<(String, Meta)>> {
+    let Some(id) = &args.delivery_id else {
+        let scan = spool.scan(State::Dead)?;
+        for bad in scan.unreadable.iter().filter(|_| warn) {
+            eprintln!(
+                "spec-notify: warning: skipped unreadable `{}`: {}",
+                bad.path.display(),
+                bad.reason
+            );
+        }
+        return Ok(scan
+            .entries
+            .into_iter()
+            .filter(|e| {
+                args.subscription
+                    .as_deref()
+                    .is_none_or(|s| s == e.meta.subscription)
+            })
+            .map(|e| (e.name, e.meta))
+            .collect());
+    };
+    let all = [State::Dead, State::Pending, State::Active, State::Delivered];
+    // `find` matches a name suffix; a fragment of an id must not qualify.
+    let found = spool.find(id, &all)?.filter(|(_, name)| {
+        super::list::parse_job_name(name).is_some_and(|(_, found)| found == id)
+    });
+    match found {
+        Some((State::Dead, name)) => {
+            let job = spool.read(State::Dead, &name)?;
+            Ok(vec![(name, job.meta)])
+        }
+        Some((state, _)) => Err(user_error(format!(
+            "delivery `{id}` in {} is {}, not dead: only dead-lettered jobs can be discarded; nothing was changed",
+            spool.spec,
+            state.dir_name()
+        ))),
+        None => Err(user_error(format!(
+            "no job with delivery id `{id}` in {} (see `spec-notify list {} --state dead`); nothing was changed",
+            spool.spec, spool.spec
+        ))),
+    }
+}
+
+fn discard_record(config: &Config, meta: &Meta) -> Record {
+    let now = clock::now_ms();
+    Record {
+        ts: clock::rfc3339(now),
+        ts_ms: now,
+        delivery_id: meta.delivery_id.clone(),
+        spec: meta.spec.clone(),
+        subscription: meta.subscription.clone(),
+        event_type: meta.event_type.clone(),
+        attempt: 0,
+        url: config
+            .subscription(&meta.subscription)
+            .map(|s| redact_url(&s.url))
+            .unwrap_or_default(),
+        status: None,
+        error: None,
+        latency_ms: None,
+        outcome: Outcome::Discarded,
+        response_body: None,
+        next_attempt_at: None,
+        request: None,
+    }
+}
+
+fn print_discarded(spec: &str, chosen: &[(String, Meta)]) -> Result<()> {
+    let mut out = io::stdout().lock();
+    for (_, meta) in chosen {
+        writeln!(
+            out,
+            "discarded {}  {}  {}  ({})",
+            meta.delivery_id,
+            meta.subscription,
+            meta.event_type,
+            meta.dead_reason.as_deref().unwrap_or("dead")
+        )?;
+    }
+    let noun = if chosen.len() == 1 { "job" } else { "jobs" };
+    writeln!(
+        out,
+        "{} dead {noun} discarded from {spec}; logged in the evidence",
+        chosen.len()
+    )?;
+    Ok(())
 }

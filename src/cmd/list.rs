@@ -1,10 +1,438 @@
-//! `spec-notify list` (being built).
+//! `spec-notify list`: the jobs of one SPEC (or every SPEC) as a table for
+//! people or one JSON array for scripts, like `postqueue -p`. Read-only: it
+//! never moves a file; files that cannot be read are named on stderr and
+//! skipped (quarantining them is the drain's job).
 
-use anyhow::{Result, bail};
+use std::fs;
+use std::io::{self, BufWriter, Write};
 
-use crate::cli::ListArgs;
-use crate::exit::ExitCode;
+use anyhow::{Context, Result};
+use serde::Serialize;
 
-pub fn run(_ctx: &super::Ctx, _args: &ListArgs) -> Result<ExitCode> {
-    bail!("`list` is not built yet")
+use super::Ctx;
+use crate::cli::{ListArgs, StateFilter};
+use crate::clock;
+use crate::config::Config;
+use crate::envelope::check_spec_id;
+use crate::exit::{ExitCode, user_error};
+use crate::spool::{JOB_EXT, Meta, SpecSpool, Spool, State};
+
+/// Longest "next attempt / last error" cell in the table; JSON has it all.
+const DETAIL_WIDTH: usize = 72;
+
+pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
+    let config = ctx.load_config()?;
+    let spool = Spool::new(&config.spool_dir);
+    let specs = match &args.spec {
+        Some(spec) => {
+            require_spec(&config, spec, false)?;
+            vec![spec.clone()]
+        }
+        None => spool.specs()?,
+    };
+    if let Some(sub) = &args.subscription
+        && config.subscription(sub).is_none()
+    {
+        eprintln!(
+            "spec-notify: warning: subscription `{sub}` is not in `{}`; showing any jobs spooled for it earlier",
+            config.path.display()
+        );
+    }
+    let mut items = Vec::new();
+    for spec in &specs {
+        collect(&spool.spec(spec), args, &mut items)?;
+    }
+    let now = clock::now_ms();
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        write_json(&mut out, &items)?;
+    } else {
+        write_table(&mut out, &items, now, args.spec.is_none())?;
+    }
+    out.flush().context("failed to write to stdout")?;
+    Ok(ExitCode::Success)
+}
+
+/// Fails with exit 2 unless `spec` is a valid SPEC id with a spool folder
+/// (or, when `evidence_counts`, an evidence folder). Names the known SPECs.
+pub(super) fn require_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<()> {
+    check_spec_id(spec).map_err(user_error)?;
+    let spool = Spool::new(&config.spool_dir);
+    let known = spool.specs()?;
+    if known.iter().any(|s| s == spec) || (evidence_counts && config.evidence_for(spec).is_dir()) {
+        return Ok(());
+    }
+    let listing = if known.is_empty() {
+        "no SPEC has a spool yet (nothing has been emitted)".to_string()
+    } else {
+        format!("known SPECs: {}", known.join(", "))
+    };
+    Err(user_error(format!(
+        "unknown SPEC `{spec}`: there is no spool folder `{}`; {listing}; nothing was changed",
+        spool.spec(spec).dir().display()
+    )))
+}
+
+/// One line of the listing.
+enum Item {
+    Job {
+        state: State,
+        name: String,
+        meta: Box<Meta>,
+    },
+    Quarantined {
+        spec: String,
+        file: String,
+        reason: String,
+    },
+}
+
+fn states(filter: StateFilter) -> Vec<State> {
+    match filter {
+        StateFilter::Pending => vec![State::Pending],
+        StateFilter::Active => vec![State::Active],
+        StateFilter::Delivered => vec![State::Delivered],
+        StateFilter::Dead => vec![State::Dead],
+        StateFilter::Quarantine => vec![State::Quarantine],
+        StateFilter::All => vec![
+            State::Pending,
+            State::Active,
+            State::Delivered,
+            State::Dead,
+            State::Quarantine,
+        ],
+    }
+}
+
+fn collect(spool: &SpecSpool, args: &ListArgs, items: &mut Vec<Item>) -> Result<()> {
+    for state in states(args.state) {
+        if state == State::Quarantine {
+            // Quarantined files have no readable subscription to filter on.
+            if args.subscription.is_none() {
+                items.extend(quarantined(spool)?.into_iter().map(|(file, reason)| {
+                    Item::Quarantined {
+                        spec: spool.spec.clone(),
+                        file,
+                        reason,
+                    }
+                }));
+            }
+            continue;
+        }
+        let scan = spool.scan(state)?;
+        for bad in &scan.unreadable {
+            eprintln!(
+                "spec-notify: warning: skipped unreadable `{}`: {}",
+                bad.path.display(),
+                bad.reason
+            );
+        }
+        let wanted = |meta: &Meta| {
+            args.subscription
+                .as_deref()
+                .is_none_or(|s| s == meta.subscription)
+        };
+        items.extend(
+            scan.entries
+                .into_iter()
+                .filter(|e| wanted(&e.meta))
+                .map(|e| Item::Job {
+                    state,
+                    name: e.name,
+                    meta: Box::new(e.meta),
+                }),
+        );
+    }
+    Ok(())
+}
+
+/// Quarantined files, by name, with the first line of the `.reason` beside each.
+pub(super) fn quarantined(spool: &SpecSpool) -> Result<Vec<(String, String)>> {
+    let dir = spool.state_dir(State::Quarantine);
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", dir.display())),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".reason") && !entry.path().is_dir() {
+            files.push(name);
+        }
+    }
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let reason = match fs::read_to_string(dir.join(format!("{file}.reason"))) {
+                Ok(text) => text.lines().next().unwrap_or("").trim().to_string(),
+                Err(_) => "(no .reason file beside it)".to_string(),
+            };
+            (file, reason)
+        })
+        .collect())
+}
+
+/// `<sequence:012>-<delivery-id>.job` → (sequence, delivery id).
+pub(super) fn parse_job_name(name: &str) -> Option<(u64, &str)> {
+    let stem = name.strip_suffix(&format!(".{JOB_EXT}"))?;
+    let (seq, id) = stem.split_once('-')?;
+    let seq = (seq.len() == 12).then(|| seq.parse().ok())??;
+    (!id.is_empty()).then_some((seq, id))
+}
+
+/// The JSON shape of one item; quarantined files fill what their name tells.
+#[derive(Serialize)]
+struct JsonItem<'a> {
+    delivery_id: Option<&'a str>,
+    spec: &'a str,
+    subscription: Option<&'a str>,
+    event_type: Option<&'a str>,
+    state: State,
+    attempts: u32,
+    created_at: Option<String>,
+    next_attempt_at: Option<String>,
+    last_attempt_at: Option<String>,
+    last_status: Option<u16>,
+    last_error: Option<&'a str>,
+    dead_reason: Option<&'a str>,
+    hint: Option<&'a str>,
+    finished_at: Option<String>,
+    sequence: Option<u64>,
+    idempotency_key: Option<&'a str>,
+    replays: u32,
+    file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+fn json_item(item: &Item) -> JsonItem<'_> {
+    match item {
+        Item::Job { state, name, meta } => {
+            let waiting = matches!(state, State::Pending | State::Active);
+            JsonItem {
+                delivery_id: Some(&meta.delivery_id),
+                spec: &meta.spec,
+                subscription: Some(&meta.subscription),
+                event_type: Some(&meta.event_type),
+                state: *state,
+                attempts: meta.attempts,
+                created_at: Some(clock::rfc3339(meta.created_at_ms)),
+                next_attempt_at: waiting.then(|| clock::rfc3339(meta.next_attempt_at_ms)),
+                last_attempt_at: meta.last_attempt_at_ms.map(clock::rfc3339),
+                last_status: meta.last_status,
+                last_error: meta.last_error.as_deref(),
+                dead_reason: meta.dead_reason.as_deref(),
+                hint: meta.hint.as_deref(),
+                finished_at: meta.finished_at_ms.map(clock::rfc3339),
+                sequence: Some(meta.sequence),
+                idempotency_key: Some(&meta.idempotency_key),
+                replays: meta.replays,
+                file: name,
+                reason: None,
+            }
+        }
+        Item::Quarantined { spec, file, reason } => {
+            let parsed = parse_job_name(file);
+            JsonItem {
+                delivery_id: parsed.map(|(_, id)| id),
+                spec,
+                subscription: None,
+                event_type: None,
+                state: State::Quarantine,
+                attempts: 0,
+                created_at: None,
+                next_attempt_at: None,
+                last_attempt_at: None,
+                last_status: None,
+                last_error: None,
+                dead_reason: None,
+                hint: None,
+                finished_at: None,
+                sequence: parsed.map(|(seq, _)| seq),
+                idempotency_key: None,
+                replays: 0,
+                file,
+                reason: Some(reason),
+            }
+        }
+    }
+}
+
+/// One JSON array, one object per line: valid JSON that `grep` and `head` still read.
+fn write_json(out: &mut impl Write, items: &[Item]) -> Result<()> {
+    if items.is_empty() {
+        writeln!(out, "[]")?;
+        return Ok(());
+    }
+    out.write_all(b"[\n")?;
+    for (i, item) in items.iter().enumerate() {
+        serde_json::to_writer(&mut *out, &json_item(item))?;
+        out.write_all(if i + 1 < items.len() { b",\n" } else { b"\n" })?;
+    }
+    out.write_all(b"]\n")?;
+    Ok(())
+}
+
+fn write_table(out: &mut impl Write, items: &[Item], now: u64, with_spec: bool) -> Result<()> {
+    if items.is_empty() {
+        writeln!(out, "no jobs")?;
+        return Ok(());
+    }
+    let mut header = vec![
+        "DELIVERY ID",
+        "SUBSCRIPTION",
+        "EVENT",
+        "STATE",
+        "ATTEMPTS",
+        "AGE",
+        "NEXT ATTEMPT / LAST ERROR",
+    ];
+    if with_spec {
+        header.insert(0, "SPEC");
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| {
+            let mut row = table_row(item, now);
+            if !with_spec {
+                row.remove(0);
+            }
+            row
+        })
+        .collect();
+    crate::output::table(out, &header, &rows)?;
+    writeln!(out, "-- {}", summary(items))?;
+    Ok(())
+}
+
+fn table_row(item: &Item, now: u64) -> Vec<String> {
+    match item {
+        Item::Job { state, meta, .. } => vec![
+            meta.spec.clone(),
+            meta.delivery_id.clone(),
+            meta.subscription.clone(),
+            meta.event_type.clone(),
+            state.dir_name().to_string(),
+            meta.attempts.to_string(),
+            clock::age(now, meta.created_at_ms),
+            shorten(&detail(*state, meta, now)),
+        ],
+        Item::Quarantined { spec, file, reason } => vec![
+            spec.clone(),
+            shorten(file),
+            "-".into(),
+            "-".into(),
+            "quarantine".into(),
+            "-".into(),
+            "-".into(),
+            shorten(reason),
+        ],
+    }
+}
+
+/// When a pending job goes next, or why a finished one ended where it did.
+fn detail(state: State, meta: &Meta, now: u64) -> String {
+    let last = match (meta.last_status, meta.last_error.as_deref()) {
+        (Some(status), Some(error)) => Some(format!("HTTP {status}: {error}")),
+        (Some(status), None) => Some(format!("HTTP {status}")),
+        (None, Some(error)) => Some(error.to_string()),
+        (None, None) => None,
+    };
+    match state {
+        State::Pending => {
+            let when = if meta.next_attempt_at_ms <= now {
+                "due now".to_string()
+            } else {
+                format!("next in {}", clock::age(meta.next_attempt_at_ms, now))
+            };
+            match last {
+                Some(last) => format!("{when} (last: {last})"),
+                None => when,
+            }
+        }
+        State::Active => format!("in flight (attempt {})", meta.attempts + 1),
+        State::Delivered => last.map_or_else(|| "delivered".into(), |l| format!("delivered ({l})")),
+        State::Dead | State::Quarantine => {
+            let reason = meta.dead_reason.as_deref().unwrap_or("dead");
+            match last {
+                Some(last) => format!("{reason}: {last}"),
+                None => reason.to_string(),
+            }
+        }
+    }
+}
+
+/// One printable line of at most [`DETAIL_WIDTH`] characters: control
+/// characters (which could move a terminal's cursor) become spaces.
+fn shorten(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.chars().count() <= DETAIL_WIDTH {
+        return clean;
+    }
+    let mut cut: String = clean.chars().take(DETAIL_WIDTH - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// `5 jobs: 3 pending, 2 dead`
+fn summary(items: &[Item]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for item in items {
+        let state = match item {
+            Item::Job { state, .. } => state.dir_name(),
+            Item::Quarantined { .. } => "quarantined",
+        };
+        match counts.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((state, 1)),
+        }
+    }
+    let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let noun = if items.len() == 1 { "job" } else { "jobs" };
+    format!("{} {noun}: {}", items.len(), parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_parse_and_strangers_do_not() {
+        assert_eq!(
+            parse_job_name("000000000042-0b6f-11.job"),
+            Some((42, "0b6f-11"))
+        );
+        assert_eq!(parse_job_name("notes.txt"), None);
+        assert_eq!(parse_job_name("42-x.job"), None);
+        assert_eq!(parse_job_name("000000000042-.job"), None);
+    }
+
+    #[test]
+    fn details_say_when_or_why() {
+        let mut meta = Meta::new("S", "sub", "a.b.c", "k", 1, 1_000);
+        assert_eq!(detail(State::Pending, &meta, 2_000), "due now");
+        meta.next_attempt_at_ms = 300_000;
+        meta.last_status = Some(503);
+        assert_eq!(
+            detail(State::Pending, &meta, 0),
+            "next in 5m (last: HTTP 503)"
+        );
+        meta.dead_reason = Some("exhausted".into());
+        assert_eq!(detail(State::Dead, &meta, 0), "exhausted: HTTP 503");
+    }
+
+    #[test]
+    fn table_cells_are_one_short_line() {
+        assert_eq!(shorten("a\nb\x1b[31m"), "a b [31m");
+        let long = "é".repeat(200);
+        let cut = shorten(&long);
+        assert_eq!(cut.chars().count(), DETAIL_WIDTH);
+        assert!(cut.ends_with('…'));
+    }
 }
