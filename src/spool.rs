@@ -425,14 +425,8 @@ impl SpecSpool {
         Ok((names, strays))
     }
 
-    /// Counts job files in a state folder.
-    pub fn count(&self, state: State) -> Result<usize> {
-        Ok(self.names(state)?.0.len())
-    }
-
-    /// Reads the metadata of every job in a state folder, in emit order.
-    pub fn scan(&self, state: State) -> Result<Scan> {
-        let (names, strays) = self.names(state)?;
+    /// Reads the metadata of the named jobs of a state folder.
+    pub fn scan_names(&self, state: State, names: Vec<String>) -> Scan {
         let dir = self.state_dir(state);
         let metas = read_metas_parallel(&dir, &names);
         let mut scan = Scan::default();
@@ -446,6 +440,18 @@ impl SpecSpool {
                 }),
             }
         }
+        scan
+    }
+
+    /// Counts job files in a state folder.
+    pub fn count(&self, state: State) -> Result<usize> {
+        Ok(self.names(state)?.0.len())
+    }
+
+    /// Reads the metadata of every job in a state folder, in emit order.
+    pub fn scan(&self, state: State) -> Result<Scan> {
+        let (names, strays) = self.names(state)?;
+        let mut scan = self.scan_names(state, names);
         for path in strays.into_iter().filter(|p| !p.is_dir()) {
             scan.unreadable.push(Unreadable {
                 path,

@@ -1,0 +1,251 @@
+//! One HTTP attempt: builds a delivery's headers and POSTs it with a shared
+//! ureq agent (keep-alive, no redirects, per-request timeout covering connect
+//! and the whole response). Never touches the filesystem.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use ureq::Agent;
+
+use crate::config::{Secret, Subscription, redact_url};
+use crate::sign;
+
+pub const USER_AGENT: &str = concat!("spec-notify/", env!("CARGO_PKG_VERSION"));
+/// Response bytes read per attempt; enough for the evidence excerpt.
+const RESPONSE_LIMIT: u64 = 64 * 1024;
+
+/// What came back from one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Response {
+        status: u16,
+        retry_after: Option<String>,
+        body: Vec<u8>,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+impl Answer {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Answer::Response { status, .. } => Some(*status),
+            Answer::Failed { .. } => None,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<&str> {
+        match self {
+            Answer::Response { retry_after, .. } => retry_after.as_deref(),
+            Answer::Failed { .. } => None,
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Answer::Failed { error } => Some(error),
+            Answer::Response { .. } => None,
+        }
+    }
+
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Answer::Response { body, .. } => body,
+            Answer::Failed { .. } => &[],
+        }
+    }
+
+    /// A one-line description for `last_error`: `HTTP 503` or the transport error.
+    pub fn describe(&self) -> String {
+        match self {
+            Answer::Response { status, .. } => format!("HTTP {status}"),
+            Answer::Failed { error } => error.clone(),
+        }
+    }
+}
+
+/// Identifies one attempt of one job.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptId<'a> {
+    pub delivery_id: &'a str,
+    pub event_type: &'a str,
+    pub idempotency_key: &'a str,
+    pub attempt: u32,
+    pub timestamp: u64,
+}
+
+/// The agent every attempt of a run shares.
+pub fn agent(max_concurrency: usize) -> Agent {
+    Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .user_agent(USER_AGENT)
+        .max_idle_connections_per_host(max_concurrency.max(1))
+        .build()
+        .into()
+}
+
+/// Every header of a delivery, signatures included. `secret: None` builds a
+/// dry-run's would-be request (unsigned: dry-run needs no secret).
+pub fn headers(
+    sub: &Subscription,
+    secret: Option<(&Secret, Option<&Secret>)>,
+    id: AttemptId<'_>,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, String> {
+    let mut out: Vec<(String, String)> = vec![
+        ("Content-Type".into(), "application/json".into()),
+        ("User-Agent".into(), USER_AGENT.into()),
+        ("X-SpecKit-Event".into(), id.event_type.into()),
+        ("X-SpecKit-Id".into(), id.delivery_id.into()),
+        (
+            "X-SpecKit-Request-Timestamp".into(),
+            id.timestamp.to_string(),
+        ),
+        ("X-SpecKit-Attempt".into(), id.attempt.to_string()),
+        (
+            "X-SpecKit-Idempotency-Key".into(),
+            id.idempotency_key.into(),
+        ),
+    ];
+    if let Some((secret, previous)) = secret {
+        let signed = sign::signature_headers(
+            sub.signature,
+            secret,
+            previous,
+            id.delivery_id,
+            id.timestamp,
+            body,
+        )
+        .map_err(|e| {
+            format!(
+                "subscription `{}`: secret in {}: {e}",
+                sub.id,
+                sub.secret_env.as_deref().unwrap_or("?")
+            )
+        })?;
+        out.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
+    }
+    Ok(out)
+}
+
+/// POSTs `body` and reports the answer and the latency. Transport errors are
+/// answers too (`Failed`), never `Err`: the caller decides what they mean.
+pub fn send(
+    agent: &Agent,
+    url: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    timeout: Duration,
+) -> (Answer, Duration) {
+    let started = Instant::now();
+    let mut request = agent
+        .post(url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build();
+    for (name, value) in headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let answer = match request.send(body) {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            let mut bytes = Vec::new();
+            let _ = response
+                .body_mut()
+                .as_reader()
+                .take(RESPONSE_LIMIT)
+                .read_to_end(&mut bytes);
+            Answer::Response {
+                status,
+                retry_after,
+                body: bytes,
+            }
+        }
+        Err(error) => Answer::Failed {
+            error: describe_error(&error, url, timeout),
+        },
+    };
+    (answer, started.elapsed())
+}
+
+/// A transport error in words, with the URL redacted wherever it appears.
+fn describe_error(error: &ureq::Error, url: &str, timeout: Duration) -> String {
+    let text = match error {
+        ureq::Error::Timeout(_) => format!("timed out after {} ms", timeout.as_millis()),
+        ureq::Error::HostNotFound => "host not found (DNS)".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::Io(e) => format!("connection error: {e}"),
+        other => other.to_string(),
+    };
+    text.replace(url, &redact_url(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// A one-shot loopback server answering `response` to the first request.
+    fn serve_once(response: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            (&stream).write_all(response.as_bytes()).unwrap();
+        });
+        format!("http://{addr}/hook")
+    }
+
+    #[test]
+    fn redirects_are_answers_not_followed() {
+        let url = serve_once(
+            "HTTP/1.1 301 Moved\r\nLocation: http://127.0.0.1:1/x\r\nContent-Length: 0\r\n\r\n",
+        );
+        let (answer, _) = send(&agent(1), &url, &[], b"{}", Duration::from_secs(5));
+        assert_eq!(answer.status(), Some(301));
+    }
+
+    #[test]
+    fn retry_after_is_read() {
+        let url = serve_once("HTTP/1.1 429 Slow\r\nRetry-After: 7\r\nContent-Length: 2\r\n\r\nno");
+        let (answer, _) = send(&agent(1), &url, &[], b"{}", Duration::from_secs(5));
+        assert_eq!(
+            answer,
+            Answer::Response {
+                status: 429,
+                retry_after: Some("7".into()),
+                body: b"no".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn refused_connection_is_a_failed_answer() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (answer, _) = send(
+            &agent(1),
+            &format!("http://127.0.0.1:{port}/"),
+            &[],
+            b"{}",
+            Duration::from_secs(2),
+        );
+        assert!(answer.error().is_some(), "{answer:?}");
+    }
+}

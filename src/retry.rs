@@ -1,0 +1,221 @@
+//! Retry policy: what an attempt's result means for the job (delivered, retry
+//! at a time, or dead with a reason and a hint), exponential backoff with
+//! jitter, and `Retry-After`. Pure functions of their inputs, `now` included.
+
+use crate::config::RetryPolicy;
+use crate::deliver::Answer;
+
+/// No wait, whether from backoff or `Retry-After`, is longer than this.
+pub const MAX_WAIT_MS: u64 = 60 * 60 * 1000;
+
+/// What happens to a job after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Delivered,
+    Retry { at_ms: u64 },
+    Dead { reason: &'static str },
+}
+
+/// How a response (or its absence) is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Success,
+    Retryable,
+    Terminal,
+}
+
+/// 2xx success; 3xx (never followed), 408, 429, 5xx and transport errors are
+/// retried; 410 and every other 4xx are terminal.
+pub fn classify(status: Option<u16>) -> Class {
+    match status {
+        Some(200..=299) => Class::Success,
+        Some(408 | 429) => Class::Retryable,
+        Some(400..=499) => Class::Terminal,
+        _ => Class::Retryable,
+    }
+}
+
+/// The wait after failed attempt `n` (1-based): initial × factor^(n-1) + jitter,
+/// where `unit` in [0, 1) picks the jitter.
+pub fn backoff_ms(policy: &RetryPolicy, n: u32, unit: f64) -> u64 {
+    let exp = policy
+        .backoff_factor
+        .powi(n.saturating_sub(1).min(64) as i32);
+    let base = (policy.initial_backoff_ms as f64 * exp).min(MAX_WAIT_MS as f64) as u64;
+    let jitter = (policy.jitter_ms as f64 * unit.clamp(0.0, 1.0)).round() as u64;
+    (base + jitter).min(MAX_WAIT_MS)
+}
+
+/// `Retry-After` as a wait in ms: delta-seconds or an HTTP-date, capped.
+pub fn retry_after_ms(value: &str, now_ms: u64) -> Option<u64> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => secs.saturating_mul(1000),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            crate::clock::to_millis(at).saturating_sub(now_ms)
+        }
+    };
+    Some(wait.min(MAX_WAIT_MS))
+}
+
+/// Decides the job's fate after attempt number `attempt` got `answer`.
+pub fn decide(
+    policy: &RetryPolicy,
+    attempt: u32,
+    answer: &Answer,
+    now_ms: u64,
+    unit: f64,
+) -> Verdict {
+    match classify(answer.status()) {
+        Class::Success => Verdict::Delivered,
+        Class::Terminal => Verdict::Dead { reason: "rejected" },
+        Class::Retryable if attempt >= policy.max_attempts => Verdict::Dead {
+            reason: "exhausted",
+        },
+        Class::Retryable => {
+            let backoff = backoff_ms(policy, attempt, unit);
+            let asked = answer
+                .retry_after()
+                .and_then(|v| retry_after_ms(v, now_ms))
+                .unwrap_or(0);
+            Verdict::Retry {
+                at_ms: now_ms + backoff.max(asked),
+            }
+        }
+    }
+}
+
+/// What an operator should do about a dead job, in one sentence.
+pub fn dead_hint(
+    answer: &Answer,
+    attempts: u32,
+    sub: &crate::config::Subscription,
+    spec: &str,
+    id: &str,
+) -> String {
+    let replay = format!("then run `spec-notify replay {spec} --delivery-id {id}`");
+    let secret = sub.secret_env.as_deref().unwrap_or("(none)");
+    match answer.status() {
+        Some(code @ (401 | 403)) => format!(
+            "endpoint answered {code}: check secret_env {secret} for subscription {} and the receiver's copy of the secret, {replay}",
+            sub.id
+        ),
+        Some(code @ (404 | 410)) => format!(
+            "endpoint answered {code}: the URL no longer takes deliveries; fix `url` of subscription {}, {replay}",
+            sub.id
+        ),
+        Some(code @ 300..=399) => format!(
+            "endpoint redirected ({code}) and redirects are never followed: set `url` of subscription {} to the final address, {replay}",
+            sub.id
+        ),
+        Some(code @ 400..=499) => format!(
+            "endpoint rejected the payload ({code}): see the response in the evidence log and the receiver's logs, {replay}"
+        ),
+        Some(code) => format!(
+            "endpoint kept failing ({code}) for {attempts} attempts: check the receiver's health, {replay}"
+        ),
+        None => format!(
+            "endpoint unreachable for {attempts} attempts ({}): check that the host is up and reachable, {replay}",
+            answer.error().unwrap_or("no response")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::Answer;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff_ms: 1000,
+            backoff_factor: 2.0,
+            jitter_ms: 100,
+            per_request_timeout_ms: 5000,
+        }
+    }
+
+    fn status(code: u16) -> Answer {
+        Answer::Response {
+            status: code,
+            retry_after: None,
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn classes() {
+        assert_eq!(classify(Some(204)), Class::Success);
+        for code in [301, 302, 408, 429, 500, 503] {
+            assert_eq!(classify(Some(code)), Class::Retryable, "{code}");
+        }
+        for code in [400, 401, 404, 410, 422] {
+            assert_eq!(classify(Some(code)), Class::Terminal, "{code}");
+        }
+        assert_eq!(classify(None), Class::Retryable);
+    }
+
+    #[test]
+    fn exponential_backoff_with_bounded_jitter() {
+        let p = policy();
+        assert_eq!(backoff_ms(&p, 1, 0.0), 1000);
+        assert_eq!(backoff_ms(&p, 2, 0.0), 2000);
+        assert_eq!(backoff_ms(&p, 3, 0.0), 4000);
+        assert_eq!(backoff_ms(&p, 3, 1.0), 4100);
+        assert_eq!(backoff_ms(&p, 200, 0.5), MAX_WAIT_MS);
+    }
+
+    #[test]
+    fn retry_after_delta_and_date_are_honoured_and_capped() {
+        assert_eq!(retry_after_ms("2", 0), Some(2000));
+        assert_eq!(retry_after_ms("999999", 0), Some(MAX_WAIT_MS));
+        let now = 1_445_412_480_000; // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(
+            retry_after_ms("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(30_000)
+        );
+        assert_eq!(
+            retry_after_ms("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(0)
+        );
+        assert_eq!(retry_after_ms("soon", now), None);
+    }
+
+    #[test]
+    fn decisions() {
+        let p = policy();
+        assert_eq!(decide(&p, 1, &status(200), 0, 0.0), Verdict::Delivered);
+        assert_eq!(
+            decide(&p, 1, &status(503), 0, 0.0),
+            Verdict::Retry { at_ms: 1000 }
+        );
+        assert_eq!(
+            decide(&p, 3, &status(503), 0, 0.0),
+            Verdict::Dead {
+                reason: "exhausted"
+            }
+        );
+        assert_eq!(
+            decide(&p, 1, &status(410), 0, 0.0),
+            Verdict::Dead { reason: "rejected" }
+        );
+        let slow_down = Answer::Response {
+            status: 429,
+            retry_after: Some("30".into()),
+            body: Vec::new(),
+        };
+        assert_eq!(
+            decide(&p, 1, &slow_down, 0, 0.0),
+            Verdict::Retry { at_ms: 30_000 }
+        );
+        let timeout = Answer::Failed {
+            error: "timed out".into(),
+        };
+        assert_eq!(
+            decide(&p, 2, &timeout, 0, 0.0),
+            Verdict::Retry { at_ms: 2000 }
+        );
+    }
+}
