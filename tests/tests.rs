@@ -4,4 +4,6 @@
 mod support;
 
 mod emit;
+mod receive;
 mod receiver;
+mod verify;
