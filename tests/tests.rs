@@ -6,4 +6,5 @@ mod support;
 mod emit;
 mod receive;
 mod receiver;
+mod verifiers;
 mod verify;
