@@ -272,3 +272,172 @@ fn during_rotation_standard_webhooks_verify_with_either_secret_hex_with_the_new_
         ),
     ]);
 }
+
+// The receivers in examples/, run as documented, fed by the real drain.
+
+/// A running example receiver and where it listens.
+struct Example {
+    child: std::process::Child,
+    url: String,
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl Example {
+    /// Starts `examples/receiver.py` or `receiver.mjs` on a free port with
+    /// these secrets (current, then previous).
+    fn start(lang: Lang, scheme: &str, secrets: &[&str]) -> Example {
+        use std::io::BufRead;
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let (mut cmd, copy) = match lang {
+            Lang::Python => {
+                let mut cmd = Command::new("python3");
+                cmd.arg(examples.join("receiver.py"));
+                (cmd, None)
+            }
+            Lang::Node => {
+                lang.ensure_installed();
+                // Run the file as is, from a folder that resolves the
+                // libraries install.sh put in tests/verifiers/node_modules.
+                let copy = tempfile::Builder::new()
+                    .prefix("tmp-example-")
+                    .tempdir_in(dir())
+                    .unwrap();
+                let script = copy.path().join("receiver.mjs");
+                std::fs::copy(examples.join("receiver.mjs"), &script).unwrap();
+                let mut cmd = Command::new("node");
+                cmd.arg(script);
+                (cmd, Some(copy))
+            }
+        };
+        cmd.arg(scheme)
+            .env("PORT", "0")
+            .env_remove("WEBHOOK_SECRET")
+            .env_remove("WEBHOOK_SECRET_PREVIOUS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (var, secret) in ["WEBHOOK_SECRET", "WEBHOOK_SECRET_PREVIOUS"]
+            .iter()
+            .zip(secrets)
+        {
+            cmd.env(var, secret);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut banner = String::new();
+        stderr.read_line(&mut banner).unwrap();
+        let url = banner
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("{lang:?} example did not start: {banner}"))
+            .to_string();
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Example {
+            child,
+            url: format!("{url}hook"),
+            _copy: copy,
+        }
+    }
+
+    /// Stops the receiver; what it printed on stdout.
+    fn stop(mut self) -> String {
+        use std::io::Read;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut out = String::new();
+        if let Some(mut stdout) = self.child.stdout.take() {
+            stdout.read_to_string(&mut out).unwrap();
+        }
+        out
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn example_receivers_accept_real_deliveries_and_reject_a_wrong_secret() {
+    for lang in LANGS {
+        for scheme in SCHEMES {
+            let example = Example::start(lang, scheme, &[SECRET]);
+            let env = crate::verify::drain_to(&example.url, scheme, None, 2);
+            let delivered = env.jobs("SPEC-RECV", "delivered");
+            let out = example.stop();
+            assert_eq!(delivered.len(), 2, "{lang:?} {scheme}: {out}");
+            for (meta, _) in &delivered {
+                let id = meta["delivery_id"].as_str().unwrap();
+                let line = format!("accepted {id} spec-auto.stage.completed SPEC-RECV ");
+                assert!(out.contains(&line), "{lang:?} {scheme}: {out}");
+            }
+
+            let example = Example::start(lang, scheme, &[OTHER_SECRET]);
+            let env = crate::verify::drain_to(&example.url, scheme, None, 1);
+            let out = example.stop();
+            assert!(!out.contains("accepted"), "{lang:?} {scheme}: {out}");
+            let dead = env.jobs("SPEC-RECV", "dead");
+            assert_eq!(dead.len(), 1, "{lang:?} {scheme}: 401 is terminal");
+        }
+    }
+}
+
+#[test]
+fn example_receivers_accept_the_previous_secret_while_rotating() {
+    for lang in LANGS {
+        for scheme in ["github", "standard-webhooks"] {
+            // The receiver already knows a newer secret; the sender still uses SECRET.
+            let example = Example::start(lang, scheme, &[OTHER_SECRET, SECRET]);
+            let env = crate::verify::drain_to(&example.url, scheme, None, 1);
+            let out = example.stop();
+            assert_eq!(
+                env.jobs("SPEC-RECV", "delivered").len(),
+                1,
+                "{lang:?} {scheme}: {out}"
+            );
+            assert!(out.contains("accepted"), "{out}");
+        }
+    }
+}
+
+#[test]
+fn shell_example_answers_204_for_genuine_and_401_for_tampered_requests() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/receiver.sh");
+    for scheme in SCHEMES {
+        let delivery = &deliveries(scheme, None, 1)[0];
+        for (body, secret, expected) in [
+            (delivery.body.clone(), SECRET, "HTTP/1.1 204"),
+            (tampered(&delivery.body), SECRET, "HTTP/1.1 401"),
+            (delivery.body.clone(), OTHER_SECRET, "HTTP/1.1 401"),
+        ] {
+            let mut request = format!("POST {} HTTP/1.1\r\n", delivery.path).into_bytes();
+            for (name, value) in &delivery.headers {
+                request.extend(format!("{name}: {value}\r\n").bytes());
+            }
+            request.extend(b"\r\n");
+            request.extend(&body);
+            let mut child = Command::new("bash")
+                .arg(&script)
+                .arg(scheme)
+                .env("SPEC_NOTIFY", crate::support::BIN)
+                .env("WEBHOOK_SECRET", secret)
+                .env_remove("WEBHOOK_SECRET_PREVIOUS")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&request).unwrap();
+            let output = child.wait_with_output().unwrap();
+            let response = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                response.starts_with(expected),
+                "{scheme}: {response}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(!String::from_utf8_lossy(&output.stderr).contains(secret));
+        }
+    }
+}
