@@ -116,10 +116,6 @@ Example:
         after_help = "Example:\n  spec-notify completions bash > /etc/bash_completion.d/spec-notify"
     )]
     Completions(CompletionsArgs),
-
-    /// Internal: the receiver used by `demo`, started as a child process
-    #[command(hide = true)]
-    DemoReceiver(DemoReceiverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -351,14 +347,6 @@ pub struct DemoArgs {
     /// Keep the temp workspace and print its path
     #[arg(long)]
     pub keep: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct DemoReceiverArgs {
-    #[arg(long)]
-    pub listen: String,
-    #[arg(long)]
-    pub fail_first: u32,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod evidence;
 pub mod exit;
 pub mod kick;
+pub mod loopback;
 pub mod output;
 pub mod retry;
 pub mod sign;

@@ -307,6 +307,13 @@ impl SpecSpool {
                 }
             }
         }
+        let lock = self.dir.join("drain.lock");
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .with_context(|| format!("failed to create `{}`", lock.display()))?;
         fsync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent() {
             fsync_dir(parent)?;

@@ -3,8 +3,11 @@
 
 mod support;
 
+mod drain;
 mod emit;
 mod receive;
 mod receiver;
+mod replay;
+mod test_cmd;
 mod verifiers;
 mod verify;

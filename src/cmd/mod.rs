@@ -62,7 +62,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Receive(args) => receive::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Demo(args) => demo::run(&args),
-        Command::DemoReceiver(args) => demo::run_receiver(&args),
         Command::Completions(args) => completions::run(&args),
     }
 }

@@ -1,10 +1,194 @@
-//! `spec-notify replay` (being built).
+//! `spec-notify replay`: move dead (or delivered) jobs back to pending with
+//! their delivery id kept and attempts reset, log it, then deliver just
+//! those jobs right away (unless `--no-drain`). Like `postsuper -r`.
 
-use anyhow::{Result, bail};
+use std::collections::HashSet;
 
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
 use crate::cli::ReplayArgs;
-use crate::exit::ExitCode;
+use crate::clock;
+use crate::config::{Config, redact_url};
+use crate::drain::{Drainer, Options, Stop};
+use crate::envelope::check_spec_id;
+use crate::evidence::{Evidence, Outcome, Record};
+use crate::exit::{ExitCode, user_error};
+use crate::output;
+use crate::spool::{Entry, Spool, State};
 
-pub fn run(_ctx: &super::Ctx, _args: &ReplayArgs) -> Result<ExitCode> {
-    bail!("`replay` is not built yet")
+pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
+    check_spec_id(&args.spec).map_err(user_error)?;
+    let config = ctx.load_config()?;
+    let spool = Spool::new(&config.spool_dir).spec(&args.spec);
+    if !spool.dir().is_dir() {
+        return Err(user_error(format!(
+            "no spool for SPEC `{}` under `{}`",
+            args.spec,
+            config.spool_dir.display()
+        )));
+    }
+    let lock = match spool.try_lock_drain()? {
+        Some(lock) => lock,
+        None => {
+            eprintln!(
+                "spec-notify: waiting for the drain working on {} to finish…",
+                args.spec
+            );
+            spool.lock_drain()?
+        }
+    };
+    let chosen = choose(&spool, args)?;
+    if chosen.is_empty() {
+        eprintln!(
+            "spec-notify: no dead jobs of {} match; nothing replayed",
+            args.spec
+        );
+        return Ok(ExitCode::Success);
+    }
+    let evidence = Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes);
+    let now = clock::now_ms();
+    let mut ids = HashSet::new();
+    for entry in &chosen {
+        let mut job = spool.read(entry.state, &entry.name)?;
+        reset(&mut job.meta, now);
+        spool.transfer(&lock, entry.state, &job)?;
+        evidence.append(&[requeued_record(&config, &job.meta, entry.state, now)])?;
+        ids.insert(job.meta.delivery_id.clone());
+        eprintln!(
+            "spec-notify: requeued {} ({}, was {})",
+            job.meta.delivery_id,
+            job.meta.subscription,
+            entry.state.dir_name()
+        );
+    }
+    drop(lock);
+    if args.no_drain {
+        return Ok(ExitCode::Success);
+    }
+    deliver_now(&config, &args.spec, ids, args.json)
+}
+
+/// The jobs to replay; an unknown id is an error and changes nothing.
+fn choose(spool: &crate::spool::SpecSpool, args: &ReplayArgs) -> Result<Vec<Entry>> {
+    if let Some(id) = &args.delivery_id {
+        let found = spool.find(id, &[State::Dead, State::Delivered])?;
+        let Some((state, name)) = found else {
+            let elsewhere = spool.find(id, &[State::Pending, State::Active])?;
+            let why = match elsewhere {
+                Some((state, _)) => format!(
+                    "it is {} already; `spec-notify drain` delivers it",
+                    state.dir_name()
+                ),
+                None => format!("no job has that id (see `spec-notify list {}`)", spool.spec),
+            };
+            return Err(user_error(format!(
+                "cannot replay {id} of {}: {why}; nothing changed",
+                spool.spec
+            )));
+        };
+        let meta = spool.read(state, &name)?.meta;
+        return Ok(vec![Entry { name, state, meta }]);
+    }
+    let scan = spool.scan(State::Dead)?;
+    Ok(scan
+        .entries
+        .into_iter()
+        .filter(|e| {
+            args.subscription
+                .as_ref()
+                .is_none_or(|s| &e.meta.subscription == s)
+        })
+        .filter(|e| {
+            let at = e.meta.finished_at_ms.unwrap_or(e.meta.created_at_ms);
+            args.since.is_none_or(|t| at >= t) && args.until.is_none_or(|t| at <= t)
+        })
+        .collect())
+}
+
+/// Back to a fresh pending job with the same delivery id and envelope.
+fn reset(meta: &mut crate::spool::Meta, now: u64) {
+    meta.state = State::Pending;
+    meta.attempts = 0;
+    meta.next_attempt_at_ms = now;
+    meta.dead_reason = None;
+    meta.hint = None;
+    meta.finished_at_ms = None;
+    meta.replays += 1;
+}
+
+fn requeued_record(config: &Config, meta: &crate::spool::Meta, from: State, now: u64) -> Record {
+    let url = config
+        .subscription(&meta.subscription)
+        .map(|s| redact_url(&s.url))
+        .unwrap_or_default();
+    Record {
+        ts: clock::rfc3339(now),
+        ts_ms: now,
+        delivery_id: meta.delivery_id.clone(),
+        spec: meta.spec.clone(),
+        subscription: meta.subscription.clone(),
+        event_type: meta.event_type.clone(),
+        attempt: 0,
+        url,
+        status: meta.last_status,
+        error: Some(format!(
+            "requeued from {} by an operator (replay #{})",
+            from.dir_name(),
+            meta.replays
+        )),
+        latency_ms: None,
+        outcome: Outcome::Requeued,
+        response_body: None,
+        next_attempt_at: Some(clock::rfc3339(now)),
+        request: None,
+    }
+}
+
+/// Delivers the requeued jobs once each and reports what became of them:
+/// exit 0 when all were delivered, 1 when some failed again, 2 when held.
+fn deliver_now(config: &Config, spec: &str, ids: HashSet<String>, json: bool) -> Result<ExitCode> {
+    let options = Options {
+        spec: Some(spec.to_string()),
+        once: true,
+        watch: false,
+        max_time: std::time::Duration::ZERO,
+        only: Some(ids.clone()),
+    };
+    let summary = Drainer::new(config, options, Stop::install()?).run()?;
+    let mut rows = Vec::new();
+    for id in &ids {
+        let outcome = summary.outcomes.get(id).copied();
+        rows.push(
+            json!({"delivery_id": id, "outcome": outcome.map_or("not attempted", outcome_name)}),
+        );
+    }
+    if json {
+        output::print_json(&rows)?;
+    }
+    super::drain::report(&summary, false)?;
+    let code = super::drain::exit_code(&summary);
+    let all_delivered = ids.iter().all(|id| {
+        summary
+            .outcomes
+            .get(id)
+            .is_some_and(|o| matches!(o, Outcome::Delivered | Outcome::DryRun))
+    });
+    Ok(match code {
+        ExitCode::Success if !all_delivered => ExitCode::Failure,
+        other => other,
+    })
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry => "retrying",
+        Outcome::Dead => "dead",
+        Outcome::DryRun => "dry-run",
+        Outcome::Test => "test",
+        Outcome::Requeued => "requeued",
+        Outcome::Discarded => "discarded",
+    }
 }

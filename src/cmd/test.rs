@@ -1,10 +1,121 @@
-//! `spec-notify test` (being built).
+//! `spec-notify test SPEC --subscription ID`: send one signed sample event
+//! (type `spec-notify.test`) to a subscription right now, without the spool,
+//! and report status, latency and the response; `--print` shows the exact
+//! request instead. The attempt is logged in the SPEC's evidence.
 
-use anyhow::{Result, bail};
+use std::io::Write;
+use std::time::Duration;
 
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
 use crate::cli::TestArgs;
-use crate::exit::ExitCode;
+use crate::clock;
+use crate::config::{Config, Subscription, redact_url};
+use crate::deliver::{self, AttemptId};
+use crate::envelope::{self, check_spec_id};
+use crate::evidence::{Evidence, Outcome, Record, excerpt};
+use crate::exit::{ExitCode, user_error};
+use crate::output;
 
-pub fn run(_ctx: &super::Ctx, _args: &TestArgs) -> Result<ExitCode> {
-    bail!("`test` is not built yet")
+pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
+    check_spec_id(&args.spec).map_err(user_error)?;
+    let config = ctx.load_config()?;
+    let sub = find_subscription(&config, &args.subscription)?;
+    let secret = sub.secret().map_err(user_error)?;
+    let previous = sub.previous_secret();
+    let now = clock::now_ms();
+    let event = envelope::test_event(&args.spec);
+    let body = event.render(0, &clock::rfc3339(now));
+    let delivery_id = uuid::Uuid::new_v4().to_string();
+    let id = AttemptId {
+        delivery_id: &delivery_id,
+        event_type: &event.event_type,
+        idempotency_key: &event.idempotency_key,
+        attempt: 1,
+        timestamp: now / 1000,
+    };
+    let headers =
+        deliver::headers(sub, Some((&secret, previous.as_ref())), id, &body).map_err(user_error)?;
+    if args.print {
+        print_request(sub, &headers, &body)?;
+        return Ok(ExitCode::Success);
+    }
+    let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
+    let (answer, latency) = deliver::send(&deliver::agent(1), &sub.url, &headers, &body, timeout);
+    let ok = answer.status().is_some_and(|s| (200..300).contains(&s));
+    let record = Record {
+        ts: clock::rfc3339(now),
+        ts_ms: now,
+        delivery_id: delivery_id.clone(),
+        spec: args.spec.clone(),
+        subscription: sub.id.clone(),
+        event_type: event.event_type.clone(),
+        attempt: 1,
+        url: redact_url(&sub.url),
+        status: answer.status(),
+        error: answer.error().map(String::from),
+        latency_ms: Some(latency.as_millis() as u64),
+        outcome: Outcome::Test,
+        response_body: Some(excerpt(answer.body())).filter(|b| !b.is_empty()),
+        next_attempt_at: None,
+        request: None,
+    };
+    Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes)
+        .append(std::slice::from_ref(&record))?;
+    if args.json {
+        output::print_json(
+            &json!({"ok": ok, "delivery_id": delivery_id, "url": record.url, "status": record.status,
+            "error": record.error, "latency_ms": record.latency_ms, "response": record.response_body}),
+        )?;
+    } else {
+        let result = match (&record.status, &record.error) {
+            (Some(status), _) => format!("HTTP {status}"),
+            (None, Some(error)) => error.clone(),
+            (None, None) => "no answer".into(),
+        };
+        let verdict = if ok {
+            output::paint("ok", "32")
+        } else {
+            output::paint("FAILED", "31")
+        };
+        println!(
+            "{verdict}: {} answered {result} in {} ms (delivery id {delivery_id})",
+            record.url,
+            latency.as_millis()
+        );
+        if let Some(body) = &record.response_body {
+            println!("response: {body}");
+        }
+    }
+    Ok(if ok {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}
+
+fn find_subscription<'a>(config: &'a Config, id: &str) -> Result<&'a Subscription> {
+    config.subscription(id).ok_or_else(|| {
+        let known: Vec<&str> = config.subscriptions.iter().map(|s| s.id.as_str()).collect();
+        user_error(format!(
+            "no subscription `{id}` in `{}`; known: {}",
+            config.path.display(),
+            known.join(", ")
+        ))
+    })
+}
+
+/// The request as it would go on the wire (URL redacted, secrets never shown).
+fn print_request(sub: &Subscription, headers: &[(String, String)], body: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "POST {}", redact_url(&sub.url))?;
+    for (name, value) in headers {
+        writeln!(out, "{name}: {value}")?;
+    }
+    writeln!(out)?;
+    out.write_all(body)?;
+    writeln!(out)?;
+    Ok(())
 }

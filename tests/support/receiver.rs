@@ -1,28 +1,21 @@
-//! A scriptable loopback HTTP receiver for end-to-end tests, on `tiny_http`.
+//! A scriptable loopback HTTP receiver for end-to-end tests.
 //!
 //! It listens on `127.0.0.1:0`, records every request (method, path, headers,
 //! raw body, arrival time) and answers from a per-path script of [`Reply`]s,
-//! then from the default (204). Several worker threads call `recv()`, so
-//! concurrent keep-alive clients (a drain uses up to 4 connections) are
-//! served at once. Dropping the [`Receiver`] stops the workers and the server.
+//! then from the default (204). Each connection gets its own thread and is
+//! kept alive, so concurrent drains (4 connections each) are served at once.
 //!
-//! [`Reply::Close`] needs the request's socket, which `tiny_http` keeps to
-//! itself: the worker finds it among the process's open descriptors by its
-//! (local, peer) address pair and shuts it down, so the client sees EOF with
-//! no response — exactly what a crashed or reset endpoint looks like.
+//! The HTTP side is `spec_notify::loopback` (std::net, thread per connection).
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Request, Response, Server, StatusCode};
+use spec_notify::loopback::{Action, Request, Server};
 
-/// Enough workers for 4 keep-alive drain connections plus slow replies in flight.
-const WORKERS: usize = 8;
-/// How often an idle worker or a sleeping `Slow` reply checks for shutdown.
+/// How often a sleeping `Slow` reply checks for shutdown.
 const POLL: Duration = Duration::from_millis(50);
 
 /// How the receiver answers one request.
@@ -94,18 +87,12 @@ impl Shared {
 pub struct Receiver {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
+    _server: Server,
 }
 
 impl Receiver {
     /// Listens on `127.0.0.1:0` and answers 204 until scripted otherwise.
     pub fn start() -> Receiver {
-        let server = Server::http("127.0.0.1:0").expect("bind a loopback port for the receiver");
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .expect("a TCP listener has an IP address");
-        let server = Arc::new(server);
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 scripts: HashMap::new(),
@@ -115,17 +102,15 @@ impl Receiver {
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let workers = (0..WORKERS)
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let shared = Arc::clone(&shared);
-                std::thread::spawn(move || work(&server, &shared, addr))
-            })
-            .collect();
+        let handler_shared = Arc::clone(&shared);
+        let server = Server::start("127.0.0.1:0", move |request| {
+            handle(request, &handler_shared)
+        })
+        .expect("bind a loopback port for the receiver");
         Receiver {
-            addr,
+            addr: server.addr(),
             shared,
-            workers,
+            _server: server,
         }
     }
 
@@ -194,11 +179,7 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-        // The last `Arc<Server>` went with the workers: tiny_http closes the listener.
+        self.shared.stop.store(true, Ordering::SeqCst); // ends Slow replies early
     }
 }
 
@@ -215,37 +196,14 @@ fn normalise(path: &str) -> String {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn work(server: &Server, shared: &Shared, local: SocketAddr) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        match server.recv_timeout(POLL) {
-            Ok(Some(request)) => handle(request, shared, local),
-            Ok(None) => {}
-            Err(_) => break,
-        }
-    }
-}
-
-fn handle(mut request: Request, shared: &Shared, local: SocketAddr) {
-    let received_at_ms = now_ms();
-    let mut body = Vec::new();
-    // A client that hangs up mid-body still gets its partial request recorded.
-    let _ = request.as_reader().read_to_end(&mut body);
+/// Records the request and picks its reply: the path's script first, then the default.
+fn handle(request: &Request, shared: &Shared) -> Action {
     let recorded = Recorded {
-        method: request.method().as_str().to_string(),
-        path: request.url().to_string(),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| (h.field.as_str().to_string(), h.value.as_str().to_string()))
-            .collect(),
-        body,
-        received_at_ms,
+        method: request.method.clone(),
+        path: request.path.clone(),
+        headers: request.headers.clone(),
+        body: request.body.clone(),
+        received_at_ms: request.received_at_ms,
     };
     let reply = {
         let mut inner = shared.lock();
@@ -258,74 +216,16 @@ fn handle(mut request: Request, shared: &Shared, local: SocketAddr) {
         reply
     };
     shared.arrived.notify_all();
-    answer(request, reply, shared, local);
-}
-
-fn answer(request: Request, reply: Reply, shared: &Shared, local: SocketAddr) {
-    let (status, headers) = match reply {
-        Reply::Status(status) => (status, Vec::new()),
-        Reply::Headers(status, headers) => (status, headers),
+    match reply {
+        Reply::Status(status) => Action::Respond(status, Vec::new(), Vec::new()),
+        Reply::Headers(status, headers) => Action::Respond(status, headers, Vec::new()),
         Reply::Slow(delay, status) => {
             let until = Instant::now() + delay;
             while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
             }
-            (status, Vec::new())
+            Action::Respond(status, Vec::new(), Vec::new())
         }
-        Reply::Close => {
-            if let Some(peer) = request.remote_addr().copied() {
-                shut_down_connection(local, peer);
-            }
-            // Dropping the writer unanswered keeps tiny_http from sending its 500.
-            drop(request.into_writer());
-            return;
-        }
-    };
-    let mut response = Response::empty(StatusCode(status));
-    for (name, value) in headers {
-        match Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            Ok(header) => response.add_header(header),
-            Err(()) => {
-                eprintln!("receiver: invalid scripted header {name:?}: {value:?}; answering 500");
-                response = Response::empty(StatusCode(500));
-                break;
-            }
-        }
+        Reply::Close => Action::Close,
     }
-    // The client may have timed out and gone away; that is its business.
-    let _ = request.respond(response);
-}
-
-/// Shuts down the server side of the TCP connection `local` ⇄ `peer`.
-///
-/// tiny_http does not expose its sockets, so this looks through
-/// `/proc/self/fd`: each descriptor is duplicated first, and the duplicate is
-/// checked and shut down, so a descriptor closed and reused meanwhile by
-/// another thread is never touched by mistake.
-fn shut_down_connection(local: SocketAddr, peer: SocketAddr) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        eprintln!("receiver: /proc/self/fd is unreadable; Reply::Close cannot close the socket");
-        return false;
-    };
-    for entry in entries.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // SAFETY: dup has no memory-safety preconditions; a stale number
-        // just yields -1 (EBADF).
-        let copy = unsafe { libc::dup(fd) };
-        if copy < 0 {
-            continue;
-        }
-        // SAFETY: `copy` is a fresh descriptor that nothing else owns.
-        let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(copy) };
-        if stream.local_addr().ok() == Some(local) && stream.peer_addr().ok() == Some(peer) {
-            return stream.shutdown(Shutdown::Both).is_ok();
-        }
-    }
-    false
 }

@@ -1,0 +1,521 @@
+//! drain: signed delivery, retry classes, Retry-After, timeouts, dead-letter,
+//! dry-run, missing secrets, quarantine, concurrent drains, SIGKILL, SIGTERM,
+//! and a grep for the secret everywhere.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use hmac::{KeyInit, Mac};
+
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::*;
+
+const SECRET: &str = "It's a Secret to Everybody 7f3a";
+
+fn emit_stage(env: &Env, spec: &str) -> Vec<String> {
+    env.run(&[
+        "emit",
+        "--spec",
+        spec,
+        "--event",
+        "spec-auto.stage.completed",
+        "--stage",
+        "Plan",
+        "--status",
+        "success",
+    ])
+    .expect(0)
+    .lines()
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn expected_signature(body: &[u8]) -> String {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// A workspace with one subscription per (id, path, extra) on the receiver.
+fn env_for(rx: &Receiver, subs: &[(&str, &str, &str)]) -> Env {
+    let tables: String = subs
+        .iter()
+        .map(|(id, path, extra)| {
+            subscription(
+                id,
+                &rx.url(path),
+                &format!("jitter_ms = 0\ninitial_backoff_ms = 50\n{extra}"),
+            )
+        })
+        .collect();
+    let mut env = Env::new(&config_with(&tables));
+    for (id, _, _) in subs {
+        env = env.env(
+            &format!("SECRET_{}", id.to_uppercase().replace('-', "_")),
+            SECRET,
+        );
+    }
+    env
+}
+
+fn attempts_log(env: &Env, spec: &str) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(env.evidence(spec).join("attempts.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn retries_until_success_with_same_id_and_valid_signatures() {
+    let rx = Receiver::start();
+    rx.script("/flaky", [Reply::Status(500), Reply::Status(503)]);
+    let env = env_for(&rx, &[("flaky", "/flaky", "")]);
+    let ids = emit_stage(&env, "SPEC-1");
+    let run = env.run(&["drain", "--max-time", "10s"]).expect(0);
+    assert!(
+        run.stderr
+            .contains("delivered 1, retrying 2, dead 0, dry-run 0"),
+        "{}",
+        run.stderr
+    );
+
+    let got = rx.requests_to("/flaky");
+    assert_eq!(got.len(), 3);
+    for (n, req) in got.iter().enumerate() {
+        assert_eq!(
+            req.header("X-SpecKit-Id"),
+            Some(ids[0].as_str()),
+            "same delivery id on every attempt"
+        );
+        assert_eq!(
+            req.header("X-SpecKit-Attempt"),
+            Some((n + 1).to_string().as_str())
+        );
+        assert_eq!(
+            req.header("X-SpecKit-Signature"),
+            Some(expected_signature(&req.body).as_str())
+        );
+        assert_eq!(
+            req.header("X-SpecKit-Event"),
+            Some("spec-auto.stage.completed")
+        );
+        assert_eq!(req.header("Content-Type"), Some("application/json"));
+        assert!(
+            req.header("User-Agent")
+                .unwrap()
+                .starts_with("spec-notify/")
+        );
+        let ts: u64 = req
+            .header("X-SpecKit-Request-Timestamp")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(ts.abs_diff(req.received_at_ms / 1000) <= 2);
+    }
+    assert_eq!(
+        got[0].body, got[2].body,
+        "the exact spooled bytes every time"
+    );
+    let spooled = std::fs::read(&env.job_files("SPEC-1", "delivered")[0]).unwrap();
+    assert!(spooled.ends_with(&got[0].body));
+
+    let log = attempts_log(&env, "SPEC-1");
+    let outcomes: Vec<&str> = log.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["retry", "retry", "delivered"]);
+    assert_eq!(log[0]["status"], 500);
+    let (meta, _) = &env.jobs("SPEC-1", "delivered")[0];
+    assert_eq!(meta["attempts"], 3);
+}
+
+#[test]
+fn retry_after_seconds_and_http_date_are_honoured() {
+    let rx = Receiver::start();
+    rx.script(
+        "/seconds",
+        [Reply::Headers(
+            429,
+            vec![("Retry-After".into(), "1".into())],
+        )],
+    );
+    let later = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3));
+    let later_ms = httpdate::parse_http_date(&later)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    rx.script(
+        "/date",
+        [Reply::Headers(503, vec![("Retry-After".into(), later)])],
+    );
+    let env = env_for(&rx, &[("seconds", "/seconds", ""), ("date", "/date", "")]);
+    emit_stage(&env, "SPEC-1");
+    env.run(&["drain", "--max-time", "10s"]).expect(0);
+    let got = rx.requests_to("/seconds");
+    assert_eq!(got.len(), 2);
+    let gap = got[1].received_at_ms - got[0].received_at_ms;
+    assert!(
+        gap >= 990,
+        "Retry-After: 1 honoured, second attempt after {gap} ms"
+    );
+    let got = rx.requests_to("/date");
+    assert_eq!(got.len(), 2);
+    assert!(
+        got[1].received_at_ms >= later_ms,
+        "no sooner than the HTTP-date: {} < {later_ms}",
+        got[1].received_at_ms
+    );
+}
+
+#[test]
+fn terminal_and_exhausted_jobs_are_dead_lettered_with_reasons() {
+    let rx = Receiver::start();
+    rx.script("/bad", [Reply::Status(400)]);
+    rx.script("/gone", [Reply::Status(410)]);
+    rx.script("/auth", [Reply::Status(401)]);
+    rx.set_default(Reply::Status(204));
+    rx.script(
+        "/moved",
+        vec![Reply::Headers(301, vec![("Location".into(), "http://127.0.0.1:1/".into())]); 3],
+    );
+    rx.script(
+        "/slow",
+        vec![Reply::Slow(Duration::from_millis(800), 204); 2],
+    );
+    rx.script("/closed", [Reply::Close, Reply::Close]);
+    let env = env_for(
+        &rx,
+        &[
+            ("bad", "/bad", ""),
+            ("gone", "/gone", ""),
+            ("auth", "/auth", ""),
+            ("moved", "/moved", "max_attempts = 3"),
+            (
+                "slow",
+                "/slow",
+                "max_attempts = 2\nper_request_timeout_ms = 200",
+            ),
+            ("closed", "/closed", "max_attempts = 2"),
+        ],
+    );
+    emit_stage(&env, "SPEC-1");
+    let run = env.run(&["drain", "--max-time", "10s"]).expect(0);
+    assert!(run.stderr.contains("dead 6"), "{}", run.stderr);
+
+    let dead: HashMap<String, serde_json::Value> = env
+        .jobs("SPEC-1", "dead")
+        .into_iter()
+        .map(|(m, _)| (m["subscription"].as_str().unwrap().to_string(), m))
+        .collect();
+    assert_eq!(dead.len(), 6);
+    for (sub, reason, attempts) in [
+        ("bad", "rejected", 1),
+        ("gone", "rejected", 1),
+        ("auth", "rejected", 1),
+        ("moved", "exhausted", 3),
+        ("slow", "exhausted", 2),
+        ("closed", "exhausted", 2),
+    ] {
+        assert_eq!(dead[sub]["dead_reason"], reason, "{sub}");
+        assert_eq!(dead[sub]["attempts"], attempts, "{sub}");
+        let hint = dead[sub]["hint"].as_str().unwrap();
+        assert!(
+            hint.contains("spec-notify replay SPEC-1 --delivery-id"),
+            "{sub}: {hint}"
+        );
+    }
+    assert!(
+        dead["auth"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("SECRET_AUTH")
+    );
+    assert!(
+        dead["slow"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{}",
+        dead["slow"]
+    );
+    assert_eq!(
+        rx.requests_to("/moved").len(),
+        3,
+        "301 is retried, never followed"
+    );
+    assert!(
+        rx.requests().iter().all(|r| r.path != "/"),
+        "the redirect target was not requested"
+    );
+    assert_eq!(rx.requests_to("/bad").len(), 1, "400 is terminal");
+    assert!(env.job_files("SPEC-1", "pending").is_empty());
+    let log = attempts_log(&env, "SPEC-1");
+    assert_eq!(
+        log.len(),
+        1 + 1 + 1 + 3 + 2 + 2,
+        "one evidence line per attempt"
+    );
+}
+
+#[test]
+fn dry_run_sends_nothing_and_logs_the_would_be_request() {
+    let rx = Receiver::start();
+    let env = Env::new(&config_with(&subscription(
+        "dry",
+        &rx.url("/dry"),
+        "dry_run = true",
+    )));
+    emit_stage(&env, "SPEC-1");
+    let run = env.run(&["drain", "--once"]).expect(0);
+    assert!(run.stderr.contains("dry-run 1"), "{}", run.stderr);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(rx.requests().is_empty());
+    let log = attempts_log(&env, "SPEC-1");
+    assert_eq!(log[0]["outcome"], "dry-run");
+    assert_eq!(
+        log[0]["request"]["headers"]["X-SpecKit-Event"],
+        "spec-auto.stage.completed"
+    );
+    assert!(log[0]["request"]["body_bytes"].as_u64().unwrap() > 50);
+    assert_eq!(env.job_files("SPEC-1", "delivered").len(), 1);
+}
+
+#[test]
+fn missing_secret_holds_only_that_subscription_and_exits_2() {
+    let rx = Receiver::start();
+    let tables = format!(
+        "{}{}",
+        subscription("ok", &rx.url("/ok"), ""),
+        subscription("nokey", &rx.url("/nokey"), "")
+    );
+    let env = Env::new(&config_with(&tables)).env("SECRET_OK", SECRET);
+    emit_stage(&env, "SPEC-1");
+    let run = env.run(&["drain", "--once"]).expect(2);
+    assert!(
+        run.stderr.contains("SECRET_NOKEY"),
+        "names the variable: {}",
+        run.stderr
+    );
+    assert_eq!(rx.requests_to("/ok").len(), 1);
+    assert!(rx.requests_to("/nokey").is_empty());
+    let pending = env.jobs("SPEC-1", "pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0["subscription"], "nokey");
+    assert_eq!(pending[0].0["attempts"], 0, "held, not attempted");
+    assert!(
+        env.job_files("SPEC-1", "dead").is_empty(),
+        "never dead-lettered for a missing secret"
+    );
+}
+
+#[test]
+fn unreadable_spool_files_are_quarantined_and_drain_carries_on() {
+    let rx = Receiver::start();
+    let env = env_for(&rx, &[("ok", "/ok", "")]);
+    emit_stage(&env, "SPEC-1");
+    let pending = env.spool_root().join("SPEC-1/pending");
+    std::fs::write(
+        pending.join("000000000099-00000000-0000-4000-8000-000000000000.job"),
+        b"{not json",
+    )
+    .unwrap();
+    std::fs::write(pending.join("stray.txt"), b"hello").unwrap();
+    let run = env.run(&["drain", "--once"]).expect(0);
+    assert!(
+        run.stderr.contains("quarantined unreadable spool file"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("000000000099-00000000"),
+        "names the file: {}",
+        run.stderr
+    );
+    assert_eq!(rx.requests().len(), 1);
+    let quarantine = env.spool_root().join("SPEC-1/quarantine");
+    assert!(quarantine.join("stray.txt").exists());
+    assert!(
+        quarantine
+            .join("000000000099-00000000-0000-4000-8000-000000000000.job.reason")
+            .exists()
+    );
+}
+
+#[test]
+fn two_concurrent_drains_deliver_each_of_500_jobs_exactly_once() {
+    let rx = Receiver::start();
+    let env = env_for(&rx, &[("a", "/a", ""), ("b", "/b", "")]);
+    let lines: String = (0..250).map(|i| format!("{{\"event\":{{\"type\":\"spec-auto.stage.completed\"}},\"spec\":{{\"id\":\"SPEC-{}\"}}}}\n", i % 3)).collect();
+    env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
+        .expect(0);
+    let drains: Vec<_> = (0..2)
+        .map(|_| env.cmd(&["drain", "--max-time", "20s"]).spawn().unwrap())
+        .collect();
+    for mut d in drains {
+        assert!(d.wait().unwrap().success());
+    }
+    let got = rx.requests();
+    let ids: HashSet<&str> = got
+        .iter()
+        .map(|r| r.header("X-SpecKit-Id").unwrap())
+        .collect();
+    assert_eq!(got.len(), 500, "each job received exactly once");
+    assert_eq!(ids.len(), 500);
+}
+
+#[test]
+fn a_drain_killed_mid_run_loses_nothing() {
+    let rx = Receiver::start();
+    rx.set_default(Reply::Slow(Duration::from_millis(15), 204));
+    let env = env_for(&rx, &[("a", "/a", "")]);
+    let lines: String = (0..150).map(|_| "{\"event\":{\"type\":\"spec-auto.stage.completed\"},\"spec\":{\"id\":\"SPEC-K\"}}\n").collect();
+    let ids: HashSet<String> = env
+        .run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
+        .expect(0)
+        .lines()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for round in 0..3 {
+        let mut drain = env.cmd(&["drain", "--max-time", "20s"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(150 + 100 * round));
+        drain.kill().unwrap(); // SIGKILL
+        drain.wait().unwrap();
+    }
+    let unfinished =
+        env.job_files("SPEC-K", "pending").len() + env.job_files("SPEC-K", "active").len();
+    assert!(
+        unfinished > 0,
+        "the kills must land mid-run for this test to mean anything"
+    );
+    rx.set_default(Reply::Status(204));
+    env.run(&["drain", "--max-time", "20s"]).expect(0);
+    let delivered: HashSet<String> = env
+        .jobs("SPEC-K", "delivered")
+        .into_iter()
+        .map(|(m, _)| m["delivery_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(delivered, ids, "every job delivered");
+    assert!(
+        env.job_files("SPEC-K", "pending").is_empty()
+            && env.job_files("SPEC-K", "active").is_empty(),
+        "none stuck"
+    );
+    let requests = rx.requests();
+    let received: HashSet<&str> = requests
+        .iter()
+        .map(|r| r.header("X-SpecKit-Id").unwrap())
+        .collect();
+    assert_eq!(
+        received.len(),
+        ids.len(),
+        "duplicates only ever repeat a known X-SpecKit-Id"
+    );
+    assert!(received.iter().all(|id| ids.contains(*id)));
+}
+
+#[test]
+fn sigterm_finishes_in_flight_and_exits_143() {
+    let rx = Receiver::start();
+    rx.set_default(Reply::Slow(Duration::from_millis(300), 204));
+    let env = env_for(&rx, &[("a", "/a", "")]);
+    let lines: String = (0..20).map(|_| "{\"event\":{\"type\":\"spec-auto.stage.completed\"},\"spec\":{\"id\":\"SPEC-T\"}}\n").collect();
+    env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
+        .expect(0);
+    let drain = env
+        .cmd(&["drain"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    rx.wait_for(1, Duration::from_secs(5));
+    unsafe_kill(drain.id(), 15);
+    let started = Instant::now();
+    let out = drain.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let delivered = env.job_files("SPEC-T", "delivered").len();
+    let pending = env.job_files("SPEC-T", "pending").len();
+    assert_eq!(
+        delivered + pending,
+        20,
+        "nothing lost, nothing left in active/"
+    );
+    assert_eq!(
+        delivered,
+        rx.requests().len(),
+        "every request in flight at SIGTERM finished and was settled"
+    );
+    assert!(pending > 0, "stopped taking jobs");
+}
+
+fn unsafe_kill(pid: u32, signal: i32) {
+    std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn the_secret_never_reaches_disk_or_output() {
+    let rx = Receiver::start();
+    rx.script("/s", [Reply::Status(500), Reply::Status(401)]);
+    let url = rx.url("/s").replace("http://", "http://user:pw@") + "?token=abc";
+    let tables = format!(
+        "{}{}",
+        subscription("s", &url, "jitter_ms = 0\ninitial_backoff_ms = 20"),
+        subscription("dry", &rx.url("/dry"), "dry_run = true"),
+    );
+    let env = Env::new(&config_with(&tables))
+        .env("SECRET_S", SECRET)
+        .env("SECRET_DRY", SECRET);
+    let mut output = String::new();
+    for args in [
+        &["check"][..],
+        &[
+            "emit",
+            "--spec",
+            "SPEC-1",
+            "--event",
+            "spec-auto.stage.completed",
+        ],
+        &["drain", "--max-time", "5s", "--json"],
+        &["-v", "drain", "--once"],
+    ] {
+        let run = env.run(args);
+        output.push_str(&run.stdout);
+        output.push_str(&run.stderr);
+    }
+    assert!(!output.contains(SECRET), "secret printed:\n{output}");
+    assert!(!output.contains("pw@"), "userinfo printed");
+    for (path, bytes) in env.snapshot() {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(SECRET),
+            "secret written to {}",
+            path.display()
+        );
+        assert!(
+            !text.contains("token=abc"),
+            "query string written to {}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        env.job_files("SPEC-1", "dead").len(),
+        1,
+        "the 401 dead-lettered"
+    );
+}

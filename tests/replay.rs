@@ -1,0 +1,178 @@
+//! replay: dead jobs back to pending with the same delivery id, then delivered
+//! once the endpoint is fixed; filters; unknown ids change nothing.
+
+use std::time::Duration;
+
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::*;
+
+fn env_with(rx: &Receiver) -> Env {
+    let tables = format!(
+        "{}{}",
+        subscription("a", &rx.url("/a"), "max_attempts = 1"),
+        subscription("b", &rx.url("/b"), "max_attempts = 1"),
+    );
+    Env::new(&config_with(&tables))
+        .env("SECRET_A", "sa")
+        .env("SECRET_B", "sb")
+}
+
+fn emit(env: &Env) -> Vec<String> {
+    env.run(&[
+        "emit",
+        "--spec",
+        "SPEC-R",
+        "--event",
+        "spec-auto.pipeline.completed",
+        "--status",
+        "failure",
+    ])
+    .expect(0)
+    .lines()
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn replay_of_a_dead_job_after_the_endpoint_is_fixed() {
+    let rx = Receiver::start();
+    rx.set_default(Reply::Status(500));
+    let env = env_with(&rx);
+    emit(&env);
+    env.run(&["drain", "--once"]).expect(0);
+    let dead = env.jobs("SPEC-R", "dead");
+    assert_eq!(dead.len(), 2);
+    let id = dead
+        .iter()
+        .find(|(m, _)| m["subscription"] == "a")
+        .unwrap()
+        .0["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    rx.set_default(Reply::Status(204));
+    // The PRD's flag form.
+    let run = env
+        .run(&["--replay", "SPEC-R", "--delivery-id", &id])
+        .expect(0);
+    assert!(run.stderr.contains("delivered 1"), "{}", run.stderr);
+    let to_a = rx.requests_to("/a");
+    assert_eq!(to_a.len(), 2);
+    assert_eq!(
+        to_a[1].header("X-SpecKit-Id"),
+        Some(id.as_str()),
+        "same delivery id on replay"
+    );
+    assert_eq!(
+        to_a[1].header("X-SpecKit-Attempt"),
+        Some("1"),
+        "attempts reset"
+    );
+    assert_eq!(
+        env.jobs("SPEC-R", "dead").len(),
+        1,
+        "the replayed job left the dead-letter folder"
+    );
+    let (meta, _) = &env.jobs("SPEC-R", "delivered")[0];
+    assert_eq!(meta["delivery_id"], id.as_str());
+    assert_eq!(meta["replays"], 1);
+    let log = std::fs::read_to_string(env.evidence("SPEC-R").join("attempts.jsonl")).unwrap();
+    let outcomes: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["delivery_id"] == id.as_str())
+        .map(|r| r["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(outcomes, ["dead", "requeued", "delivered"]);
+}
+
+#[test]
+fn replay_all_dead_with_subscription_filter_and_no_drain() {
+    let rx = Receiver::start();
+    rx.set_default(Reply::Status(503));
+    let env = env_with(&rx);
+    emit(&env);
+    emit(&env);
+    env.run(&["drain", "--once"]).expect(0);
+    assert_eq!(env.jobs("SPEC-R", "dead").len(), 4);
+    env.run(&[
+        "replay",
+        "SPEC-R",
+        "--all-dead",
+        "--subscription",
+        "b",
+        "--since",
+        "1h",
+        "--no-drain",
+    ])
+    .expect(0);
+    let pending = env.jobs("SPEC-R", "pending");
+    assert_eq!(pending.len(), 2);
+    assert!(
+        pending
+            .iter()
+            .all(|(m, _)| m["subscription"] == "b" && m["attempts"] == 0)
+    );
+    assert_eq!(env.jobs("SPEC-R", "dead").len(), 2);
+    // --until in the past matches nothing.
+    let run = env
+        .run(&[
+            "replay",
+            "SPEC-R",
+            "--all-dead",
+            "--until",
+            "2000-01-01T00:00:00Z",
+        ])
+        .expect(0);
+    assert!(run.stderr.contains("nothing replayed"), "{}", run.stderr);
+}
+
+#[test]
+fn replay_that_fails_again_exits_1_and_keeps_the_job() {
+    let rx = Receiver::start();
+    rx.set_default(Reply::Status(400));
+    let env = env_with(&rx);
+    emit(&env);
+    env.run(&["drain", "--once"]).expect(0);
+    let run = env
+        .run(&["replay", "SPEC-R", "--all-dead", "--json"])
+        .expect(1);
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "dead"),
+        "{rows}"
+    );
+    assert_eq!(env.jobs("SPEC-R", "dead").len(), 2);
+    std::thread::sleep(Duration::from_millis(10));
+}
+
+#[test]
+fn unknown_delivery_id_is_exit_2_and_changes_nothing() {
+    let rx = Receiver::start();
+    let env = env_with(&rx);
+    let ids = emit(&env);
+    let before = env.snapshot();
+    let run = env
+        .run(&[
+            "replay",
+            "SPEC-R",
+            "--delivery-id",
+            "00000000-0000-4000-8000-000000000000",
+        ])
+        .expect(2);
+    assert!(run.stderr.contains("no job has that id"), "{}", run.stderr);
+    let run = env
+        .run(&["replay", "SPEC-R", "--delivery-id", &ids[0]])
+        .expect(2);
+    assert!(run.stderr.contains("pending already"), "{}", run.stderr);
+    env.run(&["replay", "NO-SUCH-SPEC", "--delivery-id", &ids[0]])
+        .expect(2);
+    env.run(&["replay", "../etc", "--all-dead"]).expect(2);
+    assert_eq!(env.snapshot(), before);
+    assert!(rx.requests().is_empty());
+}
