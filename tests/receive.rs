@@ -297,3 +297,54 @@ fn bad_flags_exit_2_before_listening() {
         assert!(!run.stderr.contains("plain-secret"));
     }
 }
+
+#[test]
+fn concurrent_keep_alive_clients_are_answered_at_once_and_count_is_exact() {
+    let receive = Receive::start(None, &["--count", "12", "--json"]);
+    let url = receive.url();
+    let started = Instant::now();
+    // Eight clients each keep their connection open after a first request
+    // (like two drains with 4 connections), then ask again: nobody may wait
+    // behind an idle keep-alive connection.
+    let barrier = std::sync::Barrier::new(8);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (url, barrier) = (&url, &barrier);
+                scope.spawn(move || {
+                    let agent = agent();
+                    let first = agent.post(url).send(format!("{i}-a")).unwrap();
+                    barrier.wait();
+                    let mut out = vec![first.status().as_u16()];
+                    if i < 4 {
+                        let second = agent.post(url).send(format!("{i}-b")).unwrap();
+                        out.push(second.status().as_u16());
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(statuses, vec![204; 12]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let (code, stdout) = receive.finish();
+    assert_eq!(code, 0);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12, "one whole line per request: {stdout}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["response_status"] == 204 && l["body_bytes"] == 3)
+    );
+}

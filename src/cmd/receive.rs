@@ -2,24 +2,32 @@
 //! `stripe listen`). It verifies signatures when given a secret (401 when bad
 //! or missing), prints one line per request on stdout, and answers 204, a
 //! chosen `--status`, or 503 for a `--fail-rate` share to rehearse failures.
-//! Requests are handled one at a time, so the output never interleaves.
+//!
+//! Each connection has its own thread (keep-alive, as drain uses), reading
+//! requests with [`crate::loopback::read_request`]; the decision and the
+//! printed line are made under one lock, so lines never interleave and
+//! `--count N` answers exactly N requests before the process exits. Not
+//! tiny_http: its task pool can queue a new connection behind idle keep-alive
+//! ones (see `crate::loopback`), which looks like a slow endpoint.
 
-use std::io::Read;
-use std::net::SocketAddr;
+use std::io::{BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use tiny_http::{Header, Request, Response, Server, StatusCode};
 
 use super::verify::scheme_of;
 use crate::cli::ReceiveArgs;
 use crate::clock;
 use crate::config::{Scheme, Secret, secret_from_env};
 use crate::exit::{ExitCode, user_error};
+use crate::loopback::{self, Request};
 use crate::sign;
 
-/// Larger bodies are answered 413 unread: no event comes near this.
-const MAX_BODY: u64 = 16 * 1024 * 1024;
+/// Larger bodies are answered 413: no event comes near this.
+const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Validated `receive` flags.
 struct Settings {
@@ -67,30 +75,81 @@ struct Seen {
 
 pub fn run(args: &ReceiveArgs) -> Result<ExitCode> {
     let settings = settings(args)?;
-    let server = Server::http(settings.listen).map_err(|e| {
-        anyhow::anyhow!(
-            "failed to listen on {}: {e} (is another receiver using that port?)",
+    let listener = TcpListener::bind(settings.listen).with_context(|| {
+        format!(
+            "failed to listen on {} (is another receiver using that port?)",
             settings.listen
         )
     })?;
-    let bound = server
-        .server_addr()
-        .to_ip()
-        .context("the receiver's listener has no IP address")?;
+    let bound = listener
+        .local_addr()
+        .with_context(|| format!("failed to read the address bound for {}", settings.listen))?;
     eprintln!(
         "spec-notify: listening on http://{bound}/ ({})",
         describe(&settings)
     );
-    let mut handled = 0u64;
-    while settings.count.is_none_or(|n| handled < n) {
-        let request = server
-            .recv()
-            .with_context(|| format!("failed to accept a request on {bound}"))?;
-        let seen = handle(request, &settings);
-        print(&seen, settings.json)?;
-        handled += 1;
-    }
+    let (done, finished) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        settings,
+        handled: Mutex::new(0),
+        done,
+    });
+    let acceptor = Arc::clone(&shared);
+    std::thread::spawn(move || {
+        // A failed accept (a client gone already, too many open files)
+        // concerns that client only: skip it.
+        for stream in listener.incoming().flatten() {
+            let shared = Arc::clone(&acceptor);
+            std::thread::spawn(move || serve(&stream, &shared));
+        }
+    });
+    // Without --count nothing is ever sent: receive runs until interrupted.
+    let _ = finished.recv();
     Ok(ExitCode::Success)
+}
+
+/// What every connection thread shares.
+struct Shared {
+    settings: Settings,
+    /// Requests answered so far; the lock also keeps printed lines whole.
+    handled: Mutex<u64>,
+    /// Told once the `--count`th answer has been written.
+    done: Sender<()>,
+}
+
+/// Answers requests on one connection until it closes, the client asks to
+/// close, or `--count` is reached.
+fn serve(stream: &TcpStream, shared: &Shared) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    while let Some(request) = loopback::read_request(&mut reader) {
+        let (seen, last) = {
+            let mut handled = shared.handled.lock().unwrap_or_else(|e| e.into_inner());
+            if shared.settings.count.is_some_and(|n| *handled >= n) {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+            let seen = inspect(&request, &shared.settings);
+            if let Err(e) = print(&seen, shared.settings.json) {
+                eprintln!("spec-notify: {e:#}");
+            }
+            *handled += 1;
+            (seen, shared.settings.count == Some(*handled))
+        };
+        let written = respond(stream, &seen);
+        if last {
+            let _ = shared.done.send(());
+            return;
+        }
+        let wants_close = request
+            .header("Connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if !written || wants_close {
+            return;
+        }
+    }
 }
 
 fn settings(args: &ReceiveArgs) -> Result<Settings> {
@@ -156,39 +215,28 @@ fn describe(settings: &Settings) -> String {
     format!("{verifying}; {answers}")
 }
 
-fn handle(mut request: Request, settings: &Settings) -> Seen {
-    let received_ms = clock::now_ms();
-    let mut body = Vec::new();
-    let read = request
-        .as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_end(&mut body);
-    let header = |name: &str| {
-        request
-            .headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str().to_string())
-    };
-    let signature = match (&read, body.len() as u64 > MAX_BODY) {
-        (Err(e), _) => Signature::Bad(format!("could not read the body: {e}")),
-        (_, true) => Signature::Bad(format!("body larger than {MAX_BODY} bytes")),
-        _ => match &settings.verifier {
-            None => Signature::Unchecked,
-            Some((scheme, secret)) => match sign::verify(
-                *scheme,
-                secret,
-                &header,
-                &body,
-                received_ms / 1000,
-                sign::DEFAULT_TOLERANCE_SECS,
-            ) {
-                Ok(()) => Signature::Ok,
-                Err(reason) => Signature::Bad(reason),
-            },
+/// Verifies and describes one request, and picks the answer.
+fn inspect(request: &Request, settings: &Settings) -> Seen {
+    let received_ms = request.received_at_ms;
+    let body = &request.body;
+    let header = |name: &str| request.header(name).map(String::from);
+    let too_large = body.len() > MAX_BODY;
+    let signature = match &settings.verifier {
+        _ if too_large => Signature::Bad(format!("body larger than {MAX_BODY} bytes")),
+        None => Signature::Unchecked,
+        Some((scheme, secret)) => match sign::verify(
+            *scheme,
+            secret,
+            &header,
+            body,
+            clock::now_ms() / 1000,
+            sign::DEFAULT_TOLERANCE_SECS,
+        ) {
+            Ok(()) => Signature::Ok,
+            Err(reason) => Signature::Bad(reason),
         },
     };
-    let envelope: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let envelope: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let field = |section: &str, key: &str| {
         envelope
             .get(section)
@@ -197,15 +245,15 @@ fn handle(mut request: Request, settings: &Settings) -> Seen {
             .map(String::from)
     };
     let answered = match &signature {
-        Signature::Bad(_) if body.len() as u64 > MAX_BODY => 413,
+        _ if too_large => 413,
         Signature::Bad(_) => 401,
         _ if settings.fail_rate > 0.0 && fastrand::f64() < settings.fail_rate => 503,
         _ => settings.status,
     };
-    let seen = Seen {
+    Seen {
         received_ms,
-        method: request.method().as_str().to_string(),
-        path: request.url().to_string(),
+        method: request.method.clone(),
+        path: request.path.clone(),
         delivery_id: header("X-SpecKit-Id"),
         attempt: header("X-SpecKit-Attempt"),
         event_type: field("event", "type").or_else(|| header("X-SpecKit-Event")),
@@ -215,26 +263,54 @@ fn handle(mut request: Request, settings: &Settings) -> Seen {
         signature,
         body_bytes: body.len(),
         answered,
-    };
-    respond(request, &seen);
-    seen
+    }
 }
 
-fn respond(request: Request, seen: &Seen) {
-    let response = match &seen.signature {
-        Signature::Bad(reason) => {
-            let mut response = Response::from_string(format!("{reason}\n"))
-                .with_status_code(StatusCode(seen.answered));
-            if let Ok(h) = Header::from_bytes("Content-Type", "text/plain; charset=utf-8") {
-                response.add_header(h);
-            }
-            response
-        }
-        _ => Response::from_string(String::new()).with_status_code(StatusCode(seen.answered)),
+/// Writes the answer (the reason as text for a 401); false when the
+/// connection is gone. A sender that hung up is not the receiver's problem.
+fn respond(mut stream: &TcpStream, seen: &Seen) -> bool {
+    let body = match &seen.signature {
+        Signature::Bad(reason) => format!("{reason}\n"),
+        _ => String::new(),
     };
-    // A sender that hung up before the answer is not the receiver's problem.
-    if let Err(e) = request.respond(response) {
-        eprintln!("spec-notify: could not answer the request: {e}");
+    let status = seen.answered;
+    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+    // RFC 9110: no Content-Length on 204; every other answer states its length.
+    if status != 204 {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    if !body.is_empty() {
+        head.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body.as_bytes()))
+        .and_then(|()| stream.flush())
+        .is_ok()
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
     }
 }
 
