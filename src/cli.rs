@@ -176,6 +176,9 @@ pub struct DrainArgs {
     /// Print the summary as JSON on stdout
     #[arg(long)]
     pub json: bool,
+    /// Started by emit (auto_drain): print only what needs attention
+    #[arg(long, hide = true)]
+    pub background: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,7 +9,23 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::config::Config;
+use crate::spool::State;
+
+/// drain.log (what background drains say) rotates once past this size.
+const MAX_LOG_BYTES: u64 = 1024 * 1024;
 use crate::spool::Spool;
+
+/// Starts a background drain for each SPEC that has pending jobs and no
+/// drain; for operator commands that held the lock while emits arrived.
+pub fn drain_if_pending(config: &Config, spec: &str, config_flag: Option<&Path>) {
+    let pending = Spool::new(&config.spool_dir)
+        .spec(spec)
+        .count(State::Pending)
+        .unwrap_or(0);
+    if config.enabled && config.auto_drain && pending > 0 {
+        start_drains(config, &[spec], config_flag);
+    }
+}
 
 /// Starts at most one background drain per SPEC; failures are reported on
 /// stderr but never fail the emit (the jobs are already durable).
@@ -31,16 +47,20 @@ fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyho
     }
     let evidence = config.evidence_for(spec);
     std::fs::create_dir_all(&evidence)?;
+    let log_path = evidence.join("drain.log");
+    if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
+        let _ = std::fs::rename(&log_path, evidence.join("drain.log.1"));
+    }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(evidence.join("drain.log"))?;
+        .open(&log_path)?;
     let mut command = Command::new(std::env::current_exe()?);
     if let Some(path) = config_flag {
         command.arg("--config").arg(std::path::absolute(path)?);
     }
     command
-        .args(["drain", "--spec", spec])
+        .args(["drain", "--background", "--spec", spec])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);

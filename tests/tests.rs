@@ -5,6 +5,7 @@ mod support;
 
 mod drain;
 mod emit;
+mod realtime;
 mod receive;
 mod receiver;
 mod replay;

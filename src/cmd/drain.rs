@@ -36,7 +36,13 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
         config.spool_dir.display()
     ));
     let summary = Drainer::new(&config, options, stop).run()?;
-    report(&summary, args.json)?;
+    let quiet = args.background
+        && summary.errors.is_empty()
+        && summary.problems.is_empty()
+        && summary.dead == 0;
+    if !quiet {
+        report(&summary, args.json)?;
+    }
     Ok(exit_code(&summary))
 }
 

@@ -65,9 +65,13 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
     }
     drop(lock);
     if args.no_drain {
+        crate::kick::drain_if_pending(&config, &args.spec, ctx.config.as_deref());
         return Ok(ExitCode::Success);
     }
-    deliver_now(&config, &args.spec, ids, args.json)
+    let code = deliver_now(&config, &args.spec, ids, args.json)?;
+    // Emits that arrived while we held the lock started no drain.
+    crate::kick::drain_if_pending(&config, &args.spec, ctx.config.as_deref());
+    Ok(code)
 }
 
 /// The jobs to replay; an unknown id is an error and changes nothing.
