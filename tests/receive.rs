@@ -126,7 +126,12 @@ fn real_drain_deliveries_verify_ok_for_every_scheme() {
             .iter()
             .map(|(meta, _)| meta["delivery_id"].as_str().unwrap().to_string())
             .collect();
-        assert_eq!(ids.len(), 2, "{scheme}: both answered 204 and delivered");
+        assert_eq!(
+            ids.len(),
+            2,
+            "{scheme}: both answered 204 and delivered; dead: {:?}",
+            env.jobs("SPEC-RECV", "dead")
+        );
         assert!(!receive.banner.contains(SECRET));
         let (code, stdout) = receive.finish();
         assert_eq!(code, 0);

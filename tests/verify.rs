@@ -21,7 +21,10 @@ const VECTOR_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 /// --once` to `url`, signed with `scheme` (and a previous secret during a
 /// rotation). Returns the workspace, for the caller to inspect.
 pub fn drain_to(url: &str, scheme: &str, previous: Option<&str>, events: usize) -> Env {
-    let mut extra = format!("signature = \"{scheme}\"\nmax_attempts = 1\n");
+    // One attempt, so an unexpected answer shows as a dead job; a long
+    // timeout, so a machine busy with other builds does not fake one.
+    let mut extra =
+        format!("signature = \"{scheme}\"\nmax_attempts = 1\nper_request_timeout_ms = 30000\n");
     if previous.is_some() {
         extra.push_str("secret_env_previous = \"SECRET_HOOK_PREVIOUS\"\n");
     }
