@@ -15,6 +15,8 @@ pub const WEBHOOK_ID: &str = "webhook-id";
 pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 const WHSEC_PREFIX: &str = "whsec_";
+/// How far a standard-webhooks timestamp may be from now (the spec's advice).
+pub const DEFAULT_TOLERANCE_SECS: u64 = 5 * 60;
 
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac =
@@ -103,6 +105,16 @@ pub fn signature_headers(
 /// Compares in time independent of where the inputs differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Checks that a secret can be used with `scheme` (standard-webhooks needs
+/// `whsec_<base64 key>`), so a receiver can refuse to start instead of
+/// rejecting every delivery.
+pub fn check_secret(scheme: Scheme, secret: &Secret) -> Result<(), String> {
+    match scheme {
+        Scheme::Speckit | Scheme::Github => Ok(()),
+        Scheme::StandardWebhooks => standard_webhooks_key(secret.as_str()).map(|_| ()),
+    }
 }
 
 /// Verifies a received request. `header` looks a header up case-insensitively.
@@ -203,6 +215,21 @@ mod tests {
             standard_webhooks_key("whsec_!!!")
                 .unwrap_err()
                 .contains("base64")
+        );
+    }
+
+    #[test]
+    fn check_secret_only_constrains_standard_webhooks() {
+        let plain = secret("not-whsec");
+        assert_eq!(check_secret(Scheme::Speckit, &plain), Ok(()));
+        assert_eq!(check_secret(Scheme::Github, &plain), Ok(()));
+        assert!(check_secret(Scheme::StandardWebhooks, &plain).is_err());
+        assert_eq!(
+            check_secret(
+                Scheme::StandardWebhooks,
+                &secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            ),
+            Ok(())
         );
     }
 

@@ -1,0 +1,355 @@
+//! `spec-notify receive` as a running process: it verifies real drain
+//! deliveries for each scheme, rejects bad or missing signatures with 401,
+//! rehearses failures (`--status`, `--fail-rate`), prints JSON lines, exits
+//! after `--count`, refuses bad flags with exit 2 and never prints the secret.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::*;
+use crate::verify::{SECRET, drain_to};
+
+/// A `spec-notify receive` child listening on a free loopback port.
+struct Receive {
+    child: Child,
+    addr: SocketAddr,
+    banner: String,
+}
+
+impl Receive {
+    /// Starts `receive --listen 127.0.0.1:0 ARGS`, verifying with `secret`
+    /// (in `HOOK_SECRET`) when given.
+    fn start(secret: Option<&str>, args: &[&str]) -> Receive {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["receive", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env_remove("HOOK_SECRET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(secret) = secret {
+            cmd.env("HOOK_SECRET", secret)
+                .args(["--secret-env", "HOOK_SECRET"]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut banner = String::new();
+        stderr.read_line(&mut banner).unwrap();
+        let addr = banner
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no listening address in {banner:?}"));
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Receive {
+            child,
+            addr,
+            banner,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Waits for the child to exit by itself (after `--count`); its exit code and stdout.
+    #[track_caller]
+    fn finish(mut self) -> (i32, String) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("receive did not exit after --count requests");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        (status.code().unwrap_or(-1), stdout)
+    }
+}
+
+impl Drop for Receive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// POSTs `body` with `headers`; the status and response body.
+fn post(url: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    let mut request = agent().post(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut response = request.send(body).unwrap();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (response.status().as_u16(), text)
+}
+
+#[test]
+fn real_drain_deliveries_verify_ok_for_every_scheme() {
+    for scheme in ["speckit", "github", "standard-webhooks"] {
+        let receive = Receive::start(Some(SECRET), &["--scheme", scheme, "--count", "2"]);
+        assert!(
+            receive
+                .banner
+                .contains(&format!("verifying {scheme} signatures")),
+            "{}",
+            receive.banner
+        );
+        let env = drain_to(&receive.url(), scheme, None, 2);
+        let ids: Vec<String> = env
+            .jobs("SPEC-RECV", "delivered")
+            .iter()
+            .map(|(meta, _)| meta["delivery_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            2,
+            "{scheme}: both answered 204 and delivered; dead: {:?}",
+            env.jobs("SPEC-RECV", "dead")
+        );
+        assert!(!receive.banner.contains(SECRET));
+        let (code, stdout) = receive.finish();
+        assert_eq!(code, 0);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 2, "{stdout}");
+        for line in &lines {
+            assert!(line.contains(" 204 POST /hook "), "{line}");
+            assert!(line.ends_with("signature=ok"), "{scheme}: {line}");
+            assert!(
+                line.contains("event=spec-auto.stage.completed spec=SPEC-RECV"),
+                "{line}"
+            );
+            assert!(line.contains("status=success attempt=1"), "{line}");
+            assert!(
+                ids.iter().any(|id| line.contains(&format!("id={id} "))),
+                "{line}"
+            );
+        }
+        assert!(lines[0].contains("stage=Plan") || lines[1].contains("stage=Plan"));
+        assert!(lines[0].contains("stage=Tasks") || lines[1].contains("stage=Tasks"));
+        assert!(!stdout.contains(SECRET));
+    }
+}
+
+#[test]
+fn bad_and_missing_signatures_get_401_with_the_reason() {
+    let receive = Receive::start(Some("s3cret-value"), &["--count", "3", "--json"]);
+    let body = r#"{"event":{"type":"spec-auto.stage.completed","stage":"Plan","status":"failure"},"spec":{"id":"SPEC-9"}}"#;
+    let good = format!(
+        "sha256={}",
+        hex(&spec_notify::sign::hmac_sha256(
+            b"s3cret-value",
+            &[body.as_bytes()]
+        ))
+    );
+    let (status, text) = post(
+        &receive.url(),
+        &[("X-SpecKit-Signature", "sha256=00")],
+        body,
+    );
+    assert_eq!(status, 401);
+    assert!(text.contains("does not match"), "{text}");
+    let (status, text) = post(&receive.url(), &[], body);
+    assert_eq!(status, 401);
+    assert!(
+        text.contains("missing header X-SpecKit-Signature"),
+        "{text}"
+    );
+    let (status, _) = post(
+        &receive.url(),
+        &[("x-speckit-signature", &good), ("X-SpecKit-Id", "d-7")],
+        body,
+    );
+    assert_eq!(status, 204);
+
+    let (code, stdout) = receive.finish();
+    assert_eq!(code, 0);
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3, "{stdout}");
+    assert_eq!(events[0]["signature"], "bad");
+    assert_eq!(events[0]["response_status"], 401);
+    assert!(
+        events[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing header")
+    );
+    assert_eq!(events[2]["signature"], "ok");
+    assert_eq!(events[2]["reason"], Value::Null);
+    assert_eq!(events[2]["delivery_id"], "d-7");
+    assert_eq!(events[2]["spec"], "SPEC-9");
+    assert_eq!(events[2]["stage"], "Plan");
+    assert_eq!(events[2]["status"], "failure");
+    assert_eq!(events[2]["event_type"], "spec-auto.stage.completed");
+    assert_eq!(events[2]["response_status"], 204);
+    assert!(!stdout.contains("s3cret-value"));
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn without_a_secret_nothing_is_checked_and_status_is_answered() {
+    let receive = Receive::start(None, &["--status", "500", "--count", "1"]);
+    assert!(
+        receive.banner.contains("not verifying signatures"),
+        "{}",
+        receive.banner
+    );
+    let (status, _) = post(&receive.url(), &[("X-SpecKit-Event", "x.y.z")], "not json");
+    assert_eq!(status, 500);
+    let (code, stdout) = receive.finish();
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(" 500 POST /hook id=- event=x.y.z spec=- "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with("signature=unchecked"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn fail_rate_one_answers_503_and_nothing_is_delivered() {
+    let receive = Receive::start(None, &["--fail-rate", "1", "--count", "1"]);
+    let env = drain_to(&receive.url(), "speckit", None, 1);
+    let (code, stdout) = receive.finish();
+    assert_eq!(code, 0);
+    assert!(stdout.contains(" 503 POST /hook "), "{stdout}");
+    assert!(
+        env.jobs("SPEC-RECV", "delivered").is_empty(),
+        "a 503 is not a delivery"
+    );
+    let dead = env.jobs("SPEC-RECV", "dead");
+    assert_eq!(dead.len(), 1, "max_attempts = 1: the 503 exhausts it");
+}
+
+#[test]
+fn bad_flags_exit_2_before_listening() {
+    let env = Env::new("")
+        .env("EMPTY_SECRET", "")
+        .env("PLAIN", "plain-secret");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--listen", "localhost-ish"],
+            "invalid --listen address `localhost-ish`",
+        ),
+        (&["--listen", "127.0.0.1:99999"], "invalid --listen address"),
+        (
+            &["--secret-env", "UNSET_VAR_FOR_TEST"],
+            "UNSET_VAR_FOR_TEST (--secret-env) is unset or empty",
+        ),
+        (
+            &["--secret-env", "EMPTY_SECRET"],
+            "EMPTY_SECRET (--secret-env) is unset or empty",
+        ),
+        (
+            &["--fail-rate", "1.5"],
+            "--fail-rate 1.5 is outside 0.0–1.0",
+        ),
+        (&["--fail-rate=-0.1"], "outside 0.0–1.0"),
+        (&["--fail-rate", "NaN"], "outside 0.0–1.0"),
+        (&["--status", "99"], "--status 99"),
+        (&["--count", "0"], "--count must be at least 1"),
+        (
+            &["--secret-env", "PLAIN", "--scheme", "standard-webhooks"],
+            "whsec_",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["receive"];
+        if !args.contains(&"--listen") {
+            all.extend(["--listen", "127.0.0.1:0"]);
+        }
+        all.extend_from_slice(args);
+        let run = env.run(&all).expect(2);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("listening"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("plain-secret"));
+    }
+}
+
+#[test]
+fn concurrent_keep_alive_clients_are_answered_at_once_and_count_is_exact() {
+    let receive = Receive::start(None, &["--count", "12", "--json"]);
+    let url = receive.url();
+    let started = Instant::now();
+    // Eight clients each keep their connection open after a first request
+    // (like two drains with 4 connections), then ask again: nobody may wait
+    // behind an idle keep-alive connection.
+    let barrier = std::sync::Barrier::new(8);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (url, barrier) = (&url, &barrier);
+                scope.spawn(move || {
+                    let agent = agent();
+                    let first = agent.post(url).send(format!("{i}-a")).unwrap();
+                    barrier.wait();
+                    let mut out = vec![first.status().as_u16()];
+                    if i < 4 {
+                        let second = agent.post(url).send(format!("{i}-b")).unwrap();
+                        out.push(second.status().as_u16());
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(statuses, vec![204; 12]);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let (code, stdout) = receive.finish();
+    assert_eq!(code, 0);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 12, "one whole line per request: {stdout}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["response_status"] == 204 && l["body_bytes"] == 3)
+    );
+}
