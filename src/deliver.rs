@@ -87,7 +87,11 @@ pub fn agent(max_concurrency: usize) -> Agent {
         .user_agent(USER_AGENT)
         .max_idle_connections_per_host(max_concurrency.max(1))
         .build();
-    Agent::with_parts(config, DefaultConnector::default(), CachingResolver::default())
+    Agent::with_parts(
+        config,
+        DefaultConnector::default(),
+        CachingResolver::default(),
+    )
 }
 
 /// How long a resolved address is reused.
@@ -110,7 +114,11 @@ impl Resolver for CachingResolver {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let key = format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map_or("", |a| a.as_str()));
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
         let cache = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((at, addrs)) = cache().get(&key) {
             if at.elapsed() < RESOLVE_TTL {

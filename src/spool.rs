@@ -638,11 +638,22 @@ impl SpecSpool {
         let name = job.meta.file_name();
         let active = self.state_dir(State::Active).join(&name);
         let tmp = self.write_tmp(&name, &job.encode(), durable)?;
-        fs::rename(&tmp, &active).with_context(|| format!("failed to replace `{}`", active.display()))?;
+        fs::rename(&tmp, &active)
+            .with_context(|| format!("failed to replace `{}`", active.display()))?;
         let target_dir = self.state_dir(job.meta.state);
         let to = target_dir.join(&name);
-        fs::rename(&active, &to).with_context(|| format!("failed to move `{}` to `{}`", active.display(), to.display()))?;
-        if durable { fsync_dir(&target_dir) } else { Ok(()) }
+        fs::rename(&active, &to).with_context(|| {
+            format!(
+                "failed to move `{}` to `{}`",
+                active.display(),
+                to.display()
+            )
+        })?;
+        if durable {
+            fsync_dir(&target_dir)
+        } else {
+            Ok(())
+        }
     }
 
     /// Returns a claimed job to pending unchanged (e.g. its secret is missing).

@@ -95,13 +95,13 @@ fn run_in(workspace: &Path) -> Result<ExitCode> {
     demo.run(&["list", SPEC])?;
     section("5. And the health of each subscription");
     demo.run(&["status", SPEC])?;
+    let log = workspace
+        .join("evidence")
+        .join(SPEC)
+        .join("webhooks/attempts.jsonl");
     println!(
-        "\nEvery attempt is logged in {}",
-        workspace
-            .join("evidence")
-            .join(SPEC)
-            .join("webhooks/attempts.jsonl")
-            .display()
+        "\nEvery attempt was logged in {} (`spec-notify demo --keep` keeps it to look at)",
+        log.display()
     );
     Ok(ExitCode::Success)
 }
