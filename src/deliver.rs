@@ -120,7 +120,10 @@ impl Resolver for CachingResolver {
             uri.authority().map_or("", |a| a.as_str())
         );
         let cache = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, addrs)) = cache().get(&key).filter(|(at, _)| at.elapsed() < RESOLVE_TTL) {
+        if let Some((_, addrs)) = cache()
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < RESOLVE_TTL)
+        {
             return Ok(addrs.clone());
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;

@@ -5,9 +5,11 @@
 //! the oldest delivered jobs first, then the oldest rotated logs; pending and
 //! dead jobs are never touched.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
+
+use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -85,10 +87,19 @@ pub fn excerpt(body: &[u8]) -> String {
 }
 
 /// One SPEC's evidence folder.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Evidence {
     dir: PathBuf,
     max_bytes: u64,
+    /// The open log and its size: a drain appends thousands of lines a
+    /// second, so it opens the log once instead of per line.
+    log: Mutex<Option<(File, u64)>>,
+}
+
+impl Clone for Evidence {
+    fn clone(&self) -> Evidence {
+        Evidence::new(self.dir.clone(), self.max_bytes)
+    }
 }
 
 impl Evidence {
@@ -96,6 +107,7 @@ impl Evidence {
         Evidence {
             dir: dir.into(),
             max_bytes,
+            log: Mutex::new(None),
         }
     }
 
@@ -118,25 +130,50 @@ impl Evidence {
         if records.is_empty() {
             return Ok(());
         }
-        fs::create_dir_all(&self.dir).with_context(|| {
-            format!("failed to create evidence folder `{}`", self.dir.display())
-        })?;
         let mut buf = Vec::new();
         for r in records {
             serde_json::to_writer(&mut buf, r)?;
             buf.push(b'\n');
         }
         let path = self.log_path();
-        if fs::metadata(&path).is_ok_and(|m| m.len() + buf.len() as u64 > self.rotate_at()) {
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if log
+            .as_ref()
+            .is_some_and(|(_, size)| size + buf.len() as u64 > self.rotate_at())
+        {
+            *log = None;
             self.rotate()?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("failed to open evidence log `{}`", path.display()))?;
+        if log.is_none() {
+            let file = self.open_log()?;
+            let size = file.metadata().map_or(0, |m| m.len());
+            *log = Some((file, size));
+            if size + buf.len() as u64 > self.rotate_at() {
+                *log = None;
+                self.rotate()?;
+                *log = Some((self.open_log()?, 0));
+            }
+        }
+        let (file, size) = log.as_mut().expect("opened above");
         file.write_all(&buf)
-            .with_context(|| format!("failed to append to `{}`", path.display()))
+            .with_context(|| format!("failed to append to `{}`", path.display()))?;
+        *size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn open_log(&self) -> Result<File> {
+        let path = self.log_path();
+        let open = || OpenOptions::new().create(true).append(true).open(&path);
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.dir).with_context(|| {
+                    format!("failed to create evidence folder `{}`", self.dir.display())
+                })?;
+                open()
+            }
+            other => other,
+        };
+        file.with_context(|| format!("failed to open evidence log `{}`", path.display()))
     }
 
     /// `attempts.jsonl` → `.1`, `.1` → `.2`, … under a lock so two writers

@@ -6,7 +6,6 @@
 //! <spool_dir>/<SPEC-ID>/
 //!   seq          sequence counter, 20 digits; changed only under File::lock
 //!   drain.lock   held (try_lock) by the one drain working on this SPEC
-//!   tmp/         files being written; never read as jobs
 //!   pending/     jobs waiting for their (next) attempt
 //!   active/      jobs claimed by the drain that holds drain.lock
 //!   delivered/   delivered (or dry-run) jobs, kept for list/replay until pruned
@@ -23,17 +22,22 @@
 //! - A job is in exactly one of pending/, active/, delivered/, dead/; its name
 //!   never changes. The folder says where it is; inside active/ the `state`
 //!   field says where it was going.
-//! - Creating a job: write `tmp/<name>.<pid>.tmp`, fsync, rename into
-//!   `pending/`, fsync `pending/`. A crash leaves either nothing visible or a
-//!   complete job; stale tmp files are removed by the next drain.
-//! - Only the process holding `drain.lock` claims (pending → active), settles
-//!   (rewrite in active/ via tmp + rename, then rename to the target folder,
-//!   fsync it), requeues or discards. On taking the lock it runs [`recover`]:
-//!   whatever is in active/ belonged to a drain that died, and goes to the
-//!   folder its `state` names (pending unless it had already settled).
+//! - Every write goes to a hidden `.<name>.<pid>.<n>.tmp` in the folder the
+//!   file is meant for, is fsynced, and is renamed within that folder (a
+//!   same-folder rename never takes the kernel's filesystem-wide rename lock,
+//!   which serialised concurrent deliveries). Readers skip dot-files; the next
+//!   drain removes stale ones. Creating jobs ends with an fsync of `pending/`.
+//! - Only the process holding `drain.lock` claims (link pending → active,
+//!   then unlink the pending name), settles (write the new copy into the
+//!   target folder, then unlink the active copy), requeues or discards. On
+//!   taking the lock it runs [`recover`]: an active file whose name is also in
+//!   pending/, delivered/ or dead/ is the older copy and is removed; any other
+//!   belonged to a drain that died and goes back to pending (or to the folder
+//!   its `state` names).
 //! - `emit` never takes drain.lock. Its only move is spool-overflow: rename
-//!   pending → dead first (an atomic claim that races safely with a drain's
-//!   claim), then rewrite the dead copy in place with the reason.
+//!   pending → dead first, then rewrite the dead copy in place with the
+//!   reason. A drain that linked the job meanwhile finds the pending name gone
+//!   when it unlinks it, and drops its claim.
 //!
 //! A kill -9 at any instant therefore leaves every job pending, active (to be
 //! recovered), delivered or dead, and every visible file complete.
@@ -278,10 +282,6 @@ impl SpecSpool {
         self.dir.join(state.dir_name())
     }
 
-    fn tmp_dir(&self) -> PathBuf {
-        self.dir.join("tmp")
-    }
-
     /// Creates the SPEC's folders if missing (cheap when they exist).
     pub fn ensure(&self) -> Result<()> {
         if self.state_dir(State::Quarantine).is_dir() {
@@ -289,14 +289,7 @@ impl SpecSpool {
         }
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("failed to create spool folder `{}`", self.dir.display()))?;
-        for sub in [
-            "tmp",
-            "pending",
-            "active",
-            "delivered",
-            "dead",
-            "quarantine",
-        ] {
+        for sub in ["pending", "active", "delivered", "dead", "quarantine"] {
             let path = self.dir.join(sub);
             match fs::create_dir(&path) {
                 Ok(()) => {}
@@ -354,15 +347,16 @@ impl SpecSpool {
     /// Makes jobs durable in pending/. All or nothing visible on error.
     pub fn enqueue(&self, jobs: &[Job]) -> Result<()> {
         self.ensure()?;
+        let pending = self.state_dir(State::Pending);
         let sync_each = jobs.len() <= SYNC_EACH_LIMIT;
         let mut staged = Vec::with_capacity(jobs.len());
         let result = (|| {
             for job in jobs {
-                let tmp = self.write_tmp(&job.meta.file_name(), &job.encode(), sync_each)?;
+                let tmp = write_tmp(&pending, &job.meta.file_name(), &job.encode(), sync_each)?;
                 staged.push((tmp, job.meta.file_name()));
             }
             if !sync_each {
-                syncfs(&self.tmp_dir())?;
+                syncfs(&pending)?;
             }
             Ok(())
         })();
@@ -372,40 +366,20 @@ impl SpecSpool {
             }
             return Err(e);
         }
-        let pending = self.state_dir(State::Pending);
         for (tmp, name) in &staged {
             let to = pending.join(name);
             fs::rename(tmp, &to).with_context(|| {
-                format!("failed to move `{}` into `{}`", tmp.display(), to.display())
+                format!("failed to move `{}` to `{}`", tmp.display(), to.display())
             })?;
         }
         fsync_dir(&pending)
     }
 
-    fn write_tmp(&self, name: &str, bytes: &[u8], sync: bool) -> Result<PathBuf> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = self
-            .tmp_dir()
-            .join(format!("{name}.{}.{unique}.tmp", std::process::id()));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .with_context(|| format!("failed to create `{}`", path.display()))?;
-        file.write_all(bytes)
-            .with_context(|| format!("failed to write `{}`", path.display()))?;
-        if sync {
-            file.sync_all()
-                .with_context(|| format!("failed to fsync `{}`", path.display()))?;
-        }
-        Ok(path)
-    }
-
     /// Replaces `path` atomically with `bytes` (tmp + fsync + rename).
     fn rewrite(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         let name = path.file_name().and_then(OsStr::to_str).unwrap_or("job");
-        let tmp = self.write_tmp(name, bytes, true)?;
+        let dir = path.parent().unwrap_or(&self.dir);
+        let tmp = write_tmp(dir, name, bytes, true)?;
         fs::rename(&tmp, path).with_context(|| format!("failed to replace `{}`", path.display()))
     }
 
@@ -424,6 +398,7 @@ impl SpecSpool {
             let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
             match entry.file_name().to_str() {
                 Some(n) if is_job_name(n) => names.push(n.to_string()),
+                Some(n) if n.starts_with('.') => {} // a write in progress
                 Some(n) if state == State::Quarantine && n.ends_with(".reason") => {}
                 _ => strays.push(entry.path()),
             }
@@ -563,12 +538,20 @@ impl SpecSpool {
         Ok(DrainLock { _file: file })
     }
 
-    /// Returns jobs a dead drain left in active/ to where they belong, and
-    /// removes stale tmp files. Returns how many jobs were recovered.
-    pub fn recover(&self, _lock: &DrainLock, now_ms: u64) -> Result<usize> {
+    /// Puts back what a drain that died left in active/ (see the module doc)
+    /// and removes stale tmp files. Returns how many jobs were recovered.
+    pub fn recover(&self, lock: &DrainLock, now_ms: u64) -> Result<usize> {
         let (names, _) = self.names(State::Active)?;
+        let mut recovered = 0;
         for name in &names {
             let from = self.state_dir(State::Active).join(name);
+            let settled = [State::Pending, State::Delivered, State::Dead]
+                .into_iter()
+                .any(|state| self.state_dir(state).join(name).exists());
+            if settled {
+                self.remove(lock, State::Active, name)?;
+                continue;
+            }
             let target = match read_meta(&from) {
                 Ok(meta) if meta.state != State::Active => meta.state,
                 Ok(_) => State::Pending,
@@ -581,36 +564,33 @@ impl SpecSpool {
             let to = self.state_dir(target).join(name);
             fs::rename(&from, &to)
                 .with_context(|| format!("failed to recover `{}`", from.display()))?;
+            fsync_dir(&self.state_dir(target))?;
+            recovered += 1;
         }
-        if !names.is_empty() {
-            fsync_dir(&self.state_dir(State::Pending))?;
+        for state in [State::Pending, State::Active, State::Delivered, State::Dead] {
+            remove_stale_tmp(&self.state_dir(state), now_ms);
         }
-        self.remove_stale_tmp(now_ms);
-        Ok(names.len())
+        Ok(recovered)
     }
 
-    fn remove_stale_tmp(&self, now_ms: u64) {
-        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let modified = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .map(crate::clock::to_millis);
-            if modified.is_ok_and(|m| now_ms.saturating_sub(m) > STALE_TMP_MS) {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-
-    /// Claims a pending job for delivery. `None` if it is gone (overflow took it).
-    pub fn claim(&self, _lock: &DrainLock, name: &str) -> Result<Option<Job>> {
+    /// Claims a pending job for delivery: link it into active/, then unlink
+    /// the pending name. `None` if emit's spool-overflow took it first.
+    pub fn claim(&self, lock: &DrainLock, name: &str) -> Result<Option<Job>> {
         let from = self.state_dir(State::Pending).join(name);
         let to = self.state_dir(State::Active).join(name);
-        match fs::rename(&from, &to) {
+        match fs::hard_link(&from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
+            }
+        }
+        match fs::remove_file(&from) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.remove(lock, State::Active, name)?; // overflow moved it to dead/
+                return Ok(None);
+            }
             Err(e) => {
                 return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
             }
@@ -627,33 +607,24 @@ impl SpecSpool {
         }
     }
 
-    /// Writes a claimed job's new metadata and moves it to `job.meta.state`.
+    /// Writes a claimed job with its new metadata into the folder its
+    /// `state` names, then removes the active copy.
     ///
     /// Going back to pending or to dead is fsynced: losing it could lose the
     /// event. Going to delivered is atomic but not fsynced: a power cut can at
-    /// worst return the job to active/, and recovery delivers it again, which
+    /// worst leave the job in active/, and recovery delivers it again, which
     /// at-least-once allows (receivers dedupe on X-SpecKit-Id).
-    pub fn settle(&self, _lock: &DrainLock, job: &Job) -> Result<()> {
+    pub fn settle(&self, lock: &DrainLock, job: &Job) -> Result<()> {
         let durable = job.meta.state != State::Delivered;
         let name = job.meta.file_name();
-        let active = self.state_dir(State::Active).join(&name);
-        let tmp = self.write_tmp(&name, &job.encode(), durable)?;
-        fs::rename(&tmp, &active)
-            .with_context(|| format!("failed to replace `{}`", active.display()))?;
         let target_dir = self.state_dir(job.meta.state);
+        let tmp = write_tmp(&target_dir, &name, &job.encode(), durable)?;
         let to = target_dir.join(&name);
-        fs::rename(&active, &to).with_context(|| {
-            format!(
-                "failed to move `{}` to `{}`",
-                active.display(),
-                to.display()
-            )
-        })?;
+        fs::rename(&tmp, &to).with_context(|| format!("failed to write `{}`", to.display()))?;
         if durable {
-            fsync_dir(&target_dir)
-        } else {
-            Ok(())
+            fsync_dir(&target_dir)?;
         }
+        self.remove(lock, State::Active, &name)
     }
 
     /// Returns a claimed job to pending unchanged (e.g. its secret is missing).
@@ -702,6 +673,46 @@ impl SpecSpool {
             }
         }
         Ok(None)
+    }
+}
+
+/// Writes `bytes` to a new hidden file in `dir` (fsynced if `sync`) and
+/// returns its path; the caller renames it into place in the same folder.
+fn write_tmp(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("failed to create `{}`", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("failed to write `{}`", path.display()))?;
+    if sync {
+        file.sync_all()
+            .with_context(|| format!("failed to fsync `{}`", path.display()))?;
+    }
+    Ok(path)
+}
+
+/// Removes hidden tmp files older than [`STALE_TMP_MS`]: their writer died.
+fn remove_stale_tmp(dir: &Path, now_ms: u64) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_tmp = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(crate::clock::to_millis);
+        if is_tmp && modified.is_ok_and(|m| now_ms.saturating_sub(m) > STALE_TMP_MS) {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -928,6 +939,45 @@ mod tests {
     }
 
     #[test]
+    fn recovery_keeps_the_settled_copy_after_a_crash_between_rename_and_unlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.enqueue(&[job(&spool, 1), job(&spool, 2)]).unwrap();
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        let names = spool.names(State::Pending).unwrap().0;
+        let mut settled = spool.claim(&lock, &names[0]).unwrap().unwrap();
+        settled.meta.state = State::Delivered;
+        settled.meta.attempts = 1;
+        spool.settle(&lock, &settled).unwrap();
+        // The crash: the active copy is back, as if settle's unlink never ran.
+        fs::write(
+            spool.state_dir(State::Active).join(&names[0]),
+            job(&spool, 1).encode(),
+        )
+        .unwrap();
+        // A claim that died after its link: the job is in pending and active.
+        fs::hard_link(
+            spool.state_dir(State::Pending).join(&names[1]),
+            spool.state_dir(State::Active).join(&names[1]),
+        )
+        .unwrap();
+        assert_eq!(
+            spool.recover(&lock, 0).unwrap(),
+            0,
+            "both active files were stale copies"
+        );
+        assert_eq!(spool.count(State::Active).unwrap(), 0);
+        assert_eq!(
+            spool.scan(State::Delivered).unwrap().entries[0]
+                .meta
+                .attempts,
+            1,
+            "the settled copy won"
+        );
+        assert_eq!(spool.count(State::Pending).unwrap(), 1);
+    }
+
+    #[test]
     fn overflow_moves_oldest_to_dead_with_reason() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
@@ -981,6 +1031,14 @@ mod tests {
         let jobs: Vec<Job> = (1..=50).map(|s| job(&spool, s)).collect();
         spool.enqueue(&jobs).unwrap();
         assert_eq!(spool.count(State::Pending).unwrap(), 50);
-        assert_eq!(fs::read_dir(spool.tmp_dir()).unwrap().count(), 0);
+        let leftovers = fs::read_dir(spool.state_dir(State::Pending))
+            .unwrap()
+            .flatten();
+        assert_eq!(
+            leftovers
+                .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+                .count(),
+            0
+        );
     }
 }

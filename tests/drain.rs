@@ -373,9 +373,9 @@ fn two_concurrent_drains_deliver_each_of_500_jobs_exactly_once() {
 #[test]
 fn a_drain_killed_mid_run_loses_nothing() {
     let rx = Receiver::start();
-    rx.set_default(Reply::Slow(Duration::from_millis(15), 204));
+    rx.set_default(Reply::Slow(Duration::from_millis(20), 204));
     let env = env_for(&rx, &[("a", "/a", "")]);
-    let lines: String = (0..150).map(|_| "{\"event\":{\"type\":\"spec-auto.stage.completed\"},\"spec\":{\"id\":\"SPEC-K\"}}\n").collect();
+    let lines: String = (0..400).map(|_| "{\"event\":{\"type\":\"spec-auto.stage.completed\"},\"spec\":{\"id\":\"SPEC-K\"}}\n").collect();
     let ids: HashSet<String> = env
         .run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
         .expect(0)
