@@ -664,11 +664,14 @@ impl SpecSpool {
     }
 
     /// Finds a job by delivery id in the given folders.
+    /// The whole id must match: a fragment of one finds nothing.
     pub fn find(&self, delivery_id: &str, states: &[State]) -> Result<Option<(State, String)>> {
-        let suffix = format!("-{delivery_id}.{JOB_EXT}");
         for &state in states {
             let (names, _) = self.names(state)?;
-            if let Some(name) = names.into_iter().find(|n| n.ends_with(&suffix)) {
+            if let Some(name) = names
+                .into_iter()
+                .find(|n| delivery_id_of(n) == Some(delivery_id))
+            {
                 return Ok(Some((state, name)));
             }
         }
@@ -714,6 +717,13 @@ fn remove_stale_tmp(dir: &Path, now_ms: u64) {
             let _ = fs::remove_file(entry.path());
         }
     }
+}
+
+/// The delivery id in a job file name `<sequence:012>-<id>.job`.
+pub fn delivery_id_of(name: &str) -> Option<&str> {
+    name.strip_suffix(".job")
+        .filter(|_| is_job_name(name))
+        .map(|stem| &stem[13..])
 }
 
 fn is_job_name(name: &str) -> bool {
@@ -838,16 +848,25 @@ fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<std::result::Result<
         let handles: Vec<_> = names
             .chunks(chunk)
             .map(|part| {
-                scope.spawn(move || {
+                let handle = scope.spawn(move || {
                     part.iter()
                         .map(|n| read_meta_at(dir_file, n))
                         .collect::<Vec<_>>()
-                })
+                });
+                (part.len(), handle)
             })
             .collect();
+        // A reader that panicked still yields one result per name, so names
+        // and metadata stay paired.
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|(len, h)| {
+                h.join().unwrap_or_else(|_| {
+                    (0..len)
+                        .map(|_| Err(Unread::Bad("reader thread panicked".into())))
+                        .collect()
+                })
+            })
             .collect()
     })
 }
@@ -975,6 +994,21 @@ mod tests {
             "the settled copy won"
         );
         assert_eq!(spool.count(State::Pending).unwrap(), 1);
+    }
+
+    #[test]
+    fn find_needs_the_whole_delivery_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        let j = job(&spool, 1);
+        spool.enqueue(std::slice::from_ref(&j)).unwrap();
+        let id = &j.meta.delivery_id;
+        assert!(spool.find(id, &[State::Pending]).unwrap().is_some());
+        let fragment = &id[id.find('-').unwrap() + 1..];
+        assert!(
+            spool.find(fragment, &[State::Pending]).unwrap().is_none(),
+            "fragment {fragment} must not match"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod demo;
 mod discard;
 mod drain;
 mod emit;

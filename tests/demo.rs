@@ -1,0 +1,84 @@
+//! demo and completions: what a newcomer runs first.
+
+use crate::support::BIN;
+
+#[test]
+fn demo_runs_the_whole_product_and_cleans_up() {
+    let out = std::process::Command::new(BIN)
+        .arg("demo")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("delivered 9, retrying 2, dead 0"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("signature ok") && !stdout.contains("signature BAD"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("-- 9 jobs: 9 delivered"),
+        "list ran: {stdout}"
+    );
+    assert!(
+        stdout.contains("tracker") && stdout.contains("50% (2/4)"),
+        "status ran: {stdout}"
+    );
+    let workspace = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("config:   "))
+        .unwrap()
+        .trim();
+    assert!(
+        !std::path::Path::new(workspace).exists(),
+        "the temp workspace is removed"
+    );
+}
+
+#[test]
+fn demo_keep_leaves_the_workspace() {
+    let out = std::process::Command::new(BIN)
+        .args(["demo", "--keep"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kept = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("workspace kept: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(std::path::Path::new(&kept).join("config.toml").exists());
+    std::fs::remove_dir_all(kept).unwrap();
+}
+
+#[test]
+fn completions_for_each_shell() {
+    for (shell, needle) in [
+        ("bash", "complete -F _spec__notify"),
+        ("zsh", "#compdef spec-notify"),
+        ("fish", "complete -c spec-notify"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(needle) && text.contains("replay"),
+            "{shell}: {}",
+            &text[..text.len().min(200)]
+        );
+    }
+}
