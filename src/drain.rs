@@ -187,6 +187,8 @@ pub struct Drainer<'a> {
     held: BTreeMap<String, Held>,
     summary: Mutex<Summary>,
     held_jobs: Mutex<HashSet<String>>,
+    /// SPECs whose stale tmp files this run already removed.
+    swept: HashSet<String>,
 }
 
 /// What one pass found.
@@ -214,6 +216,7 @@ impl<'a> Drainer<'a> {
             held: BTreeMap::new(),
             summary: Mutex::new(summary),
             held_jobs: Mutex::new(HashSet::new()),
+            swept: HashSet::new(),
         }
     }
 
@@ -298,7 +301,10 @@ impl<'a> Drainer<'a> {
         let Some(lock) = spool.try_lock_drain()? else {
             return Ok(false);
         };
-        let recovered = spool.recover(&lock, clock::now_ms())?;
+        let recovered = spool.recover(&lock)?;
+        if self.swept.insert(spec.to_string()) {
+            spool.sweep_tmp(&lock, clock::now_ms());
+        }
         self.summary
             .lock()
             .unwrap_or_else(|e| e.into_inner())

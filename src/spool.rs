@@ -538,9 +538,9 @@ impl SpecSpool {
         Ok(DrainLock { _file: file })
     }
 
-    /// Puts back what a drain that died left in active/ (see the module doc)
-    /// and removes stale tmp files. Returns how many jobs were recovered.
-    pub fn recover(&self, lock: &DrainLock, now_ms: u64) -> Result<usize> {
+    /// Puts back what a drain that died left in active/ (see the module doc).
+    /// Returns how many jobs were recovered.
+    pub fn recover(&self, lock: &DrainLock) -> Result<usize> {
         let (names, _) = self.names(State::Active)?;
         let mut recovered = 0;
         for name in &names {
@@ -567,10 +567,14 @@ impl SpecSpool {
             fsync_dir(&self.state_dir(target))?;
             recovered += 1;
         }
+        Ok(recovered)
+    }
+
+    /// Removes tmp files their writers left behind when they died.
+    pub fn sweep_tmp(&self, _lock: &DrainLock, now_ms: u64) {
         for state in [State::Pending, State::Active, State::Delivered, State::Dead] {
             remove_stale_tmp(&self.state_dir(state), now_ms);
         }
-        Ok(recovered)
     }
 
     /// Claims a pending job for delivery: link it into active/, then unlink
@@ -946,7 +950,7 @@ mod tests {
         // Claimed and never settled: a drain that died mid-delivery.
         spool.claim(&lock, &names[1]).unwrap().unwrap();
         assert_eq!(spool.count(State::Active).unwrap(), 1);
-        assert_eq!(spool.recover(&lock, 0).unwrap(), 1);
+        assert_eq!(spool.recover(&lock).unwrap(), 1);
         assert_eq!(spool.count(State::Pending).unwrap(), 2);
         assert_eq!(spool.count(State::Delivered).unwrap(), 1);
         assert!(
@@ -981,7 +985,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            spool.recover(&lock, 0).unwrap(),
+            spool.recover(&lock).unwrap(),
             0,
             "both active files were stale copies"
         );
