@@ -481,13 +481,7 @@ impl<'a> Drainer<'a> {
     ) -> Record {
         let attempt = job.meta.attempts + 1;
         let started = clock::now_ms();
-        let id = AttemptId {
-            delivery_id: &job.meta.delivery_id,
-            event_type: &job.meta.event_type,
-            idempotency_key: &job.meta.idempotency_key,
-            attempt,
-            timestamp: started / 1000,
-        };
+        let id = attempt_id(&job.meta, attempt, started);
         let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
         let (answer, latency) = match deliver::headers(sub, Some((secret, previous)), id, &job.body)
         {
@@ -618,37 +612,31 @@ fn apply(
     }
 }
 
-fn record_for(job: &Job, sub: &Subscription, attempt: u32, at_ms: u64) -> Record {
-    Record {
-        ts: clock::rfc3339(at_ms),
-        ts_ms: at_ms,
-        delivery_id: job.meta.delivery_id.clone(),
-        spec: job.meta.spec.clone(),
-        subscription: job.meta.subscription.clone(),
-        event_type: job.meta.event_type.clone(),
+fn attempt_id(meta: &Meta, attempt: u32, at_ms: u64) -> AttemptId<'_> {
+    AttemptId {
+        delivery_id: &meta.delivery_id,
+        event_type: &meta.event_type,
+        idempotency_key: &meta.idempotency_key,
         attempt,
-        url: redact_url(&sub.url),
-        status: None,
-        error: None,
-        latency_ms: None,
-        outcome: Outcome::DryRun,
-        response_body: None,
-        next_attempt_at: None,
-        request: None,
+        timestamp: at_ms / 1000,
     }
+}
+
+fn record_for(job: &Job, sub: &Subscription, attempt: u32, at_ms: u64) -> Record {
+    Record::for_job(
+        &job.meta,
+        redact_url(&sub.url),
+        attempt,
+        at_ms,
+        Outcome::DryRun,
+    )
 }
 
 /// A dry run: logs the would-be request (unsigned) and counts the job done.
 fn dry_run(job: &mut Job, sub: &Subscription) -> Record {
     let now = clock::now_ms();
     let attempt = job.meta.attempts + 1;
-    let id = AttemptId {
-        delivery_id: &job.meta.delivery_id,
-        event_type: &job.meta.event_type,
-        idempotency_key: &job.meta.idempotency_key,
-        attempt,
-        timestamp: now / 1000,
-    };
+    let id = attempt_id(&job.meta, attempt, now);
     let headers = deliver::headers(sub, None, id, &job.body).unwrap_or_default();
     let mut record = record_for(job, sub, attempt, now);
     record.request = Some(json!({
@@ -682,21 +670,7 @@ fn removed_subscription(job: &mut Job) -> Record {
         "add subscription `{}` back to the config and run `spec-notify replay {} --delivery-id {}`, or discard it",
         m.subscription, m.spec, m.delivery_id
     ));
-    Record {
-        ts: clock::rfc3339(now),
-        ts_ms: now,
-        delivery_id: m.delivery_id.clone(),
-        spec: m.spec.clone(),
-        subscription: m.subscription.clone(),
-        event_type: m.event_type.clone(),
-        attempt: m.attempts,
-        url: String::new(),
-        status: None,
-        error: m.last_error.clone(),
-        latency_ms: None,
-        outcome: Outcome::Dead,
-        response_body: None,
-        next_attempt_at: None,
-        request: None,
-    }
+    let mut record = Record::for_job(m, String::new(), m.attempts, now, Outcome::Dead);
+    record.error = m.last_error.clone();
+    record
 }

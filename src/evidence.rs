@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::spool::{DrainLock, SpecSpool, State};
+use crate::spool::{DrainLock, Meta, SpecSpool, State};
 
 pub const LOG_NAME: &str = "attempts.jsonl";
 /// The response excerpt kept per attempt.
@@ -74,6 +74,30 @@ pub struct Record {
     /// The would-be request of a dry run: url, headers (no secrets), body size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<serde_json::Value>,
+}
+
+impl Record {
+    /// A record about one job with no answer yet: status, error, latency
+    /// and the rest start empty.
+    pub fn for_job(meta: &Meta, url: String, attempt: u32, at_ms: u64, outcome: Outcome) -> Record {
+        Record {
+            ts: crate::clock::rfc3339(at_ms),
+            ts_ms: at_ms,
+            delivery_id: meta.delivery_id.clone(),
+            spec: meta.spec.clone(),
+            subscription: meta.subscription.clone(),
+            event_type: meta.event_type.clone(),
+            attempt,
+            url,
+            status: None,
+            error: None,
+            latency_ms: None,
+            outcome,
+            response_body: None,
+            next_attempt_at: None,
+            request: None,
+        }
+    }
 }
 
 /// Cuts a response body to [`BODY_EXCERPT`] bytes on a character boundary.

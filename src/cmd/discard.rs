@@ -110,26 +110,11 @@ fn choose(spool: &SpecSpool, args: &DiscardArgs, warn: bool) -> Result<Vec<(Stri
 
 fn discard_record(config: &Config, meta: &Meta) -> Record {
     let now = clock::now_ms();
-    Record {
-        ts: clock::rfc3339(now),
-        ts_ms: now,
-        delivery_id: meta.delivery_id.clone(),
-        spec: meta.spec.clone(),
-        subscription: meta.subscription.clone(),
-        event_type: meta.event_type.clone(),
-        attempt: 0,
-        url: config
-            .subscription(&meta.subscription)
-            .map(|s| redact_url(&s.url))
-            .unwrap_or_default(),
-        status: None,
-        error: None,
-        latency_ms: None,
-        outcome: Outcome::Discarded,
-        response_body: None,
-        next_attempt_at: None,
-        request: None,
-    }
+    let url = config
+        .subscription(&meta.subscription)
+        .map(|s| redact_url(&s.url))
+        .unwrap_or_default();
+    Record::for_job(meta, url, 0, now, Outcome::Discarded)
 }
 
 fn print_discarded(spec: &str, chosen: &[(String, Meta)]) -> Result<()> {

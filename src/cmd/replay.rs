@@ -127,27 +127,15 @@ fn requeued_record(config: &Config, meta: &crate::spool::Meta, from: State, now:
         .subscription(&meta.subscription)
         .map(|s| redact_url(&s.url))
         .unwrap_or_default();
-    Record {
-        ts: clock::rfc3339(now),
-        ts_ms: now,
-        delivery_id: meta.delivery_id.clone(),
-        spec: meta.spec.clone(),
-        subscription: meta.subscription.clone(),
-        event_type: meta.event_type.clone(),
-        attempt: 0,
-        url,
-        status: meta.last_status,
-        error: Some(format!(
-            "requeued from {} by an operator (replay #{})",
-            from.dir_name(),
-            meta.replays
-        )),
-        latency_ms: None,
-        outcome: Outcome::Requeued,
-        response_body: None,
-        next_attempt_at: Some(clock::rfc3339(now)),
-        request: None,
-    }
+    let mut record = Record::for_job(meta, url, 0, now, Outcome::Requeued);
+    record.status = meta.last_status;
+    record.error = Some(format!(
+        "requeued from {} by an operator (replay #{})",
+        from.dir_name(),
+        meta.replays
+    ));
+    record.next_attempt_at = Some(clock::rfc3339(now));
+    record
 }
 
 /// Delivers the requeued jobs once each and reports what became of them:
