@@ -578,14 +578,30 @@ fn unknown_keys(table: &Table, known: &[&str], at: &str, problems: &Problems) {
     }
 }
 
-/// A cheap typo detector: same letters give or take one, or one is a prefix.
+/// A typo detector: at most two edits apart (a dropped, doubled or swapped
+/// letter), or one name is a prefix of the other.
 fn similar(a: &str, b: &str) -> bool {
     let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
     if a.starts_with(&b) || b.starts_with(&a) {
         return true;
     }
-    let diff = a.chars().zip(b.chars()).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
-    diff <= 2
+    let allowed = if a.len().min(b.len()) < 5 { 1 } else { 2 };
+    edit_distance(a.as_bytes(), b.as_bytes()) <= allowed
+}
+
+/// Levenshtein distance, one row at a time.
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(x != y);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Typed access to one table's keys, recording a problem for each bad value.
@@ -920,6 +936,17 @@ include_events = ["Spec.Stage"]
             assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
         }
         assert!(e.contains("(9 problems)"), "{e}");
+    }
+
+    #[test]
+    fn typos_are_recognised_after_a_dropped_letter() {
+        assert!(similar("max_attempts", "max_atempts"));
+        assert!(similar("include_status", "include_stauts"));
+        assert!(similar("enabled", "enabld"));
+        assert!(!similar("jitter_ms", "dry_run"));
+        assert!(!similar("id", "ab"), "short names need a closer match");
+        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
+        assert_eq!(edit_distance(b"", b"ab"), 2);
     }
 
     #[test]
