@@ -148,12 +148,16 @@ pub struct Event {
 }
 
 impl Event {
-    /// The exact envelope bytes: compact JSON on one line.
+    /// The exact envelope bytes: compact JSON on one line. `sequence` and
+    /// `emittedAt` are appended to the serialised body rather than inserted
+    /// into a clone of it: a batch renders thousands of envelopes.
     pub fn render(&self, sequence: u64, emitted_at: &str) -> Vec<u8> {
-        let mut body = self.body.clone();
-        body.insert("sequence".into(), json!(sequence));
-        body.insert("emittedAt".into(), json!(emitted_at));
-        serde_json::to_vec(&Value::Object(body)).expect("a JSON map always serialises")
+        let mut out = serde_json::to_vec(&self.body).expect("a JSON map always serialises");
+        out.pop(); // the closing brace; the body always has schemaVersion, so a comma follows
+        out.extend_from_slice(format!(",\"sequence\":{sequence},\"emittedAt\":").as_bytes());
+        serde_json::to_writer(&mut out, emitted_at).expect("a string always serialises");
+        out.push(b'}');
+        out
     }
 }
 
