@@ -478,6 +478,16 @@ fn bad_input_exits_2_and_leaves_the_workspace_unchanged() {
             "stdin line 1: unknown section `evnt`",
         ),
         (
+            with(&["--input", "-"]),
+            "{\"pipeline\": [1]}",
+            "stdin line 1: `pipeline` must be a JSON object",
+        ),
+        (
+            with(&["--input", "-"]),
+            "{\"pipeline\": {\"attempt\": -1}}",
+            "stdin line 1: `pipeline.attempt` must be a whole number",
+        ),
+        (
             vec!["emit", "--event", STAGE_DONE, "--input", "-"],
             &nul_spec,
             "invalid SPEC id `a\\0b`",
