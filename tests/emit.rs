@@ -425,6 +425,11 @@ fn telemetry_file_is_embedded_as_is_and_fills_evidence_paths() {
 #[test]
 fn bad_input_exits_2_and_leaves_the_workspace_unchanged() {
     let env = one_subscription();
+    env.run(&[
+        "emit", "--spec", "S", "--event", STAGE_DONE, "--stage", "Deploy",
+    ])
+    .expect(2);
+    assert!(env.snapshot().is_empty(), "not even the spool folders");
     env.run(&["emit", "--spec", "S", "--event", STAGE_DONE])
         .expect(0);
     std::fs::write(env.path().join("broken.json"), "{\"specId\": ").unwrap();
