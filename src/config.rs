@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use toml::{Table, Value};
 
 use crate::envelope::{Stage, Status};
@@ -248,13 +248,29 @@ pub fn locate(flag: Option<&Path>) -> Location {
     }
 }
 
-/// Loads and validates the config. Secrets are not checked here (see
+/// Whether validation demands the secrets. `check` does: signing needs them.
+/// `emit` never signs, so a guardrail without secrets must still spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Required,
+    Optional,
+}
+
+/// Loads and validates the config without requiring secrets (see
 /// [`Config::secret_problems`]): emit must work without them.
 pub fn load(location: &Location) -> Result<Config> {
+    load_with(location, Secrets::Optional)
+}
+
+/// Loads and validates the config; with [`Secrets::Required`] an unset secret
+/// is one more problem in the same list as the others.
+pub fn load_with(location: &Location, secrets: Secrets) -> Result<Config> {
     let path = &location.path;
     let text = std::fs::read_to_string(path).map_err(|e| {
         let hint = if location.is_default {
-            format!(" (pass --config PATH or set {CONFIG_ENV})")
+            format!(
+                " (pass --config PATH or set {CONFIG_ENV} to the config.toml holding [spec_ops.webhooks])"
+            )
         } else {
             String::new()
         };
@@ -263,11 +279,15 @@ pub fn load(location: &Location) -> Result<Config> {
             path.display()
         ))
     })?;
-    parse(&text, path)
+    parse_with(&text, path, secrets)
 }
 
 /// Parses config text; `path` names the file in messages and anchors relative paths.
 pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    parse_with(text, path, Secrets::Optional)
+}
+
+fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
     let root: Table = text.parse().map_err(|e: toml::de::Error| {
         user_error(format!("`{}` is not valid TOML: {e}", path.display()))
     })?;
@@ -287,6 +307,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     };
     let mut config = config;
     apply_enabled_override(&mut config, &problems);
+    if secrets == Secrets::Required {
+        for sub in config.subscriptions.iter().filter(|s| s.needs_secret()) {
+            if let (Some(var), Err(_)) = (&sub.secret_env, sub.secret()) {
+                problems.push(
+                    &format!("subscription `{}`", sub.id),
+                    format!("key `secret_env`: the environment variable {var} is unset or empty: export it (or set `dry_run = true` or `active = false`)"),
+                );
+            }
+        }
+        for p in config.secret_format_problems() {
+            problems.push_line(p);
+        }
+    }
     problems.into_result(path)?;
     Ok(config)
 }
@@ -352,7 +385,11 @@ struct Problems(RefCell<Vec<String>>);
 
 impl Problems {
     fn push(&self, at: &str, message: impl fmt::Display) {
-        self.0.borrow_mut().push(format!("{at}: {message}"));
+        self.push_line(format!("{at}: {message}"));
+    }
+
+    fn push_line(&self, line: String) {
+        self.0.borrow_mut().push(line);
     }
 
     fn into_result(self, path: &Path) -> Result<()> {
@@ -360,11 +397,11 @@ impl Problems {
         if problems.is_empty() {
             return Ok(());
         }
-        let mut text = format!(
-            "invalid config `{}` ({} problems):",
-            path.display(),
-            problems.len()
-        );
+        let count = match problems.len() {
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        };
+        let mut text = format!("invalid config `{}` ({count}):", path.display());
         for p in &problems {
             text.push_str("\n  - ");
             text.push_str(p);
@@ -541,14 +578,30 @@ fn unknown_keys(table: &Table, known: &[&str], at: &str, problems: &Problems) {
     }
 }
 
-/// A cheap typo detector: same letters give or take one, or one is a prefix.
+/// A typo detector: at most two edits apart (a dropped, doubled or swapped
+/// letter), or one name is a prefix of the other.
 fn similar(a: &str, b: &str) -> bool {
     let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
     if a.starts_with(&b) || b.starts_with(&a) {
         return true;
     }
-    let diff = a.chars().zip(b.chars()).filter(|(x, y)| x != y).count() + a.len().abs_diff(b.len());
-    diff <= 2
+    let allowed = if a.len().min(b.len()) < 5 { 1 } else { 2 };
+    edit_distance(a.as_bytes(), b.as_bytes()) <= allowed
+}
+
+/// Levenshtein distance, one row at a time.
+fn edit_distance(a: &[u8], b: &[u8]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, &x) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &y) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(x != y);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 /// Typed access to one table's keys, recording a problem for each bad value.
@@ -769,12 +822,10 @@ fn is_loopback(host: &str) -> bool {
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Loads the config, or explains why there is none to load.
+/// Loads the config for commands that cannot work without one; a missing
+/// file is an exit-2 error naming where it was looked for.
 pub fn load_required(flag: Option<&Path>) -> Result<Config> {
-    let location = locate(flag);
-    load(&location).with_context(|| {
-        "spec-notify needs a config file with a [spec_ops.webhooks] table".to_string()
-    })
+    load(&locate(flag))
 }
 
 #[cfg(test)]
@@ -885,6 +936,23 @@ include_events = ["Spec.Stage"]
             assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
         }
         assert!(e.contains("(9 problems)"), "{e}");
+    }
+
+    #[test]
+    fn typos_are_recognised_after_a_dropped_letter() {
+        assert!(similar("max_attempts", "max_atempts"));
+        assert!(similar("include_status", "include_stauts"));
+        assert!(similar("enabled", "enabld"));
+        assert!(!similar("jitter_ms", "dry_run"));
+        assert!(!similar("id", "ab"), "short names need a closer match");
+        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
+        assert_eq!(edit_distance(b"", b"ab"), 2);
+    }
+
+    #[test]
+    fn one_problem_is_not_plural() {
+        let e = errors("[spec_ops.webhooks]\nenabled = 3\n");
+        assert!(e.contains("(1 problem):"), "{e}");
     }
 
     #[test]

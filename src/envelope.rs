@@ -148,12 +148,16 @@ pub struct Event {
 }
 
 impl Event {
-    /// The exact envelope bytes: compact JSON on one line.
+    /// The exact envelope bytes: compact JSON on one line. `sequence` and
+    /// `emittedAt` are appended to the serialised body rather than inserted
+    /// into a clone of it: a batch renders thousands of envelopes.
     pub fn render(&self, sequence: u64, emitted_at: &str) -> Vec<u8> {
-        let mut body = self.body.clone();
-        body.insert("sequence".into(), json!(sequence));
-        body.insert("emittedAt".into(), json!(emitted_at));
-        serde_json::to_vec(&Value::Object(body)).expect("a JSON map always serialises")
+        let mut out = serde_json::to_vec(&self.body).expect("a JSON map always serialises");
+        out.pop(); // the closing brace; the body always has schemaVersion, so a comma follows
+        out.extend_from_slice(format!(",\"sequence\":{sequence},\"emittedAt\":").as_bytes());
+        serde_json::to_writer(&mut out, emitted_at).expect("a string always serialises");
+        out.push(b'}');
+        out
     }
 }
 
@@ -208,11 +212,20 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
     if let (false, Some(paths)) = (evidence.contains_key("paths"), default_paths) {
         evidence.insert("paths".into(), json!(paths));
     }
-    let attempt = sections
-        .get("pipeline")
-        .and_then(|p| p.get("attempt"))
-        .and_then(Value::as_u64)
-        .unwrap_or(1);
+    for name in ["pipeline", "consensus"] {
+        if let Some(other) = sections.get(name).filter(|v| !v.is_object()) {
+            return Err(format!(
+                "`{name}` must be a JSON object, found {}",
+                kind(other)
+            ));
+        }
+    }
+    let attempt = match sections.get("pipeline").and_then(|p| p.get("attempt")) {
+        None | Some(Value::Null) => 1,
+        Some(v) => v.as_u64().filter(|&n| n >= 1).ok_or_else(|| {
+            format!("`pipeline.attempt` must be a whole number from 1, found {v}")
+        })?,
+    };
     let idempotency_key = match pick(flags.idempotency_key.as_deref(), &event, "idempotency_key")? {
         Some(k) if k.trim().is_empty() => return Err("idempotency key is empty".into()),
         Some(k) => k,
@@ -559,6 +572,26 @@ mod tests {
                 obj(json!({"sequence": 3})),
                 flags("S", "a.b.c"),
                 "set by spec-notify",
+            ),
+            (
+                obj(json!({"pipeline": [1]})),
+                flags("S", "a.b.c"),
+                "`pipeline` must be a JSON object, found an array",
+            ),
+            (
+                obj(json!({"consensus": "ok"})),
+                flags("S", "a.b.c"),
+                "`consensus` must be a JSON object, found a string",
+            ),
+            (
+                obj(json!({"pipeline": {"attempt": "2"}})),
+                flags("S", "a.b.c"),
+                "`pipeline.attempt` must be a whole number from 1, found \"2\"",
+            ),
+            (
+                obj(json!({"pipeline": {"attempt": 0}})),
+                flags("S", "a.b.c"),
+                "`pipeline.attempt` must be a whole number from 1, found 0",
             ),
         ];
         for (input, f, needle) in cases {

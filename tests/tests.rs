@@ -3,6 +3,7 @@
 
 mod support;
 
+mod config;
 mod demo;
 mod discard;
 mod drain;

@@ -117,9 +117,11 @@ fn read_input(source: &str) -> Result<(Vec<u8>, String)> {
 fn parse_objects(bytes: &[u8], name: &str) -> Result<Vec<(usize, Map<String, Value>)>> {
     let mut out = Vec::new();
     let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
-    let mut start = 0;
+    // Lines are counted as the stream advances, never from the start again:
+    // a 10,000-line batch must stay linear.
+    let mut lines = LineCounter::default();
     loop {
-        let line = line_of(bytes, skip_whitespace(bytes, start));
+        let line = lines.line_at(bytes, skip_whitespace(bytes, stream.byte_offset()));
         match stream.next() {
             None => break,
             Some(Ok(Value::Object(map))) => out.push((line, map)),
@@ -135,7 +137,6 @@ fn parse_objects(bytes: &[u8], name: &str) -> Result<Vec<(usize, Map<String, Val
                 )));
             }
         }
-        start = stream.byte_offset();
     }
     if out.is_empty() {
         return Err(user_error(format!(
@@ -152,11 +153,25 @@ fn skip_whitespace(bytes: &[u8], from: usize) -> usize {
         .count()
 }
 
-fn line_of(bytes: &[u8], offset: usize) -> usize {
-    1 + bytes[..offset.min(bytes.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+/// The 1-based line of a byte offset, for offsets that only move forward.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: usize,
+}
+
+impl LineCounter {
+    fn line_at(&mut self, bytes: &[u8], offset: usize) -> usize {
+        let offset = offset.min(bytes.len());
+        if offset > self.offset {
+            self.newlines += bytes[self.offset..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            self.offset = offset;
+        }
+        1 + self.newlines
+    }
 }
 
 /// The active subscriptions an event goes to.
@@ -282,5 +297,18 @@ mod tests {
         );
         assert!(e.contains("stdin line 2: invalid JSON"), "{e}");
         assert!(parse_objects(b"  \n", "stdin").is_err());
+    }
+
+    #[test]
+    fn line_numbers_stay_right_deep_into_a_big_batch() {
+        let mut input = "{\"a\":1}\n\n".repeat(5_000).into_bytes();
+        input.extend_from_slice(b"  7\n");
+        let e = format!("{:#}", parse_objects(&input, "stdin").unwrap_err());
+        assert!(
+            e.contains("stdin line 10001: expected a JSON object"),
+            "{e}"
+        );
+        let objs = parse_objects(&input[..input.len() - 4], "stdin").unwrap();
+        assert_eq!(objs.last().unwrap().0, 9_999);
     }
 }

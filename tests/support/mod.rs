@@ -83,11 +83,16 @@ impl Env {
 
     /// The binary with `--config`, a clean environment and the workspace as cwd.
     pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.bare(&[]);
+        cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd
+    }
+
+    /// The binary without `--config` (it finds its config itself), with a
+    /// clean environment plus [`Env::env`] settings and the workspace as cwd.
+    pub fn bare(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
-        cmd.arg("--config")
-            .arg(self.config_path())
-            .args(args)
-            .current_dir(self.path());
+        cmd.args(args).current_dir(self.path());
         cmd.env_remove("SPEC_NOTIFY_CONFIG")
             .env_remove("SPECKIT_WEBHOOKS_ENABLED")
             .env("NO_COLOR", "1");
@@ -102,17 +107,7 @@ impl Env {
     }
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let _ = input.write_all(stdin);
-        drop(input);
-        child.wait_with_output().unwrap().into()
+        run_command(self.cmd(args), stdin)
     }
 
     pub fn spool_root(&self) -> PathBuf {
@@ -156,6 +151,20 @@ impl Env {
         out.sort();
         out
     }
+}
+
+/// Runs a prepared command with `stdin`, capturing its output.
+pub fn run_command(mut cmd: Command, stdin: &[u8]) -> Run {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap().into()
 }
 
 /// Parses a job file: line 1 metadata, line 2 the envelope.
