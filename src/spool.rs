@@ -1001,6 +1001,39 @@ mod tests {
     }
 
     #[test]
+    fn sweep_removes_only_stale_hidden_tmp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.enqueue(&[job(&spool, 1)]).unwrap();
+        let pending = spool.state_dir(State::Pending);
+        let stale = pending.join(".000000000009-x.job.1.0.tmp");
+        let fresh = pending.join(".000000000010-y.job.1.1.tmp");
+        for path in [&stale, &fresh] {
+            fs::write(path, b"half a job").unwrap();
+        }
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(an_hour_ago)
+            .unwrap();
+        assert_eq!(
+            spool.count(State::Pending).unwrap(),
+            1,
+            "hidden files are never jobs"
+        );
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        spool.sweep_tmp(&lock, crate::clock::now_ms());
+        assert!(!stale.exists(), "a dead writer's file is removed");
+        assert!(
+            fresh.exists(),
+            "a write that may be in progress is left alone"
+        );
+        assert_eq!(spool.count(State::Pending).unwrap(), 1);
+    }
+
+    #[test]
     fn find_needs_the_whole_delivery_id() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
