@@ -205,6 +205,29 @@ impl Subscription {
         })
     }
 
+    /// The secrets deliveries are signed with, each checked against the
+    /// scheme: the current one and, during a rotation, the previous one.
+    pub fn signing_secrets(&self) -> std::result::Result<(Secret, Option<Secret>), String> {
+        let secret = self.secret()?;
+        let previous = self.previous_secret();
+        let named = [
+            (&self.secret_env, Some(&secret)),
+            (&self.secret_env_previous, previous.as_ref()),
+        ];
+        for (var, value) in named {
+            if let Some(value) = value {
+                crate::sign::check_secret(self.signature, value).map_err(|e| {
+                    format!(
+                        "subscription `{}`: secret in {}: {e}",
+                        self.id,
+                        var.as_deref().unwrap_or("?")
+                    )
+                })?;
+            }
+        }
+        Ok((secret, previous))
+    }
+
     /// The previous secret during a rotation, if configured and set.
     pub fn previous_secret(&self) -> Option<Secret> {
         self.secret_env_previous
@@ -353,23 +376,13 @@ impl Config {
             .collect()
     }
 
-    /// Secret-format problems (standard-webhooks needs `whsec_<base64>`).
+    /// Secret-format problems (standard-webhooks needs `whsec_<base64>`),
+    /// for the current secret and, during a rotation, the previous one.
     pub fn secret_format_problems(&self) -> Vec<String> {
         self.subscriptions
             .iter()
-            .filter(|s| s.needs_secret() && s.signature == Scheme::StandardWebhooks)
-            .filter_map(|s| {
-                let secret = s.secret().ok()?;
-                crate::sign::standard_webhooks_key(secret.as_str())
-                    .err()
-                    .map(|e| {
-                        format!(
-                            "subscription `{}`: secret in {}: {e}",
-                            s.id,
-                            s.secret_env.as_deref().unwrap_or("?")
-                        )
-                    })
-            })
+            .filter(|s| s.needs_secret() && s.secret().is_ok())
+            .filter_map(|s| s.signing_secrets().err())
             .collect()
     }
 

@@ -135,39 +135,24 @@ fn routes(config: &Config) -> (HashMap<&str, Route<'_>>, Vec<String>) {
     let mut routes = HashMap::new();
     let mut problems = Vec::new();
     for sub in &config.subscriptions {
-        let route = match (sub.active, sub.dry_run, sub.secret()) {
-            (false, _, _) => Route::Hold,
-            (true, true, _) => Route::DryRun { sub },
-            (true, false, Ok(secret)) => match check_secret_format(sub, &secret) {
-                Ok(()) => Route::Send {
+        let route = match (sub.active, sub.dry_run) {
+            (false, _) => Route::Hold,
+            (true, true) => Route::DryRun { sub },
+            (true, false) => match sub.signing_secrets() {
+                Ok((secret, previous)) => Route::Send {
                     sub,
                     secret,
-                    previous: sub.previous_secret(),
+                    previous,
                 },
                 Err(problem) => {
-                    problems.push(problem);
+                    problems.push(format!("{problem}; its jobs stay pending"));
                     Route::Hold
                 }
             },
-            (true, false, Err(problem)) => {
-                problems.push(format!("{problem}; its jobs stay pending"));
-                Route::Hold
-            }
         };
         routes.insert(sub.id.as_str(), route);
     }
     (routes, problems)
-}
-
-fn check_secret_format(sub: &Subscription, secret: &Secret) -> std::result::Result<(), String> {
-    let probe = AttemptId {
-        delivery_id: "probe",
-        event_type: "a.b.c",
-        idempotency_key: "k",
-        attempt: 1,
-        timestamp: 0,
-    };
-    deliver::headers(sub, Some((secret, None)), probe, b"{}").map(|_| ())
 }
 
 /// A SPEC this drain holds the lock of, with its pending jobs' metadata.

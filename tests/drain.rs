@@ -519,3 +519,35 @@ fn the_secret_never_reaches_disk_or_output() {
         "the 401 dead-lettered"
     );
 }
+
+#[test]
+fn a_malformed_previous_secret_holds_jobs_instead_of_dead_lettering_them() {
+    let rx = Receiver::start();
+    let sub = subscription(
+        "sw",
+        &rx.url("/sw"),
+        "signature = \"standard-webhooks\"\nsecret_env_previous = \"OLD_SW\"\nmax_attempts = 1",
+    );
+    let env = Env::new(&config_with(&sub))
+        .env("SECRET_SW", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .env("OLD_SW", "not-a-whsec-secret");
+    emit_stage(&env, "SPEC-1");
+    let run = env.run(&["drain", "--once"]).expect(2);
+    assert!(
+        run.stderr.contains("OLD_SW") && run.stderr.contains("whsec_"),
+        "{}",
+        run.stderr
+    );
+    assert!(rx.requests().is_empty());
+    assert!(
+        env.job_files("SPEC-1", "dead").is_empty(),
+        "a config mistake is not a delivery failure"
+    );
+    assert_eq!(env.job_files("SPEC-1", "pending").len(), 1);
+    let run = env.run(&["check"]).expect(2);
+    assert!(
+        run.stderr.contains("OLD_SW"),
+        "check names the previous secret: {}",
+        run.stderr
+    );
+}

@@ -23,8 +23,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     check_spec_id(&args.spec).map_err(user_error)?;
     let config = ctx.load_config()?;
     let sub = find_subscription(&config, &args.subscription)?;
-    let secret = sub.secret().map_err(user_error)?;
-    let previous = sub.previous_secret();
+    let (secret, previous) = sub.signing_secrets().map_err(user_error)?;
     let now = clock::now_ms();
     let event = envelope::test_event(&args.spec);
     let body = event.render(0, &clock::rfc3339(now));
@@ -86,7 +85,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
             latency.as_millis()
         );
         if let Some(body) = &record.response_body {
-            println!("response: {body}");
+            println!("response: {}", body.trim_end());
         }
     }
     Ok(if ok {
