@@ -1,13 +1,15 @@
-//! The drain engine: takes each SPEC's drain.lock, recovers what a dead
-//! drain left behind, delivers due jobs on up to `max_concurrency` threads
-//! sharing one HTTP agent, settles each job (delivered, retry, dead), logs
-//! every attempt as evidence, and waits for retries falling due.
+//! The drain engine: becomes the one drain serving each SPEC (drain.alive),
+//! recovers what a dead drain left behind, delivers due jobs on up to
+//! `max_concurrency` threads sharing one HTTP agent, settles each job
+//! (delivered, retry, dead), logs every attempt as evidence, and waits for
+//! retries falling due. It takes drain.lock only while it moves jobs, so
+//! replay and discard never wait for a backoff.
 //!
-//! Lost wake-ups: emit starts no drain while a drain holds the SPEC's lock.
-//! So a drain releases a SPEC's lock only when nothing routable is pending,
-//! and after releasing it looks at pending/ once more; a job that arrived in
-//! between is due, and the drain takes the lock again (or another drain has
-//! it, and that drain will see the job).
+//! Lost wake-ups: emit starts no drain while a drain serves the SPEC, and a
+//! serving drain looks at pending/ every [`POLL`]. It stops serving a SPEC
+//! only when nothing routable is pending (or the run ends), and after letting
+//! go it looks once more: a job that arrived in between is due, and the drain
+//! serves the SPEC again (or another drain does, and will see the job).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -24,12 +26,12 @@ use crate::config::{Config, Secret, Subscription, redact_url};
 use crate::deliver::{self, Answer, AttemptId};
 use crate::evidence::{Evidence, Outcome, Record, excerpt};
 use crate::retry::{self, Verdict};
-use crate::spool::{DrainLock, Job, Meta, SpecSpool, Spool, State};
+use crate::spool::{AliveLock, DrainLock, Job, Meta, SpecSpool, Spool, State};
 
 /// How often a waiting drain looks for new or newly due jobs.
 const POLL: Duration = Duration::from_millis(20);
-/// `--once` re-checks for jobs that arrived during its pass at most this often.
-const ONCE_ROUNDS: u32 = 3;
+/// `--max-time` beyond this is taken as this (and cannot overflow a clock).
+const MAX_RUN: Duration = Duration::from_secs(366 * 24 * 3600);
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -91,6 +93,8 @@ pub struct Summary {
     pub held: u64,
     pub quarantined: u64,
     pub recovered: u64,
+    /// SPECs another drain was serving (it delivers their jobs).
+    pub busy: Vec<String>,
     /// Delivery ids attempted, with the verdict (for replay's report).
     #[serde(skip)]
     pub outcomes: BTreeMap<String, Outcome>,
@@ -155,11 +159,11 @@ fn routes(config: &Config) -> (HashMap<&str, Route<'_>>, Vec<String>) {
     (routes, problems)
 }
 
-/// A SPEC this drain holds the lock of, with its pending jobs' metadata.
+/// A SPEC this drain serves, with its pending jobs' metadata.
 struct Held {
     spool: SpecSpool,
     evidence: Evidence,
-    lock: DrainLock,
+    _alive: AliveLock,
     pending: HashMap<String, Meta>,
 }
 
@@ -207,24 +211,21 @@ impl<'a> Drainer<'a> {
 
     /// Runs until done (see [`Options`]) or stopped, and reports.
     pub fn run(mut self) -> Result<Summary> {
-        let deadline = Instant::now() + self.options.max_time;
-        let mut once_rounds = 0;
+        let max_time = self.options.max_time.min(MAX_RUN);
+        let deadline = Instant::now()
+            .checked_add(max_time)
+            .unwrap_or_else(Instant::now);
         loop {
             let stopping = self.stop.signal().is_some();
             let timed_out = !self.options.watch && Instant::now() >= deadline;
             let exiting = stopping || self.options.once || timed_out;
             let pass = self.pass(exiting)?;
-            once_rounds += 1;
-            if exiting {
-                if pass.dirty && !stopping && once_rounds <= ONCE_ROUNDS + 1 {
-                    continue;
-                }
-                break;
-            }
-            if pass.dirty {
+            // A job that arrived while we served its SPEC started no drain:
+            // deliver it before leaving, however often that happens.
+            if pass.dirty && !stopping {
                 continue;
             }
-            if !self.options.watch && pass.waiting.is_none() {
+            if exiting || (!self.options.watch && pass.waiting.is_none()) {
                 break;
             }
             let now = clock::now_ms();
@@ -272,8 +273,8 @@ impl<'a> Drainer<'a> {
         Ok(pass)
     }
 
-    /// Takes the SPEC's lock if needed. False if another drain has it or
-    /// there is nothing pending to take it for.
+    /// Serves the SPEC if no other drain does. False if another drain serves
+    /// it or there is nothing pending to serve it for.
     fn hold(&mut self, spec: &str) -> Result<bool> {
         if let Some(held) = self.held.get_mut(spec) {
             refresh(held, &self.summary)?;
@@ -283,17 +284,25 @@ impl<'a> Drainer<'a> {
         if spool.count(State::Pending)? == 0 && spool.count(State::Active)? == 0 {
             return Ok(false);
         }
-        let Some(lock) = spool.try_lock_drain()? else {
+        let Some(alive) = spool.try_serve()? else {
+            self.summary
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .busy
+                .push(spec.to_string());
             return Ok(false);
         };
-        let recovered = spool.recover(&lock)?;
-        if self.swept.insert(spec.to_string()) {
-            spool.sweep_tmp(&lock, clock::now_ms());
+        {
+            let lock = spool.lock_drain()?;
+            let recovered = spool.recover(&lock)?;
+            if self.swept.insert(spec.to_string()) {
+                spool.sweep_tmp(&lock, clock::now_ms());
+            }
+            self.summary
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recovered += recovered as u64;
         }
-        self.summary
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .recovered += recovered as u64;
         let evidence = Evidence::new(
             self.config.evidence_for(spec),
             self.config.max_evidence_bytes,
@@ -301,7 +310,7 @@ impl<'a> Drainer<'a> {
         let mut held = Held {
             spool,
             evidence,
-            lock,
+            _alive: alive,
             pending: HashMap::new(),
         };
         refresh(&mut held, &self.summary)?;
@@ -309,13 +318,17 @@ impl<'a> Drainer<'a> {
         Ok(true)
     }
 
-    /// Releases a SPEC's lock after trimming its footprint; true if a job is
-    /// due right after (it arrived while we held the lock).
+    /// Stops serving a SPEC after trimming its footprint; true if a job is
+    /// due right after (it arrived while we served the SPEC).
     fn release(&mut self, spec: &str) -> Result<bool> {
         let Some(held) = self.held.remove(spec) else {
             return Ok(false);
         };
-        if let Err(e) = held.evidence.enforce_cap(&held.spool, &held.lock) {
+        let trimmed = held
+            .spool
+            .lock_drain()
+            .and_then(|lock| held.evidence.enforce_cap(&held.spool, &lock));
+        if let Err(e) = trimmed {
             self.error(format!("{e:#}"));
         }
         let spool = held.spool.clone();
@@ -387,7 +400,9 @@ impl<'a> Drainer<'a> {
             }
             due.sort_by_key(|m| (m.sequence, m.subscription.clone()));
             let names: Vec<String> = due.iter().map(|m| m.file_name()).collect();
-            let settled = self.deliver_batch(held, names);
+            let lock = held.spool.lock_drain()?;
+            let settled = self.deliver_batch(held, &lock, names);
+            drop(lock);
             let held = self.held.get_mut(spec).expect("held above");
             for (name, meta) in settled {
                 match meta {
@@ -401,7 +416,12 @@ impl<'a> Drainer<'a> {
 
     /// Sends jobs on up to `max_concurrency` threads. Returns each job's new
     /// metadata (`None` if it vanished or failed to settle).
-    fn deliver_batch(&self, held: &Held, names: Vec<String>) -> Vec<(String, Option<Meta>)> {
+    fn deliver_batch(
+        &self,
+        held: &Held,
+        lock: &DrainLock,
+        names: Vec<String>,
+    ) -> Vec<(String, Option<Meta>)> {
         let workers = self.config.max_concurrency.min(names.len()).max(1);
         let queue = Mutex::new(names.into_iter());
         let results = Mutex::new(Vec::new());
@@ -414,7 +434,7 @@ impl<'a> Drainer<'a> {
                         }
                         let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
                         let Some(name) = next else { break };
-                        let result = self.process(held, &name).unwrap_or_else(|e| {
+                        let result = self.process(held, lock, &name).unwrap_or_else(|e| {
                             self.error(format!("{e:#}"));
                             None
                         });
@@ -430,8 +450,8 @@ impl<'a> Drainer<'a> {
     }
 
     /// Claims, sends and settles one job.
-    fn process(&self, held: &Held, name: &str) -> Result<Option<Meta>> {
-        let Some(mut job) = held.spool.claim(&held.lock, name)? else {
+    fn process(&self, held: &Held, lock: &DrainLock, name: &str) -> Result<Option<Meta>> {
+        let Some(mut job) = held.spool.claim(lock, name)? else {
             return Ok(None);
         };
         let record = match self.routes.get(job.meta.subscription.as_str()) {
@@ -442,7 +462,7 @@ impl<'a> Drainer<'a> {
             }) => self.attempt(&mut job, sub, secret, previous.as_ref()),
             Some(Route::DryRun { sub }) => dry_run(&mut job, sub),
             Some(Route::Hold) => {
-                held.spool.unclaim(&held.lock, name)?;
+                held.spool.unclaim(lock, name)?;
                 return Ok(Some(job.meta));
             }
             None => removed_subscription(&mut job),
@@ -452,7 +472,7 @@ impl<'a> Drainer<'a> {
         if let Err(e) = held.evidence.append(std::slice::from_ref(&record)) {
             self.error(format!("{e:#}"));
         }
-        held.spool.settle(&held.lock, &job)?;
+        held.spool.settle(lock, &job)?;
         self.count(&record);
         Ok(Some(job.meta))
     }
@@ -540,6 +560,20 @@ fn refresh(held: &mut Held, summary: &Mutex<Summary>) -> Result<()> {
                     reason: "not a job file name".into(),
                 }),
         );
+    for error in scan.io_errors {
+        let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
+        if !summary.errors.contains(&error) {
+            eprintln!(
+                "spec-notify: error: cannot read {error}; left in place, tried again next time"
+            );
+            summary.errors.push(error);
+        }
+    }
+    let _lock = if scan.unreadable.is_empty() {
+        None
+    } else {
+        Some(held.spool.lock_drain()?)
+    };
     for bad in &scan.unreadable {
         let moved = held.spool.quarantine(bad)?;
         eprintln!(

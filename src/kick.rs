@@ -1,7 +1,8 @@
 //! Auto-drain: after emit has made its jobs durable, start a detached
-//! `spec-notify drain --spec SPEC` unless a drain already holds that SPEC's
-//! lock. The holder re-checks the spool after releasing its lock, so skipping
-//! the start never loses a wake-up (see `drain::drain_spec`).
+//! `spec-notify drain --spec SPEC` unless a drain already serves that SPEC
+//! (drain.alive). A serving drain looks at pending/ every few milliseconds
+//! and once more after it stops serving, so skipping the start never loses a
+//! wake-up (see the `drain` module doc).
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
@@ -9,23 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::config::Config;
-use crate::spool::State;
 
 /// drain.log (what background drains say) rotates once past this size.
 const MAX_LOG_BYTES: u64 = 1024 * 1024;
 use crate::spool::Spool;
-
-/// Starts a background drain for each SPEC that has pending jobs and no
-/// drain; for operator commands that held the lock while emits arrived.
-pub fn drain_if_pending(config: &Config, spec: &str, config_flag: Option<&Path>) {
-    let pending = Spool::new(&config.spool_dir)
-        .spec(spec)
-        .count(State::Pending)
-        .unwrap_or(0);
-    if config.enabled && config.auto_drain && pending > 0 {
-        start_drains(config, &[spec], config_flag);
-    }
-}
 
 /// Starts at most one background drain per SPEC; failures are reported on
 /// stderr but never fail the emit (the jobs are already durable).
@@ -42,8 +30,8 @@ pub fn start_drains(config: &Config, specs: &[&str], config_flag: Option<&Path>)
 
 fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyhow::Result<()> {
     let spool = Spool::new(&config.spool_dir).spec(spec);
-    if spool.try_lock_drain()?.is_none() {
-        return Ok(()); // a live drain holds the lock and will see our jobs
+    if spool.is_served()? {
+        return Ok(()); // a live drain serves this SPEC and will see our jobs
     }
     let evidence = config.evidence_for(spec);
     std::fs::create_dir_all(&evidence)?;

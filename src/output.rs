@@ -11,6 +11,15 @@ pub fn die_quietly_on_broken_pipe() {
     }
 }
 
+/// Makes a write to a closed pipe an `EPIPE` error instead of a fatal
+/// signal, for commands that must finish their work regardless (emit).
+pub fn ignore_broken_pipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// Whether to colour stderr/stdout: only on a terminal and without NO_COLOR.
 pub fn color_enabled() -> bool {
     use std::io::IsTerminal;

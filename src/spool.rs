@@ -5,7 +5,12 @@
 //! ```text
 //! <spool_dir>/<SPEC-ID>/
 //!   seq          sequence counter, 20 digits; changed only under File::lock
-//!   drain.lock   held (try_lock) by the one drain working on this SPEC
+//!   drain.alive  held by the one drain serving this SPEC, for as long as it
+//!                serves it (working or waiting for retries); emit starts no
+//!                drain while it is held
+//!   drain.lock   held while jobs are moved: by that drain while it claims
+//!                and settles, by replay and discard while they requeue or
+//!                delete
 //!   pending/     jobs waiting for their (next) attempt
 //!   active/      jobs claimed by the drain that holds drain.lock
 //!   delivered/   delivered (or dry-run) jobs, kept for list/replay until pruned
@@ -27,7 +32,7 @@
 //!   same-folder rename never takes the kernel's filesystem-wide rename lock,
 //!   which serialised concurrent deliveries). Readers skip dot-files; the next
 //!   drain removes stale ones. Creating jobs ends with an fsync of `pending/`.
-//! - Only the process holding `drain.lock` claims (link pending → active,
+//! - Only a process holding `drain.lock` claims (link pending → active,
 //!   then unlink the pending name), settles (write the new copy into the
 //!   target folder, then unlink the active copy), requeues or discards. On
 //!   taking the lock it runs [`recover`]: an active file whose name is also in
@@ -257,12 +262,22 @@ pub struct Unreadable {
 #[derive(Debug, Default)]
 pub struct Scan {
     pub entries: Vec<Entry>,
+    /// Files whose content is not a job (to quarantine).
     pub unreadable: Vec<Unreadable>,
+    /// Files that could not be read right now; left where they are.
+    pub io_errors: Vec<String>,
 }
 
 /// Proof that this process holds a SPEC's drain.lock; released on drop.
 #[derive(Debug)]
 pub struct DrainLock {
+    _file: File,
+}
+
+/// Proof that this process is the drain serving a SPEC (drain.alive);
+/// released on drop.
+#[derive(Debug)]
+pub struct AliveLock {
     _file: File,
 }
 
@@ -300,13 +315,15 @@ impl SpecSpool {
                 }
             }
         }
-        let lock = self.dir.join("drain.lock");
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock)
-            .with_context(|| format!("failed to create `{}`", lock.display()))?;
+        for name in ["drain.lock", "drain.alive"] {
+            let lock = self.dir.join(name);
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock)
+                .with_context(|| format!("failed to create `{}`", lock.display()))?;
+        }
         fsync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent() {
             fsync_dir(parent)?;
@@ -346,8 +363,17 @@ impl SpecSpool {
 
     /// Makes jobs durable in pending/. All or nothing visible on error.
     pub fn enqueue(&self, jobs: &[Job]) -> Result<()> {
+        self.enqueue_in(State::Pending, jobs)
+    }
+
+    /// Makes new jobs durable in a state folder (dead/ for a batch's own
+    /// spool-overflow). All or nothing visible on a write error.
+    pub fn enqueue_in(&self, state: State, jobs: &[Job]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
         self.ensure()?;
-        let pending = self.state_dir(State::Pending);
+        let pending = self.state_dir(state);
         let sync_each = jobs.len() <= SYNC_EACH_LIMIT;
         let mut staged = Vec::with_capacity(jobs.len());
         let result = (|| {
@@ -420,6 +446,9 @@ impl SpecSpool {
                     path: dir.join(name),
                     reason,
                 }),
+                Err(Unread::Io(error)) => scan
+                    .io_errors
+                    .push(format!("`{}`: {error}", dir.join(&name).display())),
             }
         }
         scan
@@ -454,7 +483,25 @@ impl SpecSpool {
         let dir = self.state_dir(State::Quarantine);
         fs::create_dir_all(&dir)
             .with_context(|| format!("failed to create `{}`", dir.display()))?;
-        let to = dir.join(name);
+        let mut to = dir.join(name);
+        for n in 1.. {
+            if !to.exists()
+                && !dir
+                    .join(format!(
+                        "{}.reason",
+                        to.file_name().and_then(OsStr::to_str).unwrap_or(name)
+                    ))
+                    .exists()
+            {
+                break;
+            }
+            to = dir.join(format!("{name}.{n}"));
+        }
+        let name = to
+            .file_name()
+            .and_then(OsStr::to_str)
+            .unwrap_or(name)
+            .to_string();
         fs::rename(&bad.path, &to).with_context(|| {
             format!(
                 "failed to quarantine `{}` to `{}`",
@@ -473,42 +520,62 @@ impl SpecSpool {
 
     /// Moves the oldest pending jobs to dead/ (reason `spool-overflow`) so that
     /// `incoming` new jobs fit under `max`. Returns the delivery ids moved.
+    /// Each is claimed by a rename (a drain's claim of the same job fails
+    /// cleanly), then rewritten with its reason; many at once share one sync.
     pub fn shed_overflow(&self, max: usize, incoming: usize, now_ms: u64) -> Result<Vec<String>> {
         let (names, _) = self.names(State::Pending)?;
         let excess = (names.len() + incoming).saturating_sub(max);
-        let mut moved = Vec::new();
+        let dead = self.state_dir(State::Dead);
+        let mut claimed = Vec::new();
         for name in names.iter().take(excess) {
             let from = self.state_dir(State::Pending).join(name);
-            let to = self.state_dir(State::Dead).join(name);
-            match fs::rename(&from, &to) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // a drain claimed it first
+            match fs::rename(&from, dead.join(name)) {
+                Ok(()) => claimed.push(name),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {} // a drain claimed it first
                 Err(e) => {
                     return Err(e).with_context(|| {
                         format!("failed to move `{}` to dead-letter", from.display())
                     });
                 }
             }
-            let mut job = read_job(&to)?;
-            job.meta.state = State::Dead;
-            job.meta.dead_reason = Some("spool-overflow".into());
-            job.meta.finished_at_ms = Some(now_ms);
-            job.meta.hint = Some(format!(
-                "the spool held {max} pending jobs (max_spool_jobs); raise it or fix delivery, then run `spec-notify replay {} --delivery-id {}`",
-                self.spec, job.meta.delivery_id
+        }
+        let sync_each = claimed.len() <= SYNC_EACH_LIMIT;
+        let mut rewritten = Vec::new();
+        for name in claimed {
+            let path = dead.join(name);
+            let mut job = match read_job(&path) {
+                Ok(job) => job,
+                Err(e) => {
+                    // It is in dead/ already; its reason just cannot be added.
+                    eprintln!("spec-notify: warning: {e:#}; moved to dead-letter as it is");
+                    continue;
+                }
+            };
+            mark_overflow(&mut job.meta, max, now_ms);
+            rewritten.push((
+                write_tmp(&dead, name, &job.encode(), sync_each)?,
+                path,
+                job.meta.delivery_id,
             ));
-            self.rewrite(&to, &job.encode())?;
-            moved.push(job.meta.delivery_id);
+        }
+        if !sync_each {
+            syncfs(&dead)?;
+        }
+        let mut moved = Vec::new();
+        for (tmp, path, id) in rewritten {
+            fs::rename(&tmp, &path)
+                .with_context(|| format!("failed to replace `{}`", path.display()))?;
+            moved.push(id);
         }
         if !moved.is_empty() {
-            fsync_dir(&self.state_dir(State::Dead))?;
+            fsync_dir(&dead)?;
         }
         Ok(moved)
     }
 
-    fn lock_file(&self) -> Result<File> {
+    fn lock_file(&self, name: &str) -> Result<File> {
         self.ensure()?;
-        let path = self.dir.join("drain.lock");
+        let path = self.dir.join(name);
         OpenOptions::new()
             .write(true)
             .create(true)
@@ -517,25 +584,42 @@ impl SpecSpool {
             .with_context(|| format!("failed to open `{}`", path.display()))
     }
 
-    /// Takes drain.lock if no other process holds it.
-    pub fn try_lock_drain(&self) -> Result<Option<DrainLock>> {
-        let file = self.lock_file()?;
+    fn try_lock_file(&self, name: &str) -> Result<Option<File>> {
+        let file = self.lock_file(name)?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(DrainLock { _file: file })),
+            Ok(()) => Ok(Some(file)),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e).with_context(|| {
-                format!("failed to lock `{}`", self.dir.join("drain.lock").display())
-            }),
+            Err(fs::TryLockError::Error(e)) => Err(e)
+                .with_context(|| format!("failed to lock `{}`", self.dir.join(name).display())),
         }
     }
 
-    /// Waits for drain.lock (operator commands: replay, discard).
+    /// Takes drain.lock if no other process holds it.
+    pub fn try_lock_drain(&self) -> Result<Option<DrainLock>> {
+        Ok(self
+            .try_lock_file("drain.lock")?
+            .map(|file| DrainLock { _file: file }))
+    }
+
+    /// Waits for drain.lock: it is held only while jobs are being moved.
     pub fn lock_drain(&self) -> Result<DrainLock> {
-        let file = self.lock_file()?;
+        let file = self.lock_file("drain.lock")?;
         file.lock().with_context(|| {
             format!("failed to lock `{}`", self.dir.join("drain.lock").display())
         })?;
         Ok(DrainLock { _file: file })
+    }
+
+    /// Becomes the drain serving this SPEC, unless another one is.
+    pub fn try_serve(&self) -> Result<Option<AliveLock>> {
+        Ok(self
+            .try_lock_file("drain.alive")?
+            .map(|file| AliveLock { _file: file }))
+    }
+
+    /// Whether a drain is serving this SPEC right now.
+    pub fn is_served(&self) -> Result<bool> {
+        Ok(self.try_serve()?.is_none())
     }
 
     /// Puts back what a drain that died left in active/ (see the module doc).
@@ -560,6 +644,7 @@ impl SpecSpool {
                     self.quarantine(&Unreadable { path: from, reason })?;
                     continue;
                 }
+                Err(Unread::Io(error)) => bail!("failed to read `{}`: {error}", from.display()),
             };
             let to = self.state_dir(target).join(name);
             fs::rename(&from, &to)
@@ -599,13 +684,18 @@ impl SpecSpool {
                 return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
             }
         }
-        match read_job(&to) {
-            Ok(job) => Ok(Some(job)),
+        let bytes = match fs::read(&to) {
+            Ok(bytes) => bytes,
             Err(e) => {
-                self.quarantine(&Unreadable {
-                    path: to,
-                    reason: format!("{e:#}"),
-                })?;
+                // Not the job's fault (EMFILE, EIO…): put it back for next time.
+                let _ = fs::rename(&to, &from);
+                return Err(e).with_context(|| format!("failed to read job `{}`", to.display()));
+            }
+        };
+        match Job::decode(&bytes) {
+            Ok(job) => Ok(Some(job)),
+            Err(reason) => {
+                self.quarantine(&Unreadable { path: to, reason })?;
                 Ok(None)
             }
         }
@@ -730,6 +820,17 @@ pub fn delivery_id_of(name: &str) -> Option<&str> {
         .map(|stem| &stem[13..])
 }
 
+/// Marks a job dead for spool-overflow, with what to do about it.
+pub fn mark_overflow(meta: &mut Meta, max: usize, now_ms: u64) {
+    meta.state = State::Dead;
+    meta.dead_reason = Some("spool-overflow".into());
+    meta.finished_at_ms = Some(now_ms);
+    meta.hint = Some(format!(
+        "the spool held {max} pending jobs (max_spool_jobs); raise it or fix delivery, then run `spec-notify replay {} --delivery-id {}`",
+        meta.spec, meta.delivery_id
+    ));
+}
+
 fn is_job_name(name: &str) -> bool {
     name.strip_suffix(".job").is_some_and(|stem| {
         stem.len() > 13
@@ -746,7 +847,10 @@ pub fn read_job(path: &Path) -> Result<Job> {
 
 enum Unread {
     Gone,
+    /// The file's content is not a job: quarantine it.
     Bad(String),
+    /// The file could not be read right now (EMFILE, EIO…): leave it be.
+    Io(String),
 }
 
 /// Reads only the metadata line of a job file.
@@ -754,7 +858,7 @@ fn read_meta(path: &Path) -> std::result::Result<Meta, Unread> {
     match File::open(path) {
         Ok(file) => read_meta_from(file),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Unread::Gone),
-        Err(e) => Err(Unread::Bad(format!("cannot open: {e}"))),
+        Err(e) => Err(Unread::Io(format!("cannot open: {e}"))),
     }
 }
 
@@ -779,7 +883,7 @@ fn read_meta_at(dir: &File, name: &str) -> std::result::Result<Meta, Unread> {
         let e = io::Error::last_os_error();
         return match e.kind() {
             io::ErrorKind::NotFound => Err(Unread::Gone),
-            _ => Err(Unread::Bad(format!("cannot open: {e}"))),
+            _ => Err(Unread::Io(format!("cannot open: {e}"))),
         };
     }
     // SAFETY: `fd` was just opened above and nothing else owns it.
@@ -801,7 +905,7 @@ fn read_meta_from(mut file: File) -> std::result::Result<Meta, Unread> {
                 filled += n;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Unread::Bad(format!("cannot read: {e}"))),
+            Err(e) => return Err(Unread::Io(format!("cannot read: {e}"))),
         }
     }
     if filled < first.len() {
@@ -1031,6 +1135,31 @@ mod tests {
             "a write that may be in progress is left alone"
         );
         assert_eq!(spool.count(State::Pending).unwrap(), 1);
+    }
+
+    #[test]
+    fn quarantine_never_overwrites_an_earlier_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.ensure().unwrap();
+        let pending = spool.state_dir(State::Pending);
+        for content in ["first", "second"] {
+            fs::write(pending.join("junk.txt"), content).unwrap();
+            spool
+                .quarantine(&Unreadable {
+                    path: pending.join("junk.txt"),
+                    reason: content.into(),
+                })
+                .unwrap();
+        }
+        let q = spool.state_dir(State::Quarantine);
+        assert_eq!(fs::read_to_string(q.join("junk.txt")).unwrap(), "first");
+        assert_eq!(fs::read_to_string(q.join("junk.txt.1")).unwrap(), "second");
+        assert!(
+            fs::read_to_string(q.join("junk.txt.1.reason"))
+                .unwrap()
+                .starts_with("second")
+        );
     }
 
     #[test]

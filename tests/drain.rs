@@ -551,3 +551,180 @@ fn a_malformed_previous_secret_holds_jobs_instead_of_dead_lettering_them() {
         run.stderr
     );
 }
+
+#[test]
+fn transient_read_errors_leave_jobs_pending_never_quarantined() {
+    let rx = Receiver::start();
+    let env = env_for(&rx, &[("a", "/a", "")]);
+    let lines: String = (0..40).map(|_| "{\"event\":{\"type\":\"spec-auto.stage.completed\"},\"spec\":{\"id\":\"SPEC-F\"}}\n").collect();
+    env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
+        .expect(0);
+    // Too few file descriptors: reads fail with EMFILE, which says nothing
+    // about the jobs. (Review finding: such jobs used to be quarantined.)
+    let mut starved = std::process::Command::new("bash");
+    starved.arg("-c").arg(format!(
+        "ulimit -n 7; exec {BIN} --config {} drain --once",
+        env.config_path().display()
+    ));
+    starved
+        .current_dir(env.path())
+        .env("SECRET_A", SECRET)
+        .env("NO_COLOR", "1");
+    let run: Run = starved.output().unwrap().into();
+    assert_eq!(
+        run.code, 1,
+        "an I/O failure is a runtime error: {}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("Too many open files"), "{}", run.stderr);
+    assert!(
+        env.job_files("SPEC-F", "quarantine").is_empty(),
+        "nothing quarantined"
+    );
+    let listing = std::fs::read_dir(env.spool_root().join("SPEC-F/quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(listing, 0);
+    env.run(&["drain", "--once"]).expect(0);
+    assert_eq!(
+        env.job_files("SPEC-F", "delivered").len(),
+        40,
+        "every job delivered once descriptors are back"
+    );
+}
+
+#[test]
+fn replay_does_not_wait_for_a_drain_that_waits_for_a_retry() {
+    let rx = Receiver::start();
+    rx.script("/gone", [Reply::Status(400)]);
+    let tables = format!(
+        "{}{}",
+        subscription(
+            "gone",
+            &rx.url("/gone"),
+            "include_events = [\"spec-auto.pipeline.completed\"]"
+        ),
+        subscription(
+            "down",
+            "http://127.0.0.1:1/",
+            "include_events = [\"spec-auto.stage.completed\"]\ninitial_backoff_ms = 600000\njitter_ms = 0"
+        ),
+    );
+    let env = Env::new(&config_with(&tables))
+        .env("SECRET_GONE", SECRET)
+        .env("SECRET_DOWN", SECRET);
+    env.run(&[
+        "emit",
+        "--spec",
+        "SPEC-W",
+        "--event",
+        "spec-auto.pipeline.completed",
+    ])
+    .expect(0);
+    env.run(&["drain", "--once"]).expect(0);
+    let dead_id = env.jobs("SPEC-W", "dead")[0].0["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    emit_stage(&env, "SPEC-W");
+    // This drain serves SPEC-W for 20 s, waiting on a 10-minute backoff.
+    let mut waiting = env
+        .cmd(&["drain", "--max-time", "20s"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !env
+        .job_files("SPEC-W", "pending")
+        .iter()
+        .any(|p| parse_job(p).0["attempts"] == 1)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the drain made its first attempt"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rx.script("/gone", [Reply::Status(204)]);
+    let started = Instant::now();
+    let run = env.run(&["replay", "SPEC-W", "--delivery-id", &dead_id]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        took < Duration::from_secs(5),
+        "replay waited {took:?} for a sleeping drain"
+    );
+    assert!(
+        run.stderr.contains("a running drain serves SPEC-W"),
+        "{}",
+        run.stderr
+    );
+    // The serving drain sees the requeued job on its next look at pending/.
+    let got = rx.wait_for(2, Duration::from_secs(5));
+    waiting.kill().unwrap();
+    waiting.wait().unwrap();
+    assert_eq!(
+        got.iter()
+            .filter(|r| r.header("X-SpecKit-Id") == Some(dead_id.as_str()))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn discard_after_a_crash_mid_settle_does_not_bring_the_job_back() {
+    let rx = Receiver::start();
+    rx.set_default(Reply::Status(400));
+    let env = env_for(&rx, &[("a", "/a", "")]);
+    emit_stage(&env, "SPEC-D");
+    env.run(&["drain", "--once"]).expect(0);
+    let dead = env.job_files("SPEC-D", "dead");
+    let name = dead[0].file_name().unwrap().to_owned();
+    let id = parse_job(&dead[0]).0["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The crash: settle renamed the job into dead/ but died before
+    // unlinking its active/ copy.
+    std::fs::copy(&dead[0], env.spool_root().join("SPEC-D/active").join(&name)).unwrap();
+    env.run(&["discard", "SPEC-D", "--delivery-id", &id])
+        .expect(0);
+    env.run(&["drain", "--once"]).expect(0);
+    assert_eq!(
+        rx.requests().len(),
+        1,
+        "the discarded job was not delivered again"
+    );
+    for state in ["pending", "active", "dead", "delivered"] {
+        assert!(
+            env.job_files("SPEC-D", state).is_empty(),
+            "{state} is empty"
+        );
+    }
+}
+
+#[test]
+fn emit_into_a_closed_pipe_still_exits_0_and_starts_delivery() {
+    let rx = Receiver::start();
+    let config = format!(
+        "[spec_ops.webhooks]\nenabled = true\nauto_drain = true\n\n{}",
+        subscription("a", &rx.url("/a"), "")
+    );
+    let env = Env::new(&config).env("SECRET_A", SECRET);
+    let script = format!(
+        "{BIN} --config {} emit --spec SPEC-P --event spec-auto.stage.completed | true; exit ${{PIPESTATUS[0]}}",
+        env.config_path().display()
+    );
+    let status = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .envs(env.envs.clone())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "emit must not die of SIGPIPE");
+    assert_eq!(
+        rx.wait_for(1, Duration::from_secs(5)).len(),
+        1,
+        "the background drain was started"
+    );
+}

@@ -830,3 +830,42 @@ fn emit_killed_at_random_moments_leaves_only_complete_jobs() {
     assert_eq!(run.lines().len(), 2, "emit works after the crashes");
     assert_eq!(env.job_files("S", "pending").len(), seen.len() + 2);
 }
+
+#[test]
+fn a_batch_larger_than_max_spool_jobs_keeps_only_its_newest_jobs_pending() {
+    let env = Env::new(
+        &config_with(&subscription("a", "https://a.example/h", "")).replace(
+            "auto_drain = false",
+            "auto_drain = false\nmax_spool_jobs = 5",
+        ),
+    );
+    let lines: String = (0..12)
+        .map(|_| {
+            format!(
+                "{}\n",
+                json!({"event": {"type": STAGE_DONE}, "spec": {"id": "S"}})
+            )
+        })
+        .collect();
+    let run = env
+        .run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
+        .expect(0);
+    assert_eq!(run.lines().len(), 12, "every event gets a delivery id");
+    assert!(
+        run.stderr.contains("moved the 7 oldest to dead-letter"),
+        "{}",
+        run.stderr
+    );
+    let pending: Vec<u64> = env
+        .jobs("S", "pending")
+        .iter()
+        .map(|(m, _)| m["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pending, [8, 9, 10, 11, 12]);
+    let dead = env.jobs("S", "dead");
+    assert_eq!(dead.len(), 7);
+    assert!(
+        dead.iter()
+            .all(|(m, _)| m["dead_reason"] == "spool-overflow" && m["state"] == "dead")
+    );
+}

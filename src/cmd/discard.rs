@@ -37,6 +37,9 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
             spool.lock_drain()?
         }
     };
+    // A drain that died mid-settle may have left a copy in active/ that
+    // recovery would otherwise bring back after the discard.
+    spool.recover(&lock)?;
     // A drain may have replayed or settled jobs while we waited: look again.
     let chosen = choose(&spool, args, false)?;
     let evidence = Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes);

@@ -15,7 +15,7 @@ use crate::clock;
 use crate::config::{self, Config, Subscription};
 use crate::envelope::{self, Event, Flags};
 use crate::exit::{ExitCode, user_error};
-use crate::spool::{Job, Meta, Spool};
+use crate::spool::{self, Job, Meta, Spool, State};
 
 pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
@@ -38,11 +38,13 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     }
     warn_missing_secrets(&config, &events);
     let ids = spool_events(ctx, &config, &events)?;
-    print_ids(&ids, args.json)?;
+    // The jobs are durable: start delivery before printing, so a reader that
+    // closes the pipe early (`| head -1`) cannot stop it.
     if config.auto_drain && !ids.is_empty() {
         let specs: Vec<&str> = events.iter().map(|e| e.spec.as_str()).collect();
         crate::kick::start_drains(&config, &specs, ctx.config.as_deref());
     }
+    print_ids(&ids, args.json)?;
     Ok(ExitCode::Success)
 }
 
@@ -219,17 +221,21 @@ fn spool_events(ctx: &Ctx, config: &Config, events: &[Event]) -> Result<Vec<Stri
         let spec_spool = spool.spec(spec);
         spec_spool.ensure()?;
         let first = spec_spool.reserve_sequence(planned.len() as u64)?;
-        let jobs = build_jobs(&planned, first, now, &emitted_at);
-        let shed = spec_spool.shed_overflow(config.max_spool_jobs, jobs.len(), now)?;
-        if !shed.is_empty() {
+        let mut jobs = build_jobs(&planned, first, now, &emitted_at);
+        // A batch larger than the bound keeps only its newest jobs pending.
+        let max = config.max_spool_jobs;
+        let mut over: Vec<Job> = jobs.drain(..jobs.len().saturating_sub(max)).collect();
+        over.iter_mut()
+            .for_each(|job| spool::mark_overflow(&mut job.meta, max, now));
+        let shed = spec_spool.shed_overflow(max, jobs.len(), now)?.len() + over.len();
+        if shed > 0 {
             eprintln!(
-                "spec-notify: warning: {spec} had too many pending jobs (max_spool_jobs = {}): moved the {} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`",
-                config.max_spool_jobs,
-                shed.len()
+                "spec-notify: warning: {spec} has more pending jobs than max_spool_jobs = {max}: moved the {shed} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`"
             );
         }
+        spec_spool.enqueue_in(State::Dead, &over)?;
         spec_spool.enqueue(&jobs)?;
-        ids.extend(jobs.into_iter().map(|j| j.meta.delivery_id));
+        ids.extend(over.into_iter().chain(jobs).map(|j| j.meta.delivery_id));
     }
     Ok(ids)
 }
@@ -264,7 +270,17 @@ fn build_jobs(
     jobs
 }
 
+/// Prints the delivery ids. A closed stdout is not an error: the jobs are
+/// spooled either way, and a guardrail script must not fail for it.
 fn print_ids(ids: &[String], json: bool) -> Result<()> {
+    crate::output::ignore_broken_pipe();
+    match write_ids(ids, json) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn write_ids(ids: &[String], json: bool) -> std::io::Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {
         serde_json::to_writer(&mut out, ids)?;

@@ -39,6 +39,8 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
             spool.lock_drain()?
         }
     };
+    // A drain that died mid-settle may have left a stale copy in active/.
+    spool.recover(&lock)?;
     let chosen = choose(&spool, args)?;
     if chosen.is_empty() {
         eprintln!(
@@ -65,13 +67,9 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
     }
     drop(lock);
     if args.no_drain {
-        crate::kick::drain_if_pending(&config, &args.spec, ctx.config.as_deref());
         return Ok(ExitCode::Success);
     }
-    let code = deliver_now(&config, &args.spec, ids, args.json)?;
-    // Emits that arrived while we held the lock started no drain.
-    crate::kick::drain_if_pending(&config, &args.spec, ctx.config.as_deref());
-    Ok(code)
+    deliver_now(&config, &args.spec, ids, args.json)
 }
 
 /// The jobs to replay; an unknown id is an error and changes nothing.
@@ -149,6 +147,12 @@ fn deliver_now(config: &Config, spec: &str, ids: HashSet<String>, json: bool) ->
         only: Some(ids.clone()),
     };
     let summary = Drainer::new(config, options, Stop::install()?).run()?;
+    if summary.busy.iter().any(|s| s == spec) {
+        eprintln!(
+            "spec-notify: a running drain serves {spec}; it delivers the requeued jobs (see `spec-notify list {spec}`)"
+        );
+        return Ok(ExitCode::Success);
+    }
     let mut rows = Vec::new();
     for id in &ids {
         let outcome = summary.outcomes.get(id).copied();
