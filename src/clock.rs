@@ -8,18 +8,26 @@ pub fn now_ms() -> u64 {
     to_millis(SystemTime::now())
 }
 
+/// `9999-12-31T23:59:59.999Z`, the last instant RFC 3339 can write.
+pub const MAX_RFC3339_MS: u64 = 253_402_300_799_999;
+
 pub fn to_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Saturates at the end of year 9999 where the platform cannot represent `ms`.
 pub fn from_millis(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or_else(|| UNIX_EPOCH + Duration::from_millis(MAX_RFC3339_MS))
 }
 
-/// `2026-11-23T18:50:01.123Z`
+/// `2026-11-23T18:50:01.123Z`. Times past year 9999 (a corrupt or hand-edited
+/// `next_attempt_at_ms`, say) are shown as `9999-12-31T23:59:59.999Z`:
+/// humantime cannot format them, and its `Display` would panic.
 pub fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(from_millis(ms)).to_string()
+    humantime::format_rfc3339_millis(from_millis(ms.min(MAX_RFC3339_MS))).to_string()
 }
 
 /// A short human age: `42s`, `5m`, `3h`, `2d`.
@@ -43,5 +51,24 @@ mod tests {
         assert_eq!(age(200_000, 100_000), "100s");
         assert_eq!(age(10_000_000, 0), "2h");
         assert_eq!(age(0, 5), "0s");
+    }
+
+    #[test]
+    fn far_future_times_are_clamped_not_a_panic() {
+        assert_eq!(rfc3339(MAX_RFC3339_MS), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(MAX_RFC3339_MS - 1_000), "9999-12-31T23:59:58.999Z");
+        for ms in [MAX_RFC3339_MS + 1, 1 << 62, u64::MAX - 1, u64::MAX] {
+            assert_eq!(rfc3339(ms), "9999-12-31T23:59:59.999Z", "{ms}");
+        }
+        assert!(to_millis(from_millis(u64::MAX)) >= MAX_RFC3339_MS);
+        assert_eq!(to_millis(from_millis(MAX_RFC3339_MS)), MAX_RFC3339_MS);
+    }
+
+    #[test]
+    fn age_takes_any_input() {
+        assert_eq!(age(u64::MAX, 0), format!("{}d", u64::MAX / 1000 / 86_400));
+        assert_eq!(age(0, u64::MAX), "0s");
+        assert_eq!(age(u64::MAX, u64::MAX), "0s");
+        assert_eq!(age(u64::MAX, u64::MAX - 7_199_999), "119m");
     }
 }

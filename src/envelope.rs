@@ -122,6 +122,49 @@ pub fn check_spec_id(s: &str) -> Result<(), String> {
     }
 }
 
+/// The idempotency key travels as an HTTP header value, so it is bounded and
+/// free of control characters (CR, LF, NUL, tab, DEL...); other UTF-8 is fine.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 512;
+
+/// An explicit key (`--idempotency-key` or `event.idempotency_key`).
+pub fn check_idempotency_key(k: &str) -> Result<(), String> {
+    if k.trim().is_empty() {
+        return Err("idempotency key is empty".into());
+    }
+    if k.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(format!(
+            "idempotency key is {} bytes, over the {MAX_IDEMPOTENCY_KEY_BYTES}-byte limit",
+            k.len()
+        ));
+    }
+    if k.chars().any(char::is_control) {
+        return Err(format!(
+            "idempotency key must not contain control characters: \"{}\"",
+            k.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A task id that goes into the default idempotency key.
+fn check_task_id_for_key(id: &str) -> Result<(), String> {
+    if id.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(format!(
+            "task id is {} bytes, too long for the default idempotency key (limit {MAX_IDEMPOTENCY_KEY_BYTES}): \
+             shorten it or pass --idempotency-key",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!(
+            "task id \"{}\" must not contain control characters: it is part of the default idempotency key \
+             (an HTTP header); fix it or pass --idempotency-key",
+            id.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 /// What flags contribute to an event; each one wins over stdin.
 #[derive(Debug, Default, Clone)]
 pub struct Flags {
@@ -227,9 +270,25 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
         })?,
     };
     let idempotency_key = match pick(flags.idempotency_key.as_deref(), &event, "idempotency_key")? {
-        Some(k) if k.trim().is_empty() => return Err("idempotency key is empty".into()),
-        Some(k) => k,
-        None => default_idempotency_key(&spec, &event_type, stage, status, task.get("id"), attempt),
+        Some(k) => {
+            check_idempotency_key(&k)?;
+            k
+        }
+        None => {
+            if let Some(Value::String(id)) = task.get("id") {
+                check_task_id_for_key(id)?;
+            }
+            let k =
+                default_idempotency_key(&spec, &event_type, stage, status, task.get("id"), attempt);
+            if k.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+                return Err(format!(
+                    "the default idempotency key would be {} bytes, over the {MAX_IDEMPOTENCY_KEY_BYTES}-byte limit: \
+                     shorten the task id or event type, or pass --idempotency-key",
+                    k.len()
+                ));
+            }
+            k
+        }
     };
 
     let mut event_out = Map::new();
@@ -605,6 +664,98 @@ mod tests {
         assert!(check_spec_id("SPEC-KIT-065-add-webhook-notification-system-for").is_ok());
         for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", ".hidden"] {
             assert!(check_spec_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_key_with_control_characters_is_rejected() {
+        for c in ['\r', '\n', '\0', '\t', '\x7f', '\u{1b}', '\u{85}'] {
+            let key = format!("S:a.b.c:{c}x");
+            let mut f = flags("S", "a.b.c");
+            f.idempotency_key = Some(key.clone());
+            let err = build(Map::new(), &f).unwrap_err();
+            assert!(
+                err.contains("idempotency key must not contain control characters"),
+                "{c:?}: {err}"
+            );
+            let input = obj(json!({"event": {"idempotency_key": key}}));
+            let err = build(input, &flags("S", "a.b.c")).unwrap_err();
+            assert!(
+                err.contains("idempotency key must not contain control characters"),
+                "{c:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn task_id_with_control_characters_is_rejected_as_the_task_id() {
+        let mut f = flags("S", "spec-kit.task.completed");
+        f.task_id = Some("T1\r\nX-Evil: 1".into());
+        let err = build(Map::new(), &f).unwrap_err();
+        assert!(err.starts_with("task id "), "{err}");
+        assert!(err.contains("control characters"), "{err}");
+        let input = obj(json!({"task": {"id": "T\u{0}1"}}));
+        let err = build(input, &flags("S", "spec-kit.task.completed")).unwrap_err();
+        assert!(err.starts_with("task id "), "{err}");
+        // An explicit key keeps the task id out of the header: the JSON body escapes it.
+        f.idempotency_key = Some("k1".into());
+        assert_eq!(build(Map::new(), &f).unwrap().idempotency_key, "k1");
+    }
+
+    #[test]
+    fn non_ascii_keys_and_task_ids_are_allowed() {
+        let mut f = flags("S", "spec-kit.task.completed");
+        f.task_id = Some("título".into());
+        let e = build(Map::new(), &f).unwrap();
+        assert_eq!(
+            e.idempotency_key,
+            "S:spec-kit.task.completed:task-título:attempt-1"
+        );
+        f.idempotency_key = Some("título-ü-日本".into());
+        assert_eq!(
+            build(Map::new(), &f).unwrap().idempotency_key,
+            "título-ü-日本"
+        );
+    }
+
+    #[test]
+    fn idempotency_key_length_is_capped() {
+        let mut f = flags("S", "a.b.c");
+        f.idempotency_key = Some("k".repeat(MAX_IDEMPOTENCY_KEY_BYTES));
+        build(Map::new(), &f).unwrap();
+        // 257 two-byte characters: the cap is in bytes.
+        f.idempotency_key = Some("é".repeat(MAX_IDEMPOTENCY_KEY_BYTES / 2 + 1));
+        let err = build(Map::new(), &f).unwrap_err();
+        assert!(err.contains("idempotency key is 514 bytes"), "{err}");
+        assert!(err.contains("512-byte limit"), "{err}");
+
+        let mut f = flags("S", "spec-kit.task.completed");
+        f.task_id = Some("t".repeat(MAX_IDEMPOTENCY_KEY_BYTES + 1));
+        let err = build(Map::new(), &f).unwrap_err();
+        assert!(err.starts_with("task id is 513 bytes"), "{err}");
+        // Short parts that add up to too much: the whole default key is checked.
+        f.task_id = Some("t".repeat(MAX_IDEMPOTENCY_KEY_BYTES - 10));
+        let err = build(Map::new(), &f).unwrap_err();
+        assert!(err.contains("default idempotency key would be"), "{err}");
+        assert!(err.contains("--idempotency-key"), "{err}");
+    }
+
+    #[test]
+    fn every_accepted_key_is_a_valid_header_value() {
+        let chars = (0u32..0x300).chain([0x2028, 0x2029, 0xfeff, 0x10ffff]);
+        for c in chars.filter_map(char::from_u32) {
+            let mut f = flags("S", "spec-kit.task.completed");
+            f.task_id = Some(format!("T{c}"));
+            for explicit in [None, Some(format!("k{c}k"))] {
+                f.idempotency_key = explicit;
+                if let Ok(e) = build(Map::new(), &f) {
+                    assert!(
+                        ureq::http::HeaderValue::from_str(&e.idempotency_key).is_ok(),
+                        "{c:?} accepted in {:?}",
+                        e.idempotency_key
+                    );
+                }
+            }
         }
     }
 
