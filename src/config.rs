@@ -876,37 +876,7 @@ pub fn load_required(flag: Option<&Path>) -> Result<Config> {
 mod tests {
     use super::*;
 
-    const PRD_EXAMPLE: &str = r#"
-[spec_ops.webhooks]
-enabled = true
-max_concurrency = 4
-spool_dir = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/webhooks"
-
-[[spec_ops.webhooks.subscriptions]]
-id = "chatops-slack"
-url = "https://hooks.slack.com/services/T000/B000/XXXX"
-secret_env = "SPECKIT_WEBHOOK_SECRET_SLACK"
-active = true
-dry_run = false
-include_events = ["spec-auto.stage.completed", "spec-auto.pipeline.completed"]
-include_stages = ["Plan", "Tasks", "Implement", "Validate", "Audit", "Unlock"]
-include_status = ["success", "failure", "halt"]
-max_attempts = 10
-initial_backoff_ms = 1000
-backoff_factor = 2.0
-jitter_ms = 250
-per_request_timeout_ms = 5000
-
-[[spec_ops.webhooks.subscriptions]]
-id = "task-tracker"
-url = "https://tracker.example/api/spec-kit/webhooks"
-secret_env = "SPECKIT_WEBHOOK_SECRET_TRACKER"
-active = true
-dry_run = true
-include_events = ["spec-kit.task.completed"]
-max_attempts = 5
-per_request_timeout_ms = 3000
-"#;
+    const PRD_EXAMPLE: &str = include_str!("../tests/fixtures/prd-config.toml");
 
     fn errors(text: &str) -> String {
         format!(
