@@ -36,12 +36,13 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
         ));
         return Ok(ExitCode::Success);
     }
-    warn_missing_secrets(&config, &events);
-    let ids = spool_events(ctx, &config, &events)?;
+    let plan = plan(ctx, &config, &events);
+    warn_missing_secrets(&plan);
+    let ids = spool_events(&config, &plan)?;
     // The jobs are durable: start delivery before printing, so a reader that
     // closes the pipe early (`| head -1`) cannot stop it.
     if config.auto_drain && !ids.is_empty() {
-        let specs: Vec<&str> = events.iter().map(|e| e.spec.as_str()).collect();
+        let specs: Vec<&str> = plan.keys().copied().collect();
         crate::kick::start_drains(&config, &specs, ctx.config.as_deref());
     }
     print_ids(&ids, args.json)?;
@@ -185,23 +186,12 @@ pub fn targets<'a>(config: &'a Config, event: &Event) -> Vec<&'a Subscription> {
         .collect()
 }
 
-fn warn_missing_secrets(config: &Config, events: &[Event]) {
-    let mut warned = std::collections::HashSet::new();
-    for event in events {
-        for sub in targets(config, event)
-            .into_iter()
-            .filter(|s| s.needs_secret())
-        {
-            if let (Err(message), true) = (sub.secret(), warned.insert(sub.id.as_str())) {
-                eprintln!("spec-notify: warning: {message}; jobs are spooled and will wait for it");
-            }
-        }
-    }
-}
+/// Events grouped by SPEC, each with the subscriptions it goes to; events
+/// no subscription matches are left out.
+type Plan<'a> = BTreeMap<&'a str, Vec<(&'a Event, Vec<&'a Subscription>)>>;
 
-/// Writes the jobs of every event, SPEC by SPEC, and returns the delivery ids.
-fn spool_events(ctx: &Ctx, config: &Config, events: &[Event]) -> Result<Vec<String>> {
-    let mut by_spec: BTreeMap<&str, Vec<(&Event, Vec<&Subscription>)>> = BTreeMap::new();
+fn plan<'a>(ctx: &Ctx, config: &'a Config, events: &'a [Event]) -> Plan<'a> {
+    let mut by_spec = Plan::new();
     for event in events {
         let subs = targets(config, event);
         if subs.is_empty() {
@@ -213,15 +203,31 @@ fn spool_events(ctx: &Ctx, config: &Config, events: &[Event]) -> Result<Vec<Stri
         }
         by_spec.entry(&event.spec).or_default().push((event, subs));
     }
+    by_spec
+}
+
+/// One warning per subscription that will get jobs but has no secret yet.
+fn warn_missing_secrets(plan: &Plan<'_>) {
+    let mut warned = std::collections::HashSet::new();
+    let subs = plan.values().flatten().flat_map(|(_, subs)| subs);
+    for sub in subs.filter(|s| s.needs_secret() && warned.insert(s.id.as_str())) {
+        if let Err(message) = sub.secret() {
+            eprintln!("spec-notify: warning: {message}; jobs are spooled and will wait for it");
+        }
+    }
+}
+
+/// Writes the jobs of every event, SPEC by SPEC, and returns the delivery ids.
+fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<String>> {
     let spool = Spool::new(&config.spool_dir);
     let now = clock::now_ms();
     let emitted_at = clock::rfc3339(now);
     let mut ids = Vec::new();
-    for (spec, planned) in by_spec {
+    for (spec, planned) in plan {
         let spec_spool = spool.spec(spec);
         spec_spool.ensure()?;
         let first = spec_spool.reserve_sequence(planned.len() as u64)?;
-        let mut jobs = build_jobs(&planned, first, now, &emitted_at);
+        let mut jobs = build_jobs(planned, first, now, &emitted_at);
         // A batch larger than the bound keeps only its newest jobs pending.
         let max = config.max_spool_jobs;
         let mut over: Vec<Job> = jobs.drain(..jobs.len().saturating_sub(max)).collect();
