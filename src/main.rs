@@ -10,7 +10,7 @@ fn main() -> std::process::ExitCode {
     match cmd::run(cli) {
         Ok(code) => code.into(),
         Err(error) => {
-            eprintln!("spec-notify: error: {error:#}");
+            spec_notify::output::error(format_args!("{error:#}"));
             exit::code_for(&error).into()
         }
     }

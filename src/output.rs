@@ -1,6 +1,56 @@
-//! Presentation: aligned tables for people, JSON and CSV for scripts, `NO_COLOR`.
+//! Presentation: the `spec-notify: warning:` / `error:` / note lines on
+//! stderr (the only place that formats them), aligned tables for people, JSON
+//! and CSV for scripts, `NO_COLOR`.
 
+use std::fmt::Display;
 use std::io::{self, Write};
+
+/// How serious a diagnostic line on stderr is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Progress and outcomes a person may want to see: no label.
+    Note,
+    /// Something needs attention but the command goes on.
+    Warning,
+    /// The command (or part of its work) failed.
+    Error,
+}
+
+impl Level {
+    fn label(self) -> &'static str {
+        match self {
+            Level::Note => "",
+            Level::Warning => "warning: ",
+            Level::Error => "error: ",
+        }
+    }
+}
+
+/// Writes one diagnostic line to `out`: `spec-notify: warning: {message}`.
+pub fn diagnostic(out: &mut impl Write, level: Level, message: impl Display) -> io::Result<()> {
+    writeln!(out, "spec-notify: {}{message}", level.label())
+}
+
+/// Prints a diagnostic on stderr. A closed or broken stderr loses the line
+/// but never fails (or panics) the command: its work matters more.
+fn to_stderr(level: Level, message: impl Display) {
+    let _ = diagnostic(&mut io::stderr().lock(), level, message);
+}
+
+/// `spec-notify: {message}` on stderr: progress and outcomes.
+pub fn note(message: impl Display) {
+    to_stderr(Level::Note, message);
+}
+
+/// `spec-notify: warning: {message}` on stderr.
+pub fn warn(message: impl Display) {
+    to_stderr(Level::Warning, message);
+}
+
+/// `spec-notify: error: {message}` on stderr.
+pub fn error(message: impl Display) {
+    to_stderr(Level::Error, message);
+}
 
 /// Restores the default SIGPIPE action so `spec-notify list | head` ends
 /// quietly instead of reporting a write error.
@@ -96,6 +146,31 @@ pub fn csv_row<S: AsRef<str>>(out: &mut impl Write, fields: &[S]) -> io::Result<
 
 #[cfg(test)]
 mod tests {
+    use super::Level;
+
+    fn line(level: Level, message: impl std::fmt::Display) -> String {
+        let mut out = Vec::new();
+        super::diagnostic(&mut out, level, message).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn diagnostics_carry_the_tool_name_and_their_level() {
+        assert_eq!(
+            line(Level::Note, "delivered 3"),
+            "spec-notify: delivered 3\n"
+        );
+        assert_eq!(
+            line(Level::Warning, "skipped `x`"),
+            "spec-notify: warning: skipped `x`\n"
+        );
+        let error = anyhow::anyhow!("disk full").context("failed to write `a.job`");
+        assert_eq!(
+            line(Level::Error, format_args!("{error:#}")),
+            "spec-notify: error: failed to write `a.job`: disk full\n"
+        );
+    }
+
     #[test]
     fn csv_quotes_only_what_needs_it() {
         let mut out = Vec::new();

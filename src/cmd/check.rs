@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
     let config = config::load_with(&location, Secrets::Required)?;
     for warning in rotation_warnings(&config) {
-        eprintln!("spec-notify: warning: {warning}");
+        output::warn(warning);
     }
     if args.json {
         output::print_json(&summary_json(&config))?;

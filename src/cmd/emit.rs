@@ -15,6 +15,7 @@ use crate::clock;
 use crate::config::{self, Config, Subscription};
 use crate::envelope::{self, Event, Flags};
 use crate::exit::{ExitCode, user_error};
+use crate::output;
 use crate::spool::{self, Job, Meta, Spool, State};
 
 pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
@@ -212,7 +213,9 @@ fn warn_missing_secrets(plan: &Plan<'_>) {
     let subs = plan.values().flatten().flat_map(|(_, subs)| subs);
     for sub in subs.filter(|s| s.needs_secret() && warned.insert(s.id.as_str())) {
         if let Err(message) = sub.secret() {
-            eprintln!("spec-notify: warning: {message}; jobs are spooled and will wait for it");
+            output::warn(format_args!(
+                "{message}; jobs are spooled and will wait for it"
+            ));
         }
     }
 }
@@ -235,9 +238,9 @@ fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<String>> {
             .for_each(|job| spool::mark_overflow(&mut job.meta, max, now));
         let shed = spec_spool.shed_overflow(max, jobs.len(), now)?.len() + over.len();
         if shed > 0 {
-            eprintln!(
-                "spec-notify: warning: {spec} has more pending jobs than max_spool_jobs = {max}: moved the {shed} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`"
-            );
+            output::warn(format_args!(
+                "{spec} has more pending jobs than max_spool_jobs = {max}: moved the {shed} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`"
+            ));
         }
         spec_spool.enqueue_in(State::Dead, &over)?;
         spec_spool.enqueue(&jobs)?;
@@ -279,7 +282,7 @@ fn build_jobs(
 /// Prints the delivery ids. A closed stdout is not an error: the jobs are
 /// spooled either way, and a guardrail script must not fail for it.
 fn print_ids(ids: &[String], json: bool) -> Result<()> {
-    crate::output::ignore_broken_pipe();
+    output::ignore_broken_pipe();
     match write_ids(ids, json) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
