@@ -162,7 +162,7 @@ pub struct EmitArgs {
 #[derive(Debug, Args)]
 pub struct DrainArgs {
     /// Only this SPEC
-    #[arg(long, value_name = "SPEC-ID")]
+    #[arg(long, value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: Option<String>,
     /// One pass over due jobs; never wait for retries
     #[arg(long, conflicts_with = "watch")]
@@ -184,10 +184,10 @@ pub struct DrainArgs {
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// SPEC the sample event is for
-    #[arg(value_name = "SPEC-ID")]
+    #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
     /// Subscription id to send to
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = subscription_id)]
     pub subscription: String,
     /// Show the exact request instead of sending it
     #[arg(long)]
@@ -210,13 +210,13 @@ pub enum StateFilter {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// SPEC to list [default: all SPECs]
-    #[arg(value_name = "SPEC-ID")]
+    #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: Option<String>,
     /// Which jobs to show
     #[arg(long, value_enum, default_value = "all")]
     pub state: StateFilter,
     /// Only this subscription
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = subscription_id)]
     pub subscription: Option<String>,
     /// One JSON array on stdout
     #[arg(long)]
@@ -225,7 +225,7 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
-    #[arg(value_name = "SPEC-ID")]
+    #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
     /// The delivery to replay (dead or delivered)
     #[arg(
@@ -238,7 +238,7 @@ pub struct ReplayArgs {
     /// Every dead job of the SPEC (narrow with --subscription/--since/--until)
     #[arg(long)]
     pub all_dead: bool,
-    #[arg(long, value_name = "ID", requires = "all_dead")]
+    #[arg(long, value_name = "ID", requires = "all_dead", value_parser = subscription_id)]
     pub subscription: Option<String>,
     /// Dead-lettered at or after TIME (RFC 3339, or a duration ago like 2h)
     #[arg(long, value_name = "TIME", requires = "all_dead", value_parser = parse_time)]
@@ -255,7 +255,7 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct DiscardArgs {
-    #[arg(value_name = "SPEC-ID")]
+    #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
     #[arg(
         long,
@@ -267,13 +267,13 @@ pub struct DiscardArgs {
     /// Every dead job of the SPEC
     #[arg(long)]
     pub all_dead: bool,
-    #[arg(long, value_name = "ID", requires = "all_dead")]
+    #[arg(long, value_name = "ID", requires = "all_dead", value_parser = subscription_id)]
     pub subscription: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[arg(value_name = "SPEC-ID")]
+    #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: Option<String>,
     #[arg(long)]
     pub json: bool,
@@ -287,9 +287,9 @@ pub enum HistoryFormat {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    #[arg(value_name = "SPEC-ID")]
+    #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = subscription_id)]
     pub subscription: Option<String>,
     /// Attempts at or after TIME (RFC 3339, or a duration ago like 2h)
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
@@ -300,8 +300,8 @@ pub struct HistoryArgs {
 
 #[derive(Debug, Args)]
 pub struct ReceiveArgs {
-    /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
+    /// Address to listen on, IP:PORT (port 0 picks a free one)
+    #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR", value_parser = listen_addr)]
     pub listen: String,
     /// Environment variable holding the secret; signatures are verified when given
     #[arg(long, value_name = "VAR")]
@@ -309,14 +309,14 @@ pub struct ReceiveArgs {
     /// Signature scheme to verify
     #[arg(long, value_enum, default_value = "speckit")]
     pub scheme: SchemeArg,
-    /// Answer this status instead of 204 (rehearse failures)
-    #[arg(long, value_name = "CODE")]
+    /// Answer this status (200–599) instead of 204 (rehearse failures)
+    #[arg(long, value_name = "CODE", value_parser = answer_status)]
     pub status: Option<u16>,
     /// Fraction of requests (0.0–1.0) answered 503
-    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = fail_rate)]
     pub fail_rate: f64,
-    /// Exit after this many requests
-    #[arg(long, value_name = "N")]
+    /// Exit after this many requests (at least 1)
+    #[arg(long, value_name = "N", value_parser = request_count)]
     pub count: Option<u64>,
     /// Print each event as a JSON line
     #[arg(long)]
@@ -355,6 +355,58 @@ pub struct DemoArgs {
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
+}
+
+/// A SPEC id names a folder: the envelope's rule, checked before anything runs.
+fn spec_id(s: &str) -> Result<String, String> {
+    crate::envelope::check_spec_id(s)?;
+    Ok(s.to_string())
+}
+
+/// Subscription ids as the config allows them: letters, digits, `-`, `_`, `.`.
+fn subscription_id(s: &str) -> Result<String, String> {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        Ok(s.to_string())
+    } else {
+        Err("a subscription id uses letters, digits, `-`, `_` and `.` only (`spec-notify check` lists them)".into())
+    }
+}
+
+/// An address `receive` can bind: IP:PORT. Kept as text for `cmd::receive`.
+fn listen_addr(s: &str) -> Result<String, String> {
+    s.parse::<std::net::SocketAddr>()
+        .map(|_| s.to_string())
+        .map_err(|_| "expected IP:PORT, e.g. 127.0.0.1:8787".into())
+}
+
+/// An HTTP status a receiver can answer with.
+fn answer_status(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(code) if (200..=599).contains(&code) => Ok(code),
+        _ => Err("not an HTTP status a receiver can answer (200–599)".into()),
+    }
+}
+
+/// The share of requests answered 503.
+fn fail_rate(s: &str) -> Result<f64, String> {
+    let rate: f64 = s
+        .parse()
+        .map_err(|_| "expected a number from 0.0 to 1.0, e.g. 0.25")?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err("outside 0.0–1.0 (it is the share of requests answered 503)".into())
+    }
+}
+
+fn request_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number, at least 1".into()),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -429,6 +481,135 @@ mod tests {
     fn replay_needs_an_id_or_all_dead() {
         assert!(parse(&["spec-notify", "replay", "S"]).is_err());
         assert!(parse(&["spec-notify", "replay", "S", "--all-dead", "--since", "2h"]).is_ok());
+    }
+
+    /// The clap error for `args`, which must be a value error (exit 2).
+    #[track_caller]
+    fn value_error(args: &[&str]) -> String {
+        let err = parse(args).expect_err("bad value accepted");
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+        assert_eq!(err.exit_code(), 2);
+        err.to_string()
+    }
+
+    #[test]
+    fn spec_ids_that_could_leave_the_spool_are_refused_by_clap() {
+        for args in [
+            &["spec-notify", "list", "../etc"][..],
+            &["spec-notify", "status", "a/b"],
+            &["spec-notify", "history", ".hidden"],
+            &["spec-notify", "discard", "", "--all-dead"],
+            &["spec-notify", "replay", "a\\b", "--all-dead"],
+            &["spec-notify", "test", "a\u{7}b", "--subscription", "s"],
+            &["spec-notify", "drain", "--spec", ".."],
+        ] {
+            let err = value_error(args);
+            assert!(err.contains("invalid SPEC id"), "{args:?}: {err}");
+        }
+        let cli = parse(&["spec-notify", "status", "SPEC-KIT-065-add-webhooks"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Status(StatusArgs { spec: Some(ref s), .. }) if s == "SPEC-KIT-065-add-webhooks")
+        );
+    }
+
+    #[test]
+    fn emit_flags_are_left_to_the_envelope() {
+        // Without a config emit is a silent no-op: a bad flag must not fail it there.
+        assert!(parse(&["spec-notify", "emit", "--spec", "../x", "--stage", "Deploy"]).is_ok());
+    }
+
+    #[test]
+    fn subscription_ids_follow_the_config_rule() {
+        let cli = parse(&["spec-notify", "list", "--subscription", "chat-ops_1.v2"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::List(ListArgs { subscription: Some(ref s), .. }) if s == "chat-ops_1.v2")
+        );
+        for bad in ["slack,github", "a b", "", "ünï"] {
+            let err = value_error(&["spec-notify", "list", "--subscription", bad]);
+            assert!(err.contains("letters, digits"), "{bad:?}: {err}");
+        }
+        value_error(&["spec-notify", "test", "S", "--subscription", "x/y"]);
+        value_error(&["spec-notify", "history", "S", "--subscription", "x y"]);
+        value_error(&[
+            "spec-notify",
+            "discard",
+            "S",
+            "--all-dead",
+            "--subscription",
+            "?",
+        ]);
+        value_error(&[
+            "spec-notify",
+            "replay",
+            "S",
+            "--all-dead",
+            "--subscription",
+            "?",
+        ]);
+    }
+
+    fn receive(args: &[&str]) -> Result<ReceiveArgs, clap::Error> {
+        let mut all = vec!["spec-notify", "receive"];
+        all.extend_from_slice(args);
+        match parse(&all)?.command {
+            Command::Receive(args) => Ok(args),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn receive_flags_are_checked_by_clap() {
+        let args = receive(&[]).unwrap();
+        assert_eq!(
+            (
+                args.listen.as_str(),
+                args.status,
+                args.fail_rate,
+                args.count
+            ),
+            ("127.0.0.1:8787", None, 0.0, None)
+        );
+        let args = receive(&[
+            "--listen",
+            "[::1]:0",
+            "--status",
+            "599",
+            "--fail-rate",
+            "1",
+            "--count",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                args.listen.as_str(),
+                args.status,
+                args.fail_rate,
+                args.count
+            ),
+            ("[::1]:0", Some(599), 1.0, Some(1))
+        );
+        let cases: &[(&[&str], &str)] = &[
+            (&["--listen", "localhost-ish"], "expected IP:PORT"),
+            (&["--listen", "127.0.0.1:99999"], "expected IP:PORT"),
+            (&["--listen", "127.0.0.1"], "expected IP:PORT"),
+            (&["--status", "199"], "(200–599)"),
+            (&["--status", "600"], "(200–599)"),
+            (&["--status", "ok"], "(200–599)"),
+            (&["--fail-rate", "1.5"], "outside 0.0–1.0"),
+            (&["--fail-rate=-0.1"], "outside 0.0–1.0"),
+            (&["--fail-rate", "NaN"], "outside 0.0–1.0"),
+            (&["--fail-rate", "half"], "from 0.0 to 1.0"),
+            (&["--count", "0"], "at least 1"),
+            (&["--count=-3"], "at least 1"),
+        ];
+        for (args, needle) in cases {
+            let err = receive(args).expect_err("bad value accepted");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+            let err = err.to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+            assert!(err.contains(args[0].split('=').next().unwrap()), "{err}");
+        }
     }
 
     #[test]

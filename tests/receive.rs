@@ -262,9 +262,9 @@ fn bad_flags_exit_2_before_listening() {
     let cases: &[(&[&str], &str)] = &[
         (
             &["--listen", "localhost-ish"],
-            "invalid --listen address `localhost-ish`",
+            "invalid value 'localhost-ish' for '--listen <ADDR>'",
         ),
-        (&["--listen", "127.0.0.1:99999"], "invalid --listen address"),
+        (&["--listen", "127.0.0.1:99999"], "expected IP:PORT"),
         (
             &["--secret-env", "UNSET_VAR_FOR_TEST"],
             "UNSET_VAR_FOR_TEST (--secret-env) is unset or empty",
@@ -275,12 +275,18 @@ fn bad_flags_exit_2_before_listening() {
         ),
         (
             &["--fail-rate", "1.5"],
-            "--fail-rate 1.5 is outside 0.0–1.0",
+            "invalid value '1.5' for '--fail-rate <RATE>': outside 0.0–1.0",
         ),
         (&["--fail-rate=-0.1"], "outside 0.0–1.0"),
         (&["--fail-rate", "NaN"], "outside 0.0–1.0"),
-        (&["--status", "99"], "--status 99"),
-        (&["--count", "0"], "--count must be at least 1"),
+        (
+            &["--status", "99"],
+            "invalid value '99' for '--status <CODE>'",
+        ),
+        (
+            &["--count", "0"],
+            "for '--count <N>': must be a whole number, at least 1",
+        ),
         (
             &["--secret-env", "PLAIN", "--scheme", "standard-webhooks"],
             "whsec_",
