@@ -11,14 +11,14 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::cli::DiscardArgs;
 use crate::clock;
-use crate::config::{Config, redact_url};
-use crate::evidence::{Evidence, Outcome, Record};
+use crate::config::Config;
+use crate::evidence::{Outcome, Record};
 use crate::exit::{ExitCode, user_error};
 use crate::spool::{Meta, SpecSpool, Spool, State};
 
 pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    super::list::require_spec(&config, &args.spec, false)?;
+    super::require_spec(&config, &args.spec, false)?;
     let spool = Spool::new(&config.spool_dir).spec(&args.spec);
     // Look before locking: a refusal must leave the workspace untouched,
     // and taking drain.lock may create it.
@@ -27,22 +27,13 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
         println!("no dead jobs to discard in {}", args.spec);
         return Ok(ExitCode::Success);
     }
-    let lock = match spool.try_lock_drain()? {
-        Some(lock) => lock,
-        None => {
-            eprintln!(
-                "spec-notify: waiting for the drain running on {} to finish …",
-                args.spec
-            );
-            spool.lock_drain()?
-        }
-    };
+    let lock = super::lock_drain_or_wait(&spool)?;
     // A drain that died mid-settle may have left a copy in active/ that
     // recovery would otherwise bring back after the discard.
     spool.recover(&lock)?;
     // A drain may have replayed or settled jobs while we waited: look again.
     let chosen = choose(&spool, args, false)?;
-    let evidence = Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes);
+    let evidence = super::evidence(&config, &args.spec);
     let mut records = Vec::new();
     let mut result = Ok(());
     for (name, meta) in &chosen {
@@ -71,12 +62,8 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
 fn choose(spool: &SpecSpool, args: &DiscardArgs, warn: bool) -> Result<Vec<(String, Meta)>> {
     let Some(id) = &args.delivery_id else {
         let scan = spool.scan(State::Dead)?;
-        for bad in scan.unreadable.iter().filter(|_| warn) {
-            eprintln!(
-                "spec-notify: warning: skipped unreadable `{}`: {}",
-                bad.path.display(),
-                bad.reason
-            );
+        if warn {
+            super::warn_unreadable(&scan.unreadable);
         }
         return Ok(scan
             .entries
@@ -90,11 +77,7 @@ fn choose(spool: &SpecSpool, args: &DiscardArgs, warn: bool) -> Result<Vec<(Stri
             .collect());
     };
     let all = [State::Dead, State::Pending, State::Active, State::Delivered];
-    // `find` matches a name suffix; a fragment of an id must not qualify.
-    let found = spool.find(id, &all)?.filter(|(_, name)| {
-        super::list::parse_job_name(name).is_some_and(|(_, found)| found == id)
-    });
-    match found {
+    match spool.find(id, &all)? {
         Some((State::Dead, name)) => {
             let job = spool.read(State::Dead, &name)?;
             Ok(vec![(name, job.meta)])
@@ -112,12 +95,8 @@ fn choose(spool: &SpecSpool, args: &DiscardArgs, warn: bool) -> Result<Vec<(Stri
 }
 
 fn discard_record(config: &Config, meta: &Meta) -> Record {
-    let now = clock::now_ms();
-    let url = config
-        .subscription(&meta.subscription)
-        .map(|s| redact_url(&s.url))
-        .unwrap_or_default();
-    Record::for_job(meta, url, 0, now, Outcome::Discarded)
+    let url = super::logged_url(config, &meta.subscription);
+    Record::for_job(meta, url, 0, clock::now_ms(), Outcome::Discarded)
 }
 
 fn print_discarded(spec: &str, chosen: &[(String, Meta)]) -> Result<()> {

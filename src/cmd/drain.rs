@@ -5,21 +5,17 @@ use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::DrainArgs;
-use crate::drain::{Drainer, Options, Signal, Stop, Summary};
-use crate::envelope::check_spec_id;
-use crate::exit::{ExitCode, user_error};
+use crate::drain::{Drainer, Options, Stop};
+use crate::exit::ExitCode;
 use crate::output;
 
 pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
-    if let Some(spec) = &args.spec {
-        check_spec_id(spec).map_err(user_error)?;
-    }
     let config = ctx.load_config()?;
     if !config.enabled {
-        eprintln!(
-            "spec-notify: webhooks are disabled ({}): nothing delivered",
+        output::note(format_args!(
+            "webhooks are disabled ({}): nothing delivered",
             config.enabled_source
-        );
+        ));
         return Ok(ExitCode::Success);
     }
     let options = Options {
@@ -41,29 +37,7 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
         && summary.problems.is_empty()
         && summary.dead == 0;
     if !quiet {
-        report(&summary, args.json)?;
+        super::report_drain(&summary, args.json)?;
     }
-    Ok(exit_code(&summary))
-}
-
-pub fn report(summary: &Summary, json: bool) -> Result<()> {
-    for problem in &summary.problems {
-        eprintln!("spec-notify: error: {problem}");
-    }
-    if json {
-        output::print_json(summary)?;
-    }
-    eprintln!("spec-notify: {}", summary.line());
-    Ok(())
-}
-
-/// Signals first (130/143), then I/O failures (1), then missing secrets (2).
-pub fn exit_code(summary: &Summary) -> ExitCode {
-    match summary.stopped_by {
-        Some(Signal::Interrupt) => ExitCode::Interrupted,
-        Some(Signal::Terminate) => ExitCode::Terminated,
-        None if !summary.errors.is_empty() => ExitCode::Failure,
-        None if !summary.problems.is_empty() => ExitCode::Usage,
-        None => ExitCode::Success,
-    }
+    Ok(super::drain_exit_code(&summary))
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::{HistoryArgs, HistoryFormat};
-use crate::evidence::{Evidence, Record};
+use crate::evidence::Record;
 use crate::exit::ExitCode;
 use crate::output::csv_row;
 
@@ -31,15 +31,10 @@ pub const CSV_HEADER: [&str; 12] = [
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    super::list::require_spec(&config, &args.spec, true)?;
-    let evidence = Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes);
+    super::require_spec(&config, &args.spec, true)?;
+    let evidence = super::evidence(&config, &args.spec);
     let (records, skipped) = evidence.read_all()?;
-    if skipped > 0 {
-        eprintln!(
-            "spec-notify: warning: skipped {skipped} unparseable lines in the attempt log under `{}`",
-            evidence.dir().display()
-        );
-    }
+    super::warn_unparseable(skipped, evidence.dir());
     let wanted = records.iter().filter(|r| {
         args.subscription
             .as_deref()

@@ -12,9 +12,8 @@ use serde::Serialize;
 use super::Ctx;
 use crate::cli::{ListArgs, StateFilter};
 use crate::clock;
-use crate::config::Config;
-use crate::envelope::check_spec_id;
-use crate::exit::{ExitCode, user_error};
+use crate::exit::ExitCode;
+use crate::output;
 use crate::spool::{JOB_EXT, Meta, SpecSpool, Spool, State};
 
 /// Longest "next attempt / last error" cell in the table; JSON has it all.
@@ -25,7 +24,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
     let spool = Spool::new(&config.spool_dir);
     let specs = match &args.spec {
         Some(spec) => {
-            require_spec(&config, spec, false)?;
+            super::require_spec(&config, spec, false)?;
             vec![spec.clone()]
         }
         None => spool.specs()?,
@@ -33,10 +32,10 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
     if let Some(sub) = &args.subscription
         && config.subscription(sub).is_none()
     {
-        eprintln!(
-            "spec-notify: warning: subscription `{sub}` is not in `{}`; showing any jobs spooled for it earlier",
+        output::warn(format_args!(
+            "subscription `{sub}` is not in `{}`; showing any jobs spooled for it earlier",
             config.path.display()
-        );
+        ));
     }
     let mut items = Vec::new();
     for spec in &specs {
@@ -51,26 +50,6 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
     }
     out.flush().context("failed to write to stdout")?;
     Ok(ExitCode::Success)
-}
-
-/// Fails with exit 2 unless `spec` is a valid SPEC id with a spool folder
-/// (or, when `evidence_counts`, an evidence folder). Names the known SPECs.
-pub(super) fn require_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<()> {
-    check_spec_id(spec).map_err(user_error)?;
-    let spool = Spool::new(&config.spool_dir);
-    let known = spool.specs()?;
-    if known.iter().any(|s| s == spec) || (evidence_counts && config.evidence_for(spec).is_dir()) {
-        return Ok(());
-    }
-    let listing = if known.is_empty() {
-        "no SPEC has a spool yet (nothing has been emitted)".to_string()
-    } else {
-        format!("known SPECs: {}", known.join(", "))
-    };
-    Err(user_error(format!(
-        "unknown SPEC `{spec}`: there is no spool folder `{}`; {listing}; nothing was changed",
-        spool.spec(spec).dir().display()
-    )))
 }
 
 /// One line of the listing.
@@ -120,13 +99,7 @@ fn collect(spool: &SpecSpool, args: &ListArgs, items: &mut Vec<Item>) -> Result<
             continue;
         }
         let scan = spool.scan(state)?;
-        for bad in &scan.unreadable {
-            eprintln!(
-                "spec-notify: warning: skipped unreadable `{}`: {}",
-                bad.path.display(),
-                bad.reason
-            );
-        }
+        super::warn_unreadable(&scan.unreadable);
         let wanted = |meta: &Meta| {
             args.subscription
                 .as_deref()
@@ -176,7 +149,7 @@ pub(super) fn quarantined(spool: &SpecSpool) -> Result<Vec<(String, String)>> {
 }
 
 /// `<sequence:012>-<delivery-id>.job` → (sequence, delivery id).
-pub(super) fn parse_job_name(name: &str) -> Option<(u64, &str)> {
+fn parse_job_name(name: &str) -> Option<(u64, &str)> {
     let stem = name.strip_suffix(&format!(".{JOB_EXT}"))?;
     let (seq, id) = stem.split_once('-')?;
     let seq = (seq.len() == 12).then(|| seq.parse().ok())??;
@@ -303,7 +276,7 @@ fn write_table(out: &mut impl Write, items: &[Item], now: u64, with_spec: bool) 
             row
         })
         .collect();
-    crate::output::table(out, &header, &rows)?;
+    output::table(out, &header, &rows)?;
     writeln!(out, "-- {}", summary(items))?;
     Ok(())
 }

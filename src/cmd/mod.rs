@@ -1,13 +1,20 @@
 //! One module per command; each parses nothing and prints what it owns,
-//! calling into the library modules for the work.
+//! calling into the library modules for the work. The plumbing that several
+//! commands share lives here (commands never borrow from each other): the
+//! SPEC check, taking a SPEC's drain.lock, its evidence log, the warnings for
+//! files and lines that could not be read, and the drain summary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config};
-use crate::exit::ExitCode;
+use crate::config::{self, Config, redact_url};
+use crate::drain::{Signal, Summary};
+use crate::evidence::Evidence;
+use crate::exit::{ExitCode, user_error};
+use crate::output;
+use crate::spool::{DrainLock, SpecSpool, Spool, Unreadable};
 
 mod check;
 mod completions;
@@ -39,8 +46,101 @@ impl Ctx {
     /// Prints a progress note on stderr with `-v`.
     pub fn note(&self, message: impl std::fmt::Display) {
         if self.verbose {
-            eprintln!("spec-notify: {message}");
+            output::note(message);
         }
+    }
+}
+
+/// Fails with exit 2 unless `spec` has a spool folder (or, when
+/// `evidence_counts`, an evidence folder). Names the known SPECs. The id's
+/// syntax is clap's to check (`cli::spec_id`).
+pub fn require_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<()> {
+    let spool = Spool::new(&config.spool_dir);
+    let known = spool.specs()?;
+    if known.iter().any(|s| s == spec) || (evidence_counts && config.evidence_for(spec).is_dir()) {
+        return Ok(());
+    }
+    let listing = if known.is_empty() {
+        "no SPEC has a spool yet (nothing has been emitted)".to_string()
+    } else {
+        format!("known SPECs: {}", known.join(", "))
+    };
+    Err(user_error(format!(
+        "unknown SPEC `{spec}`: there is no spool folder `{}`; {listing}; nothing was changed",
+        spool.spec(spec).dir().display()
+    )))
+}
+
+/// Takes the SPEC's drain.lock, saying so on stderr when it has to wait for
+/// a running drain to finish.
+pub fn lock_drain_or_wait(spool: &SpecSpool) -> Result<DrainLock> {
+    if let Some(lock) = spool.try_lock_drain()? {
+        return Ok(lock);
+    }
+    output::note(format_args!(
+        "waiting for the drain working on {} to finish…",
+        spool.spec
+    ));
+    spool.lock_drain()
+}
+
+/// The SPEC's attempt log, with the configured size cap.
+pub fn evidence(config: &Config, spec: &str) -> Evidence {
+    Evidence::new(config.evidence_for(spec), config.max_evidence_bytes)
+}
+
+/// The subscription's URL as the evidence shows it (redacted); empty when
+/// the subscription is no longer in the config.
+pub fn logged_url(config: &Config, subscription: &str) -> String {
+    config
+        .subscription(subscription)
+        .map(|s| redact_url(&s.url))
+        .unwrap_or_default()
+}
+
+/// One warning per spool file a read-only command skipped.
+pub fn warn_unreadable(unreadable: &[Unreadable]) {
+    for bad in unreadable {
+        output::warn(format_args!(
+            "skipped unreadable `{}`: {}",
+            bad.path.display(),
+            bad.reason
+        ));
+    }
+}
+
+/// The warning for attempt-log lines that did not parse, if any.
+pub fn warn_unparseable(skipped: usize, dir: &Path) {
+    if skipped > 0 {
+        output::warn(format_args!(
+            "skipped {skipped} unparseable lines in the attempt log under `{}`",
+            dir.display()
+        ));
+    }
+}
+
+/// Prints what a drain run did: its problems, the summary as JSON on stdout
+/// when asked, and the one-line summary on stderr.
+pub fn report_drain(summary: &Summary, json: bool) -> Result<()> {
+    for problem in &summary.problems {
+        output::error(problem);
+    }
+    if json {
+        output::print_json(summary)?;
+    }
+    output::note(summary.line());
+    Ok(())
+}
+
+/// A drain run's exit code: signals first (130/143), then I/O failures (1),
+/// then missing secrets (2).
+pub fn drain_exit_code(summary: &Summary) -> ExitCode {
+    match summary.stopped_by {
+        Some(Signal::Interrupt) => ExitCode::Interrupted,
+        Some(Signal::Terminate) => ExitCode::Terminated,
+        None if !summary.errors.is_empty() => ExitCode::Failure,
+        None if !summary.problems.is_empty() => ExitCode::Usage,
+        None => ExitCode::Success,
     }
 }
 
@@ -63,5 +163,51 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(args) => verify::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Completions(args) => completions::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drain_exit_code_puts_signals_before_failures_before_problems() {
+        let mut summary = Summary {
+            problems: vec!["SECRET_X is unset".into()],
+            ..Summary::default()
+        };
+        assert_eq!(drain_exit_code(&summary), ExitCode::Usage);
+        summary.errors.push("disk full".into());
+        assert_eq!(drain_exit_code(&summary), ExitCode::Failure);
+        summary.stopped_by = Some(Signal::Terminate);
+        assert_eq!(drain_exit_code(&summary), ExitCode::Terminated);
+        summary.stopped_by = Some(Signal::Interrupt);
+        assert_eq!(drain_exit_code(&summary), ExitCode::Interrupted);
+        assert_eq!(drain_exit_code(&Summary::default()), ExitCode::Success);
+    }
+
+    #[test]
+    fn unknown_specs_are_named_with_the_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
+            dir.path().display()
+        );
+        let config = config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let err = require_spec(&config, "S-1", true).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), ExitCode::Usage);
+        assert!(err.to_string().contains("no SPEC has a spool yet"), "{err}");
+
+        std::fs::create_dir_all(config.evidence_for("S-1")).unwrap();
+        require_spec(&config, "S-1", true).expect("an evidence folder counts for history");
+        assert!(require_spec(&config, "S-1", false).is_err());
+
+        Spool::new(&config.spool_dir).spec("S-2").ensure().unwrap();
+        require_spec(&config, "S-2", false).unwrap();
+        let err = require_spec(&config, "S-3", false).unwrap_err().to_string();
+        assert!(
+            err.contains("unknown SPEC `S-3`") && err.contains("known SPECs: S-2"),
+            "{err}"
+        );
     }
 }

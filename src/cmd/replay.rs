@@ -10,46 +10,29 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::ReplayArgs;
 use crate::clock;
-use crate::config::{Config, redact_url};
+use crate::config::Config;
 use crate::drain::{Drainer, Options, Stop};
-use crate::envelope::check_spec_id;
-use crate::evidence::{Evidence, Outcome, Record};
+use crate::evidence::{Outcome, Record};
 use crate::exit::{ExitCode, user_error};
 use crate::output;
 use crate::spool::{Entry, Spool, State};
 
 pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
-    check_spec_id(&args.spec).map_err(user_error)?;
     let config = ctx.load_config()?;
+    super::require_spec(&config, &args.spec, false)?;
     let spool = Spool::new(&config.spool_dir).spec(&args.spec);
-    if !spool.dir().is_dir() {
-        return Err(user_error(format!(
-            "no spool for SPEC `{}` under `{}`",
-            args.spec,
-            config.spool_dir.display()
-        )));
-    }
-    let lock = match spool.try_lock_drain()? {
-        Some(lock) => lock,
-        None => {
-            eprintln!(
-                "spec-notify: waiting for the drain working on {} to finish…",
-                args.spec
-            );
-            spool.lock_drain()?
-        }
-    };
+    let lock = super::lock_drain_or_wait(&spool)?;
     // A drain that died mid-settle may have left a stale copy in active/.
     spool.recover(&lock)?;
     let chosen = choose(&spool, args)?;
     if chosen.is_empty() {
-        eprintln!(
-            "spec-notify: no dead jobs of {} match; nothing replayed",
+        output::note(format_args!(
+            "no dead jobs of {} match; nothing replayed",
             args.spec
-        );
+        ));
         return Ok(ExitCode::Success);
     }
-    let evidence = Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes);
+    let evidence = super::evidence(&config, &args.spec);
     let now = clock::now_ms();
     let mut ids = HashSet::new();
     for entry in &chosen {
@@ -58,12 +41,12 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
         spool.transfer(&lock, entry.state, &job)?;
         evidence.append(&[requeued_record(&config, &job.meta, entry.state, now)])?;
         ids.insert(job.meta.delivery_id.clone());
-        eprintln!(
-            "spec-notify: requeued {} ({}, was {})",
+        output::note(format_args!(
+            "requeued {} ({}, was {})",
             job.meta.delivery_id,
             job.meta.subscription,
             entry.state.dir_name()
-        );
+        ));
     }
     drop(lock);
     if args.no_drain {
@@ -121,10 +104,7 @@ fn reset(meta: &mut crate::spool::Meta, now: u64) {
 }
 
 fn requeued_record(config: &Config, meta: &crate::spool::Meta, from: State, now: u64) -> Record {
-    let url = config
-        .subscription(&meta.subscription)
-        .map(|s| redact_url(&s.url))
-        .unwrap_or_default();
+    let url = super::logged_url(config, &meta.subscription);
     let mut record = Record::for_job(meta, url, 0, now, Outcome::Requeued);
     record.status = meta.last_status;
     record.error = Some(format!(
@@ -148,9 +128,9 @@ fn deliver_now(config: &Config, spec: &str, ids: HashSet<String>, json: bool) ->
     };
     let summary = Drainer::new(config, options, Stop::install()?).run()?;
     if summary.busy.iter().any(|s| s == spec) {
-        eprintln!(
-            "spec-notify: a running drain serves {spec}; it delivers the requeued jobs (see `spec-notify list {spec}`)"
-        );
+        output::note(format_args!(
+            "a running drain serves {spec}; it delivers the requeued jobs (see `spec-notify list {spec}`)"
+        ));
         return Ok(ExitCode::Success);
     }
     let mut rows = Vec::new();
@@ -163,8 +143,8 @@ fn deliver_now(config: &Config, spec: &str, ids: HashSet<String>, json: bool) ->
     if json {
         output::print_json(&rows)?;
     }
-    super::drain::report(&summary, false)?;
-    let code = super::drain::exit_code(&summary);
+    super::report_drain(&summary, false)?;
+    let code = super::drain_exit_code(&summary);
     let all_delivered = ids.iter().all(|id| {
         summary
             .outcomes

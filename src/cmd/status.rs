@@ -15,7 +15,7 @@ use super::Ctx;
 use crate::cli::StatusArgs;
 use crate::clock;
 use crate::config::Config;
-use crate::evidence::{Evidence, Outcome, Record};
+use crate::evidence::{Outcome, Record};
 use crate::exit::ExitCode;
 use crate::output;
 use crate::spool::{Spool, State};
@@ -187,7 +187,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
     let specs = match &args.spec {
         Some(spec) => {
-            super::list::require_spec(&config, spec, true)?;
+            super::require_spec(&config, spec, true)?;
             vec![spec.clone()]
         }
         None => all_specs(&config)?,
@@ -238,13 +238,7 @@ fn spec_status(config: &Config, spec: &str) -> Result<SpecStatus> {
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     for state in State::JOBS {
         let scan = spool.scan(state)?;
-        for bad in &scan.unreadable {
-            eprintln!(
-                "spec-notify: warning: skipped unreadable `{}`: {}",
-                bad.path.display(),
-                bad.reason
-            );
-        }
+        super::warn_unreadable(&scan.unreadable);
         for entry in scan.entries {
             counts
                 .entry(entry.meta.subscription)
@@ -252,14 +246,9 @@ fn spec_status(config: &Config, spec: &str) -> Result<SpecStatus> {
                 .add(state);
         }
     }
-    let evidence = Evidence::new(config.evidence_for(spec), config.max_evidence_bytes);
+    let evidence = super::evidence(config, spec);
     let (records, skipped) = evidence.read_all()?;
-    if skipped > 0 {
-        eprintln!(
-            "spec-notify: warning: skipped {skipped} unparseable lines in the attempt log under `{}`",
-            evidence.dir().display()
-        );
-    }
+    super::warn_unparseable(skipped, evidence.dir());
     let mut stats = attempt_stats(&records);
     let mut names: Vec<String> = counts.keys().chain(stats.keys()).cloned().collect();
     names.sort();

@@ -14,13 +14,12 @@ use crate::cli::TestArgs;
 use crate::clock;
 use crate::config::{Config, Subscription, redact_url};
 use crate::deliver::{self, AttemptId};
-use crate::envelope::{self, check_spec_id};
-use crate::evidence::{Evidence, Outcome, Record, excerpt};
+use crate::envelope;
+use crate::evidence::{Outcome, Record, excerpt};
 use crate::exit::{ExitCode, user_error};
 use crate::output;
 
 pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
-    check_spec_id(&args.spec).map_err(user_error)?;
     let config = ctx.load_config()?;
     let sub = find_subscription(&config, &args.subscription)?;
     let (secret, previous) = sub.signing_secrets().map_err(user_error)?;
@@ -61,8 +60,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
         next_attempt_at: None,
         request: None,
     };
-    Evidence::new(config.evidence_for(&args.spec), config.max_evidence_bytes)
-        .append(std::slice::from_ref(&record))?;
+    super::evidence(&config, &args.spec).append(std::slice::from_ref(&record))?;
     if args.json {
         output::print_json(
             &json!({"ok": ok, "delivery_id": delivery_id, "url": record.url, "status": record.status,
