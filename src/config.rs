@@ -47,6 +47,11 @@ const SUBSCRIPTION_KEYS: &[&str] = &[
     "backoff_factor",
     "jitter_ms",
     "per_request_timeout_ms",
+    "max_in_flight",
+    "rate_limit",
+    "max_age",
+    "circuit_failures",
+    "circuit_cooldown",
 ];
 
 /// The resolved, validated `[spec_ops.webhooks]` settings.
@@ -130,6 +135,48 @@ pub struct Subscription {
     pub include_stages: Vec<Stage>,
     pub include_status: Vec<Status>,
     pub retry: RetryPolicy,
+    /// Requests in flight at once to this endpoint (default: one less than
+    /// `max_concurrency`, so a dead endpoint leaves a worker for the others).
+    pub max_in_flight: Option<usize>,
+    /// At most this many requests per time window; jobs wait their turn.
+    pub rate_limit: Option<Rate>,
+    /// A job that waited longer is dead-lettered as `expired`.
+    pub max_age_ms: u64,
+    pub breaker: crate::circuit::BreakerPolicy,
+}
+
+/// A request rate: `count` per `per_ms` milliseconds (`"1/s"`, `"30/min"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub per_ms: u64,
+}
+
+impl Rate {
+    pub const DEFAULT_MAX_AGE_MS: u64 = 72 * 3600 * 1000;
+
+    /// `N/s`, `N/sec`, `N/min`, `N/m`, `N/h`, `N/hour`.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let bad =
+            || format!("`{text}` is not a rate: write it like \"1/s\", \"30/min\" or \"100/h\"");
+        let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        let per_ms = match unit.trim() {
+            "s" | "sec" | "second" => 1000,
+            "m" | "min" | "minute" => 60_000,
+            "h" | "hour" => 3_600_000,
+            _ => return Err(bad()),
+        };
+        if count == 0 {
+            return Err(format!("`{text}`: a rate needs at least 1 request"));
+        }
+        Ok(Rate { count, per_ms })
+    }
+
+    /// The spacing between requests.
+    pub fn interval_ms(self) -> u64 {
+        (self.per_ms / u64::from(self.count)).max(1)
+    }
 }
 
 /// A secret read from the environment. Its `Debug` never shows the value.
@@ -553,6 +600,28 @@ fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscr
         include_stages: r.parsed_list("include_stages", Stage::parse, Stage::NAMES),
         include_status: r.parsed_list("include_status", Status::parse, Status::NAMES),
         retry,
+        max_in_flight: r.int("max_in_flight", 1, 256).map(|v| v as usize),
+        rate_limit: r
+            .string("rate_limit")
+            .and_then(|text| match Rate::parse(&text) {
+                Ok(rate) => Some(rate),
+                Err(e) => {
+                    r.problem("rate_limit", e);
+                    None
+                }
+            }),
+        max_age_ms: r.duration_ms("max_age").unwrap_or(Rate::DEFAULT_MAX_AGE_MS),
+        breaker: crate::circuit::BreakerPolicy {
+            failures: r
+                .int("circuit_failures", 1, 1000)
+                .map_or(crate::circuit::BreakerPolicy::default().failures, |v| {
+                    v as u32
+                }),
+            cooldown_ms: r
+                .duration_ms("circuit_cooldown")
+                .unwrap_or(crate::circuit::BreakerPolicy::default().cooldown_ms),
+            ..crate::circuit::BreakerPolicy::default()
+        },
     };
     if !sub.id.is_empty()
         && !sub
@@ -697,6 +766,22 @@ impl Reader<'_> {
             }
             other => {
                 self.wrong_type(key, "a string", other);
+                None
+            }
+        }
+    }
+
+    /// A duration written like `72h`, `30s`, `10m`.
+    fn duration_ms(&self, key: &str) -> Option<u64> {
+        let text = self.string(key)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) if !d.is_zero() => Some(d.as_millis().min(u64::MAX as u128) as u64),
+            Ok(_) => {
+                self.problem(key, "must be longer than 0");
+                None
+            }
+            Err(e) => {
+                self.problem(key, format!("`{text}` is not a duration ({e}); write it like \"72h\", \"30s\" or \"10m\""));
                 None
             }
         }

@@ -24,6 +24,8 @@ pub enum Answer {
     Response {
         status: u16,
         retry_after: Option<String>,
+        /// The receiver asked for no more deliveries (`webhook-delivery: disable`).
+        disable: bool,
         body: Vec<u8>,
     },
     Failed {
@@ -51,6 +53,15 @@ impl Answer {
             Answer::Failed { error } => Some(error),
             Answer::Response { .. } => None,
         }
+    }
+
+    /// The endpoint asked to stop deliveries: 410 Gone, or the Standard
+    /// Webhooks `webhook-delivery: disable` header.
+    pub fn disables(&self) -> bool {
+        matches!(
+            self,
+            Answer::Response { status: 410, .. } | Answer::Response { disable: true, .. }
+        )
     }
 
     pub fn body(&self) -> &[u8] {
@@ -202,6 +213,11 @@ pub fn send(
                 .get("retry-after")
                 .and_then(|v| v.to_str().ok())
                 .map(String::from);
+            let disable = response
+                .headers()
+                .get("webhook-delivery")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("disable"));
             let mut bytes = Vec::new();
             let _ = response
                 .body_mut()
@@ -211,6 +227,7 @@ pub fn send(
             Answer::Response {
                 status,
                 retry_after,
+                disable,
                 body: bytes,
             }
         }
@@ -273,6 +290,7 @@ mod tests {
             Answer::Response {
                 status: 429,
                 retry_after: Some("7".into()),
+                disable: false,
                 body: b"no".to_vec()
             }
         );

@@ -38,12 +38,47 @@ pub enum Outcome {
     Requeued,
     /// An operator deleted the dead job (`discard`).
     Discarded,
+    /// The endpoint answered 410 or `webhook-delivery: disable`: the job
+    /// waits in pending and the subscription is paused.
+    Paused,
+    /// The subscription's circuit opened after consecutive failures.
+    CircuitOpen,
+    /// The one probe job of an open circuit went out.
+    CircuitProbe,
+    /// The probe got an answer: the circuit closed, the backlog goes out.
+    CircuitClosed,
+    /// An operator paused the subscription (`spec-notify pause`).
+    SubscriptionPaused,
+    /// An operator resumed the subscription (`spec-notify resume`).
+    SubscriptionResumed,
 }
 
 impl Outcome {
+    /// The name used in the attempt log and in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Retry => "retry",
+            Outcome::Dead => "dead",
+            Outcome::DryRun => "dry-run",
+            Outcome::Test => "test",
+            Outcome::Requeued => "requeued",
+            Outcome::Discarded => "discarded",
+            Outcome::Paused => "paused",
+            Outcome::CircuitOpen => "circuit-open",
+            Outcome::CircuitProbe => "circuit-probe",
+            Outcome::CircuitClosed => "circuit-closed",
+            Outcome::SubscriptionPaused => "subscription-paused",
+            Outcome::SubscriptionResumed => "subscription-resumed",
+        }
+    }
+
     /// True for real delivery attempts (what success rates are computed from).
     pub fn is_attempt(self) -> bool {
-        matches!(self, Outcome::Delivered | Outcome::Retry | Outcome::Dead)
+        matches!(
+            self,
+            Outcome::Delivered | Outcome::Retry | Outcome::Dead | Outcome::Paused
+        )
     }
 }
 
@@ -385,7 +420,7 @@ mod tests {
         spool.enqueue(&jobs).unwrap();
         let lock = spool.try_lock_drain().unwrap().unwrap();
         for name in spool.names(State::Pending).unwrap().0.into_iter().take(5) {
-            let mut job = spool.claim(&lock, &name).unwrap().unwrap();
+            let mut job = spool.claim(&lock, &name).unwrap().into_job().unwrap();
             job.meta.state = State::Delivered;
             spool.settle(&lock, &job).unwrap();
         }

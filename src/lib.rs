@@ -4,6 +4,7 @@
 //! them over HTTP, signed by [`sign`], logging each attempt to [`evidence`].
 //! [`config`] owns settings, [`envelope`] the payload, [`cmd`] the commands.
 
+pub mod circuit;
 pub mod cli;
 pub mod clock;
 pub mod cmd;

@@ -141,6 +141,7 @@ mod tests {
         Answer::Response {
             status: code,
             retry_after: None,
+            disable: false,
             body: Vec::new(),
         }
     }
@@ -204,6 +205,7 @@ mod tests {
         let slow_down = Answer::Response {
             status: 429,
             retry_after: Some("30".into()),
+            disable: false,
             body: Vec::new(),
         };
         assert_eq!(

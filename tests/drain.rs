@@ -207,17 +207,27 @@ fn terminal_and_exhausted_jobs_are_dead_lettered_with_reasons() {
     );
     emit_stage(&env, "SPEC-1");
     let run = env.run(&["drain", "--max-time", "10s"]).expect(0);
-    assert!(run.stderr.contains("dead 6"), "{}", run.stderr);
+    assert!(run.stderr.contains("dead 5"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("paused 1")
+            && run.stderr.contains("410 Gone: subscription paused")
+            && run.stderr.contains("spec-notify resume gone"),
+        "410 pauses the subscription instead of dead-lettering: {}",
+        run.stderr
+    );
+    let pending = env.jobs("SPEC-1", "pending");
+    assert_eq!(pending.len(), 1, "the 410 job waits for `resume`");
+    assert_eq!(pending[0].0["subscription"], "gone");
+    assert_eq!(pending[0].0["attempts"], 1);
 
     let dead: HashMap<String, serde_json::Value> = env
         .jobs("SPEC-1", "dead")
         .into_iter()
         .map(|(m, _)| (m["subscription"].as_str().unwrap().to_string(), m))
         .collect();
-    assert_eq!(dead.len(), 6);
+    assert_eq!(dead.len(), 5);
     for (sub, reason, attempts) in [
         ("bad", "rejected", 1),
-        ("gone", "rejected", 1),
         ("auth", "rejected", 1),
         ("moved", "exhausted", 3),
         ("slow", "exhausted", 2),
@@ -255,12 +265,16 @@ fn terminal_and_exhausted_jobs_are_dead_lettered_with_reasons() {
         "the redirect target was not requested"
     );
     assert_eq!(rx.requests_to("/bad").len(), 1, "400 is terminal");
-    assert!(env.job_files("SPEC-1", "pending").is_empty());
+    assert_eq!(
+        rx.requests_to("/gone").len(),
+        1,
+        "a paused subscription is not retried"
+    );
     let log = attempts_log(&env, "SPEC-1");
     assert_eq!(
         log.len(),
-        1 + 1 + 1 + 3 + 2 + 2,
-        "one evidence line per attempt"
+        1 + (1 + 1) + 1 + 3 + 2 + 2,
+        "one evidence line per attempt, plus one for the pause"
     );
 }
 
@@ -627,9 +641,9 @@ fn replay_does_not_wait_for_a_drain_that_waits_for_a_retry() {
         .unwrap()
         .to_string();
     emit_stage(&env, "SPEC-W");
-    // This drain serves SPEC-W for 20 s, waiting on a 10-minute backoff.
+    // This drain serves SPEC-W, waiting on a 10-minute backoff.
     let mut waiting = env
-        .cmd(&["drain", "--max-time", "20s"])
+        .cmd(&["drain", "--watch"])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();

@@ -243,7 +243,8 @@ fn real_drain_against_a_loopback_receiver() {
     use crate::support::receiver::{Receiver, Reply};
     let rx = Receiver::start();
     rx.script("/bad", std::iter::repeat_n(Reply::Status(500), 100));
-    let retry = "jitter_ms = 0\ninitial_backoff_ms = 20\nmax_attempts = 2";
+    // Not a breaker test: keep the circuit closed so every retry goes out.
+    let retry = "jitter_ms = 0\ninitial_backoff_ms = 20\nmax_attempts = 2\ncircuit_failures = 100";
     let env = Env::new(&config_with(&format!(
         "{}{}",
         subscription("ok", &rx.url("/ok"), retry),

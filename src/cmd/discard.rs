@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     let lock = super::lock_drain_or_wait(&spool)?;
     // A drain that died mid-settle may have left a copy in active/ that
     // recovery would otherwise bring back after the discard.
-    spool.recover(&lock)?;
+    super::recover_unless_served(&spool, &lock)?;
     // A drain may have replayed or settled jobs while we waited: look again.
     let chosen = choose(&spool, args, false)?;
     let evidence = super::evidence(&config, &args.spec);

@@ -31,7 +31,8 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
         args.spec.as_deref().unwrap_or("all SPECs"),
         config.spool_dir.display()
     ));
-    let summary = Drainer::new(&config, options, stop).run()?;
+    let mut report = super::drain_reporter(ctx.verbose);
+    let summary = Drainer::new(&config, options, stop).run(&mut report)?;
     let quiet = args.background
         && summary.errors.is_empty()
         && summary.problems.is_empty()

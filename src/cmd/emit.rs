@@ -236,7 +236,13 @@ fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<String>> {
         let mut over: Vec<Job> = jobs.drain(..jobs.len().saturating_sub(max)).collect();
         over.iter_mut()
             .for_each(|job| spool::mark_overflow(&mut job.meta, max, now));
-        let shed = spec_spool.shed_overflow(max, jobs.len(), now)?.len() + over.len();
+        let shed = {
+            let shed = spec_spool.shed_overflow(max, jobs.len(), now)?;
+            for warning in &shed.warnings {
+                output::warn(warning);
+            }
+            shed.moved.len() + over.len()
+        };
         if shed > 0 {
             output::warn(format_args!(
                 "{spec} has more pending jobs than max_spool_jobs = {max}: moved the {shed} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`"

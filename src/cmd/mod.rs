@@ -84,6 +84,81 @@ pub fn lock_drain_or_wait(spool: &SpecSpool) -> Result<DrainLock> {
     spool.lock_drain()
 }
 
+/// Puts back what a dead drain left in active/, but only when no drain
+/// serves the SPEC: a live drain's active/ jobs are requests in flight.
+pub fn recover_unless_served(spool: &SpecSpool, lock: &DrainLock) -> Result<()> {
+    if let Some(alive) = spool.try_serve()? {
+        let (_, quarantined) = spool.recover(&alive, lock)?;
+        for q in quarantined {
+            warn_quarantined(&q);
+        }
+    }
+    Ok(())
+}
+
+fn warn_quarantined(q: &crate::spool::Quarantined) {
+    output::warn(format_args!(
+        "quarantined unreadable spool file `{}` ({}); it is now `{}`",
+        q.from.display(),
+        q.reason,
+        q.to.display()
+    ));
+}
+
+/// Prints a drain's events as they happen: every dead-lettered or paused
+/// job with its hint, circuit changes, quarantined files and errors; with
+/// `verbose`, one line per attempt.
+pub fn drain_reporter(verbose: bool) -> impl FnMut(&crate::drain::Event) {
+    use crate::drain::Event;
+    use crate::evidence::Outcome;
+    move |event| match event {
+        Event::Attempt(r) if r.outcome == Outcome::Paused => output::warn(format_args!(
+            "{} {} ({}): {}; its jobs wait until `spec-notify resume {}`",
+            r.spec,
+            r.delivery_id,
+            r.subscription,
+            r.error
+                .as_deref()
+                .unwrap_or("the endpoint asked to stop deliveries"),
+            r.subscription
+        )),
+        Event::Attempt(r) if verbose => output::note(format_args!(
+            "{} {} {} attempt {}: {}{}{}",
+            r.spec,
+            r.subscription,
+            r.delivery_id,
+            r.attempt,
+            r.outcome.name(),
+            r.status.map(|s| format!(", HTTP {s}")).unwrap_or_default(),
+            r.error
+                .as_deref()
+                .map(|e| format!(", {e}"))
+                .unwrap_or_default(),
+        )),
+        Event::Attempt(_) => {}
+        Event::Dead {
+            spec,
+            delivery_id,
+            subscription,
+            reason,
+            hint,
+        } => output::warn(format_args!(
+            "dead-lettered {spec} {delivery_id} ({subscription}, {reason}): {hint}"
+        )),
+        Event::Circuit {
+            subscription,
+            transition,
+            circuit,
+        } => output::warn(format_args!(
+            "subscription {subscription}: {} — {}",
+            transition.name(),
+            circuit.describe(crate::clock::rfc3339)
+        )),
+        Event::Quarantined(q) => warn_quarantined(q),
+        Event::Error(e) => output::error(e),
+    }
+}
+
 /// The SPEC's attempt log, with the configured size cap.
 pub fn evidence(config: &Config, spec: &str) -> Evidence {
     Evidence::new(config.evidence_for(spec), config.max_evidence_bytes)

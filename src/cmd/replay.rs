@@ -22,8 +22,7 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
     super::require_spec(&config, &args.spec, false)?;
     let spool = Spool::new(&config.spool_dir).spec(&args.spec);
     let lock = super::lock_drain_or_wait(&spool)?;
-    // A drain that died mid-settle may have left a stale copy in active/.
-    spool.recover(&lock)?;
+    super::recover_unless_served(&spool, &lock)?;
     let chosen = choose(&spool, args)?;
     if chosen.is_empty() {
         output::note(format_args!(
@@ -123,10 +122,12 @@ fn deliver_now(config: &Config, spec: &str, ids: HashSet<String>, json: bool) ->
         spec: Some(spec.to_string()),
         once: true,
         watch: false,
-        max_time: std::time::Duration::ZERO,
+        // One pass (`once`): the bound only stops a pass that never ends.
+        max_time: std::time::Duration::from_secs(3600),
         only: Some(ids.clone()),
     };
-    let summary = Drainer::new(config, options, Stop::install()?).run()?;
+    let mut report = super::drain_reporter(false);
+    let summary = Drainer::new(config, options, Stop::install()?).run(&mut report)?;
     if summary.busy.iter().any(|s| s == spec) {
         output::note(format_args!(
             "a running drain serves {spec}; it delivers the requeued jobs (see `spec-notify list {spec}`)"
@@ -159,12 +160,7 @@ fn deliver_now(config: &Config, spec: &str, ids: HashSet<String>, json: bool) ->
 
 fn outcome_name(outcome: Outcome) -> &'static str {
     match outcome {
-        Outcome::Delivered => "delivered",
         Outcome::Retry => "retrying",
-        Outcome::Dead => "dead",
-        Outcome::DryRun => "dry-run",
-        Outcome::Test => "test",
-        Outcome::Requeued => "requeued",
-        Outcome::Discarded => "discarded",
+        other => other.name(),
     }
 }

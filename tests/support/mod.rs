@@ -189,7 +189,14 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         if path.is_dir() {
             walk(&path, out);
         } else if path.file_name().is_some_and(|n| n != "config.toml") {
-            let bytes = std::fs::read(&path).unwrap_or_default();
+            // A lock file holds only the pid of its last holder: not state.
+            let is_lock = path
+                .file_name()
+                .is_some_and(|n| n == "drain.lock" || n == "drain.alive");
+            let bytes = match is_lock {
+                true => Vec::new(),
+                false => std::fs::read(&path).unwrap_or_default(),
+            };
             out.push((path, bytes));
         }
     }

@@ -4,41 +4,46 @@
 //!
 //! ```text
 //! <spool_dir>/<SPEC-ID>/
-//!   seq          sequence counter, 20 digits; changed only under File::lock
+//!   seq          sequence counter, 20 digits; changed only under its lock
 //!   drain.alive  held by the one drain serving this SPEC, for as long as it
 //!                serves it (working or waiting for retries); emit starts no
 //!                drain while it is held
-//!   drain.lock   held while jobs are moved: by that drain while it claims
-//!                and settles, by replay and discard while they requeue or
-//!                delete
+//!   drain.lock   held while jobs are moved: by that drain while it claims,
+//!                settles or requeues (never across a network request), by
+//!                replay and discard while they requeue or delete
 //!   pending/     jobs waiting for their (next) attempt
-//!   active/      jobs claimed by the drain that holds drain.lock
+//!   active/      jobs claimed by the drain that holds drain.alive
 //!   delivered/   delivered (or dry-run) jobs, kept for list/replay until pruned
 //!   dead/        dead-lettered jobs, kept until replayed or discarded
-//!   quarantine/  files that could not be parsed, with a `.reason` beside each
+//!   quarantine/  files that could not be read as jobs, a `.reason` beside each
 //! ```
 //!
-//! A job file is named `<sequence:012>-<delivery-id>.job` (so a name sort is
-//! emit order) and holds two lines: the job's metadata as one line of compact
-//! JSON ([`Meta`]), then the envelope, byte for byte what is signed and sent.
-//! Readers that only need the metadata (list, scheduling) read the first line.
+//! Folders are created 0700 and files 0600 whatever the umask: payloads
+//! and lock files are the drain user's alone. The job format and file name
+//! belong to [`job`]; reads and atomic writes to [`files`]; locks to [`lock`].
 //!
 //! ## Invariants
 //! - A job is in exactly one of pending/, active/, delivered/, dead/; its name
 //!   never changes. The folder says where it is; inside active/ the `state`
-//!   field says where it was going.
+//!   field says where it was going. A file whose name and metadata disagree,
+//!   or whose delivery id is not a UUID, is not a job: it is quarantined.
 //! - Every write goes to a hidden `.<name>.<pid>.<n>.tmp` in the folder the
 //!   file is meant for, is fsynced, and is renamed within that folder (a
 //!   same-folder rename never takes the kernel's filesystem-wide rename lock,
 //!   which serialised concurrent deliveries). Readers skip dot-files; the next
 //!   drain removes stale ones. Creating jobs ends with an fsync of `pending/`.
-//! - Only a process holding `drain.lock` claims (link pending → active,
-//!   then unlink the pending name), settles (write the new copy into the
-//!   target folder, then unlink the active copy), requeues or discards. On
-//!   taking the lock it runs [`recover`]: an active file whose name is also in
-//!   pending/, delivered/ or dead/ is the older copy and is removed; any other
-//!   belonged to a drain that died and goes back to pending (or to the folder
-//!   its `state` names).
+//! - Reads accept regular files only: never through a symlink, never
+//!   blocking on a FIFO, never more than a job can be.
+//! - Only the drain holding `drain.alive`, while it also holds `drain.lock`,
+//!   claims (link pending → active, then unlink the pending name) and settles
+//!   (write the new copy into the target folder, then unlink the active
+//!   copy). Between the two it releases drain.lock: the request goes out
+//!   with no lock held. Whoever takes `drain.alive` of a SPEC nobody serves
+//!   runs [`recover`] under drain.lock: an active file whose name is also in
+//!   pending/, delivered/ or dead/ is the older copy and is removed; any
+//!   other belonged to a drain that died and goes back to pending (or to the
+//!   folder its `state` names). replay and discard recover only when they
+//!   can take drain.alive themselves: a live drain's active/ is in flight.
 //! - `emit` never takes drain.lock. Its only move is spool-overflow: rename
 //!   pending → dead first, then rewrite the dead copy in place with the
 //!   reason. A drain that linked the job meanwhile finds the pending name gone
@@ -49,153 +54,30 @@
 //!
 //! [`recover`]: SpecSpool::recover
 
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+mod circuits;
+pub mod files;
+pub mod job;
+pub mod lock;
+mod overflow;
+mod quarantine;
+
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 
-pub const JOB_EXT: &str = "job";
-const META_VERSION: u32 = 1;
+pub use files::{Unread, fsync_dir, read_job};
+pub use job::{JOB_EXT, Job, Meta, State, delivery_id_of, is_delivery_id, parse_name};
+pub use lock::{AliveLock, DrainLock};
+pub use overflow::mark_overflow;
+pub use quarantine::Quarantined;
+
+use files::{create_private_dir, read_meta, read_meta_at, remove_stale_tmp, syncfs, write_tmp};
+use job::is_job_name;
+
 /// Up to this many jobs are fsynced one by one; above it, one syncfs is cheaper.
 const SYNC_EACH_LIMIT: usize = 8;
-/// Tmp files older than this belong to a dead writer.
-const STALE_TMP_MS: u64 = 10 * 60 * 1000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Pending,
-    Active,
-    Delivered,
-    Dead,
-    Quarantine,
-}
-
-impl State {
-    pub const JOBS: [State; 4] = [State::Pending, State::Active, State::Delivered, State::Dead];
-
-    pub fn dir_name(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Active => "active",
-            State::Delivered => "delivered",
-            State::Dead => "dead",
-            State::Quarantine => "quarantine",
-        }
-    }
-}
-
-/// A job's metadata: the first line of its file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Meta {
-    pub v: u32,
-    pub delivery_id: String,
-    pub spec: String,
-    pub subscription: String,
-    pub event_type: String,
-    pub idempotency_key: String,
-    pub sequence: u64,
-    pub created_at_ms: u64,
-    /// Where the job belongs (pending, delivered or dead).
-    pub state: State,
-    pub attempts: u32,
-    pub next_attempt_at_ms: u64,
-    #[serde(default)]
-    pub last_attempt_at_ms: Option<u64>,
-    #[serde(default)]
-    pub last_status: Option<u16>,
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// `exhausted`, `rejected`, `spool-overflow`, `subscription-removed`.
-    #[serde(default)]
-    pub dead_reason: Option<String>,
-    /// What an operator should do about a dead job.
-    #[serde(default)]
-    pub hint: Option<String>,
-    /// When the job was delivered or dead-lettered.
-    #[serde(default)]
-    pub finished_at_ms: Option<u64>,
-    #[serde(default)]
-    pub replays: u32,
-}
-
-impl Meta {
-    pub fn new(
-        spec: &str,
-        subscription: &str,
-        event_type: &str,
-        idempotency_key: &str,
-        sequence: u64,
-        now_ms: u64,
-    ) -> Meta {
-        Meta {
-            v: META_VERSION,
-            delivery_id: uuid::Uuid::new_v4().to_string(),
-            spec: spec.into(),
-            subscription: subscription.into(),
-            event_type: event_type.into(),
-            idempotency_key: idempotency_key.into(),
-            sequence,
-            created_at_ms: now_ms,
-            state: State::Pending,
-            attempts: 0,
-            next_attempt_at_ms: now_ms,
-            last_attempt_at_ms: None,
-            last_status: None,
-            last_error: None,
-            dead_reason: None,
-            hint: None,
-            finished_at_ms: None,
-            replays: 0,
-        }
-    }
-
-    pub fn file_name(&self) -> String {
-        format!("{:012}-{}.{JOB_EXT}", self.sequence, self.delivery_id)
-    }
-}
-
-/// A whole job: metadata and the exact envelope bytes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    pub meta: Meta,
-    pub body: Vec<u8>,
-}
-
-impl Job {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec(&self.meta).expect("metadata always serialises");
-        out.push(b'\n');
-        out.extend_from_slice(&self.body);
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> std::result::Result<Job, String> {
-        let newline = bytes
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or("no metadata line")?;
-        let meta = decode_meta(&bytes[..newline])?;
-        let body = bytes[newline + 1..].to_vec();
-        if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
-            return Err("envelope is not valid JSON".into());
-        }
-        Ok(Job { meta, body })
-    }
-}
-
-fn decode_meta(line: &[u8]) -> std::result::Result<Meta, String> {
-    let meta: Meta = serde_json::from_slice(line).map_err(|e| format!("metadata: {e}"))?;
-    if meta.v != META_VERSION {
-        return Err(format!("metadata version {} is not supported", meta.v));
-    }
-    Ok(meta)
-}
 
 /// The spool root holding one folder per SPEC.
 #[derive(Debug, Clone)]
@@ -233,10 +115,13 @@ impl Spool {
         for entry in entries {
             let entry =
                 entry.with_context(|| format!("failed to read spool `{}`", self.root.display()))?;
-            let is_spec =
-                entry.path().join("seq").exists() || entry.path().join("pending").is_dir();
-            if let (true, Some(name)) = (is_spec, entry.file_name().to_str()) {
-                specs.push(name.to_string());
+            let Some(name) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            let is_spec = !name.starts_with('.')
+                && (entry.path().join("seq").exists() || entry.path().join("pending").is_dir());
+            if is_spec {
+                specs.push(name);
             }
         }
         specs.sort();
@@ -268,19 +153,6 @@ pub struct Scan {
     pub io_errors: Vec<String>,
 }
 
-/// Proof that this process holds a SPEC's drain.lock; released on drop.
-#[derive(Debug)]
-pub struct DrainLock {
-    _file: File,
-}
-
-/// Proof that this process is the drain serving a SPEC (drain.alive);
-/// released on drop.
-#[derive(Debug)]
-pub struct AliveLock {
-    _file: File,
-}
-
 /// One SPEC's spool folder.
 #[derive(Debug, Clone)]
 pub struct SpecSpool {
@@ -302,27 +174,18 @@ impl SpecSpool {
         if self.state_dir(State::Quarantine).is_dir() {
             return Ok(());
         }
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("failed to create spool folder `{}`", self.dir.display()))?;
-        for sub in ["pending", "active", "delivered", "dead", "quarantine"] {
-            let path = self.dir.join(sub);
-            match fs::create_dir(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("failed to create `{}`", path.display()));
-                }
-            }
+        create_private_dir(&self.dir)?;
+        for state in [
+            State::Pending,
+            State::Active,
+            State::Delivered,
+            State::Dead,
+            State::Quarantine,
+        ] {
+            create_private_dir(&self.state_dir(state))?;
         }
         for name in ["drain.lock", "drain.alive"] {
-            let lock = self.dir.join(name);
-            OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&lock)
-                .with_context(|| format!("failed to create `{}`", lock.display()))?;
+            lock::open_lock_file(&self.dir.join(name))?;
         }
         fsync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent() {
@@ -334,31 +197,7 @@ impl SpecSpool {
     /// Reserves `count` sequence numbers and returns the first. Safe across
     /// processes: the counter file is locked while it is read and rewritten.
     pub fn reserve_sequence(&self, count: u64) -> Result<u64> {
-        let path = self.dir.join("seq");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("failed to open sequence file `{}`", path.display()))?;
-        file.lock()
-            .with_context(|| format!("failed to lock `{}`", path.display()))?;
-        let mut text = String::new();
-        (&file)
-            .read_to_string(&mut text)
-            .with_context(|| format!("failed to read `{}`", path.display()))?;
-        let last: u64 = match text.trim() {
-            "" => 0,
-            t => t.parse().with_context(|| {
-                format!("sequence file `{}` is corrupt ({t:?}); write the highest sequence used into it", path.display())
-            })?,
-        };
-        // Fixed width, so an in-place overwrite never leaves stale digits.
-        file.write_all_at(format!("{:020}\n", last + count).as_bytes(), 0)
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("failed to write `{}`", path.display()))?;
-        Ok(last + 1)
+        lock::reserve_sequence(&self.dir.join("seq"), count)
     }
 
     /// Makes jobs durable in pending/. All or nothing visible on error.
@@ -373,16 +212,16 @@ impl SpecSpool {
             return Ok(());
         }
         self.ensure()?;
-        let pending = self.state_dir(state);
+        let dir = self.state_dir(state);
         let sync_each = jobs.len() <= SYNC_EACH_LIMIT;
         let mut staged = Vec::with_capacity(jobs.len());
         let result = (|| {
             for job in jobs {
-                let tmp = write_tmp(&pending, &job.meta.file_name(), &job.encode(), sync_each)?;
+                let tmp = write_tmp(&dir, &job.meta.file_name(), &job.encode(), sync_each)?;
                 staged.push((tmp, job.meta.file_name()));
             }
             if !sync_each {
-                syncfs(&pending)?;
+                syncfs(&dir)?;
             }
             Ok(())
         })();
@@ -393,24 +232,24 @@ impl SpecSpool {
             return Err(e);
         }
         for (tmp, name) in &staged {
-            let to = pending.join(name);
+            let to = dir.join(name);
             fs::rename(tmp, &to).with_context(|| {
                 format!("failed to move `{}` to `{}`", tmp.display(), to.display())
             })?;
         }
-        fsync_dir(&pending)
+        fsync_dir(&dir)
     }
 
     /// Replaces `path` atomically with `bytes` (tmp + fsync + rename).
     fn rewrite(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let name = path.file_name().and_then(OsStr::to_str).unwrap_or("job");
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("job");
         let dir = path.parent().unwrap_or(&self.dir);
         let tmp = write_tmp(dir, name, bytes, true)?;
         fs::rename(&tmp, path).with_context(|| format!("failed to replace `{}`", path.display()))
     }
 
-    /// Job file names in a state folder, sorted (emit order). Other files are
-    /// returned separately so the caller can quarantine them.
+    /// Job file names in a state folder, sorted (emit order). Other entries
+    /// are returned separately so the caller can quarantine them.
     pub fn names(&self, state: State) -> Result<(Vec<String>, Vec<PathBuf>)> {
         let dir = self.state_dir(state);
         let entries = match fs::read_dir(&dir) {
@@ -439,6 +278,8 @@ impl SpecSpool {
         let metas = read_metas_parallel(&dir, &names);
         let mut scan = Scan::default();
         for (name, meta) in names.into_iter().zip(metas) {
+            let meta =
+                meta.and_then(|m| job::check_named(&name, &m).map(|()| m).map_err(Unread::Bad));
             match meta {
                 Ok(meta) => scan.entries.push(Entry { name, state, meta }),
                 Err(Unread::Gone) => {}
@@ -459,162 +300,38 @@ impl SpecSpool {
         Ok(self.names(state)?.0.len())
     }
 
-    /// Reads the metadata of every job in a state folder, in emit order.
+    /// Reads the metadata of every job in a state folder, in emit order;
+    /// entries that are not job files are reported as unreadable.
     pub fn scan(&self, state: State) -> Result<Scan> {
         let (names, strays) = self.names(state)?;
         let mut scan = self.scan_names(state, names);
-        for path in strays.into_iter().filter(|p| !p.is_dir()) {
-            scan.unreadable.push(Unreadable {
+        scan.unreadable
+            .extend(strays.into_iter().map(|path| Unreadable {
                 path,
                 reason: "not a job file name".into(),
-            });
-        }
+            }));
         Ok(scan)
     }
 
-    /// Quarantines an unreadable file, writing the reason beside it. Returns
-    /// the new path.
-    pub fn quarantine(&self, bad: &Unreadable) -> Result<PathBuf> {
-        let name = bad
-            .path
-            .file_name()
-            .and_then(OsStr::to_str)
-            .unwrap_or("unnamed");
-        let dir = self.state_dir(State::Quarantine);
-        fs::create_dir_all(&dir)
-            .with_context(|| format!("failed to create `{}`", dir.display()))?;
-        let mut to = dir.join(name);
-        for n in 1.. {
-            if !to.exists()
-                && !dir
-                    .join(format!(
-                        "{}.reason",
-                        to.file_name().and_then(OsStr::to_str).unwrap_or(name)
-                    ))
-                    .exists()
-            {
-                break;
-            }
-            to = dir.join(format!("{name}.{n}"));
-        }
-        let name = to
-            .file_name()
-            .and_then(OsStr::to_str)
-            .unwrap_or(name)
-            .to_string();
-        fs::rename(&bad.path, &to).with_context(|| {
-            format!(
-                "failed to quarantine `{}` to `{}`",
-                bad.path.display(),
-                to.display()
-            )
-        })?;
-        let reason_path = dir.join(format!("{name}.reason"));
-        let _ = fs::write(
-            &reason_path,
-            format!("{}\nfrom {}\n", bad.reason, bad.path.display()),
-        );
-        fsync_dir(&dir)?;
-        Ok(to)
-    }
-
-    /// Moves the oldest pending jobs to dead/ (reason `spool-overflow`) so that
-    /// `incoming` new jobs fit under `max`. Returns the delivery ids moved.
-    /// Each is claimed by a rename (a drain's claim of the same job fails
-    /// cleanly), then rewritten with its reason; many at once share one sync.
-    pub fn shed_overflow(&self, max: usize, incoming: usize, now_ms: u64) -> Result<Vec<String>> {
-        let (names, _) = self.names(State::Pending)?;
-        let excess = (names.len() + incoming).saturating_sub(max);
-        let dead = self.state_dir(State::Dead);
-        let mut claimed = Vec::new();
-        for name in names.iter().take(excess) {
-            let from = self.state_dir(State::Pending).join(name);
-            match fs::rename(&from, dead.join(name)) {
-                Ok(()) => claimed.push(name),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {} // a drain claimed it first
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("failed to move `{}` to dead-letter", from.display())
-                    });
-                }
-            }
-        }
-        let sync_each = claimed.len() <= SYNC_EACH_LIMIT;
-        let mut rewritten = Vec::new();
-        for name in claimed {
-            let path = dead.join(name);
-            let mut job = match read_job(&path) {
-                Ok(job) => job,
-                Err(e) => {
-                    // It is in dead/ already; its reason just cannot be added.
-                    eprintln!("spec-notify: warning: {e:#}; moved to dead-letter as it is");
-                    continue;
-                }
-            };
-            mark_overflow(&mut job.meta, max, now_ms);
-            rewritten.push((
-                write_tmp(&dead, name, &job.encode(), sync_each)?,
-                path,
-                job.meta.delivery_id,
-            ));
-        }
-        if !sync_each {
-            syncfs(&dead)?;
-        }
-        let mut moved = Vec::new();
-        for (tmp, path, id) in rewritten {
-            fs::rename(&tmp, &path)
-                .with_context(|| format!("failed to replace `{}`", path.display()))?;
-            moved.push(id);
-        }
-        if !moved.is_empty() {
-            fsync_dir(&dead)?;
-        }
-        Ok(moved)
-    }
-
-    fn lock_file(&self, name: &str) -> Result<File> {
+    fn lock_path(&self, name: &str) -> Result<PathBuf> {
         self.ensure()?;
-        let path = self.dir.join(name);
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("failed to open `{}`", path.display()))
-    }
-
-    fn try_lock_file(&self, name: &str) -> Result<Option<File>> {
-        let file = self.lock_file(name)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(file)),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(e)
-                .with_context(|| format!("failed to lock `{}`", self.dir.join(name).display())),
-        }
+        Ok(self.dir.join(name))
     }
 
     /// Takes drain.lock if no other process holds it.
     pub fn try_lock_drain(&self) -> Result<Option<DrainLock>> {
-        Ok(self
-            .try_lock_file("drain.lock")?
-            .map(|file| DrainLock { _file: file }))
+        DrainLock::try_take(&self.lock_path("drain.lock")?)
     }
 
-    /// Waits for drain.lock: it is held only while jobs are being moved.
+    /// Waits for drain.lock (held only while jobs move), at most
+    /// [`lock::LOCK_WAIT`]; then fails naming the holder.
     pub fn lock_drain(&self) -> Result<DrainLock> {
-        let file = self.lock_file("drain.lock")?;
-        file.lock().with_context(|| {
-            format!("failed to lock `{}`", self.dir.join("drain.lock").display())
-        })?;
-        Ok(DrainLock { _file: file })
+        DrainLock::take(&self.lock_path("drain.lock")?)
     }
 
     /// Becomes the drain serving this SPEC, unless another one is.
     pub fn try_serve(&self) -> Result<Option<AliveLock>> {
-        Ok(self
-            .try_lock_file("drain.alive")?
-            .map(|file| AliveLock { _file: file }))
+        AliveLock::try_take(&self.lock_path("drain.alive")?)
     }
 
     /// Whether a drain is serving this SPEC right now.
@@ -623,10 +340,22 @@ impl SpecSpool {
     }
 
     /// Puts back what a drain that died left in active/ (see the module doc).
-    /// Returns how many jobs were recovered.
-    pub fn recover(&self, lock: &DrainLock) -> Result<usize> {
-        let (names, _) = self.names(State::Active)?;
+    /// Only for the holder of drain.alive. Returns how many jobs were
+    /// recovered and the unreadable files it quarantined.
+    pub fn recover(
+        &self,
+        _alive: &AliveLock,
+        lock: &DrainLock,
+    ) -> Result<(usize, Vec<Quarantined>)> {
+        let (names, strays) = self.names(State::Active)?;
         let mut recovered = 0;
+        let mut quarantined = Vec::new();
+        for path in strays {
+            quarantined.push(self.quarantine(&Unreadable {
+                path,
+                reason: "not a job file name".into(),
+            })?);
+        }
         for name in &names {
             let from = self.state_dir(State::Active).join(name);
             let settled = [State::Pending, State::Delivered, State::Dead]
@@ -636,12 +365,14 @@ impl SpecSpool {
                 self.remove(lock, State::Active, name)?;
                 continue;
             }
-            let target = match read_meta(&from) {
+            let meta = read_meta(&from)
+                .and_then(|m| job::check_named(name, &m).map(|()| m).map_err(Unread::Bad));
+            let target = match meta {
                 Ok(meta) if meta.state != State::Active => meta.state,
                 Ok(_) => State::Pending,
                 Err(Unread::Gone) => continue,
                 Err(Unread::Bad(reason)) => {
-                    self.quarantine(&Unreadable { path: from, reason })?;
+                    quarantined.push(self.quarantine(&Unreadable { path: from, reason })?);
                     continue;
                 }
                 Err(Unread::Io(error)) => bail!("failed to read `{}`: {error}", from.display()),
@@ -652,24 +383,25 @@ impl SpecSpool {
             fsync_dir(&self.state_dir(target))?;
             recovered += 1;
         }
-        Ok(recovered)
+        Ok((recovered, quarantined))
     }
 
     /// Removes tmp files their writers left behind when they died.
     pub fn sweep_tmp(&self, _lock: &DrainLock, now_ms: u64) {
-        for state in [State::Pending, State::Active, State::Delivered, State::Dead] {
+        for state in State::JOBS {
             remove_stale_tmp(&self.state_dir(state), now_ms);
         }
     }
 
     /// Claims a pending job for delivery: link it into active/, then unlink
-    /// the pending name. `None` if emit's spool-overflow took it first.
-    pub fn claim(&self, lock: &DrainLock, name: &str) -> Result<Option<Job>> {
+    /// the pending name. `Ok(Claim::Gone)` if emit's spool-overflow took it
+    /// first; `Claim::Quarantined` if the file is not a job.
+    pub fn claim(&self, lock: &DrainLock, name: &str) -> Result<Claim> {
         let from = self.state_dir(State::Pending).join(name);
         let to = self.state_dir(State::Active).join(name);
         match fs::hard_link(&from, &to) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Claim::Gone),
             Err(e) => {
                 return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
             }
@@ -678,25 +410,22 @@ impl SpecSpool {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 self.remove(lock, State::Active, name)?; // overflow moved it to dead/
-                return Ok(None);
+                return Ok(Claim::Gone);
             }
             Err(e) => {
                 return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
             }
         }
-        let bytes = match fs::read(&to) {
-            Ok(bytes) => bytes,
-            Err(e) => {
+        match files::read_job_checked(&to) {
+            Ok(job) => Ok(Claim::Job(Box::new(job))),
+            Err(Unread::Bad(reason)) => Ok(Claim::Quarantined(
+                self.quarantine(&Unreadable { path: to, reason })?,
+            )),
+            Err(Unread::Gone) => Ok(Claim::Gone),
+            Err(Unread::Io(error)) => {
                 // Not the job's fault (EMFILE, EIO…): put it back for next time.
                 let _ = fs::rename(&to, &from);
-                return Err(e).with_context(|| format!("failed to read job `{}`", to.display()));
-            }
-        };
-        match Job::decode(&bytes) {
-            Ok(job) => Ok(Some(job)),
-            Err(reason) => {
-                self.quarantine(&Unreadable { path: to, reason })?;
-                Ok(None)
+                bail!("failed to read job `{}`: {error}", to.display())
             }
         }
     }
@@ -714,14 +443,18 @@ impl SpecSpool {
         let target_dir = self.state_dir(job.meta.state);
         let tmp = write_tmp(&target_dir, &name, &job.encode(), durable)?;
         let to = target_dir.join(&name);
-        fs::rename(&tmp, &to).with_context(|| format!("failed to write `{}`", to.display()))?;
+        if let Err(e) = fs::rename(&tmp, &to) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).with_context(|| format!("failed to write `{}`", to.display()));
+        }
         if durable {
             fsync_dir(&target_dir)?;
         }
         self.remove(lock, State::Active, &name)
     }
 
-    /// Returns a claimed job to pending unchanged (e.g. its secret is missing).
+    /// Returns a claimed job to pending unchanged (its subscription cannot
+    /// send now: paused, circuit open, secret unset).
     pub fn unclaim(&self, _lock: &DrainLock, name: &str) -> Result<()> {
         let from = self.state_dir(State::Active).join(name);
         let to = self.state_dir(State::Pending).join(name);
@@ -757,6 +490,20 @@ impl SpecSpool {
         }
     }
 
+    /// Sizes of the job files in a state folder, in emit order (for the
+    /// evidence footprint cap).
+    pub fn sizes(&self, state: State) -> Result<Vec<(String, u64)>> {
+        let dir = self.state_dir(state);
+        let (names, _) = self.names(state)?;
+        Ok(names
+            .into_iter()
+            .map(|n| {
+                let size = fs::symlink_metadata(dir.join(&n)).map_or(0, |m| m.len());
+                (n, size)
+            })
+            .collect())
+    }
+
     /// Finds a job by delivery id in the given folders.
     /// The whole id must match: a fragment of one finds nothing.
     pub fn find(&self, delivery_id: &str, states: &[State]) -> Result<Option<(State, String)>> {
@@ -773,165 +520,28 @@ impl SpecSpool {
     }
 }
 
-/// Writes `bytes` to a new hidden file in `dir` (fsynced if `sync`) and
-/// returns its path; the caller renames it into place in the same folder.
-fn write_tmp(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .with_context(|| format!("failed to create `{}`", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("failed to write `{}`", path.display()))?;
-    if sync {
-        file.sync_all()
-            .with_context(|| format!("failed to fsync `{}`", path.display()))?;
-    }
-    Ok(path)
-}
-
-/// Removes hidden tmp files older than [`STALE_TMP_MS`]: their writer died.
-fn remove_stale_tmp(dir: &Path, now_ms: u64) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let is_tmp = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .map(crate::clock::to_millis);
-        if is_tmp && modified.is_ok_and(|m| now_ms.saturating_sub(m) > STALE_TMP_MS) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// The delivery id in a job file name `<sequence:012>-<id>.job`.
-pub fn delivery_id_of(name: &str) -> Option<&str> {
-    name.strip_suffix(".job")
-        .filter(|_| is_job_name(name))
-        .map(|stem| &stem[13..])
-}
-
-/// Marks a job dead for spool-overflow, with what to do about it.
-pub fn mark_overflow(meta: &mut Meta, max: usize, now_ms: u64) {
-    meta.state = State::Dead;
-    meta.dead_reason = Some("spool-overflow".into());
-    meta.finished_at_ms = Some(now_ms);
-    meta.hint = Some(format!(
-        "the spool held {max} pending jobs (max_spool_jobs); raise it or fix delivery, then run `spec-notify replay {} --delivery-id {}`",
-        meta.spec, meta.delivery_id
-    ));
-}
-
-fn is_job_name(name: &str) -> bool {
-    name.strip_suffix(".job").is_some_and(|stem| {
-        stem.len() > 13
-            && stem.as_bytes()[12] == b'-'
-            && stem[..12].bytes().all(|b| b.is_ascii_digit())
-    })
-}
-
-pub fn read_job(path: &Path) -> Result<Job> {
-    let bytes =
-        fs::read(path).with_context(|| format!("failed to read job `{}`", path.display()))?;
-    Job::decode(&bytes).map_err(|e| anyhow::anyhow!("job `{}` is corrupt: {e}", path.display()))
-}
-
-enum Unread {
+/// What claiming a pending job found.
+#[derive(Debug)]
+#[must_use]
+pub enum Claim {
+    Job(Box<Job>),
+    /// Someone else took it (spool-overflow, a replay): nothing to do.
     Gone,
-    /// The file's content is not a job: quarantine it.
-    Bad(String),
-    /// The file could not be read right now (EMFILE, EIO…): leave it be.
-    Io(String),
+    /// The file was not a job and is now in quarantine.
+    Quarantined(Quarantined),
 }
 
-/// Reads only the metadata line of a job file.
-fn read_meta(path: &Path) -> std::result::Result<Meta, Unread> {
-    match File::open(path) {
-        Ok(file) => read_meta_from(file),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Unread::Gone),
-        Err(e) => Err(Unread::Io(format!("cannot open: {e}"))),
-    }
-}
-
-/// Reads the metadata line of `name` inside the open folder `dir`. `openat`
-/// resolves one path component instead of the whole spool path per file,
-/// which is most of the kernel time when list reads 100k jobs.
-fn read_meta_at(dir: &File, name: &str) -> std::result::Result<Meta, Unread> {
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let Ok(c_name) = std::ffi::CString::new(name) else {
-        return Err(Unread::Bad("file name holds a NUL byte".into()));
-    };
-    // SAFETY: `dir` is an open descriptor and `c_name` a NUL-terminated string,
-    // both alive for the call; the returned descriptor is owned by the File.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c_name.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return match e.kind() {
-            io::ErrorKind::NotFound => Err(Unread::Gone),
-            _ => Err(Unread::Io(format!("cannot open: {e}"))),
-        };
-    }
-    // SAFETY: `fd` was just opened above and nothing else owns it.
-    read_meta_from(unsafe { File::from_raw_fd(fd) })
-}
-
-/// The first line of an open job file, parsed. One read of a stack buffer
-/// covers a typical metadata line; longer ones grow a heap buffer.
-fn read_meta_from(mut file: File) -> std::result::Result<Meta, Unread> {
-    let mut first = [0u8; 2048];
-    let mut filled = 0;
-    while filled < first.len() {
-        match file.read(&mut first[filled..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                if let Some(nl) = first[filled..filled + n].iter().position(|&b| b == b'\n') {
-                    return decode_meta(&first[..filled + nl]).map_err(Unread::Bad);
-                }
-                filled += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Unread::Io(format!("cannot read: {e}"))),
-        }
-    }
-    if filled < first.len() {
-        return Err(Unread::Bad("no metadata line".into()));
-    }
-    let mut buf = first.to_vec();
-    loop {
-        if filled == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => return Err(Unread::Bad("no metadata line".into())),
-            Ok(n) => {
-                if let Some(nl) = buf[filled..filled + n].iter().position(|&b| b == b'\n') {
-                    return decode_meta(&buf[..filled + nl]).map_err(Unread::Bad);
-                }
-                filled += n;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Unread::Bad(format!("cannot read: {e}"))),
+impl Claim {
+    pub fn into_job(self) -> Option<Job> {
+        match self {
+            Claim::Job(job) => Some(*job),
+            _ => None,
         }
     }
 }
 
 /// Reads many metadata lines on a few threads: list must stay fast at 100k jobs.
-fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<std::result::Result<Meta, Unread>> {
+fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<Result<Meta, Unread>> {
     let dir_file = match File::open(dir) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -979,29 +589,6 @@ fn read_metas_parallel(dir: &Path, names: &[String]) -> Vec<std::result::Result<
     })
 }
 
-/// fsync a directory so that renames into it survive a power cut.
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("failed to fsync folder `{}`", dir.display()))
-}
-
-/// Flushes the whole filesystem holding `dir`: one call instead of an fsync per file.
-fn syncfs(dir: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let file = File::open(dir).with_context(|| format!("failed to open `{}`", dir.display()))?;
-    // SAFETY: syncfs takes a valid open descriptor and has no other preconditions.
-    let rc = unsafe { libc::syncfs(file.as_raw_fd()) };
-    if rc != 0 {
-        bail!(
-            "failed to sync filesystem of `{}`: {}",
-            dir.display(),
-            io::Error::last_os_error()
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1012,17 +599,6 @@ mod tests {
             meta,
             body: br#"{"x":1}"#.to_vec(),
         }
-    }
-
-    #[test]
-    fn encode_decode_round_trip_keeps_exact_body() {
-        let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::new(dir.path()).spec("S");
-        let j = job(&spool, 3);
-        let decoded = Job::decode(&j.encode()).unwrap();
-        assert_eq!(decoded, j);
-        assert!(Job::decode(b"{}\n{}").unwrap_err().contains("metadata"));
-        assert!(Job::decode(b"no newline").is_err());
     }
 
     #[test]
@@ -1042,25 +618,27 @@ mod tests {
         let jobs: Vec<Job> = (1..=3).map(|s| job(&spool, s)).collect();
         spool.enqueue(&jobs).unwrap();
         let lock = spool.try_lock_drain().unwrap().unwrap();
+        let alive = spool.try_serve().unwrap().unwrap();
         assert!(
             spool.try_lock_drain().unwrap().is_none(),
             "lock is exclusive"
         );
 
         let names = spool.names(State::Pending).unwrap().0;
-        let mut first = spool.claim(&lock, &names[0]).unwrap().unwrap();
+        let mut first = spool.claim(&lock, &names[0]).unwrap().into_job().unwrap();
         first.meta.state = State::Delivered;
         spool.settle(&lock, &first).unwrap();
         // Claimed and never settled: a drain that died mid-delivery.
-        spool.claim(&lock, &names[1]).unwrap().unwrap();
+        spool.claim(&lock, &names[1]).unwrap().into_job().unwrap();
         assert_eq!(spool.count(State::Active).unwrap(), 1);
-        assert_eq!(spool.recover(&lock).unwrap(), 1);
+        assert_eq!(spool.recover(&alive, &lock).unwrap().0, 1);
         assert_eq!(spool.count(State::Pending).unwrap(), 2);
         assert_eq!(spool.count(State::Delivered).unwrap(), 1);
         assert!(
             spool
                 .claim(&lock, "000000000099-gone.job")
                 .unwrap()
+                .into_job()
                 .is_none()
         );
     }
@@ -1071,8 +649,9 @@ mod tests {
         let spool = Spool::new(dir.path()).spec("S");
         spool.enqueue(&[job(&spool, 1), job(&spool, 2)]).unwrap();
         let lock = spool.try_lock_drain().unwrap().unwrap();
+        let alive = spool.try_serve().unwrap().unwrap();
         let names = spool.names(State::Pending).unwrap().0;
-        let mut settled = spool.claim(&lock, &names[0]).unwrap().unwrap();
+        let mut settled = spool.claim(&lock, &names[0]).unwrap().into_job().unwrap();
         settled.meta.state = State::Delivered;
         settled.meta.attempts = 1;
         spool.settle(&lock, &settled).unwrap();
@@ -1089,7 +668,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            spool.recover(&lock).unwrap(),
+            spool.recover(&alive, &lock).unwrap().0,
             0,
             "both active files were stale copies"
         );
@@ -1184,8 +763,8 @@ mod tests {
         spool
             .enqueue(&(1..=4).map(|s| job(&spool, s)).collect::<Vec<_>>())
             .unwrap();
-        let moved = spool.shed_overflow(4, 2, 5).unwrap();
-        assert_eq!(moved.len(), 2);
+        let shed = spool.shed_overflow(4, 2, 5).unwrap();
+        assert_eq!(shed.moved.len(), 2);
         let dead = spool.scan(State::Dead).unwrap();
         assert_eq!(
             dead.entries
@@ -1211,7 +790,7 @@ mod tests {
         let scan = spool.scan(State::Pending).unwrap();
         assert_eq!(scan.entries.len(), 1);
         assert_eq!(scan.unreadable.len(), 2);
-        let moved = spool.quarantine(&scan.unreadable[0]).unwrap();
+        let moved = spool.quarantine(&scan.unreadable[0]).unwrap().to;
         assert!(moved.exists());
         assert!(
             spool
@@ -1228,9 +807,29 @@ mod tests {
     fn batch_enqueue_uses_one_sync() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
+        spool.ensure().unwrap();
+        let before = files::syncs();
         let jobs: Vec<Job> = (1..=50).map(|s| job(&spool, s)).collect();
         spool.enqueue(&jobs).unwrap();
+        let batch = files::syncs() - before;
+        assert_eq!(
+            batch,
+            files::Syncs {
+                files: 0,
+                filesystems: 1,
+                folders: 1
+            },
+            "50 jobs: one syncfs and one fsync of pending/"
+        );
         assert_eq!(spool.count(State::Pending).unwrap(), 50);
+        let before = files::syncs();
+        spool.enqueue(&[job(&spool, 51), job(&spool, 52)]).unwrap();
+        let few = files::syncs() - before;
+        assert_eq!(
+            (few.files, few.filesystems, few.folders),
+            (2, 0, 1),
+            "a few jobs: one fsync each"
+        );
         let leftovers = fs::read_dir(spool.state_dir(State::Pending))
             .unwrap()
             .flatten();

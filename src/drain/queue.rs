@@ -1,0 +1,300 @@
+//! The engine's view of a queue backend: which jobs wait, claim one, settle
+//! it, requeue it, log an attempt, and the shared per-subscription state.
+//! [`SpoolQueue`] is the local spool's implementation: it serves SPECs
+//! (drain.alive), recovers what a dead drain left, and takes drain.lock only
+//! around each move, never across a request. A second backend implements
+//! [`Queue`] and reuses the scheduler and the engine unchanged.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+
+use super::scheduler::JobKey;
+use crate::circuit::Circuit;
+use crate::clock;
+use crate::config::Config;
+use crate::evidence::{Evidence, Record};
+use crate::spool::{AliveLock, Claim, Job, Meta, Quarantined, SpecSpool, Spool, State, Unreadable};
+
+/// What a refresh found.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Jobs newly waiting (or waiting again), with their metadata.
+    pub added: Vec<(JobKey, Meta)>,
+    /// Jobs no longer waiting (claimed, replayed, discarded, shed).
+    pub removed: Vec<JobKey>,
+    pub quarantined: Vec<Quarantined>,
+    /// Files that could not be read now; left in place.
+    pub io_errors: Vec<String>,
+    pub recovered: usize,
+    /// SPECs with work that another drain serves.
+    pub busy: Vec<String>,
+}
+
+/// What claiming found.
+pub enum Claimed {
+    Job(Box<Job>),
+    Gone,
+    Quarantined(Quarantined),
+}
+
+pub trait Queue: Sync {
+    /// Brings the view of waiting jobs up to date.
+    fn refresh(&self) -> Result<Changes>;
+    fn claim(&self, key: &JobKey) -> Result<Claimed>;
+    /// Stores the job in the state its metadata names.
+    fn settle(&self, key: &JobKey, job: &Job) -> Result<()>;
+    /// Puts a claimed job back unchanged.
+    fn requeue(&self, key: &JobKey) -> Result<()>;
+    fn log(&self, spec: &str, records: &[Record]) -> Result<()>;
+    fn circuit(&self, subscription: &str) -> Result<Circuit>;
+    fn update_circuit(
+        &self,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<crate::circuit::Transition>,
+    ) -> Result<(Option<crate::circuit::Transition>, Circuit)>;
+    /// Stops serving a SPEC with nothing left to do; true if jobs arrived
+    /// meanwhile (serve it again).
+    fn release(&self, spec: &str) -> Result<bool>;
+    fn served(&self) -> Vec<String>;
+}
+
+struct Served {
+    spool: SpecSpool,
+    evidence: Evidence,
+    _alive: AliveLock,
+    /// Workers of this process take turns at drain.lock.
+    moves: Mutex<()>,
+    /// Pending names seen at the last refresh.
+    known: Mutex<HashSet<String>>,
+}
+
+pub struct SpoolQueue<'a> {
+    spool: Spool,
+    config: &'a Config,
+    only_spec: Option<String>,
+    served: Mutex<BTreeMap<String, Arc<Served>>>,
+    swept: Mutex<HashSet<String>>,
+}
+
+impl<'a> SpoolQueue<'a> {
+    pub fn new(config: &'a Config, only_spec: Option<String>) -> SpoolQueue<'a> {
+        SpoolQueue {
+            spool: Spool::new(&config.spool_dir),
+            config,
+            only_spec,
+            served: Mutex::new(BTreeMap::new()),
+            swept: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn get(&self, spec: &str) -> Option<Arc<Served>> {
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(spec)
+            .cloned()
+    }
+
+    fn with_moves<T>(
+        &self,
+        spec: &str,
+        f: impl FnOnce(&Served, &crate::spool::DrainLock) -> Result<T>,
+    ) -> Result<T> {
+        let served = self
+            .get(spec)
+            .ok_or_else(|| anyhow::anyhow!("SPEC {spec} is not served by this drain"))?;
+        let _turn = served.moves.lock().unwrap_or_else(|e| e.into_inner());
+        let lock = served.spool.lock_drain()?;
+        f(&served, &lock)
+    }
+
+    /// Becomes the drain serving `spec` if it has work and nobody serves it.
+    fn serve(&self, spec: &str, changes: &mut Changes) -> Result<Option<Arc<Served>>> {
+        let spool = self.spool.spec(spec);
+        if spool.count(State::Pending)? == 0 && spool.count(State::Active)? == 0 {
+            return Ok(None);
+        }
+        let Some(alive) = spool.try_serve()? else {
+            changes.busy.push(spec.to_string());
+            return Ok(None);
+        };
+        {
+            let lock = spool.lock_drain()?;
+            let (recovered, quarantined) = spool.recover(&alive, &lock)?;
+            changes.recovered += recovered;
+            changes.quarantined.extend(quarantined);
+            if self
+                .swept
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(spec.to_string())
+            {
+                spool.sweep_tmp(&lock, clock::now_ms());
+            }
+        }
+        let served = Arc::new(Served {
+            evidence: Evidence::new(
+                self.config.evidence_for(spec),
+                self.config.max_evidence_bytes,
+            ),
+            spool,
+            _alive: alive,
+            moves: Mutex::new(()),
+            known: Mutex::new(HashSet::new()),
+        });
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.to_string(), Arc::clone(&served));
+        Ok(Some(served))
+    }
+
+    fn look(&self, served: &Served, changes: &mut Changes) -> Result<()> {
+        let spec = &served.spool.spec;
+        let (names, strays) = served.spool.names(State::Pending)?;
+        let mut known = served.known.lock().unwrap_or_else(|e| e.into_inner());
+        let present: HashSet<&String> = names.iter().collect();
+        let gone: Vec<String> = known
+            .iter()
+            .filter(|n| !present.contains(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            known.remove(&name);
+            changes.removed.push(JobKey {
+                spec: spec.clone(),
+                name,
+            });
+        }
+        let new: Vec<String> = names
+            .iter()
+            .filter(|n| !known.contains(*n))
+            .cloned()
+            .collect();
+        let mut scan = served.spool.scan_names(State::Pending, new);
+        for entry in scan.entries {
+            known.insert(entry.name.clone());
+            changes.added.push((
+                JobKey {
+                    spec: spec.clone(),
+                    name: entry.name,
+                },
+                entry.meta,
+            ));
+        }
+        drop(known);
+        changes.io_errors.append(&mut scan.io_errors);
+        scan.unreadable
+            .extend(strays.into_iter().map(|path| Unreadable {
+                path,
+                reason: "not a job file name".into(),
+            }));
+        if !scan.unreadable.is_empty() {
+            let _turn = served.moves.lock().unwrap_or_else(|e| e.into_inner());
+            let _lock = served.spool.lock_drain()?;
+            for bad in &scan.unreadable {
+                changes.quarantined.push(served.spool.quarantine(bad)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Queue for SpoolQueue<'_> {
+    fn refresh(&self) -> Result<Changes> {
+        let mut changes = Changes::default();
+        let specs = match &self.only_spec {
+            Some(spec) => vec![spec.clone()],
+            None => self.spool.specs()?,
+        };
+        for spec in specs {
+            let served = match self.get(&spec) {
+                Some(served) => served,
+                None => match self.serve(&spec, &mut changes)? {
+                    Some(served) => served,
+                    None => continue,
+                },
+            };
+            self.look(&served, &mut changes)?;
+        }
+        Ok(changes)
+    }
+
+    fn claim(&self, key: &JobKey) -> Result<Claimed> {
+        self.with_moves(&key.spec, |served, lock| {
+            served
+                .known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key.name);
+            Ok(match served.spool.claim(lock, &key.name)? {
+                Claim::Job(job) => Claimed::Job(job),
+                Claim::Gone => Claimed::Gone,
+                Claim::Quarantined(q) => Claimed::Quarantined(q),
+            })
+        })
+    }
+
+    fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
+        self.with_moves(&key.spec, |served, lock| served.spool.settle(lock, job))
+    }
+
+    fn requeue(&self, key: &JobKey) -> Result<()> {
+        self.with_moves(&key.spec, |served, lock| {
+            served.spool.unclaim(lock, &key.name)
+        })
+    }
+
+    fn log(&self, spec: &str, records: &[Record]) -> Result<()> {
+        match self.get(spec) {
+            Some(served) => served.evidence.append(records),
+            None => Evidence::new(
+                self.config.evidence_for(spec),
+                self.config.max_evidence_bytes,
+            )
+            .append(records),
+        }
+    }
+
+    fn circuit(&self, subscription: &str) -> Result<Circuit> {
+        self.spool.circuit(subscription)
+    }
+
+    fn update_circuit(
+        &self,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<crate::circuit::Transition>,
+    ) -> Result<(Option<crate::circuit::Transition>, Circuit)> {
+        self.spool.update_circuit(subscription, change)
+    }
+
+    fn release(&self, spec: &str) -> Result<bool> {
+        let Some(served) = self
+            .served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(spec)
+        else {
+            return Ok(false);
+        };
+        let trimmed = served
+            .spool
+            .lock_drain()
+            .and_then(|lock| served.evidence.enforce_cap(&served.spool, &lock));
+        let spool = served.spool.clone();
+        drop(served);
+        trimmed?;
+        Ok(spool.count(State::Pending)? > 0)
+    }
+
+    fn served(&self) -> Vec<String> {
+        self.served
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+}

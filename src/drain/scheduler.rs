@@ -1,0 +1,464 @@
+//! The drain's scheduler, as a value: which waiting job goes out next.
+//! No files, no clock, no threads: time is a parameter and the shell in
+//! `drain/mod.rs` does the I/O (the way Postfix's qmgr keeps one in-memory
+//! queue per destination).
+//!
+//! - One queue across every SPEC a drain serves, ordered per subscription by
+//!   due time, then sequence.
+//! - Subscriptions with due jobs are served round-robin, each with at most
+//!   `max_in_flight` requests at once, so one slow endpoint never takes every
+//!   worker.
+//! - A subscription may have a rate (`1/s`): its jobs wait for their turn.
+//! - Its gate (circuit breaker, pause) may hold its jobs, or let exactly one
+//!   probe out.
+//! - A job that has waited longer than its subscription's `max_age` is
+//!   handed out to be expired, whatever the gates say.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::circuit::Allow;
+
+/// Identifies a job across SPECs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobKey {
+    pub spec: String,
+    pub name: String,
+}
+
+/// A job waiting for its (next) attempt, as the scheduler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub key: JobKey,
+    pub subscription: String,
+    pub due_at_ms: u64,
+    pub sequence: u64,
+    pub created_at_ms: u64,
+}
+
+/// Per-subscription limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_in_flight: usize,
+    /// At most one request per this many ms (a rate of `n/window`).
+    pub min_interval_ms: Option<u64>,
+    pub max_age_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_in_flight: 1,
+            min_interval_ms: None,
+            max_age_ms: u64::MAX,
+        }
+    }
+}
+
+/// What to do with the job handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Send it.
+    Send,
+    /// Send it as the circuit's one probe.
+    Probe,
+    /// It waited longer than `max_age`: dead-letter it as `expired`.
+    Expire,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pick {
+    pub job: Waiting,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Default)]
+struct Lane {
+    limits: Limits,
+    gate: Option<Allow>,
+    by_due: BTreeSet<(u64, u64, JobKey)>,
+    by_age: BTreeSet<(u64, JobKey)>,
+    in_flight: usize,
+    next_send_at_ms: u64,
+}
+
+impl Lane {
+    fn gate(&self) -> Allow {
+        self.gate.unwrap_or(Allow::Send)
+    }
+
+    fn expired_head(&self, now_ms: u64) -> Option<&JobKey> {
+        let (created, key) = self.by_age.first()?;
+        (created.saturating_add(self.limits.max_age_ms) <= now_ms).then_some(key)
+    }
+
+    /// The head job if this lane may send it now.
+    fn sendable(&self, now_ms: u64) -> Option<(&JobKey, Kind)> {
+        let (due, _, key) = self.by_due.first()?;
+        if *due > now_ms || now_ms < self.next_send_at_ms {
+            return None;
+        }
+        match self.gate() {
+            Allow::Send if self.in_flight < self.limits.max_in_flight.max(1) => {
+                Some((key, Kind::Send))
+            }
+            Allow::Probe if self.in_flight == 0 => Some((key, Kind::Probe)),
+            _ => None,
+        }
+    }
+
+    /// When this lane could next hand out a job on its own (not counting a
+    /// request finishing, which the shell reports).
+    fn wake_at(&self) -> Option<u64> {
+        let expiry = self
+            .by_age
+            .first()
+            .map(|(created, _)| created.saturating_add(self.limits.max_age_ms));
+        let (due, _, _) = self.by_due.first()?;
+        let send = match self.gate() {
+            Allow::Wait(None) => None,
+            Allow::Wait(Some(at)) => Some(at.max(*due)),
+            Allow::Send | Allow::Probe => Some(*due),
+        }
+        .map(|at| at.max(self.next_send_at_ms));
+        [expiry, send].into_iter().flatten().min()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Scheduler {
+    lanes: HashMap<String, Lane>,
+    /// Subscriptions in round-robin order; `turn` is the next one to look at.
+    order: Vec<String>,
+    turn: usize,
+    jobs: HashMap<JobKey, Waiting>,
+    in_flight: HashMap<JobKey, String>,
+    /// Waiting plus in-flight jobs per SPEC.
+    per_spec: HashMap<String, usize>,
+}
+
+impl Scheduler {
+    pub fn new() -> Scheduler {
+        Scheduler::default()
+    }
+
+    fn lane(&mut self, subscription: &str) -> &mut Lane {
+        if !self.lanes.contains_key(subscription) {
+            self.order.push(subscription.to_string());
+            self.lanes.insert(subscription.to_string(), Lane::default());
+        }
+        self.lanes.get_mut(subscription).expect("inserted above")
+    }
+
+    pub fn configure(&mut self, subscription: &str, limits: Limits) {
+        self.lane(subscription).limits = limits;
+    }
+
+    /// Sets what the subscription's circuit allows (the shell reads it from
+    /// the shared state).
+    pub fn set_gate(&mut self, subscription: &str, allow: Allow) {
+        self.lane(subscription).gate = Some(allow);
+    }
+
+    /// Adds a waiting job, or updates it (a new due time after a retry).
+    pub fn add(&mut self, job: Waiting) {
+        if self.in_flight.contains_key(&job.key) {
+            return;
+        }
+        self.remove(&job.key);
+        let lane = self.lane(&job.subscription);
+        lane.by_due
+            .insert((job.due_at_ms, job.sequence, job.key.clone()));
+        lane.by_age.insert((job.created_at_ms, job.key.clone()));
+        *self.per_spec.entry(job.key.spec.clone()).or_default() += 1;
+        self.jobs.insert(job.key.clone(), job);
+    }
+
+    /// Forgets a waiting job (it vanished: replayed, discarded, shed).
+    pub fn remove(&mut self, key: &JobKey) -> Option<Waiting> {
+        let job = self.jobs.remove(key)?;
+        self.forget_spec(&key.spec);
+        if let Some(lane) = self.lanes.get_mut(&job.subscription) {
+            lane.by_due
+                .remove(&(job.due_at_ms, job.sequence, key.clone()));
+            lane.by_age.remove(&(job.created_at_ms, key.clone()));
+        }
+        Some(job)
+    }
+
+    fn forget_spec(&mut self, spec: &str) {
+        if let Some(n) = self.per_spec.get_mut(spec) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_spec.remove(spec);
+            }
+        }
+    }
+
+    /// Whether any job of `spec` is waiting or in flight.
+    pub fn has_spec(&self, spec: &str) -> bool {
+        self.per_spec.contains_key(spec)
+    }
+
+    pub fn contains(&self, key: &JobKey) -> bool {
+        self.jobs.contains_key(key) || self.in_flight.contains_key(key)
+    }
+
+    pub fn waiting(&self) -> impl Iterator<Item = &Waiting> {
+        self.jobs.values()
+    }
+
+    pub fn waiting_len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// The next job to hand a free worker, or `None` if nothing may go now.
+    pub fn next(&mut self, now_ms: u64) -> Option<Pick> {
+        let count = self.order.len();
+        for step in 0..count {
+            let i = (self.turn + step) % count;
+            let sub = &self.order[i];
+            let lane = &self.lanes[sub];
+            let found = match lane.expired_head(now_ms) {
+                Some(key) => Some((key.clone(), Kind::Expire)),
+                None => lane.sendable(now_ms).map(|(k, kind)| (k.clone(), kind)),
+            };
+            if let Some((key, kind)) = found {
+                let sub = sub.clone();
+                self.turn = (i + 1) % count;
+                let job = self.take(&key, &sub, kind, now_ms);
+                return Some(Pick { job, kind });
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, key: &JobKey, sub: &str, kind: Kind, now_ms: u64) -> Waiting {
+        let job = self.remove(key).expect("picked from the waiting jobs");
+        *self.per_spec.entry(key.spec.clone()).or_default() += 1;
+        self.in_flight.insert(key.clone(), sub.to_string());
+        let lane = self.lane(sub);
+        if kind == Kind::Expire {
+            return job;
+        }
+        lane.in_flight += 1;
+        if let Some(interval) = lane.limits.min_interval_ms {
+            lane.next_send_at_ms = now_ms.max(lane.next_send_at_ms).saturating_add(interval);
+        }
+        if kind == Kind::Probe {
+            // One probe: nothing else until the shell says what the circuit allows.
+            lane.gate = Some(Allow::Wait(None));
+        }
+        job
+    }
+
+    /// A handed-out job is finished with (settled, requeued or gone). If it
+    /// is waiting again, the shell adds it back.
+    pub fn done(&mut self, key: &JobKey, kind: Kind) {
+        let Some(sub) = self.in_flight.remove(key) else {
+            return;
+        };
+        self.forget_spec(&key.spec);
+        if kind != Kind::Expire
+            && let Some(lane) = self.lanes.get_mut(&sub)
+        {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// The earliest time a waiting job may go out (not counting requests
+    /// finishing, which free a worker or a subscription's share).
+    pub fn wake_at(&self) -> Option<u64> {
+        self.lanes.values().filter_map(Lane::wake_at).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(spec: &str, seq: u64, sub: &str, due: u64) -> Waiting {
+        Waiting {
+            key: JobKey {
+                spec: spec.into(),
+                name: format!("{seq:012}-{sub}"),
+            },
+            subscription: sub.into(),
+            due_at_ms: due,
+            sequence: seq,
+            created_at_ms: 0,
+        }
+    }
+
+    fn limits(max_in_flight: usize) -> Limits {
+        Limits {
+            max_in_flight,
+            ..Limits::default()
+        }
+    }
+
+    fn drain(s: &mut Scheduler, now: u64) -> Vec<Pick> {
+        std::iter::from_fn(|| s.next(now)).collect()
+    }
+
+    #[test]
+    fn due_order_then_sequence_across_specs() {
+        let mut s = Scheduler::new();
+        s.configure("a", limits(10));
+        s.add(job("S2", 1, "a", 50));
+        s.add(job("S1", 9, "a", 10));
+        s.add(job("S1", 3, "a", 50));
+        s.add(job("S1", 4, "a", 500));
+        let picks: Vec<_> = drain(&mut s, 100)
+            .into_iter()
+            .map(|p| (p.job.key.spec, p.job.key.name))
+            .collect();
+        assert_eq!(
+            picks,
+            [
+                ("S1".into(), "000000000009-a".into()),
+                ("S2".into(), "000000000001-a".to_string()),
+                ("S1".into(), "000000000003-a".into())
+            ]
+        );
+        assert_eq!(s.wake_at(), Some(500));
+    }
+
+    #[test]
+    fn one_subscription_never_takes_more_than_its_share() {
+        let mut s = Scheduler::new();
+        s.configure("dead", limits(3));
+        s.configure("ok", limits(3));
+        for seq in 0..30 {
+            s.add(job("S", seq, "dead", 0));
+        }
+        let dead: Vec<_> = drain(&mut s, 0);
+        assert_eq!(dead.len(), 3, "capped at max_in_flight");
+        // A healthy job arriving later goes out at once.
+        s.add(job("S", 100, "ok", 0));
+        let next = s.next(0).unwrap();
+        assert_eq!(next.job.subscription, "ok");
+        s.done(&dead[0].job.key, Kind::Send);
+        assert_eq!(s.next(0).unwrap().job.subscription, "dead");
+    }
+
+    #[test]
+    fn subscriptions_take_turns() {
+        let mut s = Scheduler::new();
+        for sub in ["a", "b", "c"] {
+            s.configure(sub, limits(100));
+            for seq in 0..3 {
+                s.add(job("S", seq, sub, 0));
+            }
+        }
+        let subs: Vec<_> = drain(&mut s, 0)
+            .into_iter()
+            .map(|p| p.job.subscription)
+            .collect();
+        assert_eq!(subs, ["a", "b", "c", "a", "b", "c", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_rate_spaces_requests_and_jobs_wait_not_fail() {
+        let mut s = Scheduler::new();
+        s.configure(
+            "chat",
+            Limits {
+                max_in_flight: 4,
+                min_interval_ms: Some(1000),
+                max_age_ms: u64::MAX,
+            },
+        );
+        for seq in 0..3 {
+            s.add(job("S", seq, "chat", 0));
+        }
+        assert_eq!(drain(&mut s, 0).len(), 1);
+        assert_eq!(s.wake_at(), Some(1000));
+        assert_eq!(drain(&mut s, 999).len(), 0);
+        assert_eq!(drain(&mut s, 1000).len(), 1);
+        assert_eq!(s.waiting_len(), 1);
+    }
+
+    #[test]
+    fn an_open_circuit_holds_jobs_then_lets_one_probe_out() {
+        let mut s = Scheduler::new();
+        s.configure("x", limits(4));
+        for seq in 0..5 {
+            s.add(job("S", seq, "x", 0));
+        }
+        s.set_gate("x", Allow::Wait(Some(30_000)));
+        assert!(s.next(10_000).is_none());
+        assert_eq!(s.wake_at(), Some(30_000));
+        s.set_gate("x", Allow::Probe);
+        let probe = s.next(30_000).unwrap();
+        assert_eq!(probe.kind, Kind::Probe);
+        assert!(s.next(30_000).is_none(), "exactly one probe");
+        s.done(&probe.job.key, Kind::Probe);
+        s.set_gate("x", Allow::Send);
+        assert_eq!(drain(&mut s, 30_001).len(), 4, "the backlog is released");
+    }
+
+    #[test]
+    fn a_probe_waits_for_requests_already_in_flight() {
+        let mut s = Scheduler::new();
+        s.configure("x", limits(4));
+        s.add(job("S", 1, "x", 0));
+        s.add(job("S", 2, "x", 0));
+        let first = s.next(0).unwrap();
+        s.set_gate("x", Allow::Probe);
+        assert!(s.next(0).is_none());
+        s.done(&first.job.key, Kind::Send);
+        assert_eq!(s.next(0).unwrap().kind, Kind::Probe);
+    }
+
+    #[test]
+    fn paused_subscriptions_send_nothing_but_old_jobs_expire() {
+        let mut s = Scheduler::new();
+        s.configure(
+            "p",
+            Limits {
+                max_in_flight: 1,
+                min_interval_ms: None,
+                max_age_ms: 1000,
+            },
+        );
+        s.set_gate("p", Allow::Wait(None));
+        let mut old = job("S", 1, "p", 0);
+        old.created_at_ms = 0;
+        let mut young = job("S", 2, "p", 0);
+        young.created_at_ms = 900;
+        s.add(old);
+        s.add(young);
+        assert!(s.next(999).is_none());
+        assert_eq!(s.wake_at(), Some(1000));
+        let pick = s.next(1000).unwrap();
+        assert_eq!(
+            (pick.kind, pick.job.key.name.as_str()),
+            (Kind::Expire, "000000000001-p")
+        );
+        assert!(s.next(1000).is_none());
+        assert_eq!(s.wake_at(), Some(1900));
+    }
+
+    #[test]
+    fn re_adding_updates_the_due_time_and_in_flight_jobs_are_not_added_twice() {
+        let mut s = Scheduler::new();
+        s.configure("a", limits(2));
+        s.add(job("S", 1, "a", 0));
+        let p = s.next(0).unwrap();
+        s.add(job("S", 1, "a", 0));
+        assert_eq!(s.waiting_len(), 0, "in flight, not waiting");
+        assert!(s.has_spec("S"), "in flight counts");
+        s.done(&p.job.key, Kind::Send);
+        assert!(!s.has_spec("S"));
+        s.add(job("S", 1, "a", 5000));
+        assert!(s.next(0).is_none());
+        assert_eq!(s.wake_at(), Some(5000));
+        assert!(s.remove(&p.job.key).is_some());
+        assert_eq!(s.wake_at(), None);
+        assert!(!s.has_spec("S"));
+    }
+}

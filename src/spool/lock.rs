@@ -1,0 +1,175 @@
+//! The spool's locks: `seq` (the sequence counter, locked while it is
+//! read and rewritten), `drain.alive` (held by the one drain serving a SPEC)
+//! and `drain.lock` (held while jobs move). Lock files are private (0600);
+//! a lock holder writes its pid into drain.alive/drain.lock so that a wait
+//! that runs out can say who holds it. No wait is unbounded.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::files::FILE_MODE;
+
+/// Longest wait for drain.lock: it is held only while files move, so a
+/// longer wait means a stuck or hostile holder.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Proof that this process holds a SPEC's drain.lock; released on drop.
+#[derive(Debug)]
+pub struct DrainLock {
+    _file: File,
+}
+
+/// Proof that this process is the drain serving a SPEC (drain.alive);
+/// released on drop.
+#[derive(Debug)]
+pub struct AliveLock {
+    _file: File,
+}
+
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("failed to open lock file `{}`", path.display()))
+}
+
+/// Takes the lock on `path` if nobody holds it.
+pub fn try_lock(path: &Path) -> Result<Option<File>> {
+    let file = open_lock_file(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("failed to lock `{}`", path.display()))
+        }
+    }
+}
+
+/// Waits up to `wait` for the lock on `path`, then fails naming the holder.
+pub fn lock_within(path: &Path, wait: Duration) -> Result<File> {
+    let started = Instant::now();
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if let Some(file) = try_lock(path)? {
+            return Ok(file);
+        }
+        if started.elapsed() >= wait {
+            bail!(
+                "`{}` has been held for over {} s by {}; if that process is stuck, stop it and try again",
+                path.display(),
+                wait.as_secs(),
+                holder(path)
+            );
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Records our pid in a lock file that holds nothing else.
+fn note_holder(file: File) -> File {
+    let pid = format!("{:<10}\n", std::process::id());
+    let _ = file.write_all_at(pid.as_bytes(), 0);
+    file
+}
+
+/// Who holds a lock, as far as its file says.
+pub fn holder(path: &Path) -> String {
+    let mut text = String::new();
+    let read = File::open(path).and_then(|mut f| f.read_to_string(&mut text));
+    match read.ok().and_then(|_| text.trim().parse::<u32>().ok()) {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".into(),
+    }
+}
+
+impl DrainLock {
+    pub fn try_take(path: &Path) -> Result<Option<DrainLock>> {
+        Ok(try_lock(path)?.map(|file| DrainLock {
+            _file: note_holder(file),
+        }))
+    }
+
+    pub fn take(path: &Path) -> Result<DrainLock> {
+        Ok(DrainLock {
+            _file: note_holder(lock_within(path, LOCK_WAIT)?),
+        })
+    }
+}
+
+impl AliveLock {
+    pub fn try_take(path: &Path) -> Result<Option<AliveLock>> {
+        Ok(try_lock(path)?.map(|file| AliveLock {
+            _file: note_holder(file),
+        }))
+    }
+}
+
+/// Reserves `count` numbers from the counter file at `path` and returns
+/// the first. Safe across processes: the file is locked while it is read
+/// and rewritten; the wait is bounded (emit must never hang a pipeline).
+pub fn reserve_sequence(path: &Path, count: u64) -> Result<u64> {
+    let file = lock_within(path, LOCK_WAIT)?;
+    let mut text = String::new();
+    (&file)
+        .read_to_string(&mut text)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    let last: u64 = match text.trim() {
+        "" => 0,
+        t => t.parse().with_context(|| {
+            format!(
+                "sequence file `{}` is corrupt ({t:?}); write the highest sequence used into it",
+                path.display()
+            )
+        })?,
+    };
+    let next = last
+        .checked_add(count)
+        .with_context(|| format!("sequence file `{}` is exhausted", path.display()))?;
+    // Fixed width, so an in-place overwrite never leaves stale digits.
+    file.write_all_at(format!("{next:020}\n").as_bytes(), 0)
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("failed to write `{}`", path.display()))?;
+    Ok(last + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_lock_is_not_waited_for_forever_and_the_error_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drain.lock");
+        let _held = DrainLock::try_take(&path).unwrap().unwrap();
+        assert!(DrainLock::try_take(&path).unwrap().is_none(), "exclusive");
+        let err = lock_within(&path, Duration::from_millis(20)).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains(&format!("process {}", std::process::id())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn lock_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seq");
+        reserve_sequence(&path, 1).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}
