@@ -153,6 +153,17 @@ impl Connection {
         };
         let mut scanned = 0;
         loop {
+            // RFC 9112 §2.2: empty lines before a request line are ignored
+            // (some clients end a body with an extra CRLF).
+            let blank = self
+                .buf
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            if blank > 0 {
+                self.buf.drain(..blank);
+                scanned = 0;
+            }
             if let Some(end) = head_end(&self.buf, scanned) {
                 if end > limits.max_head_bytes {
                     return Err(too_large());
