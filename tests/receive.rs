@@ -3,7 +3,7 @@
 //! rehearses failures (`--status`, `--fail-rate`), prints JSON lines, exits
 //! after `--count`, refuses bad flags with exit 2 and never prints the secret.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -358,4 +358,82 @@ fn concurrent_keep_alive_clients_are_answered_at_once_and_count_is_exact() {
             .iter()
             .all(|l| l["response_status"] == 204 && l["body_bytes"] == 3)
     );
+}
+
+/// Everything `receive` sends on `stream` until it closes the connection;
+/// fails if that takes more than 30 s.
+#[track_caller]
+fn read_until_closed(stream: &mut std::net::TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut out = Vec::new();
+    let read = stream.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(
+        read.is_ok(),
+        "not closed within 30 s: {read:?}; got {text:?}"
+    );
+    text
+}
+
+#[test]
+fn a_200_mb_post_is_answered_413_without_waiting_for_its_body() {
+    let receive = Receive::start(None, &["--count", "2", "--json"]);
+    let mut stream = std::net::TcpStream::connect(receive.addr).unwrap();
+    // The head only: an answer proves the server did not wait for the body
+    // (before, it read the whole body first, growing to its size).
+    stream
+        .write_all(
+            b"POST /hook HTTP/1.1\r\nHost: t\r\nX-SpecKit-Id: big-1\r\nContent-Length: 200000000\r\n\r\n",
+        )
+        .unwrap();
+    let answer = read_until_closed(&mut stream);
+    assert!(
+        answer.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("body of 200000000 bytes is over the 16777216-byte limit\n"),
+        "{answer}"
+    );
+    // Still serving, and the refusal was printed and counted.
+    assert_eq!(post(&receive.url(), &[], "{}").0, 204);
+    let (code, stdout) = receive.finish();
+    assert_eq!(code, 0);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(lines[0]["response_status"], 413);
+    assert_eq!(lines[0]["delivery_id"], "big-1");
+    assert_eq!(lines[0]["signature"], "bad");
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("over the 16777216-byte limit"),
+        "{stdout}"
+    );
+    assert_eq!(lines[1]["response_status"], 204);
+}
+
+#[test]
+fn stalled_and_idle_connections_neither_block_others_nor_the_exit() {
+    let receive = Receive::start(None, &["--count", "1"]);
+    // One client sends half a head and stops; another connects and says nothing.
+    let stalled = std::net::TcpStream::connect(receive.addr).unwrap();
+    (&stalled)
+        .write_all(b"POST /hook HTTP/1.1\r\nHost: t\r\nContent-Le")
+        .unwrap();
+    let idle = std::net::TcpStream::connect(receive.addr).unwrap();
+    let (status, _) = post(&receive.url(), &[("X-SpecKit-Id", "d-1")], "{}");
+    assert_eq!(status, 204);
+    // --count 1 reached: receive exits while both are still open.
+    let (code, stdout) = receive.finish();
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains(" 204 POST /hook id=d-1 "), "{stdout}");
+    drop((stalled, idle));
 }

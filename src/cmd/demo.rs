@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::cli::DemoArgs;
 use crate::config::{Scheme, Secret};
 use crate::exit::ExitCode;
-use crate::loopback::{Action, Request, Server};
+use crate::http_server::{Action, Request, Server};
 use crate::output::paint;
 use crate::sign;
 
@@ -135,7 +135,7 @@ jitter_ms = 100
 /// The in-process receiver: verifies each signature and prints what arrived.
 fn start_receiver(secret: Secret) -> Result<Server> {
     let tracker_calls = Arc::new(AtomicU32::new(0));
-    Server::start("127.0.0.1:0", move |request| {
+    Server::start("127.0.0.1:0", move |request: &Request| {
         receive(request, &secret, &tracker_calls)
     })
     .context("failed to start the demo receiver on 127.0.0.1")

@@ -3,36 +3,33 @@
 //! or missing), prints one line per request on stdout, and answers 204, a
 //! chosen `--status`, or 503 for a `--fail-rate` share to rehearse failures.
 //!
-//! Each connection has its own thread (keep-alive, as drain uses), reading
-//! requests with [`crate::loopback::read_request`]; the decision and the
-//! printed line are made under one lock, so lines never interleave and
-//! `--count N` answers exactly N requests before the process exits. Not
-//! tiny_http: its task pool can queue a new connection behind idle keep-alive
-//! ones (see `crate::loopback`), which looks like a slow endpoint.
+//! The network side is [`crate::http_server`] (bodies over 16 MiB answered
+//! 413 before they are read, read timeouts, keep-alive); this file is its
+//! handler. The decision and the printed line are made under one lock, so
+//! lines never interleave and `--count N` answers exactly N requests (those
+//! the server refuses itself count too) before the process exits.
 
-use std::io::{BufReader, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
-use super::verify::scheme_of;
 use crate::cli::ReceiveArgs;
 use crate::clock;
-use crate::config::{Scheme, Secret, secret_from_env};
 use crate::exit::{ExitCode, user_error};
-use crate::loopback::{self, Request};
+use crate::http_server::{Action, Handler, Limits, Request, Server};
 use crate::sign;
+use crate::verifier::Verifier;
 
-/// Larger bodies are answered 413: no event comes near this.
+/// Larger bodies are answered 413 unread: no event comes near this.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Validated `receive` flags.
 struct Settings {
     listen: SocketAddr,
-    verifier: Option<(Scheme, Secret)>,
+    verifier: Option<Verifier>,
     status: u16,
     fail_rate: f64,
     count: Option<u64>,
@@ -75,80 +72,83 @@ struct Seen {
 
 pub fn run(args: &ReceiveArgs) -> Result<ExitCode> {
     let settings = settings(args)?;
-    let listener = TcpListener::bind(settings.listen).with_context(|| {
-        format!(
-            "failed to listen on {} (is another receiver using that port?)",
-            settings.listen
-        )
-    })?;
-    let bound = listener
-        .local_addr()
-        .with_context(|| format!("failed to read the address bound for {}", settings.listen))?;
-    eprintln!(
-        "spec-notify: listening on http://{bound}/ ({})",
-        describe(&settings)
-    );
+    let (listen, note) = (settings.listen, describe(&settings));
     let (done, finished) = mpsc::channel();
-    let shared = Arc::new(Shared {
+    let receiver = Receiver {
         settings,
         handled: Mutex::new(0),
         done,
-    });
-    let acceptor = Arc::clone(&shared);
-    std::thread::spawn(move || {
-        // A failed accept (a client gone already, too many open files)
-        // concerns that client only: skip it.
-        for stream in listener.incoming().flatten() {
-            let shared = Arc::clone(&acceptor);
-            std::thread::spawn(move || serve(&stream, &shared));
-        }
-    });
+    };
+    let limits = Limits {
+        max_body_bytes: MAX_BODY,
+        ..Limits::default()
+    };
+    let server = Server::start_with(listen, limits, receiver).with_context(|| {
+        format!("failed to listen on {listen} (is another receiver using that port?)")
+    })?;
+    eprintln!(
+        "spec-notify: listening on http://{}/ ({note})",
+        server.addr()
+    );
     // Without --count nothing is ever sent: receive runs until interrupted.
     let _ = finished.recv();
+    // Returns once the last answer is written.
+    server.stop();
     Ok(ExitCode::Success)
 }
 
-/// What every connection thread shares.
-struct Shared {
+/// The handler: decides, prints and counts each request.
+struct Receiver {
     settings: Settings,
     /// Requests answered so far; the lock also keeps printed lines whole.
     handled: Mutex<u64>,
-    /// Told once the `--count`th answer has been written.
+    /// Told once the `--count`th request has been decided.
     done: Sender<()>,
 }
 
-/// Answers requests on one connection until it closes, the client asks to
-/// close, or `--count` is reached.
-fn serve(stream: &TcpStream, shared: &Shared) {
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    while let Some(request) = loopback::read_request(&mut reader) {
-        let (seen, last) = {
-            let mut handled = shared.handled.lock().unwrap_or_else(|e| e.into_inner());
-            if shared.settings.count.is_some_and(|n| *handled >= n) {
-                let _ = stream.shutdown(Shutdown::Both);
-                return;
-            }
-            let seen = inspect(&request, &shared.settings);
-            if let Err(e) = print(&seen, shared.settings.json) {
-                eprintln!("spec-notify: {e:#}");
-            }
-            *handled += 1;
-            (seen, shared.settings.count == Some(*handled))
+impl Handler for Receiver {
+    fn handle(&self, request: &Request) -> Action {
+        let Some(seen) = self.record(|settings| inspect(request, settings)) else {
+            return Action::Close;
         };
-        let written = respond(stream, &seen);
-        if last {
-            let _ = shared.done.send(());
-            return;
+        let (headers, body) = match &seen.signature {
+            Signature::Bad(reason) => (
+                vec![(
+                    "Content-Type".to_string(),
+                    "text/plain; charset=utf-8".to_string(),
+                )],
+                format!("{reason}\n").into_bytes(),
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        Action::Respond(seen.answered, headers, body)
+    }
+
+    /// A request the server answered itself (e.g. 413) is printed and
+    /// counted like the others.
+    fn rejected(&self, request: &Request, status: u16, reason: &str) {
+        self.record(|_| seen(request, Signature::Bad(reason.to_string()), status));
+    }
+}
+
+impl Receiver {
+    /// Prints and counts what `look` makes of a request; `None` once
+    /// `--count` requests were recorded already.
+    fn record(&self, look: impl FnOnce(&Settings) -> Seen) -> Option<Seen> {
+        let mut handled = self.handled.lock().unwrap_or_else(|e| e.into_inner());
+        if self.settings.count.is_some_and(|n| *handled >= n) {
+            return None;
         }
-        let wants_close = request
-            .header("Connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        if !written || wants_close {
-            return;
+        let seen = look(&self.settings);
+        if let Err(e) = print(&seen, self.settings.json) {
+            eprintln!("spec-notify: {e:#}");
         }
+        *handled += 1;
+        if self.settings.count == Some(*handled) {
+            // `run` then stops the server, which first writes this answer.
+            let _ = self.done.send(());
+        }
+        Some(seen)
     }
 }
 
@@ -159,23 +159,9 @@ fn settings(args: &ReceiveArgs) -> Result<Settings> {
             args.listen
         ))
     })?;
-    let scheme = scheme_of(args.scheme);
     let verifier = match &args.secret_env {
         None => None,
-        Some(var) => {
-            let secret = secret_from_env(var).ok_or_else(|| {
-                user_error(format!(
-                    "environment variable {var} (--secret-env) is unset or empty: export the webhook secret in it"
-                ))
-            })?;
-            sign::check_secret(scheme, &secret).map_err(|e| {
-                user_error(format!(
-                    "the secret in {var} cannot verify {}: {e}",
-                    scheme.as_str()
-                ))
-            })?;
-            Some((scheme, secret))
-        }
+        Some(var) => Some(Verifier::from_env(args.scheme.into(), var)?),
     };
     let status = args.status.unwrap_or(204);
     if !(200..=599).contains(&status) {
@@ -205,7 +191,7 @@ fn settings(args: &ReceiveArgs) -> Result<Settings> {
 /// The start-up note: what is verified and answered. Never the secret.
 fn describe(settings: &Settings) -> String {
     let verifying = match &settings.verifier {
-        Some((scheme, _)) => format!("verifying {} signatures", scheme.as_str()),
+        Some(verifier) => format!("verifying {} signatures", verifier.scheme().as_str()),
         None => "not verifying signatures: pass --secret-env VAR to check them".into(),
     };
     let mut answers = format!("answering {}", settings.status);
@@ -215,20 +201,13 @@ fn describe(settings: &Settings) -> String {
     format!("{verifying}; {answers}")
 }
 
-/// Verifies and describes one request, and picks the answer.
+/// Verifies one request and picks the answer.
 fn inspect(request: &Request, settings: &Settings) -> Seen {
-    let received_ms = request.received_at_ms;
-    let body = &request.body;
-    let header = |name: &str| request.header(name).map(String::from);
-    let too_large = body.len() > MAX_BODY;
     let signature = match &settings.verifier {
-        _ if too_large => Signature::Bad(format!("body larger than {MAX_BODY} bytes")),
         None => Signature::Unchecked,
-        Some((scheme, secret)) => match sign::verify(
-            *scheme,
-            secret,
-            &header,
-            body,
+        Some(verifier) => match verifier.verify(
+            &request.headers,
+            &request.body,
             clock::now_ms() / 1000,
             sign::DEFAULT_TOLERANCE_SECS,
         ) {
@@ -236,7 +215,18 @@ fn inspect(request: &Request, settings: &Settings) -> Seen {
             Err(reason) => Signature::Bad(reason),
         },
     };
-    let envelope: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let answered = match &signature {
+        Signature::Bad(_) => 401,
+        _ if settings.fail_rate > 0.0 && fastrand::f64() < settings.fail_rate => 503,
+        _ => settings.status,
+    };
+    seen(request, signature, answered)
+}
+
+/// What gets printed about a request: its headers and envelope fields.
+fn seen(request: &Request, signature: Signature, answered: u16) -> Seen {
+    let header = |name: &str| request.header(name).map(String::from);
+    let envelope: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let field = |section: &str, key: &str| {
         envelope
             .get(section)
@@ -244,14 +234,8 @@ fn inspect(request: &Request, settings: &Settings) -> Seen {
             .and_then(Value::as_str)
             .map(String::from)
     };
-    let answered = match &signature {
-        _ if too_large => 413,
-        Signature::Bad(_) => 401,
-        _ if settings.fail_rate > 0.0 && fastrand::f64() < settings.fail_rate => 503,
-        _ => settings.status,
-    };
     Seen {
-        received_ms,
+        received_ms: request.received_at_ms,
         method: request.method.clone(),
         path: request.path.clone(),
         delivery_id: header("X-SpecKit-Id"),
@@ -261,56 +245,8 @@ fn inspect(request: &Request, settings: &Settings) -> Seen {
         stage: field("event", "stage"),
         status: field("event", "status"),
         signature,
-        body_bytes: body.len(),
+        body_bytes: request.body.len(),
         answered,
-    }
-}
-
-/// Writes the answer (the reason as text for a 401); false when the
-/// connection is gone. A sender that hung up is not the receiver's problem.
-fn respond(mut stream: &TcpStream, seen: &Seen) -> bool {
-    let body = match &seen.signature {
-        Signature::Bad(reason) => format!("{reason}\n"),
-        _ => String::new(),
-    };
-    let status = seen.answered;
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
-    // RFC 9110: no Content-Length on 204; every other answer states its length.
-    if status != 204 {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    if !body.is_empty() {
-        head.push_str("Content-Type: text/plain; charset=utf-8\r\n");
-    }
-    head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .and_then(|()| stream.write_all(body.as_bytes()))
-        .and_then(|()| stream.flush())
-        .is_ok()
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        410 => "Gone",
-        413 => "Content Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
     }
 }
 

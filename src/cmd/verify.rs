@@ -6,43 +6,21 @@ use std::io::Read;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{SchemeArg, VerifyArgs};
+use crate::cli::VerifyArgs;
 use crate::clock;
-use crate::config::{Scheme, secret_from_env};
 use crate::exit::{ExitCode, user_error};
-use crate::sign;
+use crate::verifier::Verifier;
 
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let headers = parse_headers(&args.headers)?;
-    let scheme = scheme_of(args.scheme);
-    let secret = secret_from_env(&args.secret_env).ok_or_else(|| {
-        user_error(format!(
-            "environment variable {} (--secret-env) is unset or empty: export the webhook secret in it",
-            args.secret_env
-        ))
-    })?;
-    sign::check_secret(scheme, &secret).map_err(|e| {
-        user_error(format!(
-            "the secret in {} cannot verify {}: {e}",
-            args.secret_env,
-            scheme.as_str()
-        ))
-    })?;
+    let verifier = Verifier::from_env(args.scheme.into(), &args.secret_env)?;
     let mut body = Vec::new();
     std::io::stdin()
         .lock()
         .read_to_end(&mut body)
         .context("failed to read the request body from stdin")?;
-    let lookup = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let outcome = sign::verify(
-        scheme,
-        &secret,
-        &lookup,
+    let outcome = verifier.verify(
+        &headers,
         &body,
         clock::now_ms() / 1000,
         args.tolerance.as_secs(),
@@ -56,15 +34,6 @@ pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
             eprintln!("invalid: {reason}");
             Ok(ExitCode::Failure)
         }
-    }
-}
-
-/// The clap value as the library's scheme (shared with `receive`).
-pub(super) fn scheme_of(arg: SchemeArg) -> Scheme {
-    match arg {
-        SchemeArg::Speckit => Scheme::Speckit,
-        SchemeArg::Github => Scheme::Github,
-        SchemeArg::StandardWebhooks => Scheme::StandardWebhooks,
     }
 }
 

@@ -5,7 +5,7 @@
 //! then from the default (204). Each connection gets its own thread and is
 //! kept alive, so concurrent drains (4 connections each) are served at once.
 //!
-//! The HTTP side is `spec_notify::loopback` (std::net, thread per connection).
+//! The HTTP side is `spec_notify::http_server` (std::net, thread per connection).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use spec_notify::loopback::{Action, Request, Server};
+use spec_notify::http_server::{Action, Request, Server};
 
 /// How often a sleeping `Slow` reply checks for shutdown.
 const POLL: Duration = Duration::from_millis(50);
@@ -103,7 +103,7 @@ impl Receiver {
             stop: AtomicBool::new(false),
         });
         let handler_shared = Arc::clone(&shared);
-        let server = Server::start("127.0.0.1:0", move |request| {
+        let server = Server::start("127.0.0.1:0", move |request: &Request| {
             handle(request, &handler_shared)
         })
         .expect("bind a loopback port for the receiver");
