@@ -22,11 +22,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::clock;
-use crate::config::{Config, Secret, Subscription, redact_url};
+use crate::config::{Config, Subscription};
 use crate::deliver::{self, Answer, AttemptId};
 use crate::evidence::{Evidence, Outcome, Record, excerpt};
 use crate::retry::{self, Verdict};
+use crate::sign::Secret;
 use crate::spool::{AliveLock, DrainLock, Job, Meta, SpecSpool, Spool, State};
+use crate::url::redact_url;
 
 /// How often a waiting drain looks for new or newly due jobs.
 const POLL: Duration = Duration::from_millis(20);

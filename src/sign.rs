@@ -1,13 +1,66 @@
-//! Signatures: computes the headers each scheme sends (`speckit`, `github`,
-//! `standard-webhooks`) and verifies them on the receiving side. Pure
-//! functions over bytes; secrets come in as [`Secret`] and never go out.
+//! Signatures: the schemes ([`Scheme`]: `speckit`, `github`,
+//! `standard-webhooks`), the headers each sends and their verification on the
+//! receiving side. Pure functions over bytes; secrets come in as [`Secret`],
+//! whose `Debug` hides the value, and never go out.
+
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::{Scheme, Secret};
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Speckit,
+    Github,
+    StandardWebhooks,
+}
+
+impl Scheme {
+    pub const NAMES: &[&str] = &["speckit", "github", "standard-webhooks"];
+
+    pub fn parse(s: &str) -> Option<Scheme> {
+        match s {
+            "speckit" => Some(Scheme::Speckit),
+            "github" => Some(Scheme::Github),
+            "standard-webhooks" => Some(Scheme::StandardWebhooks),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Speckit => "speckit",
+            Scheme::Github => "github",
+            Scheme::StandardWebhooks => "standard-webhooks",
+        }
+    }
+}
+
+/// A signing secret. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 pub const SPECKIT_SIGNATURE: &str = "X-SpecKit-Signature";
 pub const GITHUB_SIGNATURE: &str = "X-Hub-Signature-256";
@@ -206,6 +259,19 @@ mod tests {
 
     fn secret(s: &str) -> Secret {
         Secret::new(s.into())
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        assert_eq!(format!("{:?}", secret("hunter2")), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn scheme_names_round_trip() {
+        for name in Scheme::NAMES {
+            assert_eq!(Scheme::parse(name).map(Scheme::as_str), Some(*name));
+        }
+        assert_eq!(Scheme::parse("Speckit"), None);
     }
 
     #[test]

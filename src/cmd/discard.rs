@@ -11,10 +11,11 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::cli::DiscardArgs;
 use crate::clock;
-use crate::config::{Config, redact_url};
+use crate::config::Config;
 use crate::evidence::{Evidence, Outcome, Record};
 use crate::exit::{ExitCode, user_error};
 use crate::spool::{Meta, SpecSpool, Spool, State};
+use crate::url::redact_url;
 
 pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;

@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 use super::verify::scheme_of;
 use crate::cli::ReceiveArgs;
 use crate::clock;
-use crate::config::{Scheme, Secret, secret_from_env};
+use crate::config::secret_from_env;
 use crate::exit::{ExitCode, user_error};
 use crate::loopback::{self, Request};
-use crate::sign;
+use crate::sign::{self, Scheme, Secret};
 
 /// Larger bodies are answered 413: no event comes near this.
 const MAX_BODY: usize = 16 * 1024 * 1024;

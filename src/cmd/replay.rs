@@ -10,13 +10,14 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::ReplayArgs;
 use crate::clock;
-use crate::config::{Config, redact_url};
+use crate::config::Config;
 use crate::drain::{Drainer, Options, Stop};
 use crate::envelope::check_spec_id;
 use crate::evidence::{Evidence, Outcome, Record};
 use crate::exit::{ExitCode, user_error};
 use crate::output;
 use crate::spool::{Entry, Spool, State};
+use crate::url::redact_url;
 
 pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
     check_spec_id(&args.spec).map_err(user_error)?;

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 
 use crate::cli::{SchemeArg, VerifyArgs};
 use crate::clock;
-use crate::config::{Scheme, secret_from_env};
+use crate::config::secret_from_env;
 use crate::exit::{ExitCode, user_error};
-use crate::sign;
+use crate::sign::{self, Scheme};
 
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let headers = parse_headers(&args.headers)?;

@@ -1,0 +1,781 @@
+//! Settings: finds `config.toml`, has `raw` read `[spec_ops.webhooks]` from
+//! it, then resolves what the file says into [`Config`]: defaults, paths
+//! relative to the file, the environment overrides, and validation of every
+//! value, reporting every problem at once with the subscription, the key and
+//! the fix. This is the only module that reads environment variables (config
+//! path, enable switch, secrets).
+
+mod raw;
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::envelope::{Stage, Status};
+use crate::exit::user_error;
+use crate::sign::{Scheme, Secret};
+
+pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
+pub const ENABLED_ENV: &str = "SPECKIT_WEBHOOKS_ENABLED";
+pub const DEFAULT_CONFIG: &str = "config.toml";
+pub const DEFAULT_SPOOL_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/webhooks";
+pub const DEFAULT_EVIDENCE_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/commands";
+
+/// The resolved, validated `[spec_ops.webhooks]` settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file these settings came from.
+    pub path: PathBuf,
+    pub enabled: bool,
+    /// Why `enabled` has its value (file, default or environment), for `-v`.
+    pub enabled_source: String,
+    pub max_concurrency: usize,
+    pub spool_dir: PathBuf,
+    pub evidence_dir: PathBuf,
+    /// Pending jobs per SPEC before emit moves the oldest to dead-letter.
+    pub max_spool_jobs: usize,
+    /// Evidence footprint cap per SPEC (attempt logs plus delivered jobs).
+    pub max_evidence_bytes: u64,
+    pub auto_drain: bool,
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub backoff_factor: f64,
+    pub jitter_ms: u64,
+    pub per_request_timeout_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            initial_backoff_ms: 1000,
+            backoff_factor: 2.0,
+            jitter_ms: 250,
+            per_request_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub id: String,
+    pub url: String,
+    pub secret_env: Option<String>,
+    pub secret_env_previous: Option<String>,
+    pub signature: Scheme,
+    pub active: bool,
+    pub dry_run: bool,
+    pub include_events: Vec<String>,
+    pub include_stages: Vec<Stage>,
+    pub include_status: Vec<Status>,
+    pub retry: RetryPolicy,
+}
+
+/// Reads a secret from `var`; `None` when unset or empty.
+pub fn secret_from_env(var: &str) -> Option<Secret> {
+    std::env::var(var)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .map(Secret::new)
+}
+
+impl Subscription {
+    /// Whether an event passes this subscription's filters. A stage or status
+    /// filter applies only to events that carry a stage or status.
+    pub fn matches(&self, event_type: &str, stage: Option<Stage>, status: Option<Status>) -> bool {
+        let event_ok = self.include_events.is_empty()
+            || self
+                .include_events
+                .iter()
+                .any(|p| event_pattern_matches(p, event_type));
+        let stage_ok = match stage {
+            Some(s) if !self.include_stages.is_empty() => self.include_stages.contains(&s),
+            _ => true,
+        };
+        let status_ok = match status {
+            Some(s) if !self.include_status.is_empty() => self.include_status.contains(&s),
+            _ => true,
+        };
+        event_ok && stage_ok && status_ok
+    }
+
+    /// Whether deliveries need a secret (active, not dry-run).
+    pub fn needs_secret(&self) -> bool {
+        self.active && !self.dry_run
+    }
+
+    /// The current secret, or an error naming the variable to set.
+    pub fn secret(&self) -> std::result::Result<Secret, String> {
+        let Some(var) = &self.secret_env else {
+            return Err(format!(
+                "subscription `{}` has no `secret_env`: add `secret_env = \"SPECKIT_WEBHOOK_SECRET_...\"` to it",
+                self.id
+            ));
+        };
+        secret_from_env(var).ok_or_else(|| {
+            format!(
+                "secret for subscription `{}` is missing: set the environment variable {var} (secret_env)",
+                self.id
+            )
+        })
+    }
+
+    /// The secrets deliveries are signed with, each checked against the
+    /// scheme: the current one and, during a rotation, the previous one.
+    pub fn signing_secrets(&self) -> std::result::Result<(Secret, Option<Secret>), String> {
+        let secret = self.secret()?;
+        let previous = self.previous_secret();
+        let named = [
+            (&self.secret_env, Some(&secret)),
+            (&self.secret_env_previous, previous.as_ref()),
+        ];
+        for (var, value) in named {
+            if let Some(value) = value {
+                crate::sign::check_secret(self.signature, value).map_err(|e| {
+                    format!(
+                        "subscription `{}`: secret in {}: {e}",
+                        self.id,
+                        var.as_deref().unwrap_or("?")
+                    )
+                })?;
+            }
+        }
+        Ok((secret, previous))
+    }
+
+    /// The previous secret during a rotation, if configured and set.
+    pub fn previous_secret(&self) -> Option<Secret> {
+        self.secret_env_previous
+            .as_deref()
+            .and_then(secret_from_env)
+    }
+}
+
+/// `spec-auto.*` matches by prefix, `*` matches all, anything else exactly.
+pub fn event_pattern_matches(pattern: &str, event_type: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => event_type.starts_with(prefix),
+        None => pattern == event_type,
+    }
+}
+
+/// Where the config file is and how it was chosen.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub path: PathBuf,
+    /// True when neither `--config` nor the environment named it.
+    pub is_default: bool,
+}
+
+pub fn locate(flag: Option<&Path>) -> Location {
+    if let Some(path) = flag {
+        return Location {
+            path: path.to_path_buf(),
+            is_default: false,
+        };
+    }
+    match std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
+        Some(path) => Location {
+            path: PathBuf::from(path),
+            is_default: false,
+        },
+        None => Location {
+            path: PathBuf::from(DEFAULT_CONFIG),
+            is_default: true,
+        },
+    }
+}
+
+/// Whether validation demands the secrets. `check` does: signing needs them.
+/// `emit` never signs, so a guardrail without secrets must still spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    Required,
+    Optional,
+}
+
+/// Loads and validates the config without requiring secrets (see
+/// [`Config::secret_problems`]): emit must work without them.
+pub fn load(location: &Location) -> Result<Config> {
+    load_with(location, Secrets::Optional)
+}
+
+/// Loads and validates the config; with [`Secrets::Required`] an unset secret
+/// is one more problem in the same list as the others.
+pub fn load_with(location: &Location, secrets: Secrets) -> Result<Config> {
+    let path = &location.path;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = if location.is_default {
+            format!(
+                " (pass --config PATH or set {CONFIG_ENV} to the config.toml holding [spec_ops.webhooks])"
+            )
+        } else {
+            String::new()
+        };
+        user_error(format!(
+            "cannot read config `{}`: {e}{hint}",
+            path.display()
+        ))
+    })?;
+    parse_with(&text, path, secrets)
+}
+
+/// Parses config text; `path` names the file in messages and anchors relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    parse_with(text, path, Secrets::Optional)
+}
+
+fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
+    let problems = Problems::default();
+    let webhooks = raw::read(text, &problems)
+        .map_err(|e| user_error(format!("`{}` is not valid TOML: {e}", path.display())))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut config = match webhooks {
+        Some(webhooks) => resolve(webhooks, path, &base, &problems),
+        None => Config::empty(path, &base),
+    };
+    apply_enabled_override(&mut config, &problems);
+    if secrets == Secrets::Required {
+        for sub in config.subscriptions.iter().filter(|s| s.needs_secret()) {
+            if let (Some(var), Err(_)) = (&sub.secret_env, sub.secret()) {
+                problems.push(
+                    &format!("subscription `{}`", sub.id),
+                    format!("key `secret_env`: the environment variable {var} is unset or empty: export it (or set `dry_run = true` or `active = false`)"),
+                );
+            }
+        }
+        for p in config.secret_format_problems() {
+            problems.push_line(p);
+        }
+    }
+    problems.into_result(path)?;
+    Ok(config)
+}
+
+impl Config {
+    fn empty(path: &Path, base: &Path) -> Config {
+        Config {
+            path: path.to_path_buf(),
+            enabled: false,
+            enabled_source: format!("no [spec_ops.webhooks] table in {}", path.display()),
+            max_concurrency: 4,
+            spool_dir: base.join(DEFAULT_SPOOL_DIR),
+            evidence_dir: base.join(DEFAULT_EVIDENCE_DIR),
+            max_spool_jobs: 10_000,
+            max_evidence_bytes: 5 * 1024 * 1024,
+            auto_drain: true,
+            subscriptions: Vec::new(),
+        }
+    }
+
+    pub fn subscription(&self, id: &str) -> Option<&Subscription> {
+        self.subscriptions.iter().find(|s| s.id == id)
+    }
+
+    /// One line per active, non-dry-run subscription whose secret is unset.
+    pub fn secret_problems(&self) -> Vec<String> {
+        self.subscriptions
+            .iter()
+            .filter(|s| s.needs_secret())
+            .filter_map(|s| s.secret().err())
+            .collect()
+    }
+
+    /// Secret-format problems (standard-webhooks needs `whsec_<base64>`),
+    /// for the current secret and, during a rotation, the previous one.
+    pub fn secret_format_problems(&self) -> Vec<String> {
+        self.subscriptions
+            .iter()
+            .filter(|s| s.needs_secret() && s.secret().is_ok())
+            .filter_map(|s| s.signing_secrets().err())
+            .collect()
+    }
+
+    /// The evidence folder of one SPEC: `<evidence_dir>/<SPEC-ID>/webhooks`.
+    pub fn evidence_for(&self, spec: &str) -> PathBuf {
+        self.evidence_dir.join(spec).join("webhooks")
+    }
+}
+
+/// Problems found while reading the config, reported together and grouped
+/// by place (a table or a subscription), places in the order of the file.
+#[derive(Default)]
+struct Problems {
+    /// Every place in the order it was read or first had a problem.
+    places: RefCell<Vec<String>>,
+    /// Each problem with its place; `None`: a line that says where itself.
+    found: RefCell<Vec<(Option<String>, String)>>,
+}
+
+impl Problems {
+    /// Notes a place where problems may come up, so they sort by it.
+    fn place(&self, at: &str) {
+        let mut places = self.places.borrow_mut();
+        if !places.iter().any(|p| p == at) {
+            places.push(at.to_string());
+        }
+    }
+
+    fn push(&self, at: &str, message: impl fmt::Display) {
+        self.place(at);
+        self.found
+            .borrow_mut()
+            .push((Some(at.to_string()), message.to_string()));
+    }
+
+    /// A problem with the value of `key`.
+    fn key(&self, at: &str, key: &str, message: impl fmt::Display) {
+        self.push(at, format!("key `{key}`: {message}"));
+    }
+
+    /// A line that already says where; such lines come last.
+    fn push_line(&self, line: String) {
+        self.found.borrow_mut().push((None, line));
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let places = self.places.borrow();
+        let order = |at: &Option<String>| {
+            at.as_ref()
+                .and_then(|at| places.iter().position(|p| p == at))
+                .unwrap_or(usize::MAX)
+        };
+        let mut problems = self.found.borrow().clone();
+        problems.sort_by_key(|(at, _)| order(at));
+        problems
+            .into_iter()
+            .map(|(at, message)| match at {
+                Some(at) => format!("{at}: {message}"),
+                None => message,
+            })
+            .collect()
+    }
+
+    fn into_result(self, path: &Path) -> Result<()> {
+        let problems = self.lines();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let count = match problems.len() {
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        };
+        let mut text = format!("invalid config `{}` ({count}):", path.display());
+        for p in &problems {
+            text.push_str("\n  - ");
+            text.push_str(p);
+        }
+        Err(user_error(text))
+    }
+}
+
+fn apply_enabled_override(config: &mut Config, problems: &Problems) {
+    let Ok(value) = std::env::var(ENABLED_ENV) else {
+        return;
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => config.enabled = true,
+        "0" | "false" | "no" | "off" | "" => config.enabled = false,
+        _ => {
+            problems.push(
+                ENABLED_ENV,
+                format!("`{value}` is not a switch: use 1, 0, true or false"),
+            );
+            return;
+        }
+    }
+    config.enabled_source = format!("{ENABLED_ENV}={value}");
+}
+
+/// The settings `[spec_ops.webhooks]` asks for, over the defaults.
+fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) -> Config {
+    let check = Check {
+        at: raw::WEBHOOKS_AT,
+        problems,
+    };
+    let mut c = Config::empty(path, base);
+    if let Some(v) = raw.enabled {
+        c.enabled = v;
+        c.enabled_source = format!("enabled = {v} in {}", path.display());
+    } else {
+        c.enabled_source = format!("`enabled` is not set in {} (default false)", path.display());
+    }
+    c.max_concurrency = check
+        .int("max_concurrency", raw.max_concurrency, 1, 256)
+        .map_or(c.max_concurrency, |v| v as usize);
+    c.max_spool_jobs = check
+        .int("max_spool_jobs", raw.max_spool_jobs, 1, u32::MAX as i64)
+        .map_or(c.max_spool_jobs, |v| v as usize);
+    c.max_evidence_bytes = check
+        .int(
+            "max_evidence_bytes",
+            raw.max_evidence_bytes,
+            64 * 1024,
+            i64::MAX,
+        )
+        .map_or(c.max_evidence_bytes, |v| v as u64);
+    c.auto_drain = raw.auto_drain.unwrap_or(c.auto_drain);
+    if let Some(dir) = raw.spool_dir {
+        c.spool_dir = base.join(dir);
+    }
+    if let Some(dir) = raw.evidence_dir {
+        c.evidence_dir = base.join(dir);
+    }
+    let mut seen = HashSet::new();
+    for sub in raw.subscriptions {
+        let sub = resolve_subscription(sub, problems);
+        if !seen.insert(sub.id.clone()) {
+            problems.push(
+                &format!("subscription `{}`", sub.id),
+                "duplicate `id`: every subscription needs its own id",
+            );
+        }
+        c.subscriptions.push(sub);
+    }
+    c
+}
+
+fn resolve_subscription(raw: raw::Subscription, problems: &Problems) -> Subscription {
+    let check = Check {
+        at: &raw.at,
+        problems,
+    };
+    let defaults = RetryPolicy::default();
+    let retry = RetryPolicy {
+        max_attempts: check
+            .int("max_attempts", raw.max_attempts, 1, 1000)
+            .map_or(defaults.max_attempts, |v| v as u32),
+        initial_backoff_ms: check
+            .int("initial_backoff_ms", raw.initial_backoff_ms, 0, 86_400_000)
+            .map_or(defaults.initial_backoff_ms, |v| v as u64),
+        backoff_factor: check
+            .float("backoff_factor", raw.backoff_factor, 1.0, 100.0)
+            .unwrap_or(defaults.backoff_factor),
+        jitter_ms: check
+            .int("jitter_ms", raw.jitter_ms, 0, 3_600_000)
+            .map_or(defaults.jitter_ms, |v| v as u64),
+        per_request_timeout_ms: check
+            .int(
+                "per_request_timeout_ms",
+                raw.per_request_timeout_ms,
+                1,
+                600_000,
+            )
+            .map_or(defaults.per_request_timeout_ms, |v| v as u64),
+    };
+    let sub = Subscription {
+        id: raw.id.unwrap_or_default(),
+        url: raw.url.unwrap_or_default(),
+        secret_env: raw.secret_env,
+        secret_env_previous: raw.secret_env_previous,
+        signature: check.scheme(raw.signature),
+        active: raw.active.unwrap_or(true),
+        dry_run: raw.dry_run.unwrap_or(false),
+        include_events: check.valid("include_events", raw.include_events, check_event_pattern),
+        include_stages: check.names(
+            "include_stages",
+            &raw.include_stages,
+            Stage::parse,
+            Stage::NAMES,
+        ),
+        include_status: check.names(
+            "include_status",
+            &raw.include_status,
+            Status::parse,
+            Status::NAMES,
+        ),
+        retry,
+    };
+    if !sub.id.is_empty()
+        && !sub
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        check.problem("id", "use letters, digits, `-`, `_` and `.` only");
+    }
+    if let (false, Err(e)) = (sub.url.is_empty(), crate::url::check_url(&sub.url)) {
+        check.problem("url", e);
+    }
+    if sub.needs_secret() && sub.secret_env.is_none() {
+        check.problem(
+            "secret_env",
+            "missing: name the environment variable that holds this subscription's secret",
+        );
+    }
+    sub
+}
+
+/// Checks what one table says against what its values may be, recording a
+/// problem for each value that cannot be used (the default stands in).
+struct Check<'a> {
+    at: &'a str,
+    problems: &'a Problems,
+}
+
+impl Check<'_> {
+    fn problem(&self, key: &str, message: impl fmt::Display) {
+        self.problems.key(self.at, key, message);
+    }
+
+    fn int(&self, key: &str, value: Option<i64>, min: i64, max: i64) -> Option<i64> {
+        let value = value?;
+        if (min..=max).contains(&value) {
+            return Some(value);
+        }
+        self.problem(
+            key,
+            format!("{value} is out of range: use a whole number from {min} to {max}"),
+        );
+        None
+    }
+
+    fn float(&self, key: &str, value: Option<f64>, min: f64, max: f64) -> Option<f64> {
+        let value = value?;
+        if value.is_finite() && (min..=max).contains(&value) {
+            return Some(value);
+        }
+        self.problem(
+            key,
+            format!("{value} is out of range: use a number from {min} to {max}"),
+        );
+        None
+    }
+
+    fn scheme(&self, name: Option<String>) -> Scheme {
+        let Some(name) = name else {
+            return Scheme::Speckit;
+        };
+        Scheme::parse(&name).unwrap_or_else(|| {
+            self.problem(
+                "signature",
+                format!(
+                    "unknown scheme `{name}`: use one of {}",
+                    Scheme::NAMES.join(", ")
+                ),
+            );
+            Scheme::Speckit
+        })
+    }
+
+    /// The values that pass `check`.
+    fn valid(
+        &self,
+        key: &str,
+        values: Vec<String>,
+        check: fn(&str) -> std::result::Result<(), String>,
+    ) -> Vec<String> {
+        values
+            .into_iter()
+            .filter(|value| match check(value) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.problem(key, e);
+                    false
+                }
+            })
+            .collect()
+    }
+
+    /// Each value as one of `names`.
+    fn names<T>(
+        &self,
+        key: &str,
+        values: &[String],
+        parse: fn(&str) -> Option<T>,
+        names: &[&str],
+    ) -> Vec<T> {
+        values
+            .iter()
+            .filter_map(|s| {
+                let parsed = parse(s);
+                if parsed.is_none() {
+                    self.problem(
+                        key,
+                        format!("unknown value `{s}`: use one of {}", names.join(", ")),
+                    );
+                }
+                parsed
+            })
+            .collect()
+    }
+}
+
+fn check_event_pattern(pattern: &str) -> std::result::Result<(), String> {
+    if pattern == "*" {
+        return Ok(());
+    }
+    let core = pattern.strip_suffix('*').unwrap_or(pattern);
+    if core.contains('*') {
+        return Err(format!(
+            "`{pattern}`: `*` is allowed only at the end (e.g. `spec-auto.*`)"
+        ));
+    }
+    if pattern.ends_with('*') {
+        let prefix = core.trim_end_matches('.');
+        let ok = !prefix.is_empty() && prefix.split('.').all(crate::envelope::is_event_segment);
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!("`{pattern}` is not a valid event prefix"))
+        };
+    }
+    crate::envelope::check_event_type(pattern).map_err(|e| format!("`{pattern}`: {e}"))
+}
+
+/// Loads the config for commands that cannot work without one; a missing
+/// file is an exit-2 error naming where it was looked for.
+pub fn load_required(flag: Option<&Path>) -> Result<Config> {
+    load(&locate(flag))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRD_EXAMPLE: &str = include_str!("../../tests/fixtures/prd-config.toml");
+
+    fn errors(text: &str) -> String {
+        format!(
+            "{:#}",
+            parse(text, Path::new("/x/config.toml")).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn prd_example_parses_with_paths_relative_to_the_file() {
+        let c = parse(PRD_EXAMPLE, Path::new("/repo/config.toml")).unwrap();
+        assert_eq!(c.subscriptions.len(), 2);
+        assert_eq!(
+            c.spool_dir,
+            Path::new("/repo/docs/SPEC-OPS-004-integrated-coder-hooks/evidence/webhooks")
+        );
+        assert_eq!(
+            c.evidence_for("S-1"),
+            Path::new("/repo")
+                .join(DEFAULT_EVIDENCE_DIR)
+                .join("S-1/webhooks")
+        );
+        assert_eq!(c.subscriptions[0].retry.max_attempts, 10);
+        assert_eq!(c.subscriptions[1].retry.initial_backoff_ms, 1000);
+        assert!(c.subscriptions[1].dry_run);
+    }
+
+    #[test]
+    fn foreign_tables_are_ignored_but_unknown_keys_inside_ours_are_named() {
+        let text =
+            "[model]\nname='x'\n[spec_ops.telemetry]\nx=1\n[spec_ops.webhooks]\nenabld = true\n";
+        let e = errors(text);
+        assert!(
+            e.contains("unknown key `enabld` (did you mean `enabled`?)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let text = r#"
+[spec_ops.webhooks]
+enabled = true
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "http://example.com/hook"
+secret_env = "X"
+include_stages = ["Plann"]
+include_status = ["ok"]
+max_attempts = 0
+backoff_factor = 0.5
+per_request_timeout_ms = 0
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "not a url"
+secret_env = "Y"
+include_events = ["Spec.Stage"]
+"#;
+        let e = errors(text);
+        for needle in [
+            "subscription `a`: key `url`: `http://example.com/hook` uses plain http",
+            "key `include_stages`: unknown value `Plann`",
+            "key `include_status`: unknown value `ok`",
+            "key `max_attempts`: 0 is out of range",
+            "key `backoff_factor`: 0.5 is out of range",
+            "key `per_request_timeout_ms`: 0 is out of range",
+            "duplicate `id`",
+            "`not a url` is not a valid URL",
+            "key `include_events`: `Spec.Stage`",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
+        assert!(e.contains("(9 problems)"), "{e}");
+    }
+
+    #[test]
+    fn problems_are_grouped_by_subscription() {
+        let text = r#"
+[spec_ops.webhooks]
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "https://a.example/h"
+dry_run = true
+max_attempts = 0
+[[spec_ops.webhooks.subscriptions]]
+id = "b"
+url = "https://b.example/h"
+dry_run = "yes"
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "https://c.example/h"
+dry_run = true
+jitter_ms = "x"
+"#;
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "  - subscription `a`: key `jitter_ms`: expected a whole number, found string `\"x\"`",
+                "  - subscription `a`: key `max_attempts`: 0 is out of range: use a whole number from 1 to 1000",
+                "  - subscription `a`: duplicate `id`: every subscription needs its own id",
+                "  - subscription `b`: key `dry_run`: expected true or false, found string `\"yes\"`",
+                "  - subscription `b`: key `secret_env`: missing: name the environment variable that holds this subscription's secret",
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_problem_is_not_plural() {
+        let e = errors("[spec_ops.webhooks]\nenabled = 3\n");
+        assert!(e.contains("(1 problem):"), "{e}");
+    }
+
+    #[test]
+    fn filters() {
+        let c = parse(PRD_EXAMPLE, Path::new("c.toml")).unwrap();
+        let slack = &c.subscriptions[0];
+        assert!(slack.matches(
+            "spec-auto.stage.completed",
+            Some(Stage::Plan),
+            Some(Status::Success)
+        ));
+        assert!(slack.matches("spec-auto.pipeline.completed", None, Some(Status::Failure)));
+        assert!(!slack.matches("spec-kit.task.completed", None, None));
+        assert!(event_pattern_matches(
+            "spec-auto.*",
+            "spec-auto.cost.threshold"
+        ));
+        assert!(!event_pattern_matches(
+            "spec-auto.*",
+            "spec-kit.task.completed"
+        ));
+        assert!(event_pattern_matches("*", "a.b.c"));
+    }
+}
