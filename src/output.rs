@@ -2,6 +2,9 @@
 
 use std::io::{self, Write};
 
+// Signal dispositions go through libc: rustix has no supported call for them
+// (only its hidden, experimental `runtime` module, unsafe beside a libc).
+
 /// Restores the default SIGPIPE action so `spec-notify list | head` ends
 /// quietly instead of reporting a write error.
 pub fn die_quietly_on_broken_pipe() {
