@@ -415,12 +415,15 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// A point in time as unix milliseconds: RFC 3339, or a duration meaning "that long ago".
 fn parse_time(s: &str) -> Result<u64, String> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return Ok(crate::clock::to_millis(t));
+    if let Some(ms) = crate::clock::parse_rfc3339(s) {
+        return Ok(ms);
     }
     match humantime::parse_duration(s) {
         Ok(ago) => Ok(crate::clock::now_ms().saturating_sub(ago.as_millis() as u64)),
-        Err(_) => Err("expected RFC 3339 (2026-01-31T12:00:00Z) or a duration ago (2h, 1d)".into()),
+        Err(_) => Err(
+            "expected RFC 3339 (2026-01-31T12:00:00Z, 2026-01-31T14:00:00+02:00) or a duration ago (2h, 1d)"
+                .into(),
+        ),
     }
 }
 
@@ -617,6 +620,14 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert_eq!(parse_time("1970-01-01T02:00:01+02:00").unwrap(), 1000);
+        assert_eq!(parse_time("1970-01-01T00:00:01.5Z").unwrap(), 1500);
+        let week = 7 * 86_400_000;
+        let before = crate::clock::now_ms();
+        let week_ago = parse_time("7d").unwrap();
+        let after = crate::clock::now_ms();
+        assert!((before - week..=after - week).contains(&week_ago));
+        assert!(parse_time("2026-11-25").is_err());
         assert!(parse_time("2h").unwrap() < crate::clock::now_ms());
     }
 }

@@ -1,6 +1,6 @@
 //! Wall-clock helpers. Times on disk and in output are unix milliseconds
-//! internally and RFC 3339 for people; logic takes `now` as a parameter so it
-//! can be tested without waiting.
+//! internally and RFC 3339 for people (written in UTC, read with any offset);
+//! logic takes `now` as a parameter so it can be tested without waiting.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,6 +28,19 @@ pub fn from_millis(ms: u64) -> SystemTime {
 /// humantime cannot format them, and its `Display` would panic.
 pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(from_millis(ms.min(MAX_RFC3339_MS))).to_string()
+}
+
+/// A time a person wrote, as unix milliseconds: RFC 3339 with `Z` or an
+/// offset (`2026-11-25T12:00:00+02:00`), fractional seconds optional, `T` or
+/// a space between date and time; without an offset it is UTC. Times before
+/// 1970 are 0. `None` when `text` is not such a time.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let at = text
+        .parse::<jiff::Timestamp>()
+        .or_else(|_| format!("{text}Z").parse::<jiff::Timestamp>())
+        .ok()?;
+    Some(u64::try_from(at.as_millisecond()).unwrap_or(0))
 }
 
 /// A short human age: `42s`, `5m`, `3h`, `2d`.
@@ -62,6 +75,50 @@ mod tests {
         }
         assert!(to_millis(from_millis(u64::MAX)) >= MAX_RFC3339_MS);
         assert_eq!(to_millis(from_millis(MAX_RFC3339_MS)), MAX_RFC3339_MS);
+    }
+
+    #[test]
+    fn times_are_read_with_their_offset() {
+        let noon_utc = 1_795_608_000_000; // 2026-11-25T12:00:00Z
+        for text in [
+            "2026-11-25T12:00:00Z",
+            "2026-11-25T12:00:00z",
+            "2026-11-25T14:00:00+02:00",
+            "2026-11-25T07:00:00-05:00",
+            "2026-11-25T12:00:00+00:00",
+            "2026-11-25 12:00:00Z",
+            "2026-11-25T12:00:00",
+            " 2026-11-25T12:00:00Z ",
+        ] {
+            assert_eq!(parse_rfc3339(text), Some(noon_utc), "{text}");
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-25T14:00:00.250+02:00"),
+            Some(noon_utc + 250)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-25T12:00:00.123456789Z"),
+            Some(noon_utc + 123)
+        );
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01Z"), Some(1_000));
+        assert_eq!(parse_rfc3339("1969-12-31T23:59:59Z"), Some(0));
+        assert_eq!(rfc3339(noon_utc), "2026-11-25T12:00:00.000Z");
+    }
+
+    #[test]
+    fn what_is_not_a_time_is_none() {
+        for text in [
+            "",
+            "2h",
+            "yesterday",
+            "2026-11-25",
+            "2026-13-01T00:00:00Z",
+            "2026-11-25T25:00:00Z",
+            "2026-11-25T12:00:00[Europe/Paris]",
+            "2026-11-25T12:00:00ZZ",
+        ] {
+            assert_eq!(parse_rfc3339(text), None, "{text:?}");
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ureq::Agent;
+// `unversioned` may change in any ureq minor release: Cargo.toml pins 3.5.x.
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use crate::config::{Secret, Subscription, redact_url};
-use crate::sign;
+use crate::config::Subscription;
+use crate::sign::{self, Secret};
+use crate::url::redact_url;
 
 pub const USER_AGENT: &str = concat!("spec-notify/", env!("CARGO_PKG_VERSION"));
 /// Response bytes read per attempt; enough for the evidence excerpt.

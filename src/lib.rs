@@ -2,7 +2,8 @@
 //!
 //! `emit` writes jobs into the [`spool`]; `drain` claims them and [`deliver`]s
 //! them over HTTP, signed by [`sign`], logging each attempt to [`evidence`].
-//! [`config`] owns settings, [`envelope`] the payload, [`cmd`] the commands.
+//! [`config`] owns settings, [`url`] what a webhook URL may be and how it is
+//! shown, [`envelope`] the payload, [`cmd`] the commands.
 
 pub mod circuit;
 pub mod cli;
@@ -20,4 +21,5 @@ pub mod output;
 pub mod retry;
 pub mod sign;
 pub mod spool;
+pub mod url;
 pub mod verifier;

@@ -51,6 +51,8 @@ pub fn warn(message: impl Display) {
 pub fn error(message: impl Display) {
     to_stderr(Level::Error, message);
 }
+// Signal dispositions go through libc: rustix has no supported call for them
+// (only its hidden, experimental `runtime` module, unsafe beside a libc).
 
 /// Restores the default SIGPIPE action so `spec-notify list | head` ends
 /// quietly instead of reporting a write error.

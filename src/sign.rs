@@ -1,13 +1,66 @@
-//! Signatures: computes the headers each scheme sends (`speckit`, `github`,
-//! `standard-webhooks`) and verifies them on the receiving side. Pure
-//! functions over bytes; secrets come in as [`Secret`] and never go out.
+//! Signatures: the schemes ([`Scheme`]: `speckit`, `github`,
+//! `standard-webhooks`), the headers each sends and their verification on the
+//! receiving side. Pure functions over bytes; secrets come in as [`Secret`],
+//! whose `Debug` hides the value, and never go out.
+
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::{Scheme, Secret};
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Speckit,
+    Github,
+    StandardWebhooks,
+}
+
+impl Scheme {
+    pub const NAMES: &[&str] = &["speckit", "github", "standard-webhooks"];
+
+    pub fn parse(s: &str) -> Option<Scheme> {
+        match s {
+            "speckit" => Some(Scheme::Speckit),
+            "github" => Some(Scheme::Github),
+            "standard-webhooks" => Some(Scheme::StandardWebhooks),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Speckit => "speckit",
+            Scheme::Github => "github",
+            Scheme::StandardWebhooks => "standard-webhooks",
+        }
+    }
+}
+
+/// A signing secret. Its `Debug` never shows the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
 
 pub const SPECKIT_SIGNATURE: &str = "X-SpecKit-Signature";
 pub const GITHUB_SIGNATURE: &str = "X-Hub-Signature-256";
@@ -18,17 +71,38 @@ const WHSEC_PREFIX: &str = "whsec_";
 /// How far a standard-webhooks timestamp may be from now (the spec's advice).
 pub const DEFAULT_TOLERANCE_SECS: u64 = 5 * 60;
 
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+/// HMAC-SHA256 keyed with `key` over `parts`, ready to finalize or verify.
+fn keyed_mac(key: &[u8], parts: &[&[u8]]) -> Hmac<Sha256> {
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     for part in parts {
         mac.update(part);
     }
-    mac.finalize().into_bytes().into()
+    mac
+}
+
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    keyed_mac(key, parts).finalize().into_bytes().into()
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lowercase hex as [`hex`] writes it; `None` for anything else.
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let text = text.as_bytes();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 /// `sha256=<lowercase hex HMAC-SHA256(secret, body)>`: the PRD's signature,
@@ -102,11 +176,6 @@ pub fn signature_headers(
     Ok(headers)
 }
 
-/// Compares in time independent of where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Checks that a secret can be used with `scheme` (standard-webhooks needs
 /// `whsec_<base64 key>`), so a receiver can refuse to start instead of
 /// rejecting every delivery.
@@ -143,12 +212,17 @@ pub fn verify(
                     now_secs.abs_diff(ts)
                 ));
             }
-            let expected = standard_webhooks_signature(&key, &id, ts, body);
+            let ts = ts.to_string();
+            let mac = keyed_mac(&key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
             let offered = header(WEBHOOK_SIGNATURE).ok_or("missing header webhook-signature")?;
-            if offered
-                .split_whitespace()
-                .any(|s| constant_time_eq(s.as_bytes(), expected.as_bytes()))
-            {
+            // hmac's `verify_slice` compares in constant time.
+            let matches = |signature: &str| {
+                signature
+                    .strip_prefix("v1,")
+                    .and_then(|tag| BASE64.decode(tag).ok())
+                    .is_some_and(|tag| mac.clone().verify_slice(&tag).is_ok())
+            };
+            if offered.split_whitespace().any(matches) {
                 Ok(())
             } else {
                 Err("webhook-signature does not match: wrong secret or modified body".into())
@@ -164,8 +238,13 @@ fn verify_hex(
     body: &[u8],
 ) -> Result<(), String> {
     let offered = header(name).ok_or_else(|| format!("missing header {name}"))?;
-    let expected = speckit_signature(secret, body);
-    if constant_time_eq(offered.trim().as_bytes(), expected.as_bytes()) {
+    let tag = offered.trim().strip_prefix("sha256=").and_then(unhex);
+    // hmac's `verify_slice` compares in constant time.
+    if tag.is_some_and(|tag| {
+        keyed_mac(secret.expose(), &[body])
+            .verify_slice(&tag)
+            .is_ok()
+    }) {
         Ok(())
     } else {
         Err(format!(
@@ -180,6 +259,19 @@ mod tests {
 
     fn secret(s: &str) -> Secret {
         Secret::new(s.into())
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        assert_eq!(format!("{:?}", secret("hunter2")), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn scheme_names_round_trip() {
+        for name in Scheme::NAMES {
+            assert_eq!(Scheme::parse(name).map(Scheme::as_str), Some(*name));
+        }
+        assert_eq!(Scheme::parse("Speckit"), None);
     }
 
     #[test]
@@ -216,6 +308,52 @@ mod tests {
                 .unwrap_err()
                 .contains("base64")
         );
+    }
+
+    #[test]
+    fn signatures_are_compared_exactly_as_written() {
+        let s = secret("It's a Secret to Everybody");
+        let good = speckit_signature(&s, b"Hello, World!");
+        let verify_with = |offered: &str| {
+            let lookup = |_: &str| Some(offered.to_string());
+            verify(Scheme::Speckit, &s, &lookup, b"Hello, World!", 0, 0)
+        };
+        assert_eq!(verify_with(&good), Ok(()));
+        assert_eq!(verify_with(&format!(" {good}\n")), Ok(()), "trimmed");
+        for bad in [
+            good.to_uppercase(),
+            good.replace("sha256=", "sha1="),
+            good.trim_start_matches("sha256=").to_string(),
+            good[..good.len() - 2].to_string(),
+            format!("{good}00"),
+            format!("{}0", &good[..good.len() - 1]),
+            String::new(),
+        ] {
+            assert!(verify_with(&bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(unhex("00ff10"), Some(vec![0, 255, 16]));
+        assert_eq!(unhex("0"), None);
+        assert_eq!(unhex("0g"), None);
+    }
+
+    #[test]
+    fn standard_webhooks_accepts_any_listed_signature_but_only_v1() {
+        let s = secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let key = standard_webhooks_key(s.as_str()).unwrap();
+        let good = standard_webhooks_signature(&key, "m", 1000, b"b");
+        let verify_with = |offered: String| {
+            let lookup = |name: &str| match name {
+                WEBHOOK_ID => Some("m".to_string()),
+                WEBHOOK_TIMESTAMP => Some("1000".to_string()),
+                _ => Some(offered.clone()),
+            };
+            verify(Scheme::StandardWebhooks, &s, &lookup, b"b", 1000, 300)
+        };
+        assert_eq!(verify_with(good.clone()), Ok(()));
+        assert_eq!(verify_with(format!("v1,AAAA {good}")), Ok(()));
+        assert!(verify_with(good.replace("v1,", "v2,")).is_err());
+        assert!(verify_with(good.trim_end_matches('=').to_string()).is_err());
+        assert!(verify_with("v1,!!!".into()).is_err());
     }
 
     #[test]

@@ -6,9 +6,10 @@
 use anyhow::Result;
 
 use crate::cli::SchemeArg;
-use crate::config::{Scheme, Secret, secret_from_env};
+use crate::config::secret_from_env;
 use crate::exit::user_error;
 use crate::sign;
+use crate::sign::{Scheme, Secret};
 
 /// A scheme with a secret checked to fit it. Never shows the secret.
 pub struct Verifier {

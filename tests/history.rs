@@ -135,6 +135,12 @@ fn since_and_subscription_narrow_the_export() {
         ids(&["--since", "1970-01-01T00:00:02Z"]),
         [2_000, 3_000, 5_000]
     );
+    // The same instant written with an offset (once rejected: UTC only).
+    assert_eq!(
+        ids(&["--since", "1970-01-01T02:00:02+02:00"]),
+        [2_000, 3_000, 5_000]
+    );
+    assert_eq!(ids(&["--since", "1970-01-01T00:00:02.5Z"]), [3_000, 5_000]);
     assert_eq!(ids(&["--subscription", "slack"]), [1_000, 2_000, 5_000]);
     assert_eq!(
         ids(&["--subscription", "slack", "--since", "1970-01-01T00:00:02Z"]),

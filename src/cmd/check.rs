@@ -7,9 +7,10 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::cli::CheckArgs;
-use crate::config::{self, Config, Secrets, redact_url};
+use crate::config::{self, Config, Secrets};
 use crate::exit::ExitCode;
 use crate::output;
+use crate::url::redact_url;
 
 /// Every problem, secrets included, comes back as one exit-2 error from the
 /// load; only a valid config gets a summary.

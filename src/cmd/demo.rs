@@ -12,11 +12,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{Context, Result, bail};
 
 use crate::cli::DemoArgs;
-use crate::config::{Scheme, Secret};
 use crate::exit::ExitCode;
 use crate::http_server::{Action, Request, Server};
 use crate::output::paint;
-use crate::sign;
+use crate::sign::{self, Scheme, Secret};
 
 const SPEC: &str = "SPEC-KIT-065-add-webhook-notification-system-for";
 const SECRET_VAR: &str = "SPECKIT_WEBHOOK_SECRET_DEMO";

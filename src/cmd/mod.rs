@@ -9,12 +9,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use crate::cli::{Cli, Command};
-use crate::config::{self, Config, redact_url};
+use crate::config::{self, Config};
 use crate::drain::{Signal, Summary};
 use crate::evidence::Evidence;
 use crate::exit::{ExitCode, user_error};
 use crate::output;
 use crate::spool::{DrainLock, SpecSpool, Spool, Unreadable};
+use crate::url::redact_url;
 
 mod check;
 mod completions;

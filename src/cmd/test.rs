@@ -12,12 +12,13 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::TestArgs;
 use crate::clock;
-use crate::config::{Config, Subscription, redact_url};
+use crate::config::{Config, Subscription};
 use crate::deliver::{self, AttemptId};
 use crate::envelope;
 use crate::evidence::{Outcome, Record, excerpt};
 use crate::exit::{ExitCode, user_error};
 use crate::output;
+use crate::url::redact_url;
 
 pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;

@@ -10,11 +10,13 @@ use serde_json::json;
 
 use crate::circuit;
 use crate::clock;
-use crate::config::{Config, Secret, Subscription, redact_url};
+use crate::config::{Config, Subscription};
 use crate::deliver::{self, Answer, AttemptId};
 use crate::evidence::{Outcome, Record, excerpt};
 use crate::retry::{self, Class, Verdict};
+use crate::sign::Secret;
 use crate::spool::{Job, Meta, State};
+use crate::url::redact_url;
 
 /// What this run can do with a subscription's jobs.
 pub enum Route<'a> {

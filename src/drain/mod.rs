@@ -31,10 +31,11 @@ use serde::Serialize;
 
 use crate::circuit::{self, Circuit, Transition};
 use crate::clock;
-use crate::config::{Config, redact_url};
+use crate::config::Config;
 use crate::deliver;
 use crate::evidence::{Outcome, Record};
 use crate::spool::{Job, Meta, Quarantined, State};
+use crate::url::redact_url;
 use attempt::Route;
 use queue::{Claimed, Queue, SpoolQueue};
 use scheduler::{JobKey, Kind, Limits, Pick, Scheduler, Waiting};

@@ -1,58 +1,29 @@
-//! Settings: finds `config.toml`, reads `[spec_ops.webhooks]`, applies the
-//! environment overrides and validates everything, reporting every problem at
-//! once with the subscription, the key and the fix. This is the only module
-//! that reads environment variables (config path, enable switch, secrets).
+//! Settings: finds `config.toml`, has `raw` read `[spec_ops.webhooks]` from
+//! it, then resolves what the file says into [`Config`]: defaults, paths
+//! relative to the file, the environment overrides, and validation of every
+//! value, reporting every problem at once with the subscription, the key and
+//! the fix. This is the only module that reads environment variables (config
+//! path, enable switch, secrets).
+
+mod raw;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use toml::{Table, Value};
 
+use crate::circuit::BreakerPolicy;
 use crate::envelope::{Stage, Status};
 use crate::exit::user_error;
+use crate::sign::{Scheme, Secret};
 
 pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
 pub const ENABLED_ENV: &str = "SPECKIT_WEBHOOKS_ENABLED";
 pub const DEFAULT_CONFIG: &str = "config.toml";
 pub const DEFAULT_SPOOL_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/webhooks";
 pub const DEFAULT_EVIDENCE_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/commands";
-
-const WEBHOOK_KEYS: &[&str] = &[
-    "enabled",
-    "max_concurrency",
-    "spool_dir",
-    "evidence_dir",
-    "max_spool_jobs",
-    "max_evidence_bytes",
-    "auto_drain",
-    "subscriptions",
-];
-const SUBSCRIPTION_KEYS: &[&str] = &[
-    "id",
-    "url",
-    "secret_env",
-    "secret_env_previous",
-    "signature",
-    "active",
-    "dry_run",
-    "include_events",
-    "include_stages",
-    "include_status",
-    "max_attempts",
-    "initial_backoff_ms",
-    "backoff_factor",
-    "jitter_ms",
-    "per_request_timeout_ms",
-    "max_in_flight",
-    "rate_limit",
-    "max_age",
-    "circuit_failures",
-    "circuit_cooldown",
-];
 
 /// The resolved, validated `[spec_ops.webhooks]` settings.
 #[derive(Debug, Clone)]
@@ -71,34 +42,6 @@ pub struct Config {
     pub max_evidence_bytes: u64,
     pub auto_drain: bool,
     pub subscriptions: Vec<Subscription>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Speckit,
-    Github,
-    StandardWebhooks,
-}
-
-impl Scheme {
-    pub const NAMES: &[&str] = &["speckit", "github", "standard-webhooks"];
-
-    pub fn parse(s: &str) -> Option<Scheme> {
-        match s {
-            "speckit" => Some(Scheme::Speckit),
-            "github" => Some(Scheme::Github),
-            "standard-webhooks" => Some(Scheme::StandardWebhooks),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scheme::Speckit => "speckit",
-            Scheme::Github => "github",
-            Scheme::StandardWebhooks => "standard-webhooks",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -179,36 +122,12 @@ impl Rate {
     }
 }
 
-/// A secret read from the environment. Its `Debug` never shows the value.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 /// Reads a secret from `var`; `None` when unset or empty.
 pub fn secret_from_env(var: &str) -> Option<Secret> {
     std::env::var(var)
         .ok()
         .filter(|v| !v.is_empty())
-        .map(Secret)
+        .map(Secret::new)
 }
 
 impl Subscription {
@@ -358,24 +277,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
 }
 
 fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
-    let root: Table = text.parse().map_err(|e: toml::de::Error| {
-        user_error(format!("`{}` is not valid TOML: {e}", path.display()))
-    })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let problems = Problems::default();
-    let webhooks = root
-        .get("spec_ops")
-        .and_then(Value::as_table)
-        .and_then(|t| t.get("webhooks"));
-    let config = match webhooks {
+    let webhooks = raw::read(text, &problems)
+        .map_err(|e| user_error(format!("`{}` is not valid TOML: {e}", path.display())))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut config = match webhooks {
+        Some(webhooks) => resolve(webhooks, path, &base, &problems),
         None => Config::empty(path, &base),
-        Some(Value::Table(table)) => read_webhooks(table, path, &base, &problems),
-        Some(_) => {
-            problems.push("[spec_ops.webhooks]", "must be a table");
-            Config::empty(path, &base)
-        }
     };
-    let mut config = config;
     apply_enabled_override(&mut config, &problems);
     if secrets == Secrets::Required {
         for sub in config.subscriptions.iter().filter(|s| s.needs_secret()) {
@@ -439,21 +348,62 @@ impl Config {
     }
 }
 
-/// Problems found while reading the config, reported together.
+/// Problems found while reading the config, reported together and grouped
+/// by place (a table or a subscription), places in the order of the file.
 #[derive(Default)]
-struct Problems(RefCell<Vec<String>>);
+struct Problems {
+    /// Every place in the order it was read or first had a problem.
+    places: RefCell<Vec<String>>,
+    /// Each problem with its place; `None`: a line that says where itself.
+    found: RefCell<Vec<(Option<String>, String)>>,
+}
 
 impl Problems {
-    fn push(&self, at: &str, message: impl fmt::Display) {
-        self.push_line(format!("{at}: {message}"));
+    /// Notes a place where problems may come up, so they sort by it.
+    fn place(&self, at: &str) {
+        let mut places = self.places.borrow_mut();
+        if !places.iter().any(|p| p == at) {
+            places.push(at.to_string());
+        }
     }
 
+    fn push(&self, at: &str, message: impl fmt::Display) {
+        self.place(at);
+        self.found
+            .borrow_mut()
+            .push((Some(at.to_string()), message.to_string()));
+    }
+
+    /// A problem with the value of `key`.
+    fn key(&self, at: &str, key: &str, message: impl fmt::Display) {
+        self.push(at, format!("key `{key}`: {message}"));
+    }
+
+    /// A line that already says where; such lines come last.
     fn push_line(&self, line: String) {
-        self.0.borrow_mut().push(line);
+        self.found.borrow_mut().push((None, line));
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let places = self.places.borrow();
+        let order = |at: &Option<String>| {
+            at.as_ref()
+                .and_then(|at| places.iter().position(|p| p == at))
+                .unwrap_or(usize::MAX)
+        };
+        let mut problems = self.found.borrow().clone();
+        problems.sort_by_key(|(at, _)| order(at));
+        problems
+            .into_iter()
+            .map(|(at, message)| match at {
+                Some(at) => format!("{at}: {message}"),
+                None => message,
+            })
+            .collect()
     }
 
     fn into_result(self, path: &Path) -> Result<()> {
-        let problems = self.0.into_inner();
+        let problems = self.lines();
         if problems.is_empty() {
             return Ok(());
         }
@@ -488,139 +438,125 @@ fn apply_enabled_override(config: &mut Config, problems: &Problems) {
     config.enabled_source = format!("{ENABLED_ENV}={value}");
 }
 
-fn read_webhooks(table: &Table, path: &Path, base: &Path, problems: &Problems) -> Config {
-    let at = "[spec_ops.webhooks]";
-    unknown_keys(table, WEBHOOK_KEYS, at, problems);
-    let mut c = Config::empty(path, base);
-    let r = Reader {
-        table,
-        at,
+/// The settings `[spec_ops.webhooks]` asks for, over the defaults.
+fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) -> Config {
+    let check = Check {
+        at: raw::WEBHOOKS_AT,
         problems,
     };
-    if let Some(v) = r.bool("enabled") {
+    let mut c = Config::empty(path, base);
+    if let Some(v) = raw.enabled {
         c.enabled = v;
         c.enabled_source = format!("enabled = {v} in {}", path.display());
     } else {
         c.enabled_source = format!("`enabled` is not set in {} (default false)", path.display());
     }
-    c.max_concurrency = r
-        .int("max_concurrency", 1, 256)
+    c.max_concurrency = check
+        .int("max_concurrency", raw.max_concurrency, 1, 256)
         .map_or(c.max_concurrency, |v| v as usize);
-    c.max_spool_jobs = r
-        .int("max_spool_jobs", 1, u32::MAX as i64)
+    c.max_spool_jobs = check
+        .int("max_spool_jobs", raw.max_spool_jobs, 1, u32::MAX as i64)
         .map_or(c.max_spool_jobs, |v| v as usize);
-    c.max_evidence_bytes = r
-        .int("max_evidence_bytes", 64 * 1024, i64::MAX)
+    c.max_evidence_bytes = check
+        .int(
+            "max_evidence_bytes",
+            raw.max_evidence_bytes,
+            64 * 1024,
+            i64::MAX,
+        )
         .map_or(c.max_evidence_bytes, |v| v as u64);
-    c.auto_drain = r.bool("auto_drain").unwrap_or(c.auto_drain);
-    if let Some(dir) = r.string("spool_dir") {
+    c.auto_drain = raw.auto_drain.unwrap_or(c.auto_drain);
+    if let Some(dir) = raw.spool_dir {
         c.spool_dir = base.join(dir);
     }
-    if let Some(dir) = r.string("evidence_dir") {
+    if let Some(dir) = raw.evidence_dir {
         c.evidence_dir = base.join(dir);
     }
-    c.subscriptions = read_subscriptions(table.get("subscriptions"), problems);
-    c
-}
-
-fn read_subscriptions(value: Option<&Value>, problems: &Problems) -> Vec<Subscription> {
-    let Some(value) = value else {
-        return Vec::new();
-    };
-    let Some(items) = value.as_array() else {
-        problems.push(
-            "subscriptions",
-            "must be written as [[spec_ops.webhooks.subscriptions]] tables",
-        );
-        return Vec::new();
-    };
-    let mut subs = Vec::new();
     let mut seen = HashSet::new();
-    for (index, item) in items.iter().enumerate() {
-        let Some(table) = item.as_table() else {
-            problems.push(&format!("subscriptions[{index}]"), "must be a table");
-            continue;
-        };
-        let sub = read_subscription(table, index, problems);
+    for sub in raw.subscriptions {
+        let sub = resolve_subscription(sub, problems);
         if !seen.insert(sub.id.clone()) {
             problems.push(
                 &format!("subscription `{}`", sub.id),
                 "duplicate `id`: every subscription needs its own id",
             );
         }
-        subs.push(sub);
+        c.subscriptions.push(sub);
     }
-    subs
+    c
 }
 
-fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscription {
-    let id = table
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let at = if id.is_empty() {
-        format!("subscriptions[{index}]")
-    } else {
-        format!("subscription `{id}`")
-    };
-    unknown_keys(table, SUBSCRIPTION_KEYS, &at, problems);
-    let r = Reader {
-        table,
-        at: &at,
+fn resolve_subscription(raw: raw::Subscription, problems: &Problems) -> Subscription {
+    let check = Check {
+        at: &raw.at,
         problems,
     };
     let defaults = RetryPolicy::default();
     let retry = RetryPolicy {
-        max_attempts: r
-            .int("max_attempts", 1, 1000)
+        max_attempts: check
+            .int("max_attempts", raw.max_attempts, 1, 1000)
             .map_or(defaults.max_attempts, |v| v as u32),
-        initial_backoff_ms: r
-            .int("initial_backoff_ms", 0, 86_400_000)
+        initial_backoff_ms: check
+            .int("initial_backoff_ms", raw.initial_backoff_ms, 0, 86_400_000)
             .map_or(defaults.initial_backoff_ms, |v| v as u64),
-        backoff_factor: r
-            .float("backoff_factor", 1.0, 100.0)
+        backoff_factor: check
+            .float("backoff_factor", raw.backoff_factor, 1.0, 100.0)
             .unwrap_or(defaults.backoff_factor),
-        jitter_ms: r
-            .int("jitter_ms", 0, 3_600_000)
+        jitter_ms: check
+            .int("jitter_ms", raw.jitter_ms, 0, 3_600_000)
             .map_or(defaults.jitter_ms, |v| v as u64),
-        per_request_timeout_ms: r
-            .int("per_request_timeout_ms", 1, 600_000)
+        per_request_timeout_ms: check
+            .int(
+                "per_request_timeout_ms",
+                raw.per_request_timeout_ms,
+                1,
+                600_000,
+            )
             .map_or(defaults.per_request_timeout_ms, |v| v as u64),
     };
     let sub = Subscription {
-        id: r.required_string("id").unwrap_or_default(),
-        url: r.required_string("url").unwrap_or_default(),
-        secret_env: r.string("secret_env"),
-        secret_env_previous: r.string("secret_env_previous"),
-        signature: r.scheme(),
-        active: r.bool("active").unwrap_or(true),
-        dry_run: r.bool("dry_run").unwrap_or(false),
-        include_events: r.strings("include_events", check_event_pattern),
-        include_stages: r.parsed_list("include_stages", Stage::parse, Stage::NAMES),
-        include_status: r.parsed_list("include_status", Status::parse, Status::NAMES),
+        id: raw.id.unwrap_or_default(),
+        url: raw.url.unwrap_or_default(),
+        secret_env: raw.secret_env,
+        secret_env_previous: raw.secret_env_previous,
+        signature: check.scheme(raw.signature),
+        active: raw.active.unwrap_or(true),
+        dry_run: raw.dry_run.unwrap_or(false),
+        include_events: check.valid("include_events", raw.include_events, check_event_pattern),
+        include_stages: check.names(
+            "include_stages",
+            &raw.include_stages,
+            Stage::parse,
+            Stage::NAMES,
+        ),
+        include_status: check.names(
+            "include_status",
+            &raw.include_status,
+            Status::parse,
+            Status::NAMES,
+        ),
         retry,
-        max_in_flight: r.int("max_in_flight", 1, 256).map(|v| v as usize),
-        rate_limit: r
-            .string("rate_limit")
-            .and_then(|text| match Rate::parse(&text) {
-                Ok(rate) => Some(rate),
-                Err(e) => {
-                    r.problem("rate_limit", e);
-                    None
-                }
-            }),
-        max_age_ms: r.duration_ms("max_age").unwrap_or(Rate::DEFAULT_MAX_AGE_MS),
-        breaker: crate::circuit::BreakerPolicy {
-            failures: r
-                .int("circuit_failures", 1, 1000)
-                .map_or(crate::circuit::BreakerPolicy::default().failures, |v| {
-                    v as u32
-                }),
-            cooldown_ms: r
-                .duration_ms("circuit_cooldown")
-                .unwrap_or(crate::circuit::BreakerPolicy::default().cooldown_ms),
-            ..crate::circuit::BreakerPolicy::default()
+        max_in_flight: check
+            .int("max_in_flight", raw.max_in_flight, 1, 256)
+            .map(|v| v as usize),
+        rate_limit: raw.rate_limit.and_then(|text| match Rate::parse(&text) {
+            Ok(rate) => Some(rate),
+            Err(e) => {
+                check.problem("rate_limit", e);
+                None
+            }
+        }),
+        max_age_ms: check
+            .duration_ms("max_age", raw.max_age)
+            .unwrap_or(Rate::DEFAULT_MAX_AGE_MS),
+        breaker: BreakerPolicy {
+            failures: check
+                .int("circuit_failures", raw.circuit_failures, 1, 1000)
+                .map_or(BreakerPolicy::default().failures, |v| v as u32),
+            cooldown_ms: check
+                .duration_ms("circuit_cooldown", raw.circuit_cooldown)
+                .unwrap_or(BreakerPolicy::default().cooldown_ms),
+            ..BreakerPolicy::default()
         },
     };
     if !sub.id.is_empty()
@@ -629,13 +565,13 @@ fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscr
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        r.problem("id", "use letters, digits, `-`, `_` and `.` only");
+        check.problem("id", "use letters, digits, `-`, `_` and `.` only");
     }
-    if let (false, Err(e)) = (sub.url.is_empty(), check_url(&sub.url)) {
-        r.problem("url", e);
+    if let (false, Err(e)) = (sub.url.is_empty(), crate::url::check_url(&sub.url)) {
+        check.problem("url", e);
     }
     if sub.needs_secret() && sub.secret_env.is_none() {
-        r.problem(
+        check.problem(
             "secret_env",
             "missing: name the environment variable that holds this subscription's secret",
         );
@@ -643,137 +579,21 @@ fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscr
     sub
 }
 
-fn unknown_keys(table: &Table, known: &[&str], at: &str, problems: &Problems) {
-    for key in table.keys().filter(|k| !known.contains(&k.as_str())) {
-        let suggestion = known
-            .iter()
-            .find(|k| similar(k, key))
-            .map(|k| format!(" (did you mean `{k}`?)"))
-            .unwrap_or_default();
-        problems.push(
-            at,
-            format!(
-                "unknown key `{key}`{suggestion}; known keys: {}",
-                known.join(", ")
-            ),
-        );
-    }
-}
-
-/// A typo detector: at most two edits apart (a dropped, doubled or swapped
-/// letter), or one name is a prefix of the other.
-fn similar(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-    if a.starts_with(&b) || b.starts_with(&a) {
-        return true;
-    }
-    let allowed = if a.len().min(b.len()) < 5 { 1 } else { 2 };
-    edit_distance(a.as_bytes(), b.as_bytes()) <= allowed
-}
-
-/// Levenshtein distance, one row at a time.
-fn edit_distance(a: &[u8], b: &[u8]) -> usize {
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, &x) in a.iter().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, &y) in b.iter().enumerate() {
-            let substitute = diagonal + usize::from(x != y);
-            diagonal = row[j + 1];
-            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
-        }
-    }
-    row[b.len()]
-}
-
-/// Typed access to one table's keys, recording a problem for each bad value.
-struct Reader<'a> {
-    table: &'a Table,
+/// Checks what one table says against what its values may be, recording a
+/// problem for each value that cannot be used (the default stands in).
+struct Check<'a> {
     at: &'a str,
     problems: &'a Problems,
 }
 
-impl Reader<'_> {
+impl Check<'_> {
     fn problem(&self, key: &str, message: impl fmt::Display) {
-        self.problems
-            .push(self.at, format!("key `{key}`: {message}"));
-    }
-
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.table.get(key)
-    }
-
-    fn wrong_type(&self, key: &str, want: &str, got: &Value) {
-        self.problem(
-            key,
-            format!("expected {want}, found {} `{got}`", got.type_str()),
-        );
-    }
-
-    fn bool(&self, key: &str) -> Option<bool> {
-        match self.get(key)? {
-            Value::Boolean(b) => Some(*b),
-            other => {
-                self.wrong_type(key, "true or false", other);
-                None
-            }
-        }
-    }
-
-    fn int(&self, key: &str, min: i64, max: i64) -> Option<i64> {
-        match self.get(key)? {
-            Value::Integer(i) if (min..=max).contains(i) => Some(*i),
-            Value::Integer(i) => {
-                self.problem(
-                    key,
-                    format!("{i} is out of range: use a whole number from {min} to {max}"),
-                );
-                None
-            }
-            other => {
-                self.wrong_type(key, "a whole number", other);
-                None
-            }
-        }
-    }
-
-    fn float(&self, key: &str, min: f64, max: f64) -> Option<f64> {
-        let value = match self.get(key)? {
-            Value::Float(f) => *f,
-            Value::Integer(i) => *i as f64,
-            other => {
-                self.wrong_type(key, "a number", other);
-                return None;
-            }
-        };
-        if value.is_finite() && (min..=max).contains(&value) {
-            Some(value)
-        } else {
-            self.problem(
-                key,
-                format!("{value} is out of range: use a number from {min} to {max}"),
-            );
-            None
-        }
-    }
-
-    fn string(&self, key: &str) -> Option<String> {
-        match self.get(key)? {
-            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-            Value::String(_) => {
-                self.problem(key, "is empty");
-                None
-            }
-            other => {
-                self.wrong_type(key, "a string", other);
-                None
-            }
-        }
+        self.problems.key(self.at, key, message);
     }
 
     /// A duration written like `72h`, `30s`, `10m`.
-    fn duration_ms(&self, key: &str) -> Option<u64> {
-        let text = self.string(key)?;
+    fn duration_ms(&self, key: &str, text: Option<String>) -> Option<u64> {
+        let text = text?;
         match humantime::parse_duration(&text) {
             Ok(d) if !d.is_zero() => Some(d.as_millis().min(u64::MAX as u128) as u64),
             Ok(_) => {
@@ -781,22 +601,41 @@ impl Reader<'_> {
                 None
             }
             Err(e) => {
-                self.problem(key, format!("`{text}` is not a duration ({e}); write it like \"72h\", \"30s\" or \"10m\""));
+                self.problem(
+                    key,
+                    format!("`{text}` is not a duration ({e}); write it like \"72h\", \"30s\" or \"10m\""),
+                );
                 None
             }
         }
     }
 
-    fn required_string(&self, key: &str) -> Option<String> {
-        if self.get(key).is_none() {
-            self.problem(key, "missing: every subscription needs one");
-            return None;
+    fn int(&self, key: &str, value: Option<i64>, min: i64, max: i64) -> Option<i64> {
+        let value = value?;
+        if (min..=max).contains(&value) {
+            return Some(value);
         }
-        self.string(key)
+        self.problem(
+            key,
+            format!("{value} is out of range: use a whole number from {min} to {max}"),
+        );
+        None
     }
 
-    fn scheme(&self) -> Scheme {
-        let Some(name) = self.string("signature") else {
+    fn float(&self, key: &str, value: Option<f64>, min: f64, max: f64) -> Option<f64> {
+        let value = value?;
+        if value.is_finite() && (min..=max).contains(&value) {
+            return Some(value);
+        }
+        self.problem(
+            key,
+            format!("{value} is out of range: use a number from {min} to {max}"),
+        );
+        None
+    }
+
+    fn scheme(&self, name: Option<String>) -> Scheme {
+        let Some(name) = name else {
             return Scheme::Speckit;
         };
         Scheme::parse(&name).unwrap_or_else(|| {
@@ -811,34 +650,35 @@ impl Reader<'_> {
         })
     }
 
-    fn strings(
+    /// The values that pass `check`.
+    fn valid(
         &self,
         key: &str,
+        values: Vec<String>,
         check: fn(&str) -> std::result::Result<(), String>,
     ) -> Vec<String> {
-        let Some(value) = self.get(key) else {
-            return Vec::new();
-        };
-        let Some(items) = value.as_array() else {
-            self.wrong_type(key, "a list of strings", value);
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for item in items {
-            match item.as_str() {
-                Some(s) => match check(s) {
-                    Ok(()) => out.push(s.to_string()),
-                    Err(e) => self.problem(key, e),
-                },
-                None => self.wrong_type(key, "a list of strings", item),
-            }
-        }
-        out
+        values
+            .into_iter()
+            .filter(|value| match check(value) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.problem(key, e);
+                    false
+                }
+            })
+            .collect()
     }
 
-    fn parsed_list<T>(&self, key: &str, parse: fn(&str) -> Option<T>, names: &[&str]) -> Vec<T> {
-        let raw = self.strings(key, |_| Ok(()));
-        raw.iter()
+    /// Each value as one of `names`.
+    fn names<T>(
+        &self,
+        key: &str,
+        values: &[String],
+        parse: fn(&str) -> Option<T>,
+        names: &[&str],
+    ) -> Vec<T> {
+        values
+            .iter()
             .filter_map(|s| {
                 let parsed = parse(s);
                 if parsed.is_none() {
@@ -875,82 +715,6 @@ fn check_event_pattern(pattern: &str) -> std::result::Result<(), String> {
     crate::envelope::check_event_type(pattern).map_err(|e| format!("`{pattern}`: {e}"))
 }
 
-/// Accepts https URLs, and plain http only for loopback hosts. Messages show
-/// the URL redacted: never its userinfo or query.
-pub fn check_url(url: &str) -> std::result::Result<(), String> {
-    let uri: ureq::http::Uri = url.parse().map_err(|e| {
-        format!(
-            "`{}` is not a valid URL ({e}): write it like https://host/path",
-            redact_unparsed_url(url)
-        )
-    })?;
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("`{}` has no host", redact_url(url)))?;
-    match uri.scheme_str() {
-        Some("https") => Ok(()),
-        Some("http") if is_loopback(host) => Ok(()),
-        Some("http") => Err(format!(
-            "`{}` uses plain http: use https (http is allowed only for 127.0.0.0/8, ::1 and localhost)",
-            redact_url(url)
-        )),
-        _ => Err(format!("`{}` must start with https://", redact_url(url))),
-    }
-}
-
-/// The URL with userinfo and query string removed, safe for logs and output.
-pub fn redact_url(url: &str) -> String {
-    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
-        return "<invalid url>".into();
-    };
-    let mut out = String::new();
-    if let Some(scheme) = uri.scheme_str() {
-        out.push_str(&format!("{scheme}://"));
-    }
-    out.push_str(uri.host().unwrap_or_default());
-    if let Some(port) = uri.port_u16() {
-        out.push_str(&format!(":{port}"));
-    }
-    out.push_str(uri.path());
-    if uri.query().is_some() {
-        out.push_str("?<redacted>");
-    }
-    out
-}
-
-/// What a message may show of a URL that does not parse. Without `@`, `?`
-/// or `#` there is no userinfo, query or fragment to hide, so all of it;
-/// else at most `scheme://host`, and only the scheme when an `@` sits past
-/// the first `?` or `#` (the host cannot be told from a password there).
-fn redact_unparsed_url(url: &str) -> String {
-    if !url.contains(['@', '?', '#']) {
-        return url.escape_debug().to_string();
-    }
-    let is_scheme = |s: &str| {
-        s.starts_with(|c: char| c.is_ascii_alphabetic())
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
-    };
-    let Some((scheme, rest)) = url.split_once("://").filter(|(s, _)| is_scheme(s)) else {
-        return "<unparseable URL, not shown: it may hold credentials>".into();
-    };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    if rest[end..].contains('@') {
-        return format!("{scheme}://<not shown>");
-    }
-    let authority = &rest[..end];
-    let after_userinfo = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = after_userinfo.split('/').next().unwrap_or_default();
-    format!("{scheme}://{}", host.escape_debug())
-}
-
-fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Loads the config for commands that cannot work without one; a missing
 /// file is an exit-2 error naming where it was looked for.
 pub fn load_required(flag: Option<&Path>) -> Result<Config> {
@@ -961,7 +725,7 @@ pub fn load_required(flag: Option<&Path>) -> Result<Config> {
 mod tests {
     use super::*;
 
-    const PRD_EXAMPLE: &str = include_str!("../tests/fixtures/prd-config.toml");
+    const PRD_EXAMPLE: &str = include_str!("../../tests/fixtures/prd-config.toml");
 
     fn errors(text: &str) -> String {
         format!(
@@ -1038,34 +802,43 @@ include_events = ["Spec.Stage"]
     }
 
     #[test]
-    fn typos_are_recognised_after_a_dropped_letter() {
-        assert!(similar("max_attempts", "max_atempts"));
-        assert!(similar("include_status", "include_stauts"));
-        assert!(similar("enabled", "enabld"));
-        assert!(!similar("jitter_ms", "dry_run"));
-        assert!(!similar("id", "ab"), "short names need a closer match");
-        assert_eq!(edit_distance(b"kitten", b"sitting"), 3);
-        assert_eq!(edit_distance(b"", b"ab"), 2);
+    fn problems_are_grouped_by_subscription() {
+        let text = r#"
+[spec_ops.webhooks]
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "https://a.example/h"
+dry_run = true
+max_attempts = 0
+[[spec_ops.webhooks.subscriptions]]
+id = "b"
+url = "https://b.example/h"
+dry_run = "yes"
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "https://c.example/h"
+dry_run = true
+jitter_ms = "x"
+"#;
+        let e = errors(text);
+        let lines: Vec<&str> = e.lines().skip(1).collect();
+        assert_eq!(
+            lines,
+            [
+                "  - subscription `a`: key `jitter_ms`: expected a whole number, found string `\"x\"`",
+                "  - subscription `a`: key `max_attempts`: 0 is out of range: use a whole number from 1 to 1000",
+                "  - subscription `a`: duplicate `id`: every subscription needs its own id",
+                "  - subscription `b`: key `dry_run`: expected true or false, found string `\"yes\"`",
+                "  - subscription `b`: key `secret_env`: missing: name the environment variable that holds this subscription's secret",
+            ],
+            "{e}"
+        );
     }
 
     #[test]
     fn one_problem_is_not_plural() {
         let e = errors("[spec_ops.webhooks]\nenabled = 3\n");
         assert!(e.contains("(1 problem):"), "{e}");
-    }
-
-    #[test]
-    fn loopback_http_is_allowed() {
-        for url in [
-            "http://127.0.0.1:8080/h",
-            "http://localhost/h",
-            "http://[::1]:9/h",
-            "https://example.com/h",
-        ] {
-            assert_eq!(check_url(url), Ok(()), "{url}");
-        }
-        assert!(check_url("ftp://example.com").is_err());
-        assert!(check_url("http://10.0.0.1/h").is_err());
     }
 
     #[test]
@@ -1088,100 +861,5 @@ include_events = ["Spec.Stage"]
             "spec-kit.task.completed"
         ));
         assert!(event_pattern_matches("*", "a.b.c"));
-    }
-
-    #[test]
-    fn urls_lose_userinfo_and_query() {
-        assert_eq!(
-            redact_url("https://user:pw@example.com:8443/a/b?token=x"),
-            "https://example.com:8443/a/b?<redacted>"
-        );
-        assert_eq!(redact_url("http://127.0.0.1/h"), "http://127.0.0.1/h");
-        assert_eq!(redact_url("user:pw@host"), "host");
-        assert_eq!(redact_url("/hook?token=abc"), "/hook?<redacted>");
-    }
-
-    #[test]
-    fn url_errors_never_show_userinfo_or_query() {
-        let cases = [
-            // parses, but is refused
-            (
-                "http://user:secret@host/hook?token=abc",
-                "`http://host/hook?<redacted>` uses plain http",
-            ),
-            (
-                "http://user:pw@10.0.0.1/h?token=x",
-                "`http://10.0.0.1/h?<redacted>` uses plain http",
-            ),
-            (
-                "ftp://u:pw@h/x?token=y",
-                "`ftp://h/x?<redacted>` must start with https://",
-            ),
-            ("mailto:user:pw@host", "`host` must start with https://"),
-            ("user:pw@host", "`host` must start with https://"),
-            ("/hook?token=abc", "`/hook?<redacted>` has no host"),
-            // does not parse
-            (
-                "https://user:pw@ho st/x?token=a",
-                "`https://ho st` is not a valid URL",
-            ),
-            ("https://user:pw@", "`https://` is not a valid URL"),
-            ("https://user:pw@/x", "`https://` is not a valid URL"),
-            (
-                "https://user:p/w@bad host/x",
-                "`https://bad host` is not a valid URL",
-            ),
-            (
-                "https://host /x?token=abc",
-                "`https://host ` is not a valid URL",
-            ),
-            (
-                "https://ho st/x?token=a@b",
-                "`https://<not shown>` is not a valid URL",
-            ),
-            (
-                "https://user:p w?x@host/",
-                "`https://<not shown>` is not a valid URL",
-            ),
-            (
-                "https://user:p w#x@host/",
-                "`https://<not shown>` is not a valid URL",
-            ),
-            (
-                "user:pw@ho st",
-                "`<unparseable URL, not shown: it may hold credentials>` is not",
-            ),
-            (
-                "user:pw ?token=abc",
-                "`<unparseable URL, not shown: it may hold credentials>` is not",
-            ),
-            (
-                "pw@token://x y",
-                "`<unparseable URL, not shown: it may hold credentials>` is not",
-            ),
-        ];
-        for (url, want) in cases {
-            let err = check_url(url).unwrap_err();
-            assert!(err.contains(want), "{url}: {err}");
-            for secret in ["pw", "secret", "token", "abc"] {
-                assert!(!err.contains(secret), "{url}: {err} shows {secret:?}");
-            }
-        }
-        // Nothing to hide: an unparseable string without `@`, `?` or `#` is shown whole.
-        let err = check_url("not a url").unwrap_err();
-        assert!(err.starts_with("`not a url` is not a valid URL"), "{err}");
-        let err = check_url("https://h\n/x").unwrap_err();
-        assert!(
-            err.starts_with("`https://h\\n/x` is not a valid URL"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_debug() {
-        assert_eq!(
-            format!("{:?}", Secret::new("hunter2".into())),
-            "Secret(<redacted>)"
-        );
     }
 }

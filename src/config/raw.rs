@@ -1,0 +1,377 @@
+//! The TOML side of the config: finds `[spec_ops.webhooks]` in the text and
+//! reads each key as the type it must have (true/false, whole number, number,
+//! string, list of strings), naming unknown keys with a did-you-mean. What
+//! the values mean (ranges, names, URLs, defaults) is for `config` to decide.
+
+use std::fmt;
+
+use toml::{Table, Value};
+
+use super::Problems;
+
+/// Where the webhook settings live, as messages name them.
+pub(super) const WEBHOOKS_AT: &str = "[spec_ops.webhooks]";
+
+const WEBHOOK_KEYS: &[&str] = &[
+    "enabled",
+    "max_concurrency",
+    "spool_dir",
+    "evidence_dir",
+    "max_spool_jobs",
+    "max_evidence_bytes",
+    "auto_drain",
+    "subscriptions",
+];
+const SUBSCRIPTION_KEYS: &[&str] = &[
+    "id",
+    "url",
+    "secret_env",
+    "secret_env_previous",
+    "signature",
+    "active",
+    "dry_run",
+    "include_events",
+    "include_stages",
+    "include_status",
+    "max_attempts",
+    "initial_backoff_ms",
+    "backoff_factor",
+    "jitter_ms",
+    "per_request_timeout_ms",
+    "max_in_flight",
+    "rate_limit",
+    "max_age",
+    "circuit_failures",
+    "circuit_cooldown",
+];
+
+/// `[spec_ops.webhooks]` as written. A key that is absent or has the wrong
+/// type (a problem already recorded) is `None`.
+#[derive(Debug, Default)]
+pub(super) struct Webhooks {
+    pub enabled: Option<bool>,
+    pub max_concurrency: Option<i64>,
+    pub spool_dir: Option<String>,
+    pub evidence_dir: Option<String>,
+    pub max_spool_jobs: Option<i64>,
+    pub max_evidence_bytes: Option<i64>,
+    pub auto_drain: Option<bool>,
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// One `[[spec_ops.webhooks.subscriptions]]` table as written.
+#[derive(Debug, Default)]
+pub(super) struct Subscription {
+    /// Where it is, for messages: ``subscription `id` `` or `subscriptions[2]`.
+    pub at: String,
+    pub id: Option<String>,
+    pub url: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_env_previous: Option<String>,
+    pub signature: Option<String>,
+    pub active: Option<bool>,
+    pub dry_run: Option<bool>,
+    pub include_events: Vec<String>,
+    pub include_stages: Vec<String>,
+    pub include_status: Vec<String>,
+    pub max_attempts: Option<i64>,
+    pub initial_backoff_ms: Option<i64>,
+    pub backoff_factor: Option<f64>,
+    pub jitter_ms: Option<i64>,
+    pub per_request_timeout_ms: Option<i64>,
+    pub max_in_flight: Option<i64>,
+    pub rate_limit: Option<String>,
+    pub max_age: Option<String>,
+    pub circuit_failures: Option<i64>,
+    pub circuit_cooldown: Option<String>,
+}
+
+/// Reads `[spec_ops.webhooks]` from config text: `Ok(None)` when the file
+/// has no such table (or a problem says why it cannot be read), `Err` when
+/// the text is not TOML at all.
+pub(super) fn read(text: &str, problems: &Problems) -> Result<Option<Webhooks>, toml::de::Error> {
+    let root: Table = text.parse()?;
+    let webhooks = root
+        .get("spec_ops")
+        .and_then(Value::as_table)
+        .and_then(|t| t.get("webhooks"));
+    Ok(match webhooks {
+        None => None,
+        Some(Value::Table(table)) => Some(read_webhooks(table, problems)),
+        Some(_) => {
+            problems.push(WEBHOOKS_AT, "must be a table");
+            None
+        }
+    })
+}
+
+fn read_webhooks(table: &Table, problems: &Problems) -> Webhooks {
+    problems.place(WEBHOOKS_AT);
+    unknown_keys(table, WEBHOOK_KEYS, WEBHOOKS_AT, problems);
+    let r = Reader {
+        table,
+        at: WEBHOOKS_AT,
+        problems,
+    };
+    Webhooks {
+        enabled: r.bool("enabled"),
+        max_concurrency: r.int("max_concurrency"),
+        max_spool_jobs: r.int("max_spool_jobs"),
+        max_evidence_bytes: r.int("max_evidence_bytes"),
+        auto_drain: r.bool("auto_drain"),
+        spool_dir: r.string("spool_dir"),
+        evidence_dir: r.string("evidence_dir"),
+        subscriptions: read_subscriptions(table.get("subscriptions"), problems),
+    }
+}
+
+fn read_subscriptions(value: Option<&Value>, problems: &Problems) -> Vec<Subscription> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let Some(items) = value.as_array() else {
+        problems.push(
+            "subscriptions",
+            "must be written as [[spec_ops.webhooks.subscriptions]] tables",
+        );
+        return Vec::new();
+    };
+    let mut subs = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match item.as_table() {
+            Some(table) => subs.push(read_subscription(table, index, problems)),
+            None => problems.push(&format!("subscriptions[{index}]"), "must be a table"),
+        }
+    }
+    subs
+}
+
+fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscription {
+    let at = match table.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => format!("subscription `{id}`"),
+        _ => format!("subscriptions[{index}]"),
+    };
+    problems.place(&at);
+    unknown_keys(table, SUBSCRIPTION_KEYS, &at, problems);
+    let r = Reader {
+        table,
+        at: &at,
+        problems,
+    };
+    Subscription {
+        max_attempts: r.int("max_attempts"),
+        initial_backoff_ms: r.int("initial_backoff_ms"),
+        backoff_factor: r.float("backoff_factor"),
+        jitter_ms: r.int("jitter_ms"),
+        per_request_timeout_ms: r.int("per_request_timeout_ms"),
+        max_in_flight: r.int("max_in_flight"),
+        rate_limit: r.string("rate_limit"),
+        max_age: r.string("max_age"),
+        circuit_failures: r.int("circuit_failures"),
+        circuit_cooldown: r.string("circuit_cooldown"),
+        id: r.required_string("id"),
+        url: r.required_string("url"),
+        secret_env: r.string("secret_env"),
+        secret_env_previous: r.string("secret_env_previous"),
+        signature: r.string("signature"),
+        active: r.bool("active"),
+        dry_run: r.bool("dry_run"),
+        include_events: r.strings("include_events"),
+        include_stages: r.strings("include_stages"),
+        include_status: r.strings("include_status"),
+        at,
+    }
+}
+
+fn unknown_keys(table: &Table, known: &[&str], at: &str, problems: &Problems) {
+    for key in table.keys().filter(|k| !known.contains(&k.as_str())) {
+        let suggestion = known
+            .iter()
+            .find(|k| similar(k, key))
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .unwrap_or_default();
+        problems.push(
+            at,
+            format!(
+                "unknown key `{key}`{suggestion}; known keys: {}",
+                known.join(", ")
+            ),
+        );
+    }
+}
+
+/// A typo detector: at most two edits apart (a dropped, doubled or swapped
+/// letter), or one name is a prefix of the other.
+fn similar(a: &str, b: &str) -> bool {
+    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    if a.starts_with(&b) || b.starts_with(&a) {
+        return true;
+    }
+    let allowed = if a.len().min(b.len()) < 5 { 1 } else { 2 };
+    strsim::levenshtein(&a, &b) <= allowed
+}
+
+/// Typed access to one table's keys, recording a problem for each value of
+/// the wrong type.
+struct Reader<'a> {
+    table: &'a Table,
+    at: &'a str,
+    problems: &'a Problems,
+}
+
+impl Reader<'_> {
+    fn problem(&self, key: &str, message: impl fmt::Display) {
+        self.problems.key(self.at, key, message);
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.table.get(key)
+    }
+
+    fn wrong_type(&self, key: &str, want: &str, got: &Value) {
+        self.problem(
+            key,
+            format!("expected {want}, found {} `{got}`", got.type_str()),
+        );
+    }
+
+    fn bool(&self, key: &str) -> Option<bool> {
+        match self.get(key)? {
+            Value::Boolean(b) => Some(*b),
+            other => {
+                self.wrong_type(key, "true or false", other);
+                None
+            }
+        }
+    }
+
+    fn int(&self, key: &str) -> Option<i64> {
+        match self.get(key)? {
+            Value::Integer(i) => Some(*i),
+            other => {
+                self.wrong_type(key, "a whole number", other);
+                None
+            }
+        }
+    }
+
+    /// A number; a whole number is one too.
+    fn float(&self, key: &str) -> Option<f64> {
+        match self.get(key)? {
+            Value::Float(f) => Some(*f),
+            Value::Integer(i) => Some(*i as f64),
+            other => {
+                self.wrong_type(key, "a number", other);
+                None
+            }
+        }
+    }
+
+    /// A string with something in it: an empty one is a problem.
+    fn string(&self, key: &str) -> Option<String> {
+        match self.get(key)? {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::String(_) => {
+                self.problem(key, "is empty");
+                None
+            }
+            other => {
+                self.wrong_type(key, "a string", other);
+                None
+            }
+        }
+    }
+
+    fn required_string(&self, key: &str) -> Option<String> {
+        if self.get(key).is_none() {
+            self.problem(key, "missing: every subscription needs one");
+            return None;
+        }
+        self.string(key)
+    }
+
+    /// The strings of a list; each item that is not a string is a problem.
+    fn strings(&self, key: &str) -> Vec<String> {
+        let Some(value) = self.get(key) else {
+            return Vec::new();
+        };
+        let Some(items) = value.as_array() else {
+            self.wrong_type(key, "a list of strings", value);
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match item.as_str() {
+                Some(s) => out.push(s.to_string()),
+                None => self.wrong_type(key, "a list of strings", item),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_are_recognised_after_a_dropped_letter() {
+        assert!(similar("max_attempts", "max_atempts"));
+        assert!(similar("include_status", "include_stauts"));
+        assert!(similar("enabled", "enabld"));
+        assert!(similar("max_concurrency", "max_conc"), "a prefix");
+        assert!(!similar("jitter_ms", "dry_run"));
+        assert!(!similar("id", "ab"), "short names need a closer match");
+    }
+
+    #[test]
+    fn values_are_read_as_written_and_wrong_types_named() {
+        let text = r#"
+[spec_ops.webhooks]
+enabled = "yes"
+max_concurrency = 0
+spool_dir = ""
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+backoff_factor = 3
+include_stages = ["Plan", 7]
+signature = "nonsense"
+"#;
+        let problems = Problems::default();
+        let webhooks = read(text, &problems).unwrap().unwrap();
+        assert_eq!(webhooks.enabled, None);
+        assert_eq!(
+            webhooks.max_concurrency,
+            Some(0),
+            "ranges are not checked here"
+        );
+        assert_eq!(webhooks.spool_dir, None);
+        let sub = &webhooks.subscriptions[0];
+        assert_eq!(sub.at, "subscription `a`");
+        assert_eq!(sub.backoff_factor, Some(3.0));
+        assert_eq!(sub.include_stages, ["Plan"]);
+        assert_eq!(sub.signature.as_deref(), Some("nonsense"));
+        assert_eq!(
+            problems.lines(),
+            [
+                "[spec_ops.webhooks]: key `enabled`: expected true or false, found string `\"yes\"`",
+                "[spec_ops.webhooks]: key `spool_dir`: is empty",
+                "subscription `a`: key `url`: missing: every subscription needs one",
+                "subscription `a`: key `include_stages`: expected a list of strings, found integer `7`",
+            ]
+        );
+    }
+
+    #[test]
+    fn other_tables_are_none_and_not_toml_is_an_error() {
+        let problems = Problems::default();
+        assert!(read("[model]\nname = 'x'\n", &problems).unwrap().is_none());
+        assert!(
+            read("[spec_ops]\nwebhooks = 1\n", &problems)
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(problems.lines(), ["[spec_ops.webhooks]: must be a table"]);
+        assert!(read("[spec_ops", &problems).is_err());
+    }
+}
