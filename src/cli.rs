@@ -85,7 +85,18 @@ Examples:
     #[command(after_help = "Example:\n  spec-notify discard SPEC-KIT-065 --delivery-id 0b6f…")]
     Discard(DiscardArgs),
 
-    /// Delivery health per SPEC and subscription; exit 1 when dead-letters exist
+    /// Stop sending to a subscription: its jobs are spooled and wait (until resume)
+    #[command(
+        after_help = "Example:\n  spec-notify pause chatops-slack --reason \"Slack outage, INC-231\""
+    )]
+    Pause(PauseArgs),
+
+    /// Send to a paused (or circuit-open) subscription again; its jobs go out in order
+    #[command(after_help = "Example:\n  spec-notify resume chatops-slack")]
+    Resume(ResumeArgs),
+
+    /// Delivery health per SPEC and subscription; exit 1 when dead-letters exist,
+    /// a circuit is open or a subscription is paused
     #[command(after_help = "Example:\n  spec-notify status SPEC-KIT-065 --json")]
     Status(StatusArgs),
 
@@ -167,7 +178,9 @@ pub struct DrainArgs {
     /// One pass over due jobs; never wait for retries
     #[arg(long, conflicts_with = "watch")]
     pub once: bool,
-    /// Longest time this run may wait for retries falling due
+    /// Bound on the run: no attempt starts after it (requests in flight
+    /// finish, so a run ends within DURATION plus one request timeout); it
+    /// also stops waiting for retries falling due later
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub max_time: Duration,
     /// Keep running: pick up new jobs as they are spooled (until SIGTERM)
@@ -269,6 +282,22 @@ pub struct DiscardArgs {
     pub all_dead: bool,
     #[arg(long, value_name = "ID", requires = "all_dead", value_parser = subscription_id)]
     pub subscription: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// The subscription id from the config
+    #[arg(value_name = "SUBSCRIPTION", value_parser = subscription_id)]
+    pub subscription: String,
+    /// Why, for `status` and the evidence
+    #[arg(long, value_name = "TEXT", default_value = "paused by an operator")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    #[arg(value_name = "SUBSCRIPTION", value_parser = subscription_id)]
+    pub subscription: String,
 }
 
 #[derive(Debug, Args)]

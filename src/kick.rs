@@ -15,17 +15,21 @@ use crate::config::Config;
 const MAX_LOG_BYTES: u64 = 1024 * 1024;
 use crate::spool::Spool;
 
-/// Starts at most one background drain per SPEC; failures are reported on
-/// stderr but never fail the emit (the jobs are already durable).
-pub fn start_drains(config: &Config, specs: &[&str], config_flag: Option<&Path>) {
+/// Starts at most one background drain per SPEC. Returns a warning per
+/// SPEC whose drain could not start; that never fails the caller (the jobs
+/// are already durable).
+#[must_use]
+pub fn start_drains(config: &Config, specs: &[&str], config_flag: Option<&Path>) -> Vec<String> {
     let mut seen = std::collections::BTreeSet::new();
+    let mut warnings = Vec::new();
     for spec in specs.iter().filter(|s| seen.insert(**s)) {
         if let Err(e) = start_drain(config, spec, config_flag) {
-            eprintln!(
-                "spec-notify: warning: could not start a background drain for {spec}: {e:#}; run `spec-notify drain` (jobs are safe in the spool)"
-            );
+            warnings.push(format!(
+                "could not start a background drain for {spec}: {e:#}; run `spec-notify drain` (jobs are safe in the spool)"
+            ));
         }
     }
+    warnings
 }
 
 fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyhow::Result<()> {
@@ -48,7 +52,8 @@ fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyho
         command.arg("--config").arg(std::path::absolute(path)?);
     }
     command
-        .args(["drain", "--background", "--spec", spec])
+        // `--spec=ID`: an id that starts with `-` is not taken for a flag.
+        .args(["drain", "--background", &format!("--spec={spec}")])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);

@@ -10,6 +10,7 @@ mod drain;
 mod emit;
 mod history;
 mod list;
+mod pause;
 mod realtime;
 mod receive;
 mod receiver;

@@ -39,12 +39,15 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     }
     let plan = plan(ctx, &config, &events);
     warn_missing_secrets(&plan);
+    warn_held_back(&config, &plan);
     let ids = spool_events(&config, &plan)?;
     // The jobs are durable: start delivery before printing, so a reader that
     // closes the pipe early (`| head -1`) cannot stop it.
     if config.auto_drain && !ids.is_empty() {
         let specs: Vec<&str> = plan.keys().copied().collect();
-        crate::kick::start_drains(&config, &specs, ctx.config.as_deref());
+        for warning in crate::kick::start_drains(&config, &specs, ctx.config.as_deref()) {
+            output::warn(warning);
+        }
     }
     print_ids(&ids, args.json)?;
     Ok(ExitCode::Success)
@@ -215,6 +218,27 @@ fn warn_missing_secrets(plan: &Plan<'_>) {
         if let Err(message) = sub.secret() {
             output::warn(format_args!(
                 "{message}; jobs are spooled and will wait for it"
+            ));
+        }
+    }
+}
+
+/// The PRD's "warning banner until resolved": one line per matching
+/// subscription whose circuit is open or that is paused. The jobs are
+/// spooled all the same and go out when it recovers.
+fn warn_held_back(config: &Config, plan: &Plan<'_>) {
+    let spool = Spool::new(&config.spool_dir);
+    let mut warned = std::collections::HashSet::new();
+    let subs = plan.values().flatten().flat_map(|(_, subs)| subs);
+    for sub in subs.filter(|s| warned.insert(s.id.as_str())) {
+        let Ok(circuit) = spool.circuit(&sub.id) else {
+            continue;
+        };
+        if circuit.paused.is_some() || circuit.is_open() {
+            output::warn(format_args!(
+                "subscription {} is {}; this event is spooled and waits (see `spec-notify status`)",
+                sub.id,
+                circuit.describe(crate::clock::rfc3339)
             ));
         }
     }

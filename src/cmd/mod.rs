@@ -25,6 +25,7 @@ mod drain;
 mod emit;
 mod history;
 mod list;
+mod pause;
 mod receive;
 mod replay;
 mod status;
@@ -233,6 +234,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::List(args) => list::run(&ctx, &args),
         Command::Replay(args) => replay::run(&ctx, &args),
         Command::Discard(args) => discard::run(&ctx, &args),
+        Command::Pause(args) => pause::pause(&ctx, &args),
+        Command::Resume(args) => pause::resume(&ctx, &args),
         Command::Status(args) => status::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
         Command::Receive(args) => receive::run(&args),

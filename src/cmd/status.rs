@@ -201,16 +201,144 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         .flat_map(|s| &s.subscriptions)
         .map(|s| s.counts.dead)
         .sum();
+    let gates = gates(&config, &report)?;
+    let blocked = gates.iter().filter(|g| g.needs_attention()).count();
     if args.json {
-        output::print_json(&report_json(&report, dead))?;
+        let mut json = report_json(&report, dead);
+        json["subscriptions"] = gates.iter().map(Gate::json).collect();
+        output::print_json(&json)?;
     } else {
         print_report(&report, dead)?;
+        print_gates(&gates)?;
     }
-    Ok(if dead > 0 {
+    Ok(if dead > 0 || blocked > 0 {
         ExitCode::Failure
     } else {
         ExitCode::Success
     })
+}
+
+/// What lets a subscription's jobs go out, or holds them: its circuit, a
+/// pause, an unset secret.
+struct Gate {
+    id: String,
+    circuit: crate::circuit::Circuit,
+    /// The secret's problem, when the subscription needs one and it is unset.
+    secret_problem: Option<String>,
+    /// Pending jobs of this subscription across the SPECs shown.
+    waiting: usize,
+}
+
+impl Gate {
+    fn state(&self) -> &'static str {
+        if self.circuit.paused.is_some() {
+            "paused"
+        } else if self.circuit.is_open() {
+            "open"
+        } else {
+            "closed"
+        }
+    }
+
+    fn needs_attention(&self) -> bool {
+        self.state() != "closed" || (self.secret_problem.is_some() && self.waiting > 0)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let c = &self.circuit;
+        serde_json::json!({
+            "subscription": self.id,
+            "circuit": self.state(),
+            "detail": c.describe(clock::rfc3339),
+            "consecutive_failures": c.consecutive_failures,
+            "opened_at": c.opened_at_ms.map(clock::rfc3339),
+            "next_probe_at": c.next_probe_at_ms.map(clock::rfc3339),
+            "paused_reason": c.paused.as_ref().map(|p| p.reason.clone()),
+            "paused_by": c.paused.as_ref().map(|p| p.by.clone()),
+            "secret_unset": self.secret_problem,
+            "waiting": self.waiting,
+        })
+    }
+}
+
+fn gates(config: &Config, report: &[SpecStatus]) -> Result<Vec<Gate>> {
+    let spool = Spool::new(&config.spool_dir);
+    config
+        .subscriptions
+        .iter()
+        .map(|sub| {
+            let waiting = report
+                .iter()
+                .flat_map(|s| &s.subscriptions)
+                .filter(|s| s.subscription == sub.id)
+                .map(|s| s.counts.pending)
+                .sum();
+            let secret_problem = match (sub.needs_secret(), sub.secret()) {
+                (true, Err(problem)) => Some(problem),
+                _ => None,
+            };
+            Ok(Gate {
+                id: sub.id.clone(),
+                circuit: spool.circuit(&sub.id)?,
+                secret_problem,
+                waiting,
+            })
+        })
+        .collect()
+}
+
+fn print_gates(gates: &[Gate]) -> Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    if gates.iter().any(|g| g.state() != "closed") {
+        writeln!(out)?;
+        let rows: Vec<Vec<String>> = gates
+            .iter()
+            .map(|g| {
+                vec![
+                    g.id.clone(),
+                    g.state().to_string(),
+                    g.waiting.to_string(),
+                    g.circuit.describe(clock::rfc3339),
+                ]
+            })
+            .collect();
+        output::table(
+            &mut out,
+            &["SUBSCRIPTION", "CIRCUIT", "WAITING", "DETAIL"],
+            &rows,
+        )?;
+    }
+    for g in gates {
+        let warn = output::paint("warning:", "33");
+        match g.state() {
+            "paused" => writeln!(
+                out,
+                "{warn} {} is {}; its {} job(s) wait: `spec-notify resume {}` sends them",
+                g.id,
+                g.circuit.describe(clock::rfc3339),
+                g.waiting,
+                g.id
+            )?,
+            "open" => writeln!(
+                out,
+                "{warn} {}: circuit {} after {} failures in a row ({}); {} job(s) wait without using attempts",
+                g.id,
+                g.circuit.describe(clock::rfc3339),
+                g.circuit.consecutive_failures,
+                g.circuit.last_error.as_deref().unwrap_or("no answer"),
+                g.waiting
+            )?,
+            _ => {}
+        }
+        if let (Some(problem), true) = (&g.secret_problem, g.waiting > 0) {
+            writeln!(
+                out,
+                "{warn} {problem}: its {} job(s) wait in pending",
+                g.waiting
+            )?;
+        }
+    }
+    out.flush().context("failed to write to stdout")
 }
 
 /// SPECs with a spool folder or a webhook evidence folder, sorted.
