@@ -443,6 +443,156 @@ mod tests {
         );
     }
 
+    /// A SPEC spool with ~10 KB jobs: `delivered` of them delivered (oldest
+    /// first), then one dead and one pending job, all newer.
+    fn spool_with(dir: &Path, delivered: u64) -> crate::spool::SpecSpool {
+        use crate::spool::{Job, Meta, Spool};
+        let spool = Spool::new(dir.join("spool")).spec("S");
+        let job = |sequence| Job {
+            meta: Meta::new("S", "sub", "a.b.c", "k", sequence, 0),
+            body: format!("{{\"pad\":\"{}\"}}", "x".repeat(10_000)).into_bytes(),
+        };
+        let old: Vec<Job> = (1..=delivered).map(job).collect();
+        spool.enqueue_in(State::Delivered, &old).unwrap();
+        spool
+            .enqueue_in(State::Dead, &[job(delivered + 1)])
+            .unwrap();
+        spool.enqueue(&[job(delivered + 2)]).unwrap();
+        spool
+    }
+
+    /// Appends records until the logs hold at least `bytes`; returns how many.
+    fn fill_logs(ev: &Evidence, bytes: u64) -> u32 {
+        let mut n = 0;
+        while log_bytes(ev) < bytes {
+            ev.append(&[record(n)]).unwrap();
+            n += 1;
+        }
+        n
+    }
+
+    fn log_bytes(ev: &Evidence) -> u64 {
+        let files = ev.log_files().unwrap();
+        files.iter().map(|p| fs::metadata(p).unwrap().len()).sum()
+    }
+
+    fn job_bytes(spool: &crate::spool::SpecSpool, state: State) -> u64 {
+        let dir = spool.state_dir(state);
+        let names = spool.names(state).unwrap().0;
+        names
+            .iter()
+            .map(|n| fs::metadata(dir.join(n)).unwrap().len())
+            .sum()
+    }
+
+    fn sequences(spool: &crate::spool::SpecSpool, state: State) -> Vec<u64> {
+        let scan = spool.scan(state).unwrap();
+        scan.entries.iter().map(|e| e.meta.sequence).collect()
+    }
+
+    #[test]
+    fn cap_keeps_every_log_while_dropping_delivered_jobs_is_enough() {
+        const CAP: u64 = 64 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool_with(dir.path(), 3);
+        let ev = Evidence::new(dir.path().join("ev"), CAP);
+        fill_logs(&ev, 38_000);
+        let logs_before: Vec<(PathBuf, Vec<u8>)> = ev
+            .log_files()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.clone(), fs::read(p).unwrap()))
+            .collect();
+        assert!(logs_before.len() > 1, "the logs rotated");
+        let (dead_before, pending_before) = (
+            job_bytes(&spool, State::Dead),
+            job_bytes(&spool, State::Pending),
+        );
+        let one_job = job_bytes(&spool, State::Delivered) / 3;
+        let footprint = log_bytes(&ev) + 3 * one_job;
+        assert!(
+            footprint > CAP && footprint - one_job <= CAP,
+            "set-up: one delivered job too many ({footprint} bytes)"
+        );
+
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        assert_eq!(ev.enforce_cap(&spool, &lock).unwrap(), 1);
+        assert_eq!(
+            sequences(&spool, State::Delivered),
+            [2, 3],
+            "the oldest went"
+        );
+        let logs_after: Vec<(PathBuf, Vec<u8>)> = ev
+            .log_files()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.clone(), fs::read(p).unwrap()))
+            .collect();
+        assert!(logs_after == logs_before, "no log touched");
+        assert_eq!(sequences(&spool, State::Dead), [4]);
+        assert_eq!(sequences(&spool, State::Pending), [5]);
+        assert_eq!(
+            (
+                job_bytes(&spool, State::Dead),
+                job_bytes(&spool, State::Pending)
+            ),
+            (dead_before, pending_before)
+        );
+    }
+
+    #[test]
+    fn cap_drops_oldest_rotated_logs_after_every_delivered_job_never_dead_or_pending() {
+        const CAP: u64 = 64 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = spool_with(dir.path(), 2);
+        let ev = Evidence::new(dir.path().join("ev"), CAP);
+        let written = fill_logs(&ev, 3 * CAP);
+        let rotated_before = ev.rotated_files().unwrap().len();
+
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        let removed = ev.enforce_cap(&spool, &lock).unwrap();
+        let rotated_after = ev.rotated_files().unwrap();
+        assert_eq!(
+            removed,
+            2 + rotated_before - rotated_after.len(),
+            "both delivered jobs, then rotated logs"
+        );
+        assert!(sequences(&spool, State::Delivered).is_empty());
+        assert_eq!(
+            sequences(&spool, State::Dead),
+            [3],
+            "dead jobs are never pruned"
+        );
+        assert_eq!(
+            sequences(&spool, State::Pending),
+            [4],
+            "pending jobs are never pruned"
+        );
+        assert!(
+            rotated_after.len() < rotated_before,
+            "logs alone were over the cap"
+        );
+        let numbers: Vec<u32> = rotated_after.iter().map(|(n, _)| *n).collect();
+        let expected: Vec<u32> = (1..=rotated_after.len() as u32).collect();
+        assert_eq!(numbers, expected, "the highest-numbered (oldest) logs went");
+        assert!(ev.log_path().exists(), "the current log stays");
+        let left = log_bytes(&ev);
+        assert!(left <= CAP, "under the cap: {left}");
+        assert!(
+            left > CAP - ev.rotate_at(),
+            "no more logs removed than needed: {left} bytes left"
+        );
+        let (records, skipped) = ev.read_all().unwrap();
+        assert_eq!(skipped, 0);
+        let kept: Vec<u64> = records.iter().map(|r| r.ts_ms).collect();
+        let newest: Vec<u64> =
+            (u64::from(written) - kept.len() as u64..u64::from(written)).collect();
+        assert_eq!(
+            kept, newest,
+            "whole old files went, FIFO: the newest records remain"
+        );
+    }
+
     #[test]
     fn excerpt_cuts_on_char_boundary() {
         let body = "é".repeat(2000);

@@ -152,25 +152,23 @@ fn discard_waits_for_a_running_drain() {
     let ids = four_dead(&env);
     let spool = Spool::new(env.spool_root()).spec(SPEC);
     let lock = spool.try_lock_drain().unwrap().expect("no drain running");
-    let child = env
+    let mut child = env
         .cmd(&["discard", SPEC, "--delivery-id", &ids[2]])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut stderr = Lines::new(child.stderr.take().unwrap());
+    let child = Spawned::new(child);
+    // Discard says it waits just before it blocks on the lock we hold.
+    stderr.wait_for("waiting for the drain", CEILING);
     assert_eq!(
         env.job_files(SPEC, "dead").len(),
         4,
         "discard ran under a drain"
     );
     drop(lock);
-    let run: Run = child.wait_with_output().unwrap().into();
-    let run = run.expect(0);
-    assert!(
-        run.stderr.contains("waiting for the drain"),
-        "{}",
-        run.stderr
-    );
+    let run = child.wait_output(CEILING, "discard once the drain lock is free");
+    assert_eq!(run.code, 0, "{}", stderr.all());
     assert_eq!(env.job_files(SPEC, "dead").len(), 3);
 }

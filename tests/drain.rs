@@ -3,7 +3,7 @@
 //! and a grep for the secret everywhere.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
 
@@ -79,7 +79,7 @@ fn retries_until_success_with_same_id_and_valid_signatures() {
     rx.script("/flaky", [Reply::Status(500), Reply::Status(503)]);
     let env = env_for(&rx, &[("flaky", "/flaky", "")]);
     let ids = emit_stage(&env, "SPEC-1");
-    let run = env.run(&["drain", "--max-time", "10s"]).expect(0);
+    let run = env.run(&["drain", "--max-time", "60s"]).expect(0);
     assert!(
         run.stderr
             .contains("delivered 1, retrying 2, dead 0, dry-run 0"),
@@ -157,7 +157,9 @@ fn retry_after_seconds_and_http_date_are_honoured() {
     );
     let env = env_for(&rx, &[("seconds", "/seconds", ""), ("date", "/date", "")]);
     emit_stage(&env, "SPEC-1");
-    env.run(&["drain", "--max-time", "10s"]).expect(0);
+    // The drain exits once both retries are done; --max-time only has to
+    // cover the 3 s Retry-After however slowly this machine starts it.
+    env.run(&["drain", "--max-time", "60s"]).expect(0);
     let got = rx.requests_to("/seconds");
     assert_eq!(got.len(), 2);
     let gap = got[1].received_at_ms - got[0].received_at_ms;
@@ -185,10 +187,9 @@ fn terminal_and_exhausted_jobs_are_dead_lettered_with_reasons() {
         "/moved",
         vec![Reply::Headers(301, vec![("Location".into(), "http://127.0.0.1:1/".into())]); 3],
     );
-    rx.script(
-        "/slow",
-        vec![Reply::Slow(Duration::from_millis(800), 204); 2],
-    );
+    // Far slower than the 200 ms client timeout, so only a timeout can end
+    // these attempts (dropping the receiver ends the sleeps).
+    rx.script("/slow", vec![Reply::Slow(CEILING, 204); 2]);
     rx.script("/closed", [Reply::Close, Reply::Close]);
     let env = env_for(
         &rx,
@@ -206,7 +207,7 @@ fn terminal_and_exhausted_jobs_are_dead_lettered_with_reasons() {
         ],
     );
     emit_stage(&env, "SPEC-1");
-    let run = env.run(&["drain", "--max-time", "10s"]).expect(0);
+    let run = env.run(&["drain", "--max-time", "60s"]).expect(0);
     assert!(run.stderr.contains("dead 5"), "{}", run.stderr);
     assert!(
         run.stderr.contains("paused 1")
@@ -289,7 +290,7 @@ fn dry_run_sends_nothing_and_logs_the_would_be_request() {
     emit_stage(&env, "SPEC-1");
     let run = env.run(&["drain", "--once"]).expect(0);
     assert!(run.stderr.contains("dry-run 1"), "{}", run.stderr);
-    std::thread::sleep(Duration::from_millis(100));
+    // The drain has exited: a request it sent was recorded before it was answered.
     assert!(rx.requests().is_empty());
     let log = attempts_log(&env, "SPEC-1");
     assert_eq!(log[0]["outcome"], "dry-run");
@@ -370,7 +371,7 @@ fn two_concurrent_drains_deliver_each_of_500_jobs_exactly_once() {
     env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
         .expect(0);
     let drains: Vec<_> = (0..2)
-        .map(|_| env.cmd(&["drain", "--max-time", "20s"]).spawn().unwrap())
+        .map(|_| env.cmd(&["drain", "--max-time", "60s"]).spawn().unwrap())
         .collect();
     for mut d in drains {
         assert!(d.wait().unwrap().success());
@@ -397,20 +398,19 @@ fn a_drain_killed_mid_run_loses_nothing() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    for round in 0..3 {
-        let mut drain = env.cmd(&["drain", "--max-time", "20s"]).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(150 + 100 * round));
-        drain.kill().unwrap(); // SIGKILL
-        drain.wait().unwrap();
+    // Each kill lands mid-run: after this drain's tenth request arrived,
+    // with requests in flight (each answer takes 20 ms) and hundreds of
+    // jobs left (400 take at least 2 s at 4 in flight).
+    for round in 1..=3 {
+        let before = rx.requests().len();
+        let drain = Spawned::new(env.cmd(&["drain", "--max-time", "60s"]).spawn().unwrap());
+        let got = rx.wait_for(before + 10, CEILING).len();
+        assert!(got >= before + 10, "round {round}: the drain delivered");
+        drain.signal("KILL");
+        drop(drain); // reaps it
     }
-    let unfinished =
-        env.job_files("SPEC-K", "pending").len() + env.job_files("SPEC-K", "active").len();
-    assert!(
-        unfinished > 0,
-        "the kills must land mid-run for this test to mean anything"
-    );
     rx.set_default(Reply::Status(204));
-    env.run(&["drain", "--max-time", "20s"]).expect(0);
+    env.run(&["drain", "--max-time", "60s"]).expect(0);
     let delivered: HashSet<String> = env
         .jobs("SPEC-K", "delivered")
         .into_iter()
@@ -440,30 +440,26 @@ fn sigterm_finishes_in_flight_and_exits_143() {
     let rx = Receiver::start();
     rx.set_default(Reply::Slow(Duration::from_millis(300), 204));
     let env = env_for(&rx, &[("a", "/a", "")]);
-    let lines: String = (0..20).map(|_| "{\"event\":{\"type\":\"spec-auto.stage.completed\"},\"spec\":{\"id\":\"SPEC-T\"}}\n").collect();
+    // 100 jobs at 300 ms each, 4 in flight: at least 7.5 s to deliver them
+    // all, so "stopped taking jobs" below holds however late SIGTERM lands.
+    let lines: String = (0..100).map(|_| "{\"event\":{\"type\":\"spec-auto.stage.completed\"},\"spec\":{\"id\":\"SPEC-T\"}}\n").collect();
     env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
         .expect(0);
-    let drain = env
-        .cmd(&["drain"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    rx.wait_for(1, Duration::from_secs(5));
-    unsafe_kill(drain.id(), 15);
-    let started = Instant::now();
-    let out = drain.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(143),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let drain = Spawned::new(
+        env.cmd(&["drain"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
     );
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(!rx.wait_for(1, CEILING).is_empty(), "the drain started");
+    drain.signal("TERM");
+    let run = drain.wait_output(CEILING, "the drain after SIGTERM");
+    assert_eq!(run.code, 143, "{}", run.stderr);
     let delivered = env.job_files("SPEC-T", "delivered").len();
     let pending = env.job_files("SPEC-T", "pending").len();
     assert_eq!(
         delivered + pending,
-        20,
+        100,
         "nothing lost, nothing left in active/"
     );
     assert_eq!(
@@ -472,14 +468,6 @@ fn sigterm_finishes_in_flight_and_exits_143() {
         "every request in flight at SIGTERM finished and was settled"
     );
     assert!(pending > 0, "stopped taking jobs");
-}
-
-fn unsafe_kill(pid: u32, signal: i32) {
-    std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
 }
 
 #[test]
@@ -505,7 +493,7 @@ fn the_secret_never_reaches_disk_or_output() {
             "--event",
             "spec-auto.stage.completed",
         ],
-        &["drain", "--max-time", "5s", "--json"],
+        &["drain", "--max-time", "60s", "--json"],
         &["-v", "drain", "--once"],
     ] {
         let run = env.run(args);
@@ -642,41 +630,41 @@ fn replay_does_not_wait_for_a_drain_that_waits_for_a_retry() {
         .to_string();
     emit_stage(&env, "SPEC-W");
     // This drain serves SPEC-W, waiting on a 10-minute backoff.
-    let mut waiting = env
-        .cmd(&["drain", "--watch"])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !env
-        .job_files("SPEC-W", "pending")
-        .iter()
-        .any(|p| parse_job(p).0["attempts"] == 1)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the drain made its first attempt"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    rx.script("/gone", [Reply::Status(204)]);
-    let started = Instant::now();
-    let run = env.run(&["replay", "SPEC-W", "--delivery-id", &dead_id]);
-    let took = started.elapsed();
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(
-        took < Duration::from_secs(5),
-        "replay waited {took:?} for a sleeping drain"
+    let waiting = Spawned::new(
+        env.cmd(&["drain", "--watch"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
     );
+    wait_until(CEILING, "the drain's first attempt", || {
+        // The drain may move a listed file before it is read: skip it then.
+        env.job_files("SPEC-W", "pending").iter().any(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(t.lines().next()?).ok())
+                .is_some_and(|meta| meta["attempts"] == 1)
+        })
+    });
+    rx.script("/gone", [Reply::Status(204)]);
+    // A replay that waited for the drain would wait its whole 10 minutes;
+    // the ceiling (a tenth of that) only stops such a hung replay.
+    let replay = Spawned::new(
+        env.cmd(&["replay", "SPEC-W", "--delivery-id", &dead_id])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let run = replay.wait_output(CEILING, "replay beside a drain that waits for a retry");
+    assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(
         run.stderr.contains("a running drain serves SPEC-W"),
         "{}",
         run.stderr
     );
     // The serving drain sees the requeued job on its next look at pending/.
-    let got = rx.wait_for(2, Duration::from_secs(5));
-    waiting.kill().unwrap();
-    waiting.wait().unwrap();
+    let got = rx.wait_for(2, CEILING);
+    drop(waiting); // kills it
     assert_eq!(
         got.iter()
             .filter(|r| r.header("X-SpecKit-Id") == Some(dead_id.as_str()))
@@ -737,7 +725,7 @@ fn emit_into_a_closed_pipe_still_exits_0_and_starts_delivery() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "emit must not die of SIGPIPE");
     assert_eq!(
-        rx.wait_for(1, Duration::from_secs(5)).len(),
+        rx.wait_for(1, CEILING).len(),
         1,
         "the background drain was started"
     );

@@ -1,7 +1,6 @@
 //! replay: dead jobs back to pending with the same delivery id, then delivered
-//! once the endpoint is fixed; filters; unknown ids change nothing.
-
-use std::time::Duration;
+//! once the endpoint is fixed; a delivered job delivered again on purpose;
+//! filters; unknown ids change nothing.
 
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::*;
@@ -88,6 +87,102 @@ fn replay_of_a_dead_job_after_the_endpoint_is_fixed() {
     assert_eq!(outcomes, ["dead", "requeued", "delivered"]);
 }
 
+/// (metadata of the job with this delivery id, wherever it is, and its folder).
+fn job_by_id(env: &Env, id: &str) -> (serde_json::Value, &'static str) {
+    let found: Vec<_> = ["pending", "active", "delivered", "dead"]
+        .into_iter()
+        .flat_map(|state| {
+            env.jobs("SPEC-R", state)
+                .into_iter()
+                .filter(|(m, _)| m["delivery_id"] == id)
+                .map(move |(m, _)| (m, state))
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one job {id}: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
+#[test]
+fn replay_of_a_delivered_job_delivers_it_again_with_the_same_id() {
+    let rx = Receiver::start();
+    let env = env_with(&rx);
+    emit(&env);
+    env.run(&["drain", "--once"]).expect(0);
+    let id = env
+        .jobs("SPEC-R", "delivered")
+        .into_iter()
+        .find(|(m, _)| m["subscription"] == "a")
+        .expect("a delivered job for subscription a")
+        .0["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (meta, _) = job_by_id(&env, &id);
+    assert_eq!(
+        (meta["attempts"].as_u64(), meta["replays"].as_u64()),
+        (Some(1), Some(0))
+    );
+
+    let run = env
+        .run(&["replay", "SPEC-R", "--delivery-id", &id])
+        .expect(0);
+    assert!(
+        run.stderr
+            .contains(&format!("requeued {id} (a, was delivered)")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("delivered 1"), "{}", run.stderr);
+
+    let to_a = rx.requests_to("/a");
+    assert_eq!(to_a.len(), 2, "delivered once more");
+    for req in &to_a {
+        assert_eq!(
+            req.header("X-SpecKit-Id"),
+            Some(id.as_str()),
+            "same delivery id"
+        );
+        // README "Replaying failures": attempts reset, so the redelivery is attempt 1.
+        assert_eq!(req.header("X-SpecKit-Attempt"), Some("1"));
+    }
+    assert_eq!(to_a[0].body, to_a[1].body, "the same envelope bytes");
+    assert_eq!(
+        rx.requests_to("/b").len(),
+        1,
+        "only the chosen job is replayed"
+    );
+
+    let (meta, state) = job_by_id(&env, &id);
+    assert_eq!(state, "delivered", "delivered again, one copy");
+    assert_eq!(meta["attempts"], 1, "counted from the reset");
+    assert_eq!(meta["replays"], 1);
+    assert_eq!(env.jobs("SPEC-R", "delivered").len(), 2);
+    let log = std::fs::read_to_string(env.evidence("SPEC-R").join("attempts.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["delivery_id"] == id.as_str())
+        .collect();
+    let outcomes: Vec<&str> = records
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["delivered", "requeued", "delivered"]);
+    let attempts: Vec<u64> = records
+        .iter()
+        .map(|r| r["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 0, 1], "the operator action is attempt 0");
+    assert!(
+        records[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("requeued from delivered"),
+        "{}",
+        records[1]
+    );
+}
+
 #[test]
 fn replay_all_dead_with_subscription_filter_and_no_drain() {
     let rx = Receiver::start();
@@ -148,7 +243,6 @@ fn replay_that_fails_again_exits_1_and_keeps_the_job() {
         "{rows}"
     );
     assert_eq!(env.jobs("SPEC-R", "dead").len(), 2);
-    std::thread::sleep(Duration::from_millis(10));
 }
 
 #[test]

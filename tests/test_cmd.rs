@@ -72,6 +72,6 @@ fn print_shows_the_exact_request_without_sending_or_the_secret() {
     assert!(run.stdout.contains("X-SpecKit-Signature: sha256="));
     assert!(run.stdout.contains("\"type\":\"spec-notify.test\""));
     assert!(!run.stdout.contains(SECRET) && !run.stderr.contains(SECRET));
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // `test` has exited: a request it sent was recorded before it was answered.
     assert!(rx.requests().is_empty(), "--print sends nothing");
 }

@@ -8,6 +8,7 @@ mod demo;
 mod discard;
 mod drain;
 mod emit;
+mod evidence;
 mod history;
 mod list;
 mod pause;

@@ -3,8 +3,6 @@
 //! timestamps rejected, rotation, usage errors. Also owns [`drain_to`], which
 //! the receive and third-party verifier tests reuse.
 
-use std::time::Duration;
-
 use crate::support::receiver::{Receiver, Recorded};
 use crate::support::*;
 
@@ -59,7 +57,7 @@ pub fn drain_to(url: &str, scheme: &str, previous: Option<&str>, events: usize) 
 pub fn deliveries(scheme: &str, previous: Option<&str>, events: usize) -> Vec<Recorded> {
     let receiver = Receiver::start();
     let _env = drain_to(&receiver.url("/hook"), scheme, previous, events);
-    let got = receiver.wait_for(events, Duration::from_secs(10));
+    let got = receiver.wait_for(events, CEILING);
     assert_eq!(got.len(), events, "drain delivered every event once");
     got
 }

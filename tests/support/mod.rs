@@ -1,18 +1,154 @@
-//! Test harness: a temp workspace with a config, the real binary, and helpers
-//! to read the spool. Loopback receivers live in `receiver`.
+//! Test harness: a temp workspace with a config, the real binary, helpers to
+//! read the spool, and event waits with a ceiling (tests wait for what they
+//! expect, never for wall-clock time). Loopback receivers live in `receiver`.
 
 #![allow(dead_code)]
 
 pub mod receiver;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spec-notify");
+
+/// How long a test waits for an event before it calls the event lost. It
+/// only exists to stop a hung test: on a healthy machine every wait ends in
+/// milliseconds, and a busy 2-core machine must never reach it.
+pub const CEILING: Duration = Duration::from_secs(60);
+
+/// Polls `done` until it holds; panics naming `what` once `ceiling` passed.
+#[track_caller]
+pub fn wait_until(ceiling: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + ceiling;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {ceiling:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A spawned process that is killed and reaped when dropped, so a failing
+/// test leaves nothing running (a `drain --watch` would run forever).
+pub struct Spawned(Option<Child>);
+
+impl Spawned {
+    pub fn new(child: Child) -> Spawned {
+        Spawned(Some(child))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child().id()
+    }
+
+    pub fn child(&self) -> &Child {
+        self.0.as_ref().expect("present until waited for")
+    }
+
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("present until waited for")
+    }
+
+    /// Sends a signal (`"TERM"`, `"KILL"`, …) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {}", self.id());
+    }
+
+    /// Waits for the process to exit and returns what it printed; kills it
+    /// and panics naming `what` if it is still running after `ceiling`.
+    #[track_caller]
+    pub fn wait_output(mut self, ceiling: Duration, what: &str) -> Run {
+        let child = self.0.take().expect("present until waited for");
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        match rx.recv_timeout(ceiling) {
+            Ok(output) => output.unwrap().into(),
+            Err(_) => {
+                // Not reaped yet (the waiting thread still owns it), so the pid is ours.
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+                panic!("gave up after {ceiling:?} waiting for {what} to exit");
+            }
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A child's stderr (or any stream) read line by line on a thread, so a test
+/// can wait for the line that says the child reached some point.
+pub struct Lines {
+    incoming: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(stream: impl Read + Send + 'static) -> Lines {
+        let (tx, incoming) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            incoming,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; panics with everything read so
+    /// far if the stream ends or `ceiling` passes first.
+    #[track_caller]
+    pub fn wait_for(&mut self, needle: &str, ceiling: Duration) {
+        let deadline = Instant::now() + ceiling;
+        loop {
+            if self.seen.iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.incoming.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(e) => panic!(
+                    "no line containing {needle:?} ({e}); got:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Every line, after the stream has ended (call once the child exited).
+    pub fn all(mut self) -> String {
+        self.seen.extend(self.incoming.iter());
+        self.seen.join("\n")
+    }
+}
 
 /// A temp workspace holding `config.toml`; spool and evidence live beside it.
 pub struct Env {
