@@ -3,7 +3,6 @@
 //! never moves a file; files that cannot be read are named on stderr and
 //! skipped (quarantining them is the drain's job).
 
-use std::fs;
 use std::io::{self, BufWriter, Write};
 
 use anyhow::{Context, Result};
@@ -14,7 +13,7 @@ use crate::cli::{ListArgs, StateFilter};
 use crate::clock;
 use crate::exit::ExitCode;
 use crate::output;
-use crate::spool::{JOB_EXT, Meta, SpecSpool, Spool, State};
+use crate::spool::{Meta, SpecSpool, Spool, State};
 
 /// Longest "next attempt / last error" cell in the table; JSON has it all.
 const DETAIL_WIDTH: usize = 72;
@@ -88,7 +87,7 @@ fn collect(spool: &SpecSpool, args: &ListArgs, items: &mut Vec<Item>) -> Result<
         if state == State::Quarantine {
             // Quarantined files have no readable subscription to filter on.
             if args.subscription.is_none() {
-                items.extend(quarantined(spool)?.into_iter().map(|(file, reason)| {
+                items.extend(spool.quarantined()?.into_iter().map(|(file, reason)| {
                     Item::Quarantined {
                         spec: spool.spec.clone(),
                         file,
@@ -117,43 +116,6 @@ fn collect(spool: &SpecSpool, args: &ListArgs, items: &mut Vec<Item>) -> Result<
         );
     }
     Ok(())
-}
-
-/// Quarantined files, by name, with the first line of the `.reason` beside each.
-pub(super) fn quarantined(spool: &SpecSpool) -> Result<Vec<(String, String)>> {
-    let dir = spool.state_dir(State::Quarantine);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("failed to read `{}`", dir.display())),
-    };
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.with_context(|| format!("failed to read `{}`", dir.display()))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".reason") && !entry.path().is_dir() {
-            files.push(name);
-        }
-    }
-    files.sort();
-    Ok(files
-        .into_iter()
-        .map(|file| {
-            let reason = match fs::read_to_string(dir.join(format!("{file}.reason"))) {
-                Ok(text) => text.lines().next().unwrap_or("").trim().to_string(),
-                Err(_) => "(no .reason file beside it)".to_string(),
-            };
-            (file, reason)
-        })
-        .collect())
-}
-
-/// `<sequence:012>-<delivery-id>.job` → (sequence, delivery id).
-fn parse_job_name(name: &str) -> Option<(u64, &str)> {
-    let stem = name.strip_suffix(&format!(".{JOB_EXT}"))?;
-    let (seq, id) = stem.split_once('-')?;
-    let seq = (seq.len() == 12).then(|| seq.parse().ok())??;
-    (!id.is_empty()).then_some((seq, id))
 }
 
 /// The JSON shape of one item; quarantined files fill what their name tells.
@@ -208,7 +170,7 @@ fn json_item(item: &Item) -> JsonItem<'_> {
             }
         }
         Item::Quarantined { spec, file, reason } => {
-            let parsed = parse_job_name(file);
+            let parsed = crate::spool::parse_name(file);
             JsonItem {
                 delivery_id: parsed.map(|(_, id)| id),
                 spec,
@@ -374,17 +336,6 @@ fn summary(items: &[Item]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn job_names_parse_and_strangers_do_not() {
-        assert_eq!(
-            parse_job_name("000000000042-0b6f-11.job"),
-            Some((42, "0b6f-11"))
-        );
-        assert_eq!(parse_job_name("notes.txt"), None);
-        assert_eq!(parse_job_name("42-x.job"), None);
-        assert_eq!(parse_job_name("000000000042-.job"), None);
-    }
 
     #[test]
     fn details_say_when_or_why() {

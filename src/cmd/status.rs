@@ -400,7 +400,7 @@ fn spec_status(config: &Config, spec: &str) -> Result<SpecStatus> {
     Ok(SpecStatus {
         spec: spec.to_string(),
         subscriptions,
-        quarantined: super::list::quarantined(&spool)?.len(),
+        quarantined: spool.quarantined()?.len(),
     })
 }
 
