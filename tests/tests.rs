@@ -10,6 +10,7 @@ mod drain;
 mod emit;
 mod evidence;
 mod history;
+mod hostile;
 mod list;
 mod pause;
 mod realtime;

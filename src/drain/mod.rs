@@ -210,6 +210,18 @@ struct Done {
     transition: Option<(Transition, Circuit)>,
     quarantined: Option<Quarantined>,
     error: Option<String>,
+    /// The error was a full disk (ENOSPC, EDQUOT): outcomes cannot be recorded.
+    disk_full: bool,
+}
+
+/// Whether an error comes from a full disk or an exhausted quota.
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+    })
 }
 
 pub struct Drainer<'a> {
@@ -274,6 +286,7 @@ impl<'a> Drainer<'a> {
                 in_flight: 0,
                 workers,
                 held: HashSet::new(),
+                disk_full: false,
                 summary: &mut summary,
                 report,
             };
@@ -314,8 +327,10 @@ impl<'a> Drainer<'a> {
             transition: None,
             quarantined: None,
             error: None,
+            disk_full: false,
         };
         if let Err(e) = self.work_on(queue, work.clean, &mut done) {
+            done.disk_full = is_disk_full(&e);
             done.error = Some(format!("{e:#}"));
         }
         done
@@ -367,6 +382,8 @@ impl<'a> Drainer<'a> {
         // the log shows both.
         let logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
         done.records.push(record);
+        // On failure the job stays in active/: the next drain to serve the
+        // SPEC returns it to pending (and sends it again: at-least-once).
         queue.settle(&key, &job)?;
         done.meta = Some(job.meta.clone());
         if let Some((signal, policy)) = signal {
@@ -419,6 +436,8 @@ struct Shell<'r, 'a, Q: Queue> {
     workers: usize,
     /// Delivery ids left pending because their subscription cannot send.
     held: HashSet<String>,
+    /// The disk is full: take no more jobs (their outcomes could not be recorded).
+    disk_full: bool,
     summary: &'r mut Summary,
     report: &'r mut dyn FnMut(&Event),
 }
@@ -446,8 +465,11 @@ impl<Q: Queue> Shell<'_, '_, Q> {
             if last_refresh.is_none_or(|t| t.elapsed() >= POLL) {
                 self.refresh()?;
                 last_refresh = Some(Instant::now());
+                if !self.disk_full && !self.queue.can_record() {
+                    self.stop_for_full_disk();
+                }
             }
-            let accepting = !stopping && !late && !once_done;
+            let accepting = !stopping && !late && !once_done && !self.disk_full;
             let now = clock::now_ms();
             self.set_gates(now);
             if accepting {
@@ -620,6 +642,9 @@ impl<Q: Queue> Shell<'_, '_, Q> {
         if let Some(error) = done.error {
             self.error(error);
         }
+        if done.disk_full && !self.disk_full {
+            self.stop_for_full_disk();
+        }
         for record in &done.records {
             self.summary.count(record);
             (self.report)(&Event::Attempt(record.clone()));
@@ -687,6 +712,14 @@ impl<Q: Queue> Shell<'_, '_, Q> {
                 })
             })
         })
+    }
+
+    fn stop_for_full_disk(&mut self) {
+        self.disk_full = true;
+        self.error(
+            "the disk holding the spool or the evidence is full (or under 1 MiB free): stopped taking jobs, so no request goes out whose outcome cannot be recorded; free space, then run `spec-notify drain` (jobs left in active/ go back to pending)"
+                .into(),
+        );
     }
 
     fn error(&mut self, message: String) {
