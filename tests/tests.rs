@@ -9,6 +9,7 @@ mod discard;
 mod drain;
 mod emit;
 mod history;
+mod isolation;
 mod list;
 mod realtime;
 mod receive;

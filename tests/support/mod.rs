@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod blackhole;
 pub mod receiver;
 
 use std::io::Write;
