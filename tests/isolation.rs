@@ -371,6 +371,96 @@ fn the_breaker_opens_after_n_failures_and_survives_kill_9() {
 }
 
 #[test]
+fn one_probe_after_the_cooldown_releases_the_backlog_in_order() {
+    const JOBS: usize = 12;
+    const FAILURES: usize = 5;
+    let rx = Receiver::start();
+    rx.script("/hook", vec![Reply::Status(503); FAILURES]);
+    let env = workspace(
+        false,
+        &sub(
+            "flaky",
+            &rx.url("/hook"),
+            "max_in_flight = 1\ncircuit_failures = 5\ncircuit_cooldown = \"2s\"",
+        ),
+        &["flaky"],
+    );
+    let ids = emit_many(&env, "SPEC-P", STAGE, JOBS);
+    let run = env.run(&["drain", "--max-time", "30s"]).expect(0);
+    assert!(
+        run.stderr
+            .contains(&format!("delivered {JOBS}, retrying {FAILURES}")),
+        "{}",
+        run.stderr
+    );
+
+    let got = rx.requests();
+    // Jobs 1-5 fail and open the circuit; job 6 is the probe; then the
+    // backlog by due time: 7-12 (due since emit), 1-5 (due after backoff).
+    let expected: Vec<&String> = ids[..FAILURES]
+        .iter()
+        .chain(&ids[FAILURES..])
+        .chain(&ids[..FAILURES])
+        .collect();
+    let sent: Vec<String> = got.iter().map(id_of).collect();
+    assert_eq!(
+        sent.iter().collect::<Vec<_>>(),
+        expected,
+        "failures, one probe, then the backlog in order"
+    );
+    let log = evidence(&env, "SPEC-P");
+    let opened = outcomes(&log, "circuit-open");
+    let probe = outcomes(&log, "circuit-probe");
+    let closed = outcomes(&log, "circuit-closed");
+    assert_eq!(
+        (opened.len(), probe.len(), closed.len()),
+        (1, 1, 1),
+        "one evidence line per transition: {log:#?}"
+    );
+    assert_eq!(opened[0]["delivery_id"], ids[FAILURES - 1].as_str());
+    assert_eq!(probe[0]["delivery_id"], ids[FAILURES].as_str());
+    assert_eq!(closed[0]["delivery_id"], ids[FAILURES].as_str());
+    let open_ms = opened[0]["ts_ms"].as_u64().unwrap();
+    let probe_at = got[FAILURES].received_at_ms;
+    assert!(
+        probe_at >= open_ms + 2000,
+        "the probe waited out the 2 s cool-down: {} ms",
+        probe_at - open_ms
+    );
+    let closed_ms = closed[0]["ts_ms"].as_u64().unwrap();
+    assert!(
+        got[FAILURES + 1..]
+            .iter()
+            .all(|r| r.received_at_ms >= closed_ms),
+        "the backlog went after the probe's answer closed the circuit"
+    );
+    for name in ["circuit-open", "circuit-probe", "circuit-closed"] {
+        assert_eq!(
+            run.stderr.matches(name).count(),
+            1,
+            "one warning line for {name}: {}",
+            run.stderr
+        );
+    }
+    // Jobs that waited used no attempt while the circuit was open.
+    let attempts: HashMap<String, u64> = env
+        .jobs("SPEC-P", "delivered")
+        .into_iter()
+        .map(|(m, _)| {
+            (
+                m["delivery_id"].as_str().unwrap().to_string(),
+                m["attempts"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (n, id) in ids.iter().enumerate() {
+        let want = if n < FAILURES { 2 } else { 1 };
+        assert_eq!(attempts[id], want, "job {}", n + 1);
+    }
+    assert_eq!(circuit_file(&env, "flaky").unwrap()["state"], "closed");
+}
+
+#[test]
 fn replay_and_discard_return_at_once_while_a_request_is_in_flight() {
     let rx = Receiver::start();
     rx.script("/bad", [Reply::Status(400), Reply::Status(400)]);
