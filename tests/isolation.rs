@@ -625,6 +625,14 @@ fn a_job_older_than_max_age_is_dead_lettered_as_expired_without_a_request() {
     for (id, attempts) in [(&ids[0], 1), (&ids[1], 0)] {
         assert_eq!(dead[id]["dead_reason"], "expired", "{}", dead[id]);
         assert_eq!(dead[id]["attempts"], attempts, "{}", dead[id]);
+        assert!(
+            dead[id]["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("max_age (2s)"),
+            "says which max_age: {}",
+            dead[id]
+        );
     }
     assert_eq!(
         run.stderr.matches("dead-lettered SPEC-E").count(),
