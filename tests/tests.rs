@@ -11,6 +11,7 @@ mod emit;
 mod evidence;
 mod history;
 mod hostile;
+mod isolation;
 mod list;
 mod pause;
 mod realtime;

@@ -199,6 +199,8 @@ struct Work {
     /// The subscription's circuit is closed with no failures: a success
     /// needs no state update.
     clean: bool,
+    /// The circuit as this drain claimed the probe (`Kind::Probe` only).
+    probing: Option<Circuit>,
 }
 
 /// A worker's report.
@@ -329,14 +331,20 @@ impl<'a> Drainer<'a> {
             error: None,
             disk_full: false,
         };
-        if let Err(e) = self.work_on(queue, work.clean, &mut done) {
+        if let Err(e) = self.work_on(queue, work.clean, work.probing.as_ref(), &mut done) {
             done.disk_full = is_disk_full(&e);
             done.error = Some(format!("{e:#}"));
         }
         done
     }
 
-    fn work_on<Q: Queue>(&self, queue: &Q, clean: bool, done: &mut Done) -> Result<()> {
+    fn work_on<Q: Queue>(
+        &self,
+        queue: &Q,
+        clean: bool,
+        probing: Option<&Circuit>,
+        done: &mut Done,
+    ) -> Result<()> {
         let key = done.pick.job.key.clone();
         let mut job: Job = match queue.claim(&key)? {
             Claimed::Job(job) => *job,
@@ -352,6 +360,7 @@ impl<'a> Drainer<'a> {
             .map(|s| redact_url(&s.url))
             .unwrap_or_default();
         let mut signal = None;
+        let mut probe_logged = Ok(());
         let record = match (done.pick.kind, self.routes.get(sub_id.as_str())) {
             (Kind::Expire, _) => {
                 let max_age = limits_for(self.config, self.subscription(&sub_id)).max_age_ms;
@@ -372,6 +381,13 @@ impl<'a> Drainer<'a> {
                     previous,
                 }),
             ) => {
+                if let Some(circuit) = probing {
+                    // The probe's evidence line, before it goes out.
+                    let now = clock::now_ms();
+                    let record = transition_record(&job.meta, &Transition::Probing, circuit, now);
+                    probe_logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
+                    done.records.push(record);
+                }
                 let attempted =
                     attempt::attempt(&self.agent, &mut job, sub, secret, previous.as_ref());
                 signal = Some((attempted.signal, sub.breaker));
@@ -380,7 +396,9 @@ impl<'a> Drainer<'a> {
         };
         // Evidence first: a crash before settling repeats the attempt, and
         // the log shows both.
-        let logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
+        let logged = queue
+            .log(&job.meta.spec, std::slice::from_ref(&record))
+            .and(probe_logged);
         done.records.push(record);
         // On failure the job stays in active/: the next drain to serve the
         // SPEC returns it to pending (and sends it again: at-least-once).
@@ -604,7 +622,11 @@ impl<Q: Queue> Shell<'_, '_, Q> {
             .get(&sub)
             .is_none_or(|c| *c == Circuit::default());
         if pick.kind != Kind::Probe {
-            return Ok(Some(Work { pick, clean }));
+            return Ok(Some(Work {
+                pick,
+                clean,
+                probing: None,
+            }));
         }
         let timeout = self
             .drainer
@@ -619,9 +641,13 @@ impl<Q: Queue> Shell<'_, '_, Q> {
                 (self.report)(&Event::Circuit {
                     subscription: sub,
                     transition: t,
-                    circuit,
+                    circuit: circuit.clone(),
                 });
-                Ok(Some(Work { pick, clean: false }))
+                Ok(Some(Work {
+                    pick,
+                    clean: false,
+                    probing: Some(circuit),
+                }))
             }
             None => {
                 self.sched.done(&pick.job.key, pick.kind);
