@@ -71,6 +71,10 @@ pub struct Meta {
     pub finished_at_ms: Option<u64>,
     #[serde(default)]
     pub replays: u32,
+    /// When the job last entered the queue: emit, or the last replay. Its
+    /// age against `max_age` counts from here (absent in older jobs: emit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at_ms: Option<u64>,
 }
 
 impl Meta {
@@ -101,7 +105,13 @@ impl Meta {
             hint: None,
             finished_at_ms: None,
             replays: 0,
+            queued_at_ms: None,
         }
+    }
+
+    /// When the job entered the queue (for `max_age`).
+    pub fn queued_at(&self) -> u64 {
+        self.queued_at_ms.unwrap_or(self.created_at_ms)
     }
 
     pub fn file_name(&self) -> String {
