@@ -9,6 +9,7 @@ mod discard;
 mod drain;
 mod emit;
 mod evidence;
+mod handover;
 mod history;
 mod hostile;
 mod isolation;

@@ -285,7 +285,7 @@ impl<'a> Drainer<'a> {
                 held: HashSet::new(),
                 accepting: true,
                 exiting: false,
-                disk_full: false,
+                cannot_record: false,
                 summary: Summary {
                     problems: self.problems.clone(),
                     ..Summary::default()
@@ -316,7 +316,7 @@ impl<'a> Drainer<'a> {
         let cut_short = self.stop.signal().is_none()
             && !self.options.watch
             && Instant::now() >= deadline
-            && !core.disk_full;
+            && !core.cannot_record;
         let now = clock::now_ms();
         for spec in queue.served() {
             // Jobs this run could have sent now, had --max-time not ended it.
@@ -358,14 +358,14 @@ impl<'a> Drainer<'a> {
             let can_record = queue.can_record();
             let mut core = shared.lock();
             core.apply(self, changes, circuits);
-            if !can_record && !core.disk_full {
+            if !can_record && !core.cannot_record {
                 core.stop_for_full_disk();
             }
             let now = clock::now_ms();
             core.set_gates(now);
             let stopping = self.stop.signal().is_some();
             let late = !options.watch && Instant::now() >= deadline;
-            if stopping || late || core.disk_full {
+            if stopping || late || core.cannot_record {
                 core.accepting = false;
             }
             if options.once && core.in_flight == 0 && !core.sched.has_due(now) {
@@ -667,8 +667,9 @@ struct Core<'r> {
     accepting: bool,
     /// Workers stop.
     exiting: bool,
-    /// The disk is full: take no more jobs (their outcomes could not be recorded).
-    disk_full: bool,
+    /// Outcomes cannot be recorded (a full disk, a broken spool): take no
+    /// more jobs.
+    cannot_record: bool,
     summary: Summary,
     report: &'r mut (dyn FnMut(&Event) + Send),
 }
@@ -833,8 +834,17 @@ impl Core<'_> {
         if let Some(error) = done.error {
             self.error(error);
         }
-        if done.disk_full && !self.disk_full {
+        if done.disk_full && !self.cannot_record {
             self.stop_for_full_disk();
+        } else if done.requeued && !self.cannot_record {
+            // An outcome could not be recorded (the job is back in pending):
+            // sending more would only send them again and again.
+            self.cannot_record = true;
+            self.accepting = false;
+            self.error(format!(
+                "could not record the outcome of {} in the spool: stopped taking jobs; fix the spool, then run `spec-notify drain` (the job is back in pending)",
+                done.pick.job.key.name
+            ));
         }
         for record in &done.records {
             self.summary.count(record);
@@ -872,7 +882,7 @@ impl Core<'_> {
     }
 
     fn stop_for_full_disk(&mut self) {
-        self.disk_full = true;
+        self.cannot_record = true;
         self.accepting = false;
         self.error(
             "the disk holding the spool or the evidence is full (or under 1 MiB free): stopped taking jobs, so no request goes out whose outcome cannot be recorded; free space, then run `spec-notify drain` (jobs left in active/ go back to pending)"
