@@ -179,9 +179,10 @@ fn jobs_a_drain_will_not_send_do_not_make_it_spin() {
     emit(&env, "SPEC-W", "spec-auto.pipeline.completed").expect(0);
     let mut held = Vec::new();
     for _ in 0..3000 {
-        held.push(format!(
-            "{{\"spec\":{{\"id\":\"SPEC-HELD\"}},\"event\":{{\"type\":\"spec-auto.stage.completed\"}}}}"
-        ));
+        held.push(
+            r#"{"spec":{"id":"SPEC-HELD"},"event":{"type":"spec-auto.stage.completed"}}"#
+                .to_string(),
+        );
     }
     env.run_with_stdin(&["emit", "--input", "-"], held.join("\n").as_bytes())
         .expect(0);
