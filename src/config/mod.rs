@@ -438,8 +438,27 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
             }
         }
         for sub in config.subscriptions.iter().filter(|s| s.needs_secret()) {
-            for p in sub.environment_problems() {
-                problems.push_line(p);
+            let at = format!("subscription `{}`", sub.id);
+            if let (Some(var), true) = (&sub.url_env, sub.url.is_empty()) {
+                problems.key(
+                    &at,
+                    "url_env",
+                    format!("the environment variable {var} is unset or empty: export it"),
+                );
+            }
+            for (name, var) in sub
+                .headers
+                .iter()
+                .filter_map(|h| Some((&h.name, h.env_var()?)))
+            {
+                let why = match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                    None => format!("the environment variable {var} is unset or empty: export it"),
+                    Some(value) => match check_header_value(&value) {
+                        Ok(()) => continue,
+                        Err(e) => format!("the value in {var} is {e}"),
+                    },
+                };
+                problems.key(&at, "headers", format!("`{name}`: {why}"));
             }
         }
         for p in config.secret_format_problems() {

@@ -182,12 +182,13 @@ impl Facts {
 
     /// The status with its marker: `✅ success`, `❌ FAILURE`, `⛔ HALT`.
     pub fn status_text(&self) -> Option<String> {
-        let status = self.status.as_deref()?;
-        let word = match status {
-            "success" => status.to_string(),
-            other => other.to_uppercase(),
+        let (icon, word) = match self.status.as_deref()? {
+            "success" => (Tone::Success.icon(), "success".to_string()),
+            "failure" => (Tone::Failure.icon(), "FAILURE".to_string()),
+            "halt" => (Tone::Halt.icon(), "HALT".to_string()),
+            other => (Tone::Info.icon(), other.to_uppercase()),
         };
-        Some(format!("{} {word}", self.tone().icon()))
+        Some(format!("{icon} {word}"))
     }
 
     /// `2 of 3`, or just `2` without `maxAttempts`.
