@@ -360,10 +360,10 @@ fn discord(body: &Value, problems: &mut Vec<String>) {
             limit(&format!("fields[{j}].name"), name, 256, problems);
             limit(&format!("fields[{j}].value"), value, 1024, problems);
         }
-        if let Some(color) = embed.get("color") {
-            if color.as_u64().is_none_or(|c| c > 0xFF_FFFF) {
-                problems.push(format!("{at}.color {color} is not an RGB integer"));
-            }
+        if let Some(color) = embed.get("color")
+            && color.as_u64().is_none_or(|c| c > 0xFF_FFFF)
+        {
+            problems.push(format!("{at}.color {color} is not an RGB integer"));
         }
         if let Some(ts) = embed.get("timestamp") {
             let iso = ts.as_str().is_some_and(|s| {
