@@ -12,7 +12,7 @@ use crate::support::chat::{ChatReceiver, Delivery, Platform};
 use crate::support::*;
 
 const SECRET: &str = "chat-format-secret-5521";
-const SPEC: &str = "SPEC-CHAT";
+pub const SPEC: &str = "SPEC-CHAT";
 const BASE: &str = "https://git.example/org/repo/blob/main";
 
 /// A task title of 10 kB and more, with non-ASCII text, markup and mentions.
@@ -26,7 +26,7 @@ fn long_title() -> String {
 /// A workspace whose subscription `chat` posts to `url` in `format`: one
 /// attempt unless `extra` says otherwise, a long timeout (a busy machine
 /// must not fake one), 100 messages a second unless `extra` says otherwise.
-fn chat_env(url: &str, format: &str, extra: &str) -> Env {
+pub fn chat_env(url: &str, format: &str, extra: &str) -> Env {
     let mut keys = format!("format = \"{format}\"\nper_request_timeout_ms = 30000\n{extra}\n");
     for (key, default) in [("max_attempts", "1"), ("rate_limit", "\"100/s\"")] {
         if !extra.contains(key) {
@@ -42,12 +42,12 @@ fn chat_env(url: &str, format: &str, extra: &str) -> Env {
 
 /// Drains until nothing is due within a minute (rate-limited jobs are due
 /// within milliseconds; `--once` would leave them for the next run).
-fn drain(env: &Env) -> Run {
+pub fn drain(env: &Env) -> Run {
     env.run(&["drain", "--max-time", "60s"]).expect(0)
 }
 
 /// Emits one event of every standard type (JSON Lines on stdin); returns how many.
-fn emit_standard_events(env: &Env) -> usize {
+pub fn emit_standard_events(env: &Env) -> usize {
     let events = [
         serde_json::json!({"event": {"type": "spec-auto.stage.completed", "stage": "Plan", "status": "success"},
             "spec": {"id": SPEC, "branch": "feat/überall"},
