@@ -359,3 +359,24 @@ fn test_print_shows_the_rendered_message_and_sends_nothing() {
     assert_eq!(got.len(), 1);
     assert!(got[0].problems.is_empty(), "{:?}", got[0].problems);
 }
+
+#[test]
+fn the_example_config_checks_clean() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let env = Env::new(&std::fs::read_to_string(example).unwrap())
+        .env("SPECKIT_WEBHOOK_SECRET_SLACK", SECRET)
+        .env(
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/EXAMPLEKEY",
+        );
+    let run = env.run(&["check"]).expect(0);
+    assert!(run.stderr.is_empty(), "no warnings: {}", run.stderr);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("chatops-slack"))
+        .unwrap();
+    let columns: Vec<&str> = row.split_whitespace().take(3).collect();
+    assert_eq!(columns, ["chatops-slack", "active", "slack"]);
+    assert!(!run.stdout.contains("EXAMPLEKEY"), "{}", run.stdout);
+}
