@@ -380,3 +380,73 @@ fn the_example_config_checks_clean() {
     assert_eq!(columns, ["chatops-slack", "active", "slack"]);
     assert!(!run.stdout.contains("EXAMPLEKEY"), "{}", run.stdout);
 }
+
+#[test]
+fn a_dead_chat_delivery_replays_with_the_same_id_once_the_webhook_is_back() {
+    let rx = ChatReceiver::start(Platform::Discord);
+    rx.force(404, &[], r#"{"message": "Unknown Webhook", "code": 10015}"#);
+    let env = chat_env(rx.url(), "discord", "");
+    emit_one(&env);
+    drain(&env);
+    let hint = dead_hint(&env);
+    assert!(
+        hint.starts_with("Discord answered 404 `code 10015`: the webhook was deleted"),
+        "{hint}"
+    );
+    let id = env.jobs(SPEC, "dead")[0].0["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rx.unforce();
+    env.run(&["replay", SPEC, "--delivery-id", &id]).expect(0);
+    let got = rx.deliveries();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].request.header("X-SpecKit-Id"), Some(id.as_str()));
+    assert!(got[1].problems.is_empty(), "{:?}", got[1].problems);
+    assert_eq!(got[0].request.body, got[1].request.body, "the same message");
+}
+
+#[test]
+fn an_unset_url_env_or_header_variable_holds_jobs_and_names_the_variable() {
+    let rx = ChatReceiver::start(Platform::Slack);
+    let tables = format!(
+        "[[spec_ops.webhooks.subscriptions]]\nid = \"chat\"\nurl_env = \"CHAT_URL\"\nformat = \"slack\"\nsecret_env = \"SECRET_CHAT\"\nmax_attempts = 1\n\n{}",
+        subscription(
+            "api",
+            rx.url(),
+            "format = \"slack\"\nheaders = { Authorization = \"env:API_TOKEN\" }\nmax_attempts = 1"
+        )
+    );
+    let env = Env::new(&config_with(&tables))
+        .env("SECRET_CHAT", SECRET)
+        .env("SECRET_API", SECRET);
+    emit_one(&env);
+    let run = env.run(&["drain", "--once"]).expect(2);
+    assert!(
+        run.stderr
+            .contains("set the environment variable CHAT_URL (url_env)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("set the environment variable API_TOKEN"),
+        "{}",
+        run.stderr
+    );
+    assert!(rx.deliveries().is_empty());
+    assert_eq!(env.jobs(SPEC, "pending").len(), 2, "held, not dead");
+    let run = env.run(&["check"]).expect(2);
+    assert!(run.stderr.contains("subscription `chat`: key `url_env`: the environment variable CHAT_URL is unset or empty"), "{}", run.stderr);
+    assert!(run.stderr.contains("subscription `api`: key `headers`: `Authorization`: the environment variable API_TOKEN is unset or empty"), "{}", run.stderr);
+
+    let env = env.env("CHAT_URL", rx.url()).env("API_TOKEN", "t0ken");
+    env.run(&["check"]).expect(0);
+    drain(&env);
+    assert_eq!(env.jobs(SPEC, "delivered").len(), 2);
+    let got = rx.deliveries();
+    assert!(
+        got.iter()
+            .any(|d| d.request.header("Authorization") == Some("t0ken"))
+    );
+}

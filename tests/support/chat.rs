@@ -125,6 +125,11 @@ impl ChatReceiver {
         *self.forced.lock().unwrap() = Some((status, headers, body.to_string()));
     }
 
+    /// Back to the platform's own answers.
+    pub fn unforce(&self) {
+        *self.forced.lock().unwrap() = None;
+    }
+
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.deliveries.lock().unwrap().clone()
     }
