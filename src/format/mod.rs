@@ -95,10 +95,14 @@ pub fn render<'a>(style: &Style, envelope: &'a [u8]) -> Cow<'a, [u8]> {
         Format::Teams => teams::teams,
     };
     let facts = Facts::read(envelope, style.evidence_base_url.as_deref());
-    let summary = match &style.text {
-        Some(template) => template.render(&facts),
-        None => facts.summary(),
-    };
+    // A template that renders blank for this event (`{{task.title}}` on a
+    // stage event) falls back to the default line: platforms refuse empty text.
+    let summary = style
+        .text
+        .as_ref()
+        .map(|template| template.render(&facts))
+        .filter(|line| !line.trim().is_empty())
+        .unwrap_or_else(|| facts.summary());
     Cow::Owned(
         serde_json::to_vec(&message(&facts, &summary)).expect("a JSON value always serialises"),
     )

@@ -133,6 +133,15 @@ fn a_template_replaces_the_summary_line() {
 }
 
 #[test]
+fn a_template_that_renders_blank_falls_back_to_the_default_line() {
+    let mut s = style(Format::Slack);
+    s.text = Some(Template::parse(" {{task.title}} ").unwrap());
+    let stage = br#"{"event": {"type": "spec-auto.stage.completed", "stage": "Plan", "status": "success"}, "spec": {"id": "S-1"}}"#;
+    let m: Value = serde_json::from_slice(&render(&s, stage)).unwrap();
+    assert_eq!(m["text"], "✅ S-1: Plan stage completed — success");
+}
+
+#[test]
 fn anything_renders_even_a_body_that_is_not_an_envelope() {
     for format in [
         Format::Slack,
