@@ -11,6 +11,8 @@ mod emit;
 mod evidence;
 mod formats;
 mod history;
+mod hostile;
+mod isolation;
 mod list;
 mod pause;
 mod realtime;

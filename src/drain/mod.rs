@@ -198,6 +198,8 @@ struct Work {
     /// The subscription's circuit is closed with no failures: a success
     /// needs no state update.
     clean: bool,
+    /// The circuit as this drain claimed the probe (`Kind::Probe` only).
+    probing: Option<Circuit>,
 }
 
 /// A worker's report.
@@ -209,6 +211,18 @@ struct Done {
     transition: Option<(Transition, Circuit)>,
     quarantined: Option<Quarantined>,
     error: Option<String>,
+    /// The error was a full disk (ENOSPC, EDQUOT): outcomes cannot be recorded.
+    disk_full: bool,
+}
+
+/// Whether an error comes from a full disk or an exhausted quota.
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+    })
 }
 
 pub struct Drainer<'a> {
@@ -273,6 +287,7 @@ impl<'a> Drainer<'a> {
                 in_flight: 0,
                 workers,
                 held: HashSet::new(),
+                disk_full: false,
                 summary: &mut summary,
                 report,
             };
@@ -313,14 +328,22 @@ impl<'a> Drainer<'a> {
             transition: None,
             quarantined: None,
             error: None,
+            disk_full: false,
         };
-        if let Err(e) = self.work_on(queue, work.clean, &mut done) {
+        if let Err(e) = self.work_on(queue, work.clean, work.probing.as_ref(), &mut done) {
+            done.disk_full = is_disk_full(&e);
             done.error = Some(format!("{e:#}"));
         }
         done
     }
 
-    fn work_on<Q: Queue>(&self, queue: &Q, clean: bool, done: &mut Done) -> Result<()> {
+    fn work_on<Q: Queue>(
+        &self,
+        queue: &Q,
+        clean: bool,
+        probing: Option<&Circuit>,
+        done: &mut Done,
+    ) -> Result<()> {
         let key = done.pick.job.key.clone();
         let mut job: Job = match queue.claim(&key)? {
             Claimed::Job(job) => *job,
@@ -336,6 +359,7 @@ impl<'a> Drainer<'a> {
             .map(crate::config::Subscription::shown_url)
             .unwrap_or_default();
         let mut signal = None;
+        let mut probe_logged = Ok(());
         let record = match (done.pick.kind, self.routes.get(sub_id.as_str())) {
             (Kind::Expire, _) => {
                 let max_age = limits_for(self.config, self.subscription(&sub_id)).max_age_ms;
@@ -356,6 +380,13 @@ impl<'a> Drainer<'a> {
                     previous,
                 }),
             ) => {
+                if let Some(circuit) = probing {
+                    // The probe's evidence line, before it goes out.
+                    let now = clock::now_ms();
+                    let record = transition_record(&job.meta, &Transition::Probing, circuit, now);
+                    probe_logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
+                    done.records.push(record);
+                }
                 let attempted =
                     attempt::attempt(&self.agent, &mut job, sub, secret, previous.as_ref());
                 signal = Some((attempted.signal, sub.breaker));
@@ -364,8 +395,12 @@ impl<'a> Drainer<'a> {
         };
         // Evidence first: a crash before settling repeats the attempt, and
         // the log shows both.
-        let logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
+        let logged = queue
+            .log(&job.meta.spec, std::slice::from_ref(&record))
+            .and(probe_logged);
         done.records.push(record);
+        // On failure the job stays in active/: the next drain to serve the
+        // SPEC returns it to pending (and sends it again: at-least-once).
         queue.settle(&key, &job)?;
         done.meta = Some(job.meta.clone());
         if let Some((signal, policy)) = signal {
@@ -418,6 +453,8 @@ struct Shell<'r, 'a, Q: Queue> {
     workers: usize,
     /// Delivery ids left pending because their subscription cannot send.
     held: HashSet<String>,
+    /// The disk is full: take no more jobs (their outcomes could not be recorded).
+    disk_full: bool,
     summary: &'r mut Summary,
     report: &'r mut dyn FnMut(&Event),
 }
@@ -445,8 +482,11 @@ impl<Q: Queue> Shell<'_, '_, Q> {
             if last_refresh.is_none_or(|t| t.elapsed() >= POLL) {
                 self.refresh()?;
                 last_refresh = Some(Instant::now());
+                if !self.disk_full && !self.queue.can_record() {
+                    self.stop_for_full_disk();
+                }
             }
-            let accepting = !stopping && !late && !once_done;
+            let accepting = !stopping && !late && !once_done && !self.disk_full;
             let now = clock::now_ms();
             self.set_gates(now);
             if accepting {
@@ -581,7 +621,11 @@ impl<Q: Queue> Shell<'_, '_, Q> {
             .get(&sub)
             .is_none_or(|c| *c == Circuit::default());
         if pick.kind != Kind::Probe {
-            return Ok(Some(Work { pick, clean }));
+            return Ok(Some(Work {
+                pick,
+                clean,
+                probing: None,
+            }));
         }
         let timeout = self
             .drainer
@@ -596,9 +640,13 @@ impl<Q: Queue> Shell<'_, '_, Q> {
                 (self.report)(&Event::Circuit {
                     subscription: sub,
                     transition: t,
-                    circuit,
+                    circuit: circuit.clone(),
                 });
-                Ok(Some(Work { pick, clean: false }))
+                Ok(Some(Work {
+                    pick,
+                    clean: false,
+                    probing: Some(circuit),
+                }))
             }
             None => {
                 self.sched.done(&pick.job.key, pick.kind);
@@ -618,6 +666,9 @@ impl<Q: Queue> Shell<'_, '_, Q> {
         }
         if let Some(error) = done.error {
             self.error(error);
+        }
+        if done.disk_full && !self.disk_full {
+            self.stop_for_full_disk();
         }
         for record in &done.records {
             self.summary.count(record);
@@ -686,6 +737,14 @@ impl<Q: Queue> Shell<'_, '_, Q> {
                 })
             })
         })
+    }
+
+    fn stop_for_full_disk(&mut self) {
+        self.disk_full = true;
+        self.error(
+            "the disk holding the spool or the evidence is full (or under 1 MiB free): stopped taking jobs, so no request goes out whose outcome cannot be recorded; free space, then run `spec-notify drain` (jobs left in active/ go back to pending)"
+                .into(),
+        );
     }
 
     fn error(&mut self, message: String) {

@@ -58,6 +58,19 @@ pub trait Queue: Sync {
     /// meanwhile (serve it again).
     fn release(&self, spec: &str) -> Result<bool>;
     fn served(&self) -> Vec<String>;
+    /// Whether outcomes can be recorded now (false on a full disk): the
+    /// engine sends nothing it could not settle.
+    fn can_record(&self) -> bool;
+}
+
+/// Below this much free space a drain takes no new job: settling one and
+/// logging its attempt needs a few KiB, and a full disk must not turn every
+/// delivery into a resend.
+const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 struct Served {
@@ -287,6 +300,12 @@ impl Queue for SpoolQueue<'_> {
         drop(served);
         trimmed?;
         Ok(spool.count(State::Pending)? > 0)
+    }
+
+    fn can_record(&self) -> bool {
+        [self.spool.root(), self.config.evidence_dir.as_path()]
+            .into_iter()
+            .all(|dir| free_bytes(dir).is_none_or(|free| free >= MIN_FREE_BYTES))
     }
 
     fn served(&self) -> Vec<String> {
