@@ -1,4 +1,6 @@
-//! One HTTP attempt: builds a delivery's headers and POSTs it with a shared
+//! One HTTP attempt: builds a delivery's request (the body in the
+//! subscription's format, rendered from the envelope at send time and signed
+//! as sent; the headers, extra ones included) and POSTs it with a shared
 //! ureq agent (keep-alive, no redirects, per-request timeout covering connect
 //! and the whole response). Never touches the filesystem.
 
@@ -13,8 +15,8 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::Subscription;
-use crate::sign::{self, Secret};
-use crate::url::redact_url;
+use crate::sign::{self, Scheme, Secret};
+use crate::url::redact_url_path;
 
 pub const USER_AGENT: &str = concat!("spec-notify/", env!("CARGO_PKG_VERSION"));
 /// Response bytes read per attempt; enough for the evidence excerpt.
@@ -145,15 +147,44 @@ impl Resolver for CachingResolver {
     }
 }
 
-/// Every header of a delivery, signatures included. `secret: None` builds a
-/// dry-run's would-be request (unsigned: dry-run needs no secret).
-pub fn headers(
+/// One delivery as it goes on the wire, and as it may be shown.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The envelope (`json`) or the chat message rendered from it.
+    pub body: Vec<u8>,
+    /// Every header, extra header values included: for sending only.
+    pub headers: Vec<(String, String)>,
+    /// The same headers with extra header values redacted, for `--print`
+    /// and evidence.
+    pub shown_headers: Vec<(String, String)>,
+}
+
+/// GitHub's headers: `X-GitHub-Event`, `X-GitHub-Delivery`, `X-GitHub-Hook-ID`.
+pub const GITHUB_EVENT: &str = "X-GitHub-Event";
+pub const GITHUB_DELIVERY: &str = "X-GitHub-Delivery";
+pub const GITHUB_HOOK_ID: &str = "X-GitHub-Hook-ID";
+
+/// A stable number per subscription for `X-GitHub-Hook-ID` (GitHub's is the
+/// numeric id of the hook): the first 31 bits of SHA-256 of the id, so it
+/// fits every receiver's integer type.
+pub fn hook_id(subscription: &str) -> u32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(subscription.as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) >> 1;
+    n.max(1)
+}
+
+/// Builds a delivery of `envelope`: the body in the subscription's format,
+/// signed as sent, with every header. `secret: None` builds a dry run's
+/// would-be request: unsigned, and extra header values are not read.
+pub fn request(
     sub: &Subscription,
     secret: Option<(&Secret, Option<&Secret>)>,
     id: AttemptId<'_>,
-    body: &[u8],
-) -> Result<Vec<(String, String)>, String> {
-    let mut out: Vec<(String, String)> = vec![
+    envelope: &[u8],
+) -> Result<Request, String> {
+    let body = crate::format::render(&sub.style, envelope).into_owned();
+    let mut headers: Vec<(String, String)> = vec![
         ("Content-Type".into(), "application/json".into()),
         ("User-Agent".into(), USER_AGENT.into()),
         ("X-SpecKit-Event".into(), id.event_type.into()),
@@ -168,6 +199,11 @@ pub fn headers(
             id.idempotency_key.into(),
         ),
     ];
+    if sub.signature == Scheme::Github {
+        headers.push((GITHUB_EVENT.into(), id.event_type.into()));
+        headers.push((GITHUB_DELIVERY.into(), id.delivery_id.into()));
+        headers.push((GITHUB_HOOK_ID.into(), hook_id(&sub.id).to_string()));
+    }
     if let Some((secret, previous)) = secret {
         let signed = sign::signature_headers(
             sub.signature,
@@ -175,7 +211,7 @@ pub fn headers(
             previous,
             id.delivery_id,
             id.timestamp,
-            body,
+            &body,
         )
         .map_err(|e| {
             format!(
@@ -184,9 +220,33 @@ pub fn headers(
                 sub.secret_env.as_deref().unwrap_or("?")
             )
         })?;
-        out.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
+        headers.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
     }
-    Ok(out)
+    let mut shown_headers = headers.clone();
+    for extra in &sub.headers {
+        shown_headers.push((extra.name.clone(), extra.shown()));
+        let value = match secret {
+            Some(_) => extra.value(&sub.id)?,
+            None => extra.shown(),
+        };
+        headers.push((extra.name.clone(), value));
+    }
+    Ok(Request {
+        body,
+        headers,
+        shown_headers,
+    })
+}
+
+/// The headers of a delivery as shown (extra header values redacted): what
+/// a dry run logs. `secret: None` leaves them unsigned.
+pub fn headers(
+    sub: &Subscription,
+    secret: Option<(&Secret, Option<&Secret>)>,
+    id: AttemptId<'_>,
+    envelope: &[u8],
+) -> Result<Vec<(String, String)>, String> {
+    request(sub, secret, id, envelope).map(|r| r.shown_headers)
 }
 
 /// POSTs `body` and reports the answer and the latency. Transport errors are
@@ -240,7 +300,8 @@ pub fn send(
     (answer, started.elapsed())
 }
 
-/// A transport error in words, with the URL redacted wherever it appears.
+/// A transport error in words, with the URL redacted wherever it appears
+/// (all but its first path segment: `send` cannot tell a secret path).
 fn describe_error(error: &ureq::Error, url: &str, timeout: Duration) -> String {
     let text = match error {
         ureq::Error::Timeout(_) => format!("timed out after {} ms", timeout.as_millis()),
@@ -249,7 +310,16 @@ fn describe_error(error: &ureq::Error, url: &str, timeout: Duration) -> String {
         ureq::Error::Io(e) => format!("connection error: {e}"),
         other => other.to_string(),
     };
-    text.replace(url, &redact_url(url))
+    let mut text = text.replace(url, &redact_url_path(url));
+    if let Some(path) = url
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|u| u.path_and_query().map(|p| p.as_str().to_string()))
+        .filter(|p| p.len() > 1)
+    {
+        text = text.replace(&path, "/<redacted>");
+    }
+    text
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod drain;
 pub mod envelope;
 pub mod evidence;
 pub mod exit;
+pub mod format;
 pub mod http_server;
 pub mod kick;
 pub mod output;

@@ -1,9 +1,11 @@
 //! Retry policy: what an attempt's result means for the job (delivered, retry
-//! at a time, or dead with a reason and a hint), exponential backoff with
-//! jitter, and `Retry-After`. Pure functions of their inputs, `now` included.
+//! at a time, or dead with a reason and a hint, chat platforms' answers
+//! read for theirs), exponential backoff with jitter, and `Retry-After`.
+//! Pure functions of their inputs, `now` included.
 
-use crate::config::RetryPolicy;
+use crate::config::{RetryPolicy, Subscription};
 use crate::deliver::Answer;
+use crate::format::Format;
 
 /// No wait, whether from backoff or `Retry-After`, is longer than this.
 pub const MAX_WAIT_MS: u64 = 60 * 60 * 1000;
@@ -90,11 +92,14 @@ pub fn decide(
 pub fn dead_hint(
     answer: &Answer,
     attempts: u32,
-    sub: &crate::config::Subscription,
+    sub: &Subscription,
     spec: &str,
     id: &str,
 ) -> String {
     let replay = format!("then run `spec-notify replay {spec} --delivery-id {id}`");
+    if let Some(hint) = chat_hint(answer, sub, &replay) {
+        return hint;
+    }
     let secret = sub.secret_env.as_deref().unwrap_or("(none)");
     match answer.status() {
         Some(code @ (401 | 403)) => format!(
@@ -120,6 +125,122 @@ pub fn dead_hint(
             answer.error().unwrap_or("no response")
         ),
     }
+}
+
+/// What a chat platform's error answer says: its error token (Slack's
+/// plain-text `no_text`, Discord's JSON `code`, Mattermost's error `id`,
+/// Teams' `error.code`) and the format that platform takes.
+fn chat_error(answer: &Answer) -> Option<(String, Option<Format>)> {
+    let body = String::from_utf8_lossy(answer.body());
+    let body = body.trim();
+    const SLACK: &[&str] = &[
+        "no_text",
+        "invalid_payload",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "missing_text_or_fallback_or_attachments",
+        "no_service",
+        "no_service_id",
+        "no_team",
+        "team_disabled",
+        "channel_not_found",
+        "channel_is_archived",
+        "invalid_token",
+        "action_prohibited",
+        "posting_to_general_channel_denied",
+        "too_many_attachments",
+    ];
+    if SLACK.contains(&body) {
+        return Some((body.to_string(), Some(Format::Slack)));
+    }
+    let json: serde_json::Value = serde_json::from_str(body).ok()?;
+    if let Some(code) = json.get("code").and_then(serde_json::Value::as_u64) {
+        return Some((format!("code {code}"), Some(Format::Discord)));
+    }
+    if let Some(id) = json
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|id| id.starts_with("web.incoming_webhook"))
+    {
+        return Some((id.to_string(), Some(Format::Mattermost)));
+    }
+    let teams = json
+        .pointer("/error/code")
+        .and_then(serde_json::Value::as_str)?;
+    Some((teams.to_string(), None))
+}
+
+/// The hint for a dead job whose endpoint is (or answered like) a chat
+/// platform: a body in the wrong format, a deleted or revoked webhook.
+fn chat_hint(answer: &Answer, sub: &Subscription, replay: &str) -> Option<String> {
+    let code = answer.status()?;
+    let known = crate::url::chat_platform(&sub.url).and_then(Format::for_platform);
+    let error = chat_error(answer);
+    if !sub.style.format.is_chat() && known.is_none() && error.is_none() {
+        return None;
+    }
+    let token = error
+        .as_ref()
+        .map_or(String::new(), |(t, _)| format!(" `{t}`"));
+    let platform = error
+        .as_ref()
+        .and_then(|(_, f)| *f)
+        .or(known)
+        .or(Some(sub.style.format).filter(|f| f.is_chat()));
+    let name = platform
+        .and_then(Format::platform)
+        .unwrap_or("the chat platform");
+    let wrong_format = error.as_ref().is_some_and(|(t, _)| {
+        matches!(
+            t.as_str(),
+            "no_text"
+                | "invalid_payload"
+                | "invalid_blocks"
+                | "invalid_blocks_format"
+                | "missing_text_or_fallback_or_attachments"
+                | "code 50006"
+                | "code 50035"
+        ) || t.starts_with("web.incoming_webhook")
+    });
+    let deleted = error.as_ref().is_some_and(|(t, _)| {
+        matches!(
+            t.as_str(),
+            "no_service" | "no_team" | "channel_not_found" | "code 10015"
+        )
+    });
+    let id = &sub.id;
+    let url_key = if sub.url_env.is_some() {
+        "the variable in `url_env`"
+    } else {
+        "`url`"
+    };
+    Some(match code {
+        400 | 422 if wrong_format => match platform.filter(|p| *p != sub.style.format) {
+            Some(want) => format!(
+                "{name} answered {code}{token}: it takes {name} messages, and subscription {id} sends {}: set `format = \"{}\"`, {replay}",
+                match sub.style.format {
+                    Format::Json => "the JSON envelope".to_string(),
+                    other => format!("`{}` messages", other.as_str()),
+                },
+                want.as_str()
+            ),
+            None => format!(
+                "{name} rejected the message ({code}{token}): check that `format = \"{}\"` of subscription {id} is the webhook's platform and see the response in the evidence log, {replay}",
+                sub.style.format.as_str()
+            ),
+        },
+        404 | 410 if deleted || sub.style.format.is_chat() => format!(
+            "{name} answered {code}{token}: the webhook was deleted (or its URL is wrong); create a new incoming webhook and put its URL in {url_key} of subscription {id}, {replay}"
+        ),
+        401 | 403 => format!(
+            "{name} refused the post ({code}{token}): the webhook was revoked, or may not post to its channel; check it in {name}'s settings and update {url_key} of subscription {id} if it changed, {replay}"
+        ),
+        400..=499 => format!(
+            "{name} rejected the message ({code}{token}): see the response in the evidence log; check that `format = \"{}\"` of subscription {id} matches the webhook's platform, {replay}",
+            sub.style.format.as_str()
+        ),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -219,5 +340,87 @@ mod tests {
             decide(&p, 2, &timeout, 0, 0.0),
             Verdict::Retry { at_ms: 2000 }
         );
+    }
+
+    fn answered(code: u16, body: &str) -> Answer {
+        Answer::Response {
+            status: code,
+            retry_after: None,
+            disable: false,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    fn sub(format: &str, url: &str) -> Subscription {
+        let text = format!(
+            "[spec_ops.webhooks]\n[[spec_ops.webhooks.subscriptions]]\nid = \"chat\"\nurl = \"{url}\"\nformat = \"{format}\"\ndry_run = true\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("c.toml"))
+            .unwrap()
+            .subscriptions
+            .remove(0)
+    }
+
+    #[test]
+    fn chat_answers_get_chat_hints() {
+        let hint = |format: &str, url: &str, answer: Answer| {
+            dead_hint(&answer, 1, &sub(format, url), "S", "d")
+        };
+        let slack = "https://hooks.slack.com/services/T/B/x";
+        let h = hint("json", slack, answered(400, "no_text"));
+        assert!(
+            h.starts_with("Slack answered 400 `no_text`: it takes Slack messages, and subscription chat sends the JSON envelope: set `format = \"slack\"`"),
+            "{h}"
+        );
+        assert!(
+            h.ends_with("then run `spec-notify replay S --delivery-id d`"),
+            "{h}"
+        );
+        let h = hint("discord", "https://example.com/h", answered(400, "no_text"));
+        assert!(
+            h.contains("subscription chat sends `discord` messages: set `format = \"slack\"`"),
+            "{h}"
+        );
+        let h = hint(
+            "json",
+            "https://example.com/h",
+            answered(
+                400,
+                r#"{"message": "Cannot send an empty message", "code": 50006}"#,
+            ),
+        );
+        assert!(h.starts_with("Discord answered 400 `code 50006`"), "{h}");
+        assert!(h.contains("set `format = \"discord\"`"), "{h}");
+        let h = hint("slack", slack, answered(404, "no_service"));
+        assert!(
+            h.starts_with("Slack answered 404 `no_service`: the webhook was deleted"),
+            "{h}"
+        );
+        let h = hint(
+            "discord",
+            "https://discord.com/api/webhooks/1/t",
+            answered(404, r#"{"message": "Unknown Webhook", "code": 10015}"#),
+        );
+        assert!(
+            h.starts_with("Discord answered 404 `code 10015`: the webhook was deleted"),
+            "{h}"
+        );
+        let h = hint("slack", slack, answered(403, "action_prohibited"));
+        assert!(
+            h.starts_with(
+                "Slack refused the post (403 `action_prohibited`): the webhook was revoked"
+            ),
+            "{h}"
+        );
+        assert!(!h.contains("secret_env"), "not a signing problem: {h}");
+        let h = hint(
+            "teams",
+            "https://x.webhook.office.com/a/b",
+            answered(400, ""),
+        );
+        assert!(h.starts_with("Teams rejected the message (400)"), "{h}");
+        // Not a chat platform at all: the generic hints.
+        let h = hint("json", "https://example.com/h", answered(403, "forbidden"));
+        assert!(h.contains("check secret_env"), "{h}");
     }
 }

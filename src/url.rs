@@ -1,6 +1,8 @@
 //! Webhook URLs: which ones a subscription may use (https, or plain http to
-//! loopback only) and how a URL is shown in messages, logs and evidence:
-//! redacted, never with its userinfo or query.
+//! loopback only), which hosts are chat platforms, and how a URL is shown in
+//! messages, logs and evidence: redacted, never with its userinfo or query,
+//! and for chat platforms (whose webhook path is the credential) never with
+//! the path after its first segment.
 
 use std::net::IpAddr;
 
@@ -28,8 +30,65 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
     }
 }
 
-/// The URL with userinfo and query string removed, safe for logs and output.
+/// What a URL that must not be shown at all says in a message.
+pub const HIDDEN_URL: &str = "<URL not shown>";
+
+/// Like [`check_url`], for a URL that is a secret as a whole (`url_env`):
+/// messages never show any of it.
+pub fn check_secret_url(url: &str) -> std::result::Result<(), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("it is not a valid URL ({e}): write it like https://host/path"))?;
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or("the URL has no host")?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if is_loopback(host) => Ok(()),
+        Some("http") => Err(
+            "the URL uses plain http: use https (http is allowed only for 127.0.0.0/8, ::1 and localhost)".into(),
+        ),
+        _ => Err("the URL must start with https://".into()),
+    }
+}
+
+/// The chat platform a webhook URL belongs to, by its host: `Slack`,
+/// `Discord` or `Teams`; `None` for any other host (Mattermost is
+/// self-hosted, so it has no known host).
+pub fn chat_platform(url: &str) -> Option<&'static str> {
+    let uri = url.parse::<ureq::http::Uri>().ok()?;
+    let host = uri.host()?.to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    if host == "hooks.slack.com" {
+        Some("Slack")
+    } else if under("discord.com") || under("discordapp.com") {
+        Some("Discord")
+    } else if host.ends_with(".webhook.office.com")
+        || host.ends_with(".logic.azure.com")
+        || host.ends_with(".api.powerplatform.com")
+    {
+        Some("Teams")
+    } else {
+        None
+    }
+}
+
+/// The URL with userinfo and query string removed, safe for logs and output;
+/// for a chat platform's host, also every path segment after the first.
 pub fn redact_url(url: &str) -> String {
+    redact(url, chat_platform(url).is_some())
+}
+
+/// The URL with userinfo, query string and every path segment after the
+/// first removed: for URLs whose path is a credential (chat webhooks, and
+/// any URL read from `url_env`).
+pub fn redact_url_path(url: &str) -> String {
+    redact(url, true)
+}
+
+fn redact(url: &str, hide_path: bool) -> String {
     let Ok(uri) = url.parse::<ureq::http::Uri>() else {
         return "<invalid url>".into();
     };
@@ -41,11 +100,23 @@ pub fn redact_url(url: &str) -> String {
     if let Some(port) = uri.port_u16() {
         out.push_str(&format!(":{port}"));
     }
-    out.push_str(uri.path());
+    out.push_str(&shown_path(uri.path(), hide_path));
     if uri.query().is_some() {
         out.push_str("?<redacted>");
     }
     out
+}
+
+/// The path, or with `hide` its first segment and `/<redacted>` for the rest.
+fn shown_path(path: &str, hide: bool) -> String {
+    if !hide {
+        return path.to_string();
+    }
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    match rest.split_once('/') {
+        Some((first, more)) if !more.is_empty() => format!("/{first}/<redacted>"),
+        _ => path.to_string(),
+    }
 }
 
 /// What a message may show of a URL that does not parse. Without `@`, `?`
@@ -107,6 +178,78 @@ mod tests {
         assert_eq!(redact_url("http://127.0.0.1/h"), "http://127.0.0.1/h");
         assert_eq!(redact_url("user:pw@host"), "host");
         assert_eq!(redact_url("/hook?token=abc"), "/hook?<redacted>");
+    }
+
+    #[test]
+    fn chat_hosts_are_known() {
+        for (url, platform) in [
+            ("https://hooks.slack.com/services/T0/B0/x", Some("Slack")),
+            ("https://HOOKS.slack.com./services/T0/B0/x", Some("Slack")),
+            ("https://discord.com/api/webhooks/1/tok", Some("Discord")),
+            (
+                "https://canary.discord.com/api/webhooks/1/tok",
+                Some("Discord"),
+            ),
+            ("https://discordapp.com/api/webhooks/1/tok", Some("Discord")),
+            (
+                "https://acme.webhook.office.com/webhookb2/a@b/IncomingWebhook/c/d",
+                Some("Teams"),
+            ),
+            (
+                "https://prod-01.westus.logic.azure.com:443/workflows/x/triggers/manual/paths/invoke?sig=s",
+                Some("Teams"),
+            ),
+            ("https://notdiscord.com/api/webhooks/1/tok", None),
+            ("https://slack.com/api/chat.postMessage", None),
+            ("https://mm.example.com/hooks/key", None),
+            ("not a url", None),
+        ] {
+            assert_eq!(chat_platform(url), platform, "{url}");
+        }
+    }
+
+    #[test]
+    fn chat_webhook_paths_are_redacted_after_the_first_segment() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T000/B000/XXXX"),
+            "https://hooks.slack.com/services/<redacted>"
+        );
+        assert_eq!(
+            redact_url("https://discord.com/api/webhooks/123/token-abc"),
+            "https://discord.com/api/<redacted>"
+        );
+        assert_eq!(
+            redact_url(
+                "https://prod-01.westus.logic.azure.com:443/workflows/id/triggers/manual/paths/invoke?api-version=1&sig=s"
+            ),
+            "https://prod-01.westus.logic.azure.com:443/workflows/<redacted>?<redacted>"
+        );
+        assert_eq!(
+            redact_url("https://example.com/a/b/c"),
+            "https://example.com/a/b/c",
+            "other hosts keep their path"
+        );
+        assert_eq!(
+            redact_url_path("http://127.0.0.1:9/hooks/secret-key"),
+            "http://127.0.0.1:9/hooks/<redacted>"
+        );
+        assert_eq!(redact_url_path("https://h/one"), "https://h/one");
+        assert_eq!(redact_url_path("https://h/one/"), "https://h/one/");
+    }
+
+    #[test]
+    fn secret_url_errors_show_none_of_it() {
+        for url in [
+            "http://10.0.0.1/hooks/secret",
+            "ftp://host/secret",
+            "https://ho st/secret",
+            "/secret",
+        ] {
+            let err = check_secret_url(url).unwrap_err();
+            assert!(!err.contains("secret"), "{url}: {err}");
+        }
+        assert_eq!(check_secret_url("https://h/secret"), Ok(()));
+        assert_eq!(check_secret_url("http://127.0.0.1:1/secret"), Ok(()));
     }
 
     #[test]

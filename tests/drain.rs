@@ -472,20 +472,38 @@ fn sigterm_finishes_in_flight_and_exits_143() {
 
 #[test]
 fn the_secret_never_reaches_disk_or_output() {
+    // Secrets everywhere: the signing secret, userinfo and query in `url`, a
+    // whole URL in `url_env`, header values from `env:` and written literally.
+    const TOKEN: &str = "Bearer gateway-token-8c41";
+    const LITERAL: &str = "literal-header-value-77";
+    const URL_KEY: &str = "URLKEY-SECRET-314";
     let rx = Receiver::start();
     rx.script("/s", [Reply::Status(500), Reply::Status(401)]);
     let url = rx.url("/s").replace("http://", "http://user:pw@") + "?token=abc";
+    let headers =
+        format!("headers = {{ Authorization = \"env:GATEWAY_TOKEN\", X-Literal = \"{LITERAL}\" }}");
     let tables = format!(
-        "{}{}",
-        subscription("s", &url, "jitter_ms = 0\ninitial_backoff_ms = 20"),
-        subscription("dry", &rx.url("/dry"), "dry_run = true"),
+        "{}{}[[spec_ops.webhooks.subscriptions]]\nid = \"hidden\"\nurl_env = \"HIDDEN_URL\"\nsecret_env = \"SECRET_S\"\nformat = \"slack\"\n{headers}\n",
+        subscription(
+            "s",
+            &url,
+            &format!("jitter_ms = 0\ninitial_backoff_ms = 20\n{headers}")
+        ),
+        subscription(
+            "dry",
+            &rx.url("/dry"),
+            &format!("dry_run = true\n{headers}")
+        ),
     );
     let env = Env::new(&config_with(&tables))
         .env("SECRET_S", SECRET)
-        .env("SECRET_DRY", SECRET);
+        .env("SECRET_DRY", SECRET)
+        .env("GATEWAY_TOKEN", TOKEN)
+        .env("HIDDEN_URL", &rx.url(&format!("/hooks/{URL_KEY}")));
     let mut output = String::new();
     for args in [
         &["check"][..],
+        &["check", "--json"],
         &[
             "emit",
             "--spec",
@@ -495,31 +513,49 @@ fn the_secret_never_reaches_disk_or_output() {
         ],
         &["drain", "--max-time", "60s", "--json"],
         &["-v", "drain", "--once"],
+        &["test", "SPEC-1", "--subscription", "hidden", "--print"],
+        &["test", "SPEC-1", "--subscription", "hidden", "--json"],
+        &["test", "SPEC-1", "--subscription", "s"],
+        &["list"],
+        &["list", "--json"],
+        &["history", "SPEC-1"],
+        &["status"],
     ] {
         let run = env.run(args);
+        assert!(run.code == 0 || run.code == 1, "{args:?}: {}", run.stderr);
         output.push_str(&run.stdout);
         output.push_str(&run.stderr);
     }
-    assert!(!output.contains(SECRET), "secret printed:\n{output}");
-    assert!(!output.contains("pw@"), "userinfo printed");
+    for secret in [SECRET, TOKEN, LITERAL, URL_KEY, "pw@", "token=abc"] {
+        assert!(!output.contains(secret), "{secret:?} printed:\n{output}");
+    }
+    assert!(
+        output.contains("Authorization: <redacted: env GATEWAY_TOKEN>"),
+        "--print names the variable: {output}"
+    );
     for (path, bytes) in env.snapshot() {
         let text = String::from_utf8_lossy(&bytes);
-        assert!(
-            !text.contains(SECRET),
-            "secret written to {}",
-            path.display()
-        );
-        assert!(
-            !text.contains("token=abc"),
-            "query string written to {}",
-            path.display()
-        );
+        for secret in [SECRET, TOKEN, LITERAL, URL_KEY, "token=abc"] {
+            assert!(
+                !text.contains(secret),
+                "{secret:?} written to {}",
+                path.display()
+            );
+        }
     }
     assert_eq!(
         env.job_files("SPEC-1", "dead").len(),
         1,
         "the 401 dead-lettered"
     );
+    // The values did travel, read at send time.
+    let hidden = rx.requests_to(&format!("/hooks/{URL_KEY}"));
+    assert_eq!(hidden.len(), 2, "the drained job and `test`");
+    for request in hidden.iter().chain(&rx.requests_to("/s")) {
+        assert_eq!(request.header("Authorization"), Some(TOKEN));
+        assert_eq!(request.header("X-Literal"), Some(LITERAL));
+    }
+    assert!(rx.requests_to("/dry").is_empty());
 }
 
 #[test]

@@ -2,9 +2,13 @@
 //! third-party libraries receivers already use: gidgethub and standardwebhooks
 //! (Python), @octokit/webhooks-methods and standardwebhooks (Node), through
 //! `tests/verifiers/verify.py` and `verify.mjs`. A tampered body, a wrong
-//! secret and a stale timestamp must be rejected by them. The libraries are
-//! installed by `tests/verifiers/install.sh` (`.ci/run` calls it); without
-//! them these tests fail and say so.
+//! secret and a stale timestamp must be rejected by them. `signature =
+//! "github"` deliveries go to @octokit/webhooks' `createNodeMiddleware` behind
+//! a real Node server (`github_receiver.mjs`) and through gidgethub's
+//! `Event.from_http`; Teams messages are parsed by the `adaptivecards`
+//! library (`adaptive_card.mjs`). The libraries are installed by
+//! `tests/verifiers/install.sh` (`.ci/run` calls it); without them these
+//! tests fail and say so.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -440,4 +444,169 @@ fn shell_example_answers_204_for_genuine_and_401_for_tampered_requests() {
             assert!(!String::from_utf8_lossy(&output.stderr).contains(secret));
         }
     }
+}
+
+// `signature = "github"`: GitHub's own receivers take the deliveries as they are.
+
+/// `github_receiver.mjs` (@octokit/webhooks' `createNodeMiddleware` behind a
+/// Node HTTP server) running with `secret`, and where it listens.
+fn github_receiver(secret: &str) -> (crate::support::Spawned, String) {
+    use std::io::BufRead;
+    Lang::Node.ensure_installed();
+    let mut child = Command::new("node")
+        .arg(dir().join("github_receiver.mjs"))
+        .current_dir(dir())
+        .env("PORT", "0")
+        .env("WEBHOOK_SECRET", secret)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).unwrap();
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("github_receiver.mjs did not start: {banner}"))
+        .to_string();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (crate::support::Spawned::new(child), url)
+}
+
+/// Stops the receiver; what it printed on stdout.
+fn stop(mut receiver: crate::support::Spawned) -> String {
+    use std::io::Read;
+    let _ = receiver.child_mut().kill();
+    let _ = receiver.child_mut().wait();
+    let mut out = String::new();
+    if let Some(mut stdout) = receiver.child_mut().stdout.take() {
+        stdout.read_to_string(&mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn octokit_create_node_middleware_accepts_github_deliveries_and_rejects_a_wrong_secret() {
+    let (receiver, url) = github_receiver(SECRET);
+    let env = crate::verify::drain_to(&url, "github", None, 2);
+    let out = stop(receiver);
+    let delivered = env.jobs("SPEC-RECV", "delivered");
+    assert_eq!(delivered.len(), 2, "octokit answered: {out}");
+    for (meta, _) in &delivered {
+        let id = meta["delivery_id"].as_str().unwrap();
+        let line = format!("accepted {id} spec-auto.stage.completed SPEC-RECV");
+        assert!(out.contains(&line), "{out}");
+    }
+
+    let (receiver, url) = github_receiver(OTHER_SECRET);
+    let env = crate::verify::drain_to(&url, "github", None, 1);
+    let out = stop(receiver);
+    assert!(!out.contains("accepted"), "{out}");
+    let dead = env.jobs("SPEC-RECV", "dead");
+    assert_eq!(
+        dead.len(),
+        1,
+        "octokit's 400 for a bad signature is terminal"
+    );
+    assert_eq!(dead[0].0["last_status"], 400);
+}
+
+#[test]
+fn gidgethub_event_from_http_accepts_github_deliveries() {
+    let got = deliveries("github", None, 2);
+    let mut without_event = got[0].clone();
+    without_event
+        .headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("X-GitHub-Event"));
+    for delivery in &got {
+        let hook = delivery.header("X-GitHub-Hook-ID").unwrap();
+        assert!(
+            hook.parse::<u32>().is_ok_and(|n| n > 0),
+            "numeric hook id: {hook}"
+        );
+        assert_eq!(
+            delivery.header("X-GitHub-Delivery"),
+            delivery.header("X-SpecKit-Id")
+        );
+    }
+    assert_eq!(
+        got[0].header("X-GitHub-Hook-ID"),
+        got[1].header("X-GitHub-Hook-ID"),
+        "stable per subscription"
+    );
+    let mode = "github-event";
+    let cases = [
+        Case::new(mode, SECRET, &got[0], true, "as sent"),
+        Case::new(mode, SECRET, &got[1], true, "as sent"),
+        Case::new(mode, SECRET, &got[0], false, "tampered body").body(tampered(&got[0].body)),
+        Case::new(mode, OTHER_SECRET, &got[0], false, "wrong secret"),
+        Case::new(mode, SECRET, &without_event, false, "no X-GitHub-Event"),
+    ];
+    Lang::Python.ensure_installed();
+    let verdicts = Lang::Python.run(&cases);
+    for (case, verdict) in cases.iter().zip(&verdicts) {
+        assert_eq!(verdict == "ok", case.valid, "{}: {verdict}", case.what);
+    }
+    assert!(verdicts[4].contains("x-github-event"), "{}", verdicts[4]);
+}
+
+// Teams: the `adaptivecards` library parses every card the drain sends.
+
+/// `adaptive_card.mjs`'s verdict for each body, in order.
+fn parse_cards(bodies: &[Vec<u8>]) -> Vec<String> {
+    Lang::Node.ensure_installed();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("node");
+    cmd.arg(dir().join("adaptive_card.mjs")).current_dir(dir());
+    for (i, body) in bodies.iter().enumerate() {
+        let path = tmp.path().join(format!("card-{i}.json"));
+        std::fs::write(&path, body).unwrap();
+        cmd.arg(path);
+    }
+    let output = cmd.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), bodies.len());
+    lines
+}
+
+#[test]
+fn teams_cards_parse_with_the_adaptivecards_library() {
+    use crate::support::chat::{ChatReceiver, Platform};
+    let rx = ChatReceiver::start(Platform::Teams);
+    let env = crate::formats::chat_env(rx.url(), "teams", "");
+    let events = crate::formats::emit_standard_events(&env);
+    crate::formats::drain(&env);
+    env.run(&["test", crate::formats::SPEC, "--subscription", "chat"])
+        .expect(0);
+    let bodies: Vec<Vec<u8>> = rx
+        .deliveries()
+        .into_iter()
+        .map(|d| d.request.body)
+        .collect();
+    assert_eq!(
+        bodies.len(),
+        events + 1,
+        "every event and the test delivery"
+    );
+    for (verdict, body) in parse_cards(&bodies).iter().zip(&bodies) {
+        assert_eq!(verdict, "ok", "{}", String::from_utf8_lossy(body));
+    }
+    // The library does reject what it cannot parse.
+    let broken = String::from_utf8(bodies[0].clone())
+        .unwrap()
+        .replace("\"FactSet\"", "\"FactList\"");
+    let verdict = &parse_cards(&[broken.into_bytes()])[0];
+    assert!(
+        verdict.starts_with("rejected: parse: Unknown element type \"FactList\""),
+        "{verdict}"
+    );
 }

@@ -1,4 +1,6 @@
-//! `spec-notify check`: validate the config (secrets included) and summarise it.
+//! `spec-notify check`: validate the config (secrets included) and summarise
+//! it; warn about what is valid but likely wrong (a rotation left on, a chat
+//! webhook sent the wrong format).
 
 use std::io::Write;
 
@@ -9,15 +11,18 @@ use super::Ctx;
 use crate::cli::CheckArgs;
 use crate::config::{self, Config, Secrets};
 use crate::exit::ExitCode;
+use crate::format::Format;
 use crate::output;
-use crate::url::redact_url;
 
 /// Every problem, secrets included, comes back as one exit-2 error from the
 /// load; only a valid config gets a summary.
 pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
     let config = config::load_with(&location, Secrets::Required)?;
-    for warning in rotation_warnings(&config) {
+    for warning in rotation_warnings(&config)
+        .into_iter()
+        .chain(format_warnings(&config))
+    {
         output::warn(warning);
     }
     if args.json {
@@ -37,6 +42,31 @@ fn rotation_warnings(config: &Config) -> Vec<String> {
             Some(format!(
                 "subscription `{}` is rotating secrets ({prev} is still configured): remove secret_env_previous once receivers accept the new secret",
                 s.id
+            ))
+        })
+        .collect()
+}
+
+/// A subscription whose URL is a known chat platform's webhook but whose
+/// `format` is not that platform's: the platform would reject every delivery.
+fn format_warnings(config: &Config) -> Vec<String> {
+    config
+        .subscriptions
+        .iter()
+        .filter_map(|s| {
+            let platform = crate::url::chat_platform(&s.url)?;
+            let want = Format::for_platform(platform)?;
+            if s.style.format == want {
+                return None;
+            }
+            let sends = match s.style.format {
+                Format::Json => "the JSON envelope".to_string(),
+                other => format!("`format = \"{}\"`", other.as_str()),
+            };
+            Some(format!(
+                "subscription `{}` sends {sends} to a {platform} webhook, which will reject it: set `format = \"{}\"`",
+                s.id,
+                want.as_str()
             ))
         })
         .collect()
@@ -78,8 +108,9 @@ fn print_summary(config: &Config) -> Result<()> {
             vec![
                 format!("  {}", s.id),
                 mode.into(),
+                s.style.format.as_str().into(),
                 s.signature.as_str().into(),
-                redact_url(&s.url),
+                s.shown_url(),
                 secret,
                 filters,
             ]
@@ -88,7 +119,15 @@ fn print_summary(config: &Config) -> Result<()> {
     if !rows.is_empty() {
         output::table(
             &mut out,
-            &["  ID", "MODE", "SIGNATURE", "URL", "SECRET", "FILTERS"],
+            &[
+                "  ID",
+                "MODE",
+                "FORMAT",
+                "SIGNATURE",
+                "URL",
+                "SECRET",
+                "FILTERS",
+            ],
             &rows,
         )?;
     }
@@ -119,7 +158,10 @@ fn summary_json(config: &Config) -> serde_json::Value {
         .map(|s| {
             json!({
                 "id": s.id,
-                "url": redact_url(&s.url),
+                "url": s.shown_url(),
+                "url_env": s.url_env,
+                "format": s.style.format.as_str(),
+                "headers": s.headers.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
                 "active": s.active,
                 "dry_run": s.dry_run,
                 "signature": s.signature.as_str(),

@@ -15,7 +15,6 @@ use crate::evidence::Evidence;
 use crate::exit::{ExitCode, user_error};
 use crate::output;
 use crate::spool::{DrainLock, SpecSpool, Spool, Unreadable};
-use crate::url::redact_url;
 
 mod check;
 mod completions;
@@ -195,7 +194,7 @@ pub fn evidence(config: &Config, spec: &str) -> Evidence {
 pub fn logged_url(config: &Config, subscription: &str) -> String {
     config
         .subscription(subscription)
-        .map(|s| redact_url(&s.url))
+        .map(crate::config::Subscription::shown_url)
         .unwrap_or_default()
 }
 

@@ -1,7 +1,9 @@
 //! `spec-notify test SPEC --subscription ID`: send one signed sample event
 //! (type `spec-notify.test`) to a subscription right now, without the spool,
-//! and report status, latency and the response; `--print` shows the exact
-//! request instead. The attempt is logged in the SPEC's evidence.
+//! in the subscription's format and report status, latency and the
+//! response; `--print` shows the exact request instead (the rendered body,
+//! extra header values redacted). The attempt is logged in the SPEC's
+//! evidence.
 
 use std::io::Write;
 use std::time::Duration;
@@ -18,7 +20,6 @@ use crate::envelope;
 use crate::evidence::{Outcome, Record, excerpt};
 use crate::exit::{ExitCode, user_error};
 use crate::output;
-use crate::url::redact_url;
 
 pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
@@ -35,14 +36,20 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
         attempt: 1,
         timestamp: now / 1000,
     };
-    let headers =
-        deliver::headers(sub, Some((&secret, previous.as_ref())), id, &body).map_err(user_error)?;
+    let request =
+        deliver::request(sub, Some((&secret, previous.as_ref())), id, &body).map_err(user_error)?;
     if args.print {
-        print_request(sub, &headers, &body)?;
+        print_request(sub, &request)?;
         return Ok(ExitCode::Success);
     }
     let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
-    let (answer, latency) = deliver::send(&deliver::agent(1), &sub.url, &headers, &body, timeout);
+    let (answer, latency) = deliver::send(
+        &deliver::agent(1),
+        &sub.url,
+        &request.headers,
+        &request.body,
+        timeout,
+    );
     let ok = answer.status().is_some_and(|s| (200..300).contains(&s));
     let record = Record {
         ts: clock::rfc3339(now),
@@ -52,7 +59,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
         subscription: sub.id.clone(),
         event_type: event.event_type.clone(),
         attempt: 1,
-        url: redact_url(&sub.url),
+        url: sub.shown_url(),
         status: answer.status(),
         error: answer.error().map(String::from),
         latency_ms: Some(latency.as_millis() as u64),
@@ -105,15 +112,16 @@ fn find_subscription<'a>(config: &'a Config, id: &str) -> Result<&'a Subscriptio
     })
 }
 
-/// The request as it would go on the wire (URL redacted, secrets never shown).
-fn print_request(sub: &Subscription, headers: &[(String, String)], body: &[u8]) -> Result<()> {
+/// The request as it would go on the wire (URL and extra header values
+/// redacted, secrets never shown), with the body as rendered.
+fn print_request(sub: &Subscription, request: &deliver::Request) -> Result<()> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "POST {}", redact_url(&sub.url))?;
-    for (name, value) in headers {
+    writeln!(out, "POST {}", sub.shown_url())?;
+    for (name, value) in &request.shown_headers {
         writeln!(out, "{name}: {value}")?;
     }
     writeln!(out)?;
-    out.write_all(body)?;
+    out.write_all(&request.body)?;
     writeln!(out)?;
     Ok(())
 }

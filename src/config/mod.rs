@@ -3,7 +3,7 @@
 //! relative to the file, the environment overrides, and validation of every
 //! value, reporting every problem at once with the subscription, the key and
 //! the fix. This is the only module that reads environment variables (config
-//! path, enable switch, secrets).
+//! path, enable switch, secrets, `url_env` URLs, `env:` header values).
 
 mod raw;
 
@@ -17,7 +17,9 @@ use anyhow::Result;
 use crate::circuit::BreakerPolicy;
 use crate::envelope::{Stage, Status};
 use crate::exit::user_error;
+use crate::format::{Format, Style, Template};
 use crate::sign::{Scheme, Secret};
+use crate::url::{redact_url, redact_url_path};
 
 pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
 pub const ENABLED_ENV: &str = "SPECKIT_WEBHOOKS_ENABLED";
@@ -41,6 +43,8 @@ pub struct Config {
     /// Evidence footprint cap per SPEC (attempt logs plus delivered jobs).
     pub max_evidence_bytes: u64,
     pub auto_drain: bool,
+    /// Evidence paths in chat messages link under this URL.
+    pub evidence_base_url: Option<String>,
     pub subscriptions: Vec<Subscription>,
 }
 
@@ -68,7 +72,15 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone)]
 pub struct Subscription {
     pub id: String,
+    /// Where deliveries go: `url`, or the value of `url_env` (empty when
+    /// that variable is unset). Show it with [`Subscription::shown_url`].
     pub url: String,
+    /// The variable the URL was read from: the whole URL is then a secret.
+    pub url_env: Option<String>,
+    /// The body's format, `text` template and evidence links.
+    pub style: Style,
+    /// Extra request headers.
+    pub headers: Vec<ExtraHeader>,
     pub secret_env: Option<String>,
     pub secret_env_previous: Option<String>,
     pub signature: Scheme,
@@ -88,6 +100,100 @@ pub struct Subscription {
     pub breaker: crate::circuit::BreakerPolicy,
 }
 
+/// One extra request header of a subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtraHeader {
+    pub name: String,
+    pub value: HeaderValue,
+}
+
+/// Where an extra header's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeaderValue {
+    /// Written in the config.
+    Literal(String),
+    /// `env:VAR`: read from the variable at send time, never stored.
+    Env(String),
+}
+
+/// Headers spec-notify sets itself (and those HTTP owns): `headers` may not
+/// name them.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "Content-Type",
+    "Content-Length",
+    "Host",
+    "Transfer-Encoding",
+    "Connection",
+    "User-Agent",
+    "X-SpecKit-*",
+    "X-Hub-Signature",
+    "X-Hub-Signature-256",
+    "X-GitHub-Event",
+    "X-GitHub-Delivery",
+    "X-GitHub-Hook-ID",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS.iter().any(|r| match r.strip_suffix('*') {
+        Some(prefix) => {
+            name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+        }
+        None => name.eq_ignore_ascii_case(r),
+    })
+}
+
+impl ExtraHeader {
+    /// The value to send, read from the environment for `env:VAR`; an error
+    /// names the variable, never a value.
+    pub fn value(&self, subscription: &str) -> std::result::Result<String, String> {
+        let value = match &self.value {
+            HeaderValue::Literal(v) => return Ok(v.clone()),
+            HeaderValue::Env(var) => std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+                format!(
+                    "header `{}` of subscription `{subscription}` is missing its value: set the environment variable {var}",
+                    self.name
+                )
+            })?,
+        };
+        check_header_value(&value).map_err(|e| {
+            format!(
+                "header `{}` of subscription `{subscription}`: the value in {}: {e}",
+                self.name,
+                self.env_var().unwrap_or("?")
+            )
+        })?;
+        Ok(value)
+    }
+
+    /// The variable an `env:` value comes from.
+    pub fn env_var(&self) -> Option<&str> {
+        match &self.value {
+            HeaderValue::Env(var) => Some(var),
+            HeaderValue::Literal(_) => None,
+        }
+    }
+
+    /// The value as `--print` and evidence show it: never the value itself.
+    pub fn shown(&self) -> String {
+        match &self.value {
+            HeaderValue::Literal(_) => "<redacted>".into(),
+            HeaderValue::Env(var) => format!("<redacted: env {var}>"),
+        }
+    }
+}
+
+/// A header value HTTP can carry: visible ASCII and spaces, no line breaks.
+fn check_header_value(value: &str) -> std::result::Result<(), String> {
+    if ureq::http::HeaderValue::from_str(value).is_ok() && !value.contains('\t') {
+        Ok(())
+    } else {
+        Err("not a valid header value: use printable ASCII without line breaks".into())
+    }
+}
+
 /// A request rate: `count` per `per_ms` milliseconds (`"1/s"`, `"30/min"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -97,6 +203,11 @@ pub struct Rate {
 
 impl Rate {
     pub const DEFAULT_MAX_AGE_MS: u64 = 72 * 3600 * 1000;
+    /// Chat formats' rate when `rate_limit` is not set: one message a second.
+    pub const CHAT_DEFAULT: Rate = Rate {
+        count: 1,
+        per_ms: 1000,
+    };
 
     /// `N/s`, `N/sec`, `N/min`, `N/m`, `N/h`, `N/hour`.
     pub fn parse(text: &str) -> Result<Rate, String> {
@@ -171,9 +282,14 @@ impl Subscription {
         })
     }
 
-    /// The secrets deliveries are signed with, each checked against the
-    /// scheme: the current one and, during a rotation, the previous one.
+    /// Everything a delivery needs from the environment, checked: the
+    /// secrets it is signed with (the current one and, during a rotation,
+    /// the previous one, each checked against the scheme), the `url_env`
+    /// URL and the `env:` header values. An error names the variable.
     pub fn signing_secrets(&self) -> std::result::Result<(Secret, Option<Secret>), String> {
+        if let Some(problem) = self.environment_problems().into_iter().next() {
+            return Err(problem);
+        }
         let secret = self.secret()?;
         let previous = self.previous_secret();
         let named = [
@@ -192,6 +308,32 @@ impl Subscription {
             }
         }
         Ok((secret, previous))
+    }
+
+    /// What the environment lacks for sending, besides secrets: the
+    /// `url_env` variable and the `env:` header values.
+    pub fn environment_problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let (Some(var), true) = (&self.url_env, self.url.is_empty()) {
+            out.push(format!(
+                "the URL of subscription `{}` is missing: set the environment variable {var} (url_env)",
+                self.id
+            ));
+        }
+        out.extend(self.headers.iter().filter_map(|h| h.value(&self.id).err()));
+        out
+    }
+
+    /// The URL as messages, logs and evidence show it: without userinfo or
+    /// query, and only up to the first path segment when the path is a
+    /// credential (a chat format or platform, or a URL from `url_env`).
+    pub fn shown_url(&self) -> String {
+        match &self.url_env {
+            Some(var) if self.url.is_empty() => format!("<{var} unset>"),
+            Some(_) => redact_url_path(&self.url),
+            None if self.style.format.is_chat() => redact_url_path(&self.url),
+            None => redact_url(&self.url),
+        }
     }
 
     /// The previous secret during a rotation, if configured and set.
@@ -295,6 +437,30 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
                 );
             }
         }
+        for sub in config.subscriptions.iter().filter(|s| s.needs_secret()) {
+            let at = format!("subscription `{}`", sub.id);
+            if let (Some(var), true) = (&sub.url_env, sub.url.is_empty()) {
+                problems.key(
+                    &at,
+                    "url_env",
+                    format!("the environment variable {var} is unset or empty: export it"),
+                );
+            }
+            for (name, var) in sub
+                .headers
+                .iter()
+                .filter_map(|h| Some((&h.name, h.env_var()?)))
+            {
+                let why = match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                    None => format!("the environment variable {var} is unset or empty: export it"),
+                    Some(value) => match check_header_value(&value) {
+                        Ok(()) => continue,
+                        Err(e) => format!("the value in {var} is {e}"),
+                    },
+                };
+                problems.key(&at, "headers", format!("`{name}`: {why}"));
+            }
+        }
         for p in config.secret_format_problems() {
             problems.push_line(p);
         }
@@ -315,6 +481,7 @@ impl Config {
             max_spool_jobs: 10_000,
             max_evidence_bytes: 5 * 1024 * 1024,
             auto_drain: true,
+            evidence_base_url: None,
             subscriptions: Vec::new(),
         }
     }
@@ -338,6 +505,7 @@ impl Config {
         self.subscriptions
             .iter()
             .filter(|s| s.needs_secret() && s.secret().is_ok())
+            .filter(|s| s.environment_problems().is_empty())
             .filter_map(|s| s.signing_secrets().err())
             .collect()
     }
@@ -472,9 +640,18 @@ fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) ->
     if let Some(dir) = raw.evidence_dir {
         c.evidence_dir = base.join(dir);
     }
+    c.evidence_base_url = raw
+        .evidence_base_url
+        .filter(|url| match check_link_base(url) {
+            Ok(()) => true,
+            Err(e) => {
+                check.problem("evidence_base_url", e);
+                false
+            }
+        });
     let mut seen = HashSet::new();
     for sub in raw.subscriptions {
-        let sub = resolve_subscription(sub, problems);
+        let sub = resolve_subscription(sub, c.evidence_base_url.as_deref(), problems);
         if !seen.insert(sub.id.clone()) {
             problems.push(
                 &format!("subscription `{}`", sub.id),
@@ -486,7 +663,114 @@ fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) ->
     c
 }
 
-fn resolve_subscription(raw: raw::Subscription, problems: &Problems) -> Subscription {
+/// `evidence_base_url` is shown as links, never fetched: any http(s) URL.
+fn check_link_base(url: &str) -> std::result::Result<(), String> {
+    let uri: ureq::http::Uri = url.parse().map_err(|e| {
+        format!(
+            "`{url}` is not a valid URL ({e}): write it like https://github.com/org/repo/blob/main"
+        )
+    })?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("https" | "http"), Some(host)) if !host.is_empty() => Ok(()),
+        _ => Err(format!(
+            "`{url}` must be an http(s) URL, like https://github.com/org/repo/blob/main"
+        )),
+    }
+}
+
+/// The URL from `url` or `url_env` (exactly one), checked. A problem with a
+/// `url_env` URL never shows it.
+fn resolve_url(raw: &raw::Subscription, check: &Check<'_>) -> String {
+    match (&raw.url, &raw.url_env) {
+        (Some(_), Some(_)) => {
+            check.problem("url_env", "set either `url` or `url_env`, not both");
+            String::new()
+        }
+        (None, None) => {
+            check.problem(
+                "url",
+                "missing: every subscription needs `url` (or `url_env`, the variable holding a secret URL)",
+            );
+            String::new()
+        }
+        (Some(url), None) => {
+            if let Err(e) = crate::url::check_url(url) {
+                check.problem("url", e);
+            }
+            url.clone()
+        }
+        (None, Some(var)) => {
+            let url = std::env::var(var).unwrap_or_default();
+            if let (false, Err(e)) = (url.is_empty(), crate::url::check_secret_url(&url)) {
+                check.problem("url_env", format!("the URL in {var} is not usable: {e}"));
+            }
+            url
+        }
+    }
+}
+
+/// The `headers` table: names HTTP accepts and spec-notify does not set
+/// itself, literal values HTTP can carry, `env:VAR` naming a variable.
+fn resolve_headers(raw: &[(String, String)], check: &Check<'_>) -> Vec<ExtraHeader> {
+    let mut out: Vec<ExtraHeader> = Vec::new();
+    for (name, value) in raw {
+        if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            check.problem(
+                "headers",
+                format!("`{}` is not a valid header name", name.escape_debug()),
+            );
+            continue;
+        }
+        if is_reserved_header(name) {
+            check.problem(
+                "headers",
+                format!(
+                    "`{name}` is set by spec-notify and cannot be overridden; reserved: {}",
+                    RESERVED_HEADERS.join(", ")
+                ),
+            );
+            continue;
+        }
+        if out.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
+            check.problem(
+                "headers",
+                format!("`{name}` is set twice (names ignore case)"),
+            );
+            continue;
+        }
+        let value = match value.strip_prefix("env:") {
+            Some(var) if var.trim().is_empty() || var.contains('=') => {
+                check.problem(
+                    "headers",
+                    format!(
+                        "`{name}`: `env:` must be followed by a variable name, like env:API_TOKEN"
+                    ),
+                );
+                continue;
+            }
+            Some(var) => HeaderValue::Env(var.trim().to_string()),
+            None => {
+                if let Err(e) = check_header_value(value) {
+                    // The value may be a credential: never shown.
+                    check.problem("headers", format!("`{name}`: {e}"));
+                    continue;
+                }
+                HeaderValue::Literal(value.clone())
+            }
+        };
+        out.push(ExtraHeader {
+            name: name.clone(),
+            value,
+        });
+    }
+    out
+}
+
+fn resolve_subscription(
+    raw: raw::Subscription,
+    evidence_base_url: Option<&str>,
+    problems: &Problems,
+) -> Subscription {
     let check = Check {
         at: &raw.at,
         problems,
@@ -514,9 +798,48 @@ fn resolve_subscription(raw: raw::Subscription, problems: &Problems) -> Subscrip
             )
             .map_or(defaults.per_request_timeout_ms, |v| v as u64),
     };
+    let format = raw
+        .format
+        .as_deref()
+        .map_or(Format::Json, |name| match Format::parse(name) {
+            Some(format) => format,
+            None => {
+                check.problem(
+                    "format",
+                    format!(
+                        "unknown format `{name}`: use one of {}",
+                        Format::NAMES.join(", ")
+                    ),
+                );
+                Format::Json
+            }
+        });
+    let text = raw
+        .text
+        .as_deref()
+        .and_then(|text| match Template::parse(text) {
+            Ok(template) => Some(template),
+            Err(e) => {
+                check.problem("text", e);
+                None
+            }
+        });
+    if text.is_some() && !format.is_chat() {
+        check.problem(
+            "text",
+            "only chat formats have a summary line: set `format` to slack, mattermost, discord or teams, or remove `text`",
+        );
+    }
     let sub = Subscription {
-        id: raw.id.unwrap_or_default(),
-        url: raw.url.unwrap_or_default(),
+        id: raw.id.clone().unwrap_or_default(),
+        url: resolve_url(&raw, &check),
+        url_env: raw.url_env.clone(),
+        style: Style {
+            format,
+            text,
+            evidence_base_url: evidence_base_url.map(String::from),
+        },
+        headers: resolve_headers(&raw.headers, &check),
         secret_env: raw.secret_env,
         secret_env_previous: raw.secret_env_previous,
         signature: check.scheme(raw.signature),
@@ -539,13 +862,16 @@ fn resolve_subscription(raw: raw::Subscription, problems: &Problems) -> Subscrip
         max_in_flight: check
             .int("max_in_flight", raw.max_in_flight, 1, 256)
             .map(|v| v as usize),
-        rate_limit: raw.rate_limit.and_then(|text| match Rate::parse(&text) {
-            Ok(rate) => Some(rate),
-            Err(e) => {
-                check.problem("rate_limit", e);
-                None
-            }
-        }),
+        rate_limit: match raw.rate_limit {
+            Some(text) => match Rate::parse(&text) {
+                Ok(rate) => Some(rate),
+                Err(e) => {
+                    check.problem("rate_limit", e);
+                    None
+                }
+            },
+            None => format.is_chat().then_some(Rate::CHAT_DEFAULT),
+        },
         max_age_ms: check
             .duration_ms("max_age", raw.max_age)
             .unwrap_or(Rate::DEFAULT_MAX_AGE_MS),
@@ -566,9 +892,6 @@ fn resolve_subscription(raw: raw::Subscription, problems: &Problems) -> Subscrip
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         check.problem("id", "use letters, digits, `-`, `_` and `.` only");
-    }
-    if let (false, Err(e)) = (sub.url.is_empty(), crate::url::check_url(&sub.url)) {
-        check.problem("url", e);
     }
     if sub.needs_secret() && sub.secret_env.is_none() {
         check.problem(
@@ -833,6 +1156,110 @@ jitter_ms = "x"
             ],
             "{e}"
         );
+    }
+
+    #[test]
+    fn chat_formats_templates_and_headers_resolve() {
+        let text = r#"
+[spec_ops.webhooks]
+evidence_base_url = "https://github.com/org/repo/blob/main"
+[[spec_ops.webhooks.subscriptions]]
+id = "slack"
+url = "https://hooks.slack.com/services/T0/B0/secret"
+format = "slack"
+text = "{{event.icon}} {{spec.id}}"
+headers = { Authorization = "env:GATEWAY_TOKEN", X-Team = "platform" }
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "discord"
+url = "https://discord.com/api/webhooks/1/secret"
+format = "discord"
+rate_limit = "5/s"
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "plain"
+url = "https://example.com/hook"
+dry_run = true
+"#;
+        let c = parse(text, Path::new("/x/config.toml")).unwrap();
+        let slack = &c.subscriptions[0];
+        assert_eq!(slack.style.format, Format::Slack);
+        assert!(slack.style.text.is_some());
+        assert_eq!(
+            slack.style.evidence_base_url.as_deref(),
+            Some("https://github.com/org/repo/blob/main")
+        );
+        assert_eq!(slack.rate_limit, Some(Rate::CHAT_DEFAULT), "chat default");
+        assert_eq!(
+            slack.shown_url(),
+            "https://hooks.slack.com/services/<redacted>"
+        );
+        assert_eq!(
+            slack.headers,
+            [
+                ExtraHeader {
+                    name: "Authorization".into(),
+                    value: HeaderValue::Env("GATEWAY_TOKEN".into())
+                },
+                ExtraHeader {
+                    name: "X-Team".into(),
+                    value: HeaderValue::Literal("platform".into())
+                },
+            ]
+        );
+        assert_eq!(slack.headers[0].shown(), "<redacted: env GATEWAY_TOKEN>");
+        assert_eq!(slack.headers[1].shown(), "<redacted>");
+        assert_eq!(
+            c.subscriptions[1].rate_limit,
+            Some(Rate {
+                count: 5,
+                per_ms: 1000
+            }),
+            "an explicit rate wins"
+        );
+        assert_eq!(c.subscriptions[2].style.format, Format::Json);
+        assert_eq!(c.subscriptions[2].rate_limit, None, "json keeps no limit");
+    }
+
+    #[test]
+    fn format_template_url_and_header_problems_are_named() {
+        let text = r#"
+[spec_ops.webhooks]
+evidence_base_url = "ftp://files"
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "https://a.example/h"
+url_env = "A_URL"
+format = "slak"
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "b"
+format = "teams"
+text = "{{spec.id}} {{task.name}}"
+headers = { Content-Type = "text/plain", x-speckit-id = "1", Authorization = "env:", "X-Bad" = "a\nb" }
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "c"
+url = "https://c.example/h"
+text = "{{spec.id}}"
+dry_run = true
+"#;
+        let e = errors(text);
+        for needle in [
+            "key `evidence_base_url`: `ftp://files` must be an http(s) URL",
+            "subscription `a`: key `url_env`: set either `url` or `url_env`, not both",
+            "subscription `a`: key `format`: unknown format `slak`: use one of json, slack, mattermost, discord, teams",
+            "subscription `b`: key `url`: missing: every subscription needs `url` (or `url_env`",
+            "subscription `b`: key `text`: unknown placeholder `{{task.name}}`; known: summary,",
+            "subscription `b`: key `headers`: `Content-Type` is set by spec-notify",
+            "subscription `b`: key `headers`: `x-speckit-id` is set by spec-notify",
+            "subscription `b`: key `headers`: `Authorization`: `env:` must be followed by a variable name",
+            "subscription `b`: key `headers`: `X-Bad`: not a valid header value",
+            "subscription `c`: key `text`: only chat formats have a summary line",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
+        assert!(e.contains("(10 problems)"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The TOML side of the config: finds `[spec_ops.webhooks]` in the text and
 //! reads each key as the type it must have (true/false, whole number, number,
-//! string, list of strings), naming unknown keys with a did-you-mean. What
+//! string, list of strings, table of strings), naming unknown keys with a
+//! did-you-mean. What
 //! the values mean (ranges, names, URLs, defaults) is for `config` to decide.
 
 use std::fmt;
@@ -20,11 +21,16 @@ const WEBHOOK_KEYS: &[&str] = &[
     "max_spool_jobs",
     "max_evidence_bytes",
     "auto_drain",
+    "evidence_base_url",
     "subscriptions",
 ];
 const SUBSCRIPTION_KEYS: &[&str] = &[
     "id",
     "url",
+    "url_env",
+    "format",
+    "text",
+    "headers",
     "secret_env",
     "secret_env_previous",
     "signature",
@@ -56,6 +62,7 @@ pub(super) struct Webhooks {
     pub max_spool_jobs: Option<i64>,
     pub max_evidence_bytes: Option<i64>,
     pub auto_drain: Option<bool>,
+    pub evidence_base_url: Option<String>,
     pub subscriptions: Vec<Subscription>,
 }
 
@@ -66,6 +73,11 @@ pub(super) struct Subscription {
     pub at: String,
     pub id: Option<String>,
     pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub format: Option<String>,
+    pub text: Option<String>,
+    /// Extra request headers, name and value as written, sorted by name.
+    pub headers: Vec<(String, String)>,
     pub secret_env: Option<String>,
     pub secret_env_previous: Option<String>,
     pub signature: Option<String>,
@@ -121,6 +133,7 @@ fn read_webhooks(table: &Table, problems: &Problems) -> Webhooks {
         auto_drain: r.bool("auto_drain"),
         spool_dir: r.string("spool_dir"),
         evidence_dir: r.string("evidence_dir"),
+        evidence_base_url: r.string("evidence_base_url"),
         subscriptions: read_subscriptions(table.get("subscriptions"), problems),
     }
 }
@@ -170,7 +183,11 @@ fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscr
         circuit_failures: r.int("circuit_failures"),
         circuit_cooldown: r.string("circuit_cooldown"),
         id: r.required_string("id"),
-        url: r.required_string("url"),
+        url: r.string("url"),
+        url_env: r.string("url_env"),
+        format: r.string("format"),
+        text: r.string("text"),
+        headers: r.string_table("headers"),
         secret_env: r.string("secret_env"),
         secret_env_previous: r.string("secret_env_previous"),
         signature: r.string("signature"),
@@ -290,6 +307,36 @@ impl Reader<'_> {
         self.string(key)
     }
 
+    /// The string values of a table (`{ Name = "value" }`), in file order;
+    /// each value that is not a string is a problem.
+    fn string_table(&self, key: &str) -> Vec<(String, String)> {
+        let Some(value) = self.get(key) else {
+            return Vec::new();
+        };
+        let Some(table) = value.as_table() else {
+            self.wrong_type(
+                key,
+                "a table of strings, like { Authorization = \"env:API_TOKEN\" }",
+                value,
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (name, item) in table {
+            match item.as_str() {
+                Some(s) => out.push((name.clone(), s.to_string())),
+                None => self.problem(
+                    key,
+                    format!(
+                        "`{name}`: expected a string, found {} `{item}`",
+                        item.type_str()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
     /// The strings of a list; each item that is not a string is a problem.
     fn strings(&self, key: &str) -> Vec<String> {
         let Some(value) = self.get(key) else {
@@ -336,6 +383,7 @@ id = "a"
 backoff_factor = 3
 include_stages = ["Plan", 7]
 signature = "nonsense"
+headers = { Authorization = "env:TOKEN", X-Count = 3 }
 "#;
         let problems = Problems::default();
         let webhooks = read(text, &problems).unwrap().unwrap();
@@ -352,11 +400,15 @@ signature = "nonsense"
         assert_eq!(sub.include_stages, ["Plan"]);
         assert_eq!(sub.signature.as_deref(), Some("nonsense"));
         assert_eq!(
+            sub.headers,
+            [("Authorization".to_string(), "env:TOKEN".to_string())]
+        );
+        assert_eq!(
             problems.lines(),
             [
                 "[spec_ops.webhooks]: key `enabled`: expected true or false, found string `\"yes\"`",
                 "[spec_ops.webhooks]: key `spool_dir`: is empty",
-                "subscription `a`: key `url`: missing: every subscription needs one",
+                "subscription `a`: key `headers`: `X-Count`: expected a string, found integer `3`",
                 "subscription `a`: key `include_stages`: expected a list of strings, found integer `7`",
             ]
         );

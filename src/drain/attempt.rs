@@ -16,7 +16,6 @@ use crate::evidence::{Outcome, Record, excerpt};
 use crate::retry::{self, Class, Verdict};
 use crate::sign::Secret;
 use crate::spool::{Job, Meta, State};
-use crate::url::redact_url;
 
 /// What this run can do with a subscription's jobs.
 pub enum Route<'a> {
@@ -77,8 +76,8 @@ pub fn attempt(
     let started = clock::now_ms();
     let id = attempt_id(&job.meta, attempt, started);
     let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
-    let (answer, latency) = match deliver::headers(sub, Some((secret, previous)), id, &job.body) {
-        Ok(headers) => deliver::send(agent, &sub.url, &headers, &job.body, timeout),
+    let (answer, latency) = match deliver::request(sub, Some((secret, previous)), id, &job.body) {
+        Ok(request) => deliver::send(agent, &sub.url, &request.headers, &request.body, timeout),
         Err(e) => (Answer::Failed { error: e }, Duration::ZERO),
     };
     let now = clock::now_ms();
@@ -190,7 +189,7 @@ fn attempt_id(meta: &Meta, attempt: u32, at_ms: u64) -> AttemptId<'_> {
 }
 
 fn record_for(meta: &Meta, sub: &Subscription, attempt: u32, at_ms: u64) -> Record {
-    Record::for_job(meta, redact_url(&sub.url), attempt, at_ms, Outcome::DryRun)
+    Record::for_job(meta, sub.shown_url(), attempt, at_ms, Outcome::DryRun)
 }
 
 /// A dry run: logs the would-be request (unsigned) and counts the job done.
@@ -202,7 +201,7 @@ pub fn dry_run(job: &mut Job, sub: &Subscription) -> Record {
     let mut record = record_for(&job.meta, sub, attempt, now);
     record.request = Some(json!({
         "method": "POST",
-        "url": redact_url(&sub.url),
+        "url": sub.shown_url(),
         "headers": headers.into_iter().collect::<BTreeMap<_, _>>(),
         "body_bytes": job.body.len(),
         "note": "dry-run: not sent, not signed",

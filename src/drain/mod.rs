@@ -35,7 +35,6 @@ use crate::config::Config;
 use crate::deliver;
 use crate::evidence::{Outcome, Record};
 use crate::spool::{Job, Meta, Quarantined, State};
-use crate::url::redact_url;
 use attempt::Route;
 use queue::{Changes, Claimed, Queue, SpoolQueue};
 use scheduler::{JobKey, Kind, Limits, Pick, Scheduler, Waiting};
@@ -540,7 +539,7 @@ impl<'a> Drainer<'a> {
         let sub_id = job.meta.subscription.clone();
         let url = self
             .subscription(&sub_id)
-            .map(|s| redact_url(&s.url))
+            .map(crate::config::Subscription::shown_url)
             .unwrap_or_default();
         let mut signal = None;
         let mut probe_logged = Ok(());

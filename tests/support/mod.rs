@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod blackhole;
+pub mod chat;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the third-party webhook verifiers the e2e tests use (tests/verifiers.rs):
 #   PyPI: gidgethub, standardwebhooks          -> tests/verifiers/python
-#   npm:  @octokit/webhooks-methods, standardwebhooks -> tests/verifiers/node_modules
+#   npm:  @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks,
+#         adaptivecards                        -> tests/verifiers/node_modules
 # Versions are pinned in requirements.txt, package.json and package-lock.json.
 # Idempotent: when those files have not changed since the last install, it
 # only checks that the libraries load, which takes well under a second.
@@ -36,12 +37,15 @@ fi
 
 node_stamp=".installed-node"
 node_want="$(fingerprint package.json package-lock.json)"
-if [[ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]] || ! node verify.mjs --self-check; then
+node_ready() {
+    node verify.mjs --self-check && node github_receiver.mjs --self-check && node adaptive_card.mjs --self-check
+}
+if [[ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]] || ! node_ready; then
     echo "install.sh: installing Node verifiers into tests/verifiers/node_modules" >&2
     npm ci --no-audit --no-fund --loglevel=error
     echo "$node_want" >"$node_stamp"
 fi
 
 python3 verify.py --self-check
-node verify.mjs --self-check
-echo "install.sh: verifiers ready (gidgethub, standardwebhooks for Python; @octokit/webhooks-methods, standardwebhooks for Node)" >&2
+node_ready
+echo "install.sh: verifiers ready (gidgethub, standardwebhooks for Python; @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks, adaptivecards for Node)" >&2

@@ -5,10 +5,13 @@ Usage: VERIFY_SECRET=... verify.py SCHEME HEADERS.json BODY
        verify.py --batch CASES.json
        verify.py --self-check
 
-SCHEME is speckit, github or standard-webhooks. HEADERS.json is a JSON object
-of the request's headers (any case); BODY is the raw request body.
+SCHEME is speckit, github, github-event or standard-webhooks. HEADERS.json is
+a JSON object of the request's headers (any case); BODY is the raw request body.
   speckit            gidgethub.sansio.validate_event on X-SpecKit-Signature
   github             gidgethub.sansio.validate_event on X-Hub-Signature-256
+  github-event       gidgethub.sansio.Event.from_http, as a GitHub app takes a
+                     request: content type, X-GitHub-Event, X-GitHub-Delivery
+                     and the signature (Python only)
   standard-webhooks  standardwebhooks.Webhook.verify on webhook-id,
                      webhook-timestamp, webhook-signature (5 minute tolerance)
 A standard-webhooks delivery's X-SpecKit-Signature is checked with the speckit
@@ -29,8 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "python"))
 
 try:
-    from gidgethub import ValidationFailure
-    from gidgethub.sansio import validate_event
+    from gidgethub import BadRequest, ValidationFailure
+    from gidgethub.sansio import Event, validate_event
     from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 except ImportError as error:
     print(f"verify.py: {error}: run tests/verifiers/install.sh", file=sys.stderr)
@@ -55,11 +58,20 @@ def check(scheme, secret, headers, body):
             validate_event(body, signature=header(headers, "X-SpecKit-Signature"), secret=secret)
         elif scheme == "github":
             validate_event(body, signature=header(headers, "X-Hub-Signature-256"), secret=secret)
+        elif scheme == "github-event":
+            lowered = {key.lower(): value for key, value in headers.items()}
+            event = Event.from_http(lowered, body, secret=secret)
+            if event.event != lowered["x-github-event"] or event.delivery_id != lowered["x-github-delivery"]:
+                raise ValidationFailure("event or delivery id read wrong")
+            if not isinstance(event.data, dict):
+                raise ValidationFailure("payload is not a JSON object")
         elif scheme == "standard-webhooks":
             Webhook(secret).verify(body, headers)
         else:
             raise Usage(f"unknown scheme {scheme!r}")
-    except (ValidationFailure, WebhookVerificationError) as error:
+    except KeyError as error:
+        return f"KeyError: {error}"
+    except (ValidationFailure, BadRequest, WebhookVerificationError) as error:
         return f"{type(error).__name__}: {error}"
     return None
 

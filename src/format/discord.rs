@@ -1,0 +1,96 @@
+//! Discord bodies: `content` (the summary, at most 2,000 characters) and
+//! one embed (title 256, description 4,096, fields of 256/1,024, footer
+//! 2,048, all embed text together 6,000), with `allowed_mentions` empty so
+//! an `@everyone` in a task title pings nobody.
+
+use serde_json::{Value, json};
+
+use super::facts::{Evidence, Facts, Tone};
+use super::text::{ELLIPSIS, cut, lines_within, units};
+
+pub const CONTENT_MAX: usize = 2000;
+pub const TITLE_MAX: usize = 256;
+pub const DESCRIPTION_MAX: usize = 4096;
+pub const FIELD_NAME_MAX: usize = 256;
+pub const FIELD_VALUE_MAX: usize = 1024;
+pub const FOOTER_MAX: usize = 2048;
+pub const EMBED_TOTAL_MAX: usize = 6000;
+/// What this renderer gives each part, so the embed stays under its total
+/// whatever the event holds (checked at compile time below).
+const DESCRIPTION_BUDGET: usize = 3000;
+const FIELD_NAME_BUDGET: usize = 16;
+const FIELD_VALUE_BUDGET: usize = 300;
+const FIELDS_BUDGET: usize = 6;
+const FOOTER_BUDGET: usize = 200;
+const _: () = assert!(
+    TITLE_MAX
+        + DESCRIPTION_BUDGET
+        + FIELDS_BUDGET * (FIELD_NAME_BUDGET + FIELD_VALUE_BUDGET)
+        + FOOTER_BUDGET
+        <= EMBED_TOTAL_MAX
+        && DESCRIPTION_BUDGET <= DESCRIPTION_MAX
+        && FIELD_NAME_BUDGET <= FIELD_NAME_MAX
+        && FIELD_VALUE_BUDGET <= FIELD_VALUE_MAX
+        && FOOTER_BUDGET <= FOOTER_MAX
+);
+
+/// `[path](link)`, or `` `path` `` without a link or when the path was cut.
+pub(super) fn markdown_item(e: &Evidence, path_max: usize) -> String {
+    let path = cut(&e.path, path_max).replace(['[', ']', '`'], "'");
+    match (&e.link, path.ends_with(ELLIPSIS)) {
+        (Some(link), false) => format!("• [{path}]({link})"),
+        _ => format!("• `{path}`"),
+    }
+}
+
+fn color(tone: Tone) -> u32 {
+    match tone {
+        Tone::Success => 0x2EB67D,
+        Tone::Failure => 0xE01E5A,
+        Tone::Halt | Tone::Alert => 0xECB22E,
+        Tone::Info | Tone::Test => 0x36C5F0,
+    }
+}
+
+pub fn discord(f: &Facts, summary: &str) -> Value {
+    let mut description = Vec::new();
+    if let Some(task) = f.task_text() {
+        description.push(format!("**Task:** {}", cut(&task, 1500)));
+    }
+    if !f.evidence.is_empty() {
+        let lines: Vec<String> = f.evidence.iter().map(|e| markdown_item(e, 300)).collect();
+        let used: usize = description.iter().map(|d| units(d) + 1).sum();
+        let head = "**Evidence:**\n";
+        let room = DESCRIPTION_BUDGET.saturating_sub(used + units(head));
+        description.push(format!("{head}{}", lines_within(&lines, room)));
+    }
+    let fields: Vec<Value> = super::slack::details(f)
+        .into_iter()
+        .filter(|(label, _)| *label != "Event")
+        .take(FIELDS_BUDGET)
+        .map(|(name, value)| {
+            json!({"name": cut(name, FIELD_NAME_BUDGET), "value": cut(&value, FIELD_VALUE_BUDGET), "inline": true})
+        })
+        .collect();
+    let mut embed = json!({
+        "title": cut(&format!("{} · {}", f.spec, f.event_type), TITLE_MAX),
+        "color": color(f.tone()),
+        "fields": fields,
+        "footer": {"text": cut(&super::slack::footer(f), FOOTER_BUDGET)},
+    });
+    if !description.is_empty() {
+        embed["description"] = json!(cut(&description.join("\n"), DESCRIPTION_BUDGET));
+    }
+    if let Some(at) = f
+        .emitted_at
+        .as_deref()
+        .filter(|at| at.parse::<jiff::Timestamp>().is_ok())
+    {
+        embed["timestamp"] = json!(at);
+    }
+    json!({
+        "content": cut(summary, CONTENT_MAX),
+        "embeds": [embed],
+        "allowed_mentions": {"parse": []},
+    })
+}

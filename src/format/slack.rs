@@ -1,0 +1,135 @@
+//! Slack and Mattermost bodies. Slack: `text` (the notification line) plus
+//! Block Kit `blocks` in mrkdwn, within Slack's limits (at most 50 blocks,
+//! section text 3,000 characters, at most 10 fields of 2,000, context text
+//! 3,000), with `&`, `<` and `>` escaped so no value can become a link or a
+//! `<!channel>` mention. Mattermost takes Slack's shape but not Block Kit:
+//! one Markdown `text` of at most 16,383 characters.
+
+use serde_json::{Value, json};
+
+use super::facts::Facts;
+use super::text::{cut, fit, lines_within};
+
+pub const SECTION_MAX: usize = 3000;
+pub const FIELD_MAX: usize = 2000;
+pub const FIELDS_MAX: usize = 10;
+pub const BLOCKS_MAX: usize = 50;
+pub const MATTERMOST_MAX: usize = 16_383;
+/// One evidence path in a list; a longer one is cut and not linked.
+const PATH_MAX: usize = 300;
+
+fn escape(c: char) -> Option<&'static str> {
+    match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        _ => None,
+    }
+}
+
+fn mrkdwn(text: String) -> Value {
+    json!({"type": "mrkdwn", "text": text})
+}
+
+/// `*Label*\nvalue`, the value escaped and cut so the whole fits `max`.
+fn labelled(label: &str, value: &str, max: usize) -> String {
+    let head = format!("*{label}*\n");
+    let room = max.saturating_sub(super::text::units(&head));
+    format!("{head}{}", fit(value, room, escape))
+}
+
+/// The details both Slack and Mattermost show, label and value.
+pub(super) fn details(f: &Facts) -> Vec<(&'static str, String)> {
+    let mut out = vec![("Event", f.event_type.clone())];
+    if let Some(stage) = &f.stage {
+        out.push(("Stage", stage.clone()));
+    }
+    if let Some(status) = f.status_text() {
+        out.push(("Status", status));
+    }
+    let spec = match &f.branch {
+        Some(branch) => format!("{} ({branch})", f.spec),
+        None => f.spec.clone(),
+    };
+    out.push(("SPEC", spec));
+    if let Some(attempt) = f.attempt_text() {
+        out.push(("Attempt", attempt));
+    }
+    if let Some(consensus) = &f.consensus {
+        out.push(("Consensus", consensus.clone()));
+    }
+    out
+}
+
+/// The footer line: who sent it, the sequence and the time.
+pub(super) fn footer(f: &Facts) -> String {
+    let mut parts = vec!["spec-notify".to_string()];
+    if let Some(seq) = f.sequence {
+        parts.push(format!("sequence {seq}"));
+    }
+    if let Some(at) = &f.emitted_at {
+        parts.push(at.clone());
+    }
+    parts.join(" · ")
+}
+
+pub fn slack(f: &Facts, summary: &str) -> Value {
+    let mut blocks =
+        vec![json!({"type": "section", "text": mrkdwn(fit(summary, SECTION_MAX, escape))})];
+    let fields: Vec<Value> = details(f)
+        .into_iter()
+        .take(FIELDS_MAX)
+        .map(|(label, value)| mrkdwn(labelled(label, &value, FIELD_MAX)))
+        .collect();
+    blocks.push(json!({"type": "section", "fields": fields}));
+    if let Some(task) = f.task_text() {
+        blocks
+            .push(json!({"type": "section", "text": mrkdwn(labelled("Task", &task, SECTION_MAX))}));
+    }
+    if !f.evidence.is_empty() {
+        let lines: Vec<String> = f
+            .evidence
+            .iter()
+            .map(|e| {
+                let path = fit(&e.path, PATH_MAX, escape);
+                match (&e.link, path.ends_with(super::text::ELLIPSIS)) {
+                    (Some(link), false) => format!("• <{link}|{path}>"),
+                    _ => format!("• {path}"),
+                }
+            })
+            .collect();
+        let head = "*Evidence*\n";
+        let list = lines_within(&lines, SECTION_MAX - super::text::units(head));
+        blocks.push(json!({"type": "section", "text": mrkdwn(format!("{head}{list}"))}));
+    }
+    blocks.push(
+        json!({"type": "context", "elements": [mrkdwn(fit(&footer(f), SECTION_MAX, escape))]}),
+    );
+    blocks.truncate(BLOCKS_MAX);
+    json!({"text": fit(summary, SECTION_MAX, escape), "blocks": blocks})
+}
+
+pub fn mattermost(f: &Facts, summary: &str) -> Value {
+    let mut text = format!("#### {}\n", cut(summary, 1000));
+    let details: Vec<String> = details(f)
+        .into_iter()
+        .map(|(label, value)| format!("**{label}:** {}", cut(&value, 300)))
+        .collect();
+    text.push_str(&details.join(" · "));
+    if let Some(task) = f.task_text() {
+        text.push_str(&format!("\n**Task:** {}", cut(&task, SECTION_MAX)));
+    }
+    if !f.evidence.is_empty() {
+        let lines: Vec<String> = f
+            .evidence
+            .iter()
+            .map(|e| super::discord::markdown_item(e, PATH_MAX))
+            .collect();
+        text.push_str(&format!(
+            "\n**Evidence:**\n{}",
+            lines_within(&lines, SECTION_MAX)
+        ));
+    }
+    text.push_str(&format!("\n_{}_", footer(f)));
+    json!({"text": cut(&text, MATTERMOST_MAX)})
+}

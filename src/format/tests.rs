@@ -1,0 +1,166 @@
+use serde_json::{Value, json};
+
+use super::text::units;
+use super::*;
+
+fn style(format: Format) -> Style {
+    Style {
+        format,
+        text: None,
+        evidence_base_url: Some("https://git.example/repo/blob/main".into()),
+    }
+}
+
+/// An envelope with everything at its worst: a 10 kB non-ASCII title,
+/// markup and mentions, control characters, 500 evidence paths.
+fn heavy() -> Vec<u8> {
+    let title = format!(
+        "<!channel> @everyone & *bold* `code` Prüfung 日本語 🚀\n{}",
+        "Ü".repeat(10_000)
+    );
+    let paths: Vec<String> = (0..500)
+        .map(|i| format!("docs/evidence/{i}/<x>|y (z).log"))
+        .collect();
+    serde_json::to_vec(&json!({
+        "schemaVersion": "1.0",
+        "event": {"type": "spec-kit.task.completed", "status": "failure", "stage": "Implement", "idempotency_key": "k"},
+        "spec": {"id": "SPEC-KIT-065", "branch": "feat/ü"},
+        "pipeline": {"attempt": 2, "maxAttempts": 3},
+        "consensus": {"status": "conflict"},
+        "task": {"id": "T61", "title": title, "status": "Done"},
+        "evidence": {"paths": paths},
+        "sequence": 42,
+        "emittedAt": "2026-11-23T18:50:01.123Z"
+    }))
+    .unwrap()
+}
+
+fn rendered(format: Format, envelope: &[u8]) -> Value {
+    serde_json::from_slice(&render(&style(format), envelope)).unwrap()
+}
+
+fn str_units(v: &Value) -> usize {
+    units(v.as_str().unwrap_or_else(|| panic!("not a string: {v}")))
+}
+
+#[test]
+fn json_is_the_envelope_unchanged() {
+    let envelope = heavy();
+    assert_eq!(&*render(&style(Format::Json), &envelope), &envelope[..]);
+}
+
+#[test]
+fn slack_stays_within_block_kit_limits_and_escapes_markup() {
+    let m = rendered(Format::Slack, &heavy());
+    assert!(str_units(&m["text"]) <= slack::SECTION_MAX);
+    let blocks = m["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= slack::BLOCKS_MAX);
+    for block in blocks {
+        if let Some(text) = block.get("text") {
+            assert!(str_units(&text["text"]) <= slack::SECTION_MAX, "{block}");
+        }
+        if let Some(fields) = block.get("fields") {
+            assert!(fields.as_array().unwrap().len() <= slack::FIELDS_MAX);
+            for f in fields.as_array().unwrap() {
+                assert!(str_units(&f["text"]) <= slack::FIELD_MAX);
+            }
+        }
+    }
+    let all = m.to_string();
+    assert!(!all.contains("<!channel>"), "mention escaped");
+    assert!(all.contains("&lt;!channel&gt;"), "{all}");
+    assert!(
+        all.contains("… and "),
+        "evidence list says what did not fit"
+    );
+    assert!(all.contains("<https://git.example/repo/blob/main/docs/evidence/0/%3Cx%3E%7Cy%20%28z%29.log|docs/evidence/0/&lt;x&gt;|y (z).log>"), "{all}");
+    assert!(all.contains("T61 — &lt;!channel&gt;"), "task shown: {all}");
+}
+
+#[test]
+fn mattermost_is_one_markdown_text() {
+    let m = rendered(Format::Mattermost, &heavy());
+    assert_eq!(m.as_object().unwrap().len(), 1);
+    assert!(str_units(&m["text"]) <= slack::MATTERMOST_MAX);
+    assert!(m["text"].as_str().unwrap().starts_with(
+        "#### ❌ SPEC-KIT-065: task T61 completed at Implement — FAILURE (attempt 2)"
+    ));
+}
+
+#[test]
+fn discord_stays_within_embed_limits_and_pings_nobody() {
+    let m = rendered(Format::Discord, &heavy());
+    assert!(str_units(&m["content"]) <= discord::CONTENT_MAX);
+    assert_eq!(m["allowed_mentions"], json!({"parse": []}));
+    let embed = &m["embeds"][0];
+    let mut total = str_units(&embed["title"])
+        + str_units(&embed["description"])
+        + str_units(&embed["footer"]["text"]);
+    assert!(str_units(&embed["title"]) <= discord::TITLE_MAX);
+    assert!(str_units(&embed["description"]) <= discord::DESCRIPTION_MAX);
+    for field in embed["fields"].as_array().unwrap() {
+        assert!(str_units(&field["name"]) <= discord::FIELD_NAME_MAX);
+        assert!((1..=discord::FIELD_VALUE_MAX).contains(&str_units(&field["value"])));
+        total += str_units(&field["name"]) + str_units(&field["value"]);
+    }
+    assert!(total <= discord::EMBED_TOTAL_MAX, "{total}");
+    assert_eq!(embed["color"], 0xE01E5A);
+    assert_eq!(embed["timestamp"], "2026-11-23T18:50:01.123Z");
+}
+
+#[test]
+fn teams_is_an_adaptive_card_message_under_28_kb() {
+    let envelope = heavy();
+    let bytes = render(&style(Format::Teams), &envelope);
+    assert!(bytes.len() < 28 * 1024, "{}", bytes.len());
+    let m: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(m["type"], "message");
+    let attachment = &m["attachments"][0];
+    assert_eq!(
+        attachment["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(attachment["content"]["type"], "AdaptiveCard");
+    assert_eq!(attachment["content"]["body"][0]["color"], "Attention");
+}
+
+#[test]
+fn a_template_replaces_the_summary_line() {
+    let mut s = style(Format::Slack);
+    s.text = Some(Template::parse("{{event.icon}} {{spec.id}} finished {{task.id}}").unwrap());
+    let m: Value = serde_json::from_slice(&render(&s, &heavy())).unwrap();
+    assert_eq!(m["text"], "❌ SPEC-KIT-065 finished T61");
+}
+
+#[test]
+fn a_template_that_renders_blank_falls_back_to_the_default_line() {
+    let mut s = style(Format::Slack);
+    s.text = Some(Template::parse(" {{task.title}} ").unwrap());
+    let stage = br#"{"event": {"type": "spec-auto.stage.completed", "stage": "Plan", "status": "success"}, "spec": {"id": "S-1"}}"#;
+    let m: Value = serde_json::from_slice(&render(&s, stage)).unwrap();
+    assert_eq!(m["text"], "✅ S-1: Plan stage completed — success");
+}
+
+#[test]
+fn anything_renders_even_a_body_that_is_not_an_envelope() {
+    for format in [
+        Format::Slack,
+        Format::Mattermost,
+        Format::Discord,
+        Format::Teams,
+    ] {
+        for body in [&b""[..], b"null", b"[1]", b"{\"event\": 3}"] {
+            let m = rendered(format, body);
+            assert!(m.is_object(), "{format:?}");
+        }
+    }
+}
+
+#[test]
+fn names_round_trip() {
+    for name in Format::NAMES {
+        assert_eq!(Format::parse(name).unwrap().as_str(), *name);
+    }
+    assert_eq!(Format::parse("Slack"), None);
+    assert_eq!(Format::for_platform("Discord"), Some(Format::Discord));
+}
