@@ -96,12 +96,13 @@ fn csv_has_a_header_and_parses_back_with_commas_quotes_and_newlines() {
             "outcome",
             "latency_ms",
             "error",
-            "next_attempt_at"
+            "next_attempt_at",
+            "response_body"
         ]
     );
     assert_eq!(rows.len(), 1 + records.len());
     let tricky = &rows[3];
-    assert_eq!(tricky.len(), 12);
+    assert_eq!(tricky.len(), 13);
     assert_eq!(tricky[0], records[2].ts);
     assert_eq!(tricky[1], records[2].delivery_id);
     assert_eq!(tricky[3], "tracker");

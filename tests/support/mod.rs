@@ -177,6 +177,31 @@ impl Run {
     pub fn lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
     }
+
+    /// A table's rows with wrapped cells joined back: a line that starts
+    /// with a space continues the row above it.
+    pub fn rows(&self) -> Vec<String> {
+        let mut rows: Vec<String> = Vec::new();
+        for line in self.stdout.lines() {
+            match rows.last_mut() {
+                Some(row) if line.starts_with(' ') => {
+                    row.push(' ');
+                    row.push_str(line.trim_start());
+                }
+                _ => rows.push(line.to_string()),
+            }
+        }
+        rows
+    }
+
+    /// The delivery ids `emit` printed: the first word of each
+    /// `<delivery-id> <subscription>` line.
+    pub fn ids(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    }
 }
 
 impl From<Output> for Run {
