@@ -212,10 +212,11 @@ fn y_ticks(max: f64, label: impl Fn(f64) -> String) -> Vec<Tick> {
         .collect()
 }
 
-/// Up to six labels along the time axis, at bucket centres.
+/// Up to four labels along the time axis, at bucket centres (room for
+/// larger text on a phone).
 fn x_ticks(buckets: &Buckets) -> Vec<Tick> {
     let n = buckets.len();
-    let step = n.div_ceil(6).max(1);
+    let step = n.div_ceil(4).max(1);
     (0..n)
         .step_by(step)
         .map(|i| Tick {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -157,6 +158,7 @@ pub struct Env {
 }
 
 /// What a run of the binary produced.
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
