@@ -216,6 +216,13 @@ impl Circuit {
     }
 
     pub fn pause(&mut self, reason: &str, by: &str, now_ms: u64) -> Option<Transition> {
+        if self
+            .paused
+            .as_ref()
+            .is_some_and(|p| p.reason == reason && p.by == by)
+        {
+            return None; // several requests in flight said the same
+        }
         self.paused = Some(Pause {
             reason: reason.into(),
             at_ms: now_ms,

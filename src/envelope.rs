@@ -106,15 +106,22 @@ pub fn check_event_type(s: &str) -> Result<(), String> {
     }
 }
 
-/// A SPEC id names a folder, so it must not be able to leave one.
+/// A SPEC id names a folder and travels as a command-line argument and in
+/// messages, so it must not be able to leave a folder, look like a flag, be
+/// blank, or reorder what a terminal shows (bidi controls, invisible marks).
 pub fn check_spec_id(s: &str) -> Result<(), String> {
-    let bad = s.is_empty()
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let bad = s.trim().is_empty()
         || s.len() > 200
-        || s.starts_with('.')
-        || s.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+        || s.starts_with(['.', '-'])
+        || s.chars()
+            .any(|c| c == '/' || c == '\\' || c.is_whitespace() || invisible(c));
     if bad {
         Err(format!(
-            "invalid SPEC id `{}`: it must be a plain name without `/`, `\\`, `..`, a leading `.` or control characters",
+            "invalid SPEC id `{}`: it must be a plain name without `/`, `\\`, `..`, a leading `.` or `-`, spaces, control characters or invisible/bidi marks",
             s.escape_debug()
         ))
     } else {
@@ -662,7 +669,22 @@ mod tests {
     #[test]
     fn spec_ids() {
         assert!(check_spec_id("SPEC-KIT-065-add-webhook-notification-system-for").is_ok());
-        for bad in ["", ".", "..", "a/b", "a\\b", "a\0b", ".hidden"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a\0b",
+            ".hidden",
+            "-dash",
+            "--spec",
+            "   ",
+            "a b",
+            "SPEC\u{202E}1",
+            "SPEC\u{200B}",
+            "\u{2066}x",
+        ] {
             assert!(check_spec_id(bad).is_err(), "{bad:?}");
         }
     }

@@ -214,25 +214,64 @@ impl Evidence {
             }
         }
         let (file, size) = log.as_mut().expect("opened above");
-        file.write_all(&buf)
-            .with_context(|| format!("failed to append to `{}`", path.display()))?;
-        *size += buf.len() as u64;
-        Ok(())
+        // One write of whole lines (O_APPEND): a short write (a full disk)
+        // leaves a torn last line, which the next open closes with a newline
+        // so that it never merges with the next record.
+        let written = file.write(&buf);
+        match written {
+            Ok(n) if n == buf.len() => {
+                *size += n as u64;
+                Ok(())
+            }
+            Ok(n) => {
+                *log = None;
+                Err(io::Error::from_raw_os_error(libc::ENOSPC)).with_context(|| {
+                    format!(
+                        "failed to append to `{}`: wrote {n} of {} bytes",
+                        path.display(),
+                        buf.len()
+                    )
+                })
+            }
+            Err(e) => {
+                *log = None;
+                Err(e).with_context(|| format!("failed to append to `{}`", path.display()))
+            }
+        }
     }
 
     fn open_log(&self) -> Result<File> {
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
         let path = self.log_path();
-        let open = || OpenOptions::new().create(true).append(true).open(&path);
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .read(true)
+                .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+        };
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(&self.dir).with_context(|| {
-                    format!("failed to create evidence folder `{}`", self.dir.display())
-                })?;
+                crate::spool::files::create_private_dir(&self.dir)?;
                 open()
             }
             other => other,
         };
-        file.with_context(|| format!("failed to open evidence log `{}`", path.display()))
+        let mut file =
+            file.with_context(|| format!("failed to open evidence log `{}`", path.display()))?;
+        let size = file.metadata().map_or(0, |m| m.len());
+        let mut last = [0u8];
+        if size > 0 && file.read_exact_at(&mut last, size - 1).is_ok() && last[0] != b'\n' {
+            file.write_all(b"\n").with_context(|| {
+                format!(
+                    "failed to repair the torn last line of `{}`",
+                    path.display()
+                )
+            })?;
+        }
+        Ok(file)
     }
 
     /// `attempts.jsonl` → `.1`, `.1` → `.2`, … under a lock so two writers
@@ -319,11 +358,12 @@ impl Evidence {
                     return Err(e).with_context(|| format!("failed to open `{}`", path.display()));
                 }
             };
-            for line in io::BufReader::new(file).lines() {
+            // Bytes, not text: a torn line may end inside a UTF-8 character.
+            for line in io::BufReader::new(file).split(b'\n') {
                 let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
-                match serde_json::from_str(&line) {
+                match serde_json::from_slice(&line) {
                     Ok(r) => each(r),
-                    Err(_) if line.trim().is_empty() => {}
+                    Err(_) if line.trim_ascii().is_empty() => {}
                     Err(_) => skipped += 1,
                 }
             }
@@ -606,5 +646,27 @@ mod tests {
         let cut = excerpt(body.as_bytes());
         assert!(cut.len() <= BODY_EXCERPT);
         assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn a_torn_last_line_never_merges_with_the_next_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let evidence = Evidence::new(dir.path(), 1 << 20);
+        evidence.append(&[record(1)]).unwrap();
+        // A full disk cut the next record short (no newline), mid-character.
+        let mut torn = serde_json::to_vec(&record(2)).unwrap();
+        torn.truncate(20);
+        torn.extend_from_slice("\u{e9}".as_bytes().split_at(1).0);
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(evidence.log_path())
+            .unwrap();
+        log.write_all(&torn).unwrap();
+        drop(log);
+        let next = Evidence::new(dir.path(), 1 << 20);
+        next.append(&[record(3)]).unwrap();
+        let (records, skipped) = next.read_all().unwrap();
+        assert_eq!(records.iter().map(|r| r.ts_ms).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(skipped, 1, "the torn line is skipped, alone");
     }
 }

@@ -5,9 +5,12 @@
 //! wake-up (see the `drain` module doc).
 
 use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+
+use anyhow::Context;
 
 use crate::config::Config;
 
@@ -38,7 +41,7 @@ fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyho
         return Ok(()); // a live drain serves this SPEC and will see our jobs
     }
     let evidence = config.evidence_for(spec);
-    std::fs::create_dir_all(&evidence)?;
+    crate::spool::files::create_private_dir(&evidence)?;
     let log_path = evidence.join("drain.log");
     if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
         let _ = std::fs::rename(&log_path, evidence.join("drain.log.1"));
@@ -46,7 +49,10 @@ fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyho
     let log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)?;
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&log_path)
+        .with_context(|| format!("failed to open `{}`", log_path.display()))?;
     let mut command = Command::new(std::env::current_exe()?);
     if let Some(path) = config_flag {
         command.arg("--config").arg(std::path::absolute(path)?);
@@ -57,10 +63,18 @@ fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyho
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    // SAFETY: setsid and close_range are async-signal-safe system calls
+    // that touch no memory of the parent. Closing every descriptor above
+    // stderr keeps the drain from holding the caller's pipes open (a caller
+    // waiting for EOF would wait as long as the drain lives).
     unsafe {
         command.pre_exec(|| {
             libc::setsid();
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+                for fd in 3..1024 {
+                    libc::close(fd);
+                }
+            }
             Ok(())
         });
     }

@@ -16,8 +16,8 @@ use crate::support::tools::{Chromium, console_lines};
 use crate::support::*;
 
 pub const SPEC: &str = "SPEC-KIT-065";
-/// A SPEC id is a folder name: it may hold markup.
-pub const HOSTILE_SPEC: &str = "SPEC-<img src=x onerror=alert(1)>";
+/// A SPEC id is a folder name: it may hold markup (not spaces or `/`).
+pub const HOSTILE_SPEC: &str = "SPEC-<svg><b>x&amp;y";
 pub const HOSTILE_TITLE: &str = "<script>alert('title')</script> Ship it";
 pub const HOSTILE_ANSWER: &str = "<script>alert('answer')</script> bad signature";
 pub const HOSTILE_EVENT: &str = "<script>alert('event')</script>.x.y";
@@ -140,7 +140,7 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
     let html = std::fs::read_to_string(&page).unwrap();
     // Self-contained: nothing to load, nothing to run.
     for needle in [
-        "<script", "<img", " src=\"", "href=\"", "@import", "url(http",
+        "<script", "<img", "<b>", " src=\"", "href=\"", "@import", "url(http",
     ] {
         assert!(!html.contains(needle), "the file holds {needle:?}");
     }
@@ -153,12 +153,15 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
         opened.stderr
     );
     // The hostile strings are text: no element came of them.
-    assert!(!dom.contains("<script") && !dom.contains("<img"), "{dom}");
+    assert!(
+        !dom.contains("<script") && !dom.contains("<img") && !dom.contains("<b>"),
+        "{dom}"
+    );
     assert!(dom.contains("&lt;script&gt;alert('title')&lt;/script&gt; Ship it"));
     assert!(dom.contains("&lt;script&gt;alert('answer')&lt;/script&gt; bad signature"));
     assert!(dom.contains("&lt;script&gt;alert('event')&lt;/script&gt;.x.y"));
     assert!(dom.contains("&lt;/pre&gt;&lt;img src=x onerror=alert(2)&gt;"));
-    assert!(dom.contains("SPEC-&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(dom.contains("SPEC-&lt;svg&gt;&lt;b&gt;x&amp;amp;y"));
     assert!(dom.contains("maintenance &lt;b&gt;window&lt;/b&gt;"));
 
     // Tiles: 6 delivered of 18 attempts (ok 3, flaky 5, bad 4, down 6).
@@ -215,9 +218,7 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
     assert!(dead.contains("check secret_env SECRET_BAD"), "{dead}");
     assert!(dead.contains(&format!("spec-notify replay {SPEC} --delivery-id ")));
     assert!(
-        dead.contains(
-            "spec-notify replay 'SPEC-&lt;img src=x onerror=alert(1)&gt;' --delivery-id "
-        )
+        dead.contains("spec-notify replay 'SPEC-&lt;svg&gt;&lt;b&gt;x&amp;amp;y' --delivery-id ")
     );
     let failures = section(dom, "id=\"failures\"", "</table>");
     assert!(failures.contains("HTTP 503") && failures.contains("delivered later"));

@@ -10,6 +10,8 @@ mod drain;
 mod emit;
 mod evidence;
 mod history;
+mod hostile;
+mod isolation;
 mod list;
 mod metrics;
 mod pause;

@@ -54,6 +54,8 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     result?;
     drop(lock);
     print_discarded(&args.spec, &chosen)?;
+    // Events emitted while discard held the SPEC for a moment started no drain.
+    super::hand_over_pending(ctx, &config, &spool);
     Ok(ExitCode::Success)
 }
 

@@ -62,6 +62,7 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
     if !quiet {
         super::report_drain(&summary, args.json)?;
     }
+    super::hand_over(ctx, &config, &summary.left_due);
     Ok(super::drain_exit_code(&summary))
 }
 

@@ -108,6 +108,30 @@ pub fn lock_drain_or_wait(spool: &SpecSpool) -> Result<DrainLock> {
     spool.lock_drain()
 }
 
+/// Starts a background drain (with `auto_drain`) for each SPEC whose due
+/// jobs no drain serves: jobs that arrived as a drain let go of their SPEC,
+/// or while replay or discard held it for a moment. Emit started no drain
+/// for them, because one was serving.
+pub fn hand_over(ctx: &Ctx, config: &Config, specs: &[String]) {
+    if !config.auto_drain || specs.is_empty() {
+        return;
+    }
+    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    for warning in crate::kick::start_drains(config, &specs, ctx.config.as_deref()) {
+        output::warn(warning);
+    }
+}
+
+/// [`hand_over`] for one SPEC if it has pending jobs.
+pub fn hand_over_pending(ctx: &Ctx, config: &Config, spool: &SpecSpool) {
+    if spool
+        .count(crate::spool::State::Pending)
+        .is_ok_and(|n| n > 0)
+    {
+        hand_over(ctx, config, std::slice::from_ref(&spool.spec));
+    }
+}
+
 /// Puts back what a dead drain left in active/, but only when no drain
 /// serves the SPEC: a live drain's active/ jobs are requests in flight.
 pub fn recover_unless_served(spool: &SpecSpool, lock: &DrainLock) -> Result<()> {

@@ -29,6 +29,8 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
             "no dead jobs of {} match; nothing replayed",
             args.spec
         ));
+        drop(lock);
+        super::hand_over_pending(ctx, &config, &spool);
         return Ok(ExitCode::Success);
     }
     let evidence = super::evidence(&config, &args.spec);
@@ -51,7 +53,10 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
     if args.no_drain {
         return Ok(ExitCode::Success);
     }
-    deliver_now(&config, &args.spec, ids, args.json)
+    let code = deliver_now(&config, &args.spec, ids, args.json)?;
+    // Events emitted while this replay held the SPEC started no drain.
+    super::hand_over_pending(ctx, &config, &spool);
+    Ok(code)
 }
 
 /// The jobs to replay; an unknown id is an error and changes nothing.
@@ -100,6 +105,8 @@ fn reset(meta: &mut crate::spool::Meta, now: u64) {
     meta.hint = None;
     meta.finished_at_ms = None;
     meta.replays += 1;
+    // A replayed job is queued anew: its age for `max_age` starts now.
+    meta.queued_at_ms = Some(now);
 }
 
 fn requeued_record(config: &Config, meta: &crate::spool::Meta, from: State, now: u64) -> Record {

@@ -228,13 +228,14 @@ pub fn give_up(job: &mut Job, reason: &'static str, url: String, max_age_ms: u64
         m.spec, m.delivery_id
     );
     if reason == "expired" {
-        let hours = max_age_ms / 3_600_000;
+        // Whole seconds: a max_age of "30min" reads as 30m, not "0 h".
+        let age = humantime::format_duration(Duration::from_secs(max_age_ms / 1000));
         m.last_error = Some(format!(
-            "waited longer than max_age ({hours} h) for subscription `{}`",
+            "waited longer than max_age ({age}) for subscription `{}`",
             m.subscription
         ));
         m.hint = Some(format!(
-            "the endpoint was unreachable, open or paused for {hours} h; fix it (see `spec-notify status`), then run `{replay}`"
+            "the endpoint was unreachable, open or paused for {age}; fix it (see `spec-notify status`), then run `{replay}`"
         ));
     } else {
         m.last_error = Some(format!(

@@ -23,7 +23,7 @@ pub mod scheduler;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -37,7 +37,7 @@ use crate::evidence::{Outcome, Record};
 use crate::spool::{Job, Meta, Quarantined, State};
 use crate::url::redact_url;
 use attempt::Route;
-use queue::{Claimed, Queue, SpoolQueue};
+use queue::{Changes, Claimed, Queue, SpoolQueue};
 use scheduler::{JobKey, Kind, Limits, Pick, Scheduler, Waiting};
 
 /// How often the drain looks for new or newly due jobs.
@@ -140,6 +140,10 @@ pub struct Summary {
     pub problems: Vec<String>,
     /// I/O failures: exit 1.
     pub errors: Vec<String>,
+    /// SPECs this run let go of with jobs due that no drain serves (they
+    /// arrived as it ended, or it stopped at `--max-time`): the command
+    /// starts a background drain for them when `auto_drain` is on.
+    pub left_due: Vec<String>,
     pub stopped_by: Option<Signal>,
 }
 
@@ -199,6 +203,8 @@ struct Work {
     /// The subscription's circuit is closed with no failures: a success
     /// needs no state update.
     clean: bool,
+    /// The circuit as this drain claimed the probe (`Kind::Probe` only).
+    probing: Option<Circuit>,
 }
 
 /// A worker's report.
@@ -210,6 +216,20 @@ struct Done {
     transition: Option<(Transition, Circuit)>,
     quarantined: Option<Quarantined>,
     error: Option<String>,
+    /// The error was a full disk (ENOSPC, EDQUOT): outcomes cannot be recorded.
+    disk_full: bool,
+    /// Settling failed and the job went back to pending unchanged.
+    requeued: bool,
+}
+
+/// Whether an error comes from a full disk or an exhausted quota.
+fn is_disk_full(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+    })
 }
 
 pub struct Drainer<'a> {
@@ -236,60 +256,228 @@ impl<'a> Drainer<'a> {
 
     /// Runs on the local spool until done (see [`Options`]) or stopped;
     /// `report` sees each event as it happens.
-    pub fn run(self, report: &mut dyn FnMut(&Event)) -> Result<Summary> {
+    pub fn run(self, report: &mut (dyn FnMut(&Event) + Send)) -> Result<Summary> {
         let queue = SpoolQueue::new(self.config, self.options.spec.clone());
         self.run_on(&queue, report)
     }
 
-    /// Runs on any queue backend.
-    pub fn run_on<Q: Queue>(&self, queue: &Q, report: &mut dyn FnMut(&Event)) -> Result<Summary> {
+    /// Runs on any queue backend: the calling thread refreshes the queue
+    /// and decides when the run ends; `max_concurrency` workers each take
+    /// the next job from the shared scheduler the moment they are free.
+    pub fn run_on<Q: Queue>(
+        &self,
+        queue: &Q,
+        report: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Summary> {
         let workers = self.config.max_concurrency.max(1);
-        let (work_tx, work_rx) = mpsc::channel::<Work>();
-        let work_rx = Mutex::new(work_rx);
-        let (done_tx, done_rx) = mpsc::channel::<Done>();
-        let mut summary = Summary {
-            problems: self.problems.clone(),
-            ..Summary::default()
+        let max_time = self.options.max_time.min(MAX_RUN);
+        let mut sched = Scheduler::new();
+        for sub in &self.config.subscriptions {
+            sched.configure(&sub.id, limits_for(self.config, Some(sub)));
+        }
+        let shared = Shared {
+            core: Mutex::new(Core {
+                sched,
+                circuits: HashMap::new(),
+                circuit_errors: HashSet::new(),
+                in_flight: 0,
+                sleeping: 0,
+                held: HashSet::new(),
+                accepting: true,
+                exiting: false,
+                disk_full: false,
+                summary: Summary {
+                    problems: self.problems.clone(),
+                    ..Summary::default()
+                },
+                report,
+            }),
+            work: Condvar::new(),
+            idle: Condvar::new(),
         };
+        let deadline = Instant::now()
+            .checked_add(max_time)
+            .unwrap_or_else(Instant::now);
         let result = std::thread::scope(|scope| {
             for _ in 0..workers {
-                let done_tx = done_tx.clone();
-                let work_rx = &work_rx;
-                scope.spawn(move || {
-                    loop {
-                        let next = work_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok(work) = next else { break };
-                        if done_tx.send(self.work(queue, work)).is_err() {
-                            break;
-                        }
-                    }
-                });
+                scope.spawn(|| self.worker(queue, &shared));
             }
-            drop(done_tx);
-            let mut shell = Shell {
-                drainer: self,
-                queue,
-                sched: Scheduler::new(),
-                circuits: HashMap::new(),
-                in_flight: 0,
-                workers,
-                held: HashSet::new(),
-                summary: &mut summary,
-                report,
-            };
-            let result = shell.dispatch(&work_tx, &done_rx);
-            drop(work_tx);
+            let result = self.coordinate(queue, &shared, deadline);
+            let mut core = shared.lock();
+            core.exiting = true;
+            drop(core);
+            shared.work.notify_all();
             result
         });
+        let mut core = shared.core.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Let go of every SPEC still served; jobs that arrived meanwhile (no
+        // drain was started for them) or that were due when the run ended
+        // are handed over (`left_due`) so the command can start a drain.
+        let cut_short = self.stop.signal().is_none()
+            && !self.options.watch
+            && Instant::now() >= deadline
+            && !core.disk_full;
+        let now = clock::now_ms();
         for spec in queue.served() {
-            if let Err(e) = queue.release(&spec) {
-                summary.errors.push(format!("{e:#}"));
-                report(&Event::Error(format!("{e:#}")));
+            // Jobs this run could have sent now, had --max-time not ended it.
+            let sendable_now = cut_short && core.sched.has_due_in(&spec, now);
+            match queue.release(&spec) {
+                Ok(arrived) => {
+                    let due = arrived.iter().any(|(_, m)| self.sendable(m));
+                    if (due || sendable_now) && !core.summary.left_due.contains(&spec) {
+                        core.summary.left_due.push(spec);
+                    }
+                }
+                Err(e) => core.error(format!("{e:#}")),
             }
         }
         result?;
-        summary.stopped_by = self.stop.signal();
-        Ok(summary)
+        core.summary.stopped_by = self.stop.signal();
+        core.summary.held = core.held.len() as u64;
+        Ok(core.summary)
+    }
+
+    /// The coordinating thread: refreshes the queue every [`POLL`], lets go
+    /// of idle SPECs, trims evidence, and ends the run.
+    fn coordinate<Q: Queue>(
+        &self,
+        queue: &Q,
+        shared: &Shared<'_>,
+        deadline: Instant,
+    ) -> Result<()> {
+        let options = &self.options;
+        let mut last_trim = Instant::now();
+        loop {
+            let changes = queue.refresh()?;
+            let circuits: Vec<(String, Result<Circuit>)> = self
+                .config
+                .subscriptions
+                .iter()
+                .map(|s| (s.id.clone(), queue.circuit(&s.id)))
+                .collect();
+            let can_record = queue.can_record();
+            let mut core = shared.lock();
+            core.apply(self, changes, circuits);
+            if !can_record && !core.disk_full {
+                core.stop_for_full_disk();
+            }
+            let now = clock::now_ms();
+            core.set_gates(now);
+            let stopping = self.stop.signal().is_some();
+            let late = !options.watch && Instant::now() >= deadline;
+            if stopping || late || core.disk_full {
+                core.accepting = false;
+            }
+            if options.once && core.in_flight == 0 && !core.sched.has_due(now) {
+                core.accepting = false;
+            }
+            let idle_specs: Vec<String> = if options.watch {
+                Vec::new()
+            } else {
+                queue
+                    .served()
+                    .into_iter()
+                    .filter(|s| !core.sched.has_spec(s))
+                    .collect()
+            };
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .as_millis() as u64;
+            let nothing_before_deadline = core
+                .sched
+                .wake_at()
+                .is_none_or(|at| at.saturating_sub(now) > left);
+            let done = core.in_flight == 0
+                && (!core.accepting
+                    || (!options.watch
+                        && (core.sched.waiting_len() == 0 || nothing_before_deadline)));
+            drop(core);
+            shared.work.notify_all();
+            // Idle SPECs are let go of now, so emit can start drains for
+            // them; a job that arrived meanwhile is served again at once.
+            let mut arrived_due = false;
+            for spec in idle_specs {
+                match queue.release(&spec) {
+                    Ok(arrived) => {
+                        let mut core = shared.lock();
+                        for (key, meta) in arrived {
+                            if self.sendable(&meta) {
+                                if core.accepting && self.options.only.is_none() {
+                                    arrived_due = true;
+                                } else if !core.summary.left_due.contains(&key.spec) {
+                                    core.summary.left_due.push(key.spec.clone());
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => shared.lock().error(format!("{e:#}")),
+                }
+            }
+            if arrived_due {
+                continue;
+            }
+            if done {
+                return Ok(());
+            }
+            if options.watch && last_trim.elapsed() >= TRIM_EVERY {
+                last_trim = Instant::now();
+                for spec in queue.served() {
+                    if let Err(e) = queue.trim(&spec) {
+                        shared.lock().error(format!("{e:#}"));
+                    }
+                }
+            }
+            // Until the next look, or until the last request in flight ends.
+            let core = shared.lock();
+            drop(shared.idle.wait_timeout(core, POLL));
+        }
+    }
+
+    /// One worker: take the next job, do it, report, repeat.
+    fn worker<Q: Queue>(&self, queue: &Q, shared: &Shared<'_>) {
+        let mut finished: Option<Done> = None;
+        loop {
+            let mut core = shared.lock();
+            if let Some(done) = finished.take() {
+                core.finish(self, done);
+                if core.in_flight == 0 {
+                    shared.idle.notify_one(); // the coordinator may end the run
+                }
+            }
+            let work = loop {
+                if core.exiting {
+                    return;
+                }
+                if core.accepting
+                    && let Some(work) = core.take(self, queue)
+                {
+                    break work;
+                }
+                core.sleeping += 1;
+                let nap = core.nap(clock::now_ms());
+                core = shared
+                    .work
+                    .wait_timeout(core, nap)
+                    .map_or_else(|e| e.into_inner().0, |(c, _)| c);
+                core.sleeping -= 1;
+            };
+            // Another job may be waiting for a sleeping worker.
+            let more = core.sleeping > 0 && core.sched.has_due(clock::now_ms());
+            drop(core);
+            if more {
+                shared.work.notify_one();
+            }
+            finished = Some(self.work(queue, work));
+        }
+    }
+
+    /// Whether a normal drain would send this pending job now (for handing
+    /// over jobs that arrived as this run let go of their SPEC).
+    fn sendable(&self, meta: &Meta) -> bool {
+        !matches!(
+            self.routes.get(meta.subscription.as_str()),
+            Some(Route::Hold)
+        ) && meta.next_attempt_at_ms <= clock::now_ms()
     }
 
     /// Whether this run delivers the job at all (replay picks ids).
@@ -314,16 +502,34 @@ impl<'a> Drainer<'a> {
             transition: None,
             quarantined: None,
             error: None,
+            disk_full: false,
+            requeued: false,
         };
-        if let Err(e) = self.work_on(queue, work.clean, &mut done) {
+        if let Err(e) = self.work_on(queue, work.clean, work.probing.as_ref(), &mut done) {
+            done.disk_full = is_disk_full(&e);
             done.error = Some(format!("{e:#}"));
         }
         done
     }
 
-    fn work_on<Q: Queue>(&self, queue: &Q, clean: bool, done: &mut Done) -> Result<()> {
+    fn work_on<Q: Queue>(
+        &self,
+        queue: &Q,
+        clean: bool,
+        probing: Option<&Circuit>,
+        done: &mut Done,
+    ) -> Result<()> {
         let key = done.pick.job.key.clone();
-        let mut job: Job = match queue.claim(&key)? {
+        let claimed = queue.claim(&key)?;
+        if !matches!(claimed, Claimed::Job(_)) && probing.is_some() {
+            // The probe's job is gone: give the probe back at once instead
+            // of holding it until its timeout.
+            queue.update_circuit(&done.pick.job.subscription, &mut |c| {
+                c.probe_until_ms = None;
+                None
+            })?;
+        }
+        let mut job: Job = match claimed {
             Claimed::Job(job) => *job,
             Claimed::Gone => return Ok(()),
             Claimed::Quarantined(q) => {
@@ -337,6 +543,7 @@ impl<'a> Drainer<'a> {
             .map(|s| redact_url(&s.url))
             .unwrap_or_default();
         let mut signal = None;
+        let mut probe_logged = Ok(());
         let record = match (done.pick.kind, self.routes.get(sub_id.as_str())) {
             (Kind::Expire, _) => {
                 let max_age = limits_for(self.config, self.subscription(&sub_id)).max_age_ms;
@@ -357,6 +564,13 @@ impl<'a> Drainer<'a> {
                     previous,
                 }),
             ) => {
+                if let Some(circuit) = probing {
+                    // The probe's evidence line, before it goes out.
+                    let now = clock::now_ms();
+                    let record = transition_record(&job.meta, &Transition::Probing, circuit, now);
+                    probe_logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
+                    done.records.push(record);
+                }
                 let attempted =
                     attempt::attempt(&self.agent, &mut job, sub, secret, previous.as_ref());
                 signal = Some((attempted.signal, sub.breaker));
@@ -365,9 +579,19 @@ impl<'a> Drainer<'a> {
         };
         // Evidence first: a crash before settling repeats the attempt, and
         // the log shows both.
-        let logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
+        let logged = queue
+            .log(&job.meta.spec, std::slice::from_ref(&record))
+            .and(probe_logged);
         done.records.push(record);
-        queue.settle(&key, &job)?;
+        if let Err(e) = queue.settle(&key, &job) {
+            // Put the job back as it was, so it is tried again (sent again
+            // if this attempt got through: at-least-once); if even that
+            // fails it stays in active/ until a drain recovers it.
+            if queue.requeue(&key).is_ok() {
+                done.requeued = true;
+            }
+            return Err(e);
+        }
         done.meta = Some(job.meta.clone());
         if let Some((signal, policy)) = signal {
             let probe = done.pick.kind == Kind::Probe;
@@ -408,106 +632,55 @@ fn transition_record(meta: &Meta, t: &Transition, circuit: &Circuit, now: u64) -
     record
 }
 
-/// The dispatching side of a run: owns the scheduler and the cached
-/// circuit states; only this thread reports events.
-struct Shell<'r, 'a, Q: Queue> {
-    drainer: &'r Drainer<'a>,
-    queue: &'r Q,
-    sched: Scheduler,
-    circuits: HashMap<String, Circuit>,
-    in_flight: usize,
-    workers: usize,
-    /// Delivery ids left pending because their subscription cannot send.
-    held: HashSet<String>,
-    summary: &'r mut Summary,
-    report: &'r mut dyn FnMut(&Event),
+/// How often `drain --watch` holds its SPECs' evidence under the cap (a
+/// one-shot drain does it as it lets go of each SPEC).
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// What the coordinator and the workers share.
+struct Shared<'r> {
+    core: Mutex<Core<'r>>,
+    /// Wakes sleeping workers: new jobs, a freed share, the end of the run.
+    work: Condvar,
+    /// Wakes the coordinator: the last request in flight finished.
+    idle: Condvar,
 }
 
-impl<Q: Queue> Shell<'_, '_, Q> {
-    fn dispatch(
-        &mut self,
-        work_tx: &mpsc::Sender<Work>,
-        done_rx: &mpsc::Receiver<Done>,
-    ) -> Result<()> {
-        let options = &self.drainer.options;
-        let max_time = options.max_time.min(MAX_RUN);
-        let deadline = Instant::now()
-            .checked_add(max_time)
-            .unwrap_or_else(Instant::now);
-        for sub in &self.drainer.config.subscriptions {
-            self.sched
-                .configure(&sub.id, limits_for(self.drainer.config, Some(sub)));
-        }
-        let mut last_refresh: Option<Instant> = None;
-        let mut once_done = false;
-        loop {
-            let stopping = self.drainer.stop.signal().is_some();
-            let late = !options.watch && Instant::now() >= deadline;
-            if last_refresh.is_none_or(|t| t.elapsed() >= POLL) {
-                self.refresh()?;
-                last_refresh = Some(Instant::now());
-            }
-            let accepting = !stopping && !late && !once_done;
-            let now = clock::now_ms();
-            self.set_gates(now);
-            if accepting {
-                while self.in_flight < self.workers {
-                    let Some(pick) = self.sched.next(now) else {
-                        break;
-                    };
-                    if let Some(work) = self.prepare(pick, now)? {
-                        work_tx.send(work).expect("workers outlive the dispatcher");
-                        self.in_flight += 1;
-                    }
-                }
-            }
-            if options.once && self.in_flight == 0 {
-                once_done = true;
-            }
-            if !options.watch && self.release_idle()? {
-                last_refresh = None; // jobs arrived as we let go: look again
-                continue;
-            }
-            if self.in_flight == 0 {
-                let idle = self.sched.waiting_len() == 0;
-                let beyond = self.sched.wake_at().is_none_or(|at| {
-                    at.saturating_sub(clock::now_ms())
-                        > deadline
-                            .saturating_duration_since(Instant::now())
-                            .as_millis() as u64
-                });
-                if !accepting || (!options.watch && (idle || beyond)) {
-                    return Ok(());
-                }
-            }
-            let now = clock::now_ms();
-            let nap = self
-                .sched
-                .wake_at()
-                .map_or(POLL, |at| {
-                    Duration::from_millis(at.saturating_sub(now)).min(POLL)
-                })
-                .max(Duration::from_millis(1));
-            match done_rx.recv_timeout(if self.in_flight > 0 || accepting {
-                nap
-            } else {
-                POLL
-            }) {
-                Ok(done) => {
-                    self.finish(done);
-                    while let Ok(done) = done_rx.try_recv() {
-                        self.finish(done);
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-            }
-        }
+impl<'r> Shared<'r> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core<'r>> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    /// Reads new and vanished jobs and the shared circuit states.
-    fn refresh(&mut self) -> Result<()> {
-        let changes = self.queue.refresh()?;
+/// The scheduler and the run's bookkeeping, behind one mutex. Only the
+/// holder reports events, so they are never interleaved.
+struct Core<'r> {
+    sched: Scheduler,
+    circuits: HashMap<String, Circuit>,
+    /// Circuit read errors already reported (each once).
+    circuit_errors: HashSet<String>,
+    in_flight: usize,
+    /// Workers waiting for a job.
+    sleeping: usize,
+    /// Delivery ids left pending because their subscription cannot send.
+    held: HashSet<String>,
+    /// New jobs may be handed out.
+    accepting: bool,
+    /// Workers stop.
+    exiting: bool,
+    /// The disk is full: take no more jobs (their outcomes could not be recorded).
+    disk_full: bool,
+    summary: Summary,
+    report: &'r mut (dyn FnMut(&Event) + Send),
+}
+
+impl Core<'_> {
+    /// Takes in what a refresh of the queue found.
+    fn apply(
+        &mut self,
+        drainer: &Drainer<'_>,
+        changes: Changes,
+        circuits: Vec<(String, Result<Circuit>)>,
+    ) {
         self.summary.recovered += changes.recovered as u64;
         for spec in changes.busy {
             if !self.summary.busy.contains(&spec) {
@@ -530,32 +703,34 @@ impl<Q: Queue> Shell<'_, '_, Q> {
             self.sched.remove(key);
         }
         for (key, meta) in changes.added {
-            self.offer(key, &meta);
+            self.offer(drainer, key, &meta);
         }
-        for sub in &self.drainer.config.subscriptions {
-            match self.queue.circuit(&sub.id) {
+        for (sub, circuit) in circuits {
+            match circuit {
                 Ok(c) => {
-                    self.circuits.insert(sub.id.clone(), c);
+                    self.circuits.insert(sub, c);
                 }
-                Err(e) => self.error(format!("{e:#}")),
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    if self.circuit_errors.insert(message.clone()) {
+                        self.error(message);
+                    }
+                }
             }
         }
-        Ok(())
     }
 
     /// Adds a pending job to the scheduler if this run delivers it.
-    fn offer(&mut self, key: JobKey, meta: &Meta) {
-        if !self.drainer.wanted(meta) {
+    fn offer(&mut self, drainer: &Drainer<'_>, key: JobKey, meta: &Meta) {
+        if !drainer.wanted(meta) {
             return;
         }
-        if let Some(Route::Hold) = self.drainer.routes.get(meta.subscription.as_str()) {
-            if self.held.insert(meta.delivery_id.clone()) {
-                self.summary.held = self.held.len() as u64;
-            }
+        if let Some(Route::Hold) = drainer.routes.get(meta.subscription.as_str()) {
+            self.held.insert(meta.delivery_id.clone());
             return;
         }
-        if !self.drainer.routes.contains_key(meta.subscription.as_str()) {
-            let limits = limits_for(self.drainer.config, None);
+        if !drainer.routes.contains_key(meta.subscription.as_str()) {
+            let limits = limits_for(drainer.config, None);
             self.sched.configure(&meta.subscription, limits);
         }
         self.sched.add(Waiting {
@@ -563,7 +738,7 @@ impl<Q: Queue> Shell<'_, '_, Q> {
             subscription: meta.subscription.clone(),
             due_at_ms: meta.next_attempt_at_ms,
             sequence: meta.sequence,
-            created_at_ms: meta.created_at_ms,
+            created_at_ms: meta.queued_at(),
         });
     }
 
@@ -573,44 +748,82 @@ impl<Q: Queue> Shell<'_, '_, Q> {
         }
     }
 
-    /// Turns a pick into work; a probe must first be claimed in the shared
-    /// state (another drain may be probing).
-    fn prepare(&mut self, pick: Pick, now: u64) -> Result<Option<Work>> {
-        let sub = pick.job.subscription.clone();
-        let clean = self
-            .circuits
-            .get(&sub)
-            .is_none_or(|c| *c == Circuit::default());
-        if pick.kind != Kind::Probe {
-            return Ok(Some(Work { pick, clean }));
-        }
-        let timeout = self
-            .drainer
-            .subscription(&sub)
-            .map_or(5000, |s| s.retry.per_request_timeout_ms);
-        let (transition, circuit) = self.queue.update_circuit(&sub, &mut |c| {
-            c.start_probe(now, timeout.saturating_add(1000))
-        })?;
-        self.circuits.insert(sub.clone(), circuit.clone());
-        match transition {
-            Some(t) => {
-                (self.report)(&Event::Circuit {
-                    subscription: sub,
-                    transition: t,
-                    circuit,
+    /// How long a sleeper may sleep: until the scheduler can hand out a job
+    /// on its own, at most [`POLL`].
+    fn nap(&self, now: u64) -> Duration {
+        self.sched
+            .wake_at()
+            .map_or(POLL, |at| {
+                Duration::from_millis(at.saturating_sub(now)).min(POLL)
+            })
+            .max(Duration::from_millis(1))
+    }
+
+    /// The next job for a free worker. A probe is first claimed in the
+    /// shared state (another drain may be probing).
+    fn take<Q: Queue>(&mut self, drainer: &Drainer<'_>, queue: &Q) -> Option<Work> {
+        loop {
+            let now = clock::now_ms();
+            self.set_gates(now);
+            let pick = self.sched.next(now)?;
+            let sub = pick.job.subscription.clone();
+            let clean = self
+                .circuits
+                .get(&sub)
+                .is_none_or(|c| *c == Circuit::default());
+            if pick.kind != Kind::Probe {
+                self.in_flight += 1;
+                return Some(Work {
+                    pick,
+                    clean,
+                    probing: None,
                 });
-                Ok(Some(Work { pick, clean: false }))
             }
-            None => {
-                self.sched.done(&pick.job.key, pick.kind);
-                self.sched.add(pick.job);
-                self.sched.set_gate(&sub, circuit.allows(now));
-                Ok(None)
+            let timeout = drainer
+                .subscription(&sub)
+                .map_or(5000, |s| s.retry.per_request_timeout_ms);
+            let claimed = queue.update_circuit(&sub, &mut |c| {
+                c.start_probe(now, timeout.saturating_add(1000))
+            });
+            match claimed {
+                Ok((Some(t), circuit)) => {
+                    self.circuits.insert(sub.clone(), circuit.clone());
+                    (self.report)(&Event::Circuit {
+                        subscription: sub,
+                        transition: t,
+                        circuit: circuit.clone(),
+                    });
+                    self.in_flight += 1;
+                    return Some(Work {
+                        pick,
+                        clean: false,
+                        probing: Some(circuit),
+                    });
+                }
+                Ok((None, circuit)) => {
+                    // Another drain probes: wait for its answer.
+                    self.sched.done(&pick.job.key, pick.kind);
+                    self.sched.add(pick.job);
+                    self.sched.set_gate(&sub, circuit.allows(now));
+                    self.circuits.insert(sub, circuit);
+                }
+                Err(e) => {
+                    self.sched.done(&pick.job.key, pick.kind);
+                    self.sched.add(pick.job);
+                    self.sched.set_gate(
+                        &sub,
+                        crate::circuit::Allow::Wait(Some(now + POLL.as_millis() as u64)),
+                    );
+                    let message = format!("{e:#}");
+                    if self.circuit_errors.insert(message.clone()) {
+                        self.error(message);
+                    }
+                }
             }
         }
     }
 
-    fn finish(&mut self, done: Done) {
+    fn finish(&mut self, drainer: &Drainer<'_>, done: Done) {
         self.in_flight -= 1;
         self.sched.done(&done.pick.job.key, done.pick.kind);
         if let Some(q) = done.quarantined {
@@ -619,6 +832,9 @@ impl<Q: Queue> Shell<'_, '_, Q> {
         }
         if let Some(error) = done.error {
             self.error(error);
+        }
+        if done.disk_full && !self.disk_full {
+            self.stop_for_full_disk();
         }
         for record in &done.records {
             self.summary.count(record);
@@ -633,11 +849,16 @@ impl<Q: Queue> Shell<'_, '_, Q> {
                 circuit,
             });
         }
+        if done.requeued {
+            // Back in pending with its old metadata: the next refresh
+            // offers it again.
+            return;
+        }
         let Some(meta) = done.meta else { return };
         match meta.state {
             State::Pending => {
                 let key = done.pick.job.key;
-                self.offer(key, &meta);
+                self.offer(drainer, key, &meta);
             }
             State::Dead => (self.report)(&Event::Dead {
                 spec: meta.spec.clone(),
@@ -650,43 +871,13 @@ impl<Q: Queue> Shell<'_, '_, Q> {
         }
     }
 
-    /// Stops serving SPECs with nothing waiting or in flight. True if a job
-    /// arrived as we let go.
-    fn release_idle(&mut self) -> Result<bool> {
-        let mut arrived = false;
-        for spec in self.queue.served() {
-            if !self.sched.has_spec(&spec) {
-                match self.queue.release(&spec) {
-                    Ok(more) => arrived |= more && self.drainer.stop.signal().is_none(),
-                    Err(e) => self.error(format!("{e:#}")),
-                }
-            }
-        }
-        Ok(arrived && self.has_wanted_pending())
-    }
-
-    /// After letting go of SPECs: is anything there that this run would send?
-    fn has_wanted_pending(&self) -> bool {
-        // Held jobs (secret unset, inactive) and other ids under replay
-        // stay pending forever; only a job this run delivers counts.
-        let spool = crate::spool::Spool::new(&self.drainer.config.spool_dir);
-        let specs = match &self.drainer.options.spec {
-            Some(spec) => vec![spec.clone()],
-            None => spool.specs().unwrap_or_default(),
-        };
-        let now = clock::now_ms();
-        specs.iter().any(|spec| {
-            spool.spec(spec).scan(State::Pending).is_ok_and(|scan| {
-                scan.entries.iter().any(|e| {
-                    self.drainer.wanted(&e.meta)
-                        && !matches!(
-                            self.drainer.routes.get(e.meta.subscription.as_str()),
-                            Some(Route::Hold)
-                        )
-                        && e.meta.next_attempt_at_ms <= now
-                })
-            })
-        })
+    fn stop_for_full_disk(&mut self) {
+        self.disk_full = true;
+        self.accepting = false;
+        self.error(
+            "the disk holding the spool or the evidence is full (or under 1 MiB free): stopped taking jobs, so no request goes out whose outcome cannot be recorded; free space, then run `spec-notify drain` (jobs left in active/ go back to pending)"
+                .into(),
+        );
     }
 
     fn error(&mut self, message: String) {

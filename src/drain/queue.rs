@@ -5,8 +5,9 @@
 //! around each move, never across a request. A second backend implements
 //! [`Queue`] and reuses the scheduler and the engine unchanged.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use anyhow::Result;
 
@@ -54,10 +55,26 @@ pub trait Queue: Sync {
         subscription: &str,
         change: &mut dyn FnMut(&mut Circuit) -> Option<crate::circuit::Transition>,
     ) -> Result<(Option<crate::circuit::Transition>, Circuit)>;
-    /// Stops serving a SPEC with nothing left to do; true if jobs arrived
-    /// meanwhile (serve it again).
-    fn release(&self, spec: &str) -> Result<bool>;
+    /// Stops serving a SPEC (after trimming its evidence). Returns the jobs
+    /// that arrived since the last refresh: no drain was started for them
+    /// while this one served the SPEC, so the caller must see them sent.
+    fn release(&self, spec: &str) -> Result<Vec<(JobKey, Meta)>>;
+    /// Holds a served SPEC's evidence under its footprint cap.
+    fn trim(&self, spec: &str) -> Result<()>;
     fn served(&self) -> Vec<String>;
+    /// Whether outcomes can be recorded now (false on a full disk): the
+    /// engine sends nothing it could not settle.
+    fn can_record(&self) -> bool;
+}
+
+/// Below this much free space a drain takes no new job: settling one and
+/// logging its attempt needs a few KiB, and a full disk must not turn every
+/// delivery into a resend.
+const MIN_FREE_BYTES: u64 = 1024 * 1024;
+
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 struct Served {
@@ -76,6 +93,16 @@ pub struct SpoolQueue<'a> {
     only_spec: Option<String>,
     served: Mutex<BTreeMap<String, Arc<Served>>>,
     swept: Mutex<HashSet<String>>,
+    /// SPECs this drain let go of, with their pending/ folder's mtime then:
+    /// it serves them again only when something changed there (jobs it
+    /// will not send must not make it take and drop a SPEC every poll).
+    released: Mutex<HashMap<String, Option<SystemTime>>>,
+}
+
+fn pending_mtime(spool: &SpecSpool) -> Option<SystemTime> {
+    std::fs::metadata(spool.state_dir(State::Pending))
+        .and_then(|m| m.modified())
+        .ok()
 }
 
 impl<'a> SpoolQueue<'a> {
@@ -86,6 +113,7 @@ impl<'a> SpoolQueue<'a> {
             only_spec,
             served: Mutex::new(BTreeMap::new()),
             swept: Mutex::new(HashSet::new()),
+            released: Mutex::new(HashMap::new()),
         }
     }
 
@@ -113,6 +141,15 @@ impl<'a> SpoolQueue<'a> {
     /// Becomes the drain serving `spec` if it has work and nobody serves it.
     fn serve(&self, spec: &str, changes: &mut Changes) -> Result<Option<Arc<Served>>> {
         let spool = self.spool.spec(spec);
+        if let Some(then) = self
+            .released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(spec)
+            && *then == pending_mtime(&spool)
+        {
+            return Ok(None);
+        }
         if spool.count(State::Pending)? == 0 && spool.count(State::Active)? == 0 {
             return Ok(None);
         }
@@ -134,6 +171,10 @@ impl<'a> SpoolQueue<'a> {
                 spool.sweep_tmp(&lock, clock::now_ms());
             }
         }
+        self.released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(spec);
         let served = Arc::new(Served {
             evidence: Evidence::new(
                 self.config.evidence_for(spec),
@@ -209,15 +250,20 @@ impl Queue for SpoolQueue<'_> {
             Some(spec) => vec![spec.clone()],
             None => self.spool.specs()?,
         };
+        // One SPEC's trouble (an unreadable folder, a stuck lock) is
+        // reported and skipped: it never stops delivery for the others.
         for spec in specs {
-            let served = match self.get(&spec) {
-                Some(served) => served,
-                None => match self.serve(&spec, &mut changes)? {
-                    Some(served) => served,
-                    None => continue,
+            let looked = match self.get(&spec) {
+                Some(served) => self.look(&served, &mut changes),
+                None => match self.serve(&spec, &mut changes) {
+                    Ok(Some(served)) => self.look(&served, &mut changes),
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
                 },
             };
-            self.look(&served, &mut changes)?;
+            if let Err(e) = looked {
+                changes.io_errors.push(format!("SPEC {spec}: {e:#}"));
+            }
         }
         Ok(changes)
     }
@@ -270,23 +316,53 @@ impl Queue for SpoolQueue<'_> {
         self.spool.update_circuit(subscription, change)
     }
 
-    fn release(&self, spec: &str) -> Result<bool> {
+    fn release(&self, spec: &str) -> Result<Vec<(JobKey, Meta)>> {
         let Some(served) = self
             .served
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(spec)
         else {
-            return Ok(false);
+            return Ok(Vec::new());
         };
         let trimmed = served
             .spool
             .lock_drain()
             .and_then(|lock| served.evidence.enforce_cap(&served.spool, &lock));
         let spool = served.spool.clone();
-        drop(served);
+        let known = std::mem::take(&mut *served.known.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(served); // drain.alive is free from here on
+        self.released
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.to_string(), pending_mtime(&spool));
         trimmed?;
-        Ok(spool.count(State::Pending)? > 0)
+        let (names, _) = spool.names(State::Pending)?;
+        let arrived: Vec<String> = names.into_iter().filter(|n| !known.contains(n)).collect();
+        Ok(spool
+            .scan_names(State::Pending, arrived)
+            .entries
+            .into_iter()
+            .map(|e| {
+                let key = JobKey {
+                    spec: spec.to_string(),
+                    name: e.name,
+                };
+                (key, e.meta)
+            })
+            .collect())
+    }
+
+    fn trim(&self, spec: &str) -> Result<()> {
+        self.with_moves(spec, |served, lock| {
+            served.evidence.enforce_cap(&served.spool, lock).map(drop)
+        })
+    }
+
+    fn can_record(&self) -> bool {
+        [self.spool.root(), self.config.evidence_dir.as_path()]
+            .into_iter()
+            .all(|dir| free_bytes(dir).is_none_or(|free| free >= MIN_FREE_BYTES))
     }
 
     fn served(&self) -> Vec<String> {

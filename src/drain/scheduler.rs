@@ -32,6 +32,7 @@ pub struct Waiting {
     pub subscription: String,
     pub due_at_ms: u64,
     pub sequence: u64,
+    /// When it entered the queue (emit or replay): its age for `max_age`.
     pub created_at_ms: u64,
 }
 
@@ -106,18 +107,32 @@ impl Lane {
         }
     }
 
-    /// When this lane could next hand out a job on its own (not counting a
-    /// request finishing, which the shell reports).
+    /// Whether the head job is due and the gate would let it out (caps
+    /// and rates aside: those only make it wait its turn).
+    fn has_due(&self, now_ms: u64) -> bool {
+        self.by_due
+            .first()
+            .is_some_and(|(due, _, _)| *due <= now_ms)
+            && matches!(self.gate(), Allow::Send | Allow::Probe)
+    }
+
+    /// When this lane could next hand out a job on its own. A lane at its
+    /// share has no such time: a request finishing frees it, and the shell
+    /// hears of that.
     fn wake_at(&self) -> Option<u64> {
         let expiry = self
             .by_age
             .first()
             .map(|(created, _)| created.saturating_add(self.limits.max_age_ms));
-        let (due, _, _) = self.by_due.first()?;
-        let send = match self.gate() {
-            Allow::Wait(None) => None,
-            Allow::Wait(Some(at)) => Some(at.max(*due)),
-            Allow::Send | Allow::Probe => Some(*due),
+        let full = match self.gate() {
+            Allow::Probe => self.in_flight > 0,
+            _ => self.in_flight >= self.limits.max_in_flight.max(1),
+        };
+        let send = match (self.by_due.first(), self.gate()) {
+            (None, _) | (_, Allow::Wait(None)) => None,
+            _ if full => None,
+            (Some((due, _, _)), Allow::Wait(Some(at))) => Some(at.max(*due)),
+            (Some((due, _, _)), Allow::Send | Allow::Probe) => Some(*due),
         }
         .map(|at| at.max(self.next_send_at_ms));
         [expiry, send].into_iter().flatten().min()
@@ -267,6 +282,24 @@ impl Scheduler {
         {
             lane.in_flight = lane.in_flight.saturating_sub(1);
         }
+    }
+
+    /// Whether any waiting job is due and not held by its gate (it may still
+    /// wait for its subscription's share or rate).
+    pub fn has_due(&self, now_ms: u64) -> bool {
+        self.lanes.values().any(|lane| lane.has_due(now_ms))
+    }
+
+    /// [`Scheduler::has_due`] for one SPEC's jobs.
+    pub fn has_due_in(&self, spec: &str, now_ms: u64) -> bool {
+        self.jobs.values().any(|job| {
+            job.key.spec == spec
+                && job.due_at_ms <= now_ms
+                && self
+                    .lanes
+                    .get(&job.subscription)
+                    .is_some_and(|lane| matches!(lane.gate(), Allow::Send | Allow::Probe))
+        })
     }
 
     /// The earliest time a waiting job may go out (not counting requests

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 pub const JOB_EXT: &str = "job";
 const META_VERSION: u32 = 1;
+/// `max_attempts` is at most 1000; replays reset the count.
+const MAX_ATTEMPTS_ON_DISK: u32 = 1_000_000;
+/// 9999-12-31T23:59:59.999Z
+const MAX_TIME_MS: u64 = 253_402_300_799_999;
 /// A metadata line longer than this is not ours: a reader stops there
 /// instead of growing a buffer without end (a symlink to /dev/zero).
 pub const MAX_META_BYTES: usize = 64 * 1024;
@@ -67,6 +71,10 @@ pub struct Meta {
     pub finished_at_ms: Option<u64>,
     #[serde(default)]
     pub replays: u32,
+    /// When the job last entered the queue: emit, or the last replay. Its
+    /// age against `max_age` counts from here (absent in older jobs: emit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at_ms: Option<u64>,
 }
 
 impl Meta {
@@ -97,7 +105,13 @@ impl Meta {
             hint: None,
             finished_at_ms: None,
             replays: 0,
+            queued_at_ms: None,
         }
+    }
+
+    /// When the job entered the queue (for `max_age`).
+    pub fn queued_at(&self) -> u64 {
+        self.queued_at_ms.unwrap_or(self.created_at_ms)
     }
 
     pub fn file_name(&self) -> String {
@@ -149,6 +163,22 @@ pub fn decode_meta(line: &[u8]) -> Result<Meta, String> {
     let meta: Meta = serde_json::from_slice(line).map_err(|e| format!("metadata: {e}"))?;
     if meta.v != META_VERSION {
         return Err(format!("metadata version {} is not supported", meta.v));
+    }
+    // Values no program of ours writes: a wrapped attempt counter or a time
+    // past year 9999 would mislead every drain (attempt 0, waiting forever).
+    if meta.attempts > MAX_ATTEMPTS_ON_DISK {
+        return Err(format!(
+            "metadata attempts {} is not believable",
+            meta.attempts
+        ));
+    }
+    if [meta.next_attempt_at_ms, meta.created_at_ms]
+        .into_iter()
+        .chain(meta.last_attempt_at_ms)
+        .chain(meta.finished_at_ms)
+        .any(|t| t > MAX_TIME_MS)
+    {
+        return Err("metadata holds a time past the year 9999".into());
     }
     if !is_delivery_id(&meta.delivery_id) {
         return Err(format!(
@@ -253,5 +283,15 @@ mod tests {
         let renamed = file_name(1, "00000000-0000-0000-0000-000000000000");
         let err = Job::decode_named(&renamed, &bytes).unwrap_err();
         assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn unbelievable_counters_and_times_are_corrupt() {
+        let mut j = job(1);
+        j.meta.attempts = u32::MAX;
+        assert!(Job::decode(&j.encode()).unwrap_err().contains("attempts"));
+        let mut j = job(1);
+        j.meta.next_attempt_at_ms = u64::MAX;
+        assert!(Job::decode(&j.encode()).unwrap_err().contains("9999"));
     }
 }

@@ -334,9 +334,10 @@ impl SpecSpool {
         AliveLock::try_take(&self.lock_path("drain.alive")?)
     }
 
-    /// Whether a drain is serving this SPEC right now.
+    /// Whether a drain is serving this SPEC right now. Only looks: the
+    /// holder's pid in drain.alive stays as it is.
     pub fn is_served(&self) -> Result<bool> {
-        Ok(self.try_serve()?.is_none())
+        Ok(lock::try_lock(&self.lock_path("drain.alive")?)?.is_none())
     }
 
     /// Puts back what a drain that died left in active/ (see the module doc).
