@@ -106,6 +106,20 @@ Examples:
     )]
     History(HistoryArgs),
 
+    /// Write a self-contained HTML health report (opens from disk, no network)
+    #[command(after_help = "\
+Examples:
+  spec-notify report                                   # every SPEC, last 7 days
+  spec-notify report SPEC-KIT-065 --since 24h --output /tmp/webhooks.html")]
+    Report(ReportArgs),
+
+    /// Print delivery metrics in the Prometheus text format (or write them atomically)
+    #[command(after_help = "\
+Examples:
+  spec-notify metrics
+  spec-notify metrics --output /var/lib/prometheus/node-exporter/spec_notify.prom")]
+    Metrics(MetricsArgs),
+
     /// Run a local receiver that verifies signatures and prints events
     #[command(
         after_help = "Example:\n  SECRET=s3cret spec-notify receive --listen 127.0.0.1:8787 --secret-env SECRET"
@@ -192,6 +206,13 @@ pub struct DrainArgs {
     /// Started by emit (auto_drain): print only what needs attention
     #[arg(long, hide = true)]
     pub background: bool,
+    /// Keep FILE (Prometheus text format) up to date while draining, for
+    /// node_exporter's textfile collector; written atomically
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// How often --metrics rewrites FILE (and once more at the end)
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, requires = "metrics")]
+    pub metrics_interval: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -310,7 +331,11 @@ pub struct StatusArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum HistoryFormat {
+    /// Aligned columns for people (the default on a terminal)
+    Table,
+    /// The records as written, one JSON object per line (the default in a pipe)
     Jsonl,
+    /// A header row, then one row per record (cells guarded against formulas)
     Csv,
 }
 
@@ -323,8 +348,30 @@ pub struct HistoryArgs {
     /// Attempts at or after TIME (RFC 3339, or a duration ago like 2h)
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub since: Option<u64>,
-    #[arg(long, value_enum, default_value = "jsonl")]
-    pub format: HistoryFormat,
+    /// [default: table on a terminal, jsonl otherwise]
+    #[arg(long, value_enum)]
+    pub format: Option<HistoryFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// SPECs to include [default: every SPEC]
+    #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
+    pub specs: Vec<String>,
+    /// Where to write the HTML [default: <evidence_dir>/webhooks-report.html]
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Attempts at or after TIME count (RFC 3339, or a duration ago like 24h)
+    #[arg(long, value_name = "TIME", default_value = "7d", value_parser = parse_time)]
+    pub since: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Write to FILE atomically (tmp + rename) instead of stdout; name it
+    /// `*.prom` in node_exporter's textfile directory
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

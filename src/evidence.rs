@@ -342,6 +342,13 @@ impl Evidence {
     /// and counted.
     pub fn read_all(&self) -> Result<(Vec<Record>, usize)> {
         let mut records = Vec::new();
+        let skipped = self.for_each_record(|r| records.push(r))?;
+        Ok((records, skipped))
+    }
+
+    /// Hands every record to `each`, oldest first, without holding them
+    /// all; returns how many lines did not parse (they are skipped).
+    pub fn for_each_record(&self, mut each: impl FnMut(Record)) -> Result<usize> {
         let mut skipped = 0;
         for path in self.log_files()? {
             let file = match fs::File::open(&path) {
@@ -355,13 +362,13 @@ impl Evidence {
             for line in io::BufReader::new(file).split(b'\n') {
                 let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
                 match serde_json::from_slice(&line) {
-                    Ok(r) => records.push(r),
+                    Ok(r) => each(r),
                     Err(_) if line.trim_ascii().is_empty() => {}
                     Err(_) => skipped += 1,
                 }
             }
         }
-        Ok((records, skipped))
+        Ok(skipped)
     }
 
     /// Holds the SPEC's footprint (logs + delivered jobs) under the cap:

@@ -3,7 +3,9 @@
 //! `emit` writes jobs into the [`spool`]; `drain` claims them and [`deliver`]s
 //! them over HTTP, signed by [`sign`], logging each attempt to [`evidence`].
 //! [`config`] owns settings, [`url`] what a webhook URL may be and how it is
-//! shown, [`envelope`] the payload, [`cmd`] the commands.
+//! shown, [`envelope`] the payload, [`cmd`] the commands. [`health`] turns
+//! the spool and the attempt logs into delivery health, which `status`,
+//! [`report`] (HTML) and [`metrics`] (Prometheus) show.
 
 pub mod circuit;
 pub mod cli;
@@ -16,9 +18,13 @@ pub mod envelope;
 pub mod evidence;
 pub mod exit;
 pub mod format;
+pub mod health;
 pub mod http_server;
 pub mod kick;
+pub mod metrics;
 pub mod output;
+pub mod publish;
+pub mod report;
 pub mod retry;
 pub mod sign;
 pub mod spool;

@@ -87,6 +87,15 @@ pub fn paint(text: &str, code: &str) -> String {
     }
 }
 
+/// A latency for people: `999ms`, `1.5s`, `-` when there is none.
+pub fn latency_text(ms: Option<u64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms}ms"),
+        Some(ms) => format!("{:.1}s", ms as f64 / 1000.0),
+    }
+}
+
 /// Writes rows as left-aligned columns under a header.
 pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -117,6 +126,80 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io:
     Ok(())
 }
 
+/// The terminal's width in columns: `$COLUMNS`, else the terminal stdout
+/// is, else 100 (a pipe or a file).
+pub fn terminal_width() -> usize {
+    if let Some(cols) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return cols;
+    }
+    match rustix::termios::tcgetwinsize(io::stdout()) {
+        Ok(size) if size.ws_col > 0 => usize::from(size.ws_col),
+        _ => 100,
+    }
+}
+
+/// One line of text for a table cell: control characters (which could move
+/// a terminal's cursor) become spaces.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Like [`table`], but the last column wraps to fit `width` columns in all,
+/// its further lines indented under it. When that would leave it narrower
+/// than [`MIN_WRAP`], it goes under its row instead, indented by four
+/// spaces (like `postqueue -p`). Lines break at spaces only, never inside a
+/// command or an id, unless a word is longer than the line.
+pub fn table_wrapped(
+    out: &mut impl Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+    width: usize,
+) -> io::Result<()> {
+    let last = header.len().saturating_sub(1);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row).take(last) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let indent: usize = widths[..last].iter().map(|w| w + 2).sum();
+    let below = width.saturating_sub(indent) < MIN_WRAP;
+    let (pad, wrap_at) = match below {
+        true => ("    ".to_string(), width.saturating_sub(4).max(MIN_WRAP)),
+        false => (" ".repeat(indent), width - indent),
+    };
+    let options = textwrap::Options::new(wrap_at)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .break_words(true);
+    let line = |out: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
+        let mut start = String::new();
+        for (i, cell) in cells.iter().enumerate().take(last) {
+            start.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+        }
+        let text = cells.get(last).copied().unwrap_or("");
+        let lines = textwrap::wrap(text, &options);
+        let mut lines = lines.iter();
+        match below {
+            true => writeln!(out, "{}", start.trim_end())?,
+            false => writeln!(out, "{start}{}", lines.next().map_or("", |l| l.as_ref()))?,
+        }
+        for more in lines {
+            writeln!(out, "{pad}{more}")?;
+        }
+        Ok(())
+    };
+    line(out, header)?;
+    for row in rows {
+        line(out, &row.iter().map(String::as_str).collect::<Vec<_>>())?;
+    }
+    Ok(())
+}
+
+/// The narrowest a wrapped column gets before it moves under its row.
+pub const MIN_WRAP: usize = 40;
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
@@ -126,12 +209,21 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 /// One CSV field (RFC 4180): quoted, with quotes doubled, when it holds a
-/// comma, a quote or a line break; as-is otherwise.
+/// comma, a quote or a line break; as-is otherwise. A field a spreadsheet
+/// would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return: OWASP's "CSV injection") gets a leading `'`, which
+/// spreadsheets show as text; scripts reading the CSV see the `'`.
 pub fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\"")).into()
+    let guarded: std::borrow::Cow<'_, str> = if field.starts_with(['=', '+', '-', '@', '\t', '\r'])
+    {
+        format!("'{field}").into()
     } else {
         field.into()
+    };
+    if guarded.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", guarded.replace('"', "\"\"")).into()
+    } else {
+        guarded
     }
 }
 
@@ -181,6 +273,65 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "plain,\"a,b\",\"say \"\"hi\"\"\",\"two\nlines\",\n"
         );
+    }
+
+    #[test]
+    fn csv_guards_cells_a_spreadsheet_would_run() {
+        let mut out = Vec::new();
+        super::csv_row(
+            &mut out,
+            &[
+                "=HYPERLINK(\"http://x\")",
+                "+1",
+                "-2",
+                "@SUM(A1)",
+                "\tx",
+                "\rx",
+                "a=b",
+                "2026-01-01",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "\"'=HYPERLINK(\"\"http://x\"\")\",'+1,'-2,'@SUM(A1),'\tx,\"'\rx\",a=b,2026-01-01\n"
+        );
+    }
+
+    #[test]
+    fn wrapped_tables_indent_the_last_column_or_put_it_below() {
+        let rows = vec![vec![
+            "id-1".to_string(),
+            "dead".to_string(),
+            "exhausted: HTTP 401: check secret_env SECRET_HOOK, then run `spec-notify replay S-1 --delivery-id 0b6f-77`".to_string(),
+        ]];
+        let mut out = Vec::new();
+        super::table_wrapped(&mut out, &["ID", "STATE", "DETAIL"], &rows, 60).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID    STATE  DETAIL\n\
+             id-1  dead   exhausted: HTTP 401: check secret_env\n\
+             \x20            SECRET_HOOK, then run `spec-notify replay S-1\n\
+             \x20            --delivery-id 0b6f-77`\n"
+        );
+        let mut out = Vec::new();
+        super::table_wrapped(&mut out, &["ID", "STATE", "DETAIL"], &rows, 50).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "ID    STATE\n\
+             \x20   DETAIL\n\
+             id-1  dead\n\
+             \x20   exhausted: HTTP 401: check secret_env\n\
+             \x20   SECRET_HOOK, then run `spec-notify replay S-1\n\
+             \x20   --delivery-id 0b6f-77`\n"
+        );
+    }
+
+    #[test]
+    fn latency_is_short() {
+        assert_eq!(super::latency_text(Some(999)), "999ms");
+        assert_eq!(super::latency_text(Some(1500)), "1.5s");
+        assert_eq!(super::latency_text(None), "-");
     }
 
     #[test]

@@ -25,9 +25,8 @@ fn emit_stage(env: &Env, spec: &str) -> Vec<String> {
         "success",
     ])
     .expect(0)
-    .lines()
-    .iter()
-    .map(|s| s.to_string())
+    .ids()
+    .into_iter()
     .collect()
 }
 
@@ -394,9 +393,8 @@ fn a_drain_killed_mid_run_loses_nothing() {
     let ids: HashSet<String> = env
         .run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
         .expect(0)
-        .lines()
-        .iter()
-        .map(|s| s.to_string())
+        .ids()
+        .into_iter()
         .collect();
     // Each kill lands mid-run: after this drain's tenth request arrived,
     // with requests in flight (each answer takes 20 ms) and hundreds of

@@ -60,7 +60,12 @@ fn flags_only_event_is_spooled_for_each_matching_subscription() {
     assert_eq!(jobs.len(), 1);
     let (meta, body) = &jobs[0];
     assert_eq!(meta["subscription"], "slack");
-    assert_eq!(meta["delivery_id"], run.lines()[0]);
+    assert_eq!(meta["delivery_id"], run.ids()[0].as_str());
+    assert_eq!(
+        run.stdout,
+        format!("{} slack\n", run.ids()[0]),
+        "id, then subscription"
+    );
     assert_eq!(meta["state"], "pending");
     assert_eq!(meta["attempts"], 0);
     assert_eq!(body["schemaVersion"], "1.0");
@@ -95,7 +100,7 @@ fn stdin_object_carries_every_prd_section() {
         .run_with_stdin(&["emit", "--input", "-"], input.to_string().as_bytes())
         .expect(0);
     let jobs = pending_by_id(&env, "SPEC-KIT-065");
-    let (_, body) = &jobs[run.lines()[0]];
+    let (_, body) = &jobs[run.ids()[0].as_str()];
     let mut expected = input.clone();
     expected["sequence"] = json!(1);
     expected["emittedAt"] = body["emittedAt"].clone();
@@ -191,13 +196,13 @@ fn json_lines_batch_emits_many_events_in_one_call() {
     let run = env
         .run_with_stdin(&["emit", "--spec", "S", "--input", "-"], input.as_bytes())
         .expect(0);
-    let ids = run.lines();
+    let ids = run.ids();
     assert_eq!(ids.len(), stages.len() + 2, "5 for `all`, 2 for `plan`");
     let jobs = pending_by_id(&env, "S");
     assert_eq!(jobs.len(), ids.len());
     let mut sequences: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     for id in &ids {
-        let (meta, body) = &jobs[*id];
+        let (meta, body) = &jobs[id.as_str()];
         assert_eq!(meta["sequence"], body["sequence"]);
         sequences
             .entry(meta["sequence"].as_u64().unwrap())
@@ -223,13 +228,18 @@ fn json_lines_batch_emits_many_events_in_one_call() {
             input.as_bytes(),
         )
         .expect(0);
-    let ids: Vec<String> = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(ids.len(), 7);
+    let spooled: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(spooled.len(), 7);
     let jobs = pending_by_id(&env, "S");
-    assert!(
-        ids.iter()
-            .all(|id| jobs[id].0["sequence"].as_u64().unwrap() > 5)
-    );
+    for job in &spooled {
+        let (meta, _) = &jobs[job["delivery_id"].as_str().unwrap()];
+        assert!(meta["sequence"].as_u64().unwrap() > 5);
+        // --json objects say which job each id is.
+        assert_eq!(job["subscription"], meta["subscription"]);
+        assert_eq!(job["spec"], "S");
+        assert_eq!(job["event_type"], meta["event_type"]);
+        assert_eq!(job["state"], "pending");
+    }
 }
 
 #[test]
@@ -293,11 +303,15 @@ fn filters_match_events_globs_stages_and_statuses() {
         let mut full = vec!["emit", "--spec", "S", "--json"];
         full.extend_from_slice(args);
         let run = env.run(&full).expect(0);
-        let ids: Vec<String> = serde_json::from_str(&run.stdout).unwrap();
+        let spooled: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
         let jobs = pending_by_id(&env, "S");
-        let got: BTreeSet<&str> = ids
+        let got: BTreeSet<&str> = spooled
             .iter()
-            .map(|id| jobs[id].0["subscription"].as_str().unwrap())
+            .map(|job| {
+                jobs[job["delivery_id"].as_str().unwrap()].0["subscription"]
+                    .as_str()
+                    .unwrap()
+            })
             .collect();
         let expected: BTreeSet<&str> = expected.iter().copied().collect();
         assert_eq!(got, expected, "{args:?}");
@@ -412,7 +426,7 @@ fn telemetry_file_is_embedded_as_is_and_fills_evidence_paths() {
         ])
         .expect(0);
     let jobs = pending_by_id(&env, "SPEC-KIT-065");
-    let (_, body) = &jobs[run.lines()[0]];
+    let (_, body) = &jobs[run.ids()[0].as_str()];
     assert_eq!(body["telemetry"], telemetry);
     assert_eq!(
         body["evidence"],
@@ -632,7 +646,7 @@ fn spool_overflow_moves_the_oldest_pending_jobs_to_dead_letter() {
         let run = env
             .run(&["emit", "--spec", "S", "--event", STAGE_DONE])
             .expect(0);
-        ids.push(run.stdout.trim().to_string());
+        ids.push(run.ids()[0].clone());
         warnings.push(run.stderr);
     }
     assert!(warnings[..3].iter().all(String::is_empty), "{warnings:?}");

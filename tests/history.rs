@@ -96,12 +96,13 @@ fn csv_has_a_header_and_parses_back_with_commas_quotes_and_newlines() {
             "outcome",
             "latency_ms",
             "error",
-            "next_attempt_at"
+            "next_attempt_at",
+            "response_body"
         ]
     );
     assert_eq!(rows.len(), 1 + records.len());
     let tricky = &rows[3];
-    assert_eq!(tricky.len(), 12);
+    assert_eq!(tricky.len(), 13);
     assert_eq!(tricky[0], records[2].ts);
     assert_eq!(tricky[1], records[2].delivery_id);
     assert_eq!(tricky[3], "tracker");
@@ -201,5 +202,47 @@ fn spec_with_a_spool_but_no_log_exports_nothing_and_unknown_spec_exits_2() {
         run.stderr.contains("unknown SPEC `SPEC-NOPE`"),
         "{}",
         run.stderr
+    );
+}
+
+#[test]
+fn the_table_shows_errors_and_the_receivers_answer_and_csv_keeps_it_guarded() {
+    let env = ops_env("");
+    let mut rejected = attempt(SPEC, "slack", 1_000, Outcome::Dead, Some(401), Some(7));
+    rejected.response_body = Some("=HYPERLINK(\"http://evil\") bad signature\n".into());
+    let mut refused = attempt(SPEC, "tracker", 2_000, Outcome::Retry, None, None);
+    refused.next_attempt_at = Some(spec_notify::clock::rfc3339(3_000));
+    write_log(&env, SPEC, "attempts.jsonl", &[rejected.clone(), refused]);
+
+    // Not a terminal: JSON Lines unless asked, so pipes keep working.
+    let run = env.run(&["history", SPEC]).expect(0);
+    assert!(run.stdout.starts_with('{'), "{}", run.stdout);
+
+    let run = env.run(&["history", SPEC, "--format", "table"]).expect(0);
+    let rows = run.rows();
+    assert!(rows[0].starts_with("TIME (UTC)"), "{}", run.stdout);
+    let dead = &rows[1];
+    assert!(dead.starts_with("1970-01-01 00:00:01  slack"), "{dead}");
+    assert!(
+        dead.contains("dead")
+            && dead.contains("401")
+            && dead.contains("7ms")
+            && dead.contains("answer: =HYPERLINK(\"http://evil\") bad signature"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        rows[2].contains("connection refused; next attempt 1970-01-01 00:00:03.000Z"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(rows.last().unwrap(), "-- 2 record(s)");
+
+    let run = env.run(&["history", SPEC, "--format", "csv"]).expect(0);
+    let csv = parse_csv(&run.stdout);
+    assert_eq!(csv[0][12], "response_body");
+    assert_eq!(
+        csv[1][12], "'=HYPERLINK(\"http://evil\") bad signature\n",
+        "a spreadsheet shows it as text, never runs it"
     );
 }

@@ -51,10 +51,7 @@ fn emit_many(env: &Env, spec: &str, event: &str, n: usize) -> Vec<String> {
         .collect();
     env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
         .expect(0)
-        .lines()
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        .ids()
 }
 
 fn emit_one(env: &Env, spec: &str, event: &str) -> String {

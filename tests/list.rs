@@ -35,7 +35,7 @@ pub fn emit_tasks(env: &Env, spec: &str, n: usize) -> Vec<String> {
     let run = env
         .run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
         .expect(0);
-    run.lines().iter().map(|s| s.to_string()).collect()
+    run.ids()
 }
 
 /// The job file holding `id`, in whichever state folder it is.
@@ -158,24 +158,41 @@ fn table_shows_every_state_with_next_attempt_or_reason() {
     let env = ops_env("max_spool_jobs = 3");
     let [dead, delivered, pending, _] = every_state(&env);
     let run = env.run(&["list", SPEC]).expect(0);
-    let lines = run.lines();
+    let lines = run.rows();
     assert!(
-        lines[0].starts_with("DELIVERY ID") && lines[0].contains("NEXT ATTEMPT / LAST ERROR"),
+        lines[0].starts_with("DELIVERY ID")
+            && lines[0].contains("NEXT ATTEMPT / LAST ERROR / HINT"),
         "{}",
         run.stdout
     );
     assert!(!lines[0].contains("SPEC"), "one SPEC: no SPEC column");
-    let row = |id: &str| *lines.iter().find(|l| l.starts_with(id)).unwrap();
+    let row = |id: &str| lines.iter().find(|l| l.starts_with(id)).unwrap().as_str();
     assert!(row(&pending).contains("pending") && row(&pending).contains("due now"));
     assert!(row(&pending).contains("slack"));
     assert!(row(&delivered).contains("delivered (HTTP 200)"));
     assert!(row(&dead).contains("dead") && row(&dead).contains("spool-overflow"));
+    // A dead job's row says what to do: its hint, with the replay command.
+    assert!(
+        row(&dead).contains(&format!(
+            "raise it or fix delivery, then run `spec-notify replay {SPEC} --delivery-id {dead}`"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with(' '))
+            .all(|l| l.chars().count() <= 100),
+        "the detail wraps to the default width of 100:\n{}",
+        run.stdout
+    );
     let quarantined = row("000000000099-feed.job");
     assert!(quarantined.contains("quarantine"));
     assert!(quarantined.contains("metadata: expected value at line 1 column 1"));
     assert_eq!(
         lines.last().unwrap(),
-        &"-- 5 jobs: 2 pending, 1 delivered, 1 dead, 1 quarantined"
+        "-- 5 jobs: 2 pending, 1 delivered, 1 dead, 1 quarantined"
     );
 }
 
@@ -267,8 +284,8 @@ fn without_a_spec_every_spec_is_listed_with_a_spec_column() {
     specs.dedup();
     assert_eq!(specs, ["SPEC-A", "SPEC-B"]);
     let run = env.run(&["list"]).expect(0);
-    assert!(run.lines()[0].starts_with("SPEC "), "{}", run.stdout);
-    assert!(run.lines()[1].starts_with("SPEC-A "));
+    assert!(run.rows()[0].starts_with("SPEC "), "{}", run.stdout);
+    assert!(run.rows()[1].starts_with("SPEC-A "), "{}", run.stdout);
     assert!(run.stdout.contains("\nSPEC-B "));
 }
 
@@ -313,31 +330,34 @@ fn long_metadata_lines_and_control_characters() {
     assert_eq!(items[0]["last_error"], error.as_str());
     let run = env.run(&["list", SPEC, "--state", "dead"]).expect(0);
     assert!(!run.stdout.contains('\x1b'), "escape reached the terminal");
-    let row = run.lines()[1];
+    let rows = run.rows();
+    let row = &rows[1];
     assert!(row.contains("exhausted:  [31mboom again xxx"), "{row}");
     assert!(row.ends_with('…'), "long detail is cut: {row}");
+    assert!(row.chars().count() < 1000, "cut at 600 characters");
 }
 
 #[test]
-fn unknown_and_invalid_specs_exit_2() {
+fn a_spec_without_a_spool_lists_nothing_and_exits_0_but_invalid_ids_exit_2() {
     let env = ops_env("");
     emit_tasks(&env, SPEC, 1);
     let before = env.snapshot();
-    let run = env.run(&["list", "SPEC-NOPE"]).expect(2);
+    // A monitoring script may ask before the first event (or after every
+    // emit was killed before writing): an empty result, not an error.
+    let run = env.run(&["list", "SPEC-NOPE", "--json"]).expect(0);
+    assert_eq!(run.stdout, "[]\n");
     assert!(
-        run.stderr.contains("unknown SPEC `SPEC-NOPE`"),
-        "{}",
+        run.stderr
+            .contains("SPEC `SPEC-NOPE` has no spool folder yet")
+            && run.stderr.contains(&format!("known SPECs: {SPEC}")),
+        "the known SPECs catch a typo: {}",
         run.stderr
     );
-    assert!(
-        run.stderr.contains(&format!("known SPECs: {SPEC}")),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(run.stdout, "");
+    let run = env.run(&["list", "SPEC-NOPE"]).expect(0);
+    assert_eq!(run.stdout, "no jobs\n");
     let run = env.run(&["list", "../etc", "--json"]).expect(2);
     assert!(run.stderr.contains("invalid SPEC id"), "{}", run.stderr);
-    assert_eq!(env.snapshot(), before);
+    assert_eq!(env.snapshot(), before, "nothing was created");
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn an_emitted_event_reaches_the_receiver_with_no_drain_running() {
     let got = rx.wait_for(1, CEILING);
     let took = started.elapsed();
     assert_eq!(got.len(), 1, "the background drain delivered it");
-    assert_eq!(got[0].header("X-SpecKit-Id"), Some(ids.lines()[0]));
+    assert_eq!(got[0].header("X-SpecKit-Id"), Some(ids.ids()[0].as_str()));
     // The point of auto_drain is real time (milliseconds, README
     // "Performance"). The bound is generous so a busy machine never fails
     // it, yet far below the minute that the cron drain it replaces takes.

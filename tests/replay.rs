@@ -27,9 +27,8 @@ fn emit(env: &Env) -> Vec<String> {
         "failure",
     ])
     .expect(0)
-    .lines()
-    .iter()
-    .map(|s| s.to_string())
+    .ids()
+    .into_iter()
     .collect()
 }
 

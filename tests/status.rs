@@ -225,11 +225,25 @@ fn all_specs_and_evidence_only_specs_are_reported() {
 }
 
 #[test]
-fn unknown_spec_and_bad_config_exit_2() {
+fn a_spec_without_a_spool_is_empty_and_exit_0_and_bad_config_exits_2() {
     let env = ops_env("");
-    let run = env.run(&["status", "SPEC-NOPE"]).expect(2);
+    let report = status_json(&env, &["SPEC-NOPE"], 0);
+    assert_eq!(report["dead_letters"], 0);
+    assert_eq!(
+        report["specs"],
+        serde_json::json!([{"spec": "SPEC-NOPE", "quarantined": 0, "subscriptions": []}])
+    );
+    let run = env.run(&["status", "SPEC-NOPE"]).expect(0);
     assert!(
-        run.stderr.contains("unknown SPEC `SPEC-NOPE`"),
+        run.stdout
+            .contains("SPEC-NOPE\nno jobs and no attempts yet"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr
+            .contains("SPEC `SPEC-NOPE` has no spool folder yet")
+            && run.stderr.contains("no SPEC has a spool yet"),
         "{}",
         run.stderr
     );

@@ -1,7 +1,8 @@
 //! `spec-notify emit`: validate events from flags and/or stdin, fan each out
 //! to the matching subscriptions and make one job per match durable in the
 //! SPEC's spool. Never touches the network; all input is validated before
-//! anything is written, so bad input leaves the spool unchanged.
+//! anything is written, so bad input leaves the spool unchanged. Prints one
+//! `<delivery-id> <subscription>` line per job (JSON objects with `--json`).
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Read, Write};
@@ -40,16 +41,16 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     let plan = plan(ctx, &config, &events);
     warn_missing_secrets(&plan);
     warn_held_back(&config, &plan);
-    let ids = spool_events(&config, &plan)?;
+    let spooled = spool_events(&config, &plan)?;
     // The jobs are durable: start delivery before printing, so a reader that
     // closes the pipe early (`| head -1`) cannot stop it.
-    if config.auto_drain && !ids.is_empty() {
+    if config.auto_drain && !spooled.is_empty() {
         let specs: Vec<&str> = plan.keys().copied().collect();
         for warning in crate::kick::start_drains(&config, &specs, ctx.config.as_deref()) {
             output::warn(warning);
         }
     }
-    print_ids(&ids, args.json)?;
+    print_spooled(&spooled, args.json)?;
     Ok(ExitCode::Success)
 }
 
@@ -244,8 +245,31 @@ fn warn_held_back(config: &Config, plan: &Plan<'_>) {
     }
 }
 
-/// Writes the jobs of every event, SPEC by SPEC, and returns the delivery ids.
-fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<String>> {
+/// One job written by emit, as printed.
+#[derive(Debug, serde::Serialize)]
+struct Spooled {
+    delivery_id: String,
+    subscription: String,
+    spec: String,
+    event_type: String,
+    /// `pending`, or `dead` for a batch's own spool-overflow.
+    state: State,
+}
+
+impl Spooled {
+    fn of(job: Job) -> Spooled {
+        Spooled {
+            delivery_id: job.meta.delivery_id,
+            subscription: job.meta.subscription,
+            spec: job.meta.spec,
+            event_type: job.meta.event_type,
+            state: job.meta.state,
+        }
+    }
+}
+
+/// Writes the jobs of every event, SPEC by SPEC, and returns what it wrote.
+fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<Spooled>> {
     let spool = Spool::new(&config.spool_dir);
     let now = clock::now_ms();
     let emitted_at = clock::rfc3339(now);
@@ -274,7 +298,7 @@ fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<String>> {
         }
         spec_spool.enqueue_in(State::Dead, &over)?;
         spec_spool.enqueue(&jobs)?;
-        ids.extend(over.into_iter().chain(jobs).map(|j| j.meta.delivery_id));
+        ids.extend(over.into_iter().chain(jobs).map(Spooled::of));
     }
     Ok(ids)
 }
@@ -309,24 +333,25 @@ fn build_jobs(
     jobs
 }
 
-/// Prints the delivery ids. A closed stdout is not an error: the jobs are
-/// spooled either way, and a guardrail script must not fail for it.
-fn print_ids(ids: &[String], json: bool) -> Result<()> {
+/// Prints `<delivery-id> <subscription>` per job (objects with `--json`).
+/// A closed stdout is not an error: the jobs are spooled either way, and a
+/// guardrail script must not fail for it.
+fn print_spooled(spooled: &[Spooled], json: bool) -> Result<()> {
     output::ignore_broken_pipe();
-    match write_ids(ids, json) {
+    match write_spooled(spooled, json) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
 }
 
-fn write_ids(ids: &[String], json: bool) -> std::io::Result<()> {
+fn write_spooled(spooled: &[Spooled], json: bool) -> std::io::Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     if json {
-        serde_json::to_writer(&mut out, ids)?;
+        serde_json::to_writer(&mut out, spooled)?;
         writeln!(out)?;
     } else {
-        for id in ids {
-            writeln!(out, "{id}")?;
+        for job in spooled {
+            writeln!(out, "{} {}", job.delivery_id, job.subscription)?;
         }
     }
     out.flush()?;

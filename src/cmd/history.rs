@@ -1,7 +1,8 @@
-//! `spec-notify history`: exports a SPEC's attempt log — every rotated file,
-//! oldest first — as JSON Lines (the records as written) or CSV with a header
-//! row, for audits and spreadsheets. Lines that do not parse are skipped
-//! with a warning on stderr.
+//! `spec-notify history`: a SPEC's attempt log — every rotated file, oldest
+//! first — as a table for people (the default on a terminal), JSON Lines
+//! (the records as written; the default in a pipe) or CSV with a header row
+//! for audits and spreadsheets (cells guarded against formula injection).
+//! Lines that do not parse are skipped with a warning on stderr.
 
 use std::io::{self, BufWriter, Write};
 
@@ -11,10 +12,14 @@ use super::Ctx;
 use crate::cli::{HistoryArgs, HistoryFormat};
 use crate::evidence::Record;
 use crate::exit::ExitCode;
-use crate::output::csv_row;
+use crate::output::{self, csv_row};
 
-/// The CSV columns, in order.
-pub const CSV_HEADER: [&str; 12] = [
+/// Longest receiver answer shown in a table cell (the JSON and CSV have it all).
+const ANSWER_CHARS: usize = 160;
+
+/// The CSV columns, in order. `response_body` was added last, so scripts
+/// that read columns by position keep working.
+pub const CSV_HEADER: [&str; 13] = [
     "ts",
     "delivery_id",
     "spec",
@@ -27,6 +32,7 @@ pub const CSV_HEADER: [&str; 12] = [
     "latency_ms",
     "error",
     "next_attempt_at",
+    "response_body",
 ];
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
@@ -41,8 +47,24 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
             .is_none_or(|s| s == r.subscription)
             && args.since.is_none_or(|since| r.ts_ms >= since)
     });
+    let format = args.format.unwrap_or_else(|| {
+        use std::io::IsTerminal;
+        match io::stdout().is_terminal() {
+            true => HistoryFormat::Table,
+            false => HistoryFormat::Jsonl,
+        }
+    });
     let mut out = BufWriter::new(io::stdout().lock());
-    match args.format {
+    match format {
+        HistoryFormat::Table => {
+            let rows: Vec<Vec<String>> = wanted.map(table_row).collect();
+            if rows.is_empty() {
+                writeln!(out, "no attempts")?;
+            } else {
+                output::table_wrapped(&mut out, &TABLE_HEADER, &rows, output::terminal_width())?;
+                writeln!(out, "-- {} record(s)", rows.len())?;
+            }
+        }
         HistoryFormat::Jsonl => {
             for record in wanted {
                 serde_json::to_writer(&mut out, record)?;
@@ -60,8 +82,61 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
     Ok(ExitCode::Success)
 }
 
+const TABLE_HEADER: [&str; 8] = [
+    "TIME (UTC)",
+    "SUBSCRIPTION",
+    "DELIVERY ID",
+    "TRY",
+    "OUTCOME",
+    "STATUS",
+    "LATENCY",
+    "ERROR / ANSWER",
+];
+
+/// A record as a table row: the last cell says what went wrong and what
+/// the receiver answered, on one line (the table wraps it).
+fn table_row(r: &Record) -> Vec<String> {
+    let mut detail = Vec::new();
+    if let Some(error) = &r.error {
+        detail.push(output::one_line(error));
+    }
+    if let Some(body) = r
+        .response_body
+        .as_deref()
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        let body = output::one_line(body);
+        let cut = match body.chars().count() > ANSWER_CHARS {
+            true => format!(
+                "{}…",
+                body.chars().take(ANSWER_CHARS - 1).collect::<String>()
+            ),
+            false => body,
+        };
+        detail.push(format!("answer: {cut}"));
+    }
+    if let Some(next) = &r.next_attempt_at {
+        detail.push(format!("next attempt {}", next.replace('T', " ")));
+    }
+    vec![
+        r.ts.get(..19).unwrap_or(&r.ts).replace('T', " "),
+        output::one_line(&r.subscription),
+        output::one_line(&r.delivery_id),
+        r.attempt.to_string(),
+        r.outcome.name().to_string(),
+        r.status.map_or("-".into(), |s| s.to_string()),
+        output::latency_text(r.latency_ms),
+        if detail.is_empty() {
+            "-".into()
+        } else {
+            detail.join("; ")
+        },
+    ]
+}
+
 /// A record as CSV fields in [`CSV_HEADER`] order; absent values are empty.
-fn csv_fields(r: &Record) -> [String; 12] {
+fn csv_fields(r: &Record) -> [String; 13] {
     let opt = |v: Option<String>| v.unwrap_or_default();
     let outcome = serde_json::to_value(r.outcome)
         .ok()
@@ -80,6 +155,7 @@ fn csv_fields(r: &Record) -> [String; 12] {
         opt(r.latency_ms.map(|l| l.to_string())),
         opt(r.error.clone()),
         opt(r.next_attempt_at.clone()),
+        opt(r.response_body.clone()),
     ]
 }
 
@@ -103,7 +179,7 @@ mod tests {
             error: Some("timed out".into()),
             latency_ms: Some(5000),
             outcome: Outcome::DryRun,
-            response_body: None,
+            response_body: Some("=cmd|' /C calc'!A0".into()),
             next_attempt_at: Some("2026-01-01T00:00:02.000Z".into()),
             request: None,
         };
@@ -114,5 +190,16 @@ mod tests {
         assert_eq!(at("latency_ms"), "5000");
         assert_eq!(at("attempt"), "2");
         assert_eq!(at("next_attempt_at"), "2026-01-01T00:00:02.000Z");
+        assert_eq!(
+            at("response_body"),
+            "=cmd|' /C calc'!A0",
+            "csv_row guards it"
+        );
+        let row = table_row(&record);
+        assert_eq!(row[0], "2026-01-01 00:00:00");
+        assert_eq!(
+            row[7],
+            "timed out; answer: =cmd|' /C calc'!A0; next attempt 2026-01-01 00:00:02.000Z"
+        );
     }
 }

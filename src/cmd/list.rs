@@ -1,7 +1,10 @@
 //! `spec-notify list`: the jobs of one SPEC (or every SPEC) as a table for
-//! people or one JSON array for scripts, like `postqueue -p`. Read-only: it
+//! people or one JSON array for scripts, like `postqueue -p`. The table's
+//! last column wraps: when the next attempt is due, or the last error, and
+//! for dead jobs the hint (what to fix, which replay command). Read-only: it
 //! never moves a file; files that cannot be read are named on stderr and
-//! skipped (quarantining them is the drain's job).
+//! skipped (quarantining them is the drain's job). A well-formed SPEC with
+//! no spool folder yet lists nothing and exits 0.
 
 use std::io::{self, BufWriter, Write};
 
@@ -15,15 +18,16 @@ use crate::exit::ExitCode;
 use crate::output;
 use crate::spool::{Meta, SpecSpool, Spool, State};
 
-/// Longest "next attempt / last error" cell in the table; JSON has it all.
-const DETAIL_WIDTH: usize = 72;
+/// Longest "next attempt / last error" cell in the table (it wraps over
+/// several lines up to this); JSON has it all.
+const DETAIL_MAX: usize = 600;
 
 pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
     let spool = Spool::new(&config.spool_dir);
     let specs = match &args.spec {
         Some(spec) => {
-            super::require_spec(&config, spec, false)?;
+            super::note_if_unknown_spec(&config, spec, false)?;
             vec![spec.clone()]
         }
         None => spool.specs()?,
@@ -223,7 +227,7 @@ fn write_table(out: &mut impl Write, items: &[Item], now: u64, with_spec: bool) 
         "STATE",
         "ATTEMPTS",
         "AGE",
-        "NEXT ATTEMPT / LAST ERROR",
+        "NEXT ATTEMPT / LAST ERROR / HINT",
     ];
     if with_spec {
         header.insert(0, "SPEC");
@@ -238,7 +242,7 @@ fn write_table(out: &mut impl Write, items: &[Item], now: u64, with_spec: bool) 
             row
         })
         .collect();
-    output::table(out, &header, &rows)?;
+    output::table_wrapped(out, &header, &rows, output::terminal_width())?;
     writeln!(out, "-- {}", summary(items))?;
     Ok(())
 }
@@ -292,25 +296,26 @@ fn detail(state: State, meta: &Meta, now: u64) -> String {
         State::Delivered => last.map_or_else(|| "delivered".into(), |l| format!("delivered ({l})")),
         State::Dead | State::Quarantine => {
             let reason = meta.dead_reason.as_deref().unwrap_or("dead");
-            match last {
+            let why = match last {
                 Some(last) => format!("{reason}: {last}"),
                 None => reason.to_string(),
+            };
+            match &meta.hint {
+                Some(hint) => format!("{why} — {hint}"),
+                None => why,
             }
         }
     }
 }
 
-/// One printable line of at most [`DETAIL_WIDTH`] characters: control
-/// characters (which could move a terminal's cursor) become spaces.
+/// One printable line (control characters become spaces) of at most
+/// [`DETAIL_MAX`] characters; the table wraps it.
 fn shorten(text: &str) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if clean.chars().count() <= DETAIL_WIDTH {
+    let clean = output::one_line(text);
+    if clean.chars().count() <= DETAIL_MAX {
         return clean;
     }
-    let mut cut: String = clean.chars().take(DETAIL_WIDTH - 1).collect();
+    let mut cut: String = clean.chars().take(DETAIL_MAX - 1).collect();
     cut.push('…');
     cut
 }
@@ -349,14 +354,20 @@ mod tests {
         );
         meta.dead_reason = Some("exhausted".into());
         assert_eq!(detail(State::Dead, &meta, 0), "exhausted: HTTP 503");
+        meta.hint =
+            Some("check the receiver, then run `spec-notify replay S --delivery-id x`".into());
+        assert_eq!(
+            detail(State::Dead, &meta, 0),
+            "exhausted: HTTP 503 — check the receiver, then run `spec-notify replay S --delivery-id x`"
+        );
     }
 
     #[test]
     fn table_cells_are_one_short_line() {
         assert_eq!(shorten("a\nb\x1b[31m"), "a b [31m");
-        let long = "é".repeat(200);
+        let long = "é".repeat(2 * DETAIL_MAX);
         let cut = shorten(&long);
-        assert_eq!(cut.chars().count(), DETAIL_WIDTH);
+        assert_eq!(cut.chars().count(), DETAIL_MAX);
         assert!(cut.ends_with('…'));
     }
 }

@@ -24,9 +24,11 @@ mod drain;
 mod emit;
 mod history;
 mod list;
+mod metrics;
 mod pause;
 mod receive;
 mod replay;
+mod report;
 mod status;
 mod test;
 mod verify;
@@ -56,20 +58,40 @@ impl Ctx {
 /// `evidence_counts`, an evidence folder). Names the known SPECs. The id's
 /// syntax is clap's to check (`cli::spec_id`).
 pub fn require_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<()> {
-    let spool = Spool::new(&config.spool_dir);
-    let known = spool.specs()?;
-    if known.iter().any(|s| s == spec) || (evidence_counts && config.evidence_for(spec).is_dir()) {
+    let Some(listing) = unknown_spec(config, spec, evidence_counts)? else {
         return Ok(());
-    }
-    let listing = if known.is_empty() {
-        "no SPEC has a spool yet (nothing has been emitted)".to_string()
-    } else {
-        format!("known SPECs: {}", known.join(", "))
     };
     Err(user_error(format!(
         "unknown SPEC `{spec}`: there is no spool folder `{}`; {listing}; nothing was changed",
-        spool.spec(spec).dir().display()
+        Spool::new(&config.spool_dir).spec(spec).dir().display()
     )))
+}
+
+/// For the read-only views (list, status, report): a well-formed SPEC with
+/// no spool folder yet is an empty result, not an error, so a monitoring
+/// script may start before the first event. A note names the known SPECs
+/// to catch typos.
+pub fn note_if_unknown_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<()> {
+    if let Some(listing) = unknown_spec(config, spec, evidence_counts)? {
+        output::note(format_args!(
+            "SPEC `{spec}` has no spool folder yet (nothing emitted for it): showing an empty result; {listing}"
+        ));
+    }
+    Ok(())
+}
+
+/// `None` when `spec` has a spool folder (or an evidence folder, when
+/// `evidence_counts`); else the known SPECs, as a phrase.
+fn unknown_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<Option<String>> {
+    let known = Spool::new(&config.spool_dir).specs()?;
+    if known.iter().any(|s| s == spec) || (evidence_counts && config.evidence_for(spec).is_dir()) {
+        return Ok(None);
+    }
+    Ok(Some(if known.is_empty() {
+        "no SPEC has a spool yet (nothing has been emitted)".to_string()
+    } else {
+        format!("known SPECs: {}", known.join(", "))
+    }))
 }
 
 /// Takes the SPEC's drain.lock, saying so on stderr when it has to wait for
@@ -219,6 +241,15 @@ pub fn warn_unparseable(skipped: usize, dir: &Path) {
     }
 }
 
+/// Names what a health snapshot could not read: spool files that are not
+/// jobs, attempt-log lines that do not parse.
+pub fn warn_snapshot(snapshot: &crate::health::Snapshot) {
+    warn_unreadable(&snapshot.unreadable);
+    for (skipped, dir) in &snapshot.unparseable {
+        warn_unparseable(*skipped, dir);
+    }
+}
+
 /// Prints what a drain run did: its problems, the summary as JSON on stdout
 /// when asked, and the one-line summary on stderr.
 pub fn report_drain(summary: &Summary, json: bool) -> Result<()> {
@@ -261,6 +292,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resume(args) => pause::resume(&ctx, &args),
         Command::Status(args) => status::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
+        Command::Report(args) => report::run(&ctx, &args),
+        Command::Metrics(args) => metrics::run(&ctx, &args),
         Command::Receive(args) => receive::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Demo(args) => demo::run(&args),

@@ -7,6 +7,7 @@
 pub mod blackhole;
 pub mod chat;
 pub mod receiver;
+pub mod tools;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -159,6 +160,7 @@ pub struct Env {
 }
 
 /// What a run of the binary produced.
+#[derive(Debug)]
 pub struct Run {
     pub code: i32,
     pub stdout: String,
@@ -178,6 +180,31 @@ impl Run {
 
     pub fn lines(&self) -> Vec<&str> {
         self.stdout.lines().collect()
+    }
+
+    /// A table's rows with wrapped cells joined back: a line that starts
+    /// with a space continues the row above it.
+    pub fn rows(&self) -> Vec<String> {
+        let mut rows: Vec<String> = Vec::new();
+        for line in self.stdout.lines() {
+            match rows.last_mut() {
+                Some(row) if line.starts_with(' ') => {
+                    row.push(' ');
+                    row.push_str(line.trim_start());
+                }
+                _ => rows.push(line.to_string()),
+            }
+        }
+        rows
+    }
+
+    /// The delivery ids `emit` printed: the first word of each
+    /// `<delivery-id> <subscription>` line.
+    pub fn ids(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
     }
 }
 

@@ -25,6 +25,8 @@ pub enum Reply {
     Status(u16),
     /// An empty response with this status and these headers (e.g. `Retry-After`).
     Headers(u16, Vec<(String, String)>),
+    /// This status with this body (a receiver that says why it refused).
+    Body(u16, String),
     /// Sleeps this long, then answers this status (to exceed a client timeout).
     Slow(Duration, u16),
     /// Closes the connection without any response; the request is still recorded.
@@ -219,6 +221,11 @@ fn handle(request: &Request, shared: &Shared) -> Action {
     match reply {
         Reply::Status(status) => Action::Respond(status, Vec::new(), Vec::new()),
         Reply::Headers(status, headers) => Action::Respond(status, headers, Vec::new()),
+        Reply::Body(status, body) => Action::Respond(
+            status,
+            vec![("Content-Type".into(), "text/plain".into())],
+            body.into_bytes(),
+        ),
         Reply::Slow(delay, status) => {
             let until = Instant::now() + delay;
             while Instant::now() < until && !shared.stop.load(Ordering::SeqCst) {

@@ -1,0 +1,62 @@
+//! `spec-notify report`: writes the HTML health report (see `crate::report`)
+//! for some or every SPEC to `--output` (default
+//! `<evidence_dir>/webhooks-report.html`), atomically, and says where.
+
+use anyhow::Result;
+
+use super::Ctx;
+use crate::cli::ReportArgs;
+use crate::exit::ExitCode;
+use crate::report::{self, Collector, Scope};
+use crate::spool::Spool;
+use crate::{clock, health, output, publish};
+
+/// The report's file name under `evidence_dir` when `--output` is not given.
+pub const DEFAULT_NAME: &str = "webhooks-report.html";
+
+pub fn run(ctx: &Ctx, args: &ReportArgs) -> Result<ExitCode> {
+    let config = ctx.load_config()?;
+    let mut specs = args.specs.clone();
+    specs.sort();
+    specs.dedup();
+    for spec in &specs {
+        super::note_if_unknown_spec(&config, spec, true)?;
+    }
+    let chosen = match specs.is_empty() {
+        true => health::all_specs(&config)?,
+        false => specs.clone(),
+    };
+    let now = clock::now_ms();
+    let mut collected = Collector::default();
+    let snapshot = health::gather(&config, &chosen, Some(args.since), now, &mut |r| {
+        collected.add(r)
+    })?;
+    super::warn_snapshot(&snapshot);
+    let scope = Scope {
+        specs,
+        since_ms: args.since.min(now),
+    };
+    let page = report::build(&snapshot, collected, &Spool::new(&config.spool_dir), &scope);
+    let html = page.render_html()?;
+    let path = match &args.output {
+        Some(path) => path.clone(),
+        None => {
+            std::fs::create_dir_all(&config.evidence_dir).map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to create evidence folder `{}`: {e}",
+                    config.evidence_dir.display()
+                )
+            })?;
+            config.evidence_dir.join(DEFAULT_NAME)
+        }
+    };
+    publish::write(&path, html.as_bytes())?;
+    output::note(format_args!(
+        "wrote the health report to `{}` ({} SPEC(s), {} subscription(s), {} dead-letter(s))",
+        path.display(),
+        snapshot.specs.len(),
+        snapshot.subscriptions.len(),
+        page.dead_total
+    ));
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,196 @@
+//! Reads what health is computed from: every job's metadata in the spool,
+//! the attempt logs (streamed, never all in memory) and the shared circuit
+//! states, into a [`Snapshot`] per SPEC and per subscription. Read-only: it
+//! never moves or rewrites a file; what it cannot read is returned for the
+//! command to name.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::{AttemptStats, Counts, Health, StatsBuilder};
+use crate::circuit::Circuit;
+use crate::config::Config;
+use crate::evidence::{Evidence, Record};
+use crate::spool::{Entry, Spool, State, Unreadable};
+
+/// One subscription within one SPEC.
+#[derive(Debug, Clone, Default)]
+pub struct SubHealth {
+    pub subscription: String,
+    pub counts: Counts,
+    pub stats: AttemptStats,
+    /// When the oldest job still waiting in pending/ was emitted.
+    pub oldest_pending_ms: Option<u64>,
+}
+
+/// One SPEC: its subscriptions, its quarantine and every job read.
+#[derive(Debug, Clone, Default)]
+pub struct SpecHealth {
+    pub spec: String,
+    /// Subscriptions with jobs or attempts in this SPEC, sorted by id.
+    pub subscriptions: Vec<SubHealth>,
+    /// Quarantined files with the first line of their reason.
+    pub quarantined: Vec<(String, String)>,
+    /// Every job of the SPEC (pending, active, delivered, dead), in emit order per folder.
+    pub jobs: Vec<Entry>,
+}
+
+/// One subscription across every SPEC read, with its shared state.
+#[derive(Debug, Clone)]
+pub struct SubscriptionHealth {
+    pub subscription: String,
+    /// Still in the config (jobs of removed subscriptions can linger).
+    pub configured: bool,
+    pub counts: Counts,
+    pub stats: AttemptStats,
+    pub oldest_pending_ms: Option<u64>,
+    pub circuit: Circuit,
+    pub health: Health,
+}
+
+/// What the spool and the attempt logs say, at `now_ms`.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub now_ms: u64,
+    /// Attempts before this time were left out of the stats.
+    pub since_ms: Option<u64>,
+    pub specs: Vec<SpecHealth>,
+    /// Configured subscriptions first in config order, then any other seen.
+    pub subscriptions: Vec<SubscriptionHealth>,
+    /// Spool files that are not jobs (skipped; the drain quarantines them).
+    pub unreadable: Vec<Unreadable>,
+    /// Attempt-log lines that did not parse: (how many, evidence folder).
+    pub unparseable: Vec<(usize, PathBuf)>,
+}
+
+impl Snapshot {
+    pub fn subscription(&self, id: &str) -> Option<&SubscriptionHealth> {
+        self.subscriptions.iter().find(|s| s.subscription == id)
+    }
+}
+
+/// Reads `specs` at `now_ms`. Attempts at or after `since_ms` (all, when
+/// `None`) count in the stats; every record in that window, attempt or
+/// not, is also handed to `visit` in log order, for charts and counters.
+pub fn gather(
+    config: &Config,
+    specs: &[String],
+    since_ms: Option<u64>,
+    now_ms: u64,
+    visit: &mut dyn FnMut(&Record),
+) -> Result<Snapshot> {
+    let spool = Spool::new(&config.spool_dir);
+    let mut snapshot = Snapshot {
+        now_ms,
+        since_ms,
+        ..Snapshot::default()
+    };
+    let mut totals: BTreeMap<String, (Counts, StatsBuilder, Option<u64>)> = BTreeMap::new();
+    for spec in specs {
+        let spec_spool = spool.spec(spec);
+        let mut counts: BTreeMap<String, (Counts, StatsBuilder, Option<u64>)> = BTreeMap::new();
+        let mut jobs = Vec::new();
+        for state in State::JOBS {
+            let scan = spec_spool.scan(state)?;
+            snapshot.unreadable.extend(scan.unreadable);
+            for entry in scan.entries {
+                for map in [&mut counts, &mut totals] {
+                    let (c, _, oldest) = map.entry(entry.meta.subscription.clone()).or_default();
+                    c.add(state);
+                    if state == State::Pending {
+                        let at = entry.meta.created_at_ms;
+                        *oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                    }
+                }
+                jobs.push(entry);
+            }
+        }
+        let evidence = Evidence::new(config.evidence_for(spec), config.max_evidence_bytes);
+        let skipped = evidence.for_each_record(|record| {
+            if since_ms.is_some_and(|since| record.ts_ms < since) {
+                return;
+            }
+            visit(&record);
+            if record.outcome.is_attempt() {
+                for map in [&mut counts, &mut totals] {
+                    map.entry(record.subscription.clone())
+                        .or_default()
+                        .1
+                        .add(&record);
+                }
+            }
+        })?;
+        if skipped > 0 {
+            snapshot
+                .unparseable
+                .push((skipped, evidence.dir().to_path_buf()));
+        }
+        snapshot.specs.push(SpecHealth {
+            spec: spec.clone(),
+            subscriptions: counts
+                .into_iter()
+                .map(
+                    |(subscription, (counts, stats, oldest_pending_ms))| SubHealth {
+                        subscription,
+                        counts,
+                        stats: stats.finish(),
+                        oldest_pending_ms,
+                    },
+                )
+                .collect(),
+            quarantined: spec_spool.quarantined()?,
+            jobs,
+        });
+    }
+    let mut ids: Vec<(String, bool)> = config
+        .subscriptions
+        .iter()
+        .map(|s| (s.id.clone(), true))
+        .collect();
+    for id in totals.keys() {
+        if config.subscription(id).is_none() {
+            ids.push((id.clone(), false));
+        }
+    }
+    for (id, configured) in ids {
+        let (counts, stats, oldest_pending_ms) = totals.remove(&id).unwrap_or_default();
+        let stats = stats.finish();
+        // A job of a removed subscription may name no valid state file.
+        let circuit = match configured {
+            true => spool.circuit(&id)?,
+            false => spool.circuit(&id).unwrap_or_default(),
+        };
+        snapshot.subscriptions.push(SubscriptionHealth {
+            health: Health::of(&counts, &stats, &circuit),
+            subscription: id,
+            configured,
+            counts,
+            stats,
+            oldest_pending_ms,
+            circuit,
+        });
+    }
+    Ok(snapshot)
+}
+
+/// SPECs with a spool folder or a webhook evidence folder, sorted.
+pub fn all_specs(config: &Config) -> Result<Vec<String>> {
+    let mut specs = Spool::new(&config.spool_dir).specs()?;
+    if let Ok(entries) = std::fs::read_dir(&config.evidence_dir) {
+        for entry in entries.flatten() {
+            let Some(name) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if crate::envelope::check_spec_id(&name).is_ok()
+                && config.evidence_for(&name).is_dir()
+                && !specs.contains(&name)
+            {
+                specs.push(name);
+            }
+        }
+    }
+    specs.sort();
+    Ok(specs)
+}

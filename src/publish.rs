@@ -1,0 +1,95 @@
+//! Files written for other programs and people to read (the HTML report,
+//! the metrics file for node_exporter): replaced atomically, so a reader
+//! sees the old file or the new one and never a half-written one. The
+//! temporary file is hidden and does not end in the target's extension
+//! (node_exporter reads only `*.prom`). Unlike spool files these are
+//! readable by others (mode 0644 less the umask): node_exporter usually runs
+//! as its own user. They hold no secrets: URLs are never written.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::spool::fsync_dir;
+
+/// Writes `bytes` to `path` atomically: a hidden temporary file in the same
+/// folder, fsync, rename over `path`, fsync of the folder. The folder must
+/// exist. Returns the path written.
+pub fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("`{}` does not name a file", path.display()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "cannot write `{}`: folder `{}` does not exist (create it first)",
+            path.display(),
+            dir.display()
+        );
+    }
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .with_context(|| format!("failed to create `{}`", tmp.display()))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("failed to write `{}`", tmp.display()))?;
+        fs::rename(&tmp, path)
+            .with_context(|| format!("failed to move `{}` to `{}`", tmp.display(), path.display()))
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fsync_dir(&dir)?;
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn replaces_the_file_whole_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spec_notify.prom");
+        write(&path, b"old 1\n").unwrap();
+        write(&path, b"new 2\n").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new 2\n");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["spec_notify.prom"]);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644 & !umask(), "node_exporter's user may read it");
+    }
+
+    /// The process umask, from /proc (reading it with umask(2) would change it).
+    fn umask() -> u32 {
+        let status = fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+        u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn a_missing_folder_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write(&dir.path().join("nope/x.prom"), b"").unwrap_err();
+        assert!(format!("{err:#}").contains("does not exist"), "{err:#}");
+    }
+}

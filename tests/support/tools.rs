@@ -1,0 +1,108 @@
+//! Third-party programs the report and metrics tests drive for real
+//! (Debian's chromium, promtool, prometheus-node-exporter; installed by
+//! `tests/report/install.sh`). Under `CI=true` a missing one fails the test;
+//! elsewhere the test says it skipped and returns.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{CEILING, Run, Spawned};
+
+/// The program's path, or `None` (after a note) outside CI when it is not
+/// installed. Panics under `CI=true`: CI installs it, so its absence is a bug.
+#[track_caller]
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{name} is not installed; CI runs `bash tests/install.sh` first, which installs it"
+        );
+        eprintln!("SKIPPED: {name} is not installed (`bash tests/install.sh` installs it)");
+    }
+    found
+}
+
+/// Headless Chromium as root on a machine without network: no sandbox, no
+/// GPU, no background connections, a fresh profile per run.
+pub struct Chromium {
+    bin: PathBuf,
+    profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    pub fn find() -> Option<Chromium> {
+        Some(Chromium {
+            bin: tool("chromium")?,
+            profile: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// Runs chromium on `page` with `args` after the standard flags; its
+    /// console messages go to stderr (`--enable-logging=stderr`).
+    #[track_caller]
+    pub fn run(&self, page: &Path, args: &[&str]) -> Run {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", self.profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        Spawned::new(cmd.spawn().unwrap()).wait_output(CEILING, "chromium")
+    }
+
+    /// The DOM after the page loaded, and chromium's log.
+    #[track_caller]
+    pub fn dump_dom(&self, page: &Path) -> Run {
+        self.run(page, &["--dump-dom"]).expect(0)
+    }
+
+    /// A PNG of the page at this window size; returns chromium's log.
+    #[track_caller]
+    pub fn screenshot(&self, page: &Path, png: &Path, width: u32, height: u32) -> Run {
+        let run = self
+            .run(
+                page,
+                &[
+                    &format!("--screenshot={}", png.display()),
+                    &format!("--window-size={width},{height}"),
+                    "--hide-scrollbars",
+                ],
+            )
+            .expect(0);
+        let bytes = std::fs::read(png).unwrap_or_default();
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+            "no screenshot at {} ({} bytes); chromium said:\n{}",
+            png.display(),
+            bytes.len(),
+            run.stderr
+        );
+        run
+    }
+}
+
+/// Console messages and uncaught errors chromium logged for a page.
+pub fn console_lines(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
+        .collect()
+}
