@@ -62,6 +62,14 @@ Examples:
   spec-notify drain --watch                   # long-running worker (systemd)")]
     Drain(DrainArgs),
 
+    /// Move this host's pending jobs into NATS JetStream ([spec_ops.webhooks.relay])
+    #[command(after_help = "\
+Examples:
+  spec-notify relay                 # one pass: publish every pending job, then stop
+  spec-notify relay --watch         # keep moving jobs as they are spooled (until SIGTERM)
+Workers deliver them: spec-notify drain --source nats --watch")]
+    Relay(RelayArgs),
+
     /// Send a signed sample event to one subscription right now (no spool)
     #[command(
         after_help = "Example:\n  spec-notify test SPEC-KIT-065 --subscription chatops-slack"
@@ -213,6 +221,29 @@ pub struct DrainArgs {
     /// How often --metrics rewrites FILE (and once more at the end)
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, requires = "metrics")]
     pub metrics_interval: Duration,
+    /// Take jobs from this host's spool, or from NATS JetStream (a worker
+    /// of the fleet; needs [spec_ops.webhooks.relay])
+    #[arg(long, value_enum, default_value = "spool", conflicts_with_all = ["spec", "metrics"])]
+    pub source: Source,
+}
+
+/// Where a command finds the jobs: this host's spool, or the NATS JetStream
+/// of `[spec_ops.webhooks.relay]` (every host's jobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Source {
+    #[default]
+    Spool,
+    Nats,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RelayArgs {
+    /// Keep running: move new jobs as they are spooled (until SIGTERM)
+    #[arg(long)]
+    pub watch: bool,
+    /// Started by emit (auto_drain): print only what needs attention
+    #[arg(long, hide = true)]
+    pub background: bool,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +286,9 @@ pub struct ListArgs {
     /// One JSON array on stdout
     #[arg(long)]
     pub json: bool,
+    /// This host's spool, or NATS JetStream (every host's jobs)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +361,9 @@ pub struct StatusArgs {
     pub spec: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// This host's spool, or NATS JetStream (every host's jobs)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

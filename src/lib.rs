@@ -22,6 +22,7 @@ pub mod health;
 pub mod http_server;
 pub mod kick;
 pub mod metrics;
+pub mod nats;
 pub mod output;
 pub mod publish;
 pub mod report;

@@ -6,6 +6,7 @@
 //! path, enable switch, secrets, `url_env` URLs, `env:` header values).
 
 mod raw;
+mod relay;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -20,6 +21,7 @@ use crate::exit::user_error;
 use crate::format::{Format, Style, Template};
 use crate::sign::{Scheme, Secret};
 use crate::url::{redact_url, redact_url_path};
+pub use relay::Relay;
 
 pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
 pub const ENABLED_ENV: &str = "SPECKIT_WEBHOOKS_ENABLED";
@@ -46,6 +48,9 @@ pub struct Config {
     /// Evidence paths in chat messages link under this URL.
     pub evidence_base_url: Option<String>,
     pub subscriptions: Vec<Subscription>,
+    /// `[spec_ops.webhooks.relay]`: NATS JetStream for `relay` and
+    /// `drain --source nats`.
+    pub relay: Option<Relay>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -483,6 +488,7 @@ impl Config {
             auto_drain: true,
             evidence_base_url: None,
             subscriptions: Vec::new(),
+            relay: None,
         }
     }
 
@@ -634,6 +640,7 @@ fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) ->
         )
         .map_or(c.max_evidence_bytes, |v| v as u64);
     c.auto_drain = raw.auto_drain.unwrap_or(c.auto_drain);
+    c.relay = raw.relay;
     if let Some(dir) = raw.spool_dir {
         c.spool_dir = base.join(dir);
     }

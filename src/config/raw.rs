@@ -23,6 +23,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "auto_drain",
     "evidence_base_url",
     "subscriptions",
+    "relay",
 ];
 const SUBSCRIPTION_KEYS: &[&str] = &[
     "id",
@@ -64,6 +65,7 @@ pub(super) struct Webhooks {
     pub auto_drain: Option<bool>,
     pub evidence_base_url: Option<String>,
     pub subscriptions: Vec<Subscription>,
+    pub relay: Option<super::relay::Relay>,
 }
 
 /// One `[[spec_ops.webhooks.subscriptions]]` table as written.
@@ -135,6 +137,7 @@ fn read_webhooks(table: &Table, problems: &Problems) -> Webhooks {
         evidence_dir: r.string("evidence_dir"),
         evidence_base_url: r.string("evidence_base_url"),
         subscriptions: read_subscriptions(table.get("subscriptions"), problems),
+        relay: super::relay::read(table.get("relay"), problems),
     }
 }
 
