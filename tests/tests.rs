@@ -16,6 +16,7 @@ mod hostile;
 mod isolation;
 mod list;
 mod metrics;
+mod nats;
 mod pause;
 mod realtime;
 mod receive;

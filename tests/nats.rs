@@ -1,0 +1,189 @@
+//! Scale-out on NATS JetStream with a real `nats-server` (support::nats):
+//! two spools ("hosts") emit, `relay` moves their jobs, two
+//! `drain --source nats` workers deliver each event once; a worker killed
+//! mid-request, a relay that died between publishing and deleting, and a
+//! server restart lose nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::nats::NatsServer;
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::*;
+
+const EVENT: &str = "spec-auto.stage.completed";
+
+fn host(nats: &NatsServer, rx: &Receiver, extra: &str) -> Env {
+    let config = format!(
+        "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nmax_concurrency = 3\n\n\
+         [spec_ops.webhooks.relay]\nurl = \"{}\"\nstream = \"T\"\n\n{}",
+        nats.url(),
+        subscription("hook", &rx.url("/hook"), &format!("jitter_ms = 0\n{extra}"))
+    );
+    Env::new(&config).env("SECRET_HOOK", "s3cret")
+}
+
+fn emit(env: &Env, spec: &str, n: usize) -> Vec<String> {
+    let line = format!("{{\"event\":{{\"type\":\"{EVENT}\"}},\"spec\":{{\"id\":\"{spec}\"}}}}\n");
+    let lines = line.repeat(n);
+    let run = env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes());
+    run.expect(0).ids()
+}
+
+fn worker(env: &Env) -> Spawned {
+    Spawned::new(
+        env.cmd(&["drain", "--source", "nats", "--watch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The jobs in the streams, by state, from `list --source nats --json`.
+fn listed(env: &Env) -> BTreeMap<String, usize> {
+    let run = env.run(&["list", "--source", "nats", "--json"]).expect(0);
+    let items: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let mut counts = BTreeMap::new();
+    for item in items {
+        *counts
+            .entry(item["state"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+fn ids_received(rx: &Receiver) -> Vec<String> {
+    rx.requests()
+        .iter()
+        .map(|r| r.header("X-SpecKit-Id").unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn two_hosts_relay_and_two_workers_deliver_every_event_exactly_once() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let (a, b) = (host(&nats, &rx, ""), host(&nats, &rx, ""));
+    let mut emitted: BTreeSet<String> = emit(&a, "SPEC-A", 25).into_iter().collect();
+    emitted.extend(emit(&b, "SPEC-B", 25));
+    assert_eq!(emitted.len(), 50);
+    a.run(&["relay"]).expect(0);
+    b.run(&["relay"]).expect(0);
+    assert!(a.job_files("SPEC-A", "pending").is_empty());
+    assert!(b.job_files("SPEC-B", "pending").is_empty());
+    assert!(a.job_files("SPEC-A", "active").is_empty());
+    // One view across both hosts, from either.
+    assert_eq!(listed(&a).get("pending"), Some(&50));
+    let status = b.run(&["status", "--source", "nats"]).expect(0);
+    assert!(status.stdout.contains("SPEC-A · hook"), "{}", status.stdout);
+    assert!(status.stdout.contains("SPEC-B · hook"), "{}", status.stdout);
+
+    let workers = [worker(&a), worker(&b)];
+    rx.wait_for(50, CEILING);
+    wait_until(CEILING, "the jobs stream to empty", || {
+        listed(&a).is_empty()
+    });
+    drop(workers);
+    let got = ids_received(&rx);
+    let unique: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(unique, emitted, "every event delivered");
+    assert_eq!(got.len(), 50, "and each exactly once: {got:?}");
+}
+
+#[test]
+fn retries_and_dead_letters_go_through_the_streams() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // The first attempt fails (retry), the second is refused for good
+    // (dead): both settle through JetStream, not the spool.
+    rx.script("/hook", [Reply::Status(503), Reply::Status(400)]);
+    let a = host(&nats, &rx, "max_attempts = 3\ninitial_backoff_ms = 200");
+    let ids = emit(&a, "SPEC-A", 1);
+    a.run(&["relay"]).expect(0);
+    let w = worker(&a);
+    rx.wait_for(2, CEILING);
+    wait_until(CEILING, "the job to be dead", || {
+        listed(&a) == BTreeMap::from([("dead".to_string(), 1)])
+    });
+    drop(w);
+    let got = ids_received(&rx);
+    assert_eq!(got, vec![ids[0].clone(), ids[0].clone()]);
+    let status = a.run(&["status", "--source", "nats"]).expect(1);
+    assert!(status.stdout.contains("dead      1"), "{}", status.stdout);
+}
+
+#[test]
+fn a_killed_worker_a_crashed_relay_and_a_server_restart_lose_nothing() {
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // The first request hangs: the worker is killed while it waits.
+    rx.script("/hook", [Reply::Slow(Duration::from_secs(20), 204)]);
+    let a = host(&nats, &rx, "per_request_timeout_ms = 30000");
+    let first = emit(&a, "SPEC-A", 1);
+
+    // A relay that died after the server stored the job but before it
+    // deleted its local copy leaves the job in active/: copy it there.
+    let pending = a.job_files("SPEC-A", "pending");
+    let saved = std::fs::read(&pending[0]).unwrap();
+    a.run(&["relay"]).expect(0);
+    let active = a.spool_root().join("SPEC-A/active");
+    std::fs::write(active.join(pending[0].file_name().unwrap()), &saved).unwrap();
+    // The next relay publishes it again: the server stores it once.
+    a.run(&["relay"]).expect(0);
+    assert!(a.job_files("SPEC-A", "active").is_empty());
+    assert_eq!(listed(&a).get("pending"), Some(&1));
+
+    let mut w1 = worker(&a);
+    rx.wait_for(1, CEILING);
+    w1.signal("KILL");
+    drop(w1);
+
+    // The server restarts while more jobs wait.
+    let more = emit(&a, "SPEC-A", 5);
+    a.run(&["relay"]).expect(0);
+    nats.restart();
+    let w2 = worker(&a);
+    // The killed worker's job comes back after the ack wait.
+    wait_until(CEILING, "every job to be delivered", || {
+        let got: BTreeSet<String> = ids_received(&rx).into_iter().collect();
+        first.iter().chain(&more).all(|id| got.contains(id))
+    });
+    wait_until(CEILING, "the jobs stream to empty", || {
+        listed(&a).is_empty()
+    });
+    drop(w2);
+    let got = ids_received(&rx);
+    // Only the interrupted delivery was sent twice (same X-SpecKit-Id).
+    assert_eq!(got.len(), 7, "{got:?}");
+    assert_eq!(got.iter().filter(|id| **id == first[0]).count(), 2);
+}
+
+#[test]
+fn the_nats_commands_need_a_relay_table() {
+    let rx = Receiver::start();
+    let env = Env::new(&config_with(&subscription("hook", &rx.url("/"), "")));
+    for args in [
+        &["relay"][..],
+        &["drain", "--source", "nats"],
+        &["list", "--source", "nats"],
+        &["status", "--source", "nats"],
+    ] {
+        let run = env.run(args).expect(2);
+        assert!(
+            run.stderr.contains("[spec_ops.webhooks.relay]"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
