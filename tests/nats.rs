@@ -144,7 +144,7 @@ fn a_killed_worker_a_crashed_relay_and_a_server_restart_lose_nothing() {
     assert!(a.job_files("SPEC-A", "active").is_empty());
     assert_eq!(listed(&a).get("pending"), Some(&1));
 
-    let mut w1 = worker(&a);
+    let w1 = worker(&a);
     rx.wait_for(1, CEILING);
     w1.signal("KILL");
     drop(w1);
