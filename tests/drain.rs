@@ -13,12 +13,7 @@ use crate::support::*;
 const SECRET: &str = "It's a Secret to Everybody 7f3a";
 
 fn emit_stage(env: &Env, spec: &str) -> Vec<String> {
-    emit_plan(env, spec)
-        .expect(0)
-        .lines()
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    emit_plan(env, spec).expect(0).ids()
 }
 
 fn expected_signature(body: &[u8]) -> String {
