@@ -319,6 +319,10 @@ pub struct ReplayArgs {
     pub no_drain: bool,
     #[arg(long)]
     pub json: bool,
+    /// This host's spool, or NATS JetStream's dead stream (every host's
+    /// dead jobs; the workers deliver them)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
@@ -337,6 +341,9 @@ pub struct DiscardArgs {
     pub all_dead: bool,
     #[arg(long, value_name = "ID", requires = "all_dead", value_parser = subscription_id)]
     pub subscription: Option<String>,
+    /// This host's spool, or NATS JetStream's dead stream (every host's)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
@@ -388,6 +395,10 @@ pub struct HistoryArgs {
     /// [default: table on a terminal, jsonl otherwise]
     #[arg(long, value_enum)]
     pub format: Option<HistoryFormat>,
+    /// This host's attempt log, or NATS JetStream's evidence stream (every
+    /// worker's attempts)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,8 @@
 //! two spools ("hosts") emit, `relay` moves their jobs, two
 //! `drain --source nats` workers deliver each event once; a worker killed
 //! mid-request, a relay that died between publishing and deleting, and a
-//! server restart lose nothing.
+//! server restart lose nothing; `replay`, `discard` and `history` act on
+//! the streams from any host.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
@@ -169,6 +170,102 @@ fn a_killed_worker_a_crashed_relay_and_a_server_restart_lose_nothing() {
     assert_eq!(got.iter().filter(|id| **id == first[0]).count(), 2);
 }
 
+/// `history --source nats`: (delivery id, outcome) of every record of SPEC-A.
+fn history(env: &Env) -> Vec<(String, String)> {
+    let run = env
+        .run(&["history", "SPEC-A", "--source", "nats", "--format", "jsonl"])
+        .expect(0);
+    run.stdout
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            (
+                record["delivery_id"].as_str().unwrap().to_string(),
+                record["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn replay_and_discard_act_on_the_dead_stream_and_history_reads_the_evidence_stream() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // Both jobs are refused for good (dead); anything later is accepted.
+    rx.script("/hook", [Reply::Status(400), Reply::Status(400)]);
+    let a = host(&nats, &rx, "");
+    let ids = emit(&a, "SPEC-A", 2);
+    a.run(&["relay"]).expect(0);
+    let w = worker(&a);
+    wait_until(CEILING, "both jobs to be dead", || {
+        listed(&a) == BTreeMap::from([("dead".to_string(), 2)])
+    });
+
+    // Nothing changes for an id that is not dead.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    for command in ["replay", "discard"] {
+        let run = a
+            .run(&[
+                command,
+                "SPEC-A",
+                "--source",
+                "nats",
+                "--delivery-id",
+                unknown,
+            ])
+            .expect(2);
+        assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    }
+    assert_eq!(listed(&a), BTreeMap::from([("dead".to_string(), 2)]));
+
+    // Another host's operator replays one and discards the other.
+    let b = host(&nats, &rx, "");
+    let replay = b
+        .run(&[
+            "replay",
+            "SPEC-A",
+            "--source",
+            "nats",
+            "--delivery-id",
+            &ids[0],
+            "--json",
+        ])
+        .expect(0);
+    assert!(replay.stdout.contains(&ids[0]), "{}", replay.stdout);
+    b.run(&[
+        "discard",
+        "SPEC-A",
+        "--source",
+        "nats",
+        "--delivery-id",
+        &ids[1],
+    ])
+    .expect(0);
+    // The worker delivers the replayed job under its delivery id.
+    rx.wait_for(3, CEILING);
+    wait_until(CEILING, "the streams to empty", || listed(&a).is_empty());
+    drop(w);
+    let got = ids_received(&rx);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[2], ids[0], "the replayed job, same id: {got:?}");
+
+    // Every act is in the evidence stream, readable from any host.
+    let seen = history(&b);
+    let of = |id: &str| -> Vec<String> {
+        seen.iter()
+            .filter(|(d, _)| d == id)
+            .map(|(_, o)| o.clone())
+            .collect()
+    };
+    assert_eq!(of(&ids[0]), ["dead", "requeued", "delivered"], "{seen:?}");
+    assert_eq!(of(&ids[1]), ["dead", "discarded"], "{seen:?}");
+    // Nothing left to replay: a note, exit 0.
+    b.run(&["replay", "SPEC-A", "--source", "nats", "--all-dead"])
+        .expect(0);
+}
+
 #[test]
 fn the_nats_commands_need_a_relay_table() {
     let rx = Receiver::start();
@@ -178,6 +275,9 @@ fn the_nats_commands_need_a_relay_table() {
         &["drain", "--source", "nats"],
         &["list", "--source", "nats"],
         &["status", "--source", "nats"],
+        &["history", "SPEC-A", "--source", "nats"],
+        &["replay", "SPEC-A", "--source", "nats", "--all-dead"],
+        &["discard", "SPEC-A", "--source", "nats", "--all-dead"],
     ] {
         let run = env.run(args).expect(2);
         assert!(

@@ -1,6 +1,7 @@
-//! `--source nats` for `drain`, `list` and `status`: the same engine and the
-//! same tables, on NATS JetStream instead of this host's spool (see
-//! `crate::nats`). Commands reach NATS only through here.
+//! `--source nats` for `drain`, `list`, `status`, `history`, `replay` and
+//! `discard`: the same engine and the same tables, on NATS JetStream instead
+//! of this host's spool (see `crate::nats`). Commands reach NATS only
+//! through here.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -8,10 +9,12 @@ use std::io::{self, Write};
 use anyhow::{Context, Result};
 
 use super::Ctx;
-use crate::cli::{DrainArgs, StatusArgs};
+use crate::cli::{DiscardArgs, DrainArgs, ReplayArgs, StatusArgs};
 use crate::config::Config;
 use crate::drain::{Drainer, Options, Stop};
+use crate::evidence::Record;
 use crate::exit::{ExitCode, user_error};
+use crate::nats::dead::{self, Dead};
 use crate::nats::queue::NatsQueue;
 use crate::nats::{Nats, view};
 use crate::spool::{Meta, State};
@@ -175,4 +178,145 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Success
     })
+}
+
+/// `history --source nats`: every record of the evidence stream (the
+/// caller keeps one SPEC's).
+pub fn history(config: &Config) -> Result<Vec<Record>> {
+    let nats = connect(config, "history")?;
+    let (records, skipped) = view::evidence(&nats)?;
+    if skipped > 0 {
+        output::warn(format_args!(
+            "{skipped} message(s) in stream {} are not evidence records; skipped",
+            nats.names.evidence
+        ));
+    }
+    Ok(records)
+}
+
+/// The dead jobs of `spec` an operator named: one delivery id (an error,
+/// changing nothing, when it is not dead), or every one matching the
+/// filters.
+fn choose_dead(
+    nats: &Nats,
+    spec: &str,
+    delivery_id: Option<&str>,
+    keep: impl Fn(&Meta) -> bool,
+    command: &str,
+) -> Result<Vec<Dead>> {
+    let (found, unreadable) = dead::jobs(nats)?;
+    if unreadable > 0 {
+        output::warn(format_args!(
+            "{unreadable} message(s) in stream {} are not jobs; skipped",
+            nats.names.dead
+        ));
+    }
+    let of_spec = found.into_iter().filter(|d| d.job.meta.spec == spec);
+    let Some(id) = delivery_id else {
+        return Ok(of_spec.filter(|d| keep(&d.job.meta)).collect());
+    };
+    let chosen: Vec<Dead> = of_spec.filter(|d| d.job.meta.delivery_id == id).collect();
+    if !chosen.is_empty() {
+        return Ok(chosen);
+    }
+    let why = if dead::is_waiting(nats, id)? {
+        format!(
+            "it waits in stream {} (not dead); the workers deliver it",
+            nats.names.jobs
+        )
+    } else {
+        format!(
+            "no dead job of {spec} in stream {} has that id (see `spec-notify list {spec} --source nats --state dead`)",
+            nats.names.dead
+        )
+    };
+    Err(user_error(format!(
+        "cannot {command} {id}: {why}; nothing was changed"
+    )))
+}
+
+/// `replay --source nats`: dead jobs go back to the jobs stream with their
+/// delivery id kept and attempts reset; the workers deliver them.
+pub fn replay(config: &Config, args: &ReplayArgs) -> Result<ExitCode> {
+    let nats = connect(config, "replay")?;
+    let chosen = choose_dead(
+        &nats,
+        &args.spec,
+        args.delivery_id.as_deref(),
+        |meta| {
+            let at = meta.finished_at_ms.unwrap_or(meta.created_at_ms);
+            args.subscription
+                .as_deref()
+                .is_none_or(|s| s == meta.subscription)
+                && args.since.is_none_or(|t| at >= t)
+                && args.until.is_none_or(|t| at <= t)
+        },
+        "replay",
+    )?;
+    if chosen.is_empty() {
+        output::note(format_args!(
+            "no dead jobs of {} match in stream {}; nothing replayed",
+            args.spec, nats.names.dead
+        ));
+        if args.json {
+            output::print_json(&serde_json::json!([]))?;
+        }
+        return Ok(ExitCode::Success);
+    }
+    let now = clock::now_ms();
+    let mut rows = Vec::new();
+    for Dead { seq, mut job } in chosen {
+        super::replay::reset(&mut job.meta, now);
+        let record = super::replay::requeued_record(config, &job.meta, State::Dead, now);
+        dead::replay(&nats, seq, &job, &record)?;
+        output::note(format_args!(
+            "requeued {} ({}, was dead)",
+            job.meta.delivery_id, job.meta.subscription
+        ));
+        rows.push(serde_json::json!({"delivery_id": job.meta.delivery_id, "outcome": "requeued"}));
+    }
+    output::note(format_args!(
+        "{} job(s) back in stream {}: the workers (`spec-notify drain --source nats`) deliver them",
+        rows.len(),
+        nats.names.jobs
+    ));
+    if args.json {
+        output::print_json(&rows)?;
+    }
+    Ok(ExitCode::Success)
+}
+
+/// `discard --source nats`: deletes dead jobs from the dead stream, one
+/// `discarded` record each in the evidence stream.
+pub fn discard(config: &Config, args: &DiscardArgs) -> Result<ExitCode> {
+    let nats = connect(config, "discard")?;
+    let chosen = choose_dead(
+        &nats,
+        &args.spec,
+        args.delivery_id.as_deref(),
+        |meta| {
+            args.subscription
+                .as_deref()
+                .is_none_or(|s| s == meta.subscription)
+        },
+        "discard",
+    )?;
+    if chosen.is_empty() {
+        println!(
+            "no dead jobs to discard in {} (stream {})",
+            args.spec, nats.names.dead
+        );
+        return Ok(ExitCode::Success);
+    }
+    let mut done = Vec::new();
+    for Dead { seq, job } in chosen {
+        let record = super::discard::discard_record(config, &job.meta);
+        if let Err(e) = dead::discard(&nats, seq, &record) {
+            super::discard::print_discarded(&args.spec, &done)?;
+            return Err(e);
+        }
+        done.push((job.meta.file_name(), job.meta));
+    }
+    super::discard::print_discarded(&args.spec, &done)?;
+    Ok(ExitCode::Success)
 }

@@ -6,7 +6,9 @@
 //! - [`queue`]: [`queue::NatsQueue`], the drain engine's [`crate::drain::queue::Queue`]
 //!   on a shared durable pull consumer (`drain --source nats`).
 //! - [`relay`]: moves a host's pending jobs into the jobs stream.
-//! - [`view`]: reads the streams and the breaker bucket for `list` and `status`.
+//! - [`view`]: reads the streams and the breaker bucket for `list`, `status`
+//!   and `history`.
+//! - [`dead`]: `replay` and `discard` on the dead stream, logged as evidence.
 //!
 //! Layout, for a prefix `P` (`stream` in `[spec_ops.webhooks.relay]`):
 //! stream `P_JOBS` (work queue, subject `P.jobs`, one message per job in the
@@ -15,6 +17,7 @@
 //! message) and the KV bucket `P_CIRCUITS` (one breaker state per
 //! subscription). Only APIs of nats-server 2.9 are used.
 
+pub mod dead;
 pub mod queue;
 pub mod relay;
 pub mod view;

@@ -1,11 +1,12 @@
 //! The operator's view across every host: the jobs waiting in the jobs
-//! stream (including those a worker holds right now), the dead stream and
-//! the breaker bucket. Read-only.
+//! stream (including those a worker holds right now), the dead stream, the
+//! evidence stream and the breaker bucket. Read-only.
 
 use anyhow::Result;
 
 use super::Nats;
 use crate::circuit::Circuit;
+use crate::evidence::Record;
 use crate::spool::{Meta, State};
 
 /// One job as the streams hold it: its metadata (the first line).
@@ -51,4 +52,18 @@ pub fn circuits(nats: &Nats) -> Result<Vec<(String, Circuit)>> {
         }
     }
     Ok(out)
+}
+
+/// Every evidence record in the stream, oldest first, and how many
+/// messages did not parse.
+pub fn evidence(nats: &Nats) -> Result<(Vec<Record>, usize)> {
+    let mut records = Vec::new();
+    let mut skipped = 0;
+    for (_, payload) in nats.read_stream(&nats.names.evidence)? {
+        match serde_json::from_slice(&payload) {
+            Ok(record) => records.push(record),
+            Err(_) => skipped += 1,
+        }
+    }
+    Ok((records, skipped))
 }
