@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::nats::NatsServer;
+use crate::support::nats::{NatsCluster, NatsServer};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::*;
 
@@ -264,6 +264,53 @@ fn replay_and_discard_act_on_the_dead_stream_and_history_reads_the_evidence_stre
     // Nothing left to replay: a note, exit 0.
     b.run(&["replay", "SPEC-A", "--source", "nats", "--all-dead"])
         .expect(0);
+}
+
+#[test]
+fn a_three_node_cluster_loses_a_node_during_delivery_and_every_event_is_delivered() {
+    let Some(mut cluster) = NatsCluster::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // Each answer takes a moment, so the node dies with deliveries under
+    // way (a stream kept on one node would stop with it: replicas 3 carry on).
+    rx.set_default(Reply::Slow(Duration::from_millis(100), 204));
+    let urls = cluster
+        .urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = format!(
+        "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nmax_concurrency = 3\n\n\
+         [spec_ops.webhooks.relay]\nurl = [{urls}]\nstream = \"C\"\nreplicas = 3\n\n{}",
+        subscription("hook", &rx.url("/hook"), "jitter_ms = 0")
+    );
+    let a = Env::new(&config).env("SECRET_HOOK", "s3cret");
+    let emitted: BTreeSet<String> = emit(&a, "SPEC-A", 60).into_iter().collect();
+    a.run(&["relay"]).expect(0);
+    assert_eq!(listed(&a).get("pending"), Some(&60));
+
+    let workers = [worker(&a), worker(&a)];
+    rx.wait_for(10, CEILING);
+    // The node leading the jobs stream: the harshest one to lose.
+    let leader = cluster.stream_leader("C_JOBS");
+    cluster.nodes[leader].kill();
+    wait_until(CEILING, "every event to be delivered", || {
+        let got: BTreeSet<String> = ids_received(&rx).into_iter().collect();
+        got.is_superset(&emitted)
+    });
+    // A command may fail while the cluster elects new leaders (it says
+    // so and exits 1): ask again until the streams answer empty.
+    wait_until(CEILING, "the jobs stream to empty", || {
+        let run = a.run(&["list", "--source", "nats", "--json"]);
+        run.code == 0 && run.stdout.trim() == "[]"
+    });
+    drop(workers);
+    let got = ids_received(&rx);
+    // Nothing foreign; a repeat only under the same X-SpecKit-Id (a job
+    // whose ack died with the node).
+    assert!(got.iter().all(|id| emitted.contains(id)), "{got:?}");
 }
 
 #[test]
