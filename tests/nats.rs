@@ -314,6 +314,40 @@ fn a_three_node_cluster_loses_a_node_during_delivery_and_every_event_is_delivere
 }
 
 #[test]
+fn check_shows_the_relay_without_credentials() {
+    let rx = Receiver::start();
+    let config = format!(
+        "[spec_ops.webhooks]\nenabled = true\n\n[spec_ops.webhooks.relay]\n\
+         url = [\"nats://alice:pw-in-url@10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n\
+         credentials_env = \"NATS_TOKEN\"\nstream = \"FLEET\"\nreplicas = 3\n\n{}",
+        subscription("hook", &rx.url("/"), "")
+    );
+    let env = Env::new(&config).env("SECRET_HOOK", "s3cret");
+    // The credentials are a secret like the others: check needs them set.
+    let run = env.run(&["check"]).expect(2);
+    assert!(run.stderr.contains("NATS_TOKEN is unset"), "{}", run.stderr);
+    let env = env.env("NATS_TOKEN", "tok-secret-value");
+    let run = env.run(&["check"]).expect(0);
+    assert!(
+        run.stdout.contains(
+            "relay:    NATS JetStream nats://10.0.0.1:4222, nats://10.0.0.2:4222; streams FLEET_*; replicas 3; credentials NATS_TOKEN (set)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let json = env.run(&["check", "--json"]).expect(0);
+    let value: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value["relay"]["replicas"], 3);
+    assert_eq!(value["relay"]["credentials_set"], true);
+    for out in [&run.stdout, &run.stderr, &json.stdout, &json.stderr] {
+        assert!(
+            !out.contains("pw-in-url") && !out.contains("tok-secret"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
 fn the_nats_commands_need_a_relay_table() {
     let rx = Receiver::start();
     let env = Env::new(&config_with(&subscription("hook", &rx.url("/"), "")));

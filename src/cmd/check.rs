@@ -1,5 +1,5 @@
 //! `spec-notify check`: validate the config (secrets included) and summarise
-//! it; warn about what is valid but likely wrong (a rotation left on, a chat
+//! it (the relay to NATS too, credentials never shown); warn about what is valid but likely wrong (a rotation left on, a chat
 //! webhook sent the wrong format).
 
 use std::io::Write;
@@ -88,6 +88,13 @@ fn print_summary(config: &Config) -> Result<()> {
         "limits:   max_concurrency {}, max_spool_jobs {} per SPEC, max_evidence_bytes {}, auto_drain {}",
         config.max_concurrency, config.max_spool_jobs, config.max_evidence_bytes, config.auto_drain
     )?;
+    if let Some(relay) = &config.relay {
+        let [urls, stream, replicas, credentials] = relay_fields(relay);
+        writeln!(
+            out,
+            "relay:    NATS JetStream {urls}; streams {stream}_*; replicas {replicas}; credentials {credentials}"
+        )?;
+    }
     writeln!(out, "subscriptions ({}):", config.subscriptions.len())?;
     let rows: Vec<Vec<String>> = config
         .subscriptions
@@ -132,6 +139,22 @@ fn print_summary(config: &Config) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `[spec_ops.webhooks.relay]` for people: URLs without userinfo, and the
+/// credentials' variable with whether it is set (never its value).
+fn relay_fields(relay: &crate::config::Relay) -> [String; 4] {
+    let credentials = match (&relay.credentials_env, relay.credentials()) {
+        (Some(var), Ok(_)) => format!("{var} (set)"),
+        (Some(var), Err(_)) => format!("{var} (UNSET)"),
+        (None, _) => "none".into(),
+    };
+    [
+        relay.shown_urls().join(", "),
+        relay.stream.clone(),
+        relay.replicas.to_string(),
+        credentials,
+    ]
 }
 
 fn describe_filters(s: &crate::config::Subscription) -> String {
@@ -184,6 +207,13 @@ fn summary_json(config: &Config) -> serde_json::Value {
         "spool_dir": config.spool_dir,
         "evidence_dir": config.evidence_dir,
         "valid": true,
+        "relay": config.relay.as_ref().map(|r| json!({
+            "urls": r.shown_urls(),
+            "stream": r.stream,
+            "replicas": r.replicas,
+            "credentials_env": r.credentials_env,
+            "credentials_set": r.credentials().is_ok_and(|c| c.is_some()),
+        })),
         "subscriptions": subs,
     })
 }

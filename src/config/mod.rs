@@ -466,6 +466,9 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
                 problems.key(&at, "headers", format!("`{name}`: {why}"));
             }
         }
+        if let Some(Err(line)) = config.relay.as_ref().map(Relay::credentials) {
+            problems.push_line(line);
+        }
         for p in config.secret_format_problems() {
             problems.push_line(p);
         }

@@ -26,6 +26,12 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// The server URLs as messages and `check` show them: no userinfo (a
+    /// `nats://user:password@host` keeps its password to itself).
+    pub fn shown_urls(&self) -> Vec<String> {
+        self.urls.iter().map(|u| shown(u)).collect()
+    }
+
     /// The credentials, read from the environment now (never stored).
     pub fn credentials(&self) -> Result<Option<String>, String> {
         let Some(var) = &self.credentials_env else {
@@ -144,11 +150,21 @@ pub(super) fn read(value: Option<&Value>, problems: &Problems) -> Option<Relay> 
     })
 }
 
+/// A URL without its userinfo (and without the `/` a bare address gains
+/// on the way through the URL parser).
+fn shown(url: &str) -> String {
+    let shown = crate::url::redact_url(url);
+    match url.ends_with('/') {
+        true => shown,
+        false => shown.trim_end_matches('/').to_string(),
+    }
+}
+
 fn check_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("nats://")
         .or_else(|| url.strip_prefix("tls://"))
-        .ok_or_else(|| format!("`{url}` must start with nats:// or tls://"))?;
+        .ok_or_else(|| format!("`{}` must start with nats:// or tls://", shown(url)))?;
     let host_port = rest.rsplit('@').next().unwrap_or(rest);
     let ok = host_port
         .rsplit_once(':')
@@ -157,7 +173,8 @@ fn check_url(url: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{url}` is not a NATS server address: write it like nats://127.0.0.1:4222"
+            "`{}` is not a NATS server address: write it like nats://127.0.0.1:4222",
+            shown(url)
         ))
     }
 }
@@ -214,6 +231,17 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} in {text}");
         }
+    }
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        let (r, p) = relay("[relay]\nurl = \"nats://alice:hunter2@10.0.0.1:4222\"\n");
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(r.unwrap().shown_urls(), ["nats://10.0.0.1:4222"]);
+        let (_, p) = relay("[relay]\nurl = \"nats://alice:hunter2@10.0.0.1\"\n");
+        let text = p.join("\n");
+        assert!(text.contains("not a NATS server address"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]

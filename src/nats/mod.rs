@@ -134,12 +134,7 @@ pub struct Nats {
 
 /// Where messages name the server.
 fn shown(relay: &Relay) -> String {
-    relay
-        .urls
-        .iter()
-        .map(|u| crate::url::redact_url(u))
-        .collect::<Vec<_>>()
-        .join(", ")
+    relay.shown_urls().join(", ")
 }
 
 impl Nats {
