@@ -22,9 +22,9 @@ pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
 
 /// `1048576 bytes (1 MiB)`: a cap as people read it.
 pub fn bytes_text(n: usize) -> String {
-    if n >= 1024 * 1024 && n % (1024 * 1024) == 0 {
+    if n >= 1024 * 1024 && n.is_multiple_of(1024 * 1024) {
         format!("{n} bytes ({} MiB)", n / (1024 * 1024))
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{n} bytes ({} KiB)", n / 1024)
     } else {
         format!("{n} bytes")
