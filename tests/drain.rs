@@ -13,21 +13,7 @@ use crate::support::*;
 const SECRET: &str = "It's a Secret to Everybody 7f3a";
 
 fn emit_stage(env: &Env, spec: &str) -> Vec<String> {
-    env.run(&[
-        "emit",
-        "--spec",
-        spec,
-        "--event",
-        "spec-auto.stage.completed",
-        "--stage",
-        "Plan",
-        "--status",
-        "success",
-    ])
-    .expect(0)
-    .ids()
-    .into_iter()
-    .collect()
+    emit_plan(env, spec).expect(0).ids()
 }
 
 fn expected_signature(body: &[u8]) -> String {
