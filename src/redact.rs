@@ -54,12 +54,18 @@ impl Masks {
     }
 
     /// Adds values (and the forms a JSON echo gives them) not known yet.
+    /// Cheap for known values: every request calls it.
     pub fn remember<S: AsRef<str>>(&self, values: impl IntoIterator<Item = S>) {
         let mut new: Vec<String> = Vec::new();
         {
             let known = self.values.read().unwrap_or_else(|e| e.into_inner());
             for value in values {
-                for form in echoed_forms(value.as_ref()) {
+                let value = value.as_ref();
+                // A value is remembered with all its forms at once.
+                if value.chars().count() < MIN_LEN || known.iter().any(|k| k == value) {
+                    continue;
+                }
+                for form in echoed_forms(value) {
                     if form.chars().count() >= MIN_LEN
                         && !known.contains(&form)
                         && !new.contains(&form)
