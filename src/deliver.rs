@@ -2,7 +2,9 @@
 //! subscription's format, rendered from the envelope at send time and signed
 //! as sent; the headers, extra ones included) and POSTs it with a shared
 //! ureq agent (keep-alive, no redirects, per-request timeout covering connect
-//! and the whole response). Never touches the filesystem.
+//! and the whole response). Every credential a request carries is
+//! remembered by [`crate::redact`] and hidden in the answer before anyone
+//! stores or shows it. Never touches the filesystem.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -229,13 +231,30 @@ pub fn request(
             Some(_) => extra.value(&sub.id)?,
             None => extra.shown(),
         };
+        if secret.is_some() {
+            remember_header_value(&value);
+        }
         headers.push((extra.name.clone(), value));
     }
+    if let Some((secret, previous)) = secret {
+        for secret in std::iter::once(secret).chain(previous) {
+            let value = secret.as_str();
+            crate::redact::remember([value, value.strip_prefix("whsec_").unwrap_or(value)]);
+        }
+    }
+    crate::redact::remember(crate::url::credentials(&sub.url, sub.url_env.is_some()));
     Ok(Request {
         body,
         headers,
         shown_headers,
     })
+}
+
+/// An extra header's value is a credential (`Authorization`, an API key);
+/// so is its last word (the token of `Bearer <token>`).
+fn remember_header_value(value: &str) {
+    let token = value.rsplit(' ').next().unwrap_or(value);
+    crate::redact::remember([value, token]);
 }
 
 /// The headers of a delivery as shown (extra header values redacted): what
@@ -290,11 +309,11 @@ pub fn send(
                 status,
                 retry_after,
                 disable,
-                body: bytes,
+                body: crate::redact::hide(&bytes).into_owned(),
             }
         }
         Err(error) => Answer::Failed {
-            error: describe_error(&error, url, timeout),
+            error: crate::redact::hide_str(&describe_error(&error, url, timeout)).into_owned(),
         },
     };
     (answer, started.elapsed())
