@@ -16,7 +16,7 @@ use anyhow::Result;
 
 use crate::config::Config;
 use crate::evidence::{Outcome, Record};
-use crate::health::{self, Health, Snapshot};
+use crate::health::{self, Health, Snapshot, Source};
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 pub const BUCKETS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -129,9 +129,20 @@ pub fn escape_label(value: &str) -> String {
 /// Reads every SPEC's spool and attempt logs at `now_ms` and renders the
 /// exposition; the snapshot says what could not be read.
 pub fn collect(config: &Config, now_ms: u64) -> Result<(String, Snapshot)> {
-    let specs = health::all_specs(config)?;
+    collect_from(&health::Local::new(config), config, now_ms)
+}
+
+/// [`collect`] on any health source (every SPEC it holds).
+pub fn collect_from(
+    source: &dyn Source,
+    config: &Config,
+    now_ms: u64,
+) -> Result<(String, Snapshot)> {
+    let specs = source.specs()?;
     let mut counters = Counters::default();
-    let snapshot = health::gather(config, &specs, None, now_ms, &mut |r| counters.add(r))?;
+    let snapshot = health::gather_from(source, config, &specs, None, now_ms, &mut |r| {
+        counters.add(r)
+    })?;
     Ok((render(&snapshot, &counters), snapshot))
 }
 

@@ -247,8 +247,10 @@ pub fn warn_unparseable(skipped: usize, dir: &Path) {
 /// jobs, attempt-log lines that do not parse.
 pub fn warn_snapshot(snapshot: &crate::health::Snapshot) {
     warn_unreadable(&snapshot.unreadable);
-    for (skipped, dir) in &snapshot.unparseable {
-        warn_unparseable(*skipped, dir);
+    for (skipped, place) in &snapshot.unparseable {
+        output::warn(format_args!(
+            "skipped {skipped} unparseable lines in {place}"
+        ));
     }
 }
 

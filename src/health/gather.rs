@@ -1,18 +1,18 @@
-//! Reads what health is computed from: every job's metadata in the spool,
-//! the attempt logs (streamed, never all in memory) and the shared circuit
-//! states, into a [`Snapshot`] per SPEC and per subscription. Read-only: it
-//! never moves or rewrites a file; what it cannot read is returned for the
-//! command to name.
+//! Reads what health is computed from, through a [`Source`] (this host's
+//! spool by default): every job's metadata, the attempt records (streamed,
+//! never all in memory) and the shared circuit states, into a [`Snapshot`]
+//! per SPEC and per subscription. Read-only: it never moves or rewrites a
+//! job; what it cannot read is returned for the command to name.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 
+use super::source::{Local, Source};
 use super::{AttemptStats, Counts, Health, StatsBuilder};
 use crate::circuit::Circuit;
 use crate::config::Config;
-use crate::evidence::{Evidence, Record};
+use crate::evidence::{Outcome, Record};
 use crate::spool::{Entry, Spool, State, Unreadable};
 
 /// One subscription within one SPEC.
@@ -59,10 +59,11 @@ pub struct Snapshot {
     pub specs: Vec<SpecHealth>,
     /// Configured subscriptions first in config order, then any other seen.
     pub subscriptions: Vec<SubscriptionHealth>,
-    /// Spool files that are not jobs (skipped; the drain quarantines them).
+    /// Jobs that could not be read (skipped; the drain quarantines them).
     pub unreadable: Vec<Unreadable>,
-    /// Attempt-log lines that did not parse: (how many, evidence folder).
-    pub unparseable: Vec<(usize, PathBuf)>,
+    /// Attempt records that did not parse: (how many, where: "the attempt
+    /// log under `…`", "stream …").
+    pub unparseable: Vec<(usize, String)>,
 }
 
 impl Snapshot {
@@ -71,9 +72,8 @@ impl Snapshot {
     }
 }
 
-/// Reads `specs` at `now_ms`. Attempts at or after `since_ms` (all, when
-/// `None`) count in the stats; every record in that window, attempt or
-/// not, is also handed to `visit` in log order, for charts and counters.
+/// Reads `specs` from this host's spool and attempt logs: [`gather_from`]
+/// on [`Local`].
 pub fn gather(
     config: &Config,
     specs: &[String],
@@ -81,7 +81,22 @@ pub fn gather(
     now_ms: u64,
     visit: &mut dyn FnMut(&Record),
 ) -> Result<Snapshot> {
-    let spool = Spool::new(&config.spool_dir);
+    gather_from(&Local::new(config), config, specs, since_ms, now_ms, visit)
+}
+
+/// Reads `specs` from `source` at `now_ms`. Attempts at or after `since_ms`
+/// (all, when `None`) count in the stats; every record in that window,
+/// attempt or not, is also handed to `visit` in log order, for charts and
+/// counters. When the source does not keep delivered jobs, a job counts as
+/// delivered once per delivery id with a delivered attempt (in any window).
+pub fn gather_from(
+    source: &dyn Source,
+    config: &Config,
+    specs: &[String],
+    since_ms: Option<u64>,
+    now_ms: u64,
+    visit: &mut dyn FnMut(&Record),
+) -> Result<Snapshot> {
     let mut snapshot = Snapshot {
         now_ms,
         since_ms,
@@ -89,11 +104,10 @@ pub fn gather(
     };
     let mut totals: BTreeMap<String, (Counts, StatsBuilder, Option<u64>)> = BTreeMap::new();
     for spec in specs {
-        let spec_spool = spool.spec(spec);
         let mut counts: BTreeMap<String, (Counts, StatsBuilder, Option<u64>)> = BTreeMap::new();
         let mut jobs = Vec::new();
         for state in State::JOBS {
-            let scan = spec_spool.scan(state)?;
+            let scan = source.scan(spec, state)?;
             snapshot.unreadable.extend(scan.unreadable);
             for entry in scan.entries {
                 for map in [&mut counts, &mut totals] {
@@ -107,8 +121,11 @@ pub fn gather(
                 jobs.push(entry);
             }
         }
-        let evidence = Evidence::new(config.evidence_for(spec), config.max_evidence_bytes);
-        let skipped = evidence.for_each_record(|record| {
+        let mut delivered: BTreeSet<(String, String)> = BTreeSet::new();
+        let (skipped, place) = source.records(spec, &mut |record| {
+            if !source.keeps_delivered() && record.outcome == Outcome::Delivered {
+                delivered.insert((record.subscription.clone(), record.delivery_id.clone()));
+            }
             if since_ms.is_some_and(|since| record.ts_ms < since) {
                 return;
             }
@@ -122,10 +139,13 @@ pub fn gather(
                 }
             }
         })?;
+        for (subscription, _) in delivered {
+            for map in [&mut counts, &mut totals] {
+                map.entry(subscription.clone()).or_default().0.delivered += 1;
+            }
+        }
         if skipped > 0 {
-            snapshot
-                .unparseable
-                .push((skipped, evidence.dir().to_path_buf()));
+            snapshot.unparseable.push((skipped, place));
         }
         snapshot.specs.push(SpecHealth {
             spec: spec.clone(),
@@ -140,7 +160,7 @@ pub fn gather(
                     },
                 )
                 .collect(),
-            quarantined: spec_spool.quarantined()?,
+            quarantined: source.quarantined(spec)?,
             jobs,
         });
     }
@@ -159,8 +179,8 @@ pub fn gather(
         let stats = stats.finish();
         // A job of a removed subscription may name no valid state file.
         let circuit = match configured {
-            true => spool.circuit(&id)?,
-            false => spool.circuit(&id).unwrap_or_default(),
+            true => source.circuit(&id)?,
+            false => source.circuit(&id).unwrap_or_default(),
         };
         snapshot.subscriptions.push(SubscriptionHealth {
             health: Health::of(&counts, &stats, &circuit),

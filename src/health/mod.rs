@@ -4,11 +4,16 @@
 //! whether the latest attempts all failed), the warning line for a
 //! subscription in trouble, and its health indicator (ok, degraded,
 //! failing, circuit open, paused). Pure: no I/O, time is a parameter.
-//! [`gather`] reads the spool and the attempt logs into a [`Snapshot`].
+//! [`gather`] reads the spool and the attempt logs into a [`Snapshot`];
+//! [`gather_from`] reads any [`Source`] (see [`source`]).
 
 mod gather;
+pub mod source;
 
-pub use gather::{Snapshot, SpecHealth, SubHealth, SubscriptionHealth, all_specs, gather};
+pub use gather::{
+    Snapshot, SpecHealth, SubHealth, SubscriptionHealth, all_specs, gather, gather_from,
+};
+pub use source::{Local, Source};
 
 use std::collections::BTreeMap;
 

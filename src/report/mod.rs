@@ -16,9 +16,9 @@ use serde_json::Value;
 
 use crate::clock;
 use crate::evidence::{Outcome, Record};
-use crate::health::{Health, Snapshot, percentile};
+use crate::health::{Health, Snapshot, Source, percentile};
 use crate::output::latency_text;
-use crate::spool::{Entry, Spool, State};
+use crate::spool::{Entry, State};
 use chart::{BarChart, Buckets, LineChart, Point};
 
 /// The latest failed attempts shown.
@@ -183,11 +183,19 @@ pub struct Scope {
     /// The SPECs asked for; empty means every SPEC.
     pub specs: Vec<String>,
     pub since_ms: u64,
+    /// Where the numbers come from when not this host's spool
+    /// (`NATS JetStream …`).
+    pub from: Option<String>,
 }
 
 /// Builds the page from a snapshot gathered with `scope.since_ms` and the
 /// collector that saw its records.
-pub fn build(snapshot: &Snapshot, collected: Collector, spool: &Spool, scope: &Scope) -> Page {
+pub fn build(
+    snapshot: &Snapshot,
+    collected: Collector,
+    source: &dyn Source,
+    scope: &Scope,
+) -> Page {
     let now = snapshot.now_ms;
     let jobs: HashMap<&str, &Entry> = snapshot
         .specs
@@ -201,9 +209,15 @@ pub fn build(snapshot: &Snapshot, collected: Collector, spool: &Spool, scope: &S
         version: env!("CARGO_PKG_VERSION"),
         generated_at: clock::rfc3339(now),
         since: when(scope.since_ms, now),
-        scope: match scope.specs.as_slice() {
-            [] => format!("every SPEC ({})", snapshot.specs.len()),
-            specs => specs.join(", "),
+        scope: {
+            let specs = match scope.specs.as_slice() {
+                [] => format!("every SPEC ({})", snapshot.specs.len()),
+                specs => specs.join(", "),
+            };
+            match &scope.from {
+                Some(from) => format!("{specs} in {from}"),
+                None => specs,
+            }
         },
         tiles: tiles(snapshot, &collected),
         subscriptions: snapshot
@@ -221,9 +235,9 @@ pub fn build(snapshot: &Snapshot, collected: Collector, spool: &Spool, scope: &S
             .failures
             .iter()
             .rev()
-            .map(|r| failure_row(r, jobs.get(r.delivery_id.as_str()).copied(), spool, now))
+            .map(|r| failure_row(r, jobs.get(r.delivery_id.as_str()).copied(), source, now))
             .collect(),
-        dead: dead_rows(&jobs, spool, now),
+        dead: dead_rows(&jobs, source, now),
         dead_total,
         quarantined: snapshot
             .specs
@@ -452,22 +466,16 @@ fn cut(text: &str, max: usize) -> String {
     out
 }
 
-fn summary_of_entry(entry: &Entry, spool: &Spool) -> String {
-    spool
-        .spec(&entry.meta.spec)
-        .read(entry.state, &entry.name)
-        .ok()
-        .and_then(|job| summary_of(&job.body))
+fn summary_of_entry(entry: &Entry, source: &dyn Source) -> String {
+    source
+        .body(entry)
+        .and_then(|body| summary_of(&body))
         .unwrap_or_default()
 }
 
-fn failure_row(r: &Record, job: Option<&Entry>, spool: &Spool, now: u64) -> FailureRow {
+fn failure_row(r: &Record, job: Option<&Entry>, source: &dyn Source, now: u64) -> FailureRow {
     let (state_now, hint, replay) = match job {
-        None => (
-            "no longer in the spool (discarded, or pruned by the evidence cap)".to_string(),
-            None,
-            None,
-        ),
+        None => (source.gone().to_string(), None, None),
         Some(e) => {
             let m = &e.meta;
             match e.state {
@@ -477,7 +485,7 @@ fn failure_row(r: &Record, job: Option<&Entry>, spool: &Spool, now: u64) -> Fail
                         m.dead_reason.as_deref().unwrap_or("dead")
                     ),
                     m.hint.clone(),
-                    Some(replay_command(&m.spec, &m.delivery_id)),
+                    Some(replay_command(&m.spec, &m.delivery_id) + source.flag()),
                 ),
                 State::Delivered => (
                     format!("delivered later (attempt {})", m.attempts),
@@ -498,7 +506,7 @@ fn failure_row(r: &Record, job: Option<&Entry>, spool: &Spool, now: u64) -> Fail
         spec: r.spec.clone(),
         subscription: r.subscription.clone(),
         event: r.event_type.clone(),
-        summary: job.map(|e| summary_of_entry(e, spool)).unwrap_or_default(),
+        summary: job.map(|e| summary_of_entry(e, source)).unwrap_or_default(),
         delivery_id: r.delivery_id.clone(),
         attempt: r.attempt,
         outcome: r.outcome.name(),
@@ -518,7 +526,7 @@ fn due(at_ms: u64, now: u64) -> String {
     }
 }
 
-fn dead_rows(jobs: &HashMap<&str, &Entry>, spool: &Spool, now: u64) -> Vec<DeadRow> {
+fn dead_rows(jobs: &HashMap<&str, &Entry>, source: &dyn Source, now: u64) -> Vec<DeadRow> {
     let mut dead: Vec<&Entry> = jobs
         .values()
         .copied()
@@ -545,13 +553,13 @@ fn dead_rows(jobs: &HashMap<&str, &Entry>, spool: &Spool, now: u64) -> Vec<DeadR
                 spec: m.spec.clone(),
                 subscription: m.subscription.clone(),
                 event: m.event_type.clone(),
-                summary: summary_of_entry(e, spool),
+                summary: summary_of_entry(e, source),
                 delivery_id: m.delivery_id.clone(),
                 attempts: m.attempts,
                 reason: m.dead_reason.clone().unwrap_or_else(|| "dead".into()),
                 last_error,
                 hint: m.hint.clone().unwrap_or_default(),
-                replay: replay_command(&m.spec, &m.delivery_id),
+                replay: replay_command(&m.spec, &m.delivery_id) + source.flag(),
             }
         })
         .collect()
