@@ -223,7 +223,7 @@ pub struct DrainArgs {
     pub metrics_interval: Duration,
     /// Take jobs from this host's spool, or from NATS JetStream (a worker
     /// of the fleet; needs [spec_ops.webhooks.relay])
-    #[arg(long, value_enum, default_value = "spool", conflicts_with_all = ["spec", "metrics"])]
+    #[arg(long, value_enum, default_value = "spool", conflicts_with = "spec")]
     pub source: Source,
 }
 
@@ -412,6 +412,10 @@ pub struct ReportArgs {
     /// Attempts at or after TIME count (RFC 3339, or a duration ago like 24h)
     #[arg(long, value_name = "TIME", default_value = "7d", value_parser = parse_time)]
     pub since: u64,
+    /// This host's spool and attempt logs, or NATS JetStream's streams
+    /// (every host's jobs and every worker's attempts)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
@@ -420,6 +424,10 @@ pub struct MetricsArgs {
     /// `*.prom` in node_exporter's textfile directory
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// This host's spool and attempt logs, or NATS JetStream's streams
+    /// (every host's jobs and every worker's attempts)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]

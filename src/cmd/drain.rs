@@ -2,7 +2,8 @@
 //! one-line summary on stderr (or JSON on stdout) and map it to an exit code.
 //! With `--metrics FILE`, a thread beside the drain rewrites FILE every
 //! `--metrics-interval` and once more when the drain ends (the engine is
-//! not involved: the metrics come from the spool and the attempt logs).
+//! not involved: the metrics come from the spool and the attempt logs, or
+//! for `--source nats` from the streams).
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -12,7 +13,6 @@ use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::DrainArgs;
-use crate::config::Config;
 use crate::drain::{Drainer, Options, Stop};
 use crate::exit::ExitCode;
 use crate::{clock, metrics, output, publish};
@@ -51,8 +51,9 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
     let summary = std::thread::scope(|scope| {
         if let Some(path) = &args.metrics {
             let config = &config;
-            let every = args.metrics_interval.max(MIN_METRICS_INTERVAL);
-            scope.spawn(move || keep_metrics(config, path, every, &done_rx));
+            let every = args.metrics_interval;
+            let collect = move || Ok(metrics::collect(config, clock::now_ms())?.0);
+            scope.spawn(move || keep_metrics(&collect, path, every, &done_rx));
         }
         let summary = Drainer::new(&config, options, stop).run(&mut report);
         drop(done_tx); // the metrics thread writes once more and ends
@@ -69,14 +70,20 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
     Ok(super::drain_exit_code(&summary))
 }
 
-/// Rewrites the metrics file now and every `every` until `done` is
-/// closed, then once more. A failure is a warning (once per distinct
-/// message): the drain's work matters more than its metrics.
-fn keep_metrics(config: &Config, path: &Path, every: Duration, done: &mpsc::Receiver<()>) {
+/// Rewrites the metrics file with what `collect` renders now and every
+/// `every` (at least [`MIN_METRICS_INTERVAL`]) until `done` is closed, then
+/// once more. A failure is a warning (once per distinct message): the
+/// drain's work matters more than its metrics.
+pub fn keep_metrics(
+    collect: &dyn Fn() -> Result<String>,
+    path: &Path,
+    every: Duration,
+    done: &mpsc::Receiver<()>,
+) {
+    let every = every.max(MIN_METRICS_INTERVAL);
     let mut last_error: Option<String> = None;
     let mut write = || {
-        let written = metrics::collect(config, clock::now_ms())
-            .and_then(|(text, _)| publish::write(path, text.as_bytes()));
+        let written = collect().and_then(|text| publish::write(path, text.as_bytes()));
         match written {
             Ok(_) => last_error = None,
             Err(e) => {

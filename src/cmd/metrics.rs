@@ -1,6 +1,7 @@
 //! `spec-notify metrics`: delivery metrics in the Prometheus text format
 //! (see `crate::metrics`) on stdout, or written atomically to `--output` for
-//! node_exporter's textfile collector.
+//! node_exporter's textfile collector. `--source nats`: from the streams
+//! (every host), see `super::nats`.
 
 use std::io::Write;
 
@@ -13,7 +14,10 @@ use crate::{clock, metrics, publish};
 
 pub fn run(ctx: &Ctx, args: &MetricsArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    let (text, snapshot) = metrics::collect(&config, clock::now_ms())?;
+    let (text, snapshot) = match args.source {
+        crate::cli::Source::Nats => super::nats::metrics(&config)?,
+        crate::cli::Source::Spool => metrics::collect(&config, clock::now_ms())?,
+    };
     super::warn_snapshot(&snapshot);
     match &args.output {
         Some(path) => {

@@ -1,10 +1,11 @@
-//! `--source nats` for `drain`, `list`, `status`, `history`, `replay` and
-//! `discard`: the same engine and the same tables, on NATS JetStream instead
-//! of this host's spool (see `crate::nats`). Commands reach NATS only
-//! through here.
+//! `--source nats` for `drain`, `list`, `status`, `history`, `replay`,
+//! `discard`, `report` and `metrics`: the same engine, tables, page and
+//! exposition, on NATS JetStream instead of this host's spool (see
+//! `crate::nats`). Commands reach NATS only through here.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result};
 
@@ -15,10 +16,11 @@ use crate::drain::{Drainer, Options, Stop};
 use crate::evidence::Record;
 use crate::exit::{ExitCode, user_error};
 use crate::nats::dead::{self, Dead};
+use crate::nats::health::NatsHealth;
 use crate::nats::queue::NatsQueue;
 use crate::nats::{Nats, view};
 use crate::spool::{Meta, State};
-use crate::{clock, output};
+use crate::{clock, metrics, output};
 
 /// Connects to the relay's NATS, or says what to configure.
 pub fn connect(config: &Config, command: &str) -> Result<Nats> {
@@ -47,10 +49,20 @@ pub fn drain(ctx: &Ctx, config: &Config, args: &DrainArgs) -> Result<ExitCode> {
         nats.names.jobs, nats.names.consumer
     ));
     let mut report = super::drain_reporter(ctx.verbose);
-    let summary = {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let summary = std::thread::scope(|scope| {
+        if let Some(path) = &args.metrics {
+            let nats = &nats;
+            let collect = move || Ok(collect_metrics(config, nats)?.0);
+            let every = args.metrics_interval;
+            scope.spawn(move || super::drain::keep_metrics(&collect, path, every, &done_rx));
+        }
         let queue = NatsQueue::new(config, &nats);
-        Drainer::new(config, options, stop).run_on(&queue, &mut report)?
-    };
+        let summary = Drainer::new(config, options, stop).run_on(&queue, &mut report);
+        drop(queue); // jobs still held go back before the last metrics
+        drop(done_tx); // the metrics thread writes once more and ends
+        summary
+    })?;
     let quiet = args.background
         && summary.errors.is_empty()
         && summary.problems.is_empty()
@@ -59,6 +71,31 @@ pub fn drain(ctx: &Ctx, config: &Config, args: &DrainArgs) -> Result<ExitCode> {
         super::report_drain(&summary, args.json)?;
     }
     Ok(super::drain_exit_code(&summary))
+}
+
+/// The streams and the bucket read once, as a health source for `report`
+/// and `metrics`; where they are, for the report's header.
+pub fn health(config: &Config, command: &str) -> Result<(NatsHealth, String)> {
+    let nats = connect(config, command)?;
+    let from = format!(
+        "NATS JetStream (streams {}, {}, {}: every host)",
+        nats.names.jobs, nats.names.dead, nats.names.evidence
+    );
+    Ok((NatsHealth::load(&nats)?, from))
+}
+
+/// The metrics exposition of every SPEC in the streams, and the snapshot
+/// it came from.
+fn collect_metrics(config: &Config, nats: &Nats) -> Result<(String, crate::health::Snapshot)> {
+    let source = NatsHealth::load(nats)?;
+    let (text, mut snapshot) = metrics::collect_from(&source, config, clock::now_ms())?;
+    source.add_problems(&mut snapshot);
+    Ok((text, snapshot))
+}
+
+/// `metrics --source nats`: the exposition from the streams.
+pub fn metrics(config: &Config) -> Result<(String, crate::health::Snapshot)> {
+    collect_metrics(config, &connect(config, "metrics")?)
 }
 
 /// The jobs `list --source nats` shows: pending and dead, filtered.

@@ -1,14 +1,16 @@
 //! `spec-notify report`: writes the HTML health report (see `crate::report`)
 //! for some or every SPEC to `--output` (default
 //! `<evidence_dir>/webhooks-report.html`), atomically, and says where.
+//! `--source nats`: from the streams (every host), see `super::nats`.
 
 use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::ReportArgs;
+use crate::cli::Source;
 use crate::exit::ExitCode;
+use crate::health::Local;
 use crate::report::{self, Collector, Scope};
-use crate::spool::Spool;
 use crate::{clock, health, output, publish};
 
 /// The report's file name under `evidence_dir` when `--output` is not given.
@@ -19,24 +21,40 @@ pub fn run(ctx: &Ctx, args: &ReportArgs) -> Result<ExitCode> {
     let mut specs = args.specs.clone();
     specs.sort();
     specs.dedup();
-    for spec in &specs {
-        super::note_if_unknown_spec(&config, spec, true)?;
-    }
+    let nats = match args.source {
+        Source::Nats => Some(super::nats::health(&config, "report")?),
+        Source::Spool => {
+            for spec in &specs {
+                super::note_if_unknown_spec(&config, spec, true)?;
+            }
+            None
+        }
+    };
+    let local = Local::new(&config);
+    let source: &dyn health::Source = match &nats {
+        Some((nats, _)) => nats,
+        None => &local,
+    };
     let chosen = match specs.is_empty() {
-        true => health::all_specs(&config)?,
+        true => source.specs()?,
         false => specs.clone(),
     };
     let now = clock::now_ms();
     let mut collected = Collector::default();
-    let snapshot = health::gather(&config, &chosen, Some(args.since), now, &mut |r| {
-        collected.add(r)
-    })?;
+    let mut snapshot =
+        health::gather_from(source, &config, &chosen, Some(args.since), now, &mut |r| {
+            collected.add(r)
+        })?;
+    if let Some((nats, _)) = &nats {
+        nats.add_problems(&mut snapshot);
+    }
     super::warn_snapshot(&snapshot);
     let scope = Scope {
         specs,
         since_ms: args.since.min(now),
+        from: nats.as_ref().map(|(_, from)| from.clone()),
     };
-    let page = report::build(&snapshot, collected, &Spool::new(&config.spool_dir), &scope);
+    let page = report::build(&snapshot, collected, source, &scope);
     let html = page.render_html()?;
     let path = match &args.output {
         Some(path) => path.clone(),

@@ -9,6 +9,8 @@
 //! - [`view`]: reads the streams and the breaker bucket for `list`, `status`
 //!   and `history`.
 //! - [`dead`]: `replay` and `discard` on the dead stream, logged as evidence.
+//! - [`health`]: the streams and the bucket as a health source, for
+//!   `report` and `metrics`.
 //!
 //! Layout, for a prefix `P` (`stream` in `[spec_ops.webhooks.relay]`):
 //! stream `P_JOBS` (work queue, subject `P.jobs`, one message per job in the
@@ -18,6 +20,7 @@
 //! subscription). Only APIs of nats-server 2.9 are used.
 
 pub mod dead;
+pub mod health;
 pub mod queue;
 pub mod relay;
 pub mod view;
