@@ -14,7 +14,7 @@ use crate::support::tools::tool;
 use crate::support::*;
 
 /// `promtool check metrics` on `text`: its exit code and what it said.
-fn promtool_check(promtool: &Path, text: &str) -> Run {
+pub fn promtool_check(promtool: &Path, text: &str) -> Run {
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

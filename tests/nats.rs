@@ -3,7 +3,8 @@
 //! `drain --source nats` workers deliver each event once; a worker killed
 //! mid-request, a relay that died between publishing and deleting, and a
 //! server restart lose nothing; `replay`, `discard` and `history` act on
-//! the streams from any host.
+//! the streams from any host; `report` (opened in Chromium) and `metrics`
+//! (checked by promtool) read them, and a worker keeps a metrics file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
@@ -359,6 +360,8 @@ fn the_nats_commands_need_a_relay_table() {
         &["history", "SPEC-A", "--source", "nats"],
         &["replay", "SPEC-A", "--source", "nats", "--all-dead"],
         &["discard", "SPEC-A", "--source", "nats", "--all-dead"],
+        &["report", "--source", "nats"],
+        &["metrics", "--source", "nats"],
     ] {
         let run = env.run(args).expect(2);
         assert!(
@@ -367,4 +370,161 @@ fn the_nats_commands_need_a_relay_table() {
             run.stderr
         );
     }
+}
+
+#[test]
+fn report_and_metrics_read_the_streams_of_every_host_and_a_worker_keeps_a_metrics_file() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // The first job is refused for good (dead); the others are accepted.
+    rx.script("/hook", [Reply::Status(400)]);
+    let (a, b) = (host(&nats, &rx, ""), host(&nats, &rx, ""));
+    let dead_id = emit(&a, "SPEC-A", 1).remove(0);
+    a.run(&["relay"]).expect(0);
+    let dir = tempfile::tempdir().unwrap();
+    let prom = dir.path().join("fleet.prom");
+    let w = Spawned::new(
+        a.cmd(&[
+            "drain",
+            "--source",
+            "nats",
+            "--watch",
+            "--metrics",
+            prom.to_str().unwrap(),
+            "--metrics-interval",
+            "100ms",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    wait_until(CEILING, "the first job to be dead", || {
+        listed(&a) == BTreeMap::from([("dead".to_string(), 1)])
+    });
+    emit(&a, "SPEC-A", 2);
+    emit(&b, "SPEC-B", 2);
+    a.run(&["relay"]).expect(0);
+    b.run(&["relay"]).expect(0);
+    rx.wait_for(5, CEILING);
+    // The worker's file follows the streams, not its host's spool.
+    let read = || std::fs::read_to_string(&prom).unwrap_or_default();
+    let attempts = |outcome: &str, n: usize| {
+        format!(r#"spec_notify_attempts_total{{subscription="hook",outcome="{outcome}"}} {n}"#)
+    };
+    wait_until(
+        CEILING,
+        "the metrics file to show 4 delivered, 1 dead",
+        || {
+            let text = read();
+            text.lines().any(|l| l == attempts("delivered", 4))
+                && text.lines().any(|l| l == attempts("dead", 1))
+        },
+    );
+    w.signal("TERM");
+    let run = w.wait_output(CEILING, "drain --source nats --watch");
+    assert_eq!(run.code, 143, "{}", run.stderr);
+    assert!(read().contains("spec_notify_dead_letters 1"), "{}", read());
+    // One more job waits (no worker runs now).
+    emit(&b, "SPEC-B", 1);
+    b.run(&["relay"]).expect(0);
+    assert_eq!(
+        listed(&a),
+        BTreeMap::from([("dead".to_string(), 1), ("pending".to_string(), 1)])
+    );
+
+    // metrics --source nats, from the host that emitted only SPEC-A.
+    let text = a.run(&["metrics", "--source", "nats"]).expect(0).stdout;
+    for line in [
+        attempts("delivered", 4),
+        attempts("dead", 1),
+        attempts("retry", 0),
+        r#"spec_notify_jobs{subscription="hook",state="pending"} 1"#.into(),
+        r#"spec_notify_jobs{subscription="hook",state="dead"} 1"#.into(),
+        r#"spec_notify_jobs{subscription="hook",state="delivered"} 4"#.into(),
+        r#"spec_notify_attempt_duration_seconds_count{subscription="hook"} 5"#.into(),
+        r#"spec_notify_health{subscription="hook",health="degraded"} 1"#.into(),
+        "spec_notify_delivered_total 4".into(),
+        "spec_notify_dead_letters 1".into(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    if let Some(promtool) = crate::support::tools::tool("promtool") {
+        let checked = crate::metrics::promtool_check(&promtool, &text);
+        assert_eq!(
+            (
+                checked.code,
+                checked.stdout.as_str(),
+                checked.stderr.as_str()
+            ),
+            (0, "", ""),
+            "promtool check metrics:\n{text}"
+        );
+    }
+
+    // report --source nats, from the other host, opened in Chromium.
+    let Some(chromium) = crate::support::tools::Chromium::find() else {
+        return;
+    };
+    let page = b.path().join("fleet.html");
+    b.run(&[
+        "report",
+        "--source",
+        "nats",
+        "--output",
+        page.to_str().unwrap(),
+    ])
+    .expect(0);
+    let opened = chromium.dump_dom(&page);
+    let dom = &opened.stdout;
+    assert!(
+        crate::support::tools::console_lines(&opened.stderr).is_empty(),
+        "console errors:\n{}",
+        opened.stderr
+    );
+    let section = crate::report::section;
+    assert!(section(dom, "class=\"meta\"", "</p>").contains("NATS JetStream"));
+    let tile = |name: &str| section(dom, &format!("data-tile=\"{name}\""), "</li>").to_string();
+    for (name, want) in [
+        ("Delivered", ">4<"),
+        ("Pending", ">1<"),
+        ("Dead-letters", ">1<"),
+        ("Success rate", ">80.0%<"),
+    ] {
+        assert!(tile(name).contains(want), "{name}: {}", tile(name));
+    }
+    let row = section(dom, "data-subscription=\"hook\"", "</tr>");
+    assert!(row.contains("data-health=\"degraded\""), "{row}");
+    for (field, want) in [("attempts", "5"), ("pending", "1"), ("dead", "1")] {
+        assert!(
+            row.contains(&format!("data-field=\"{field}\">{want}</td>")),
+            "{field} should be {want}: {row}"
+        );
+    }
+    // Per SPEC: pending, delivered, dead.
+    let spec_row =
+        |spec: &str| section(dom, &format!("<code>{spec}</code></th>"), "</tr>").to_string();
+    let counts = |p: u32, d: u32, x: u32| {
+        format!(r#"<td class="num">{p}</td><td class="num">{d}</td><td class="num">{x}</td>"#)
+    };
+    assert!(
+        spec_row("SPEC-A").contains(&counts(0, 2, 1)),
+        "{}",
+        spec_row("SPEC-A")
+    );
+    assert!(
+        spec_row("SPEC-B").contains(&counts(1, 2, 0)),
+        "{}",
+        spec_row("SPEC-B")
+    );
+    let dead = section(dom, "id=\"dead\"", "</table>");
+    assert!(
+        dead.contains(&format!(
+            "spec-notify replay SPEC-A --delivery-id {dead_id} --source nats"
+        )),
+        "{dead}"
+    );
 }

@@ -114,7 +114,7 @@ fn keep_dir() -> PathBuf {
 
 /// The text of the first element after `marker` up to `end`.
 #[track_caller]
-fn section<'a>(dom: &'a str, marker: &str, end: &str) -> &'a str {
+pub fn section<'a>(dom: &'a str, marker: &str, end: &str) -> &'a str {
     let start = dom
         .find(marker)
         .unwrap_or_else(|| panic!("no {marker:?} in the DOM"));
