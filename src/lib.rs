@@ -7,6 +7,7 @@
 //! the spool and the attempt logs into delivery health, which `status`,
 //! [`report`] (HTML) and [`metrics`] (Prometheus) show.
 
+pub mod address;
 pub mod circuit;
 pub mod cli;
 pub mod clock;
