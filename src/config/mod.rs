@@ -8,6 +8,7 @@
 //! --url`) become subscriptions in [`per_call`], and [`edit`] changes the
 //! file in place for `spec-notify subscriptions`.
 
+pub mod edit;
 mod per_call;
 mod raw;
 mod specs;
@@ -26,7 +27,7 @@ use crate::format::{Format, Style, Template};
 use crate::sign::{Scheme, Secret};
 use crate::url::{redact_url, redact_url_path};
 
-pub use per_call::{adhoc_id, is_adhoc_id};
+pub use per_call::{adhoc_id, is_adhoc_id, shown as shown_per_call_url};
 pub use specs::Scope;
 
 pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";

@@ -13,6 +13,8 @@ use crate::spool::Target;
 
 const ADHOC_PREFIX: &str = "adhoc-";
 const HASH_DIGITS: usize = 10;
+/// A per-call URL travels in the job's metadata line: keep it well inside.
+const MAX_URL_BYTES: usize = 8192;
 
 /// The subscription id of a per-call URL: the same URL always gets the same
 /// id (its jobs share a queue and a circuit breaker), and the id tells
@@ -34,6 +36,12 @@ impl Config {
     /// The subscription a per-call target stands for. `Err` lists every
     /// problem, one per line, as `check` would for a table.
     pub fn per_call(&self, target: &Target) -> Result<Subscription, Vec<String>> {
+        if target.url.len() > MAX_URL_BYTES {
+            return Err(vec![format!(
+                "--url: {} bytes is longer than a webhook URL may be ({MAX_URL_BYTES})",
+                target.url.len()
+            )]);
+        }
         let mut table = Table::new();
         let mut put = |key: &str, value: Option<&String>| {
             if let Some(v) = value {
