@@ -16,7 +16,8 @@ cargo build --release -q
 BIN=$PWD/target/release/spec-notify
 OUT=$PWD/bench/out/drain
 rm -rf "$OUT" && mkdir -p "$OUT/tmp"
-PORT=18080
+# A free port, so the bench never talks to somebody else's server.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT/hook
 
 cat > "$OUT/nginx.conf" <<NGINX

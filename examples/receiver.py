@@ -83,19 +83,19 @@ class Handler(BaseHTTPRequestHandler):
             return self.answer(401)
         delivery_id = self.headers.get("X-SpecKit-Id", "-")
         if delivery_id in self.seen:  # a retry or replay we already handled
-            print(f"duplicate {delivery_id}", flush=True)
+            sys.stdout.write(f"duplicate {delivery_id}\n")
+            sys.stdout.flush()
             return self.answer(204)
         self.seen.add(delivery_id)
         envelope = json.loads(body)
         event = envelope.get("event", {})
-        print(
-            "accepted",
-            delivery_id,
-            self.headers.get("X-SpecKit-Event", "-"),
-            envelope.get("spec", {}).get("id", "-"),
-            f"{event.get('stage', '-')}/{event.get('status', '-')}",
-            flush=True,
-        )
+        # One write of the whole line: print() writes its pieces and the
+        # newline separately, and two handler threads would interleave them.
+        stage, status = event.get("stage", "-"), event.get("status", "-")
+        spec = envelope.get("spec", {}).get("id", "-")
+        kind = self.headers.get("X-SpecKit-Event", "-")
+        sys.stdout.write(f"accepted {delivery_id} {kind} {spec} {stage}/{status}\n")
+        sys.stdout.flush()
         self.answer(204)
 
     def answer(self, status):

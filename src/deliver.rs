@@ -2,7 +2,9 @@
 //! subscription's format, rendered from the envelope at send time and signed
 //! as sent; the headers, extra ones included) and POSTs it with a shared
 //! ureq agent (keep-alive, no redirects, per-request timeout covering connect
-//! and the whole response). A subscription without `allow_private_networks`
+//! and the whole response). Every credential a request carries is
+//! remembered by [`crate::redact`] and hidden in the answer before anyone
+//! stores or shows it. A subscription without `allow_private_networks`
 //! gets an agent whose resolver refuses every private address a host
 //! resolves to, at connect time (Svix's approach against SSRF and DNS
 //! rebinding). `probe` checks reachability with one bodiless HEAD. Never
@@ -132,25 +134,30 @@ fn build_agent(max_concurrency: usize, guard: bool) -> Agent {
 }
 
 /// A run's two agents: each subscription uses the one its
-/// `allow_private_networks` calls for (they share no connections).
+/// `allow_private_networks` calls for (they share no connections). The
+/// guarded one is made when first needed.
 #[derive(Debug)]
 pub struct Agents {
+    max_concurrency: usize,
     open: Agent,
-    guarded: Agent,
+    guarded: std::sync::OnceLock<Agent>,
 }
 
 impl Agents {
     pub fn new(max_concurrency: usize) -> Agents {
         Agents {
+            max_concurrency,
             open: agent(max_concurrency),
-            guarded: guarded_agent(max_concurrency),
+            guarded: std::sync::OnceLock::new(),
         }
     }
 
     pub fn for_subscription(&self, sub: &Subscription) -> &Agent {
         match sub.allow_private_networks {
             true => &self.open,
-            false => &self.guarded,
+            false => self
+                .guarded
+                .get_or_init(|| guarded_agent(self.max_concurrency)),
         }
     }
 }
@@ -336,13 +343,33 @@ pub fn request(
             None if sub.unsigned() => extra.value(&sub.id)?,
             None => extra.shown(),
         };
+        if secret.is_some() || sub.unsigned() {
+            remember_header_value(&value);
+        }
         headers.push((extra.name.clone(), value));
     }
+    if let Some((secret, previous)) = secret {
+        for secret in std::iter::once(secret).chain(previous) {
+            let value = secret.as_str();
+            crate::redact::remember([value, value.strip_prefix("whsec_").unwrap_or(value)]);
+        }
+    }
+    crate::redact::remember(crate::url::credentials(
+        &sub.url,
+        sub.url_env.is_some() || sub.per_call,
+    ));
     Ok(Request {
         body,
         headers,
         shown_headers,
     })
+}
+
+/// An extra header's value is a credential (`Authorization`, an API key);
+/// so is its last word (the token of `Bearer <token>`).
+fn remember_header_value(value: &str) {
+    let token = value.rsplit(' ').next().unwrap_or(value);
+    crate::redact::remember([value, token]);
 }
 
 /// The headers of a delivery as shown (extra header values redacted): what
@@ -397,11 +424,11 @@ pub fn send(
                 status,
                 retry_after,
                 disable,
-                body: bytes,
+                body: crate::redact::hide(&bytes).into_owned(),
             }
         }
         Err(error) => Answer::Failed {
-            error: describe_error(&error, url, timeout),
+            error: crate::redact::hide_str(&describe_error(&error, url, timeout)).into_owned(),
         },
     };
     (answer, started.elapsed())

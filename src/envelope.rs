@@ -226,6 +226,25 @@ impl Event {
         out.push(b'}');
         out
     }
+
+    /// The most bytes [`Event::render`] can give (the largest sequence and
+    /// an RFC 3339 time in milliseconds), without rendering.
+    pub fn max_len(&self) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        serde_json::to_writer(&mut count, &self.body).expect("a JSON map always serialises");
+        let tail = ",\"sequence\":18446744073709551615,\"emittedAt\":\"2026-01-01T00:00:00.000Z\"";
+        count.0 + tail.len()
+    }
 }
 
 /// Builds an event from a stdin object (possibly empty) and the flags.
@@ -599,6 +618,14 @@ mod tests {
             err.contains("correlation id must not contain control"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn max_len_bounds_every_rendering() {
+        let e = test_event("SPEC-1");
+        let longest = e.render(u64::MAX, "2026-01-01T00:00:00.000Z").len();
+        assert_eq!(e.max_len(), longest);
+        assert!(e.render(1, "2026-01-01T00:00:00.000Z").len() < e.max_len());
     }
 
     #[test]

@@ -277,12 +277,16 @@ impl Evidence {
     /// `attempts.jsonl` → `.1`, `.1` → `.2`, … under a lock so two writers
     /// never rotate at once.
     fn rotate(&self) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
         let lock_path = self.dir.join("attempts.lock");
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&lock_path)?;
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&lock_path)
+            .with_context(|| format!("failed to open `{}`", lock_path.display()))?;
         lock.lock()
             .with_context(|| format!("failed to lock `{}`", lock_path.display()))?;
         let current = self.log_path();
@@ -443,6 +447,9 @@ mod tests {
             ev.append(&[record(i)]).unwrap();
         }
         assert!(ev.log_files().unwrap().len() > 2, "rotated");
+        use std::os::unix::fs::PermissionsExt;
+        let lock = fs::metadata(dir.path().join("webhooks/attempts.lock")).unwrap();
+        assert_eq!(lock.permissions().mode() & 0o777, 0o600, "private");
         let (records, skipped) = ev.read_all().unwrap();
         assert_eq!(skipped, 0);
         assert_eq!(records.len(), 400);

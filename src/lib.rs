@@ -3,9 +3,11 @@
 //! `emit` writes jobs into the [`spool`]; `drain` claims them and [`deliver`]s
 //! them over HTTP, signed by [`sign`], logging each attempt to [`evidence`].
 //! [`config`] owns settings, [`url`] what a webhook URL may be and how it is
-//! shown, [`envelope`] the payload, [`cmd`] the commands. [`health`] turns
-//! the spool and the attempt logs into delivery health, which `status`,
-//! [`report`] (HTML) and [`metrics`] (Prometheus) show.
+//! shown, [`redact`] the credentials no receiver may echo into the evidence,
+//! [`envelope`] the payload, [`input`] reading it with bounds, [`cmd`] the
+//! commands. [`health`] turns the spool and the attempt logs into delivery
+//! health, which `status`, [`report`] (HTML) and [`metrics`] (Prometheus)
+//! show.
 
 pub mod address;
 pub mod circuit;
@@ -21,10 +23,12 @@ pub mod exit;
 pub mod format;
 pub mod health;
 pub mod http_server;
+pub mod input;
 pub mod kick;
 pub mod metrics;
 pub mod output;
 pub mod publish;
+pub mod redact;
 pub mod report;
 pub mod retry;
 pub mod sign;

@@ -1,7 +1,10 @@
 //! Presentation: the `spec-notify: warning:` / `error:` / note lines on
 //! stderr (the only place that formats them), aligned tables for people, JSON
-//! and CSV for scripts, `NO_COLOR`.
+//! and CSV for scripts, `NO_COLOR`, and [`sanitize`]: text from outside (a
+//! receiver's answer, a spool file name, an input key) never reaches a
+//! terminal with the control characters that would drive it.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::{self, Write};
 
@@ -27,8 +30,38 @@ impl Level {
 }
 
 /// Writes one diagnostic line to `out`: `spec-notify: warning: {message}`.
+/// Messages quote spool file names, receivers' answers and input, so they
+/// are [`sanitize`]d; line breaks stay (a config error lists one problem a
+/// line).
 pub fn diagnostic(out: &mut impl Write, level: Level, message: impl Display) -> io::Result<()> {
-    writeln!(out, "spec-notify: {}{message}", level.label())
+    let message = message.to_string();
+    writeln!(out, "spec-notify: {}{}", level.label(), sanitize(&message))
+}
+
+/// Text from outside, safe to print on a terminal: every control character
+/// but the line break and the tab (ESC, and with it CSI and OSC sequences,
+/// BEL, backspace, carriage return, DEL, the C1 controls) and every
+/// bidirectional override or isolate (which reorder what a reader sees) is
+/// shown as its escape, `\u{1b}`. Borrowed when there is nothing to replace.
+pub fn sanitize(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if is_unsafe(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A character [`sanitize`] replaces.
+fn is_unsafe(c: char) -> bool {
+    (c.is_control() && c != '\n' && c != '\t')
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Prints a diagnostic on stderr. A closed or broken stderr loses the line
@@ -96,8 +129,10 @@ pub fn latency_text(ms: Option<u64>) -> String {
     }
 }
 
-/// Writes rows as left-aligned columns under a header.
+/// Writes rows as left-aligned columns under a header. Each cell is shown
+/// as [`one_line`]: cells hold text from outside.
 pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let rows = &one_line_cells(rows);
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -138,15 +173,18 @@ pub fn terminal_width() -> usize {
     }
 }
 
-/// One line of text for a table cell: control characters (which could move
-/// a terminal's cursor) become spaces.
+/// One line of text for a table cell: line breaks and tabs become spaces,
+/// other control characters their escapes ([`sanitize`]).
 pub fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    let spaced: Cow<'_, str> = if text.contains(['\n', '\r', '\t']) {
+        text.replace(['\n', '\r', '\t'], " ").into()
+    } else {
+        text.into()
+    };
+    sanitize(&spaced).into_owned()
 }
 
-/// Like [`table`], but the last column wraps to fit `width` columns in all,
+/// Like [`table`] (cells shown as [`one_line`]), but the last column wraps to fit `width` columns in all,
 /// its further lines indented under it. When that would leave it narrower
 /// than [`MIN_WRAP`], it goes under its row instead, indented by four
 /// spaces (like `postqueue -p`). Lines break at spaces only, never inside a
@@ -157,6 +195,7 @@ pub fn table_wrapped(
     rows: &[Vec<String>],
     width: usize,
 ) -> io::Result<()> {
+    let rows = &one_line_cells(rows);
     let last = header.len().saturating_sub(1);
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -195,6 +234,12 @@ pub fn table_wrapped(
         line(out, &row.iter().map(String::as_str).collect::<Vec<_>>())?;
     }
     Ok(())
+}
+
+fn one_line_cells(rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|row| row.iter().map(|cell| one_line(cell)).collect())
+        .collect()
 }
 
 /// The narrowest a wrapped column gets before it moves under its row.
@@ -325,6 +370,39 @@ mod tests {
              \x20   SECRET_HOOK, then run `spec-notify replay S-1\n\
              \x20   --delivery-id 0b6f-77`\n"
         );
+    }
+
+    #[test]
+    fn sanitize_shows_control_characters_as_escapes() {
+        use std::borrow::Cow;
+        assert!(matches!(
+            super::sanitize("plain é ✓\nnext\tcol"),
+            Cow::Borrowed(_)
+        ));
+        let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2J\r\u{8}\u{7f}\u{9b}31m\u{202e}txt.exe\u{0}";
+        let shown = super::sanitize(hostile);
+        assert_eq!(
+            shown,
+            "\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\u{d}\\u{8}\\u{7f}\\u{9b}31m\\u{202e}txt.exe\\u{0}"
+        );
+        assert!(!shown.chars().any(char::is_control));
+        assert_eq!(super::one_line("a\nb\r\tc\u{1b}[31m"), "a b  c\\u{1b}[31m");
+    }
+
+    #[test]
+    fn diagnostics_and_tables_never_carry_escapes() {
+        let warning = line(Level::Warning, "skipped `evil\u{1b}]0;x\u{7}.job`");
+        assert_eq!(
+            warning,
+            "spec-notify: warning: skipped `evil\\u{1b}]0;x\\u{7}.job`\n"
+        );
+        let rows = vec![vec!["a\u{1b}[2J".to_string(), "b\nc".to_string()]];
+        let mut out = Vec::new();
+        super::table(&mut out, &["X", "Y"], &rows).unwrap();
+        super::table_wrapped(&mut out, &["X", "Y"], &rows, 80).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(text.contains("a\\u{1b}[2J  b c"), "{text:?}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Webhook URLs: which ones a subscription may use (https, or plain http to
-//! loopback only), which hosts are chat platforms, and how a URL is shown in
-//! messages, logs and evidence: redacted, never with its userinfo or query,
-//! and for chat platforms (whose webhook path is the credential) never with
-//! the path after its first segment.
+//! loopback only, with a port a connection can use), which hosts are chat
+//! platforms, how a URL is shown in messages, logs and evidence (redacted,
+//! never with its userinfo or query, and for chat platforms, whose webhook
+//! path is the credential, never with the path after its first segment),
+//! and which parts of it are credentials a receiver must not be able to
+//! echo into the evidence ([`credentials`]).
 
 use std::net::IpAddr;
 
@@ -19,6 +21,18 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
         .host()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| format!("`{}` has no host", redact_url(url)))?;
+    // With an `@` in the path the "port" may be the start of a password.
+    let may_be_password = uri.path().contains('@');
+    check_port(&uri).map_err(|why| match why {
+        BadPort::OutOfRange(port) if !may_be_password => format!(
+            "`{}` has port {port}: a port is a number from 1 to 65535",
+            redact_url(url)
+        ),
+        _ => format!(
+            "`{}://<not shown>` has a port that is not a number from 1 to 65535: a `/`, `?` or `#` in a user name or password must be written %2F, %3F or %23 (else the host is read as the text before the `:`)",
+            uri.scheme_str().unwrap_or_default()
+        ),
+    })?;
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
@@ -27,6 +41,51 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
             redact_url(url)
         )),
         _ => Err(format!("`{}` must start with https://", redact_url(url))),
+    }
+}
+
+/// Why a URL's port cannot be connected to.
+enum BadPort {
+    /// Not digits, or digits followed by a path that starts like `34@host`:
+    /// a password holding a `/`, which ends the authority early
+    /// (`https://user:p/w@host` is host `user`, port `p`).
+    NotANumber,
+    OutOfRange(String),
+}
+
+/// The `http` crate accepts any text after the host's `:` (and gives no
+/// port for it): only 1–65535, or no port at all, can be connected to.
+fn check_port(uri: &ureq::http::Uri) -> Result<(), BadPort> {
+    let Some(authority) = uri.authority() else {
+        return Ok(());
+    };
+    let host_port = authority
+        .as_str()
+        .rsplit_once('@')
+        .map_or(authority.as_str(), |(_, h)| h);
+    let after_host = match host_port.rfind(']') {
+        Some(end) => &host_port[end + 1..],
+        None => host_port.find(':').map_or("", |i| &host_port[i..]),
+    };
+    let Some(port) = after_host.strip_prefix(':').filter(|p| !p.is_empty()) else {
+        return Ok(()); // no port, or an empty one: the scheme's default
+    };
+    if !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BadPort::NotANumber);
+    }
+    // `user:12/34@host/h` parses as host `user`, port 12, path `/34@host/h`.
+    let first_segment = uri.path().trim_start_matches('/').split('/').next();
+    let no_userinfo = !authority.as_str().contains('@');
+    if no_userinfo
+        && first_segment
+            .and_then(|s| s.find('@'))
+            .is_some_and(|at| at > 0)
+    {
+        return Err(BadPort::NotANumber);
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(BadPort::OutOfRange(port.to_string())),
     }
 }
 
@@ -43,6 +102,9 @@ pub fn check_secret_url(url: &str) -> std::result::Result<(), String> {
         .host()
         .filter(|h| !h.is_empty())
         .ok_or("the URL has no host")?;
+    check_port(&uri).map_err(|_| {
+        "the URL's port is not a number from 1 to 65535 (a `/`, `?` or `#` in a password must be written %2F, %3F or %23)".to_string()
+    })?;
     match uri.scheme_str() {
         Some("https") => Ok(()),
         Some("http") if is_loopback(host) => Ok(()),
@@ -119,6 +181,68 @@ fn shown_path(path: &str, hide: bool) -> String {
     }
 }
 
+/// The parts of a webhook URL that are credentials, as a receiver could
+/// echo them back: the userinfo (whole, and the password, each as written
+/// and percent-decoded) and the `Basic` token ureq sends for it;
+/// the query (whole, and each value as written and decoded); and, when
+/// `path_is_secret` (a `url_env` URL) or the host is a chat platform, every
+/// path segment after the first and the whole URL.
+pub fn credentials(url: &str, path_is_secret: bool) -> Vec<String> {
+    use base64::Engine;
+    let decoded = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let mut out = Vec::new();
+    let both = |out: &mut Vec<String>, s: &str| {
+        out.push(s.to_string());
+        out.push(decoded(s));
+        out.push(
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
+    };
+    let hide_path = path_is_secret || chat_platform(url).is_some();
+    if hide_path {
+        out.push(url.to_string());
+    }
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return out;
+    };
+    if let Some((userinfo, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
+        // As ureq splits it: the password follows the last `:`.
+        let (user, password) = userinfo.rsplit_once(':').unwrap_or((userinfo, ""));
+        // The user name alone is no secret (and often a common word).
+        for part in [userinfo, password] {
+            both(&mut out, part);
+        }
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        out.push(format!("Basic {token}"));
+        out.push(token);
+    }
+    if let Some(query) = uri.query() {
+        both(&mut out, query);
+        for pair in query.split('&') {
+            both(
+                &mut out,
+                pair.split_once('=').map_or(pair, |(_, value)| value),
+            );
+        }
+    }
+    if hide_path {
+        let path = uri.path().trim_start_matches('/');
+        for segment in path.split('/').skip(1) {
+            both(&mut out, segment);
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// What a message may show of a URL that does not parse. Without `@`, `?`
 /// or `#` there is no userinfo, query or fragment to hide, so all of it;
 /// else at most `scheme://host`, and only the scheme when an `@` sits past
@@ -178,6 +302,87 @@ mod tests {
         assert_eq!(redact_url("http://127.0.0.1/h"), "http://127.0.0.1/h");
         assert_eq!(redact_url("user:pw@host"), "host");
         assert_eq!(redact_url("/hook?token=abc"), "/hook?<redacted>");
+    }
+
+    #[test]
+    fn ports_a_connection_cannot_use_are_refused_without_showing_a_password() {
+        let err = check_url("https://user:p/w@host/h").unwrap_err();
+        assert!(
+            err.starts_with("`https://<not shown>` has a port that is not a number"),
+            "{err}"
+        );
+        assert!(!err.contains("user:") && !err.contains("p/w"), "{err}");
+        assert!(check_secret_url("https://user:p/w@host/h").is_err());
+        let err = check_url("http://127.0.0.1:99999/").unwrap_err();
+        assert_eq!(
+            err,
+            "`http://127.0.0.1/` has port 99999: a port is a number from 1 to 65535"
+        );
+        assert!(check_url("https://h:0/").is_err());
+        assert!(check_url("https://[::1]:70000/").is_err());
+        assert!(check_secret_url("http://127.0.0.1:99999/").is_err());
+        let err = check_url("https://user:12/345678@host/h").unwrap_err();
+        assert!(
+            !err.contains("12"),
+            "a numeric password stays hidden: {err}"
+        );
+        for ok in [
+            "https://user:p%2Fw@host/h",
+            "https://host:/h",
+            "https://host:443/h",
+            "https://host:8443/@user/hook",
+            "http://[::1]:8080/h",
+            "https://acme.webhook.office.com/webhookb2/a@b/IncomingWebhook/c/d",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn credentials_are_every_form_a_receiver_could_echo() {
+        let got = credentials(
+            "https://us%40r:p%2Fss@h.example/a/b?token=t%2B1&sig=xyz&flag",
+            false,
+        );
+        for want in [
+            "us%40r:p%2Fss",
+            "us@r:p/ss",
+            "p%2Fss",
+            "p/ss",
+            "Basic dXMlNDByOnAlMkZzcw==",
+            "dXMlNDByOnAlMkZzcw==",
+            "token=t%2B1&sig=xyz&flag",
+            "t%2B1",
+            "t+1",
+            "xyz",
+            "flag",
+        ] {
+            assert!(
+                got.iter().any(|g| g == want),
+                "{want:?} missing from {got:?}"
+            );
+        }
+        assert!(
+            !got.iter()
+                .any(|g| g.contains("h.example") || g == "a" || g == "us@r"),
+            "{got:?}"
+        );
+        let slack = credentials("https://hooks.slack.com/services/T0/B0/XYZ", false);
+        for want in [
+            "T0",
+            "B0",
+            "XYZ",
+            "https://hooks.slack.com/services/T0/B0/XYZ",
+        ] {
+            assert!(
+                slack.iter().any(|g| g == want),
+                "{want:?} missing from {slack:?}"
+            );
+        }
+        assert!(!slack.iter().any(|g| g == "services"));
+        let secret = credentials("http://127.0.0.1:9/hooks/KEY-1", true);
+        assert!(secret.iter().any(|g| g == "KEY-1"), "{secret:?}");
+        assert!(credentials("https://example.com/a/b", false).is_empty());
     }
 
     #[test]

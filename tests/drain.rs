@@ -13,21 +13,7 @@ use crate::support::*;
 const SECRET: &str = "It's a Secret to Everybody 7f3a";
 
 fn emit_stage(env: &Env, spec: &str) -> Vec<String> {
-    env.run(&[
-        "emit",
-        "--spec",
-        spec,
-        "--event",
-        "spec-auto.stage.completed",
-        "--stage",
-        "Plan",
-        "--status",
-        "success",
-    ])
-    .expect(0)
-    .ids()
-    .into_iter()
-    .collect()
+    emit_plan(env, spec).expect(0).ids()
 }
 
 fn expected_signature(body: &[u8]) -> String {
@@ -472,12 +458,28 @@ fn sigterm_finishes_in_flight_and_exits_143() {
 fn the_secret_never_reaches_disk_or_output() {
     // Secrets everywhere: the signing secret, userinfo and query in `url`, a
     // whole URL in `url_env`, header values from `env:` and written literally.
+    // The receivers echo each request (query, Basic auth, headers) back.
     const TOKEN: &str = "Bearer gateway-token-8c41";
     const LITERAL: &str = "literal-header-value-77";
     const URL_KEY: &str = "URLKEY-SECRET-314";
+    const PASSWORD: &str = "userinfo-pass-2b7";
+    const QUERY_KEY: &str = "query-key-61d0";
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("ops:{PASSWORD}"))
+    };
     let rx = Receiver::start();
-    rx.script("/s", [Reply::Status(500), Reply::Status(401)]);
+    rx.script("/s", [Reply::Echo(500), Reply::Echo(401), Reply::Echo(500)]);
+    rx.script(
+        &format!("/hooks/{URL_KEY}"),
+        [Reply::Echo(200), Reply::Echo(200)],
+    );
+    rx.script("/u", [Reply::Echo(500), Reply::Echo(500)]);
     let url = rx.url("/s").replace("http://", "http://user:pw@") + "?token=abc";
+    let userinfo_url = rx
+        .url("/u")
+        .replace("http://", &format!("http://ops:{PASSWORD}@"))
+        + &format!("?key={QUERY_KEY}");
     let headers =
         format!("headers = {{ Authorization = \"env:GATEWAY_TOKEN\", X-Literal = \"{LITERAL}\" }}");
     let tables = format!(
@@ -492,10 +494,11 @@ fn the_secret_never_reaches_disk_or_output() {
             &rx.url("/dry"),
             &format!("dry_run = true\n{headers}")
         ),
-    );
+    ) + &subscription("userinfo", &userinfo_url, "max_attempts = 1");
     let env = Env::new(&config_with(&tables))
         .env("SECRET_S", SECRET)
         .env("SECRET_DRY", SECRET)
+        .env("SECRET_USERINFO", SECRET)
         .env("GATEWAY_TOKEN", TOKEN)
         .env("HIDDEN_URL", &rx.url(&format!("/hooks/{URL_KEY}")));
     let mut output = String::new();
@@ -514,6 +517,7 @@ fn the_secret_never_reaches_disk_or_output() {
         &["test", "SPEC-1", "--subscription", "hidden", "--print"],
         &["test", "SPEC-1", "--subscription", "hidden", "--json"],
         &["test", "SPEC-1", "--subscription", "s"],
+        &["test", "SPEC-1", "--subscription", "userinfo"],
         &["list"],
         &["list", "--json"],
         &["history", "SPEC-1"],
@@ -524,7 +528,10 @@ fn the_secret_never_reaches_disk_or_output() {
         output.push_str(&run.stdout);
         output.push_str(&run.stderr);
     }
-    for secret in [SECRET, TOKEN, LITERAL, URL_KEY, "pw@", "token=abc"] {
+    let echoed = [
+        SECRET, TOKEN, LITERAL, URL_KEY, PASSWORD, QUERY_KEY, &basic, "abc",
+    ];
+    for secret in echoed.iter().chain(&["pw@", "token=abc"]) {
         assert!(!output.contains(secret), "{secret:?} printed:\n{output}");
     }
     assert!(
@@ -533,7 +540,7 @@ fn the_secret_never_reaches_disk_or_output() {
     );
     for (path, bytes) in env.snapshot() {
         let text = String::from_utf8_lossy(&bytes);
-        for secret in [SECRET, TOKEN, LITERAL, URL_KEY, "token=abc"] {
+        for secret in echoed.iter().chain(&["token=abc"]) {
             assert!(
                 !text.contains(secret),
                 "{secret:?} written to {}",
@@ -543,8 +550,8 @@ fn the_secret_never_reaches_disk_or_output() {
     }
     assert_eq!(
         env.job_files("SPEC-1", "dead").len(),
-        1,
-        "the 401 dead-lettered"
+        2,
+        "the 401 and the userinfo subscription's only attempt dead-lettered"
     );
     // The values did travel, read at send time.
     let hidden = rx.requests_to(&format!("/hooks/{URL_KEY}"));
@@ -552,6 +559,24 @@ fn the_secret_never_reaches_disk_or_output() {
     for request in hidden.iter().chain(&rx.requests_to("/s")) {
         assert_eq!(request.header("Authorization"), Some(TOKEN));
         assert_eq!(request.header("X-Literal"), Some(LITERAL));
+    }
+    let userinfo = rx.requests_to("/u");
+    assert_eq!(userinfo.len(), 2, "the drained job and `test`");
+    let sent_basic = format!("Basic {basic}");
+    assert_eq!(
+        userinfo[0].header("Authorization"),
+        Some(sent_basic.as_str())
+    );
+    // The echoes were kept, with the credentials hidden.
+    let log = std::fs::read_to_string(env.evidence("SPEC-1").join("attempts.jsonl")).unwrap();
+    for shown in [
+        "authorization: <redacted>",
+        "x-literal: <redacted>",
+        "/s?<redacted>",
+        "/u?<redacted>",
+        "/hooks/<redacted>",
+    ] {
+        assert!(log.contains(shown), "{shown:?} not in {log}");
     }
     assert!(rx.requests_to("/dry").is_empty());
 }

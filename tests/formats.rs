@@ -190,18 +190,7 @@ fn dead_hint(env: &Env) -> String {
 }
 
 fn emit_one(env: &Env) {
-    env.run(&[
-        "emit",
-        "--spec",
-        SPEC,
-        "--event",
-        "spec-auto.stage.completed",
-        "--stage",
-        "Plan",
-        "--status",
-        "success",
-    ])
-    .expect(0);
+    emit_plan(env, SPEC).expect(0);
 }
 
 #[test]

@@ -252,10 +252,10 @@ fn drain_watch_holds_evidence_under_the_cap_while_it_runs() {
             })
             .map(|e| e.metadata().map_or(0, |m| m.len()))
             .sum();
-        // The running drain may trim a file between the listing and the stat.
         let jobs: u64 = env
             .job_files("SPEC-C", "delivered")
             .iter()
+            // The drain may remove a file between listing and reading it.
             .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
             .sum();
         logs + jobs

@@ -9,20 +9,6 @@ use std::process::{Command, Stdio};
 use crate::support::receiver::Receiver;
 use crate::support::*;
 
-fn emit(env: &Env, spec: &str) -> Run {
-    env.run(&[
-        "emit",
-        "--spec",
-        spec,
-        "--event",
-        "spec-auto.stage.completed",
-        "--stage",
-        "Plan",
-        "--status",
-        "success",
-    ])
-}
-
 fn env_with(rx: &Receiver) -> Env {
     Env::new(&config_with(&subscription("hook", &rx.url("/hook"), "")))
         .env("SECRET_HOOK", "s3cret-hook")
@@ -62,8 +48,8 @@ fn drain_once(env: &Env) -> Run {
 fn a_job_renamed_or_with_a_foreign_sequence_is_quarantined_not_spun_on() {
     let rx = Receiver::start();
     let env = env_with(&rx);
-    emit(&env, "SPEC-A").expect(0);
-    emit(&env, "SPEC-B").expect(0);
+    emit_plan(&env, "SPEC-A").expect(0);
+    emit_plan(&env, "SPEC-B").expect(0);
     let job = env.job_files("SPEC-A", "pending").remove(0);
     let renamed =
         pending(&env, "SPEC-A").join("000000000001-00000000-0000-0000-0000-000000000000.job");
@@ -91,7 +77,7 @@ fn a_job_renamed_or_with_a_foreign_sequence_is_quarantined_not_spun_on() {
 fn a_delivery_id_that_is_a_path_never_touches_files_outside_the_spool() {
     let rx = Receiver::start();
     let env = env_with(&rx);
-    emit(&env, "SPEC-V").expect(0);
+    emit_plan(&env, "SPEC-V").expect(0);
     let outside = env.path().join("victim");
     std::fs::write(&outside, b"precious").unwrap();
     // active/x -> the victim; metadata says delivery_id "x/victim".
@@ -115,7 +101,7 @@ fn a_delivery_id_that_is_a_path_never_touches_files_outside_the_spool() {
 fn symlinks_fifos_devices_and_folders_in_the_spool_are_quarantined_and_nothing_hangs() {
     let rx = Receiver::start();
     let env = env_with(&rx);
-    emit(&env, "SPEC-L").expect(0);
+    emit_plan(&env, "SPEC-L").expect(0);
     let pend = pending(&env, "SPEC-L");
     // A job-shaped file elsewhere, linked in: it must not be POSTed.
     let elsewhere = env.path().join("elsewhere.job");
@@ -171,7 +157,7 @@ fn symlinks_fifos_devices_and_folders_in_the_spool_are_quarantined_and_nothing_h
 fn a_planted_reason_symlink_is_never_written_through() {
     let rx = Receiver::start();
     let env = env_with(&rx);
-    emit(&env, "SPEC-Q").expect(0);
+    emit_plan(&env, "SPEC-Q").expect(0);
     let pend = pending(&env, "SPEC-Q");
     std::fs::write(pend.join("junk.txt"), b"x").unwrap();
     let target = env.path().join("planted");
@@ -328,7 +314,7 @@ fn a_full_disk_stops_the_drain_before_it_sends_what_it_cannot_record() {
     ))
     .env("SECRET_HOOK", "s3cret-hook");
     for _ in 0..20 {
-        emit(&env, "SPEC-F").expect(0);
+        emit_plan(&env, "SPEC-F").expect(0);
     }
     let filler = fs.0.join("filler");
     let _ = Command::new("dd")
@@ -337,7 +323,7 @@ fn a_full_disk_stops_the_drain_before_it_sends_what_it_cannot_record() {
         .stderr(Stdio::null())
         .status();
     // A failed emit leaves no half-written tmp file behind.
-    let run = emit(&env, "SPEC-F");
+    let run = emit_plan(&env, "SPEC-F");
     assert_ne!(run.code, 0, "emit on a full disk fails: {}", run.stderr);
     let hidden = |state: &str| {
         std::fs::read_dir(fs.0.join("spool/SPEC-F").join(state))

@@ -4,20 +4,6 @@
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::*;
 
-fn emit(env: &Env, spec: &str) -> Run {
-    env.run(&[
-        "emit",
-        "--spec",
-        spec,
-        "--event",
-        "spec-auto.stage.completed",
-        "--stage",
-        "Plan",
-        "--status",
-        "success",
-    ])
-}
-
 fn env_with(rx: &Receiver) -> Env {
     let retry = "jitter_ms = 0\ninitial_backoff_ms = 50";
     Env::new(&config_with(&format!(
@@ -49,7 +35,7 @@ fn a_paused_subscription_spools_but_sends_nothing_until_resumed() {
     let env = env_with(&rx);
     env.run(&["pause", "hook", "--reason", "maintenance INC-7"])
         .expect(0);
-    let run = emit(&env, "SPEC-P").expect(0);
+    let run = emit_plan(&env, "SPEC-P").expect(0);
     assert!(
         run.stderr
             .contains("subscription hook is paused: maintenance INC-7"),
@@ -112,7 +98,7 @@ fn gone_and_disable_answers_pause_the_subscription_and_keep_the_job() {
         )],
     );
     let env = env_with(&rx);
-    emit(&env, "SPEC-G").expect(0);
+    emit_plan(&env, "SPEC-G").expect(0);
     let run = env.run(&["drain", "--once"]).expect(0);
     assert!(
         run.stderr
@@ -157,7 +143,7 @@ fn unknown_subscriptions_are_refused_naming_the_known_ones() {
 fn status_warns_when_jobs_wait_for_an_unset_secret() {
     let rx = Receiver::start();
     let env = Env::new(&config_with(&subscription("hook", &rx.url("/hook"), "")));
-    emit(&env, "SPEC-S").expect(0);
+    emit_plan(&env, "SPEC-S").expect(0);
     let report = status(&env, 0);
     let hook = gate(&report, "hook");
     assert!(

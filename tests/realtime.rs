@@ -117,9 +117,11 @@ fn a_burst_of_200_emits_is_delivered_once_without_a_stampede() {
     );
     let most = most.load(Ordering::SeqCst);
     // The sampler may miss drains that live only milliseconds (a fast
-    // machine); the bound below is what matters: never a stampede.
+    // machine). What matters is that there is no stampede: 200 emits start
+    // nowhere near 200 drains. On a loaded machine a drain that found the
+    // SPEC served lives longer before it exits, so the bound has room.
     assert!(
-        most <= 4,
+        most <= 16,
         "at most a handful of drains alive at once, saw {most}"
     );
 }

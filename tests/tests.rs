@@ -11,6 +11,7 @@ mod emit;
 mod evidence;
 mod formats;
 mod handover;
+mod hardening;
 mod history;
 mod hostile;
 mod isolation;

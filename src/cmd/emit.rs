@@ -4,13 +4,16 @@
 //! one job per match durable in the SPEC's spool; a per-call job carries its
 //! target (URL, secret variable, scheme, format) for the drain. Never
 //! touches the network; all input, `--url` included, is validated before
-//! anything is written, so bad input leaves the spool unchanged. Prints one
-//! `<delivery-id> <subscription>` line per job (JSON objects with `--json`).
+//! anything is written, so bad input leaves the spool unchanged. Each event
+//! is at most `max_event_bytes`, and input is read with bounds
+//! ([`crate::input`]); stdin is read only with `--input -`, so a caller's
+//! open or slow stdin never holds emit. Prints one `<delivery-id>
+//! <subscription>` line per job (JSON objects with `--json`).
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{Map, Value};
 
 use super::Ctx;
@@ -19,6 +22,7 @@ use crate::clock;
 use crate::config::{self, Config, Subscription};
 use crate::envelope::{self, Event, Flags};
 use crate::exit::{ExitCode, user_error};
+use crate::input;
 use crate::output;
 use crate::spool::{self, Job, Meta, Spool, State, Target};
 
@@ -33,7 +37,7 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     }
     let config = config::load(&location)?;
-    let events = read_events(args)?;
+    let events = read_events(args, config.max_event_bytes)?;
     let per_call = per_call_targets(&config, args)?;
     if !config.enabled {
         ctx.note(format!(
@@ -65,8 +69,9 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     Ok(ExitCode::Success)
 }
 
-/// Parses and validates every event before anything is written.
-fn read_events(args: &EmitArgs) -> Result<Vec<Event>> {
+/// Parses and validates every event before anything is written; none may
+/// be larger than `max_bytes`.
+fn read_events(args: &EmitArgs, max_bytes: usize) -> Result<Vec<Event>> {
     let mut flags = Flags {
         spec: args.spec.clone(),
         event: args.event.clone(),
@@ -79,30 +84,51 @@ fn read_events(args: &EmitArgs) -> Result<Vec<Event>> {
         telemetry: None,
     };
     if let Some(path) = &args.telemetry {
-        flags.telemetry = Some(read_telemetry(path)?);
+        flags.telemetry = Some(read_telemetry(path, max_bytes)?);
     }
     let Some(source) = &args.input else {
         let event = envelope::build(Map::new(), &flags).map_err(user_error)?;
+        check_size(&event, max_bytes, "the event")?;
         return Ok(vec![event]);
     };
-    let (bytes, name) = read_input(source)?;
-    let objects = parse_objects(&bytes, &name)?;
+    let (objects, name) = if source == "-" {
+        (
+            input::objects(std::io::stdin().lock(), "stdin", max_bytes)?,
+            "stdin".to_string(),
+        )
+    } else {
+        let name = format!("`{source}`");
+        (
+            input::objects(input::open_input(source)?, &name, max_bytes)?,
+            name,
+        )
+    };
     objects
         .into_iter()
         .map(|(line, object)| {
-            envelope::build(object, &flags)
-                .map_err(|e| user_error(format!("{name} line {line}: {e}")))
+            let event = envelope::build(object, &flags)
+                .map_err(|e| user_error(format!("{name} line {line}: {e}")))?;
+            check_size(&event, max_bytes, &format!("{name} line {line}: the event"))?;
+            Ok(event)
         })
         .collect()
 }
 
-fn read_telemetry(path: &std::path::Path) -> Result<Value> {
-    let text = std::fs::read(path).map_err(|e| {
-        user_error(format!(
-            "cannot read --telemetry file `{}`: {e}",
-            path.display()
-        ))
-    })?;
+/// Refuses an event whose envelope (with `--telemetry` and the flags'
+/// fields added) would be larger than `max_bytes`.
+fn check_size(event: &Event, max_bytes: usize, what: &str) -> Result<()> {
+    let size = event.max_len();
+    if size > max_bytes {
+        return Err(user_error(format!(
+            "{what} is {size} bytes as spooled, over max_event_bytes = {}; nothing was spooled (raise max_event_bytes in [spec_ops.webhooks], or send less: large files belong in `evidence` as paths)",
+            input::bytes_text(max_bytes)
+        )));
+    }
+    Ok(())
+}
+
+fn read_telemetry(path: &std::path::Path, max_bytes: usize) -> Result<Value> {
+    let text = input::read_regular_file(path, max_bytes, "--telemetry file")?;
     let value: Value = serde_json::from_slice(&text).map_err(|e| {
         user_error(format!(
             "--telemetry file `{}` is not valid JSON: {e}",
@@ -116,82 +142,6 @@ fn read_telemetry(path: &std::path::Path) -> Result<Value> {
         )));
     }
     Ok(value)
-}
-
-fn read_input(source: &str) -> Result<(Vec<u8>, String)> {
-    let mut bytes = Vec::new();
-    if source == "-" {
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("failed to read stdin")?;
-        Ok((bytes, "stdin".into()))
-    } else {
-        let bytes = std::fs::read(source)
-            .map_err(|e| user_error(format!("cannot read --input `{source}`: {e}")))?;
-        Ok((bytes, format!("`{source}`")))
-    }
-}
-
-/// Reads JSON objects from a stream: one object (pretty or not) or JSON
-/// Lines. Returns each with the line it starts on.
-fn parse_objects(bytes: &[u8], name: &str) -> Result<Vec<(usize, Map<String, Value>)>> {
-    let mut out = Vec::new();
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
-    // Lines are counted as the stream advances, never from the start again:
-    // a 10,000-line batch must stay linear.
-    let mut lines = LineCounter::default();
-    loop {
-        let line = lines.line_at(bytes, skip_whitespace(bytes, stream.byte_offset()));
-        match stream.next() {
-            None => break,
-            Some(Ok(Value::Object(map))) => out.push((line, map)),
-            Some(Ok(other)) => {
-                return Err(user_error(format!(
-                    "{name} line {line}: expected a JSON object, found `{other}`"
-                )));
-            }
-            Some(Err(e)) => {
-                return Err(user_error(format!(
-                    "{name} line {}: invalid JSON: {e}",
-                    e.line()
-                )));
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(user_error(format!(
-            "{name} holds no event: send a JSON object, or one per line"
-        )));
-    }
-    Ok(out)
-}
-
-fn skip_whitespace(bytes: &[u8], from: usize) -> usize {
-    from + bytes[from..]
-        .iter()
-        .take_while(|b| b.is_ascii_whitespace())
-        .count()
-}
-
-/// The 1-based line of a byte offset, for offsets that only move forward.
-#[derive(Default)]
-struct LineCounter {
-    offset: usize,
-    newlines: usize,
-}
-
-impl LineCounter {
-    fn line_at(&mut self, bytes: &[u8], offset: usize) -> usize {
-        let offset = offset.min(bytes.len());
-        if offset > self.offset {
-            self.newlines += bytes[self.offset..offset]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
-            self.offset = offset;
-        }
-        1 + self.newlines
-    }
 }
 
 /// The `--url` targets, each checked like a subscription table: any
@@ -422,39 +372,4 @@ fn write_spooled(spooled: &[Spooled], json: bool) -> std::io::Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn objects_from_pretty_json_and_json_lines_with_lines() {
-        let objs = parse_objects(b"{\"a\":1}\n\n{\"b\":\n2}\n", "stdin").unwrap();
-        assert_eq!(objs.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1, 3]);
-        let e = format!(
-            "{:#}",
-            parse_objects(b"{\"a\":1}\n[1]\n", "stdin").unwrap_err()
-        );
-        assert!(e.contains("stdin line 2: expected a JSON object"), "{e}");
-        let e = format!(
-            "{:#}",
-            parse_objects(b"{\"a\":1}\n{oops}\n", "stdin").unwrap_err()
-        );
-        assert!(e.contains("stdin line 2: invalid JSON"), "{e}");
-        assert!(parse_objects(b"  \n", "stdin").is_err());
-    }
-
-    #[test]
-    fn line_numbers_stay_right_deep_into_a_big_batch() {
-        let mut input = "{\"a\":1}\n\n".repeat(5_000).into_bytes();
-        input.extend_from_slice(b"  7\n");
-        let e = format!("{:#}", parse_objects(&input, "stdin").unwrap_err());
-        assert!(
-            e.contains("stdin line 10001: expected a JSON object"),
-            "{e}"
-        );
-        let objs = parse_objects(&input[..input.len() - 4], "stdin").unwrap();
-        assert_eq!(objs.last().unwrap().0, 9_999);
-    }
 }

@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn table_cells_are_one_short_line() {
-        assert_eq!(shorten("a\nb\x1b[31m"), "a b [31m");
+        assert_eq!(shorten("a\nb\x1b[31m"), "a b\\u{1b}[31m");
         let long = "é".repeat(2 * DETAIL_MAX);
         let cut = shorten(&long);
         assert_eq!(cut.chars().count(), DETAIL_MAX);

@@ -250,11 +250,6 @@ fn seen(request: &Request, signature: Signature, answered: u16) -> Seen {
     }
 }
 
-/// Drops control characters, so request data cannot drive the terminal.
-fn clean(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).collect()
-}
-
 fn print(seen: &Seen, json: bool) -> Result<()> {
     let line = if json {
         let reason = match &seen.signature {
@@ -287,7 +282,10 @@ fn print(seen: &Seen, json: bool) -> Result<()> {
         .context("failed to write to stdout")
 }
 
+/// The line for people; request data is shown with its control characters
+/// escaped, so it cannot drive the terminal.
 fn human_line(seen: &Seen) -> String {
+    let clean = |text: &str| crate::output::one_line(text);
     let show = |v: &Option<String>| clean(v.as_deref().unwrap_or("-"));
     let mut line = format!(
         "{} {} {} {} id={} event={} spec={} stage={} status={} attempt={} signature={}",
@@ -321,7 +319,7 @@ mod tests {
             delivery_id: Some("d-1".into()),
             attempt: Some("2".into()),
             event_type: Some("spec-auto.stage.completed".into()),
-            spec: Some("SPEC-1\u{1b}[31m".into()),
+            spec: Some("SPEC-1\u{1b}]0;title\u{7}\u{9b}2J".into()),
             stage: Some("Plan".into()),
             status: None,
             signature,
@@ -331,11 +329,11 @@ mod tests {
     }
 
     #[test]
-    fn human_line_names_every_field_and_strips_control_characters() {
+    fn human_line_names_every_field_and_escapes_control_characters() {
         assert_eq!(
             human_line(&seen(Signature::Ok)),
             "1970-01-01T00:00:01.000Z 204 POST /hook id=d-1 event=spec-auto.stage.completed \
-             spec=SPEC-1[31m stage=Plan status=- attempt=2 signature=ok"
+             spec=SPEC-1\\u{1b}]0;title\\u{7}\\u{9b}2J stage=Plan status=- attempt=2 signature=ok"
         );
         assert!(
             human_line(&seen(Signature::Bad("missing header X".into())))

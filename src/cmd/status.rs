@@ -1,9 +1,9 @@
 //! `spec-notify status`: delivery health per SPEC and subscription — job
 //! counts from the spool, success rate, latency percentiles and the last
 //! success / failure from the attempt log, and one warning line per
-//! subscription in trouble. Exits 1 while any dead-letter exists, a circuit
-//! is open or a subscription is paused, so a status script or TUI can raise
-//! a banner. The arithmetic is `crate::health`'s (shared with `report` and
+//! subscription in trouble. Exits 1 while any dead-letter exists, a file
+//! sits in quarantine or cannot be read as a job, a circuit is open or a
+//! subscription is paused, so a status script or TUI can raise a banner. The arithmetic is `crate::health`'s (shared with `report` and
 //! `metrics`); this file only chooses the SPECs and prints.
 
 use std::io::{self, BufWriter, Write};
@@ -37,19 +37,26 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         .sum();
     let gates = gates(&config, &snapshot);
     let blocked = gates.iter().filter(|g| g.needs_attention()).count();
+    // Files that are not jobs hide what they held: they need a person too.
+    let quarantined: usize = snapshot.specs.iter().map(|s| s.quarantined.len()).sum();
+    let unreadable = snapshot.unreadable.len();
     if args.json {
         let mut json = report_json(&snapshot.specs, dead);
+        json["unreadable"] = unreadable.into();
         json["subscriptions"] = gates.iter().map(Gate::json).collect();
         output::print_json(&json)?;
     } else {
         print_report(&snapshot.specs, dead, snapshot.now_ms)?;
+        print_unreadable(unreadable)?;
         print_gates(&gates)?;
     }
-    Ok(if dead > 0 || blocked > 0 {
-        ExitCode::Failure
-    } else {
-        ExitCode::Success
-    })
+    Ok(
+        if dead > 0 || blocked > 0 || quarantined > 0 || unreadable > 0 {
+            ExitCode::Failure
+        } else {
+            ExitCode::Success
+        },
+    )
 }
 
 /// What lets a subscription's jobs go out, or holds them: its circuit, a
@@ -120,6 +127,20 @@ fn gates(config: &Config, snapshot: &Snapshot) -> Vec<Gate> {
         .collect()
 }
 
+/// The count of spool files that could not be read as jobs (each is named
+/// on stderr): the job counts above cannot include them.
+fn print_unreadable(unreadable: usize) -> Result<()> {
+    if unreadable > 0 {
+        let mut out = io::stdout().lock();
+        writeln!(
+            out,
+            "{} {unreadable} spool file(s) cannot be read as jobs and are not counted above (named on stderr); the next drain quarantines them",
+            output::paint("warning:", "33"),
+        )?;
+    }
+    Ok(())
+}
+
 fn print_gates(gates: &[Gate]) -> Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     if gates.iter().any(|g| g.state() != "closed") {
@@ -148,7 +169,7 @@ fn print_gates(gates: &[Gate]) -> Result<()> {
                 out,
                 "{warn} {} is {}; its {} job(s) wait: `spec-notify resume {}` sends them",
                 g.id,
-                g.circuit.describe(clock::rfc3339),
+                output::one_line(&g.circuit.describe(clock::rfc3339)),
                 g.waiting,
                 g.id
             )?,
@@ -156,9 +177,9 @@ fn print_gates(gates: &[Gate]) -> Result<()> {
                 out,
                 "{warn} {}: circuit {} after {} failures in a row ({}); {} job(s) wait without using attempts",
                 g.id,
-                g.circuit.describe(clock::rfc3339),
+                output::one_line(&g.circuit.describe(clock::rfc3339)),
                 g.circuit.consecutive_failures,
-                g.circuit.last_error.as_deref().unwrap_or("no answer"),
+                output::one_line(g.circuit.last_error.as_deref().unwrap_or("no answer")),
                 g.waiting
             )?,
             _ => {}
@@ -219,7 +240,7 @@ fn print_report(report: &[SpecHealth], dead: usize, now: u64) -> Result<()> {
         if i > 0 {
             writeln!(out)?;
         }
-        writeln!(out, "{}", output::paint(&spec.spec, "1"))?;
+        writeln!(out, "{}", output::paint(&output::one_line(&spec.spec), "1"))?;
         if spec.subscriptions.is_empty() {
             writeln!(out, "no jobs and no attempts yet")?;
         } else {
@@ -246,6 +267,7 @@ fn print_report(report: &[SpecHealth], dead: usize, now: u64) -> Result<()> {
             .iter()
             .filter_map(|s| health::warning(&spec.spec, &s.subscription, &s.counts, &s.stats));
         for warning in warnings {
+            let warning = output::one_line(&warning);
             writeln!(out, "{} {warning}", output::paint("warning:", "33"))?;
         }
         if !spec.quarantined.is_empty() {
@@ -254,7 +276,7 @@ fn print_report(report: &[SpecHealth], dead: usize, now: u64) -> Result<()> {
                 "{} {} file(s) in quarantine (see `spec-notify list {} --state quarantine`)",
                 output::paint("warning:", "33"),
                 spec.quarantined.len(),
-                spec.spec
+                output::one_line(&spec.spec)
             )?;
         }
     }

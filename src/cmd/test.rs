@@ -77,7 +77,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     } else {
         let result = match (&record.status, &record.error) {
             (Some(status), _) => format!("HTTP {status}"),
-            (None, Some(error)) => error.clone(),
+            (None, Some(error)) => output::one_line(error),
             (None, None) => "no answer".into(),
         };
         let verdict = if ok {
@@ -91,7 +91,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
             latency.as_millis()
         );
         if let Some(body) = &record.response_body {
-            println!("response: {}", body.trim_end());
+            println!("response: {}", output::sanitize(body.trim_end()));
         }
     }
     Ok(if ok {

@@ -34,6 +34,11 @@ pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
 pub const ENABLED_ENV: &str = "SPECKIT_WEBHOOKS_ENABLED";
 pub const DEFAULT_CONFIG: &str = "config.toml";
 pub const DEFAULT_SPOOL_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/webhooks";
+/// `max_event_bytes` unless set: far above any pipeline event, far below
+/// what would strain a receiver (Svix caps payloads near 350 kB).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// The most `max_event_bytes` may be (what `receive` accepts).
+pub const MAX_EVENT_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 pub const DEFAULT_EVIDENCE_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/commands";
 
 /// The resolved, validated `[spec_ops.webhooks]` settings.
@@ -51,6 +56,8 @@ pub struct Config {
     pub max_spool_jobs: usize,
     /// Evidence footprint cap per SPEC (attempt logs plus delivered jobs).
     pub max_evidence_bytes: u64,
+    /// The largest event emit accepts (its envelope as spooled).
+    pub max_event_bytes: usize,
     pub auto_drain: bool,
     /// Evidence paths in chat messages link under this URL.
     pub evidence_base_url: Option<String>,
@@ -523,6 +530,7 @@ impl Config {
             evidence_dir: base.join(DEFAULT_EVIDENCE_DIR),
             max_spool_jobs: 10_000,
             max_evidence_bytes: 5 * 1024 * 1024,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             auto_drain: true,
             evidence_base_url: None,
             subscriptions: Vec::new(),
@@ -758,6 +766,14 @@ fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) ->
             i64::MAX,
         )
         .map_or(c.max_evidence_bytes, |v| v as u64);
+    c.max_event_bytes = check
+        .int(
+            "max_event_bytes",
+            raw.max_event_bytes,
+            1024,
+            MAX_EVENT_BYTES_LIMIT as i64,
+        )
+        .map_or(c.max_event_bytes, |v| v as usize);
     c.auto_drain = raw.auto_drain.unwrap_or(c.auto_drain);
     if let Some(dir) = raw.spool_dir {
         c.spool_dir = base.join(dir);

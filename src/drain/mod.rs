@@ -441,21 +441,39 @@ impl<'a> Drainer<'a> {
     ) -> Result<()> {
         let options = &self.options;
         let mut last_trim = Instant::now();
+        let mut last_look: Option<Instant> = None;
+        let mut look_every = POLL;
         loop {
-            let changes = queue.refresh()?;
-            let circuits: Vec<(String, Result<Circuit>)> = self
-                .lane_ids()
-                .into_iter()
-                .map(|id| {
-                    let circuit = queue.circuit(&id);
-                    (id, circuit)
-                })
-                .collect();
-            let can_record = queue.can_record();
+            // Look at the queue every POLL: a request finishing wakes this
+            // thread too (to end the run), but must not cost a look each.
+            let look = last_look.is_none_or(|t| t.elapsed() >= look_every);
+            let seen = if look {
+                last_look = Some(Instant::now());
+                let changes = queue.refresh()?;
+                let circuits: Vec<(String, Result<Circuit>)> = self
+                    .lane_ids()
+                    .into_iter()
+                    .map(|id| {
+                        let circuit = queue.circuit(&id);
+                        (id, circuit)
+                    })
+                    .collect();
+                Some((changes, circuits, queue.can_record()))
+            } else {
+                None
+            };
             let mut core = shared.lock();
-            core.apply(self, changes, circuits);
-            if !can_record && !core.cannot_record {
-                core.stop_for_full_disk();
+            // Listing pending/ costs in proportion to its size: with a big
+            // backlog, look less often (a new job would queue behind it
+            // anyway; a new subscription's first job still goes out within
+            // a quarter of a second).
+            look_every =
+                (POLL * (core.sched.waiting_len() / 1000).max(1) as u32).min(MAX_LOOK_EVERY);
+            if let Some((changes, circuits, can_record)) = seen {
+                core.apply(self, changes, circuits);
+                if !can_record && !core.cannot_record {
+                    core.stop_for_full_disk();
+                }
             }
             let now = clock::now_ms();
             core.set_gates(now);
@@ -510,6 +528,7 @@ impl<'a> Drainer<'a> {
                 }
             }
             if arrived_due {
+                last_look = None;
                 continue;
             }
             if done {
@@ -524,8 +543,14 @@ impl<'a> Drainer<'a> {
                 }
             }
             // Until the next look, or until the last request in flight ends.
+            let until_look =
+                last_look.map_or(Duration::ZERO, |t| look_every.saturating_sub(t.elapsed()));
             let core = shared.lock();
-            drop(shared.idle.wait_timeout(core, POLL));
+            drop(
+                shared
+                    .idle
+                    .wait_timeout(core, until_look.max(Duration::from_millis(1))),
+            );
         }
     }
 
@@ -536,9 +561,6 @@ impl<'a> Drainer<'a> {
             let mut core = shared.lock();
             if let Some(done) = finished.take() {
                 core.finish(self, done);
-                if core.in_flight == 0 {
-                    shared.idle.notify_one(); // the coordinator may end the run
-                }
             }
             let work = loop {
                 if core.exiting {
@@ -549,6 +571,9 @@ impl<'a> Drainer<'a> {
                 {
                     break work;
                 }
+                if core.in_flight == 0 {
+                    shared.idle.notify_one(); // nothing to do: the run may end
+                }
                 core.sleeping += 1;
                 let nap = core.nap(clock::now_ms());
                 core = shared
@@ -558,7 +583,7 @@ impl<'a> Drainer<'a> {
                 core.sleeping -= 1;
             };
             // Another job may be waiting for a sleeping worker.
-            let more = core.sleeping > 0 && core.sched.has_due(clock::now_ms());
+            let more = core.sleeping > 0 && core.sched.ready(clock::now_ms());
             drop(core);
             if more {
                 shared.work.notify_one();
@@ -725,6 +750,9 @@ fn transition_record(meta: &Meta, t: &Transition, circuit: &Circuit, now: u64) -
     }
     record
 }
+
+/// The longest interval between two looks at pending/ (with a big backlog).
+const MAX_LOOK_EVERY: Duration = Duration::from_millis(250);
 
 /// How often `drain --watch` holds its SPECs' evidence under the cap (a
 /// one-shot drain does it as it lets go of each SPEC).
@@ -955,9 +983,9 @@ impl Core<'_> {
                 done.pick.job.key.name
             ));
         }
-        for record in &done.records {
-            self.summary.count(record);
-            (self.report)(&Event::Attempt(record.clone()));
+        for record in done.records {
+            self.summary.count(&record);
+            (self.report)(&Event::Attempt(record));
         }
         if let Some((transition, circuit)) = done.transition {
             let sub = done.pick.job.subscription.clone();

@@ -81,6 +81,8 @@ struct Served {
     spool: SpecSpool,
     evidence: Evidence,
     _alive: AliveLock,
+    /// drain.lock, open for as long as the SPEC is served.
+    lock: crate::spool::lock::LockHandle,
     /// Workers of this process take turns at drain.lock.
     moves: Mutex<()>,
     /// Pending names seen at the last refresh.
@@ -134,7 +136,7 @@ impl<'a> SpoolQueue<'a> {
             .get(spec)
             .ok_or_else(|| anyhow::anyhow!("SPEC {spec} is not served by this drain"))?;
         let _turn = served.moves.lock().unwrap_or_else(|e| e.into_inner());
-        let lock = served.spool.lock_drain()?;
+        let lock = served.lock.take()?;
         f(&served, &lock)
     }
 
@@ -180,6 +182,7 @@ impl<'a> SpoolQueue<'a> {
                 self.config.evidence_for(spec),
                 self.config.max_evidence_bytes,
             ),
+            lock: spool.lock_handle()?,
             spool,
             _alive: alive,
             moves: Mutex::new(()),

@@ -290,6 +290,13 @@ impl Scheduler {
         self.lanes.values().any(|lane| lane.has_due(now_ms))
     }
 
+    /// Whether [`Scheduler::next`] would hand out a job now.
+    pub fn ready(&self, now_ms: u64) -> bool {
+        self.lanes
+            .values()
+            .any(|lane| lane.expired_head(now_ms).is_some() || lane.sendable(now_ms).is_some())
+    }
+
     /// [`Scheduler::has_due`] for one SPEC's jobs.
     pub fn has_due_in(&self, spec: &str, now_ms: u64) -> bool {
         self.jobs.values().any(|job| {

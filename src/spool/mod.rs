@@ -329,6 +329,11 @@ impl SpecSpool {
         DrainLock::take(&self.lock_path("drain.lock")?)
     }
 
+    /// drain.lock held open, for a drain that moves many jobs.
+    pub fn lock_handle(&self) -> Result<lock::LockHandle> {
+        lock::LockHandle::open(&self.lock_path("drain.lock")?)
+    }
+
     /// Becomes the drain serving this SPEC, unless another one is.
     pub fn try_serve(&self) -> Result<Option<AliveLock>> {
         AliveLock::try_take(&self.lock_path("drain.alive")?)

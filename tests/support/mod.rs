@@ -367,6 +367,21 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
     }
 }
 
+/// Emits one `spec-auto.stage.completed` event (Plan, success) for `spec`.
+pub fn emit_plan(env: &Env, spec: &str) -> Run {
+    env.run(&[
+        "emit",
+        "--spec",
+        spec,
+        "--event",
+        "spec-auto.stage.completed",
+        "--stage",
+        "Plan",
+        "--status",
+        "success",
+    ])
+}
+
 /// A config with webhooks on, auto-drain off, and the given subscriptions.
 pub fn config_with(subscriptions: &str) -> String {
     format!("[spec_ops.webhooks]\nenabled = true\nauto_drain = false\n\n{subscriptions}")

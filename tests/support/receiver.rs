@@ -31,6 +31,9 @@ pub enum Reply {
     Slow(Duration, u16),
     /// Closes the connection without any response; the request is still recorded.
     Close,
+    /// This status with the request echoed as the body, like httpbin: the
+    /// request line (query included), every header, a blank line, the body.
+    Echo(u16),
 }
 
 /// One request as it arrived.
@@ -234,5 +237,19 @@ fn handle(request: &Request, shared: &Shared) -> Action {
             Action::Respond(status, Vec::new(), Vec::new())
         }
         Reply::Close => Action::Close,
+        Reply::Echo(status) => {
+            let mut echo = format!("{} {}\n", request.method, request.path);
+            for (name, value) in &request.headers {
+                echo.push_str(&format!("{name}: {value}\n"));
+            }
+            echo.push('\n');
+            let mut body = echo.into_bytes();
+            body.extend_from_slice(&request.body);
+            Action::Respond(
+                status,
+                vec![("Content-Type".into(), "text/plain".into())],
+                body,
+            )
+        }
     }
 }
