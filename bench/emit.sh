@@ -34,6 +34,8 @@ cat >"$out/config.toml" <<'TOML'
 [spec_ops.webhooks]
 enabled = true
 auto_drain = false
+# A 10,000-event batch to two subscriptions is 20,000 pending jobs.
+max_spool_jobs = 100000
 
 [[spec_ops.webhooks.subscriptions]]
 id = "chatops-slack"

@@ -68,6 +68,14 @@ Examples:
   spec-notify drain --watch                   # long-running worker (systemd)")]
     Drain(DrainArgs),
 
+    /// Move this host's pending jobs into NATS JetStream ([spec_ops.webhooks.relay])
+    #[command(after_help = "\
+Examples:
+  spec-notify relay                 # one pass: publish every pending job, then stop
+  spec-notify relay --watch         # keep moving jobs as they are spooled (until SIGTERM)
+Workers deliver them: spec-notify drain --source nats --watch")]
+    Relay(RelayArgs),
+
     /// Send a signed sample event to one subscription right now (no spool)
     #[command(
         after_help = "Example:\n  spec-notify test SPEC-KIT-065 --subscription chatops-slack"
@@ -264,6 +272,29 @@ pub struct DrainArgs {
     /// How often --metrics rewrites FILE (and once more at the end)
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, requires = "metrics")]
     pub metrics_interval: Duration,
+    /// Take jobs from this host's spool, or from NATS JetStream (a worker
+    /// of the fleet; needs [spec_ops.webhooks.relay])
+    #[arg(long, value_enum, default_value = "spool", conflicts_with_all = ["spec", "metrics"])]
+    pub source: Source,
+}
+
+/// Where a command finds the jobs: this host's spool, or the NATS JetStream
+/// of `[spec_ops.webhooks.relay]` (every host's jobs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Source {
+    #[default]
+    Spool,
+    Nats,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct RelayArgs {
+    /// Keep running: move new jobs as they are spooled (until SIGTERM)
+    #[arg(long)]
+    pub watch: bool,
+    /// Started by emit (auto_drain): print only what needs attention
+    #[arg(long, hide = true)]
+    pub background: bool,
 }
 
 #[derive(Debug, Args)]
@@ -315,6 +346,9 @@ pub struct ListArgs {
     /// One JSON array on stdout
     #[arg(long)]
     pub json: bool,
+    /// This host's spool, or NATS JetStream (every host's jobs)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
@@ -345,6 +379,10 @@ pub struct ReplayArgs {
     pub no_drain: bool,
     #[arg(long)]
     pub json: bool,
+    /// This host's spool, or NATS JetStream's dead stream (every host's
+    /// dead jobs; the workers deliver them)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
@@ -363,6 +401,9 @@ pub struct DiscardArgs {
     pub all_dead: bool,
     #[arg(long, value_name = "ID", requires = "all_dead", value_parser = subscription_id)]
     pub subscription: Option<String>,
+    /// This host's spool, or NATS JetStream's dead stream (every host's)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
@@ -387,6 +428,9 @@ pub struct StatusArgs {
     pub spec: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// This host's spool, or NATS JetStream (every host's jobs)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -411,6 +455,10 @@ pub struct HistoryArgs {
     /// [default: table on a terminal, jsonl otherwise]
     #[arg(long, value_enum)]
     pub format: Option<HistoryFormat>,
+    /// This host's attempt log, or NATS JetStream's evidence stream (every
+    /// worker's attempts)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]

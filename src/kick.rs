@@ -2,7 +2,8 @@
 //! `spec-notify drain --spec SPEC` unless a drain already serves that SPEC
 //! (drain.alive). A serving drain looks at pending/ every few milliseconds
 //! and once more after it stops serving, so skipping the start never loses a
-//! wake-up (see the `drain` module doc).
+//! wake-up (see the `drain` module doc). With a relay configured it starts
+//! one background `relay` instead (unless one runs): the fleet delivers.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -23,6 +24,15 @@ use crate::spool::Spool;
 /// are already durable).
 #[must_use]
 pub fn start_drains(config: &Config, specs: &[&str], config_flag: Option<&Path>) -> Vec<String> {
+    if config.relay.is_some() {
+        // The fleet delivers: the jobs only have to leave this host.
+        return match start_relay(config, config_flag) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![format!(
+                "could not start a background relay: {e:#}; run `spec-notify relay` (jobs are safe in the spool)"
+            )],
+        };
+    }
     let mut seen = std::collections::BTreeSet::new();
     let mut warnings = Vec::new();
     for spec in specs.iter().filter(|s| seen.insert(**s)) {
@@ -42,24 +52,46 @@ fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyho
     }
     let evidence = config.evidence_for(spec);
     crate::spool::files::create_private_dir(&evidence)?;
-    let log_path = evidence.join("drain.log");
-    if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
-        let _ = std::fs::rename(&log_path, evidence.join("drain.log.1"));
+    // `--spec=ID`: an id that starts with `-` is not taken for a flag.
+    let spec_flag = format!("--spec={spec}");
+    spawn(
+        &evidence.join("drain.log"),
+        &["drain", "--background", &spec_flag],
+        config_flag,
+    )
+}
+
+/// Starts a background `relay` unless one runs (relay.alive): a running
+/// relay looks once more after it lets go, so skipping loses no job.
+fn start_relay(config: &Config, config_flag: Option<&Path>) -> anyhow::Result<()> {
+    if crate::nats::relay::try_serve(config)?.is_none() {
+        return Ok(());
+    }
+    spawn(
+        &config.spool_dir.join("relay.log"),
+        &["relay", "--background"],
+        config_flag,
+    )
+}
+
+/// Starts `spec-notify ARGS` detached, its stderr appended to `log_path`.
+fn spawn(log_path: &Path, args: &[&str], config_flag: Option<&Path>) -> anyhow::Result<()> {
+    if std::fs::metadata(log_path).is_ok_and(|m| m.len() > MAX_LOG_BYTES) {
+        let _ = std::fs::rename(log_path, log_path.with_extension("log.1"));
     }
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&log_path)
+        .open(log_path)
         .with_context(|| format!("failed to open `{}`", log_path.display()))?;
     let mut command = Command::new(std::env::current_exe()?);
     if let Some(path) = config_flag {
         command.arg("--config").arg(std::path::absolute(path)?);
     }
     command
-        // `--spec=ID`: an id that starts with `-` is not taken for a flag.
-        .args(["drain", "--background", &format!("--spec={spec}")])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);

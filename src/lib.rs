@@ -26,6 +26,7 @@ pub mod http_server;
 pub mod input;
 pub mod kick;
 pub mod metrics;
+pub mod nats;
 pub mod output;
 pub mod publish;
 pub mod redact;

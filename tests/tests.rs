@@ -17,6 +17,7 @@ mod hostile;
 mod isolation;
 mod list;
 mod metrics;
+mod nats;
 mod overrides;
 mod pause;
 mod per_call;

@@ -1,9 +1,10 @@
 //! `spec-notify check`: validate the config (secrets and per-SPEC overrides
-//! included) and summarise it; warn about what is valid but likely wrong (a
-//! rotation left on, a chat webhook sent the wrong format). `--spec` shows
-//! the subscriptions in effect for one SPEC; `--probe` reaches every URL
-//! once (HEAD, no body, no secret, 3 s) and exits 1 if one does not answer.
-//! Without `--probe` it never touches the network.
+//! included) and summarise it (the relay to NATS too, credentials never
+//! shown); warn about what is valid but likely wrong (a rotation left on, a
+//! chat webhook sent the wrong format). `--spec` shows the subscriptions in
+//! effect for one SPEC; `--probe` reaches every URL once (HEAD, no body, no
+//! secret, 3 s) and exits 1 if one does not answer. Without `--probe` it
+//! never touches the network.
 
 use std::io::Write;
 use std::time::Duration;
@@ -137,6 +138,13 @@ fn print_summary(config: &Config) -> Result<()> {
         "limits:   max_concurrency {}, max_spool_jobs {} per SPEC, max_evidence_bytes {}, auto_drain {}",
         config.max_concurrency, config.max_spool_jobs, config.max_evidence_bytes, config.auto_drain
     )?;
+    if let Some(relay) = &config.relay {
+        let [urls, stream, replicas, credentials] = relay_fields(relay);
+        writeln!(
+            out,
+            "relay:    NATS JetStream {urls}; streams {stream}_*; replicas {replicas}; credentials {credentials}"
+        )?;
+    }
     writeln!(out, "subscriptions ({}):", config.subscriptions.len())?;
     print_table(&mut out, &config.subscriptions)?;
     if !config.specs.is_empty() {
@@ -279,6 +287,22 @@ fn print_spec(config: &Config, spec: &str) -> Result<()> {
     Ok(())
 }
 
+/// `[spec_ops.webhooks.relay]` for people: URLs without userinfo, and the
+/// credentials' variable with whether it is set (never its value).
+fn relay_fields(relay: &crate::config::Relay) -> [String; 4] {
+    let credentials = match (&relay.credentials_env, relay.credentials()) {
+        (Some(var), Ok(_)) => format!("{var} (set)"),
+        (Some(var), Err(_)) => format!("{var} (UNSET)"),
+        (None, _) => "none".into(),
+    };
+    [
+        relay.shown_urls().join(", "),
+        relay.stream.clone(),
+        relay.replicas.to_string(),
+        credentials,
+    ]
+}
+
 fn describe_filters(s: &crate::config::Subscription) -> String {
     let list = |v: Vec<&str>| {
         if v.is_empty() {
@@ -339,6 +363,13 @@ fn summary_json(config: &Config) -> Value {
         "spool_dir": config.spool_dir,
         "evidence_dir": config.evidence_dir,
         "valid": true,
+        "relay": config.relay.as_ref().map(|r| json!({
+            "urls": r.shown_urls(),
+            "stream": r.stream,
+            "replicas": r.replicas,
+            "credentials_env": r.credentials_env,
+            "credentials_set": r.credentials().is_ok_and(|c| c.is_some()),
+        })),
         "subscriptions": subs,
         "specs": specs,
     })

@@ -2,7 +2,8 @@
 //! `postsuper -d`. Only dead jobs qualify; every choice is checked before
 //! anything changes, then the SPEC's drain.lock is taken (waiting for a
 //! running drain), the files are removed and one `discarded` record per job
-//! goes to the attempt log.
+//! goes to the attempt log. `--source nats` acts on the dead stream
+//! instead (`super::nats`).
 
 use std::io::{self, Write};
 
@@ -18,6 +19,9 @@ use crate::spool::{Meta, SpecSpool, Spool, State};
 
 pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
+    if args.source == crate::cli::Source::Nats {
+        return super::nats::discard(&config, args);
+    }
     super::require_spec(&config, &args.spec, false)?;
     let spool = Spool::new(&config.spool_dir).spec(&args.spec);
     // Look before locking: a refusal must leave the workspace untouched,
@@ -96,12 +100,12 @@ fn choose(spool: &SpecSpool, args: &DiscardArgs, warn: bool) -> Result<Vec<(Stri
     }
 }
 
-fn discard_record(config: &Config, meta: &Meta) -> Record {
+pub(super) fn discard_record(config: &Config, meta: &Meta) -> Record {
     let url = super::logged_url(config, &meta.subscription);
     Record::for_job(meta, url, 0, clock::now_ms(), Outcome::Discarded)
 }
 
-fn print_discarded(spec: &str, chosen: &[(String, Meta)]) -> Result<()> {
+pub(super) fn print_discarded(spec: &str, chosen: &[(String, Meta)]) -> Result<()> {
     let mut out = io::stdout().lock();
     for (_, meta) in chosen {
         writeln!(

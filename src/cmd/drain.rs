@@ -30,6 +30,9 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
         ));
         return Ok(ExitCode::Success);
     }
+    if args.source == crate::cli::Source::Nats {
+        return super::nats::drain(ctx, &config, args);
+    }
     let options = Options {
         spec: args.spec.clone(),
         once: args.once,

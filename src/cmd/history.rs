@@ -2,7 +2,9 @@
 //! first — as a table for people (the default on a terminal), JSON Lines
 //! (the records as written; the default in a pipe) or CSV with a header row
 //! for audits and spreadsheets (cells guarded against formula injection).
-//! Lines that do not parse are skipped with a warning on stderr.
+//! Lines that do not parse are skipped with a warning on stderr. With
+//! `--source nats` the records come from the evidence stream (every
+//! worker's attempts; see `super::nats`).
 
 use std::io::{self, BufWriter, Write};
 
@@ -37,10 +39,18 @@ pub const CSV_HEADER: [&str; 13] = [
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    super::require_spec(&config, &args.spec, true)?;
-    let evidence = super::evidence(&config, &args.spec);
-    let (records, skipped) = evidence.read_all()?;
-    super::warn_unparseable(skipped, evidence.dir());
+    let records = if args.source == crate::cli::Source::Nats {
+        // One stream holds every SPEC's records.
+        let mut records = super::nats::history(&config)?;
+        records.retain(|r| r.spec == args.spec);
+        records
+    } else {
+        super::require_spec(&config, &args.spec, true)?;
+        let evidence = super::evidence(&config, &args.spec);
+        let (records, skipped) = evidence.read_all()?;
+        super::warn_unparseable(skipped, evidence.dir());
+        records
+    };
     let wanted = records.iter().filter(|r| {
         args.subscription
             .as_deref()

@@ -27,6 +27,22 @@ const DETAIL_MAX: usize = 600;
 
 pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
+    let mut items = Vec::new();
+    if args.source == crate::cli::Source::Nats {
+        let wanted = states(args.state);
+        let jobs = super::nats::jobs(
+            &config,
+            args.spec.as_deref(),
+            args.subscription.as_deref(),
+            &wanted,
+        )?;
+        items.extend(jobs.into_iter().map(|(state, meta)| Item::Job {
+            state,
+            name: meta.file_name(),
+            meta: Box::new(meta),
+        }));
+        return print(&items, args);
+    }
     let spool = Spool::new(&config.spool_dir);
     let specs = match &args.spec {
         Some(spec) => {
@@ -43,16 +59,19 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
             config.path.display()
         ));
     }
-    let mut items = Vec::new();
     for spec in &specs {
         collect(&spool.spec(spec), args, &mut items)?;
     }
+    print(&items, args)
+}
+
+fn print(items: &[Item], args: &ListArgs) -> Result<ExitCode> {
     let now = clock::now_ms();
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
-        write_json(&mut out, &items)?;
+        write_json(&mut out, items)?;
     } else {
-        write_table(&mut out, &items, now, args.spec.is_none())?;
+        write_table(&mut out, items, now, args.spec.is_none())?;
     }
     out.flush().context("failed to write to stdout")?;
     Ok(ExitCode::Success)

@@ -25,8 +25,10 @@ mod emit;
 mod history;
 mod list;
 mod metrics;
+mod nats;
 mod pause;
 mod receive;
+mod relay;
 mod replay;
 mod report;
 mod status;
@@ -144,7 +146,7 @@ pub fn recover_unless_served(spool: &SpecSpool, lock: &DrainLock) -> Result<()> 
     Ok(())
 }
 
-fn warn_quarantined(q: &crate::spool::Quarantined) {
+pub fn warn_quarantined(q: &crate::spool::Quarantined) {
     output::warn(format_args!(
         "quarantined unreadable spool file `{}` ({}); it is now `{}`",
         q.from.display(),
@@ -285,6 +287,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => check::run(&ctx, &args),
         Command::Emit(args) => emit::run(&ctx, &args),
         Command::Drain(args) => drain::run(&ctx, &args),
+        Command::Relay(args) => relay::run(&ctx, &args),
         Command::Test(args) => test::run(&ctx, &args),
         Command::List(args) => list::run(&ctx, &args),
         Command::Replay(args) => replay::run(&ctx, &args),

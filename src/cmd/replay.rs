@@ -1,6 +1,7 @@
 //! `spec-notify replay`: move dead (or delivered) jobs back to pending with
 //! their delivery id kept and attempts reset, log it, then deliver just
 //! those jobs right away (unless `--no-drain`). Like `postsuper -r`.
+//! `--source nats` acts on the dead stream instead (`super::nats`).
 
 use std::collections::HashSet;
 
@@ -19,6 +20,9 @@ use crate::spool::{Entry, Spool, State};
 
 pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
+    if args.source == crate::cli::Source::Nats {
+        return super::nats::replay(&config, args);
+    }
     super::require_spec(&config, &args.spec, false)?;
     let spool = Spool::new(&config.spool_dir).spec(&args.spec);
     let lock = super::lock_drain_or_wait(&spool)?;
@@ -97,7 +101,7 @@ fn choose(spool: &crate::spool::SpecSpool, args: &ReplayArgs) -> Result<Vec<Entr
 }
 
 /// Back to a fresh pending job with the same delivery id and envelope.
-fn reset(meta: &mut crate::spool::Meta, now: u64) {
+pub(super) fn reset(meta: &mut crate::spool::Meta, now: u64) {
     meta.state = State::Pending;
     meta.attempts = 0;
     meta.next_attempt_at_ms = now;
@@ -109,7 +113,12 @@ fn reset(meta: &mut crate::spool::Meta, now: u64) {
     meta.queued_at_ms = Some(now);
 }
 
-fn requeued_record(config: &Config, meta: &crate::spool::Meta, from: State, now: u64) -> Record {
+pub(super) fn requeued_record(
+    config: &Config,
+    meta: &crate::spool::Meta,
+    from: State,
+    now: u64,
+) -> Record {
     let url = super::logged_url(config, &meta.subscription);
     let mut record = Record::for_job(meta, url, 0, now, Outcome::Requeued);
     record.status = meta.last_status;

@@ -19,6 +19,9 @@ use crate::health::{self, Snapshot, SpecHealth, SubHealth};
 use crate::output;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
+    if args.source == crate::cli::Source::Nats {
+        return super::nats::status(ctx, args);
+    }
     let config = ctx.load_config()?;
     let specs = match &args.spec {
         Some(spec) => {

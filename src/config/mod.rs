@@ -11,6 +11,7 @@
 pub mod edit;
 mod per_call;
 mod raw;
+mod relay;
 mod specs;
 
 use std::cell::RefCell;
@@ -26,6 +27,7 @@ use crate::exit::user_error;
 use crate::format::{Format, Style, Template};
 use crate::sign::{Scheme, Secret};
 use crate::url::{redact_url, redact_url_path};
+pub use relay::Relay;
 
 pub use per_call::{adhoc_id, is_adhoc_id, shown as shown_per_call_url};
 pub use specs::Scope;
@@ -68,6 +70,9 @@ pub struct Config {
     /// of (overrides of less specific patterns merged in). Use
     /// [`Config::subscriptions_for`].
     pub specs: Vec<Scope>,
+    /// `[spec_ops.webhooks.relay]`: NATS JetStream for `relay` and
+    /// `drain --source nats`.
+    pub relay: Option<Relay>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -511,6 +516,9 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
                 problems.key(at, "headers", format!("`{name}`: {why}"));
             }
         }
+        if let Some(Err(line)) = config.relay.as_ref().map(Relay::credentials) {
+            problems.push_line(line);
+        }
         for p in config.secret_format_problems() {
             problems.push_line(p);
         }
@@ -535,6 +543,7 @@ impl Config {
             evidence_base_url: None,
             subscriptions: Vec::new(),
             specs: Vec::new(),
+            relay: None,
         }
     }
 
@@ -775,6 +784,7 @@ fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) ->
         )
         .map_or(c.max_event_bytes, |v| v as usize);
     c.auto_drain = raw.auto_drain.unwrap_or(c.auto_drain);
+    c.relay = raw.relay;
     if let Some(dir) = raw.spool_dir {
         c.spool_dir = base.join(dir);
     }

@@ -26,6 +26,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "evidence_base_url",
     "subscriptions",
     "specs",
+    "relay",
 ];
 const SUBSCRIPTION_KEYS: &[&str] = &[
     "id",
@@ -74,6 +75,7 @@ pub(super) struct Webhooks {
     pub tables: Vec<(String, Table)>,
     /// `[spec_ops.webhooks.specs."PATTERN"]` in file order.
     pub specs: Vec<Spec>,
+    pub relay: Option<super::relay::Relay>,
 }
 
 /// One `[spec_ops.webhooks.specs."PATTERN"]` table: a SPEC id or prefix glob,
@@ -157,6 +159,7 @@ fn read_webhooks(table: &Table, problems: &Problems) -> Webhooks {
         subscriptions: read_subscriptions(table.get("subscriptions"), problems),
         tables: subscription_tables(table.get("subscriptions")),
         specs: read_specs(table.get("specs"), problems),
+        relay: super::relay::read(table.get("relay"), problems),
     }
 }
 

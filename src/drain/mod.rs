@@ -6,16 +6,20 @@
 //!   `max_age`.
 //! - [`queue`] is the backend: the local spool ([`queue::SpoolQueue`]).
 //! - [`attempt`] is one job's way: sign, send, decide, record.
-//! - This file is the shell: it refreshes the queue every [`POLL`], hands
-//!   each free worker the next job the moment it is free (no batches, no
-//!   barrier), feeds results back, keeps the shared circuit state, and
-//!   reports what happened through a callback (the command layer prints).
+//! - This file is the shell. A coordinator thread looks at the queue every
+//!   [`POLL`] (less often with a big backlog), or at once when the queue
+//!   tells of new jobs (inotify on each served pending/), and ends the run;
+//!   `max_concurrency` workers each take the next job from the shared
+//!   scheduler the moment they are free (no batches, no barrier, no
+//!   round trip through a dispatcher). Events are reported through a
+//!   callback (the command layer prints).
 //!
 //! Lost wake-ups: emit starts no drain while a drain serves the SPEC, and a
-//! serving drain looks at pending/ every [`POLL`]. A one-shot drain stops
-//! serving a SPEC only when none of its jobs waits or is in flight, and
-//! after letting go it looks once more: a job that arrived in between makes
-//! it serve the SPEC again (or another drain does, and will see the job).
+//! serving drain looks at pending/ every [`POLL`] at the latest. A one-shot
+//! drain stops serving a SPEC only when none of its jobs waits or is in
+//! flight, and after letting go it looks once more: a job that arrived in
+//! between makes it serve the SPEC again, or, when the run is over, is
+//! handed to a new drain (`Summary::left_due`).
 
 pub mod attempt;
 pub mod queue;
@@ -388,6 +392,7 @@ impl<'a> Drainer<'a> {
             }),
             work: Condvar::new(),
             idle: Condvar::new(),
+            poked: AtomicBool::new(false),
         };
         let deadline = Instant::now()
             .checked_add(max_time)
@@ -395,6 +400,16 @@ impl<'a> Drainer<'a> {
         let result = std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| self.worker(queue, &shared));
+            }
+            if queue.watches() {
+                scope.spawn(|| {
+                    while !shared.lock().exiting {
+                        if queue.wait_for_news(WATCH_TICK) {
+                            shared.poked.store(true, Ordering::Relaxed);
+                            shared.idle.notify_one();
+                        }
+                    }
+                });
             }
             let result = self.coordinate(queue, &shared, deadline);
             let mut core = shared.lock();
@@ -444,9 +459,17 @@ impl<'a> Drainer<'a> {
         let mut last_look: Option<Instant> = None;
         let mut look_every = POLL;
         loop {
-            // Look at the queue every POLL: a request finishing wakes this
-            // thread too (to end the run), but must not cost a look each.
-            let look = last_look.is_none_or(|t| t.elapsed() >= look_every);
+            // Look at the queue every POLL, or at once when told of new jobs
+            // (not more often than a twentieth of that: a burst of emits
+            // must not cost a look each). A request finishing wakes this
+            // thread too (to end the run) but costs no look.
+            let since = last_look.map(|t| t.elapsed());
+            let poked = shared.poked.load(Ordering::Relaxed);
+            let min_gap = (look_every / 20).max(Duration::from_millis(1));
+            let look = since.is_none_or(|s| s >= look_every || (poked && s >= min_gap));
+            if look {
+                shared.poked.store(false, Ordering::Relaxed);
+            }
             let seen = if look {
                 last_look = Some(Instant::now());
                 let changes = queue.refresh()?;
@@ -543,8 +566,12 @@ impl<'a> Drainer<'a> {
                 }
             }
             // Until the next look, or until the last request in flight ends.
-            let until_look =
-                last_look.map_or(Duration::ZERO, |t| look_every.saturating_sub(t.elapsed()));
+            let since = last_look.map_or(look_every, |t| t.elapsed());
+            let until_look = if shared.poked.load(Ordering::Relaxed) {
+                ((look_every / 20).max(Duration::from_millis(1))).saturating_sub(since)
+            } else {
+                look_every.saturating_sub(since)
+            };
             let core = shared.lock();
             drop(
                 shared
@@ -751,6 +778,9 @@ fn transition_record(meta: &Meta, t: &Transition, circuit: &Circuit, now: u64) -
     record
 }
 
+/// How long the watcher waits for news before it checks whether the run ended.
+const WATCH_TICK: Duration = Duration::from_millis(100);
+
 /// The longest interval between two looks at pending/ (with a big backlog).
 const MAX_LOOK_EVERY: Duration = Duration::from_millis(250);
 
@@ -761,6 +791,8 @@ const TRIM_EVERY: Duration = Duration::from_secs(10);
 /// What the coordinator and the workers share.
 struct Shared<'r> {
     core: Mutex<Core<'r>>,
+    /// The queue told of new jobs: look now, not at the next poll.
+    poked: std::sync::atomic::AtomicBool,
     /// Wakes sleeping workers: new jobs, a freed share, the end of the run.
     work: Condvar,
     /// Wakes the coordinator: the last request in flight finished.

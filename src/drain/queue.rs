@@ -65,6 +65,16 @@ pub trait Queue: Sync {
     /// Whether outcomes can be recorded now (false on a full disk): the
     /// engine sends nothing it could not settle.
     fn can_record(&self) -> bool;
+    /// Whether [`Queue::wait_for_news`] can tell of new jobs (else the
+    /// engine only looks every poll).
+    fn watches(&self) -> bool {
+        false
+    }
+    /// Waits up to `timeout` for a sign that jobs arrived; true if one came.
+    fn wait_for_news(&self, timeout: std::time::Duration) -> bool {
+        std::thread::sleep(timeout);
+        false
+    }
 }
 
 /// Below this much free space a drain takes no new job: settling one and
@@ -95,6 +105,9 @@ pub struct SpoolQueue<'a> {
     only_spec: Option<String>,
     served: Mutex<BTreeMap<String, Arc<Served>>>,
     swept: Mutex<HashSet<String>>,
+    /// Tells of jobs renamed into a served SPEC's pending/ (emit's last
+    /// step), so that a new job starts at once, not at the next poll.
+    inotify: Option<std::os::fd::OwnedFd>,
     /// SPECs this drain let go of, with their pending/ folder's mtime then:
     /// it serves them again only when something changed there (jobs it
     /// will not send must not make it take and drop a SPEC every poll).
@@ -116,6 +129,10 @@ impl<'a> SpoolQueue<'a> {
             served: Mutex::new(BTreeMap::new()),
             swept: Mutex::new(HashSet::new()),
             released: Mutex::new(HashMap::new()),
+            inotify: {
+                use rustix::fs::inotify::{CreateFlags, init};
+                init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()
+            },
         }
     }
 
@@ -177,6 +194,11 @@ impl<'a> SpoolQueue<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(spec);
+        if let Some(fd) = &self.inotify {
+            // The same watch if it was added before; failing only means polling.
+            use rustix::fs::inotify::{WatchFlags, add_watch};
+            let _ = add_watch(fd, spool.state_dir(State::Pending), WatchFlags::MOVED_TO);
+        }
         let served = Arc::new(Served {
             evidence: Evidence::new(
                 self.config.evidence_for(spec),
@@ -360,6 +382,31 @@ impl Queue for SpoolQueue<'_> {
         self.with_moves(spec, |served, lock| {
             served.evidence.enforce_cap(&served.spool, lock).map(drop)
         })
+    }
+
+    fn watches(&self) -> bool {
+        self.inotify.is_some()
+    }
+
+    fn wait_for_news(&self, timeout: std::time::Duration) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let Some(fd) = &self.inotify else {
+            std::thread::sleep(timeout);
+            return false;
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let wait = Timespec {
+            tv_sec: timeout.as_secs() as _,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        if !poll(&mut fds, Some(&wait)).is_ok_and(|n| n > 0) {
+            return false;
+        }
+        // Drain what is there: one wake-up is enough for any number.
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut events = rustix::fs::inotify::Reader::new(fd, &mut buf);
+        while events.next().is_ok() {}
+        true
     }
 
     fn can_record(&self) -> bool {

@@ -6,6 +6,7 @@
 
 pub mod blackhole;
 pub mod chat;
+pub mod nats;
 pub mod receiver;
 pub mod tools;
 

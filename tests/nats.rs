@@ -1,0 +1,370 @@
+//! Scale-out on NATS JetStream with a real `nats-server` (support::nats):
+//! two spools ("hosts") emit, `relay` moves their jobs, two
+//! `drain --source nats` workers deliver each event once; a worker killed
+//! mid-request, a relay that died between publishing and deleting, and a
+//! server restart lose nothing; `replay`, `discard` and `history` act on
+//! the streams from any host.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::nats::{NatsCluster, NatsServer};
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::*;
+
+const EVENT: &str = "spec-auto.stage.completed";
+
+fn host(nats: &NatsServer, rx: &Receiver, extra: &str) -> Env {
+    let config = format!(
+        "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nmax_concurrency = 3\n\n\
+         [spec_ops.webhooks.relay]\nurl = \"{}\"\nstream = \"T\"\n\n{}",
+        nats.url(),
+        subscription("hook", &rx.url("/hook"), &format!("jitter_ms = 0\n{extra}"))
+    );
+    Env::new(&config).env("SECRET_HOOK", "s3cret")
+}
+
+fn emit(env: &Env, spec: &str, n: usize) -> Vec<String> {
+    let line = format!("{{\"event\":{{\"type\":\"{EVENT}\"}},\"spec\":{{\"id\":\"{spec}\"}}}}\n");
+    let lines = line.repeat(n);
+    let run = env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes());
+    run.expect(0).ids()
+}
+
+fn worker(env: &Env) -> Spawned {
+    Spawned::new(
+        env.cmd(&["drain", "--source", "nats", "--watch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The jobs in the streams, by state, from `list --source nats --json`.
+fn listed(env: &Env) -> BTreeMap<String, usize> {
+    let run = env.run(&["list", "--source", "nats", "--json"]).expect(0);
+    let items: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let mut counts = BTreeMap::new();
+    for item in items {
+        *counts
+            .entry(item["state"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
+fn ids_received(rx: &Receiver) -> Vec<String> {
+    rx.requests()
+        .iter()
+        .map(|r| r.header("X-SpecKit-Id").unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn two_hosts_relay_and_two_workers_deliver_every_event_exactly_once() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let (a, b) = (host(&nats, &rx, ""), host(&nats, &rx, ""));
+    let mut emitted: BTreeSet<String> = emit(&a, "SPEC-A", 25).into_iter().collect();
+    emitted.extend(emit(&b, "SPEC-B", 25));
+    assert_eq!(emitted.len(), 50);
+    a.run(&["relay"]).expect(0);
+    b.run(&["relay"]).expect(0);
+    assert!(a.job_files("SPEC-A", "pending").is_empty());
+    assert!(b.job_files("SPEC-B", "pending").is_empty());
+    assert!(a.job_files("SPEC-A", "active").is_empty());
+    // One view across both hosts, from either.
+    assert_eq!(listed(&a).get("pending"), Some(&50));
+    let status = b.run(&["status", "--source", "nats"]).expect(0);
+    assert!(status.stdout.contains("SPEC-A · hook"), "{}", status.stdout);
+    assert!(status.stdout.contains("SPEC-B · hook"), "{}", status.stdout);
+
+    let workers = [worker(&a), worker(&b)];
+    rx.wait_for(50, CEILING);
+    wait_until(CEILING, "the jobs stream to empty", || {
+        listed(&a).is_empty()
+    });
+    drop(workers);
+    let got = ids_received(&rx);
+    let unique: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(unique, emitted, "every event delivered");
+    assert_eq!(got.len(), 50, "and each exactly once: {got:?}");
+}
+
+#[test]
+fn retries_and_dead_letters_go_through_the_streams() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // The first attempt fails (retry), the second is refused for good
+    // (dead): both settle through JetStream, not the spool.
+    rx.script("/hook", [Reply::Status(503), Reply::Status(400)]);
+    let a = host(&nats, &rx, "max_attempts = 3\ninitial_backoff_ms = 200");
+    let ids = emit(&a, "SPEC-A", 1);
+    a.run(&["relay"]).expect(0);
+    let w = worker(&a);
+    rx.wait_for(2, CEILING);
+    wait_until(CEILING, "the job to be dead", || {
+        listed(&a) == BTreeMap::from([("dead".to_string(), 1)])
+    });
+    drop(w);
+    let got = ids_received(&rx);
+    assert_eq!(got, vec![ids[0].clone(), ids[0].clone()]);
+    let status = a.run(&["status", "--source", "nats"]).expect(1);
+    assert!(status.stdout.contains("dead      1"), "{}", status.stdout);
+}
+
+#[test]
+fn a_killed_worker_a_crashed_relay_and_a_server_restart_lose_nothing() {
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // The first request hangs: the worker is killed while it waits.
+    rx.script("/hook", [Reply::Slow(Duration::from_secs(20), 204)]);
+    let a = host(&nats, &rx, "per_request_timeout_ms = 30000");
+    let first = emit(&a, "SPEC-A", 1);
+
+    // A relay that died after the server stored the job but before it
+    // deleted its local copy leaves the job in active/: copy it there.
+    let pending = a.job_files("SPEC-A", "pending");
+    let saved = std::fs::read(&pending[0]).unwrap();
+    a.run(&["relay"]).expect(0);
+    let active = a.spool_root().join("SPEC-A/active");
+    std::fs::write(active.join(pending[0].file_name().unwrap()), &saved).unwrap();
+    // The next relay publishes it again: the server stores it once.
+    a.run(&["relay"]).expect(0);
+    assert!(a.job_files("SPEC-A", "active").is_empty());
+    assert_eq!(listed(&a).get("pending"), Some(&1));
+
+    let w1 = worker(&a);
+    rx.wait_for(1, CEILING);
+    w1.signal("KILL");
+    drop(w1);
+
+    // The server restarts while more jobs wait.
+    let more = emit(&a, "SPEC-A", 5);
+    a.run(&["relay"]).expect(0);
+    nats.restart();
+    let w2 = worker(&a);
+    // The killed worker's job comes back after the ack wait.
+    wait_until(CEILING, "every job to be delivered", || {
+        let got: BTreeSet<String> = ids_received(&rx).into_iter().collect();
+        first.iter().chain(&more).all(|id| got.contains(id))
+    });
+    wait_until(CEILING, "the jobs stream to empty", || {
+        listed(&a).is_empty()
+    });
+    drop(w2);
+    let got = ids_received(&rx);
+    // Only the interrupted delivery was sent twice (same X-SpecKit-Id).
+    assert_eq!(got.len(), 7, "{got:?}");
+    assert_eq!(got.iter().filter(|id| **id == first[0]).count(), 2);
+}
+
+/// `history --source nats`: (delivery id, outcome) of every record of SPEC-A.
+fn history(env: &Env) -> Vec<(String, String)> {
+    let run = env
+        .run(&["history", "SPEC-A", "--source", "nats", "--format", "jsonl"])
+        .expect(0);
+    run.stdout
+        .lines()
+        .map(|line| {
+            let record: Value = serde_json::from_str(line).unwrap();
+            (
+                record["delivery_id"].as_str().unwrap().to_string(),
+                record["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn replay_and_discard_act_on_the_dead_stream_and_history_reads_the_evidence_stream() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // Both jobs are refused for good (dead); anything later is accepted.
+    rx.script("/hook", [Reply::Status(400), Reply::Status(400)]);
+    let a = host(&nats, &rx, "");
+    let ids = emit(&a, "SPEC-A", 2);
+    a.run(&["relay"]).expect(0);
+    let w = worker(&a);
+    wait_until(CEILING, "both jobs to be dead", || {
+        listed(&a) == BTreeMap::from([("dead".to_string(), 2)])
+    });
+
+    // Nothing changes for an id that is not dead.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    for command in ["replay", "discard"] {
+        let run = a
+            .run(&[
+                command,
+                "SPEC-A",
+                "--source",
+                "nats",
+                "--delivery-id",
+                unknown,
+            ])
+            .expect(2);
+        assert!(run.stderr.contains("nothing was changed"), "{}", run.stderr);
+    }
+    assert_eq!(listed(&a), BTreeMap::from([("dead".to_string(), 2)]));
+
+    // Another host's operator replays one and discards the other.
+    let b = host(&nats, &rx, "");
+    let replay = b
+        .run(&[
+            "replay",
+            "SPEC-A",
+            "--source",
+            "nats",
+            "--delivery-id",
+            &ids[0],
+            "--json",
+        ])
+        .expect(0);
+    assert!(replay.stdout.contains(&ids[0]), "{}", replay.stdout);
+    b.run(&[
+        "discard",
+        "SPEC-A",
+        "--source",
+        "nats",
+        "--delivery-id",
+        &ids[1],
+    ])
+    .expect(0);
+    // The worker delivers the replayed job under its delivery id.
+    rx.wait_for(3, CEILING);
+    wait_until(CEILING, "the streams to empty", || listed(&a).is_empty());
+    drop(w);
+    let got = ids_received(&rx);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[2], ids[0], "the replayed job, same id: {got:?}");
+
+    // Every act is in the evidence stream, readable from any host.
+    let seen = history(&b);
+    let of = |id: &str| -> Vec<String> {
+        seen.iter()
+            .filter(|(d, _)| d == id)
+            .map(|(_, o)| o.clone())
+            .collect()
+    };
+    assert_eq!(of(&ids[0]), ["dead", "requeued", "delivered"], "{seen:?}");
+    assert_eq!(of(&ids[1]), ["dead", "discarded"], "{seen:?}");
+    // Nothing left to replay: a note, exit 0.
+    b.run(&["replay", "SPEC-A", "--source", "nats", "--all-dead"])
+        .expect(0);
+}
+
+#[test]
+fn a_three_node_cluster_loses_a_node_during_delivery_and_every_event_is_delivered() {
+    let Some(mut cluster) = NatsCluster::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    // Each answer takes a moment, so the node dies with deliveries under
+    // way (a stream kept on one node would stop with it: replicas 3 carry on).
+    rx.set_default(Reply::Slow(Duration::from_millis(100), 204));
+    let urls = cluster
+        .urls()
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = format!(
+        "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nmax_concurrency = 3\n\n\
+         [spec_ops.webhooks.relay]\nurl = [{urls}]\nstream = \"C\"\nreplicas = 3\n\n{}",
+        subscription("hook", &rx.url("/hook"), "jitter_ms = 0")
+    );
+    let a = Env::new(&config).env("SECRET_HOOK", "s3cret");
+    let emitted: BTreeSet<String> = emit(&a, "SPEC-A", 60).into_iter().collect();
+    a.run(&["relay"]).expect(0);
+    assert_eq!(listed(&a).get("pending"), Some(&60));
+
+    let workers = [worker(&a), worker(&a)];
+    rx.wait_for(10, CEILING);
+    // The node leading the jobs stream: the harshest one to lose.
+    let leader = cluster.stream_leader("C_JOBS");
+    cluster.nodes[leader].kill();
+    wait_until(CEILING, "every event to be delivered", || {
+        let got: BTreeSet<String> = ids_received(&rx).into_iter().collect();
+        got.is_superset(&emitted)
+    });
+    // A command may fail while the cluster elects new leaders (it says
+    // so and exits 1): ask again until the streams answer empty.
+    wait_until(CEILING, "the jobs stream to empty", || {
+        let run = a.run(&["list", "--source", "nats", "--json"]);
+        run.code == 0 && run.stdout.trim() == "[]"
+    });
+    drop(workers);
+    let got = ids_received(&rx);
+    // Nothing foreign; a repeat only under the same X-SpecKit-Id (a job
+    // whose ack died with the node).
+    assert!(got.iter().all(|id| emitted.contains(id)), "{got:?}");
+}
+
+#[test]
+fn check_shows_the_relay_without_credentials() {
+    let rx = Receiver::start();
+    let config = format!(
+        "[spec_ops.webhooks]\nenabled = true\n\n[spec_ops.webhooks.relay]\n\
+         url = [\"nats://alice:pw-in-url@10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]\n\
+         credentials_env = \"NATS_TOKEN\"\nstream = \"FLEET\"\nreplicas = 3\n\n{}",
+        subscription("hook", &rx.url("/"), "")
+    );
+    let env = Env::new(&config).env("SECRET_HOOK", "s3cret");
+    // The credentials are a secret like the others: check needs them set.
+    let run = env.run(&["check"]).expect(2);
+    assert!(run.stderr.contains("NATS_TOKEN is unset"), "{}", run.stderr);
+    let env = env.env("NATS_TOKEN", "tok-secret-value");
+    let run = env.run(&["check"]).expect(0);
+    assert!(
+        run.stdout.contains(
+            "relay:    NATS JetStream nats://10.0.0.1:4222, nats://10.0.0.2:4222; streams FLEET_*; replicas 3; credentials NATS_TOKEN (set)"
+        ),
+        "{}",
+        run.stdout
+    );
+    let json = env.run(&["check", "--json"]).expect(0);
+    let value: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(value["relay"]["replicas"], 3);
+    assert_eq!(value["relay"]["credentials_set"], true);
+    for out in [&run.stdout, &run.stderr, &json.stdout, &json.stderr] {
+        assert!(
+            !out.contains("pw-in-url") && !out.contains("tok-secret"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn the_nats_commands_need_a_relay_table() {
+    let rx = Receiver::start();
+    let env = Env::new(&config_with(&subscription("hook", &rx.url("/"), "")));
+    for args in [
+        &["relay"][..],
+        &["drain", "--source", "nats"],
+        &["list", "--source", "nats"],
+        &["status", "--source", "nats"],
+        &["history", "SPEC-A", "--source", "nats"],
+        &["replay", "SPEC-A", "--source", "nats", "--all-dead"],
+        &["discard", "SPEC-A", "--source", "nats", "--all-dead"],
+    ] {
+        let run = env.run(args).expect(2);
+        assert!(
+            run.stderr.contains("[spec_ops.webhooks.relay]"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! A real `nats-server` with JetStream for the NATS tests: started on a free
+//! 127.0.0.1 port with a temp store, stopped (or killed, or restarted on
+//! the same port and store) by the test; or a 3-node JetStream cluster of
+//! them ([`NatsCluster`]), routed to each other on free loopback ports. Without the binary the tests are
+//! skipped with a note, except under `CI=true`, where they fail: CI installs
+//! it (tests/nats/install.sh).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::{Spawned, wait_until};
+
+/// How long a server may take to say it is ready.
+const READY: Duration = Duration::from_secs(30);
+
+pub struct NatsServer {
+    pub port: u16,
+    bin: PathBuf,
+    store: TempDir,
+    process: Option<Spawned>,
+    /// More arguments (a cluster node's name and routes).
+    extra: Vec<String>,
+}
+
+fn find_binary() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// The binary, or `None` (skip) when it is not installed outside CI.
+fn find_or_skip() -> Option<PathBuf> {
+    let found = find_binary();
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nats-server is not installed: run `bash tests/nats/install.sh` (CI must run these tests)"
+        );
+        eprintln!("note: nats-server is not installed; skipping (bash tests/nats/install.sh)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl NatsServer {
+    /// A running server, or `None` (skip) when nats-server is not installed
+    /// outside CI.
+    pub fn start() -> Option<NatsServer> {
+        let mut server = NatsServer::new(find_or_skip()?, Vec::new());
+        server.launch();
+        Some(server)
+    }
+
+    fn new(bin: PathBuf, extra: Vec<String>) -> NatsServer {
+        NatsServer {
+            port: free_port(),
+            bin,
+            store: tempfile::tempdir().unwrap(),
+            process: None,
+            extra,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.store.path().join("server.log")
+    }
+
+    fn launch(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    fn spawn(&mut self) {
+        let _ = std::fs::remove_file(self.log_path());
+        let child = Command::new(&self.bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.store.path().join("js"))
+            .arg("-l")
+            .arg(self.log_path())
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server starts");
+        self.process = Some(Spawned::new(child));
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn wait_ready(&self) {
+        wait_until(READY, "nats-server to be ready", || {
+            self.log().contains("Server is ready")
+        });
+    }
+
+    /// Stops the server cleanly (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.signal("TERM");
+            p.wait_output(READY, "nats-server to stop");
+        }
+    }
+
+    /// Kills it (SIGKILL: no goodbye to its peers or clients) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.signal("KILL");
+            p.wait_output(READY, "nats-server to die");
+        }
+    }
+
+    /// Stops and starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.process.take(); // Spawned kills and reaps
+    }
+}
+
+/// Three servers routed to each other on loopback, one JetStream cluster
+/// (streams with `replicas = 3` live on all of them). Each node is stopped
+/// when the cluster is dropped.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// A cluster with a JetStream metadata leader, or `None` (skip) when
+    /// nats-server is not installed outside CI.
+    pub fn start() -> Option<NatsCluster> {
+        let bin = find_or_skip()?;
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let all = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<NatsServer> = routes
+            .iter()
+            .enumerate()
+            .map(|(i, route)| {
+                let extra = [
+                    "-n",
+                    &format!("node{i}"),
+                    "--cluster_name",
+                    "specnotify",
+                    "--cluster",
+                    &format!("nats://127.0.0.1:{route}"),
+                    "--routes",
+                    &all,
+                ];
+                NatsServer::new(bin.clone(), extra.iter().map(|s| s.to_string()).collect())
+            })
+            .collect();
+        for node in &mut nodes {
+            node.spawn();
+        }
+        for node in &nodes {
+            node.wait_ready();
+        }
+        let cluster = NatsCluster { nodes };
+        wait_until(
+            READY,
+            "the cluster to elect a JetStream metadata leader",
+            || {
+                cluster
+                    .nodes
+                    .iter()
+                    .any(|n| n.log().contains("metadata leader"))
+            },
+        );
+        Some(cluster)
+    }
+
+    /// The node that leads `stream` (each node logs the leaderships it wins).
+    pub fn stream_leader(&self, stream: &str) -> usize {
+        let line = format!("new stream leader for '$G > {stream}'");
+        let mut found = None;
+        wait_until(READY, &format!("a leader for stream {stream}"), || {
+            found = self.nodes.iter().position(|n| n.log().contains(&line));
+            found.is_some()
+        });
+        found.unwrap()
+    }
+
+    /// Every node's URL, for `url = [...]`.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(NatsServer::url).collect()
+    }
+}
