@@ -193,10 +193,11 @@ fn add(ctx: &Ctx, args: &SubscriptionAddArgs) -> Result<ExitCode> {
         .filter(|s| !s.ends_with('*'))
         .unwrap_or(TEST_SPEC);
     let Some(sub) = config.subscription_for(spec, &args.id) else {
-        return Err(user_error(format!(
-            "subscription `{}` is not in effect for {spec}, so it was not tested",
-            args.id
-        )));
+        output::error(format_args!(
+            "added, but not tested: subscription `{}` is not in effect for {spec}; run `spec-notify test SPEC-ID --subscription {}` with a SPEC it is for",
+            args.id, args.id
+        ));
+        return Ok(ExitCode::Failure);
     };
     send_test(&config, sub, spec)
 }
