@@ -32,6 +32,7 @@ mod relay;
 mod replay;
 mod report;
 mod status;
+mod subscriptions;
 mod test;
 mod verify;
 
@@ -300,6 +301,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Receive(args) => receive::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Subscriptions(args) => subscriptions::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }
 }
