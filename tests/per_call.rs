@@ -144,6 +144,16 @@ fn a_per_call_url_is_delivered_signed_retried_and_replayable() {
     let history = env
         .run(&["history", "SPEC-CB", "--format", "jsonl"])
         .expect(0);
+    // The replay's own evidence line names the target (redacted), too.
+    let requeued = history
+        .stdout
+        .lines()
+        .find(|l| l.contains("\"requeued\""))
+        .expect("a requeued line");
+    assert!(
+        requeued.contains(&format!("\"url\":\"http://{}/<redacted>\"", rx.addr())),
+        "{requeued}"
+    );
     for text in [
         &emitted.stdout,
         &emitted.stderr,
