@@ -43,7 +43,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config and summarise its subscriptions
-    #[command(after_help = "Example:\n  spec-notify --config config.toml check")]
+    #[command(after_help = "\
+Examples:
+  spec-notify --config config.toml check
+  spec-notify check --spec SPEC-KIT-065      # the subscriptions in effect for one SPEC
+  spec-notify check --probe                  # also reach every URL once (HEAD, 3 s)")]
     Check(CheckArgs),
 
     /// Spool an event for delivery (never touches the network)
@@ -51,7 +55,9 @@ pub enum Command {
 Examples:
   spec-notify emit --spec SPEC-KIT-065 --event spec-auto.stage.completed --stage Plan --status success
   echo '{\"task\":{\"id\":\"T61\",\"status\":\"Done\"}}' | spec-notify emit --spec SPEC-KIT-065 --event spec-kit.task.completed --input -
-  spec-notify emit --input - < events.jsonl      # one event per line")]
+  spec-notify emit --input - < events.jsonl      # one event per line
+  spec-notify emit --spec SPEC-KIT-065 --event spec-auto.stage.completed \\
+      --url \"$CALLBACK_URL\" --secret-env CALLBACK_SECRET --correlation-id req-8812")]
     Emit(EmitArgs),
 
     /// Deliver spooled jobs: signed POSTs with retries, dead-letters and evidence
@@ -144,6 +150,18 @@ Example:
     #[command(after_help = "Example:\n  cargo run --release -- demo")]
     Demo(DemoArgs),
 
+    /// List, add, change, remove, enable or disable subscriptions in config.toml
+    /// (comments and layout kept; invalid changes refused)
+    #[command(after_help = "\
+Examples:
+  spec-notify subscriptions list
+  spec-notify subscriptions add ops-alerts --url https://alerts.example.com/hook --secret-env OPS_SECRET --test
+  spec-notify subscriptions set ops-alerts max_attempts=12 'include_events=[\"spec-auto.*\"]'
+  spec-notify subscriptions set chatops-slack --spec 'SPEC-KIT-*' url_env=SLACK_URL_KIT
+  spec-notify subscriptions disable ops-alerts --spec SPEC-KIT-065
+  spec-notify subscriptions remove ops-alerts")]
+    Subscriptions(SubscriptionsArgs),
+
     /// Print shell completions
     #[command(
         after_help = "Example:\n  spec-notify completions bash > /etc/bash_completion.d/spec-notify"
@@ -156,6 +174,13 @@ pub struct CheckArgs {
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
+    /// Show the subscriptions in effect for this SPEC (its overrides applied)
+    #[arg(long, value_name = "SPEC-ID", value_parser = spec_id)]
+    pub spec: Option<String>,
+    /// Also reach every URL once (HEAD, no body, no secret, 3 s timeout)
+    /// and report which answer; exit 1 if one does not
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args, Default)]
@@ -190,6 +215,32 @@ pub struct EmitArgs {
     /// Print the delivery ids as a JSON array
     #[arg(long)]
     pub json: bool,
+    /// Ties the event to your request: stored in the envelope's `event`
+    /// section, filterable with `list --correlation-id`
+    #[arg(long, value_name = "ID")]
+    pub correlation_id: Option<String>,
+    /// Send this event to URL (repeatable) instead of the configured
+    /// subscriptions: spooled, retried and replayable like any job, listed
+    /// as subscription `adhoc-<hash of URL>`; https, or http to loopback
+    #[arg(long = "url", value_name = "URL")]
+    pub urls: Vec<String>,
+    /// Sign --url deliveries with the secret in this variable (without it
+    /// they go unsigned)
+    #[arg(long, value_name = "VAR", requires = "urls")]
+    pub secret_env: Option<String>,
+    /// Signature scheme for --url deliveries [default: speckit]
+    #[arg(long, value_name = "SCHEME", requires = "secret_env")]
+    pub signature: Option<String>,
+    /// Body format for --url deliveries: json, slack, mattermost, discord, teams
+    #[arg(long, value_name = "FORMAT", requires = "urls")]
+    pub format: Option<String>,
+    /// Let --url reach private addresses (loopback, 10/8, 192.168/16,
+    /// 169.254/16, …); refused by default, also when a name resolves there
+    #[arg(long, requires = "urls")]
+    pub allow_private_networks: bool,
+    /// With --url, send to the matching configured subscriptions too
+    #[arg(long, requires = "urls")]
+    pub also_configured: bool,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +334,15 @@ pub struct ListArgs {
     /// Only this subscription
     #[arg(long, value_name = "ID", value_parser = subscription_id)]
     pub subscription: Option<String>,
+    /// Only events of this type (`spec-auto.*` matches by prefix)
+    #[arg(long, value_name = "TYPE")]
+    pub event: Option<String>,
+    /// Only jobs of the event with this idempotency key
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Only jobs of events emitted with this correlation id
+    #[arg(long, value_name = "ID")]
+    pub correlation_id: Option<String>,
     /// One JSON array on stdout
     #[arg(long)]
     pub json: bool,
@@ -482,6 +542,100 @@ pub struct DemoArgs {
     /// Keep the temp workspace and print its path
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscriptionsArgs {
+    #[command(subcommand)]
+    pub action: SubscriptionsAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsAction {
+    /// Every subscription and its per-SPEC overrides
+    List(SubscriptionsListArgs),
+    /// Add a subscription (with --spec: one for those SPECs only)
+    Add(SubscriptionAddArgs),
+    /// Set (or --unset) keys of a subscription (with --spec: only for those SPECs)
+    Set(SubscriptionSetArgs),
+    /// Remove a subscription (with --spec: its table for those SPECs)
+    Remove(SubscriptionTargetArgs),
+    /// Send to a subscription again (`active = true`)
+    Enable(SubscriptionTargetArgs),
+    /// Stop creating jobs for a subscription (`active = false`); with
+    /// --spec, only for those SPECs
+    Disable(SubscriptionTargetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubscriptionsListArgs {
+    /// One JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("where").required(true).args(["url", "url_env"])))]
+pub struct SubscriptionAddArgs {
+    /// The new subscription's id
+    #[arg(value_name = "ID", value_parser = subscription_id)]
+    pub id: String,
+    /// Endpoint URL (https, or http to loopback)
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Variable holding a secret endpoint URL (Slack, Discord, Teams)
+    #[arg(long, value_name = "VAR")]
+    pub url_env: Option<String>,
+    /// Variable holding the signing secret
+    #[arg(long, value_name = "VAR")]
+    pub secret_env: Option<String>,
+    /// speckit | github | standard-webhooks
+    #[arg(long, value_name = "SCHEME")]
+    pub signature: Option<String>,
+    /// json | slack | mattermost | discord | teams
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Only these event types (repeat; `spec-auto.*` matches by prefix)
+    #[arg(long = "event", value_name = "TYPE")]
+    pub events: Vec<String>,
+    /// Log deliveries without sending them
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Any other key, as KEY=VALUE (repeat); VALUE is TOML if it parses
+    /// as TOML (10, true, ["a"]), else a string
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Add it for the SPECs matching SPEC-ID or PREFIX* only
+    #[arg(long, value_name = "SPEC-ID|PREFIX*")]
+    pub spec: Option<String>,
+    /// Then send it a signed test event (`spec-notify test`), for the
+    /// --spec SPEC if it is one SPEC, else for SPEC `spec-notify-test`
+    #[arg(long)]
+    pub test: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscriptionSetArgs {
+    #[arg(value_name = "ID", value_parser = subscription_id)]
+    pub id: String,
+    /// KEY=VALUE pairs; VALUE is TOML if it parses as TOML, else a string
+    #[arg(value_name = "KEY=VALUE")]
+    pub pairs: Vec<String>,
+    /// Remove this key (repeat)
+    #[arg(long, value_name = "KEY")]
+    pub unset: Vec<String>,
+    /// Change it only for the SPECs matching SPEC-ID or PREFIX*
+    #[arg(long, value_name = "SPEC-ID|PREFIX*")]
+    pub spec: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscriptionTargetArgs {
+    #[arg(value_name = "ID", value_parser = subscription_id)]
+    pub id: String,
+    /// Only for the SPECs matching SPEC-ID or PREFIX*
+    #[arg(long, value_name = "SPEC-ID|PREFIX*")]
+    pub spec: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,11 @@
 //! ureq agent (keep-alive, no redirects, per-request timeout covering connect
 //! and the whole response). Every credential a request carries is
 //! remembered by [`crate::redact`] and hidden in the answer before anyone
-//! stores or shows it. Never touches the filesystem.
+//! stores or shows it. A subscription without `allow_private_networks`
+//! gets an agent whose resolver refuses every private address a host
+//! resolves to, at connect time (Svix's approach against SSRF and DNS
+//! rebinding). `probe` checks reachability with one bodiless HEAD. Never
+//! touches the filesystem.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -96,8 +100,23 @@ pub struct AttemptId<'a> {
     pub timestamp: u64,
 }
 
-/// The agent every attempt of a run shares.
+/// The agent every attempt of a run shares; it may reach any address.
 pub fn agent(max_concurrency: usize) -> Agent {
+    build_agent(max_concurrency, false)
+}
+
+/// An agent that refuses to connect to private addresses (see
+/// [`crate::address`]), whatever name resolved to them.
+pub fn guarded_agent(max_concurrency: usize) -> Agent {
+    build_agent(max_concurrency, true)
+}
+
+/// The agent a subscription's deliveries must use.
+pub fn agent_for(sub: &Subscription, max_concurrency: usize) -> Agent {
+    build_agent(max_concurrency, !sub.allow_private_networks)
+}
+
+fn build_agent(max_concurrency: usize, guard: bool) -> Agent {
     let config = Agent::config_builder()
         .max_redirects(0)
         .http_status_as_error(false)
@@ -107,9 +126,66 @@ pub fn agent(max_concurrency: usize) -> Agent {
     Agent::with_parts(
         config,
         DefaultConnector::default(),
-        CachingResolver::default(),
+        CachingResolver {
+            guard,
+            ..CachingResolver::default()
+        },
     )
 }
+
+/// A run's two agents: each subscription uses the one its
+/// `allow_private_networks` calls for (they share no connections). The
+/// guarded one is made when first needed.
+#[derive(Debug)]
+pub struct Agents {
+    max_concurrency: usize,
+    open: Agent,
+    guarded: std::sync::OnceLock<Agent>,
+}
+
+impl Agents {
+    pub fn new(max_concurrency: usize) -> Agents {
+        Agents {
+            max_concurrency,
+            open: agent(max_concurrency),
+            guarded: std::sync::OnceLock::new(),
+        }
+    }
+
+    pub fn for_subscription(&self, sub: &Subscription) -> &Agent {
+        match sub.allow_private_networks {
+            true => &self.open,
+            false => self
+                .guarded
+                .get_or_init(|| guarded_agent(self.max_concurrency)),
+        }
+    }
+}
+
+/// Why a guarded agent would not connect: the host resolved to a private
+/// address. Says which address and which key lets it through.
+#[derive(Debug)]
+pub struct PrivateAddress {
+    host: String,
+    ip: std::net::IpAddr,
+    kind: &'static str,
+}
+
+impl std::fmt::Display for PrivateAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = match self.host.parse::<std::net::IpAddr>() {
+            Ok(_) => String::new(),
+            Err(_) => format!("{} resolved to ", self.host),
+        };
+        write!(
+            f,
+            "refused to connect: {host}{}, {}, and this subscription may not reach private networks; if that endpoint is meant to be private, set `allow_private_networks = true` on the subscription (for `emit --url`: pass --allow-private-networks)",
+            self.ip, self.kind
+        )
+    }
+}
+
+impl std::error::Error for PrivateAddress {}
 
 /// How long a resolved address is reused.
 const RESOLVE_TTL: Duration = Duration::from_secs(30);
@@ -118,10 +194,43 @@ const RESOLVE_TTL: Duration = Duration::from_secs(30);
 /// timeout is set (ours always is): about 0.7 ms per delivery. Resolving
 /// each host once per 30 s keeps the timeout-bounded lookup and drops the
 /// per-request thread.
+///
+/// With `guard`, every address a host resolves to must be public, checked
+/// on each request (cached or not), so a name cannot point at the metadata
+/// service or the LAN, nor switch to it later (DNS rebinding). A configured
+/// HTTP proxy (`HTTPS_PROXY`) is exempt: it resolves the target itself.
 #[derive(Debug, Default)]
 struct CachingResolver {
     inner: DefaultResolver,
     cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+    guard: bool,
+}
+
+impl CachingResolver {
+    fn check(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        addrs: ResolvedSocketAddrs,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().unwrap_or_default();
+        let is_proxy = config
+            .proxy()
+            .is_some_and(|p| p.host().eq_ignore_ascii_case(host));
+        if !self.guard || is_proxy {
+            return Ok(addrs);
+        }
+        for addr in addrs.iter() {
+            if let Some(kind) = crate::address::private_kind(addr.ip()) {
+                return Err(ureq::Error::Other(Box::new(PrivateAddress {
+                    host: host.trim_start_matches('[').trim_end_matches(']').into(),
+                    ip: addr.ip(),
+                    kind,
+                })));
+            }
+        }
+        Ok(addrs)
+    }
 }
 
 impl Resolver for CachingResolver {
@@ -137,15 +246,16 @@ impl Resolver for CachingResolver {
             uri.authority().map_or("", |a| a.as_str())
         );
         let cache = || self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, addrs)) = cache()
+        let cached = cache()
             .get(&key)
             .filter(|(at, _)| at.elapsed() < RESOLVE_TTL)
-        {
-            return Ok(addrs.clone());
+            .map(|(_, addrs)| addrs.clone());
+        if let Some(addrs) = cached {
+            return self.check(uri, config, addrs);
         }
         let addrs = self.inner.resolve(uri, config, timeout)?;
         cache().insert(key, (Instant::now(), addrs.clone()));
-        Ok(addrs)
+        self.check(uri, config, addrs)
     }
 }
 
@@ -177,8 +287,9 @@ pub fn hook_id(subscription: &str) -> u32 {
 }
 
 /// Builds a delivery of `envelope`: the body in the subscription's format,
-/// signed as sent, with every header. `secret: None` builds a dry run's
-/// would-be request: unsigned, and extra header values are not read.
+/// signed as sent, with every header. `secret: None` builds an unsigned
+/// per-call target's request, or else a dry run's would-be request
+/// (unsigned, and extra header values are not read).
 pub fn request(
     sub: &Subscription,
     secret: Option<(&Secret, Option<&Secret>)>,
@@ -229,9 +340,10 @@ pub fn request(
         shown_headers.push((extra.name.clone(), extra.shown()));
         let value = match secret {
             Some(_) => extra.value(&sub.id)?,
+            None if sub.unsigned() => extra.value(&sub.id)?,
             None => extra.shown(),
         };
-        if secret.is_some() {
+        if secret.is_some() || sub.unsigned() {
             remember_header_value(&value);
         }
         headers.push((extra.name.clone(), value));
@@ -242,7 +354,10 @@ pub fn request(
             crate::redact::remember([value, value.strip_prefix("whsec_").unwrap_or(value)]);
         }
     }
-    crate::redact::remember(crate::url::credentials(&sub.url, sub.url_env.is_some()));
+    crate::redact::remember(crate::url::credentials(
+        &sub.url,
+        sub.url_env.is_some() || sub.per_call,
+    ));
     Ok(Request {
         body,
         headers,
@@ -319,6 +434,30 @@ pub fn send(
     (answer, started.elapsed())
 }
 
+/// Reaches `url` once with a HEAD request (no body, no signature, no extra
+/// headers) to see whether something answers there: any HTTP status is an
+/// answer. `Failed` says why nothing did.
+pub fn probe(agent: &Agent, url: &str, timeout: Duration) -> (Answer, Duration) {
+    let started = Instant::now();
+    let request = agent
+        .head(url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build();
+    let answer = match request.call() {
+        Ok(response) => Answer::Response {
+            status: response.status().as_u16(),
+            retry_after: None,
+            disable: false,
+            body: Vec::new(),
+        },
+        Err(error) => Answer::Failed {
+            error: describe_error(&error, url, timeout),
+        },
+    };
+    (answer, started.elapsed())
+}
+
 /// A transport error in words, with the URL redacted wherever it appears
 /// (all but its first path segment: `send` cannot tell a secret path).
 fn describe_error(error: &ureq::Error, url: &str, timeout: Duration) -> String {
@@ -327,6 +466,7 @@ fn describe_error(error: &ureq::Error, url: &str, timeout: Duration) -> String {
         ureq::Error::HostNotFound => "host not found (DNS)".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Io(e) => format!("connection error: {e}"),
+        ureq::Error::Other(e) if e.is::<PrivateAddress>() => e.to_string(),
         other => other.to_string(),
     };
     let mut text = text.replace(url, &redact_url_path(url));
@@ -385,6 +525,70 @@ mod tests {
                 body: b"no".to_vec()
             }
         );
+    }
+
+    #[test]
+    fn a_guarded_agent_refuses_a_name_that_resolves_to_loopback() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for url in [
+            format!("http://localhost:{port}/hook"),
+            format!("http://127.0.0.1:{port}/hook"),
+        ] {
+            let (answer, _) = send(&guarded_agent(1), &url, &[], b"{}", Duration::from_secs(5));
+            let error = answer
+                .error()
+                .unwrap_or_else(|| panic!("{url}: {answer:?}"));
+            assert!(error.contains("refused to connect"), "{error}");
+            assert!(
+                error.contains("127.0.0.1") || error.contains("::1"),
+                "{error}"
+            );
+            assert!(error.contains("allow_private_networks = true"), "{error}");
+            let (answer, _) = probe(&guarded_agent(1), &url, Duration::from_secs(5));
+            assert!(
+                answer
+                    .error()
+                    .is_some_and(|e| e.contains("refused to connect"))
+            );
+        }
+        assert!(
+            listener.accept().is_err(),
+            "nothing may connect to a private address"
+        );
+        let url = serve_once("HTTP/1.1 204 No Content\r\n\r\n");
+        let (answer, _) = send(&agent(1), &url, &[], b"{}", Duration::from_secs(5));
+        assert_eq!(answer.status(), Some(204), "the open agent connects");
+    }
+
+    #[test]
+    fn a_probe_is_a_bodiless_head() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook?token=x", listener.local_addr().unwrap());
+        let seen = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                head.push_str(&line);
+                line.clear();
+            }
+            (&stream)
+                .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            head
+        });
+        let (answer, _) = probe(&agent(1), &url, Duration::from_secs(5));
+        assert_eq!(answer.status(), Some(405), "any status is an answer");
+        let head = seen.join().unwrap();
+        assert!(head.starts_with("HEAD /hook?token=x HTTP/1.1"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("content-length"),
+            "{head}"
+        );
+        assert!(!head.contains("X-SpecKit"), "{head}");
     }
 
     #[test]

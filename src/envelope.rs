@@ -18,7 +18,13 @@ const INPUT_SECTIONS: &[&str] = &[
     "evidence",
     "anomalies",
 ];
-const EVENT_KEYS: &[&str] = &["type", "status", "stage", "idempotency_key"];
+const EVENT_KEYS: &[&str] = &[
+    "type",
+    "status",
+    "stage",
+    "idempotency_key",
+    "correlation_id",
+];
 
 /// The standard event types (others are allowed if they are `namespace.noun.verb`).
 pub const STANDARD_EVENTS: &[&str] = &[
@@ -153,6 +159,13 @@ pub fn check_idempotency_key(k: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A caller's correlation id (`--correlation-id` or `event.correlation_id`):
+/// the same bounds as an idempotency key, so it can travel anywhere a key
+/// can (a header, a table cell, a filter argument).
+pub fn check_correlation_id(id: &str) -> Result<(), String> {
+    check_idempotency_key(id).map_err(|e| e.replace("idempotency key", "correlation id"))
+}
+
 /// A task id that goes into the default idempotency key.
 fn check_task_id_for_key(id: &str) -> Result<(), String> {
     if id.len() > MAX_IDEMPOTENCY_KEY_BYTES {
@@ -182,6 +195,8 @@ pub struct Flags {
     pub task_id: Option<String>,
     pub task_title: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Ties the event to the caller's request (`--correlation-id`).
+    pub correlation_id: Option<String>,
     /// The parsed `--telemetry` file.
     pub telemetry: Option<Value>,
 }
@@ -194,6 +209,8 @@ pub struct Event {
     pub stage: Option<Stage>,
     pub status: Option<Status>,
     pub idempotency_key: String,
+    /// The caller's correlation id, also in the envelope's `event` section.
+    pub correlation_id: Option<String>,
     body: Map<String, Value>,
 }
 
@@ -317,6 +334,11 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
         }
     };
 
+    let correlation_id = pick(flags.correlation_id.as_deref(), &event, "correlation_id")?;
+    if let Some(id) = &correlation_id {
+        check_correlation_id(id)?;
+    }
+
     let mut event_out = Map::new();
     event_out.insert("type".into(), json!(event_type));
     if let Some(s) = status {
@@ -326,6 +348,9 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
         event_out.insert("stage".into(), json!(s.as_str()));
     }
     event_out.insert("idempotency_key".into(), json!(idempotency_key));
+    if let Some(id) = &correlation_id {
+        event_out.insert("correlation_id".into(), json!(id));
+    }
 
     let mut body = Map::new();
     body.insert("schemaVersion".into(), json!(SCHEMA_VERSION));
@@ -357,6 +382,7 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
         stage,
         status,
         idempotency_key,
+        correlation_id,
         body,
     })
 }
@@ -380,6 +406,7 @@ pub fn test_event(spec: &str) -> Event {
         stage: None,
         status: Some(Status::Success),
         idempotency_key: format!("{spec}:spec-notify.test"),
+        correlation_id: None,
         body,
     }
 }
@@ -565,6 +592,31 @@ mod tests {
         assert_eq!(
             keys,
             ["schemaVersion", "event", "spec", "sequence", "emittedAt"]
+        );
+    }
+
+    #[test]
+    fn a_correlation_id_goes_into_the_event_section() {
+        let mut f = flags("S", "spec-auto.stage.completed");
+        f.correlation_id = Some("req-42".into());
+        let e = build(obj(json!({"event": {"correlation_id": "from-stdin"}})), &f).unwrap();
+        assert_eq!(e.correlation_id.as_deref(), Some("req-42"), "the flag wins");
+        let body: Value = serde_json::from_slice(&e.render(1, "t")).unwrap();
+        assert_eq!(body["event"]["correlation_id"], "req-42");
+        let e = build(
+            obj(json!({"event": {"correlation_id": "from-stdin"}})),
+            &flags("S", "spec-auto.stage.completed"),
+        )
+        .unwrap();
+        assert_eq!(e.correlation_id.as_deref(), Some("from-stdin"));
+        let plain = build(Map::new(), &flags("S", "spec-auto.stage.completed")).unwrap();
+        let body: Value = serde_json::from_slice(&plain.render(1, "t")).unwrap();
+        assert!(body["event"].get("correlation_id").is_none());
+        f.correlation_id = Some("a\nb".into());
+        let err = build(Map::new(), &f).unwrap_err();
+        assert!(
+            err.contains("correlation id must not contain control"),
+            "{err}"
         );
     }
 

@@ -9,6 +9,7 @@
 //! health, which `status`, [`report`] (HTML) and [`metrics`] (Prometheus)
 //! show.
 
+pub mod address;
 pub mod circuit;
 pub mod cli;
 pub mod clock;

@@ -1,18 +1,27 @@
-//! `spec-notify check`: validate the config (secrets included) and summarise
-//! it (the relay to NATS too, credentials never shown); warn about what is valid but likely wrong (a rotation left on, a chat
-//! webhook sent the wrong format).
+//! `spec-notify check`: validate the config (secrets and per-SPEC overrides
+//! included) and summarise it (the relay to NATS too, credentials never
+//! shown); warn about what is valid but likely wrong (a rotation left on, a
+//! chat webhook sent the wrong format). `--spec` shows the subscriptions in
+//! effect for one SPEC; `--probe` reaches every URL once (HEAD, no body, no
+//! secret, 3 s) and exits 1 if one does not answer. Without `--probe` it
+//! never touches the network.
 
 use std::io::Write;
+use std::time::Duration;
 
 use anyhow::Result;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Ctx;
 use crate::cli::CheckArgs;
-use crate::config::{self, Config, Secrets};
+use crate::config::{self, Config, Secrets, Subscription};
+use crate::deliver::{self, Answer};
 use crate::exit::ExitCode;
 use crate::format::Format;
 use crate::output;
+
+/// How long a probe waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Every problem, secrets included, comes back as one exit-2 error from the
 /// load; only a valid config gets a summary.
@@ -25,18 +34,59 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
     {
         output::warn(warning);
     }
+    let probes = match args.probe {
+        true => Some(probe_all(&config)),
+        false => None,
+    };
     if args.json {
-        output::print_json(&summary_json(&config))?;
+        let mut summary = match &args.spec {
+            Some(spec) => spec_json(&config, spec),
+            None => summary_json(&config),
+        };
+        if let Some(probes) = &probes {
+            summary["probes"] = probes.iter().map(Probe::json).collect();
+        }
+        output::print_json(&summary)?;
     } else {
-        print_summary(&config)?;
+        match &args.spec {
+            Some(spec) => print_spec(&config, spec)?,
+            None => print_summary(&config)?,
+        }
+        if let Some(probes) = &probes {
+            print_probes(probes)?;
+        }
+    }
+    let unreachable = probes
+        .iter()
+        .flatten()
+        .filter(|p| matches!(p.result, ProbeResult::Failed(_)))
+        .count();
+    if unreachable > 0 {
+        output::warn(format_args!(
+            "{unreachable} endpoint(s) did not answer the probe (see above); their jobs will wait and retry"
+        ));
+        return Ok(ExitCode::Failure);
     }
     Ok(ExitCode::Success)
 }
 
+/// Each subscription once, wherever it is in effect: the global ones, then
+/// what the `specs` overrides change or add (a table per scope and id).
+fn distinct(config: &Config) -> Vec<(Option<&str>, &Subscription)> {
+    let mut out: Vec<(Option<&str>, &Subscription)> = Vec::new();
+    for (scope, sub) in config.every_subscription() {
+        let same = |s: &Subscription| s.id == sub.id && s.overrides == sub.overrides;
+        if !out.iter().any(|(_, s)| same(s)) {
+            out.push((scope, sub));
+        }
+    }
+    out
+}
+
 fn rotation_warnings(config: &Config) -> Vec<String> {
-    config
-        .subscriptions
-        .iter()
+    distinct(config)
+        .into_iter()
+        .map(|(_, s)| s)
         .filter_map(|s| {
             let prev = s.secret_env_previous.as_ref()?;
             Some(format!(
@@ -50,9 +100,9 @@ fn rotation_warnings(config: &Config) -> Vec<String> {
 /// A subscription whose URL is a known chat platform's webhook but whose
 /// `format` is not that platform's: the platform would reject every delivery.
 fn format_warnings(config: &Config) -> Vec<String> {
-    config
-        .subscriptions
-        .iter()
+    distinct(config)
+        .into_iter()
+        .map(|(_, s)| s)
         .filter_map(|s| {
             let platform = crate::url::chat_platform(&s.url)?;
             let want = Format::for_platform(platform)?;
@@ -96,31 +146,123 @@ fn print_summary(config: &Config) -> Result<()> {
         )?;
     }
     writeln!(out, "subscriptions ({}):", config.subscriptions.len())?;
-    let rows: Vec<Vec<String>> = config
+    print_table(&mut out, &config.subscriptions)?;
+    if !config.specs.is_empty() {
+        writeln!(out, "per-SPEC overrides ({}):", config.specs.len())?;
+        for scope in &config.specs {
+            writeln!(
+                out,
+                "  {}: {}",
+                scope.pattern,
+                describe_scope(config, scope)
+            )?;
+        }
+        writeln!(
+            out,
+            "  (`spec-notify check --spec SPEC-ID` shows the subscriptions in effect for one SPEC)"
+        )?;
+    }
+    Ok(())
+}
+
+/// What a scope changes: `chatops-slack (changed: url_env), audit (off), team (added)`.
+fn describe_scope(config: &Config, scope: &config::Scope) -> String {
+    let parts: Vec<String> = scope
         .subscriptions
         .iter()
+        .filter(|s| s.overrides.contains(&scope.pattern))
+        .map(|s| match config.subscription(&s.id) {
+            None => format!("{} (added)", s.id),
+            Some(global) if global.active && !s.active => format!("{} (off)", s.id),
+            Some(_) => format!("{} (changed by {})", s.id, s.overrides.join(" < ")),
+        })
+        .collect();
+    if parts.is_empty() {
+        "no change".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Where a subscription in effect comes from: `global`, `global < SPEC-KIT-*`,
+/// `SPEC-KIT-065 only`.
+fn source(config: &Config, sub: &Subscription) -> String {
+    match (
+        config.subscription(&sub.id).is_some(),
+        sub.overrides.as_slice(),
+    ) {
+        (true, []) => "global".into(),
+        (true, layers) => format!("global < {}", layers.join(" < ")),
+        (false, layers) => format!("{} only", layers.join(" < ")),
+    }
+}
+
+fn print_table(out: &mut impl Write, subs: &[Subscription]) -> Result<()> {
+    let rows: Vec<Vec<String>> = subs.iter().map(row).collect();
+    if !rows.is_empty() {
+        output::table(
+            out,
+            &[
+                "  ID",
+                "MODE",
+                "FORMAT",
+                "SIGNATURE",
+                "URL",
+                "SECRET",
+                "FILTERS",
+            ],
+            &rows,
+        )?;
+    }
+    Ok(())
+}
+
+fn mode(s: &Subscription) -> &'static str {
+    match (s.active, s.dry_run) {
+        (false, _) => "inactive",
+        (true, true) => "dry-run",
+        (true, false) => "active",
+    }
+}
+
+fn row(s: &Subscription) -> Vec<String> {
+    let secret = match (&s.secret_env, s.needs_secret()) {
+        (Some(var), _) if s.secret().is_ok() => format!("{var} (set)"),
+        (Some(var), true) => format!("{var} (UNSET)"),
+        (Some(var), false) => format!("{var} (unused)"),
+        (None, _) => "-".into(),
+    };
+    vec![
+        format!("  {}", s.id),
+        mode(s).into(),
+        s.style.format.as_str().into(),
+        s.signature.as_str().into(),
+        s.shown_url(),
+        secret,
+        describe_filters(s),
+    ]
+}
+
+/// `check --spec`: which table decides, then the subscriptions in effect.
+fn print_spec(config: &Config, spec: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "config:   {}", config.path.display())?;
+    let decided = match config.scope_for(spec) {
+        Some(scope) => format!(
+            "[spec_ops.webhooks.specs.\"{}\"] (and any less specific pattern it inherits)",
+            scope.pattern
+        ),
+        None => "no override matches: the global subscriptions".into(),
+    };
+    writeln!(out, "SPEC:     {spec}, decided by {decided}")?;
+    let subs = config.subscriptions_for(spec);
+    writeln!(out, "subscriptions in effect ({}):", subs.len())?;
+    let rows: Vec<Vec<String>> = subs
+        .iter()
         .map(|s| {
-            let mode = match (s.active, s.dry_run) {
-                (false, _) => "inactive",
-                (true, true) => "dry-run",
-                (true, false) => "active",
-            };
-            let secret = match (&s.secret_env, s.needs_secret()) {
-                (Some(var), _) if s.secret().is_ok() => format!("{var} (set)"),
-                (Some(var), true) => format!("{var} (UNSET)"),
-                (Some(var), false) => format!("{var} (unused)"),
-                (None, _) => "-".into(),
-            };
-            let filters = describe_filters(s);
-            vec![
-                format!("  {}", s.id),
-                mode.into(),
-                s.style.format.as_str().into(),
-                s.signature.as_str().into(),
-                s.shown_url(),
-                secret,
-                filters,
-            ]
+            let mut r = row(s);
+            r.push(source(config, s));
+            r
         })
         .collect();
     if !rows.is_empty() {
@@ -134,9 +276,13 @@ fn print_summary(config: &Config) -> Result<()> {
                 "URL",
                 "SECRET",
                 "FILTERS",
+                "FROM",
             ],
             &rows,
         )?;
+    }
+    if !config.enabled {
+        writeln!(out, "(webhooks are disabled: {})", config.enabled_source)?;
     }
     Ok(())
 }
@@ -174,30 +320,40 @@ fn describe_filters(s: &crate::config::Subscription) -> String {
     )
 }
 
-fn summary_json(config: &Config) -> serde_json::Value {
-    let subs: Vec<_> = config
-        .subscriptions
+fn sub_json(s: &Subscription) -> Value {
+    json!({
+        "id": s.id,
+        "url": s.shown_url(),
+        "url_env": s.url_env,
+        "format": s.style.format.as_str(),
+        "headers": s.headers.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+        "active": s.active,
+        "dry_run": s.dry_run,
+        "signature": s.signature.as_str(),
+        "secret_env": s.secret_env,
+        "secret_set": s.secret().is_ok(),
+        "include_events": s.include_events,
+        "include_stages": s.include_stages.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        "include_status": s.include_status.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+        "max_attempts": s.retry.max_attempts,
+        "initial_backoff_ms": s.retry.initial_backoff_ms,
+        "backoff_factor": s.retry.backoff_factor,
+        "jitter_ms": s.retry.jitter_ms,
+        "per_request_timeout_ms": s.retry.per_request_timeout_ms,
+        "allow_private_networks": s.allow_private_networks,
+        "overrides": s.overrides,
+    })
+}
+
+fn summary_json(config: &Config) -> Value {
+    let subs: Vec<Value> = config.subscriptions.iter().map(sub_json).collect();
+    let specs: Vec<Value> = config
+        .specs
         .iter()
-        .map(|s| {
+        .map(|scope| {
             json!({
-                "id": s.id,
-                "url": s.shown_url(),
-                "url_env": s.url_env,
-                "format": s.style.format.as_str(),
-                "headers": s.headers.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
-                "active": s.active,
-                "dry_run": s.dry_run,
-                "signature": s.signature.as_str(),
-                "secret_env": s.secret_env,
-                "secret_set": s.secret().is_ok(),
-                "include_events": s.include_events,
-                "include_stages": s.include_stages.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
-                "include_status": s.include_status.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
-                "max_attempts": s.retry.max_attempts,
-                "initial_backoff_ms": s.retry.initial_backoff_ms,
-                "backoff_factor": s.retry.backoff_factor,
-                "jitter_ms": s.retry.jitter_ms,
-                "per_request_timeout_ms": s.retry.per_request_timeout_ms,
+                "pattern": scope.pattern,
+                "subscriptions": scope.subscriptions.iter().map(sub_json).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -215,5 +371,114 @@ fn summary_json(config: &Config) -> serde_json::Value {
             "credentials_set": r.credentials().is_ok_and(|c| c.is_some()),
         })),
         "subscriptions": subs,
+        "specs": specs,
     })
+}
+
+fn spec_json(config: &Config, spec: &str) -> Value {
+    let subs: Vec<Value> = config
+        .subscriptions_for(spec)
+        .iter()
+        .map(|s| {
+            let mut v = sub_json(s);
+            v["from"] = json!(source(config, s));
+            v
+        })
+        .collect();
+    json!({
+        "config": config.path,
+        "enabled": config.enabled,
+        "valid": true,
+        "spec": spec,
+        "pattern": config.scope_for(spec).map(|s| s.pattern.as_str()),
+        "subscriptions": subs,
+    })
+}
+
+/// One subscription's probe.
+struct Probe {
+    id: String,
+    /// The `specs` pattern it is in effect under, for an override.
+    scope: Option<String>,
+    url: String,
+    result: ProbeResult,
+}
+
+enum ProbeResult {
+    /// Something answered: status and milliseconds.
+    Answered(u16, u128),
+    Failed(String),
+    Skipped(String),
+}
+
+impl Probe {
+    fn json(&self) -> Value {
+        let (state, status, detail) = match &self.result {
+            ProbeResult::Answered(status, ms) => ("reachable", Some(*status), format!("{ms} ms")),
+            ProbeResult::Failed(e) => ("unreachable", None, e.clone()),
+            ProbeResult::Skipped(why) => ("skipped", None, why.clone()),
+        };
+        json!({"id": self.id, "spec": self.scope, "url": self.url, "result": state, "status": status, "detail": detail})
+    }
+}
+
+/// Probes every URL once, all at the same time (a dead endpoint costs its
+/// 3 s timeout once, not once per subscription behind it).
+fn probe_all(config: &Config) -> Vec<Probe> {
+    let subs = distinct(config);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = subs
+            .iter()
+            .map(|(pattern, sub)| {
+                scope.spawn(move || Probe {
+                    id: sub.id.clone(),
+                    scope: pattern.map(String::from),
+                    url: sub.shown_url(),
+                    result: probe_one(sub),
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
+}
+
+fn probe_one(sub: &Subscription) -> ProbeResult {
+    if !sub.active {
+        return ProbeResult::Skipped("inactive".into());
+    }
+    if sub.url.is_empty() {
+        let var = sub.url_env.as_deref().unwrap_or("url_env");
+        return ProbeResult::Skipped(format!("URL unset ({var})"));
+    }
+    let agent = deliver::agent_for(sub, 1);
+    match deliver::probe(&agent, &sub.url, PROBE_TIMEOUT) {
+        (Answer::Response { status, .. }, took) => ProbeResult::Answered(status, took.as_millis()),
+        (answer, _) => ProbeResult::Failed(answer.describe()),
+    }
+}
+
+fn print_probes(probes: &[Probe]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "probes (HEAD, no body, no secret, {} s timeout):",
+        PROBE_TIMEOUT.as_secs()
+    )?;
+    let rows: Vec<Vec<String>> = probes
+        .iter()
+        .map(|p| {
+            let id = match &p.scope {
+                Some(pattern) => format!("  {} [{pattern}]", p.id),
+                None => format!("  {}", p.id),
+            };
+            let result = match &p.result {
+                ProbeResult::Answered(status, ms) => format!("reachable: HTTP {status} in {ms} ms"),
+                ProbeResult::Failed(e) => format!("UNREACHABLE: {}", output::one_line(e)),
+                ProbeResult::Skipped(why) => format!("not probed: {why}"),
+            };
+            vec![id, p.url.clone(), result]
+        })
+        .collect();
+    output::table(&mut out, &["  ID", "URL", "RESULT"], &rows)?;
+    Ok(())
 }

@@ -101,7 +101,7 @@ fn choose(spool: &SpecSpool, args: &DiscardArgs, warn: bool) -> Result<Vec<(Stri
 }
 
 pub(super) fn discard_record(config: &Config, meta: &Meta) -> Record {
-    let url = super::logged_url(config, &meta.subscription);
+    let url = super::job_url(config, meta);
     Record::for_job(meta, url, 0, clock::now_ms(), Outcome::Discarded)
 }
 

@@ -1,6 +1,9 @@
 //! `spec-notify emit`: validate events from flags and/or stdin, fan each out
-//! to the matching subscriptions and make one job per match durable in the
-//! SPEC's spool. Never touches the network; all input is validated before
+//! to the subscriptions in effect for its SPEC (its `specs` overrides
+//! applied) that match it, or to the per-call targets of `--url`, and make
+//! one job per match durable in the SPEC's spool; a per-call job carries its
+//! target (URL, secret variable, scheme, format) for the drain. Never
+//! touches the network; all input, `--url` included, is validated before
 //! anything is written, so bad input leaves the spool unchanged. Each event
 //! is at most `max_event_bytes`, and input is read with bounds
 //! ([`crate::input`]); stdin is read only with `--input -`, so a caller's
@@ -21,7 +24,7 @@ use crate::envelope::{self, Event, Flags};
 use crate::exit::{ExitCode, user_error};
 use crate::input;
 use crate::output;
-use crate::spool::{self, Job, Meta, Spool, State};
+use crate::spool::{self, Job, Meta, Spool, State, Target};
 
 pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
@@ -35,6 +38,7 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     }
     let config = config::load(&location)?;
     let events = read_events(args, config.max_event_bytes)?;
+    let per_call = per_call_targets(&config, args)?;
     if !config.enabled {
         ctx.note(format!(
             "webhooks are disabled ({}): nothing spooled",
@@ -42,7 +46,14 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
         ));
         return Ok(ExitCode::Success);
     }
-    let plan = plan(ctx, &config, &events);
+    for (sub, _) in per_call.iter().filter(|(s, _)| s.unsigned()) {
+        ctx.note(format!(
+            "{} ({}) has no --secret-env: its deliveries go unsigned",
+            sub.id,
+            sub.shown_url()
+        ));
+    }
+    let plan = plan(ctx, &config, &events, &per_call, args.also_configured);
     warn_missing_secrets(&plan);
     warn_held_back(&config, &plan);
     let spooled = spool_events(&config, &plan)?;
@@ -69,6 +80,7 @@ fn read_events(args: &EmitArgs, max_bytes: usize) -> Result<Vec<Event>> {
         task_id: args.task_id.clone(),
         task_title: args.task_title.clone(),
         idempotency_key: args.idempotency_key.clone(),
+        correlation_id: args.correlation_id.clone(),
         telemetry: None,
     };
     if let Some(path) = &args.telemetry {
@@ -132,23 +144,69 @@ fn read_telemetry(path: &std::path::Path, max_bytes: usize) -> Result<Value> {
     Ok(value)
 }
 
-/// The active subscriptions an event goes to.
+/// The `--url` targets, each checked like a subscription table: any
+/// problem is an exit-2 error naming them all (the URL shown redacted).
+fn per_call_targets(config: &Config, args: &EmitArgs) -> Result<Vec<(Subscription, Target)>> {
+    let mut out: Vec<(Subscription, Target)> = Vec::new();
+    let mut problems = Vec::new();
+    for url in &args.urls {
+        let target = Target {
+            url: url.clone(),
+            secret_env: args.secret_env.clone(),
+            signature: args.signature.clone(),
+            format: args.format.clone(),
+            allow_private_networks: args.allow_private_networks,
+        };
+        match config.per_call(&target) {
+            Ok(sub) if out.iter().any(|(s, _)| s.id == sub.id) => {}
+            Ok(sub) => out.push((sub, target)),
+            Err(lines) => problems.extend(lines),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(out);
+    }
+    let count = match problems.len() {
+        1 => "1 problem".to_string(),
+        n => format!("{n} problems"),
+    };
+    Err(user_error(format!(
+        "invalid --url ({count}), nothing spooled:\n  - {}",
+        problems.join("\n  - ")
+    )))
+}
+
+/// The active subscriptions in effect for an event's SPEC that match it.
 pub fn targets<'a>(config: &'a Config, event: &Event) -> Vec<&'a Subscription> {
     config
-        .subscriptions
+        .subscriptions_for(&event.spec)
         .iter()
         .filter(|s| s.active && s.matches(&event.event_type, event.stage, event.status))
         .collect()
 }
 
-/// Events grouped by SPEC, each with the subscriptions it goes to; events
-/// no subscription matches are left out.
-type Plan<'a> = BTreeMap<&'a str, Vec<(&'a Event, Vec<&'a Subscription>)>>;
+/// Where one job goes: a subscription, and for a per-call one its target.
+type Planned<'a> = (&'a Subscription, Option<&'a Target>);
 
-fn plan<'a>(ctx: &Ctx, config: &'a Config, events: &'a [Event]) -> Plan<'a> {
+/// Events grouped by SPEC, each with where it goes; events nothing matches
+/// are left out.
+type Plan<'a> = BTreeMap<&'a str, Vec<(&'a Event, Vec<Planned<'a>>)>>;
+
+/// Where each event goes: the `--url` targets (most specific, so alone
+/// unless `--also-configured`), else the subscriptions in effect for its SPEC.
+fn plan<'a>(
+    ctx: &Ctx,
+    config: &'a Config,
+    events: &'a [Event],
+    per_call: &'a [(Subscription, Target)],
+    also_configured: bool,
+) -> Plan<'a> {
     let mut by_spec = Plan::new();
     for event in events {
-        let subs = targets(config, event);
+        let mut subs: Vec<Planned<'a>> = per_call.iter().map(|(s, t)| (s, Some(t))).collect();
+        if per_call.is_empty() || also_configured {
+            subs.extend(targets(config, event).into_iter().map(|s| (s, None)));
+        }
         if subs.is_empty() {
             ctx.note(format!(
                 "{} for {}: no subscription matches, nothing spooled",
@@ -164,8 +222,11 @@ fn plan<'a>(ctx: &Ctx, config: &'a Config, events: &'a [Event]) -> Plan<'a> {
 /// One warning per subscription that will get jobs but has no secret yet.
 fn warn_missing_secrets(plan: &Plan<'_>) {
     let mut warned = std::collections::HashSet::new();
-    let subs = plan.values().flatten().flat_map(|(_, subs)| subs);
-    for sub in subs.filter(|s| s.needs_secret() && warned.insert(s.id.as_str())) {
+    let subs = plan
+        .values()
+        .flatten()
+        .flat_map(|(_, subs)| subs.iter().map(|(s, _)| *s));
+    for sub in subs.filter(|s| s.needs_secret() && warned.insert((s.id.as_str(), &s.secret_env))) {
         if let Err(message) = sub.secret() {
             output::warn(format_args!(
                 "{message}; jobs are spooled and will wait for it"
@@ -180,7 +241,10 @@ fn warn_missing_secrets(plan: &Plan<'_>) {
 fn warn_held_back(config: &Config, plan: &Plan<'_>) {
     let spool = Spool::new(&config.spool_dir);
     let mut warned = std::collections::HashSet::new();
-    let subs = plan.values().flatten().flat_map(|(_, subs)| subs);
+    let subs = plan
+        .values()
+        .flatten()
+        .flat_map(|(_, subs)| subs.iter().map(|(s, _)| *s));
     for sub in subs.filter(|s| warned.insert(s.id.as_str())) {
         let Ok(circuit) = spool.circuit(&sub.id) else {
             continue;
@@ -256,7 +320,7 @@ fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<Spooled>> {
 /// One job per (event, subscription), numbered from `first`, all sharing the
 /// event's envelope bytes.
 fn build_jobs(
-    planned: &[(&Event, Vec<&Subscription>)],
+    planned: &[(&Event, Vec<Planned<'_>>)],
     first: u64,
     now: u64,
     emitted_at: &str,
@@ -265,8 +329,8 @@ fn build_jobs(
     for (offset, (event, subs)) in planned.iter().enumerate() {
         let sequence = first + offset as u64;
         let body = event.render(sequence, emitted_at);
-        for sub in subs {
-            let meta = Meta::new(
+        for (sub, target) in subs {
+            let mut meta = Meta::new(
                 &event.spec,
                 &sub.id,
                 &event.event_type,
@@ -274,6 +338,8 @@ fn build_jobs(
                 sequence,
                 now,
             );
+            meta.correlation_id = event.correlation_id.clone();
+            meta.target = target.cloned();
             jobs.push(Job {
                 meta,
                 body: body.clone(),

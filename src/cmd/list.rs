@@ -4,7 +4,10 @@
 //! for dead jobs the hint (what to fix, which replay command). Read-only: it
 //! never moves a file; files that cannot be read are named on stderr and
 //! skipped (quarantining them is the drain's job). A well-formed SPEC with
-//! no spool folder yet lists nothing and exits 0.
+//! no spool folder yet lists nothing and exits 0. Filters answer "what
+//! happened to my request": `--event`, `--idempotency-key`,
+//! `--correlation-id`. A per-call job (`emit --url`) shows its redacted URL
+//! in JSON and says when it goes unsigned.
 
 use std::io::{self, BufWriter, Write};
 
@@ -49,7 +52,7 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
         None => spool.specs()?,
     };
     if let Some(sub) = &args.subscription
-        && config.subscription(sub).is_none()
+        && !config.knows(sub)
     {
         output::warn(format_args!(
             "subscription `{sub}` is not in `{}`; showing any jobs spooled for it earlier",
@@ -122,11 +125,7 @@ fn collect(spool: &SpecSpool, args: &ListArgs, items: &mut Vec<Item>) -> Result<
         }
         let scan = spool.scan(state)?;
         super::warn_unreadable(&scan.unreadable);
-        let wanted = |meta: &Meta| {
-            args.subscription
-                .as_deref()
-                .is_none_or(|s| s == meta.subscription)
-        };
+        let wanted = |meta: &Meta| wanted(args, meta);
         items.extend(
             scan.entries
                 .into_iter()
@@ -139,6 +138,31 @@ fn collect(spool: &SpecSpool, args: &ListArgs, items: &mut Vec<Item>) -> Result<
         );
     }
     Ok(())
+}
+
+/// Whether a job passes every filter given.
+fn wanted(args: &ListArgs, meta: &Meta) -> bool {
+    let is = |filter: &Option<String>, value: Option<&str>| {
+        filter.as_deref().is_none_or(|f| Some(f) == value)
+    };
+    is(&args.subscription, Some(&meta.subscription))
+        && is(&args.idempotency_key, Some(&meta.idempotency_key))
+        && is(&args.correlation_id, meta.correlation_id.as_deref())
+        && args
+            .event
+            .as_deref()
+            .is_none_or(|p| crate::config::event_pattern_matches(p, &meta.event_type))
+}
+
+/// A per-call job's target as shown: the URL redacted, never a secret.
+#[derive(Serialize)]
+struct JsonTarget<'a> {
+    url: String,
+    signed: bool,
+    secret_env: Option<&'a str>,
+    signature: Option<&'a str>,
+    format: Option<&'a str>,
+    allow_private_networks: bool,
 }
 
 /// The JSON shape of one item; quarantined files fill what their name tells.
@@ -160,6 +184,11 @@ struct JsonItem<'a> {
     finished_at: Option<String>,
     sequence: Option<u64>,
     idempotency_key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    correlation_id: Option<&'a str>,
+    /// For `emit --url` jobs only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<JsonTarget<'a>>,
     replays: u32,
     file: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +216,18 @@ fn json_item(item: &Item) -> JsonItem<'_> {
                 finished_at: meta.finished_at_ms.map(clock::rfc3339),
                 sequence: Some(meta.sequence),
                 idempotency_key: Some(&meta.idempotency_key),
+                correlation_id: meta.correlation_id.as_deref(),
+                target: meta.target.as_ref().map(|t| JsonTarget {
+                    url: crate::config::shown_per_call_url(&t.url),
+                    signed: t.secret_env.is_some(),
+                    secret_env: t.secret_env.as_deref(),
+                    signature: t
+                        .secret_env
+                        .as_ref()
+                        .map(|_| t.signature.as_deref().unwrap_or("speckit")),
+                    format: t.format.as_deref(),
+                    allow_private_networks: t.allow_private_networks,
+                }),
                 replays: meta.replays,
                 file: name,
                 reason: None,
@@ -211,6 +252,8 @@ fn json_item(item: &Item) -> JsonItem<'_> {
                 finished_at: None,
                 sequence: parsed.map(|(seq, _)| seq),
                 idempotency_key: None,
+                correlation_id: None,
+                target: None,
                 replays: 0,
                 file,
                 reason: Some(reason),
@@ -271,7 +314,7 @@ fn table_row(item: &Item, now: u64) -> Vec<String> {
         Item::Job { state, meta, .. } => vec![
             meta.spec.clone(),
             meta.delivery_id.clone(),
-            meta.subscription.clone(),
+            subscription_cell(meta),
             meta.event_type.clone(),
             state.dir_name().to_string(),
             meta.attempts.to_string(),
@@ -288,6 +331,14 @@ fn table_row(item: &Item, now: u64) -> Vec<String> {
             "-".into(),
             shorten(reason),
         ],
+    }
+}
+
+/// The subscription id; a per-call job without a secret says it is unsigned.
+fn subscription_cell(meta: &Meta) -> String {
+    match &meta.target {
+        Some(t) if t.secret_env.is_none() => format!("{} (unsigned)", meta.subscription),
+        _ => meta.subscription.clone(),
     }
 }
 

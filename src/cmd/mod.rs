@@ -32,6 +32,7 @@ mod relay;
 mod replay;
 mod report;
 mod status;
+mod subscriptions;
 mod test;
 mod verify;
 
@@ -222,6 +223,14 @@ pub fn logged_url(config: &Config, subscription: &str) -> String {
         .unwrap_or_default()
 }
 
+/// [`logged_url`] for a job: a per-call job carries its own target.
+pub fn job_url(config: &Config, meta: &crate::spool::Meta) -> String {
+    match &meta.target {
+        Some(target) => crate::config::shown_per_call_url(&target.url),
+        None => logged_url(config, &meta.subscription),
+    }
+}
+
 /// One warning per spool file a read-only command skipped.
 pub fn warn_unreadable(unreadable: &[Unreadable]) {
     for bad in unreadable {
@@ -302,6 +311,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Receive(args) => receive::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Subscriptions(args) => subscriptions::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }
 }

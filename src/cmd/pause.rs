@@ -83,7 +83,7 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<ExitCode> {
 
 /// An unknown subscription is a typo: exit 2 naming the known ones.
 fn require_subscription(config: &Config, id: &str) -> Result<()> {
-    if config.subscription(id).is_some() {
+    if config.knows(id) {
         return Ok(());
     }
     let known: Vec<&str> = config.subscriptions.iter().map(|s| s.id.as_str()).collect();

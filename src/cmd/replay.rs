@@ -119,7 +119,7 @@ pub(super) fn requeued_record(
     from: State,
     now: u64,
 ) -> Record {
-    let url = super::logged_url(config, &meta.subscription);
+    let url = super::job_url(config, meta);
     let mut record = Record::for_job(meta, url, 0, now, Outcome::Requeued);
     record.status = meta.last_status;
     record.error = Some(format!(

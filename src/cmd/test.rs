@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     }
     let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
     let (answer, latency) = deliver::send(
-        &deliver::agent(1),
+        &deliver::agent_for(sub, 1),
         &sub.url,
         &request.headers,
         &request.body,

@@ -4,9 +4,15 @@
 //! value, reporting every problem at once with the subscription, the key and
 //! the fix. This is the only module that reads environment variables (config
 //! path, enable switch, secrets, `url_env` URLs, `env:` header values).
+//! Per-SPEC overrides are merged in [`specs`], per-call targets (`emit
+//! --url`) become subscriptions in [`per_call`], and [`edit`] changes the
+//! file in place for `spec-notify subscriptions`.
 
+pub mod edit;
+mod per_call;
 mod raw;
 mod relay;
+mod specs;
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -22,6 +28,9 @@ use crate::format::{Format, Style, Template};
 use crate::sign::{Scheme, Secret};
 use crate::url::{redact_url, redact_url_path};
 pub use relay::Relay;
+
+pub use per_call::{adhoc_id, is_adhoc_id, shown as shown_per_call_url};
+pub use specs::Scope;
 
 pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
 pub const ENABLED_ENV: &str = "SPECKIT_WEBHOOKS_ENABLED";
@@ -54,7 +63,13 @@ pub struct Config {
     pub auto_drain: bool,
     /// Evidence paths in chat messages link under this URL.
     pub evidence_base_url: Option<String>,
+    /// The global subscriptions, in file order.
     pub subscriptions: Vec<Subscription>,
+    /// Per-SPEC overrides: for each `[spec_ops.webhooks.specs."PATTERN"]`,
+    /// the subscriptions in effect for SPECs it is the most specific match
+    /// of (overrides of less specific patterns merged in). Use
+    /// [`Config::subscriptions_for`].
+    pub specs: Vec<Scope>,
     /// `[spec_ops.webhooks.relay]`: NATS JetStream for `relay` and
     /// `drain --source nats`.
     pub relay: Option<Relay>,
@@ -110,6 +125,16 @@ pub struct Subscription {
     /// A job that waited longer is dead-lettered as `expired`.
     pub max_age_ms: u64,
     pub breaker: crate::circuit::BreakerPolicy,
+    /// May deliveries reach private addresses (loopback, RFC 1918,
+    /// link-local, …)? Checked on the URL and on every resolved address.
+    /// Default: true for config URLs, false for `emit --url`.
+    pub allow_private_networks: bool,
+    /// The `specs` patterns whose tables changed or added this subscription,
+    /// least specific first; empty for a global subscription as written.
+    pub overrides: Vec<String>,
+    /// A one-off target from `emit --url`: its URL is shown only redacted,
+    /// and without `secret_env` it is sent unsigned.
+    pub per_call: bool,
 }
 
 /// One extra request header of a subscription.
@@ -273,9 +298,15 @@ impl Subscription {
         event_ok && stage_ok && status_ok
     }
 
-    /// Whether deliveries need a secret (active, not dry-run).
+    /// Whether deliveries need a secret (active, not dry-run, not an
+    /// unsigned per-call target).
     pub fn needs_secret(&self) -> bool {
-        self.active && !self.dry_run
+        self.active && !self.dry_run && !self.unsigned()
+    }
+
+    /// A per-call target without `--secret-env`: sent without a signature.
+    pub fn unsigned(&self) -> bool {
+        self.per_call && self.secret_env.is_none()
     }
 
     /// The current secret, or an error naming the variable to set.
@@ -343,6 +374,7 @@ impl Subscription {
         match &self.url_env {
             Some(var) if self.url.is_empty() => format!("<{var} unset>"),
             Some(_) => redact_url_path(&self.url),
+            None if self.per_call => per_call::shown(&self.url),
             None if self.style.format.is_chat() => redact_url_path(&self.url),
             None => redact_url(&self.url),
         }
@@ -441,19 +473,30 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
     };
     apply_enabled_override(&mut config, &problems);
     if secrets == Secrets::Required {
-        for sub in config.subscriptions.iter().filter(|s| s.needs_secret()) {
+        let mut seen = HashSet::new();
+        let needing: Vec<(String, &Subscription)> = config
+            .every_subscription()
+            .filter(|(_, s)| s.needs_secret())
+            .map(|(scope, s)| (at_of(scope, s), s))
+            .filter(|(at, _)| seen.insert(at.clone()))
+            .collect();
+        let mut reported = HashSet::new();
+        for (at, sub) in &needing {
             if let (Some(var), Err(_)) = (&sub.secret_env, sub.secret()) {
-                problems.push(
-                    &format!("subscription `{}`", sub.id),
-                    format!("key `secret_env`: the environment variable {var} is unset or empty: export it (or set `dry_run = true` or `active = false`)"),
-                );
+                // An override that inherits the global secret says nothing new.
+                if reported.insert((sub.id.clone(), var.clone())) {
+                    problems.push(
+                        at,
+                        format!("key `secret_env`: the environment variable {var} is unset or empty: export it (or set `dry_run = true` or `active = false`)"),
+                    );
+                }
             }
         }
-        for sub in config.subscriptions.iter().filter(|s| s.needs_secret()) {
-            let at = format!("subscription `{}`", sub.id);
+        for (at, sub) in needing {
+            let at = at.as_str();
             if let (Some(var), true) = (&sub.url_env, sub.url.is_empty()) {
                 problems.key(
-                    &at,
+                    at,
                     "url_env",
                     format!("the environment variable {var} is unset or empty: export it"),
                 );
@@ -470,7 +513,7 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
                         Err(e) => format!("the value in {var} is {e}"),
                     },
                 };
-                problems.key(&at, "headers", format!("`{name}`: {why}"));
+                problems.key(at, "headers", format!("`{name}`: {why}"));
             }
         }
         if let Some(Err(line)) = config.relay.as_ref().map(Relay::credentials) {
@@ -499,37 +542,99 @@ impl Config {
             auto_drain: true,
             evidence_base_url: None,
             subscriptions: Vec::new(),
+            specs: Vec::new(),
             relay: None,
         }
     }
 
+    /// A global subscription by id (see [`Config::subscription_for`] for a
+    /// SPEC's).
     pub fn subscription(&self, id: &str) -> Option<&Subscription> {
         self.subscriptions.iter().find(|s| s.id == id)
     }
 
-    /// One line per active, non-dry-run subscription whose secret is unset.
-    pub fn secret_problems(&self) -> Vec<String> {
+    /// The subscriptions in effect for `spec`: those of the most specific
+    /// `specs` pattern that matches it (an exact id, else the longest
+    /// prefix glob), else the global ones.
+    pub fn subscriptions_for(&self, spec: &str) -> &[Subscription] {
+        self.scope_for(spec)
+            .map_or(&self.subscriptions, |scope| &scope.subscriptions)
+    }
+
+    /// The `specs` pattern that decides `spec`'s subscriptions, if any.
+    pub fn scope_for(&self, spec: &str) -> Option<&Scope> {
+        specs::most_specific(&self.specs, spec)
+    }
+
+    /// Subscription `id` as it is in effect for `spec`.
+    pub fn subscription_for(&self, spec: &str, id: &str) -> Option<&Subscription> {
+        self.subscriptions_for(spec).iter().find(|s| s.id == id)
+    }
+
+    /// Whether `id` names a subscription anywhere: global, in a `specs`
+    /// override, or a per-call target's derived id (`adhoc-…`).
+    pub fn knows(&self, id: &str) -> bool {
+        is_adhoc_id(id) || self.every_subscription().any(|(_, s)| s.id == id)
+    }
+
+    /// Every subscription of every scope: `(None, s)` for the global ones,
+    /// `(Some(pattern), s)` for each `specs` pattern's effective ones.
+    pub fn every_subscription(&self) -> impl Iterator<Item = (Option<&str>, &Subscription)> {
         self.subscriptions
             .iter()
-            .filter(|s| s.needs_secret())
-            .filter_map(|s| s.secret().err())
-            .collect()
+            .map(|s| (None, s))
+            .chain(self.specs.iter().flat_map(|scope| {
+                scope
+                    .subscriptions
+                    .iter()
+                    .map(|s| (Some(scope.pattern.as_str()), s))
+            }))
+    }
+
+    /// One line per active, non-dry-run subscription whose secret is unset.
+    pub fn secret_problems(&self) -> Vec<String> {
+        let mut lines: Vec<String> = Vec::new();
+        for (_, s) in self.every_subscription().filter(|(_, s)| s.needs_secret()) {
+            if let Err(line) = s.secret()
+                && !lines.contains(&line)
+            {
+                lines.push(line);
+            }
+        }
+        lines
     }
 
     /// Secret-format problems (standard-webhooks needs `whsec_<base64>`),
     /// for the current secret and, during a rotation, the previous one.
     pub fn secret_format_problems(&self) -> Vec<String> {
-        self.subscriptions
-            .iter()
+        let mut lines: Vec<String> = Vec::new();
+        let candidates = self
+            .every_subscription()
+            .map(|(_, s)| s)
             .filter(|s| s.needs_secret() && s.secret().is_ok())
-            .filter(|s| s.environment_problems().is_empty())
-            .filter_map(|s| s.signing_secrets().err())
-            .collect()
+            .filter(|s| s.environment_problems().is_empty());
+        for s in candidates {
+            if let Err(line) = s.signing_secrets()
+                && !lines.contains(&line)
+            {
+                lines.push(line);
+            }
+        }
+        lines
     }
 
     /// The evidence folder of one SPEC: `<evidence_dir>/<SPEC-ID>/webhooks`.
     pub fn evidence_for(&self, spec: &str) -> PathBuf {
         self.evidence_dir.join(spec).join("webhooks")
+    }
+}
+
+/// Where messages name a subscription of a scope: ``subscription `id` `` for
+/// a global one, its `specs` table for an override.
+fn at_of(scope: Option<&str>, sub: &Subscription) -> String {
+    match scope {
+        None => format!("subscription `{}`", sub.id),
+        Some(pattern) => raw::spec_table_at(pattern, Some(&sub.id)),
     }
 }
 
@@ -567,6 +672,26 @@ impl Problems {
     /// A line that already says where; such lines come last.
     fn push_line(&self, line: String) {
         self.found.borrow_mut().push((None, line));
+    }
+
+    /// Whether any problem was found at `at`.
+    fn has(&self, at: &str) -> bool {
+        self.found
+            .borrow()
+            .iter()
+            .any(|(place, _)| place.as_deref() == Some(at))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.found.borrow().is_empty()
+    }
+
+    /// Takes over the problems another list found, with their places.
+    fn absorb(&self, other: Problems) {
+        for place in other.places.into_inner() {
+            self.place(&place);
+        }
+        self.found.borrow_mut().extend(other.found.into_inner());
     }
 
     fn lines(&self) -> Vec<String> {
@@ -676,17 +801,42 @@ fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &Problems) ->
             }
         });
     let mut seen = HashSet::new();
+    let mut flawed = HashSet::new();
     for sub in raw.subscriptions {
-        let sub = resolve_subscription(sub, c.evidence_base_url.as_deref(), problems);
+        let at = sub.at.clone();
+        let sub = resolve_subscription(sub, c.evidence_base_url.as_deref(), Kind::Config, problems);
         if !seen.insert(sub.id.clone()) {
             problems.push(
                 &format!("subscription `{}`", sub.id),
                 "duplicate `id`: every subscription needs its own id",
             );
         }
+        if problems.has(&at) {
+            flawed.insert(sub.id.clone());
+        }
         c.subscriptions.push(sub);
     }
+    c.specs = specs::resolve(
+        &raw.specs,
+        &specs::Base {
+            tables: &raw.tables,
+            subscriptions: &c.subscriptions,
+            flawed: &flawed,
+            evidence_base_url: c.evidence_base_url.as_deref(),
+        },
+        problems,
+    );
     c
+}
+
+/// Where a subscription comes from, for what it may leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A table in the config: needs `secret_env`; private networks allowed
+    /// unless it says otherwise.
+    Config,
+    /// `emit --url`: unsigned without `--secret-env`.
+    PerCall,
 }
 
 /// `evidence_base_url` is shown as links, never fetched: any http(s) URL.
@@ -706,7 +856,40 @@ fn check_link_base(url: &str) -> std::result::Result<(), String> {
 
 /// The URL from `url` or `url_env` (exactly one), checked. A problem with a
 /// `url_env` URL never shows it.
-fn resolve_url(raw: &raw::Subscription, check: &Check<'_>) -> String {
+fn resolve_url(
+    raw: &raw::Subscription,
+    allow_private: bool,
+    kind: Kind,
+    check: &Check<'_>,
+) -> String {
+    let url = resolve_url_text(raw, kind, check);
+    let usable = match (&raw.url_env, kind) {
+        (Some(_), _) | (None, Kind::PerCall) => crate::url::check_secret_url(&url).is_ok(),
+        (None, Kind::Config) => crate::url::check_url(&url).is_ok(),
+    };
+    if usable
+        && !allow_private
+        && let Some(what) = url
+            .parse::<ureq::http::Uri>()
+            .ok()
+            .and_then(|u| u.host().and_then(crate::address::private_host))
+    {
+        let (key, shown) = match &raw.url_env {
+            Some(var) => ("url_env", format!("the URL in {var}")),
+            None if kind == Kind::PerCall => ("url", "the URL".to_string()),
+            None => ("url", format!("`{}`", redact_url(&url))),
+        };
+        check.problem(
+            key,
+            format!(
+                "{shown} points at {what} and `allow_private_networks` is off: set `allow_private_networks = true` if this endpoint is meant to be on a private network (with `emit --url`: pass --allow-private-networks)"
+            ),
+        );
+    }
+    url
+}
+
+fn resolve_url_text(raw: &raw::Subscription, kind: Kind, check: &Check<'_>) -> String {
     match (&raw.url, &raw.url_env) {
         (Some(_), Some(_)) => {
             check.problem("url_env", "set either `url` or `url_env`, not both");
@@ -718,6 +901,14 @@ fn resolve_url(raw: &raw::Subscription, check: &Check<'_>) -> String {
                 "missing: every subscription needs `url` (or `url_env`, the variable holding a secret URL)",
             );
             String::new()
+        }
+        // A per-call URL may be a credential as a whole: its problems never
+        // show it (the place they are reported at shows it redacted).
+        (Some(url), None) if kind == Kind::PerCall => {
+            if let Err(e) = crate::url::check_secret_url(url) {
+                check.problem("url", e);
+            }
+            url.clone()
         }
         (Some(url), None) => {
             if let Err(e) = crate::url::check_url(url) {
@@ -795,6 +986,7 @@ fn resolve_headers(raw: &[(String, String)], check: &Check<'_>) -> Vec<ExtraHead
 fn resolve_subscription(
     raw: raw::Subscription,
     evidence_base_url: Option<&str>,
+    kind: Kind,
     problems: &Problems,
 ) -> Subscription {
     let check = Check {
@@ -856,9 +1048,10 @@ fn resolve_subscription(
             "only chat formats have a summary line: set `format` to slack, mattermost, discord or teams, or remove `text`",
         );
     }
+    let allow_private_networks = raw.allow_private_networks.unwrap_or(kind == Kind::Config);
     let sub = Subscription {
         id: raw.id.clone().unwrap_or_default(),
-        url: resolve_url(&raw, &check),
+        url: resolve_url(&raw, allow_private_networks, kind, &check),
         url_env: raw.url_env.clone(),
         style: Style {
             format,
@@ -910,6 +1103,9 @@ fn resolve_subscription(
                 .unwrap_or(BreakerPolicy::default().cooldown_ms),
             ..BreakerPolicy::default()
         },
+        allow_private_networks,
+        overrides: Vec::new(),
+        per_call: kind == Kind::PerCall,
     };
     if !sub.id.is_empty()
         && !sub

@@ -1,8 +1,9 @@
 //! The TOML side of the config: finds `[spec_ops.webhooks]` in the text and
 //! reads each key as the type it must have (true/false, whole number, number,
 //! string, list of strings, table of strings), naming unknown keys with a
-//! did-you-mean. What
-//! the values mean (ranges, names, URLs, defaults) is for `config` to decide.
+//! did-you-mean. It keeps each subscription's table as written, and the
+//! per-SPEC override tables (`specs`), for `specs` to merge. What the values
+//! mean (ranges, names, URLs, defaults) is for `config` to decide.
 
 use std::fmt;
 
@@ -24,6 +25,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "auto_drain",
     "evidence_base_url",
     "subscriptions",
+    "specs",
     "relay",
 ];
 const SUBSCRIPTION_KEYS: &[&str] = &[
@@ -51,6 +53,7 @@ const SUBSCRIPTION_KEYS: &[&str] = &[
     "max_age",
     "circuit_failures",
     "circuit_cooldown",
+    "allow_private_networks",
 ];
 
 /// `[spec_ops.webhooks]` as written. A key that is absent or has the wrong
@@ -67,7 +70,20 @@ pub(super) struct Webhooks {
     pub auto_drain: Option<bool>,
     pub evidence_base_url: Option<String>,
     pub subscriptions: Vec<Subscription>,
+    /// Each subscription's table as written, in file order, by id (tables
+    /// without a string id are left out): the base that overrides merge into.
+    pub tables: Vec<(String, Table)>,
+    /// `[spec_ops.webhooks.specs."PATTERN"]` in file order.
+    pub specs: Vec<Spec>,
     pub relay: Option<super::relay::Relay>,
+}
+
+/// One `[spec_ops.webhooks.specs."PATTERN"]` table: a SPEC id or prefix glob,
+/// and one table of subscription keys per subscription id, as written.
+#[derive(Debug, Default)]
+pub(super) struct Spec {
+    pub pattern: String,
+    pub entries: Vec<(String, Table)>,
 }
 
 /// One `[[spec_ops.webhooks.subscriptions]]` table as written.
@@ -100,6 +116,7 @@ pub(super) struct Subscription {
     pub max_age: Option<String>,
     pub circuit_failures: Option<i64>,
     pub circuit_cooldown: Option<String>,
+    pub allow_private_networks: Option<bool>,
 }
 
 /// Reads `[spec_ops.webhooks]` from config text: `Ok(None)` when the file
@@ -140,8 +157,81 @@ fn read_webhooks(table: &Table, problems: &Problems) -> Webhooks {
         evidence_dir: r.string("evidence_dir"),
         evidence_base_url: r.string("evidence_base_url"),
         subscriptions: read_subscriptions(table.get("subscriptions"), problems),
+        tables: subscription_tables(table.get("subscriptions")),
+        specs: read_specs(table.get("specs"), problems),
         relay: super::relay::read(table.get("relay"), problems),
     }
+}
+
+fn subscription_tables(value: Option<&Value>) -> Vec<(String, Table)> {
+    let Some(items) = value.and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(Value::as_table)
+        .filter_map(|t| Some((t.get("id")?.as_str()?.to_string(), t.clone())))
+        .collect()
+}
+
+/// Where the override of subscription `id` for `pattern` is, as written in
+/// TOML: `[spec_ops.webhooks.specs."SPEC-KIT-*".slack]`.
+pub(super) fn spec_table_at(pattern: &str, id: Option<&str>) -> String {
+    let quoted = |s: &str| format!("\"{}\"", s.escape_default());
+    let mut at = format!("[spec_ops.webhooks.specs.{}", quoted(pattern));
+    if let Some(id) = id {
+        let bare = !id.is_empty()
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        at.push('.');
+        at.push_str(&if bare { id.to_string() } else { quoted(id) });
+    }
+    at.push(']');
+    at
+}
+
+fn read_specs(value: Option<&Value>, problems: &Problems) -> Vec<Spec> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let Some(table) = value.as_table() else {
+        problems.push(
+            "[spec_ops.webhooks.specs]",
+            "must be a table of SPEC ids, like [spec_ops.webhooks.specs.\"SPEC-KIT-*\".chatops-slack]",
+        );
+        return Vec::new();
+    };
+    let mut specs = Vec::new();
+    for (pattern, value) in table {
+        let at = spec_table_at(pattern, None);
+        problems.place(&at);
+        let Some(entries) = value.as_table() else {
+            problems.push(
+                &at,
+                "must be a table with one table per subscription id, like [spec_ops.webhooks.specs.\"SPEC-KIT-*\".chatops-slack]",
+            );
+            continue;
+        };
+        let mut spec = Spec {
+            pattern: pattern.clone(),
+            entries: Vec::new(),
+        };
+        for (id, value) in entries {
+            match value.as_table() {
+                Some(t) => spec.entries.push((id.clone(), t.clone())),
+                None => problems.push(
+                    &spec_table_at(pattern, Some(id)),
+                    format!(
+                        "must be a table of subscription keys (found {} `{value}`), like `url_env = \"SLACK_URL\"`",
+                        value.type_str()
+                    ),
+                ),
+            }
+        }
+        specs.push(spec);
+    }
+    specs
 }
 
 fn read_subscriptions(value: Option<&Value>, problems: &Problems) -> Vec<Subscription> {
@@ -170,6 +260,11 @@ fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscr
         Some(id) if !id.is_empty() => format!("subscription `{id}`"),
         _ => format!("subscriptions[{index}]"),
     };
+    read_subscription_at(table, at, problems)
+}
+
+/// Reads one subscription table; problems are named at `at`.
+pub(super) fn read_subscription_at(table: &Table, at: String, problems: &Problems) -> Subscription {
     problems.place(&at);
     unknown_keys(table, SUBSCRIPTION_KEYS, &at, problems);
     let r = Reader {
@@ -202,6 +297,7 @@ fn read_subscription(table: &Table, index: usize, problems: &Problems) -> Subscr
         include_events: r.strings("include_events"),
         include_stages: r.strings("include_stages"),
         include_status: r.strings("include_status"),
+        allow_private_networks: r.bool("allow_private_networks"),
         at,
     }
 }

@@ -4,6 +4,7 @@
 //! No locks and no spool: the engine claims before and settles after.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -17,41 +18,91 @@ use crate::retry::{self, Class, Verdict};
 use crate::sign::Secret;
 use crate::spool::{Job, Meta, State};
 
-/// What this run can do with a subscription's jobs.
-pub enum Route<'a> {
+/// What this run can do with a subscription's jobs, with the subscription
+/// in effect for them (a SPEC's overrides applied, or a per-call target).
+pub enum Route {
     Send {
-        sub: &'a Subscription,
-        secret: Secret,
+        sub: Subscription,
+        /// `None`: an unsigned per-call target.
+        secret: Option<Secret>,
         previous: Option<Secret>,
     },
     DryRun {
-        sub: &'a Subscription,
+        sub: Subscription,
     },
     /// Leave pending (missing secret, inactive): the reason is reported once.
     Hold,
 }
 
-/// Every subscription's route, and the problems (unset secrets) that hold jobs.
-pub fn routes(config: &Config) -> (HashMap<&str, Route<'_>>, Vec<String>) {
-    let mut routes = HashMap::new();
-    let mut problems = Vec::new();
-    for sub in &config.subscriptions {
-        let route = match (sub.active, sub.dry_run) {
-            (false, _) => Route::Hold,
-            (true, true) => Route::DryRun { sub },
-            (true, false) => match sub.signing_secrets() {
-                Ok((secret, previous)) => Route::Send {
-                    sub,
-                    secret,
+impl Route {
+    pub fn sub(&self) -> Option<&Subscription> {
+        match self {
+            Route::Send { sub, .. } | Route::DryRun { sub } => Some(sub),
+            Route::Hold => None,
+        }
+    }
+}
+
+/// A route and, when it holds jobs for a reason a person must fix, that reason.
+pub struct Routed {
+    pub route: Route,
+    pub problem: Option<String>,
+}
+
+/// The route of one subscription as it is in effect.
+pub fn route(sub: &Subscription) -> Routed {
+    let (route, problem) = match (sub.active, sub.dry_run) {
+        (false, _) => (Route::Hold, None),
+        (true, true) => (Route::DryRun { sub: sub.clone() }, None),
+        (true, false) if sub.unsigned() => match sub.environment_problems().into_iter().next() {
+            None => (
+                Route::Send {
+                    sub: sub.clone(),
+                    secret: None,
+                    previous: None,
+                },
+                None,
+            ),
+            Some(problem) => (Route::Hold, Some(problem)),
+        },
+        (true, false) => match sub.signing_secrets() {
+            Ok((secret, previous)) => (
+                Route::Send {
+                    sub: sub.clone(),
+                    secret: Some(secret),
                     previous,
                 },
-                Err(problem) => {
-                    problems.push(format!("{problem}; its jobs stay pending"));
-                    Route::Hold
-                }
-            },
-        };
-        routes.insert(sub.id.as_str(), route);
+                None,
+            ),
+            Err(problem) => (Route::Hold, Some(problem)),
+        },
+    };
+    Routed {
+        route,
+        problem: problem.map(|p| format!("{p}; its jobs stay pending")),
+    }
+}
+
+/// Routes by scope, then subscription id: scope `""` holds the global
+/// subscriptions, each `specs` pattern its own effective ones.
+pub type Routes = HashMap<String, HashMap<String, Arc<Routed>>>;
+
+/// Every configured subscription's route in every scope, and the problems
+/// (unset secrets) that hold jobs, each once.
+pub fn routes(config: &Config) -> (Routes, Vec<String>) {
+    let mut routes = Routes::new();
+    let mut problems = Vec::new();
+    for (scope, sub) in config.every_subscription() {
+        let routed = route(sub);
+        if let Some(problem) = &routed.problem
+            && !problems.contains(problem)
+        {
+            problems.push(problem.clone());
+        }
+        routes
+            .entry(scope.unwrap_or_default().to_string())
+            .or_default()
+            .insert(sub.id.clone(), Arc::new(routed));
     }
     (routes, problems)
 }
@@ -69,17 +120,18 @@ pub fn attempt(
     agent: &ureq::Agent,
     job: &mut Job,
     sub: &Subscription,
-    secret: &Secret,
+    secret: Option<&Secret>,
     previous: Option<&Secret>,
 ) -> Attempted {
     let attempt = job.meta.attempts.saturating_add(1);
     let started = clock::now_ms();
     let id = attempt_id(&job.meta, attempt, started);
     let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
-    let (answer, latency) = match deliver::request(sub, Some((secret, previous)), id, &job.body) {
-        Ok(request) => deliver::send(agent, &sub.url, &request.headers, &request.body, timeout),
-        Err(e) => (Answer::Failed { error: e }, Duration::ZERO),
-    };
+    let (answer, latency) =
+        match deliver::request(sub, secret.map(|s| (s, previous)), id, &job.body) {
+            Ok(request) => deliver::send(agent, &sub.url, &request.headers, &request.body, timeout),
+            Err(e) => (Answer::Failed { error: e }, Duration::ZERO),
+        };
     let now = clock::now_ms();
     let signal = signal_of(&answer, now);
     let verdict = if matches!(signal, circuit::Signal::Disable { .. }) {

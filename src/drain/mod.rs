@@ -38,8 +38,8 @@ use crate::clock;
 use crate::config::Config;
 use crate::deliver;
 use crate::evidence::{Outcome, Record};
-use crate::spool::{Job, Meta, Quarantined, State};
-use attempt::Route;
+use crate::spool::{Job, Meta, Quarantined, State, Target};
+use attempt::{Route, Routed};
 use queue::{Changes, Claimed, Queue, SpoolQueue};
 use scheduler::{JobKey, Kind, Limits, Pick, Scheduler, Waiting};
 
@@ -239,8 +239,11 @@ pub struct Drainer<'a> {
     config: &'a Config,
     options: Options,
     stop: Stop,
-    agent: ureq::Agent,
-    routes: HashMap<&'a str, Route<'a>>,
+    agents: deliver::Agents,
+    /// Every configured subscription's route, by scope (see [`attempt::Routes`]).
+    routes: attempt::Routes,
+    /// Routes of per-call targets (`emit --url`), made as their jobs turn up.
+    per_call: Mutex<HashMap<Target, Arc<Routed>>>,
     problems: Vec<String>,
 }
 
@@ -251,10 +254,92 @@ impl<'a> Drainer<'a> {
             config,
             options,
             stop,
-            agent: deliver::agent(config.max_concurrency),
+            agents: deliver::Agents::new(config.max_concurrency),
             routes,
+            per_call: Mutex::new(HashMap::new()),
             problems,
         }
+    }
+
+    /// The route of a job: its per-call target's, or its subscription's as
+    /// in effect for its SPEC. `None`: the subscription is not in the config.
+    fn routed(&self, meta: &Meta) -> Option<Arc<Routed>> {
+        if let Some(target) = &meta.target {
+            let mut cache = self.per_call.lock().unwrap_or_else(|e| e.into_inner());
+            let routed = cache
+                .entry(target.clone())
+                .or_insert_with(|| Arc::new(self.per_call_route(target, &meta.subscription)));
+            return Some(Arc::clone(routed));
+        }
+        let scope = self
+            .config
+            .scope_for(&meta.spec)
+            .map_or("", |s| s.pattern.as_str());
+        self.routes
+            .get(scope)?
+            .get(meta.subscription.as_str())
+            .cloned()
+    }
+
+    /// A per-call target checked as emit checked it; one that no longer
+    /// passes (a hand-edited job) is held, with the reason.
+    fn per_call_route(&self, target: &Target, subscription: &str) -> Routed {
+        let unusable = |why: String| Routed {
+            route: Route::Hold,
+            problem: Some(format!(
+                "the per-call target of subscription `{subscription}` is not usable ({why}); its jobs stay pending: discard them with `spec-notify discard`"
+            )),
+        };
+        match self.config.per_call(target) {
+            Ok(sub) if sub.id == subscription => attempt::route(&sub),
+            Ok(sub) => unusable(format!("its URL belongs to `{}`", sub.id)),
+            Err(problems) => unusable(problems.join("; ")),
+        }
+    }
+
+    /// Every subscription id a lane may serve: configured ones (global and
+    /// SPEC-only) and the per-call targets seen so far.
+    fn lane_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        let configured = self.config.every_subscription().map(|(_, s)| s.id.clone());
+        let per_call: Vec<String> = self
+            .per_call
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter_map(|r| r.route.sub().map(|s| s.id.clone()))
+            .collect();
+        for id in configured.chain(per_call) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// The request timeout of a lane's subscription (for a probe's claim).
+    fn timeout_of(&self, id: &str) -> u64 {
+        let configured = self
+            .config
+            .every_subscription()
+            .map(|(_, s)| s)
+            .find(|s| s.id == id);
+        let per_call = || {
+            self.per_call
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .find_map(|r| {
+                    r.route
+                        .sub()
+                        .filter(|s| s.id == id)
+                        .map(|s| s.retry.per_request_timeout_ms)
+                })
+        };
+        configured
+            .map(|s| s.retry.per_request_timeout_ms)
+            .or_else(per_call)
+            .unwrap_or(5000)
     }
 
     /// Runs on the local spool until done (see [`Options`]) or stopped;
@@ -276,6 +361,16 @@ impl<'a> Drainer<'a> {
         let max_time = self.options.max_time.min(MAX_RUN);
         let mut sched = Scheduler::new();
         for sub in &self.config.subscriptions {
+            sched.configure(&sub.id, limits_for(self.config, Some(sub)));
+        }
+        // Subscriptions only some SPECs have: their first definition's limits.
+        let only_some: Vec<&crate::config::Subscription> = self
+            .config
+            .every_subscription()
+            .map(|(_, s)| s)
+            .filter(|s| self.config.subscription(&s.id).is_none())
+            .collect();
+        for sub in only_some.into_iter().rev() {
             sched.configure(&sub.id, limits_for(self.config, Some(sub)));
         }
         let shared = Shared {
@@ -379,10 +474,12 @@ impl<'a> Drainer<'a> {
                 last_look = Some(Instant::now());
                 let changes = queue.refresh()?;
                 let circuits: Vec<(String, Result<Circuit>)> = self
-                    .config
-                    .subscriptions
-                    .iter()
-                    .map(|s| (s.id.clone(), queue.circuit(&s.id)))
+                    .lane_ids()
+                    .into_iter()
+                    .map(|id| {
+                        let circuit = queue.circuit(&id);
+                        (id, circuit)
+                    })
                     .collect();
                 Some((changes, circuits, queue.can_record()))
             } else {
@@ -525,10 +622,9 @@ impl<'a> Drainer<'a> {
     /// Whether a normal drain would send this pending job now (for handing
     /// over jobs that arrived as this run let go of their SPEC).
     fn sendable(&self, meta: &Meta) -> bool {
-        !matches!(
-            self.routes.get(meta.subscription.as_str()),
-            Some(Route::Hold)
-        ) && meta.next_attempt_at_ms <= clock::now_ms()
+        self.routed(meta)
+            .is_none_or(|r| !matches!(r.route, Route::Hold))
+            && meta.next_attempt_at_ms <= clock::now_ms()
     }
 
     /// Whether this run delivers the job at all (replay picks ids).
@@ -537,10 +633,6 @@ impl<'a> Drainer<'a> {
             .only
             .as_ref()
             .is_none_or(|only| only.contains(&meta.delivery_id))
-    }
-
-    fn subscription(&self, id: &str) -> Option<&'a crate::config::Subscription> {
-        self.config.subscriptions.iter().find(|s| s.id == id)
     }
 
     /// A worker's whole job: claim, route, attempt, log, settle, and tell
@@ -589,15 +681,17 @@ impl<'a> Drainer<'a> {
             }
         };
         let sub_id = job.meta.subscription.clone();
-        let url = self
-            .subscription(&sub_id)
+        let routed = self.routed(&job.meta);
+        let route = routed.as_deref().map(|r| &r.route);
+        let url = route
+            .and_then(Route::sub)
             .map(crate::config::Subscription::shown_url)
             .unwrap_or_default();
         let mut signal = None;
         let mut probe_logged = Ok(());
-        let record = match (done.pick.kind, self.routes.get(sub_id.as_str())) {
+        let record = match (done.pick.kind, route) {
             (Kind::Expire, _) => {
-                let max_age = limits_for(self.config, self.subscription(&sub_id)).max_age_ms;
+                let max_age = limits_for(self.config, route.and_then(Route::sub)).max_age_ms;
                 attempt::give_up(&mut job, "expired", url, max_age)
             }
             (_, None) => attempt::give_up(&mut job, "subscription-removed", url, 0),
@@ -622,8 +716,9 @@ impl<'a> Drainer<'a> {
                     probe_logged = queue.log(&job.meta.spec, std::slice::from_ref(&record));
                     done.records.push(record);
                 }
+                let agent = self.agents.for_subscription(sub);
                 let attempted =
-                    attempt::attempt(&self.agent, &mut job, sub, secret, previous.as_ref());
+                    attempt::attempt(agent, &mut job, sub, secret.as_ref(), previous.as_ref());
                 signal = Some((attempted.signal, sub.breaker));
                 attempted.record
             }
@@ -785,13 +880,30 @@ impl Core<'_> {
         if !drainer.wanted(meta) {
             return;
         }
-        if let Some(Route::Hold) = drainer.routes.get(meta.subscription.as_str()) {
-            self.held.insert(meta.delivery_id.clone());
-            return;
-        }
-        if !drainer.routes.contains_key(meta.subscription.as_str()) {
-            let limits = limits_for(drainer.config, None);
-            self.sched.configure(&meta.subscription, limits);
+        let routed = drainer.routed(meta);
+        match routed.as_deref() {
+            Some(Routed {
+                route: Route::Hold,
+                problem,
+            }) => {
+                self.held.insert(meta.delivery_id.clone());
+                // A per-call target's problem shows up only with its jobs.
+                if let Some(problem) = problem
+                    && !self.summary.problems.contains(problem)
+                {
+                    self.summary.problems.push(problem.clone());
+                }
+                return;
+            }
+            // Removed from the config: dead-lettered when its turn comes.
+            None => self
+                .sched
+                .configure(&meta.subscription, limits_for(drainer.config, None)),
+            Some(routed) if meta.target.is_some() => self.sched.configure(
+                &meta.subscription,
+                limits_for(drainer.config, routed.route.sub()),
+            ),
+            Some(_) => {}
         }
         self.sched.add(Waiting {
             key,
@@ -839,9 +951,7 @@ impl Core<'_> {
                     probing: None,
                 });
             }
-            let timeout = drainer
-                .subscription(&sub)
-                .map_or(5000, |s| s.retry.per_request_timeout_ms);
+            let timeout = drainer.timeout_of(&sub);
             let claimed = queue.update_circuit(&sub, &mut |c| {
                 c.start_probe(now, timeout.saturating_add(1000))
             });

@@ -357,13 +357,19 @@ impl Queue for SpoolQueue<'_> {
         let spool = served.spool.clone();
         let known = std::mem::take(&mut *served.known.lock().unwrap_or_else(|e| e.into_inner()));
         drop(served); // drain.alive is free from here on
-        self.released
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(spec.to_string(), pending_mtime(&spool));
+        let mtime = pending_mtime(&spool);
         trimmed?;
         let (names, _) = spool.names(State::Pending)?;
         let arrived: Vec<String> = names.into_iter().filter(|n| !known.contains(n)).collect();
+        if arrived.is_empty() {
+            // Nothing new: serve it again only once pending/ changes. With
+            // arrivals, the caller may serve it again right away (an emit
+            // that saw it served started no drain).
+            self.released
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(spec.to_string(), mtime);
+        }
         Ok(spool
             .scan_names(State::Pending, arrived)
             .entries
@@ -422,5 +428,57 @@ impl Queue for SpoolQueue<'_> {
             .keys()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::{Job, Meta};
+
+    fn job(spool: &SpecSpool, seq: u64) -> Job {
+        Job {
+            meta: Meta::new(&spool.spec, "sub", "a.b.c", "k", seq, 1000),
+            body: br#"{"x":1}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_job_that_arrives_as_a_spec_is_let_go_is_served_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let spool = Spool::new(&config.spool_dir).spec("S");
+        spool.enqueue(&[job(&spool, 1)]).unwrap();
+        let queue = SpoolQueue::new(&config, None);
+        let seen = queue.refresh().unwrap();
+        assert_eq!(seen.added.len(), 1);
+        let key = seen.added[0].0.clone();
+        let Claimed::Job(mut first) = queue.claim(&key).unwrap() else {
+            panic!("claimed")
+        };
+        first.meta.state = State::Delivered;
+        queue.settle(&key, &first).unwrap();
+        // An emit after the last look: it saw the SPEC served, started no drain.
+        spool.enqueue(&[job(&spool, 2)]).unwrap();
+        let arrived = queue.release("S").unwrap();
+        assert_eq!(arrived.len(), 1, "the release reports the arrival");
+        let again = queue.refresh().unwrap();
+        assert_eq!(again.added.len(), 1, "and the SPEC is served again for it");
+        assert_eq!(queue.served(), ["S"]);
+
+        // Let go with nothing new: not taken again until pending/ changes.
+        let key = again.added[0].0.clone();
+        let Claimed::Job(mut second) = queue.claim(&key).unwrap() else {
+            panic!("claimed")
+        };
+        second.meta.state = State::Delivered;
+        queue.settle(&key, &second).unwrap();
+        assert!(queue.release("S").unwrap().is_empty());
+        assert!(queue.refresh().unwrap().added.is_empty());
+        assert!(queue.served().is_empty());
     }
 }

@@ -75,6 +75,44 @@ pub struct Meta {
     /// age against `max_age` counts from here (absent in older jobs: emit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_at_ms: Option<u64>,
+    /// The caller's correlation id (`emit --correlation-id`), also in the
+    /// envelope's `event` section; here so `list` can filter on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// A per-call target (`emit --url`): what the drain needs to send this
+    /// job, since no config table describes it. Absent for subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+}
+
+/// A per-call target as the job carries it: the URL (stored here because a
+/// retry or replay needs it, in a 0600 file inside 0700 folders, like the
+/// payload; never printed unredacted), and the names of the secret's
+/// variable, the signature scheme and the format. Never a secret's value.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Target {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub allow_private_networks: bool,
+}
+
+/// The URL may be a credential: debug output shows it redacted.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("url", &crate::url::redact_url_path(&self.url))
+            .field("secret_env", &self.secret_env)
+            .field("signature", &self.signature)
+            .field("format", &self.format)
+            .field("allow_private_networks", &self.allow_private_networks)
+            .finish()
+    }
 }
 
 impl Meta {
@@ -106,6 +144,8 @@ impl Meta {
             finished_at_ms: None,
             replays: 0,
             queued_at_ms: None,
+            correlation_id: None,
+            target: None,
         }
     }
 

@@ -68,7 +68,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 pub use files::{Unread, fsync_dir, read_job};
-pub use job::{JOB_EXT, Job, Meta, State, delivery_id_of, is_delivery_id, parse_name};
+pub use job::{JOB_EXT, Job, Meta, State, Target, delivery_id_of, is_delivery_id, parse_name};
 pub use lock::{AliveLock, DrainLock};
 pub use overflow::mark_overflow;
 pub use quarantine::Quarantined;
