@@ -112,22 +112,18 @@ pub fn check_event_type(s: &str) -> Result<(), String> {
     }
 }
 
-/// A SPEC id names a folder and travels as a command-line argument and in
-/// messages, so it must not be able to leave a folder, look like a flag, be
-/// blank, or reorder what a terminal shows (bidi controls, invisible marks).
+/// A SPEC id names a folder, travels as a command-line argument, and is
+/// printed inside commands people copy and paste (`spec-notify replay
+/// SPEC …`): so it is letters and digits (any script) and `. _ - : + @`,
+/// never starting with `.` or `-`, at most 200 bytes. That leaves out
+/// everything a shell, a path or a terminal would read as syntax
+/// (`$ ( ) ; | & < > / \` quotes, spaces, control and bidi characters).
 pub fn check_spec_id(s: &str) -> Result<(), String> {
-    let invisible = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-    };
-    let bad = s.trim().is_empty()
-        || s.len() > 200
-        || s.starts_with(['.', '-'])
-        || s.chars()
-            .any(|c| c == '/' || c == '\\' || c.is_whitespace() || invisible(c));
+    let allowed = |c: char| c.is_alphanumeric() || "._-:+@".contains(c);
+    let bad = s.is_empty() || s.len() > 200 || s.starts_with(['.', '-']) || !s.chars().all(allowed);
     if bad {
         Err(format!(
-            "invalid SPEC id `{}`: it must be a plain name without `/`, `\\`, `..`, a leading `.` or `-`, spaces, control characters or invisible/bidi marks",
+            "invalid SPEC id `{}`: use letters, digits and `. _ - : + @` only, not starting with `.` or `-`",
             s.escape_debug()
         ))
     } else {
@@ -748,6 +744,9 @@ mod tests {
     #[test]
     fn spec_ids() {
         assert!(check_spec_id("SPEC-KIT-065-add-webhook-notification-system-for").is_ok());
+        for good in ["S.1", "S_1", "team:SPEC+2@x", "SPEC-Größe", "スペック-1"] {
+            assert!(check_spec_id(good).is_ok(), "{good:?}");
+        }
         for bad in [
             "",
             ".",
@@ -759,6 +758,13 @@ mod tests {
             "-dash",
             "--spec",
             "   ",
+            "SPEC-$(id)",
+            "S;rm",
+            "S|x",
+            "S`x`",
+            "S'x",
+            "S<b>",
+            "S&x",
             "a b",
             "SPEC\u{202E}1",
             "SPEC\u{200B}",

@@ -16,8 +16,9 @@ use crate::support::tools::{Chromium, console_lines};
 use crate::support::*;
 
 pub const SPEC: &str = "SPEC-KIT-065";
-/// A SPEC id is a folder name: it may hold markup (not spaces or `/`).
-pub const HOSTILE_SPEC: &str = "SPEC-<svg><b>x&amp;y";
+/// A second SPEC, with every punctuation mark a SPEC id may hold (markup
+/// cannot be one: `check_spec_id` refuses it).
+pub const HOSTILE_SPEC: &str = "SPEC-2:x+y@z.v_1";
 pub const HOSTILE_TITLE: &str = "<script>alert('title')</script> Ship it";
 pub const HOSTILE_ANSWER: &str = "<script>alert('answer')</script> bad signature";
 pub const HOSTILE_EVENT: &str = "<script>alert('event')</script>.x.y";
@@ -161,7 +162,7 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
     assert!(dom.contains("&lt;script&gt;alert('answer')&lt;/script&gt; bad signature"));
     assert!(dom.contains("&lt;script&gt;alert('event')&lt;/script&gt;.x.y"));
     assert!(dom.contains("&lt;/pre&gt;&lt;img src=x onerror=alert(2)&gt;"));
-    assert!(dom.contains("SPEC-&lt;svg&gt;&lt;b&gt;x&amp;amp;y"));
+    assert!(dom.contains(HOSTILE_SPEC));
     assert!(dom.contains("maintenance &lt;b&gt;window&lt;/b&gt;"));
 
     // Tiles: 6 delivered of 18 attempts (ok 3, flaky 5, bad 4, down 6).
@@ -217,9 +218,7 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
     assert_eq!(dead.matches("<tr data-delivery-id=").count(), 6);
     assert!(dead.contains("check secret_env SECRET_BAD"), "{dead}");
     assert!(dead.contains(&format!("spec-notify replay {SPEC} --delivery-id ")));
-    assert!(
-        dead.contains("spec-notify replay 'SPEC-&lt;svg&gt;&lt;b&gt;x&amp;amp;y' --delivery-id ")
-    );
+    assert!(dead.contains(&format!("spec-notify replay {HOSTILE_SPEC} --delivery-id ")));
     let failures = section(dom, "id=\"failures\"", "</table>");
     assert!(failures.contains("HTTP 503") && failures.contains("delivered later"));
     assert!(failures.contains("dead-lettered (exhausted)"));
