@@ -2,7 +2,8 @@
 //! loopback only, with a port a connection can use), which hosts are chat
 //! platforms, how a URL is shown in messages, logs and evidence (redacted,
 //! never with its userinfo or query, and for chat platforms, whose webhook
-//! path is the credential, never with the path after its first segment),
+//! path is the credential, never with the path after its first segment,
+//! nor a path's only segment),
 //! and which parts of it are credentials a receiver must not be able to
 //! echo into the evidence ([`credentials`]).
 
@@ -138,14 +139,14 @@ pub fn chat_platform(url: &str) -> Option<&'static str> {
 }
 
 /// The URL with userinfo and query string removed, safe for logs and output;
-/// for a chat platform's host, also every path segment after the first.
+/// for a chat platform's host, also the path as [`redact_url_path`] hides it.
 pub fn redact_url(url: &str) -> String {
     redact(url, chat_platform(url).is_some())
 }
 
 /// The URL with userinfo, query string and every path segment after the
-/// first removed: for URLs whose path is a credential (chat webhooks, and
-/// any URL read from `url_env`).
+/// first removed (or the only segment, when there is one): for URLs whose
+/// path is a credential (chat webhooks, and any URL read from `url_env`).
 pub fn redact_url_path(url: &str) -> String {
     redact(url, true)
 }
@@ -169,15 +170,31 @@ fn redact(url: &str, hide_path: bool) -> String {
     out
 }
 
-/// The path, or with `hide` its first segment and `/<redacted>` for the rest.
+/// The path, or with `hide` its first segment and `/<redacted>` for the
+/// rest; a path with a single segment is all credential: `/<redacted>`.
 fn shown_path(path: &str, hide: bool) -> String {
     if !hide {
         return path.to_string();
     }
-    let rest = path.strip_prefix('/').unwrap_or(path);
-    match rest.split_once('/') {
-        Some((first, more)) if !more.is_empty() => format!("/{first}/<redacted>"),
+    match split_secret_path(path) {
+        (Some(first), hidden) if !hidden.is_empty() => format!("/{first}/<redacted>"),
+        (None, hidden) if !hidden.is_empty() => "/<redacted>".into(),
         _ => path.to_string(),
+    }
+}
+
+/// A secret path split into the segment it may show (the first, when
+/// another non-empty one follows it) and the segments it hides (every
+/// other one, or all of them when there is only one).
+fn split_secret_path(path: &str) -> (Option<&str>, Vec<&str>) {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let non_empty = rest.split('/').filter(|s| !s.is_empty()).count();
+    match rest.split_once('/') {
+        Some((first, more)) if non_empty >= 2 && !first.is_empty() => {
+            (Some(first), more.split('/').collect())
+        }
+        _ if non_empty >= 1 => (None, rest.split('/').collect()),
+        _ => (None, Vec::new()),
     }
 }
 
@@ -185,8 +202,9 @@ fn shown_path(path: &str, hide: bool) -> String {
 /// echo them back: the userinfo (whole, and the password, each as written
 /// and percent-decoded) and the `Basic` token ureq sends for it;
 /// the query (whole, and each value as written and decoded); and, when
-/// `path_is_secret` (a `url_env` URL) or the host is a chat platform, every
-/// path segment after the first and the whole URL.
+/// `path_is_secret` (a `url_env` or per-call URL) or the host is a chat
+/// platform, the whole URL and every path segment it does not show (after
+/// the first, or the only one: see [`redact_url_path`]).
 pub fn credentials(url: &str, path_is_secret: bool) -> Vec<String> {
     use base64::Engine;
     let decoded = |s: &str| {
@@ -232,8 +250,7 @@ pub fn credentials(url: &str, path_is_secret: bool) -> Vec<String> {
         }
     }
     if hide_path {
-        let path = uri.path().trim_start_matches('/');
-        for segment in path.split('/').skip(1) {
+        for segment in split_secret_path(uri.path()).1 {
             both(&mut out, segment);
         }
     }
@@ -243,20 +260,22 @@ pub fn credentials(url: &str, path_is_secret: bool) -> Vec<String> {
     out
 }
 
-/// What a message may show of a URL that does not parse. Without `@`, `?`
-/// or `#` there is no userinfo, query or fragment to hide, so all of it;
-/// else at most `scheme://host`, and only the scheme when an `@` sits past
-/// the first `?` or `#` (the host cannot be told from a password there).
+/// What a message may show of a URL that does not parse: at most
+/// `scheme://host`, with `/<redacted>` when more follows (its path may be
+/// a credential, like a chat webhook's), and only the scheme when an `@`
+/// sits past the first `?` or `#` (the host cannot be told from a password
+/// there). Text without a scheme is shown whole only when it has no `/`,
+/// `@`, `?` or `#`: nothing that could be a path, userinfo or query.
 fn redact_unparsed_url(url: &str) -> String {
-    if !url.contains(['@', '?', '#']) {
-        return url.escape_debug().to_string();
-    }
     let is_scheme = |s: &str| {
         s.starts_with(|c: char| c.is_ascii_alphabetic())
             && s.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
     };
     let Some((scheme, rest)) = url.split_once("://").filter(|(s, _)| is_scheme(s)) else {
+        if !url.contains(['/', '@', '?', '#']) {
+            return url.escape_debug().to_string();
+        }
         return "<unparseable URL, not shown: it may hold credentials>".into();
     };
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
@@ -266,7 +285,13 @@ fn redact_unparsed_url(url: &str) -> String {
     let authority = &rest[..end];
     let after_userinfo = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let host = after_userinfo.split('/').next().unwrap_or_default();
-    format!("{scheme}://{}", host.escape_debug())
+    let host_end = authority.len() - after_userinfo.len() + host.len();
+    let more = if rest.len() > host_end {
+        "/<redacted>"
+    } else {
+        ""
+    };
+    format!("{scheme}://{}{more}", host.escape_debug())
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -438,8 +463,46 @@ mod tests {
             redact_url_path("http://127.0.0.1:9/hooks/secret-key"),
             "http://127.0.0.1:9/hooks/<redacted>"
         );
-        assert_eq!(redact_url_path("https://h/one"), "https://h/one");
-        assert_eq!(redact_url_path("https://h/one/"), "https://h/one/");
+    }
+
+    #[test]
+    fn a_secret_path_of_one_segment_is_hidden_whole() {
+        for (url, shown) in [
+            (
+                "http://127.0.0.1:18181/SEGMENTSECRET42",
+                "http://127.0.0.1:18181/<redacted>",
+            ),
+            ("https://h/one/", "https://h/<redacted>"),
+            ("https://h//one", "https://h/<redacted>"),
+            ("https://h/one?k=v", "https://h/<redacted>?<redacted>"),
+            ("https://h/", "https://h/"),
+            ("https://h", "https://h/"),
+        ] {
+            assert_eq!(redact_url_path(url), shown, "{url}");
+        }
+        assert_eq!(
+            redact_url("https://hooks.slack.com/SLACKSECRET9"),
+            "https://hooks.slack.com/<redacted>"
+        );
+        assert_eq!(
+            redact_url("https://example.com/one"),
+            "https://example.com/one"
+        );
+        let one = credentials("http://127.0.0.1:18181/SEGMENT%2DSECRET42", true);
+        for want in ["SEGMENT%2DSECRET42", "SEGMENT-SECRET42"] {
+            assert!(
+                one.iter().any(|g| g == want),
+                "{want:?} missing from {one:?}"
+            );
+        }
+        let per_call = credentials("https://h.example/one/", true);
+        assert!(per_call.iter().any(|g| g == "one"), "{per_call:?}");
+        let two = credentials("http://127.0.0.1:9/hooks/KEY-1", true);
+        assert!(
+            !two.iter().any(|g| g == "hooks"),
+            "a shown first segment is no credential: {two:?}"
+        );
+        assert!(credentials("https://example.com/one", false).is_empty());
     }
 
     #[test]
@@ -479,17 +542,20 @@ mod tests {
             // does not parse
             (
                 "https://user:pw@ho st/x?token=a",
-                "`https://ho st` is not a valid URL",
+                "`https://ho st/<redacted>` is not a valid URL",
             ),
             ("https://user:pw@", "`https://` is not a valid URL"),
-            ("https://user:pw@/x", "`https://` is not a valid URL"),
+            (
+                "https://user:pw@/x",
+                "`https:///<redacted>` is not a valid URL",
+            ),
             (
                 "https://user:p/w@bad host/x",
-                "`https://bad host` is not a valid URL",
+                "`https://bad host/<redacted>` is not a valid URL",
             ),
             (
                 "https://host /x?token=abc",
-                "`https://host ` is not a valid URL",
+                "`https://host /<redacted>` is not a valid URL",
             ),
             (
                 "https://ho st/x?token=a@b",
@@ -523,13 +589,28 @@ mod tests {
                 assert!(!err.contains(secret), "{url}: {err} shows {secret:?}");
             }
         }
-        // Nothing to hide: an unparseable string without `@`, `?` or `#` is shown whole.
+        // Nothing to hide: unparseable text without a scheme, `/`, `@`, `?` or `#` is shown whole.
         let err = check_url("not a url").unwrap_err();
         assert!(err.starts_with("`not a url` is not a valid URL"), "{err}");
         let err = check_url("https://h\n/x").unwrap_err();
         assert!(
-            err.starts_with("`https://h\\n/x` is not a valid URL"),
+            err.starts_with("`https://h\\n/<redacted>` is not a valid URL"),
             "{err}"
         );
+        // A path may be the credential (a chat webhook's): never shown.
+        for (url, want) in [
+            (
+                "https://hooks.slack.com/services/T0/B0/SLACKLIT10 x",
+                "`https://hooks.slack.com/<redacted>` is not a valid URL",
+            ),
+            (
+                "hooks.slack.com/services/T0/B0/SLACKLIT10 x",
+                "`<unparseable URL, not shown: it may hold credentials>` is not",
+            ),
+        ] {
+            let err = check_url(url).unwrap_err();
+            assert!(err.starts_with(want), "{url}: {err}");
+            assert!(!err.contains("SLACKLIT10") && !err.contains("T0"), "{err}");
+        }
     }
 }

@@ -188,6 +188,40 @@ fn plain_http_is_accepted_for_loopback_hosts_only() {
 }
 
 #[test]
+fn check_never_shows_values_that_may_be_credentials() {
+    let table = |body: &str| {
+        format!("[[spec_ops.webhooks.subscriptions]]\nid = \"s\"\ndry_run = true\n{body}\n")
+    };
+    let cases = [
+        table("url = \"https://a.example/h\"\nheaders = { Authorization = [\"Bearer TOKLIT1\"] }"),
+        table("url = \"https://a.example/h\"\nheaders = \"Bearer TOKLIT1\""),
+        table("url = [\"https://u:PASSLIT3@x/a?t=QLIT4\"]"),
+        table(
+            "url = \"https://a.example/h\"\nurl_env = { v = \"https://u:PASSLIT3@x/a?t=QLIT4\" }",
+        ),
+        table("url = \"https://a.example/h\"\nsecret_env = [\"TOKLIT1\"]"),
+        table("url = \"https://hooks.slack.com/services/T0/B0/SLACKLIT10 x\"\nformat = \"slack\""),
+        table("url = \"https://a.example/h\"")
+            + "[spec_ops.webhooks.specs.\"SPEC-*\"]\ns = \"https://u:PASSLIT3@x/a?t=QLIT4\"\n",
+        "[spec_ops.webhooks.relay]\nurl = { server = \"nats://u:PASSLIT3@x:4222\" }\n".to_string(),
+    ];
+    for case in cases {
+        let env = Env::new(&config_with(&case));
+        for args in [&["check"][..], &["check", "--json"]] {
+            let run = env.run(args).expect(2);
+            assert!(
+                run.stderr.contains("problem"),
+                "{args:?} {case}: {}",
+                run.stderr
+            );
+            for secret in ["TOKLIT1", "PASSLIT3", "QLIT4", "SLACKLIT10"] {
+                assert_no_secret(&run, secret);
+            }
+        }
+    }
+}
+
+#[test]
 fn unknown_keys_are_named_and_foreign_tables_ignored() {
     let env = Env::new(&format!(
         "[model]\nname = \"gpt\"\n[spec_ops.telemetry]\nkeep = 3\n{}",

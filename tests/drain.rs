@@ -464,6 +464,8 @@ fn the_secret_never_reaches_disk_or_output() {
     const URL_KEY: &str = "URLKEY-SECRET-314";
     const PASSWORD: &str = "userinfo-pass-2b7";
     const QUERY_KEY: &str = "query-key-61d0";
+    // A `url_env` URL whose whole path is one secret segment.
+    const SEGMENT: &str = "SEGMENTSECRET42";
     let basic = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(format!("ops:{PASSWORD}"))
@@ -475,6 +477,10 @@ fn the_secret_never_reaches_disk_or_output() {
         [Reply::Echo(200), Reply::Echo(200)],
     );
     rx.script("/u", [Reply::Echo(500), Reply::Echo(500)]);
+    rx.script(
+        &format!("/{SEGMENT}"),
+        [Reply::Echo(200), Reply::Echo(200), Reply::Echo(200)],
+    );
     // Not hex: a token like "abc" also turns up inside random delivery ids.
     let url = rx.url("/s").replace("http://", "http://user:pw@") + "?token=qTzKwv";
     let userinfo_url = rx
@@ -495,13 +501,15 @@ fn the_secret_never_reaches_disk_or_output() {
             &rx.url("/dry"),
             &format!("dry_run = true\n{headers}")
         ),
-    ) + &subscription("userinfo", &userinfo_url, "max_attempts = 1");
+    ) + &subscription("userinfo", &userinfo_url, "max_attempts = 1")
+        + "[[spec_ops.webhooks.subscriptions]]\nid = \"segment\"\nurl_env = \"SEGMENT_URL\"\nsecret_env = \"SECRET_S\"\n";
     let env = Env::new(&config_with(&tables))
         .env("SECRET_S", SECRET)
         .env("SECRET_DRY", SECRET)
         .env("SECRET_USERINFO", SECRET)
         .env("GATEWAY_TOKEN", TOKEN)
-        .env("HIDDEN_URL", &rx.url(&format!("/hooks/{URL_KEY}")));
+        .env("HIDDEN_URL", &rx.url(&format!("/hooks/{URL_KEY}")))
+        .env("SEGMENT_URL", &rx.url(&format!("/{SEGMENT}")));
     let mut output = String::new();
     for args in [
         &["check"][..],
@@ -519,6 +527,8 @@ fn the_secret_never_reaches_disk_or_output() {
         &["test", "SPEC-1", "--subscription", "hidden", "--json"],
         &["test", "SPEC-1", "--subscription", "s"],
         &["test", "SPEC-1", "--subscription", "userinfo"],
+        &["test", "SPEC-1", "--subscription", "segment"],
+        &["test", "SPEC-1", "--subscription", "segment", "--json"],
         &["list"],
         &["list", "--json"],
         &["history", "SPEC-1"],
@@ -530,7 +540,7 @@ fn the_secret_never_reaches_disk_or_output() {
         output.push_str(&run.stderr);
     }
     let echoed = [
-        SECRET, TOKEN, LITERAL, URL_KEY, PASSWORD, QUERY_KEY, &basic, "qTzKwv",
+        SECRET, TOKEN, LITERAL, URL_KEY, PASSWORD, QUERY_KEY, &basic, "qTzKwv", SEGMENT,
     ];
     for secret in echoed.iter().chain(&["pw@", "token=qTzKwv"]) {
         assert!(!output.contains(secret), "{secret:?} printed:\n{output}");
@@ -561,6 +571,11 @@ fn the_secret_never_reaches_disk_or_output() {
         assert_eq!(request.header("Authorization"), Some(TOKEN));
         assert_eq!(request.header("X-Literal"), Some(LITERAL));
     }
+    assert_eq!(
+        rx.requests_to(&format!("/{SEGMENT}")).len(),
+        3,
+        "the drained job and both `test`s"
+    );
     let userinfo = rx.requests_to("/u");
     assert_eq!(userinfo.len(), 2, "the drained job and `test`");
     let sent_basic = format!("Basic {basic}");
@@ -576,6 +591,7 @@ fn the_secret_never_reaches_disk_or_output() {
         "/s?<redacted>",
         "/u?<redacted>",
         "/hooks/<redacted>",
+        &rx.url("/<redacted>"),
     ] {
         assert!(log.contains(shown), "{shown:?} not in {log}");
     }

@@ -222,8 +222,9 @@ fn read_specs(value: Option<&Value>, problems: &Problems) -> Vec<Spec> {
                 Some(t) => spec.entries.push((id.clone(), t.clone())),
                 None => problems.push(
                     &spec_table_at(pattern, Some(id)),
+                    // Not the value: it may be a webhook URL with its credential.
                     format!(
-                        "must be a table of subscription keys (found {} `{value}`), like `url_env = \"SLACK_URL\"`",
+                        "must be a table of subscription keys (found {}), like `url_env = \"SLACK_URL\"`",
                         value.type_str()
                     ),
                 ),
@@ -330,6 +331,13 @@ fn similar(a: &str, b: &str) -> bool {
     strsim::levenshtein(&a, &b) <= allowed
 }
 
+/// Keys whose values a message never shows, whatever their type: URLs
+/// (userinfo, query, a chat webhook's path), header values, and the
+/// variables that name secrets (a secret pasted in by mistake).
+fn may_be_secret(key: &str) -> bool {
+    matches!(key, "url" | "url_env" | "headers") || key.starts_with("secret_env")
+}
+
 /// Typed access to one table's keys, recording a problem for each value of
 /// the wrong type.
 struct Reader<'a> {
@@ -347,11 +355,15 @@ impl Reader<'_> {
         self.table.get(key)
     }
 
+    /// Names the type found, and the value too unless the key may hold a
+    /// credential ([`may_be_secret`]): config errors reach CI logs.
     fn wrong_type(&self, key: &str, want: &str, got: &Value) {
-        self.problem(
-            key,
-            format!("expected {want}, found {} `{got}`", got.type_str()),
-        );
+        let message = if may_be_secret(key) {
+            format!("expected {want}, found {}", got.type_str())
+        } else {
+            format!("expected {want}, found {} `{got}`", got.type_str())
+        };
+        self.problem(key, message);
     }
 
     fn bool(&self, key: &str) -> Option<bool> {
@@ -427,12 +439,10 @@ impl Reader<'_> {
         for (name, item) in table {
             match item.as_str() {
                 Some(s) => out.push((name.clone(), s.to_string())),
+                // Not the value: a header's may be a credential.
                 None => self.problem(
                     key,
-                    format!(
-                        "`{name}`: expected a string, found {} `{item}`",
-                        item.type_str()
-                    ),
+                    format!("`{name}`: expected a string, found {}", item.type_str()),
                 ),
             }
         }
@@ -510,9 +520,42 @@ headers = { Authorization = "env:TOKEN", X-Count = 3 }
             [
                 "[spec_ops.webhooks]: key `enabled`: expected true or false, found string `\"yes\"`",
                 "[spec_ops.webhooks]: key `spool_dir`: is empty",
-                "subscription `a`: key `headers`: `X-Count`: expected a string, found integer `3`",
+                "subscription `a`: key `headers`: `X-Count`: expected a string, found integer",
                 "subscription `a`: key `include_stages`: expected a list of strings, found integer `7`",
             ]
+        );
+    }
+
+    #[test]
+    fn values_of_keys_that_may_hold_credentials_are_never_shown() {
+        let text = r#"
+[spec_ops.webhooks]
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = ["https://u:PASSLIT3@x/a?t=QLIT4"]
+url_env = { v = "https://h/URLENVLIT5" }
+headers = { Authorization = ["Bearer TOKLIT1"] }
+secret_env = 7777
+secret_env_previous = ["SECRETLIT6"]
+max_attempts = "three"
+[spec_ops.webhooks.specs."SPEC-*"]
+slack = "https://hooks.slack.com/services/T0/B0/SLACKLIT10"
+"#;
+        let problems = Problems::default();
+        read(text, &problems).unwrap().unwrap();
+        let lines = problems.lines();
+        assert_eq!(
+            lines,
+            [
+                "subscription `a`: key `max_attempts`: expected a whole number, found string `\"three\"`",
+                "subscription `a`: key `url`: expected a string, found array",
+                "subscription `a`: key `url_env`: expected a string, found table",
+                "subscription `a`: key `headers`: `Authorization`: expected a string, found array",
+                "subscription `a`: key `secret_env`: expected a string, found integer",
+                "subscription `a`: key `secret_env_previous`: expected a string, found array",
+                "[spec_ops.webhooks.specs.\"SPEC-*\".slack]: must be a table of subscription keys (found string), like `url_env = \"SLACK_URL\"`",
+            ],
+            "other keys still show the value"
         );
     }
 

@@ -79,7 +79,9 @@ pub(super) fn read(value: Option<&Value>, problems: &Problems) -> Option<Relay> 
             .filter_map(|v| match v.as_str() {
                 Some(s) => Some(s.to_string()),
                 None => {
-                    problems.key(AT, "url", format!("expected a string, found `{v}`"));
+                    // Not the value: it may hold a password.
+                    let found = v.type_str();
+                    problems.key(AT, "url", format!("expected a string, found {found}"));
                     None
                 }
             })
@@ -88,7 +90,10 @@ pub(super) fn read(value: Option<&Value>, problems: &Problems) -> Option<Relay> 
             problems.key(
                 AT,
                 "url",
-                format!("expected a string or a list of strings, found `{other}`"),
+                format!(
+                    "expected a string or a list of strings, found {}",
+                    other.type_str()
+                ),
             );
             Vec::new()
         }
