@@ -3,7 +3,8 @@
 //! registries is private here (loopback, RFC 1918, carrier-grade NAT,
 //! link-local with the cloud metadata service at 169.254.169.254, unique
 //! local IPv6, documentation, benchmarking, multicast, reserved), and so is
-//! an IPv6 address that embeds one (IPv4-mapped, NAT64, 6to4). The checks
+//! an IPv6 address that embeds one (IPv4-mapped, IPv4-translated, NAT64,
+//! local-use NAT64, 6to4). The checks
 //! are made on text (an IP literal in a URL) by `config` and on the
 //! resolved addresses at connect time by `deliver`.
 
@@ -46,10 +47,12 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
         [0, 0, 0, 0, 0, 0, 0, 1] => return Some("a loopback address (::1)"),
         _ => {}
     }
-    if let Some(v4) = embedded_v4(ip) {
-        return v4_kind(v4);
+    if let Some(kind) = embedded_v4(ip).and_then(v4_kind) {
+        return Some(kind);
     }
     Some(match s {
+        // Not globally reachable whatever it embeds (RFC 8215, IANA).
+        [0x64, 0xff9b, 1, ..] => "a local-use NAT64 address (64:ff9b:1::/48)",
         [0x100, 0, 0, 0, ..] => "a discard-only address (100::/64)",
         [0x2001, 0x0db8, ..] => "a documentation address (2001:db8::/32)",
         [0x2001, b, ..] if b < 0x200 => "an IETF protocol address (2001::/23)",
@@ -64,15 +67,19 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), IPv4-
-/// compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) or 6to4 (`2002::/16`)
-/// address: it is where the packets really go.
+/// translated (`::ffff:0:a.b.c.d`, SIIT), IPv4-compatible (`::a.b.c.d`),
+/// NAT64 (`64:ff9b::/96`), local-use NAT64 (`64:ff9b:1::/48`, read as a
+/// /96 prefix: the last 32 bits) or 6to4 (`2002::/16`) address: it is where
+/// the packets really go.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = ip.segments();
     let tail = |hi: u16, lo: u16| Ipv4Addr::from(((hi as u32) << 16) | lo as u32);
     match s {
         [0, 0, 0, 0, 0, 0xffff, hi, lo] => Some(tail(hi, lo)),
+        [0, 0, 0, 0, 0xffff, 0, hi, lo] => Some(tail(hi, lo)),
         [0, 0, 0, 0, 0, 0, hi, lo] => Some(tail(hi, lo)),
         [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(tail(hi, lo)),
+        [0x64, 0xff9b, 1, _, _, _, hi, lo] => Some(tail(hi, lo)),
         [0x2002, hi, lo, ..] => Some(tail(hi, lo)),
         _ => None,
     }
@@ -121,6 +128,12 @@ mod tests {
             "::127.0.0.1",
             "::2",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1::808:808",
+            "64:ff9b:1:ffff::7f00:1",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:10.0.0.1",
             "2002:c0a8:101::1",
             "2001:db8::1",
             "fc00::1",
@@ -134,6 +147,14 @@ mod tests {
         assert_eq!(
             kind("169.254.169.254"),
             Some("a link-local address (169.254.0.0/16, where cloud metadata services live)")
+        );
+        // Classified by the IPv4 address they embed.
+        for ip in ["64:ff9b:1::a9fe:a9fe", "::ffff:0:169.254.169.254"] {
+            assert_eq!(kind(ip), kind("169.254.169.254"), "{ip}");
+        }
+        assert_eq!(
+            kind("64:ff9b:1::808:808"),
+            Some("a local-use NAT64 address (64:ff9b:1::/48)")
         );
     }
 

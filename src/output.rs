@@ -44,12 +44,17 @@ pub fn diagnostic(out: &mut impl Write, level: Level, message: impl Display) -> 
 /// bidirectional override or isolate (which reorder what a reader sees) is
 /// shown as its escape, `\u{1b}`. Borrowed when there is nothing to replace.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe) {
+    escape_where(text, is_unsafe)
+}
+
+/// `text` with every character `unsafe_char` picks shown as its escape.
+fn escape_where(text: &str, unsafe_char: fn(char) -> bool) -> Cow<'_, str> {
+    if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if is_unsafe(c) {
+        if unsafe_char(c) {
             out.extend(c.escape_unicode());
         } else {
             out.push(c);
@@ -257,13 +262,16 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 /// comma, a quote or a line break; as-is otherwise. A field a spreadsheet
 /// would run as a formula (starting with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return: OWASP's "CSV injection") gets a leading `'`, which
-/// spreadsheets show as text; scripts reading the CSV see the `'`.
-pub fn csv_field(field: &str) -> std::borrow::Cow<'_, str> {
-    let guarded: std::borrow::Cow<'_, str> = if field.starts_with(['=', '+', '-', '@', '\t', '\r'])
-    {
-        format!("'{field}").into()
+/// spreadsheets show as text; scripts reading the CSV see the `'`. Control
+/// characters and bidirectional overrides are shown as escapes as
+/// [`sanitize`] does (CSV goes to terminals too), except the carriage
+/// return, which a quoted cell keeps with the line break and the tab.
+pub fn csv_field(field: &str) -> Cow<'_, str> {
+    let clean = escape_where(field, |c| c != '\r' && is_unsafe(c));
+    let guarded = if clean.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{clean}").into()
     } else {
-        field.into()
+        clean
     };
     if guarded.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", guarded.replace('"', "\"\"")).into()
@@ -340,6 +348,25 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "\"'=HYPERLINK(\"\"http://x\"\")\",'+1,'-2,'@SUM(A1),'\tx,\"'\rx\",a=b,2026-01-01\n"
+        );
+    }
+
+    #[test]
+    fn csv_cells_carry_no_terminal_escapes() {
+        let mut out = Vec::new();
+        super::csv_row(
+            &mut out,
+            &["no\u{1b}]0;X\u{7}", "a\r\nb\tc", "\u{9b}\u{202e}x"],
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            !text.contains(['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}']),
+            "{text}"
+        );
+        assert_eq!(
+            text,
+            "no\\u{1b}]0;X\\u{7},\"a\r\nb\tc\",\\u{9b}\\u{202e}x\n"
         );
     }
 

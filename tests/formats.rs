@@ -163,7 +163,7 @@ fn chat_formats_send_at_most_one_message_a_second_by_default() {
 }
 
 #[test]
-fn mentions_in_event_text_ping_nobody_on_discord_or_slack() {
+fn mentions_in_event_text_ping_nobody_on_discord_slack_or_mattermost() {
     let rx = ChatReceiver::start(Platform::Discord);
     let env = chat_env(rx.url(), "discord", "");
     emit_standard_events(&env);
@@ -183,6 +183,23 @@ fn mentions_in_event_text_ping_nobody_on_discord_or_slack() {
         .collect();
     assert!(!all.contains("<!channel>"), "Slack mention escaped");
     assert!(all.contains("&lt;!channel&gt;"));
+    let rx = ChatReceiver::start(Platform::Mattermost);
+    let env = chat_env(rx.url(), "mattermost", "");
+    emit_standard_events(&env);
+    drain(&env);
+    let texts: Vec<String> = rx
+        .deliveries()
+        .iter()
+        .map(|d| {
+            let body: Value = serde_json::from_slice(&d.request.body).unwrap();
+            body["text"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert!(!texts.iter().any(|t| t.contains("@everyone")), "{texts:#?}");
+    assert!(
+        texts.iter().any(|t| t.contains("@\u{200B}everyone")),
+        "the mention is shown, broken: {texts:#?}"
+    );
 }
 
 /// The hint of the one dead job of the workspace.

@@ -91,6 +91,14 @@ fn escapes_from_receivers_spool_names_and_input_never_reach_the_terminal() {
         )
         .expect(2),
     ));
+    // CSV goes to terminals too: the receiver's body is shown, escaped.
+    let csv = env.run(&["history", "SPEC-E", "--format", "csv"]).expect(0);
+    assert!(
+        csv.stdout.contains("no\\u{1b}]0;owned\\u{7}"),
+        "{}",
+        csv.stdout
+    );
+    runs.push(("history --format csv", csv));
     for (what, run) in &runs {
         assert_printable(&format!("{what} (stdout)"), &run.stdout);
         assert_printable(&format!("{what} (stderr)"), &run.stderr);

@@ -129,6 +129,37 @@ fn edits_keep_comments_and_every_untouched_line() {
 }
 
 #[test]
+fn edits_of_a_crlf_file_keep_crlf_on_every_line() {
+    let rx = Receiver::start();
+    let (_, original) = commented(&rx);
+    let crlf = original.replace('\n', "\r\n");
+    let env = Env::new(&crlf)
+        .env("SECRET_CHAT", "chat-secret")
+        .env("SECRET_AUDIT", "audit-secret")
+        .env("SECRET_OPS", "ops-secret");
+    assert_eq!(config_text(&env), crlf);
+    env.run(&[
+        "subscriptions",
+        "add",
+        "ops",
+        "--url",
+        &rx.url("/ops"),
+        "--secret-env",
+        "SECRET_OPS",
+    ])
+    .expect(0);
+    let added = crlf.replace(
+        "secret_env = \"SECRET_AUDIT\"\r\n",
+        &format!(
+            "secret_env = \"SECRET_AUDIT\"\r\n\r\n[[spec_ops.webhooks.subscriptions]]\r\nid = \"ops\"\r\nurl = \"{}\"\r\nsecret_env = \"SECRET_OPS\"\r\n",
+            rx.url("/ops")
+        ),
+    );
+    assert_eq!(config_text(&env), added);
+    env.run(&["check"]).expect(0);
+}
+
+#[test]
 fn invalid_changes_exit_2_and_leave_the_file_byte_identical() {
     let rx = Receiver::start();
     let (env, original) = commented(&rx);

@@ -5,7 +5,8 @@
 //! validated by the very rules `check` applies (except for environment
 //! variables) and written atomically (a temp file in the same folder with
 //! the file's mode, fsync, rename, fsync of the folder); an invalid change
-//! writes nothing. A symlinked config is edited where it points.
+//! writes nothing. A symlinked config is edited where it points. A file
+//! with CRLF line endings keeps them, the new lines included.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -120,6 +121,7 @@ pub fn apply(path: &Path, change: &Change) -> Result<Applied> {
             new_text = doc.to_string();
         }
     }
+    let new_text = same_line_endings(&text, new_text);
     let after = super::parse(&new_text, path).map_err(|e| {
         user_error(format!(
             "{e:#}\nthe change was refused and `{}` is unchanged",
@@ -137,6 +139,25 @@ pub fn apply(path: &Path, change: &Change) -> Result<Applied> {
         written,
         notes,
     })
+}
+
+/// `new` with the line endings of `old`: when `old` ends its lines in CRLF
+/// (Windows editors), every bare `\n` that `toml_edit` writes becomes
+/// `\r\n`, so untouched lines stay byte for byte and new ones match them.
+fn same_line_endings(old: &str, new: String) -> String {
+    if !old.contains("\r\n") {
+        return new;
+    }
+    let mut out = String::with_capacity(new.len() + new.len() / 16);
+    let mut prev = '\0';
+    for c in new.chars() {
+        if c == '\n' && prev != '\r' {
+            out.push('\r');
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
 }
 
 /// Opens and locks the config file, and reads it. A writer that replaced
@@ -692,6 +713,23 @@ keep = true # trailing
         let mut doc: DocumentMut = text.parse().unwrap();
         edit(&mut doc, &change, &mut Vec::new()).unwrap();
         doc.to_string()
+    }
+
+    #[test]
+    fn crlf_files_keep_crlf() {
+        let crlf = COMMENTED.replace('\n', "\r\n");
+        let out = same_line_endings(
+            &crlf,
+            edited(
+                &crlf,
+                Change::Remove {
+                    id: "slack".into(),
+                    spec: None,
+                },
+            ),
+        );
+        assert!(!out.replace("\r\n", "").contains('\n'), "{out:?}");
+        assert_eq!(same_line_endings("a\n", "a\nb\n".into()), "a\nb\n");
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! section text 3,000 characters, at most 10 fields of 2,000, context text
 //! 3,000), with `&`, `<` and `>` escaped so no value can become a link or a
 //! `<!channel>` mention. Mattermost takes Slack's shape but not Block Kit:
-//! one Markdown `text` of at most 16,383 characters.
+//! one Markdown `text` of at most 16,383 characters, with a zero-width space
+//! after every `@` (so `@channel`, `@all`, `@here` ping nobody) and `\`,
+//! `[`, `]` backslash-escaped (so no value becomes a link or an image the
+//! client loads).
 
 use serde_json::{Value, json};
 
-use super::facts::Facts;
+use super::facts::{Evidence, Facts};
 use super::text::{cut, fit, lines_within};
 
 pub const SECTION_MAX: usize = 3000;
@@ -23,6 +26,18 @@ fn escape(c: char) -> Option<&'static str> {
         '&' => Some("&amp;"),
         '<' => Some("&lt;"),
         '>' => Some("&gt;"),
+        _ => None,
+    }
+}
+
+/// Mattermost Markdown: mentions broken by U+200B after `@`; link and
+/// image syntax (`[`, `]`, and a backslash that could undo an escape) escaped.
+fn md_escape(c: char) -> Option<&'static str> {
+    match c {
+        '@' => Some("@\u{200B}"),
+        '\\' => Some("\\\\"),
+        '[' => Some("\\["),
+        ']' => Some("\\]"),
         _ => None,
     }
 }
@@ -110,26 +125,37 @@ pub fn slack(f: &Facts, summary: &str) -> Value {
 }
 
 pub fn mattermost(f: &Facts, summary: &str) -> Value {
-    let mut text = format!("#### {}\n", cut(summary, 1000));
+    let mut text = format!("#### {}\n", fit(summary, 1000, md_escape));
     let details: Vec<String> = details(f)
         .into_iter()
-        .map(|(label, value)| format!("**{label}:** {}", cut(&value, 300)))
+        .map(|(label, value)| format!("**{label}:** {}", fit(&value, 300, md_escape)))
         .collect();
     text.push_str(&details.join(" · "));
     if let Some(task) = f.task_text() {
-        text.push_str(&format!("\n**Task:** {}", cut(&task, SECTION_MAX)));
+        text.push_str(&format!(
+            "\n**Task:** {}",
+            fit(&task, SECTION_MAX, md_escape)
+        ));
     }
     if !f.evidence.is_empty() {
         let lines: Vec<String> = f
             .evidence
             .iter()
-            .map(|e| super::discord::markdown_item(e, PATH_MAX))
+            .map(|e| {
+                // `markdown_item` already turns brackets into quotes; only
+                // the mentions are left to break (in the path, not the link).
+                let e = Evidence {
+                    path: e.path.replace('@', "@\u{200B}"),
+                    link: e.link.clone(),
+                };
+                super::discord::markdown_item(&e, PATH_MAX)
+            })
             .collect();
         text.push_str(&format!(
             "\n**Evidence:**\n{}",
             lines_within(&lines, SECTION_MAX)
         ));
     }
-    text.push_str(&format!("\n_{}_", footer(f)));
+    text.push_str(&format!("\n_{}_", fit(&footer(f), SECTION_MAX, md_escape)));
     json!({"text": cut(&text, MATTERMOST_MAX)})
 }

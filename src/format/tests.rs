@@ -85,6 +85,37 @@ fn mattermost_is_one_markdown_text() {
     assert!(m["text"].as_str().unwrap().starts_with(
         "#### ❌ SPEC-KIT-065: task T61 completed at Implement — FAILURE (attempt 2)"
     ));
+    assert!(!m["text"].as_str().unwrap().contains("@everyone"));
+}
+
+#[test]
+fn mattermost_values_mention_nobody_and_load_no_image() {
+    let envelope = serde_json::to_vec(&json!({
+        "event": {"type": "spec-kit.task.completed", "stage": "@here"},
+        "spec": {"id": "S-1"},
+        "task": {"id": "T1", "title": "@channel @all @here ![x](http://evil.example/p.png) [y](http://evil.example) \\[z](http://evil.example)"},
+        "evidence": {"paths": ["@all/a.log"]},
+        "emittedAt": "@all"
+    }))
+    .unwrap();
+    let m = rendered(Format::Mattermost, &envelope);
+    let text = m["text"].as_str().unwrap();
+    // A link's target is not shown, so a mention there pings nobody.
+    let shown = text.replace("(https://git.example/repo/blob/main/@all/a.log)", "");
+    for mention in ["@channel", "@all", "@here"] {
+        assert!(!shown.contains(mention), "{mention} pings: {text}");
+    }
+    assert!(text.contains("@\u{200B}channel"), "{text}");
+    assert!(!text.contains("!["), "image syntax escaped: {text}");
+    assert!(
+        text.contains(r"!\[x\](http://evil.example/p.png) \[y\](http://evil.example) \\\[z\]"),
+        "{text}"
+    );
+    // The evidence link itself keeps its `@`; only its text is broken.
+    assert!(
+        text.contains("• [@\u{200B}all/a.log](https://git.example/repo/blob/main/@all/a.log)"),
+        "{text}"
+    );
 }
 
 #[test]
