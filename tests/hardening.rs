@@ -15,20 +15,6 @@ use crate::support::*;
 
 const SECRET: &str = "hardening-secret-4f1e";
 
-fn emit_args(spec: &str) -> Vec<&str> {
-    vec![
-        "emit",
-        "--spec",
-        spec,
-        "--event",
-        "spec-auto.stage.completed",
-        "--stage",
-        "Plan",
-        "--status",
-        "success",
-    ]
-}
-
 /// The first character in `text` that could drive a terminal: a control
 /// character other than a line break or tab (C1 included), or a
 /// bidirectional override.
@@ -68,7 +54,7 @@ fn escapes_from_receivers_spool_names_and_input_never_reach_the_terminal() {
         env.run(&["test", "SPEC-E", "--subscription", "raw"])
             .expect(1),
     ));
-    env.run(&emit_args("SPEC-E")).expect(0);
+    env.run(&emit_plan_args("SPEC-E")).expect(0);
     runs.push(("drain", env.run(&["drain", "--once"])));
     assert_eq!(env.jobs("SPEC-E", "dead").len(), 2, "{}", runs[1].1.stderr);
     // A file in the spool named with escapes, and input whose key has them.
@@ -202,7 +188,7 @@ fn credentials_a_receiver_echoes_back_are_redacted_from_the_evidence_and_test_ou
         &["test", "SPEC-R", "--subscription", "basic"][..],
         &["test", "SPEC-R", "--subscription", "keyed", "--json"],
         &["test", "SPEC-R", "--subscription", "tells"],
-        &emit_args("SPEC-R"),
+        &emit_plan_args("SPEC-R"),
         &["-v", "drain", "--once"],
         &["history", "SPEC-R", "--format", "table"],
         &["history", "SPEC-R", "--format", "csv"],
@@ -358,7 +344,7 @@ fn telemetry_that_is_not_a_regular_file_is_refused_without_blocking() {
         ("/dev/zero", "is a device"),
         (env.path().to_str().unwrap(), "is a folder"),
     ] {
-        let mut args = emit_args("SPEC-T");
+        let mut args = emit_plan_args("SPEC-T");
         args.extend(["--telemetry", path]);
         let run = Spawned::new(
             env.cmd(&args)
@@ -380,7 +366,7 @@ fn emit_never_waits_for_a_stdin_it_was_not_asked_to_read() {
     let env = input_env();
     // stdin is a pipe whose writer (this test) never closes it.
     let mut child = Spawned::new(
-        env.cmd(&emit_args("SPEC-S"))
+        env.cmd(&emit_plan_args("SPEC-S"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -507,8 +493,8 @@ fn an_unreadable_job_is_counted_then_quarantined_and_listed_when_the_drain_is_no
     let env = Env::new(&config_with(&subscription("hook", &rx.url("/hook"), "")))
         .env("SECRET_HOOK", SECRET);
     hand_to(&env, owner);
-    run_as(&env, owner, &emit_args("SPEC-U")).expect(0);
-    run_as(&env, owner, &emit_args("SPEC-U")).expect(0);
+    run_as(&env, owner, &emit_plan_args("SPEC-U")).expect(0);
+    run_as(&env, owner, &emit_plan_args("SPEC-U")).expect(0);
     let locked = env.job_files("SPEC-U", "pending").remove(0);
     let name = locked.file_name().unwrap().to_string_lossy().into_owned();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
@@ -582,10 +568,10 @@ fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay(
     )))
     .env("SECRET_HOOK", SECRET);
     hand_to(&env, owner);
-    run_as(&env, owner, &emit_args("SPEC-P")).expect(0);
+    run_as(&env, owner, &emit_plan_args("SPEC-P")).expect(0);
     run_as(&env, owner, &["drain", "--once"]);
     assert_eq!(env.jobs("SPEC-P", "dead").len(), 1, "the 500 dead-lettered");
-    run_as(&env, owner, &emit_args("SPEC-P")).expect(0);
+    run_as(&env, owner, &emit_plan_args("SPEC-P")).expect(0);
     // An operator may have made the folders above the spool and the
     // evidence: open them up, so only the tools' own modes keep others out.
     let spool = env.spool_root();
@@ -644,7 +630,7 @@ fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay(
     .wait_output(CEILING, "the other user's write");
     assert_ne!(run.code, 0);
     // The owner's commands go on unhindered.
-    run_as(&env, owner, &emit_args("SPEC-P")).expect(0);
+    run_as(&env, owner, &emit_plan_args("SPEC-P")).expect(0);
     run_as(&env, owner, &["replay", "SPEC-P", "--all-dead"]).expect(0);
     run_as(&env, owner, &["drain", "--once"]).expect(0);
     assert_eq!(env.jobs("SPEC-P", "delivered").len(), 3);

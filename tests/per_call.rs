@@ -16,17 +16,7 @@ fn bare_env() -> Env {
 }
 
 fn emit_to(env: &Env, spec: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "emit",
-        "--spec",
-        spec,
-        "--event",
-        "spec-auto.stage.completed",
-        "--stage",
-        "Plan",
-        "--status",
-        "success",
-    ];
+    let mut args = emit_plan_args(spec);
     args.extend_from_slice(extra);
     env.run(&args)
 }

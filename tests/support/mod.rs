@@ -370,7 +370,12 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
 
 /// Emits one `spec-auto.stage.completed` event (Plan, success) for `spec`.
 pub fn emit_plan(env: &Env, spec: &str) -> Run {
-    env.run(&[
+    env.run(&emit_plan_args(spec))
+}
+
+/// The arguments of [`emit_plan`], to add flags to.
+pub fn emit_plan_args(spec: &str) -> Vec<&str> {
+    vec![
         "emit",
         "--spec",
         spec,
@@ -380,7 +385,7 @@ pub fn emit_plan(env: &Env, spec: &str) -> Run {
         "Plan",
         "--status",
         "success",
-    ])
+    ]
 }
 
 /// A config with webhooks on, auto-drain off, and the given subscriptions.
