@@ -59,15 +59,9 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
         drop(done_tx); // the metrics thread writes once more and ends
         summary
     })?;
-    let quiet = args.background
-        && summary.errors.is_empty()
-        && summary.problems.is_empty()
-        && summary.dead == 0;
-    if !quiet {
-        super::report_drain(&summary, args.json)?;
-    }
+    let code = super::finish_drain(&summary, args.background, args.json)?;
     super::hand_over(ctx, &config, &summary.left_due);
-    Ok(super::drain_exit_code(&summary))
+    Ok(code)
 }
 
 /// Rewrites the metrics file with what `collect` renders now and every

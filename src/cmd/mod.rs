@@ -276,6 +276,17 @@ pub fn report_drain(summary: &Summary, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Reports a `drain` run (a background one only when something needs
+/// attention) and returns its exit code.
+pub fn finish_drain(summary: &Summary, background: bool, json: bool) -> Result<ExitCode> {
+    let quiet =
+        background && summary.errors.is_empty() && summary.problems.is_empty() && summary.dead == 0;
+    if !quiet {
+        report_drain(summary, json)?;
+    }
+    Ok(drain_exit_code(summary))
+}
+
 /// A drain run's exit code: signals first (130/143), then I/O failures (1),
 /// then missing secrets (2).
 pub fn drain_exit_code(summary: &Summary) -> ExitCode {

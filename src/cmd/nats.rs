@@ -63,14 +63,7 @@ pub fn drain(ctx: &Ctx, config: &Config, args: &DrainArgs) -> Result<ExitCode> {
         drop(done_tx); // the metrics thread writes once more and ends
         summary
     })?;
-    let quiet = args.background
-        && summary.errors.is_empty()
-        && summary.problems.is_empty()
-        && summary.dead == 0;
-    if !quiet {
-        super::report_drain(&summary, args.json)?;
-    }
-    Ok(super::drain_exit_code(&summary))
+    super::finish_drain(&summary, args.background, args.json)
 }
 
 /// The streams and the bucket read once, as a health source for `report`
