@@ -473,10 +473,11 @@ mod tests {
             .collect();
         spool.enqueue(&jobs).unwrap();
         let lock = spool.try_lock_drain().unwrap().unwrap();
+        let alive = spool.try_serve().unwrap().unwrap();
         for name in spool.names(State::Pending).unwrap().0.into_iter().take(5) {
-            let mut job = spool.claim(&lock, &name).unwrap().into_job().unwrap();
+            let mut job = spool.claim(&alive, &name).unwrap().into_job().unwrap();
             job.meta.state = State::Delivered;
-            spool.settle(&lock, &job).unwrap();
+            spool.settle(&alive, &job).unwrap();
         }
         let ev = Evidence::new(dir.path().join("ev"), 64 * 1024);
         let removed = ev.enforce_cap(&spool, &lock).unwrap();

@@ -535,6 +535,30 @@ fn replay_and_discard_return_at_once_while_a_request_is_in_flight() {
 }
 
 #[test]
+fn deliveries_go_on_while_another_process_holds_drain_lock() {
+    // replay and discard hold drain.lock while they move files; a drain's
+    // own claims and settles need only drain.alive, so they never wait.
+    let rx = Receiver::start();
+    rx.script("/hook", [Reply::Slow(Duration::from_millis(300), 204)]);
+    let env = workspace(false, &sub("live", &rx.url("/hook"), ""), &["live"]);
+    let ids = emit_many(&env, "SPEC-K", STAGE, 4);
+    let drain = Bg::spawn(&env, &["drain", "--max-time", "30s"]);
+    wait_until("the first request arrives", || {
+        !rx.requests_to("/hook").is_empty()
+    });
+    let spool = spec_notify::spool::Spool::new(env.spool_root()).spec("SPEC-K");
+    let lock = spool.lock_drain().unwrap();
+    wait_until("every job delivered while drain.lock is held", || {
+        env.job_files("SPEC-K", "delivered").len() == ids.len()
+    });
+    drop(lock);
+    let (code, stderr) = drain.wait();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(env.job_files("SPEC-K", "active").is_empty());
+    assert_eq!(rx.requests_to("/hook").len(), ids.len(), "each sent once");
+}
+
+#[test]
 fn max_time_bounds_the_run_and_no_attempt_starts_after_it() {
     let hole = Blackhole::start();
     let rx = Receiver::start();

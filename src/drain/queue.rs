@@ -1,8 +1,9 @@
 //! The engine's view of a queue backend: which jobs wait, claim one, settle
 //! it, requeue it, log an attempt, and the shared per-subscription state.
 //! [`SpoolQueue`] is the local spool's implementation: it serves SPECs
-//! (drain.alive), recovers what a dead drain left, and takes drain.lock only
-//! around each move, never across a request. A second backend implements
+//! (drain.alive), recovers what a dead drain left, and moves its own jobs
+//! with no lock but drain.alive (see `crate::spool`); drain.lock only for
+//! recovery, quarantining and pruning, never across a request. A second backend implements
 //! [`Queue`] and reuses the scheduler and the engine unchanged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -90,11 +91,8 @@ fn free_bytes(path: &std::path::Path) -> Option<u64> {
 struct Served {
     spool: SpecSpool,
     evidence: Evidence,
-    _alive: AliveLock,
-    /// drain.lock, open for as long as the SPEC is served.
-    lock: crate::spool::lock::LockHandle,
-    /// Workers of this process take turns at drain.lock.
-    moves: Mutex<()>,
+    /// Serving the SPEC: the proof that claims and settles ask for.
+    alive: AliveLock,
     /// Pending names seen at the last refresh.
     known: Mutex<HashSet<String>>,
 }
@@ -144,17 +142,9 @@ impl<'a> SpoolQueue<'a> {
             .cloned()
     }
 
-    fn with_moves<T>(
-        &self,
-        spec: &str,
-        f: impl FnOnce(&Served, &crate::spool::DrainLock) -> Result<T>,
-    ) -> Result<T> {
-        let served = self
-            .get(spec)
-            .ok_or_else(|| anyhow::anyhow!("SPEC {spec} is not served by this drain"))?;
-        let _turn = served.moves.lock().unwrap_or_else(|e| e.into_inner());
-        let lock = served.lock.take()?;
-        f(&served, &lock)
+    fn served_or_fail(&self, spec: &str) -> Result<Arc<Served>> {
+        self.get(spec)
+            .ok_or_else(|| anyhow::anyhow!("SPEC {spec} is not served by this drain"))
     }
 
     /// Becomes the drain serving `spec` if it has work and nobody serves it.
@@ -204,10 +194,8 @@ impl<'a> SpoolQueue<'a> {
                 self.config.evidence_for(spec),
                 self.config.max_evidence_bytes,
             ),
-            lock: spool.lock_handle()?,
             spool,
-            _alive: alive,
-            moves: Mutex::new(()),
+            alive,
             known: Mutex::new(HashSet::new()),
         });
         self.served
@@ -258,7 +246,6 @@ impl<'a> SpoolQueue<'a> {
                 reason: "not a job file name".into(),
             }));
         if !scan.unreadable.is_empty() {
-            let _turn = served.moves.lock().unwrap_or_else(|e| e.into_inner());
             let _lock = served.spool.lock_drain()?;
             for bad in &scan.unreadable {
                 changes.quarantined.push(served.spool.quarantine(bad)?);
@@ -294,28 +281,27 @@ impl Queue for SpoolQueue<'_> {
     }
 
     fn claim(&self, key: &JobKey) -> Result<Claimed> {
-        self.with_moves(&key.spec, |served, lock| {
-            served
-                .known
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key.name);
-            Ok(match served.spool.claim(lock, &key.name)? {
-                Claim::Job(job) => Claimed::Job(job),
-                Claim::Gone => Claimed::Gone,
-                Claim::Quarantined(q) => Claimed::Quarantined(q),
-            })
+        let served = self.served_or_fail(&key.spec)?;
+        served
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key.name);
+        Ok(match served.spool.claim(&served.alive, &key.name)? {
+            Claim::Job(job) => Claimed::Job(job),
+            Claim::Gone => Claimed::Gone,
+            Claim::Quarantined(q) => Claimed::Quarantined(q),
         })
     }
 
     fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
-        self.with_moves(&key.spec, |served, lock| served.spool.settle(lock, job))
+        let served = self.served_or_fail(&key.spec)?;
+        served.spool.settle(&served.alive, job)
     }
 
     fn requeue(&self, key: &JobKey) -> Result<()> {
-        self.with_moves(&key.spec, |served, lock| {
-            served.spool.unclaim(lock, &key.name)
-        })
+        let served = self.served_or_fail(&key.spec)?;
+        served.spool.unclaim(&served.alive, &key.name)
     }
 
     fn log(&self, spec: &str, records: &[Record]) -> Result<()> {
@@ -385,9 +371,9 @@ impl Queue for SpoolQueue<'_> {
     }
 
     fn trim(&self, spec: &str) -> Result<()> {
-        self.with_moves(spec, |served, lock| {
-            served.evidence.enforce_cap(&served.spool, lock).map(drop)
-        })
+        let served = self.served_or_fail(spec)?;
+        let lock = served.spool.lock_drain()?;
+        served.evidence.enforce_cap(&served.spool, &lock).map(drop)
     }
 
     fn watches(&self) -> bool {

@@ -82,10 +82,7 @@ pub fn pass(config: &Config, nats: &Nats, _relay: &AliveLock) -> Result<Moved> {
         }
         let (names, _) = s.names(State::Pending)?;
         for name in names {
-            let claimed = {
-                let lock = s.lock_drain()?;
-                s.claim(&lock, &name)?
-            };
+            let claimed = s.claim(&alive, &name)?;
             let job = match claimed {
                 Claim::Job(job) => job,
                 Claim::Gone => continue,
@@ -101,14 +98,13 @@ pub fn pass(config: &Config, nats: &Nats, _relay: &AliveLock) -> Result<Moved> {
                 Some(&relay_id(&job.meta)),
                 job.encode(),
             );
-            let lock = s.lock_drain()?;
             match published {
                 Ok(()) => {
-                    s.remove(&lock, State::Active, &name)?;
+                    s.release_claim(&alive, &name)?;
                     moved.published += 1;
                 }
                 Err(e) => {
-                    s.unclaim(&lock, &name)?;
+                    s.unclaim(&alive, &name)?;
                     return Err(e.context(format!(
                         "job {name} of {spec} stays in the spool; run `spec-notify relay` again"
                     )));

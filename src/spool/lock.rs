@@ -1,6 +1,6 @@
 //! The spool's locks: `seq` (the sequence counter, locked while it is
 //! read and rewritten), `drain.alive` (held by the one drain serving a SPEC)
-//! and `drain.lock` (held while jobs move). Lock files are private (0600);
+//! and `drain.lock` (held while replay, discard, recovery or pruning move files). Lock files are private (0600);
 //! a lock holder writes its pid into drain.alive/drain.lock so that a wait
 //! that runs out can say who holds it. No wait is unbounded.
 
@@ -8,7 +8,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -19,69 +18,11 @@ use super::files::FILE_MODE;
 /// longer wait means a stuck or hostile holder.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-/// Proof that this process holds a SPEC's drain.lock; released on drop.
+/// Proof that this process holds a SPEC's drain.lock; released when the
+/// descriptor closes on drop.
 #[derive(Debug)]
 pub struct DrainLock {
-    file: Arc<File>,
-}
-
-impl Drop for DrainLock {
-    fn drop(&mut self) {
-        // Explicitly: the descriptor may stay open in a [`LockHandle`].
-        let _ = self.file.unlock();
-    }
-}
-
-/// drain.lock kept open by a drain that takes it for every move: taking
-/// it is then one `flock`, not an open, a lock, a write and a close.
-#[derive(Debug)]
-pub struct LockHandle {
-    path: std::path::PathBuf,
-    file: Arc<File>,
-}
-
-impl LockHandle {
-    pub fn open(path: &Path) -> Result<LockHandle> {
-        Ok(LockHandle {
-            path: path.to_path_buf(),
-            file: Arc::new(open_lock_file(path)?),
-        })
-    }
-
-    /// Waits up to [`LOCK_WAIT`] for the lock, then fails naming the holder.
-    /// One process's threads must take turns (a mutex): a flock held
-    /// through this descriptor is held for all of them.
-    pub fn take(&self) -> Result<DrainLock> {
-        let started = Instant::now();
-        let mut nap = Duration::from_millis(1);
-        loop {
-            match self.file.try_lock() {
-                Ok(()) => {
-                    let _ = self
-                        .file
-                        .write_all_at(format!("{:<10}\n", std::process::id()).as_bytes(), 0);
-                    return Ok(DrainLock {
-                        file: Arc::clone(&self.file),
-                    });
-                }
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(e)
-                        .with_context(|| format!("failed to lock `{}`", self.path.display()));
-                }
-            }
-            if started.elapsed() >= LOCK_WAIT {
-                bail!(
-                    "`{}` has been held for over {} s by {}; if that process is stuck, stop it and try again",
-                    self.path.display(),
-                    LOCK_WAIT.as_secs(),
-                    holder(&self.path)
-                );
-            }
-            std::thread::sleep(nap);
-            nap = (nap * 2).min(Duration::from_millis(50));
-        }
-    }
+    _file: File,
 }
 
 /// Proof that this process is the drain serving a SPEC (drain.alive);
@@ -156,13 +97,13 @@ pub fn holder(path: &Path) -> String {
 impl DrainLock {
     pub fn try_take(path: &Path) -> Result<Option<DrainLock>> {
         Ok(try_lock(path)?.map(|file| DrainLock {
-            file: Arc::new(note_holder(file)),
+            _file: note_holder(file),
         }))
     }
 
     pub fn take(path: &Path) -> Result<DrainLock> {
         Ok(DrainLock {
-            file: Arc::new(note_holder(lock_within(path, LOCK_WAIT)?)),
+            _file: note_holder(lock_within(path, LOCK_WAIT)?),
         })
     }
 }

@@ -34,13 +34,24 @@
 //!   drain removes stale ones. Creating jobs ends with an fsync of `pending/`.
 //! - Reads accept regular files only: never through a symlink, never
 //!   blocking on a FIFO, never more than a job can be.
-//! - Only the drain holding `drain.alive`, while it also holds `drain.lock`,
-//!   claims (link pending → active, then unlink the pending name) and settles
-//!   (write the new copy into the target folder, then unlink the active
-//!   copy). Between the two it releases drain.lock: the request goes out
-//!   with no lock held. Whoever takes `drain.alive` of a SPEC nobody serves
-//!   runs [`recover`] under drain.lock: an active file whose name is also in
-//!   pending/, delivered/ or dead/ is the older copy and is removed; any
+//! - Only the process holding `drain.alive` (the drain serving the SPEC, or
+//!   `relay`) claims (link pending → active, then unlink the pending name)
+//!   and settles (write the new copy into the target folder, then unlink the
+//!   active copy); the [`AliveLock`] is the proof each of these calls asks
+//!   for. They need no drain.lock: every step is one atomic link, rename or
+//!   unlink, and nobody else touches a served SPEC's active/. The others'
+//!   moves only meet them at a settled name, and either order is sound:
+//!   `replay` (dead/ or delivered/ → pending/) and `discard` (unlink in
+//!   dead/) acting on a copy settle just wrote, before settle unlinks the
+//!   active one, leave the job replayed or discarded (after a crash there,
+//!   recovery drops the active copy as the older one); emit's overflow
+//!   racing a claim is described below.
+//! - `drain.lock` serialises everything else that moves or deletes files:
+//!   `replay`, `discard`, recovery, quarantining, pruning delivered jobs
+//!   and evidence (the drain takes it for those, never across a request).
+//!   Whoever takes `drain.alive` of a SPEC nobody serves runs [`recover`]
+//!   under drain.lock, before any claim: an active file whose name is also
+//!   in pending/, delivered/ or dead/ is the older copy and is removed; any
 //!   other belonged to a drain that died and goes back to pending (or to the
 //!   folder its `state` names). replay and discard recover only when they
 //!   can take drain.alive themselves: a live drain's active/ is in flight.
@@ -329,11 +340,6 @@ impl SpecSpool {
         DrainLock::take(&self.lock_path("drain.lock")?)
     }
 
-    /// drain.lock held open, for a drain that moves many jobs.
-    pub fn lock_handle(&self) -> Result<lock::LockHandle> {
-        lock::LockHandle::open(&self.lock_path("drain.lock")?)
-    }
-
     /// Becomes the drain serving this SPEC, unless another one is.
     pub fn try_serve(&self) -> Result<Option<AliveLock>> {
         AliveLock::try_take(&self.lock_path("drain.alive")?)
@@ -402,12 +408,15 @@ impl SpecSpool {
     /// Claims a pending job for delivery: link it into active/, then unlink
     /// the pending name. `Ok(Claim::Gone)` if emit's spool-overflow took it
     /// first; `Claim::Quarantined` if the file is not a job.
-    pub fn claim(&self, lock: &DrainLock, name: &str) -> Result<Claim> {
+    pub fn claim(&self, _alive: &AliveLock, name: &str) -> Result<Claim> {
         let from = self.state_dir(State::Pending).join(name);
         let to = self.state_dir(State::Active).join(name);
         match fs::hard_link(&from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Claim::Gone),
+            // Replayed the instant it was settled, whose active copy is not
+            // unlinked yet: it stays pending, and the next look offers it again.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Claim::Gone),
             Err(e) => {
                 return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
             }
@@ -415,7 +424,7 @@ impl SpecSpool {
         match fs::remove_file(&from) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.remove(lock, State::Active, name)?; // overflow moved it to dead/
+                self.unlink(State::Active, name)?; // overflow moved it to dead/
                 return Ok(Claim::Gone);
             }
             Err(e) => {
@@ -443,7 +452,7 @@ impl SpecSpool {
     /// event. Going to delivered is atomic but not fsynced: a power cut can at
     /// worst leave the job in active/, and recovery delivers it again, which
     /// at-least-once allows (receivers dedupe on X-SpecKit-Id).
-    pub fn settle(&self, lock: &DrainLock, job: &Job) -> Result<()> {
+    pub fn settle(&self, _alive: &AliveLock, job: &Job) -> Result<()> {
         let durable = job.meta.state != State::Delivered;
         let name = job.meta.file_name();
         let target_dir = self.state_dir(job.meta.state);
@@ -456,12 +465,12 @@ impl SpecSpool {
         if durable {
             fsync_dir(&target_dir)?;
         }
-        self.remove(lock, State::Active, &name)
+        self.unlink(State::Active, &name)
     }
 
     /// Returns a claimed job to pending unchanged (its subscription cannot
     /// send now: paused, circuit open, secret unset).
-    pub fn unclaim(&self, _lock: &DrainLock, name: &str) -> Result<()> {
+    pub fn unclaim(&self, _alive: &AliveLock, name: &str) -> Result<()> {
         let from = self.state_dir(State::Active).join(name);
         let to = self.state_dir(State::Pending).join(name);
         fs::rename(&from, &to)
@@ -488,6 +497,17 @@ impl SpecSpool {
 
     /// Deletes a job file for good (discard, pruning delivered jobs).
     pub fn remove(&self, _lock: &DrainLock, state: State, name: &str) -> Result<()> {
+        self.unlink(state, name)
+    }
+
+    /// Drops a claimed job whose delivery is someone else's now (`relay`
+    /// handed it to JetStream).
+    pub fn release_claim(&self, _alive: &AliveLock, name: &str) -> Result<()> {
+        self.unlink(State::Active, name)
+    }
+
+    /// Unlinks a job file; one already gone is fine.
+    fn unlink(&self, state: State, name: &str) -> Result<()> {
         let path = self.state_dir(state).join(name);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
@@ -631,22 +651,38 @@ mod tests {
         );
 
         let names = spool.names(State::Pending).unwrap().0;
-        let mut first = spool.claim(&lock, &names[0]).unwrap().into_job().unwrap();
+        let mut first = spool.claim(&alive, &names[0]).unwrap().into_job().unwrap();
         first.meta.state = State::Delivered;
-        spool.settle(&lock, &first).unwrap();
+        spool.settle(&alive, &first).unwrap();
         // Claimed and never settled: a drain that died mid-delivery.
-        spool.claim(&lock, &names[1]).unwrap().into_job().unwrap();
+        spool.claim(&alive, &names[1]).unwrap().into_job().unwrap();
         assert_eq!(spool.count(State::Active).unwrap(), 1);
         assert_eq!(spool.recover(&alive, &lock).unwrap().0, 1);
         assert_eq!(spool.count(State::Pending).unwrap(), 2);
         assert_eq!(spool.count(State::Delivered).unwrap(), 1);
         assert!(
             spool
-                .claim(&lock, "000000000099-gone.job")
+                .claim(&alive, "000000000099-gone.job")
                 .unwrap()
                 .into_job()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_claim_meeting_an_active_copy_leaves_the_job_pending() {
+        // A replay moved the job back to pending between settle's rename
+        // and its unlink of the active copy: no lock orders the two.
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.enqueue(&[job(&spool, 1)]).unwrap();
+        let alive = spool.try_serve().unwrap().unwrap();
+        let name = spool.names(State::Pending).unwrap().0.remove(0);
+        fs::write(spool.state_dir(State::Active).join(&name), b"settling").unwrap();
+        assert!(spool.claim(&alive, &name).unwrap().into_job().is_none());
+        assert_eq!(spool.names(State::Pending).unwrap().0, std::slice::from_ref(&name));
+        fs::remove_file(spool.state_dir(State::Active).join(&name)).unwrap();
+        assert!(spool.claim(&alive, &name).unwrap().into_job().is_some());
     }
 
     #[test]
@@ -657,10 +693,10 @@ mod tests {
         let lock = spool.try_lock_drain().unwrap().unwrap();
         let alive = spool.try_serve().unwrap().unwrap();
         let names = spool.names(State::Pending).unwrap().0;
-        let mut settled = spool.claim(&lock, &names[0]).unwrap().into_job().unwrap();
+        let mut settled = spool.claim(&alive, &names[0]).unwrap().into_job().unwrap();
         settled.meta.state = State::Delivered;
         settled.meta.attempts = 1;
-        spool.settle(&lock, &settled).unwrap();
+        spool.settle(&alive, &settled).unwrap();
         // The crash: the active copy is back, as if settle's unlink never ran.
         fs::write(
             spool.state_dir(State::Active).join(&names[0]),
