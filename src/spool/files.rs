@@ -77,7 +77,7 @@ pub enum Unread {
 pub fn write_tmp(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!(".{name}.{}.{unique}.tmp", std::process::id()));
+    let path = dir.join(format!(".{name}.{}.{unique}.tmp", pid()));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -102,6 +102,12 @@ pub fn write_tmp(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<Pat
         return Err(e);
     }
     Ok(path)
+}
+
+/// This process's id, asked of the kernel once (every tmp name has it).
+pub fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 /// Writes `bytes` as `dir/name` atomically: tmp + fsync + rename + fsync of `dir`.
@@ -168,22 +174,35 @@ pub fn remove_stale_tmp(dir: &Path, now_ms: u64) {
 /// `openat` resolves one path component instead of the whole spool path
 /// per file, which is most of the kernel time when list reads 100k jobs.
 pub fn open_regular_at(dir: &File, name: &str) -> Result<File, Unread> {
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-    let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| classify(e.into()))?;
-    let stat = rustix::fs::fstat(&fd).map_err(|e| Unread::Io(format!("cannot stat: {e}")))?;
-    match FileType::from_raw_mode(stat.st_mode) {
-        FileType::RegularFile => Ok(File::from(fd)),
-        other => Err(Unread::Bad(format!("not a regular file ({other:?})"))),
-    }
+    let fd =
+        rustix::fs::openat(dir, name, READ_FLAGS, Mode::empty()).map_err(|e| classify(e.into()))?;
+    regular(fd).map(|(file, _)| file)
 }
 
-/// [`open_regular_at`] for a whole path.
+/// [`open_regular_at`] for a whole path (one open: `O_NOFOLLOW` guards the
+/// last component, the folders above are the spool's own).
 pub fn open_regular(path: &Path) -> Result<File, Unread> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
-        return Err(Unread::Bad("not a file path".into()));
-    };
-    let dir = File::open(dir).map_err(classify)?;
-    open_regular_at(&dir, name)
+    open_regular_sized(path).map(|(file, _)| file)
+}
+
+/// [`open_regular`], with the file's size.
+fn open_regular_sized(path: &Path) -> Result<(File, u64), Unread> {
+    let fd = rustix::fs::open(path, READ_FLAGS, Mode::empty()).map_err(|e| classify(e.into()))?;
+    regular(fd)
+}
+
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK);
+
+/// The open file and its size, if it is a regular file.
+fn regular(fd: std::os::fd::OwnedFd) -> Result<(File, u64), Unread> {
+    let stat = rustix::fs::fstat(&fd).map_err(|e| Unread::Io(format!("cannot stat: {e}")))?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => Ok((File::from(fd), stat.st_size.max(0) as u64)),
+        other => Err(Unread::Bad(format!("not a regular file ({other:?})"))),
+    }
 }
 
 /// Errors that say the entry is not a usable job (quarantine) versus
@@ -240,8 +259,10 @@ pub fn read_meta(path: &Path) -> Result<Meta, Unread> {
 
 /// Reads a whole job file, refusing what cannot be a job.
 pub fn read_job_checked(path: &Path) -> Result<Job, Unread> {
-    let file = open_regular(path)?;
-    let mut bytes = Vec::new();
+    let (file, len) = open_regular_sized(path)?;
+    // Sized from fstat, so a whole job is one read (plus the one that sees
+    // the end); the cap still holds if the file grew meanwhile.
+    let mut bytes = Vec::with_capacity(len.min(MAX_JOB_BYTES) as usize + 1);
     let read = file.take(MAX_JOB_BYTES + 1).read_to_end(&mut bytes);
     if let Err(e) = read {
         return Err(Unread::Io(format!("cannot read: {e}")));
