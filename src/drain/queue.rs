@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 
@@ -93,8 +93,24 @@ struct Served {
     evidence: Evidence,
     /// Serving the SPEC: the proof that claims and settles ask for.
     alive: AliveLock,
-    /// Pending names seen at the last refresh.
+    /// Pending names seen at the last listing.
     known: Mutex<HashSet<String>>,
+    /// inotify tells of arrivals in its pending/: listed only then (and
+    /// every [`LIST_EVERY`]), not at every look.
+    watched: bool,
+    listed_at: Mutex<Option<Instant>>,
+}
+
+/// With inotify, how often a served pending/ is listed even without news
+/// (a missed event, jobs shed by emit's overflow).
+const LIST_EVERY: Duration = Duration::from_secs(1);
+
+/// Which served pending/ folders inotify says changed.
+#[derive(Default)]
+struct News {
+    /// Watch descriptor → SPEC.
+    watches: HashMap<i32, String>,
+    specs: HashSet<String>,
 }
 
 pub struct SpoolQueue<'a> {
@@ -110,6 +126,9 @@ pub struct SpoolQueue<'a> {
     /// it serves them again only when something changed there (jobs it
     /// will not send must not make it take and drop a SPEC every poll).
     released: Mutex<HashMap<String, Option<SystemTime>>>,
+    news: Mutex<News>,
+    /// [`LIST_EVERY`] (tests stretch it).
+    list_every: Duration,
 }
 
 fn pending_mtime(spool: &SpecSpool) -> Option<SystemTime> {
@@ -127,6 +146,8 @@ impl<'a> SpoolQueue<'a> {
             served: Mutex::new(BTreeMap::new()),
             swept: Mutex::new(HashSet::new()),
             released: Mutex::new(HashMap::new()),
+            news: Mutex::new(News::default()),
+            list_every: LIST_EVERY,
             inotify: {
                 use rustix::fs::inotify::{CreateFlags, init};
                 init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()
@@ -184,10 +205,15 @@ impl<'a> SpoolQueue<'a> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(spec);
+        let mut watched = false;
         if let Some(fd) = &self.inotify {
-            // The same watch if it was added before; failing only means polling.
+            // The same watch if it was added before; failing only means
+            // listing pending/ at every look.
             use rustix::fs::inotify::{WatchFlags, add_watch};
-            let _ = add_watch(fd, spool.state_dir(State::Pending), WatchFlags::MOVED_TO);
+            if let Ok(wd) = add_watch(fd, spool.state_dir(State::Pending), WatchFlags::MOVED_TO) {
+                self.news_lock().watches.insert(wd, spec.to_string());
+                watched = true;
+            }
         }
         let served = Arc::new(Served {
             evidence: Evidence::new(
@@ -197,6 +223,8 @@ impl<'a> SpoolQueue<'a> {
             spool,
             alive,
             known: Mutex::new(HashSet::new()),
+            watched,
+            listed_at: Mutex::new(None),
         });
         self.served
             .lock()
@@ -205,7 +233,29 @@ impl<'a> SpoolQueue<'a> {
         Ok(Some(served))
     }
 
+    fn news_lock(&self) -> std::sync::MutexGuard<'_, News> {
+        self.news.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a served SPEC's pending/ must be listed now; takes its news.
+    fn list_now(&self, served: &Served) -> bool {
+        let news = {
+            let mut news = self.news_lock();
+            news.specs.remove(&served.spool.spec)
+        };
+        let mut listed_at = served.listed_at.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = listed_at.is_none_or(|t| t.elapsed() >= self.list_every);
+        let now = news || stale || !served.watched;
+        if now {
+            *listed_at = Some(Instant::now());
+        }
+        now
+    }
+
     fn look(&self, served: &Served, changes: &mut Changes) -> Result<()> {
+        if !self.list_now(served) {
+            return Ok(());
+        }
         let spec = &served.spool.spec;
         let (names, strays) = served.spool.names(State::Pending)?;
         let mut known = served.known.lock().unwrap_or_else(|e| e.into_inner());
@@ -394,10 +444,21 @@ impl Queue for SpoolQueue<'_> {
         if !poll(&mut fds, Some(&wait)).is_ok_and(|n| n > 0) {
             return false;
         }
-        // Drain what is there: one wake-up is enough for any number.
+        // Drain what is there, noting which SPECs have news: one wake-up
+        // is enough for any number.
+        use rustix::fs::inotify::ReadFlags;
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut events = rustix::fs::inotify::Reader::new(fd, &mut buf);
-        while events.next().is_ok() {}
+        let mut news = self.news_lock();
+        while let Ok(event) = events.next() {
+            if event.events().contains(ReadFlags::QUEUE_OVERFLOW) {
+                // Events were lost: every SPEC may have news.
+                let all: Vec<String> = news.watches.values().cloned().collect();
+                news.specs.extend(all);
+            } else if let Some(spec) = news.watches.get(&event.wd()).cloned() {
+                news.specs.insert(spec);
+            }
+        }
         true
     }
 
@@ -427,6 +488,34 @@ mod tests {
             meta: Meta::new(&spool.spec, "sub", "a.b.c", "k", seq, 1000),
             body: br#"{"x":1}"#.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_served_pending_folder_is_listed_on_news_not_at_every_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let spool = Spool::new(&config.spool_dir).spec("S");
+        spool.enqueue(&[job(&spool, 1)]).unwrap();
+        let mut queue = SpoolQueue::new(&config, None);
+        queue.list_every = std::time::Duration::from_secs(3600);
+        assert!(queue.watches(), "inotify is available here");
+        assert_eq!(queue.refresh().unwrap().added.len(), 1);
+        // Written in place (no rename, so no news): not listed yet.
+        let quiet = job(&spool, 2);
+        std::fs::write(
+            spool.state_dir(State::Pending).join(quiet.meta.file_name()),
+            quiet.encode(),
+        )
+        .unwrap();
+        assert!(queue.refresh().unwrap().added.is_empty());
+        // emit's rename is news: the next look lists the folder.
+        spool.enqueue(&[job(&spool, 3)]).unwrap();
+        assert!(queue.wait_for_news(std::time::Duration::from_secs(10)));
+        assert_eq!(queue.refresh().unwrap().added.len(), 2);
     }
 
     #[test]
