@@ -47,6 +47,9 @@ impl Route {
 pub struct Routed {
     pub route: Route,
     pub problem: Option<String>,
+    /// The subscription's URL as evidence shows it, worked out once (not
+    /// per delivery).
+    pub shown_url: String,
 }
 
 /// The route of one subscription as it is in effect.
@@ -80,6 +83,7 @@ pub fn route(sub: &Subscription) -> Routed {
     Routed {
         route,
         problem: problem.map(|p| format!("{p}; its jobs stay pending")),
+        shown_url: sub.shown_url(),
     }
 }
 
@@ -120,6 +124,7 @@ pub fn attempt(
     agent: &ureq::Agent,
     job: &mut Job,
     sub: &Subscription,
+    shown_url: &str,
     secret: Option<&Secret>,
     previous: Option<&Secret>,
 ) -> Attempted {
@@ -140,7 +145,7 @@ pub fn attempt(
         retry::decide(&sub.retry, attempt, &answer, now, fastrand::f64())
     };
     apply(job, &answer, &verdict, attempt, started, now, sub);
-    let mut record = record_for(&job.meta, sub, attempt, started);
+    let mut record = record_for(&job.meta, shown_url, attempt, started);
     record.status = answer.status();
     record.error = answer.error().map(String::from);
     record.latency_ms = Some(latency.as_millis() as u64);
@@ -240,20 +245,20 @@ fn attempt_id(meta: &Meta, attempt: u32, at_ms: u64) -> AttemptId<'_> {
     }
 }
 
-fn record_for(meta: &Meta, sub: &Subscription, attempt: u32, at_ms: u64) -> Record {
-    Record::for_job(meta, sub.shown_url(), attempt, at_ms, Outcome::DryRun)
+fn record_for(meta: &Meta, shown_url: &str, attempt: u32, at_ms: u64) -> Record {
+    Record::for_job(meta, shown_url.to_string(), attempt, at_ms, Outcome::DryRun)
 }
 
 /// A dry run: logs the would-be request (unsigned) and counts the job done.
-pub fn dry_run(job: &mut Job, sub: &Subscription) -> Record {
+pub fn dry_run(job: &mut Job, sub: &Subscription, shown_url: &str) -> Record {
     let now = clock::now_ms();
     let attempt = job.meta.attempts.saturating_add(1);
     let id = attempt_id(&job.meta, attempt, now);
     let headers = deliver::headers(sub, None, id, &job.body).unwrap_or_default();
-    let mut record = record_for(&job.meta, sub, attempt, now);
+    let mut record = record_for(&job.meta, shown_url, attempt, now);
     record.request = Some(json!({
         "method": "POST",
-        "url": sub.shown_url(),
+        "url": shown_url,
         "headers": headers.into_iter().collect::<BTreeMap<_, _>>(),
         "body_bytes": job.body.len(),
         "note": "dry-run: not sent, not signed",

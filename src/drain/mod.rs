@@ -289,6 +289,7 @@ impl<'a> Drainer<'a> {
             problem: Some(format!(
                 "the per-call target of subscription `{subscription}` is not usable ({why}); its jobs stay pending: discard them with `spec-notify discard`"
             )),
+            shown_url: String::new(),
         };
         match self.config.per_call(target) {
             Ok(sub) if sub.id == subscription => attempt::route(&sub),
@@ -683,24 +684,24 @@ impl<'a> Drainer<'a> {
         let sub_id = job.meta.subscription.clone();
         let routed = self.routed(&job.meta);
         let route = routed.as_deref().map(|r| &r.route);
-        let url = route
-            .and_then(Route::sub)
-            .map(crate::config::Subscription::shown_url)
+        let url = routed
+            .as_deref()
+            .map(|r| r.shown_url.as_str())
             .unwrap_or_default();
         let mut signal = None;
         let mut probe_logged = Ok(());
         let record = match (done.pick.kind, route) {
             (Kind::Expire, _) => {
                 let max_age = limits_for(self.config, route.and_then(Route::sub)).max_age_ms;
-                attempt::give_up(&mut job, "expired", url, max_age)
+                attempt::give_up(&mut job, "expired", url.to_string(), max_age)
             }
-            (_, None) => attempt::give_up(&mut job, "subscription-removed", url, 0),
+            (_, None) => attempt::give_up(&mut job, "subscription-removed", url.to_string(), 0),
             (_, Some(Route::Hold)) => {
                 queue.requeue(&key)?;
                 done.meta = Some(job.meta);
                 return Ok(());
             }
-            (_, Some(Route::DryRun { sub })) => attempt::dry_run(&mut job, sub),
+            (_, Some(Route::DryRun { sub })) => attempt::dry_run(&mut job, sub, url),
             (
                 _,
                 Some(Route::Send {
@@ -717,8 +718,14 @@ impl<'a> Drainer<'a> {
                     done.records.push(record);
                 }
                 let agent = self.agents.for_subscription(sub);
-                let attempted =
-                    attempt::attempt(agent, &mut job, sub, secret.as_ref(), previous.as_ref());
+                let attempted = attempt::attempt(
+                    agent,
+                    &mut job,
+                    sub,
+                    url,
+                    secret.as_ref(),
+                    previous.as_ref(),
+                );
                 signal = Some((attempted.signal, sub.breaker));
                 attempted.record
             }
@@ -885,6 +892,7 @@ impl Core<'_> {
             Some(Routed {
                 route: Route::Hold,
                 problem,
+                ..
             }) => {
                 self.held.insert(meta.delivery_id.clone());
                 // A per-call target's problem shows up only with its jobs.

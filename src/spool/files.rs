@@ -159,11 +159,14 @@ pub fn remove_stale_tmp(dir: &Path, now_ms: u64) {
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"));
+        if !is_tmp {
+            continue; // one stat per tmp file, none per job
+        }
         let modified = entry
             .metadata()
             .and_then(|m| m.modified())
             .map(crate::clock::to_millis);
-        if is_tmp && modified.is_ok_and(|m| now_ms.saturating_sub(m) > STALE_TMP_MS) {
+        if modified.is_ok_and(|m| now_ms.saturating_sub(m) > STALE_TMP_MS) {
             let _ = fs::remove_file(entry.path());
         }
     }

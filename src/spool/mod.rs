@@ -680,7 +680,10 @@ mod tests {
         let name = spool.names(State::Pending).unwrap().0.remove(0);
         fs::write(spool.state_dir(State::Active).join(&name), b"settling").unwrap();
         assert!(spool.claim(&alive, &name).unwrap().into_job().is_none());
-        assert_eq!(spool.names(State::Pending).unwrap().0, std::slice::from_ref(&name));
+        assert_eq!(
+            spool.names(State::Pending).unwrap().0,
+            std::slice::from_ref(&name)
+        );
         fs::remove_file(spool.state_dir(State::Active).join(&name)).unwrap();
         assert!(spool.claim(&alive, &name).unwrap().into_job().is_some());
     }
