@@ -417,6 +417,7 @@ impl<'a> Drainer<'a> {
             core.exiting = true;
             drop(core);
             shared.work.notify_all();
+            queue.stop_waiting();
             result
         });
         let mut core = shared.core.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -76,6 +76,8 @@ pub trait Queue: Sync {
         std::thread::sleep(timeout);
         false
     }
+    /// Ends every [`Queue::wait_for_news`], now and later: the run is over.
+    fn stop_waiting(&self) {}
 }
 
 /// Below this much free space a drain takes no new job: settling one and
@@ -129,6 +131,9 @@ pub struct SpoolQueue<'a> {
     news: Mutex<News>,
     /// [`LIST_EVERY`] (tests stretch it).
     list_every: Duration,
+    /// Written when the run ends, so that a waiting watcher returns at
+    /// once instead of at its next tick (a one-shot drain exits sooner).
+    stop: Option<std::os::fd::OwnedFd>,
 }
 
 fn pending_mtime(spool: &SpecSpool) -> Option<SystemTime> {
@@ -148,6 +153,11 @@ impl<'a> SpoolQueue<'a> {
             released: Mutex::new(HashMap::new()),
             news: Mutex::new(News::default()),
             list_every: LIST_EVERY,
+            stop: rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .ok(),
             inotify: {
                 use rustix::fs::inotify::{CreateFlags, init};
                 init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()
@@ -436,12 +446,15 @@ impl Queue for SpoolQueue<'_> {
             std::thread::sleep(timeout);
             return false;
         };
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let mut fds = vec![PollFd::new(fd, PollFlags::IN)];
+        if let Some(stop) = &self.stop {
+            fds.push(PollFd::new(stop, PollFlags::IN));
+        }
         let wait = Timespec {
             tv_sec: timeout.as_secs() as _,
             tv_nsec: timeout.subsec_nanos() as _,
         };
-        if !poll(&mut fds, Some(&wait)).is_ok_and(|n| n > 0) {
+        if !poll(&mut fds, Some(&wait)).is_ok_and(|n| n > 0) || fds[0].revents().is_empty() {
             return false;
         }
         // Drain what is there, noting which SPECs have news: one wake-up
@@ -460,6 +473,13 @@ impl Queue for SpoolQueue<'_> {
             }
         }
         true
+    }
+
+    fn stop_waiting(&self) {
+        if let Some(stop) = &self.stop {
+            // Left unread: every later wait returns at once too.
+            let _ = rustix::io::write(stop, &1u64.to_ne_bytes());
+        }
     }
 
     fn can_record(&self) -> bool {
@@ -516,6 +536,26 @@ mod tests {
         spool.enqueue(&[job(&spool, 3)]).unwrap();
         assert!(queue.wait_for_news(std::time::Duration::from_secs(10)));
         assert_eq!(queue.refresh().unwrap().added.len(), 2);
+    }
+
+    #[test]
+    fn stop_waiting_ends_a_wait_for_news_at_once() {
+        // A one-shot drain joins its watcher thread as it exits: the
+        // watcher must not sit out its tick.
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let queue = SpoolQueue::new(&config, None);
+        queue.stop_waiting();
+        let started = std::time::Instant::now();
+        assert!(!queue.wait_for_news(std::time::Duration::from_secs(20)));
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the wait sat out its timeout"
+        );
     }
 
     #[test]
