@@ -147,6 +147,9 @@ pub struct Scheduler {
     turn: usize,
     jobs: HashMap<JobKey, Waiting>,
     in_flight: HashMap<JobKey, String>,
+    /// Jobs seen waiting again while their attempt was still in flight (a
+    /// replay the moment it settled): they wait once that attempt is done.
+    again: HashMap<JobKey, Waiting>,
     /// Waiting plus in-flight jobs per SPEC.
     per_spec: HashMap<String, usize>,
 }
@@ -174,9 +177,11 @@ impl Scheduler {
         self.lane(subscription).gate = Some(allow);
     }
 
-    /// Adds a waiting job, or updates it (a new due time after a retry).
+    /// Adds a waiting job, or updates it (a new due time after a retry). A
+    /// job whose attempt is in flight waits once it is done.
     pub fn add(&mut self, job: Waiting) {
         if self.in_flight.contains_key(&job.key) {
+            self.again.insert(job.key.clone(), job);
             return;
         }
         self.remove(&job.key);
@@ -271,7 +276,8 @@ impl Scheduler {
     }
 
     /// A handed-out job is finished with (settled, requeued or gone). If it
-    /// is waiting again, the shell adds it back.
+    /// is waiting again, the shell adds it back, or it was seen waiting
+    /// again meanwhile (see [`Scheduler::add`]) and waits now.
     pub fn done(&mut self, key: &JobKey, kind: Kind) {
         let Some(sub) = self.in_flight.remove(key) else {
             return;
@@ -281,6 +287,9 @@ impl Scheduler {
             && let Some(lane) = self.lanes.get_mut(&sub)
         {
             lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
+        if let Some(job) = self.again.remove(key) {
+            self.add(job);
         }
     }
 
@@ -365,6 +374,22 @@ mod tests {
             ]
         );
         assert_eq!(s.wake_at(), Some(500));
+    }
+
+    #[test]
+    fn a_job_seen_waiting_while_in_flight_waits_once_its_attempt_is_done() {
+        // Settled to dead/ and replayed before the worker reported: the
+        // listing saw it pending while its attempt was still in flight.
+        let mut s = Scheduler::new();
+        s.configure("a", limits(1));
+        s.add(job("S", 1, "a", 10));
+        let first = s.next(100).expect("handed out");
+        s.add(job("S", 1, "a", 20));
+        assert!(s.next(100).is_none(), "not twice at once");
+        s.done(&first.job.key, first.kind);
+        let again = s.next(100).expect("waits again after the attempt");
+        assert_eq!(again.job.key, first.job.key);
+        assert_eq!(again.job.due_at_ms, 20);
     }
 
     #[test]
@@ -493,7 +518,7 @@ mod tests {
         assert_eq!(s.waiting_len(), 0, "in flight, not waiting");
         assert!(s.has_spec("S"), "in flight counts");
         s.done(&p.job.key, Kind::Send);
-        assert!(!s.has_spec("S"));
+        assert_eq!(s.waiting_len(), 1, "seen again while in flight: waits now");
         s.add(job("S", 1, "a", 5000));
         assert!(s.next(0).is_none());
         assert_eq!(s.wake_at(), Some(5000));
