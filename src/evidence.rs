@@ -397,9 +397,11 @@ impl Evidence {
             if total <= self.max_bytes {
                 return Ok(removed);
             }
-            spool.remove(lock, State::Delivered, name)?;
-            total -= size;
-            removed += 1;
+            // One still being settled is left for the next time.
+            if spool.remove_settled(lock, State::Delivered, name)? {
+                total -= size;
+                removed += 1;
+            }
         }
         for (_, path) in self.rotated_files()?.into_iter().rev() {
             if total <= self.max_bytes {

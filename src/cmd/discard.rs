@@ -15,7 +15,8 @@ use crate::clock;
 use crate::config::Config;
 use crate::evidence::{Outcome, Record};
 use crate::exit::{ExitCode, user_error};
-use crate::spool::{Meta, SpecSpool, Spool, State};
+use crate::output;
+use crate::spool::{DrainLock, Meta, SpecSpool, Spool, State};
 
 pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
@@ -39,13 +40,23 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     let chosen = choose(&spool, args, false)?;
     let evidence = super::evidence(&config, &args.spec);
     let mut records = Vec::new();
+    let mut removed = Vec::new();
     let mut result = Ok(());
-    for (name, meta) in &chosen {
-        if let Err(e) = spool.remove(&lock, State::Dead, name) {
-            result = Err(e);
-            break;
+    for (name, meta) in chosen {
+        match remove_when_settled(&spool, &lock, &name) {
+            Ok(true) => {
+                records.push(discard_record(&config, &meta));
+                removed.push((name, meta));
+            }
+            Ok(false) => output::warn(format_args!(
+                "{} is still being settled by the running drain; left as it is, run discard again",
+                meta.delivery_id
+            )),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
-        records.push(discard_record(&config, meta));
     }
     // Log what was removed even when a later removal failed.
     evidence.append(&records).with_context(|| {
@@ -57,11 +68,30 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     })?;
     result?;
     drop(lock);
-    print_discarded(&args.spec, &chosen)?;
+    print_discarded(&args.spec, &removed)?;
     // Events emitted while discard held the SPEC for a moment started no drain.
     super::hand_over_pending(ctx, &config, &spool);
     Ok(ExitCode::Success)
 }
+
+/// Removes a dead job, waiting a moment while the running drain finishes
+/// settling it (an unlink away; drain.lock does not stop it). `false`: it
+/// still was, and is left.
+fn remove_when_settled(spool: &SpecSpool, lock: &DrainLock, name: &str) -> Result<bool> {
+    let started = std::time::Instant::now();
+    loop {
+        if spool.remove_settled(lock, State::Dead, name)? {
+            return Ok(true);
+        }
+        if started.elapsed() >= SETTLE_WAIT {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// How long discard waits for a settle in progress.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The dead jobs the flags name: (file name, metadata). An unknown id or a
 /// job that is not dead is an exit-2 error. `warn` names unreadable files.

@@ -15,7 +15,9 @@
 //!   callback (the command layer prints).
 //!
 //! Lost wake-ups: emit starts no drain while a drain serves the SPEC, and a
-//! serving drain looks at pending/ every [`POLL`] at the latest. A one-shot
+//! serving drain looks at a pending/ folder when inotify tells of a rename
+//! into it (how emit, replay and requeues add jobs), and lists it at least
+//! every second anyway (every [`POLL`] where no watch could be set). A one-shot
 //! drain stops serving a SPEC only when none of its jobs waits or is in
 //! flight, and after letting go it looks once more: a job that arrived in
 //! between makes it serve the SPEC again, or, when the run is over, is

@@ -1,5 +1,5 @@
 //! `relay`: moves this host's pending jobs into the jobs stream. Each job is
-//! claimed (pending/ → active/) under drain.lock, published with
+//! claimed (pending/ → active/) under the SPEC's drain.alive, published with
 //! `Nats-Msg-Id` = its delivery id and removed from active/ only after the
 //! server's ack. A relay that dies in between leaves the job in active/; the
 //! next relay (or drain) puts it back in pending/ and publishes it again,

@@ -25,11 +25,13 @@ pub struct DrainLock {
     _file: File,
 }
 
-/// Proof that this process is the drain serving a SPEC (drain.alive);
-/// released on drop.
+/// Proof that this process is the drain serving a SPEC (drain.alive), or
+/// the relay (relay.alive); released on drop.
 #[derive(Debug)]
 pub struct AliveLock {
     _file: File,
+    /// The folder holding the lock file: the SPEC's, for drain.alive.
+    dir: std::path::PathBuf,
 }
 
 pub fn open_lock_file(path: &Path) -> Result<File> {
@@ -112,7 +114,13 @@ impl AliveLock {
     pub fn try_take(path: &Path) -> Result<Option<AliveLock>> {
         Ok(try_lock(path)?.map(|file| AliveLock {
             _file: note_holder(file),
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         }))
+    }
+
+    /// Whether this is the drain.alive of the SPEC folder `dir`.
+    pub fn serves(&self, dir: &Path) -> bool {
+        self.dir == dir
     }
 }
 

@@ -8,9 +8,10 @@
 //!   drain.alive  held by the one drain serving this SPEC, for as long as it
 //!                serves it (working or waiting for retries); emit starts no
 //!                drain while it is held
-//!   drain.lock   held while jobs are moved: by that drain while it claims,
-//!                settles or requeues (never across a network request), by
-//!                replay and discard while they requeue or delete
+//!   drain.lock   held while replay, discard or emit's overflow move jobs,
+//!                and by the serving drain while it recovers, quarantines or
+//!                prunes (never across a network request); the drain's own
+//!                claims and settles need only drain.alive
 //!   pending/     jobs waiting for their (next) attempt
 //!   active/      jobs claimed by the drain that holds drain.alive
 //!   delivered/   delivered (or dry-run) jobs, kept for list/replay until pruned
@@ -55,10 +56,11 @@
 //!   other belonged to a drain that died and goes back to pending (or to the
 //!   folder its `state` names). replay and discard recover only when they
 //!   can take drain.alive themselves: a live drain's active/ is in flight.
-//! - `emit` never takes drain.lock. Its only move is spool-overflow: rename
-//!   pending → dead first, then rewrite the dead copy in place with the
-//!   reason. A drain that linked the job meanwhile finds the pending name gone
-//!   when it unlinks it, and drops its claim.
+//! - `emit` takes drain.lock only for spool-overflow, its only move: rename
+//!   pending → dead first, then rewrite the dead copy with the reason (the
+//!   lock keeps replay and discard out between the two). A drain that linked
+//!   the job meanwhile finds the pending name gone when it unlinks it, and
+//!   drops its claim.
 //!
 //! A kill -9 at any instant therefore leaves every job pending, active (to be
 //! recovered), delivered or dead, and every visible file complete.
@@ -408,15 +410,13 @@ impl SpecSpool {
     /// Claims a pending job for delivery: link it into active/, then unlink
     /// the pending name. `Ok(Claim::Gone)` if emit's spool-overflow took it
     /// first; `Claim::Quarantined` if the file is not a job.
-    pub fn claim(&self, _alive: &AliveLock, name: &str) -> Result<Claim> {
+    pub fn claim(&self, alive: &AliveLock, name: &str) -> Result<Claim> {
+        self.check_serving(alive)?;
         let from = self.state_dir(State::Pending).join(name);
         let to = self.state_dir(State::Active).join(name);
         match fs::hard_link(&from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Claim::Gone),
-            // Replayed the instant it was settled, whose active copy is not
-            // unlinked yet: it stays pending, and the next look offers it again.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Claim::Gone),
             Err(e) => {
                 return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
             }
@@ -452,7 +452,8 @@ impl SpecSpool {
     /// event. Going to delivered is atomic but not fsynced: a power cut can at
     /// worst leave the job in active/, and recovery delivers it again, which
     /// at-least-once allows (receivers dedupe on X-SpecKit-Id).
-    pub fn settle(&self, _alive: &AliveLock, job: &Job) -> Result<()> {
+    pub fn settle(&self, alive: &AliveLock, job: &Job) -> Result<()> {
+        self.check_serving(alive)?;
         let durable = job.meta.state != State::Delivered;
         let name = job.meta.file_name();
         let target_dir = self.state_dir(job.meta.state);
@@ -470,7 +471,8 @@ impl SpecSpool {
 
     /// Returns a claimed job to pending unchanged (its subscription cannot
     /// send now: paused, circuit open, secret unset).
-    pub fn unclaim(&self, _alive: &AliveLock, name: &str) -> Result<()> {
+    pub fn unclaim(&self, alive: &AliveLock, name: &str) -> Result<()> {
+        self.check_serving(alive)?;
         let from = self.state_dir(State::Active).join(name);
         let to = self.state_dir(State::Pending).join(name);
         fs::rename(&from, &to)
@@ -495,15 +497,44 @@ impl SpecSpool {
         fsync_dir(&target_dir)
     }
 
-    /// Deletes a job file for good (discard, pruning delivered jobs).
+    /// Deletes a job file for good (recovery's stale copies).
     pub fn remove(&self, _lock: &DrainLock, state: State, name: &str) -> Result<()> {
         self.unlink(state, name)
     }
 
+    /// Deletes a settled (dead or delivered) job for good: discard, pruning.
+    /// `Ok(false)`, and nothing removed, while the serving drain is still
+    /// settling it (its active copy not unlinked yet): removing the settled
+    /// copy then would let recovery bring the job back after a crash.
+    pub fn remove_settled(&self, _lock: &DrainLock, state: State, name: &str) -> Result<bool> {
+        if self.settling(name) {
+            return Ok(false);
+        }
+        self.unlink(state, name).map(|()| true)
+    }
+
+    /// Whether a job still has an active copy: a settle in progress.
+    pub fn settling(&self, name: &str) -> bool {
+        fs::symlink_metadata(self.state_dir(State::Active).join(name)).is_ok()
+    }
+
     /// Drops a claimed job whose delivery is someone else's now (`relay`
     /// handed it to JetStream).
-    pub fn release_claim(&self, _alive: &AliveLock, name: &str) -> Result<()> {
+    pub fn release_claim(&self, alive: &AliveLock, name: &str) -> Result<()> {
+        self.check_serving(alive)?;
         self.unlink(State::Active, name)
+    }
+
+    /// Claims and settles need this SPEC's drain.alive, not another's (nor
+    /// relay.alive): it is what keeps every other process out of active/.
+    fn check_serving(&self, alive: &AliveLock) -> Result<()> {
+        if alive.serves(&self.dir) {
+            return Ok(());
+        }
+        bail!(
+            "internal error: moving jobs of `{}` without holding its drain.alive",
+            self.dir.display()
+        )
     }
 
     /// Unlinks a job file; one already gone is fine.
@@ -533,13 +564,19 @@ impl SpecSpool {
     /// Finds a job by delivery id in the given folders.
     /// The whole id must match: a fragment of one finds nothing.
     pub fn find(&self, delivery_id: &str, states: &[State]) -> Result<Option<(State, String)>> {
-        for &state in states {
-            let (names, _) = self.names(state)?;
-            if let Some(name) = names
-                .into_iter()
-                .find(|n| delivery_id_of(n) == Some(delivery_id))
-            {
-                return Ok(Some((state, name)));
+        // The serving drain moves jobs with no lock (claim, settle): one
+        // pass can miss a job that moved from a folder not listed yet to
+        // one already listed. A job is always in some folder, so a miss is
+        // checked twice more.
+        for _ in 0..3 {
+            for &state in states {
+                let (names, _) = self.names(state)?;
+                if let Some(name) = names
+                    .into_iter()
+                    .find(|n| delivery_id_of(n) == Some(delivery_id))
+                {
+                    return Ok(Some((state, name)));
+                }
             }
         }
         Ok(None)
@@ -670,22 +707,71 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_meeting_an_active_copy_leaves_the_job_pending() {
-        // A replay moved the job back to pending between settle's rename
-        // and its unlink of the active copy: no lock orders the two.
+    fn moves_need_this_specs_drain_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Spool::new(dir.path());
+        let (a, b) = (root.spec("A"), root.spec("B"));
+        a.enqueue(&[job(&a, 1)]).unwrap();
+        let alive_b = b.try_serve().unwrap().unwrap();
+        let name = a.names(State::Pending).unwrap().0.remove(0);
+        let refused = a.claim(&alive_b, &name).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("drain.alive"),
+            "{refused:#}"
+        );
+        assert_eq!(a.count(State::Pending).unwrap(), 1, "nothing moved");
+        let alive_a = a.try_serve().unwrap().unwrap();
+        assert!(a.claim(&alive_a, &name).unwrap().into_job().is_some());
+    }
+
+    #[test]
+    fn a_claim_meeting_a_stale_active_copy_fails_and_leaves_the_job_pending() {
+        // Only an I/O failure leaves an active copy behind while the SPEC
+        // is served: say so, never skip the job silently.
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
         spool.enqueue(&[job(&spool, 1)]).unwrap();
         let alive = spool.try_serve().unwrap().unwrap();
         let name = spool.names(State::Pending).unwrap().0.remove(0);
-        fs::write(spool.state_dir(State::Active).join(&name), b"settling").unwrap();
-        assert!(spool.claim(&alive, &name).unwrap().into_job().is_none());
+        fs::write(spool.state_dir(State::Active).join(&name), b"stale").unwrap();
+        let failed = spool.claim(&alive, &name).unwrap_err();
+        assert!(
+            format!("{failed:#}").contains("failed to claim"),
+            "{failed:#}"
+        );
         assert_eq!(
             spool.names(State::Pending).unwrap().0,
             std::slice::from_ref(&name)
         );
-        fs::remove_file(spool.state_dir(State::Active).join(&name)).unwrap();
-        assert!(spool.claim(&alive, &name).unwrap().into_job().is_some());
+    }
+
+    #[test]
+    fn a_job_being_settled_is_not_discarded_so_a_crash_cannot_bring_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.enqueue(&[job(&spool, 1)]).unwrap();
+        let alive = spool.try_serve().unwrap().unwrap();
+        let name = spool.names(State::Pending).unwrap().0.remove(0);
+        let mut dead = spool.claim(&alive, &name).unwrap().into_job().unwrap();
+        dead.meta.state = State::Dead;
+        // settle up to its rename: the dead copy is there, the active one too
+        let dead_dir = spool.state_dir(State::Dead);
+        let tmp = write_tmp(&dead_dir, &name, &dead.encode(), true).unwrap();
+        fs::rename(tmp, dead_dir.join(&name)).unwrap();
+        let lock = spool
+            .try_lock_drain()
+            .unwrap()
+            .expect("settle holds no drain.lock");
+        assert!(!spool.remove_settled(&lock, State::Dead, &name).unwrap());
+        // kill -9 before settle's unlink, then the next drain recovers
+        drop((lock, alive));
+        let alive = spool.try_serve().unwrap().unwrap();
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        spool.recover(&alive, &lock).unwrap();
+        assert_eq!(spool.count(State::Pending).unwrap(), 0, "not brought back");
+        assert_eq!(spool.count(State::Dead).unwrap(), 1);
+        assert!(spool.remove_settled(&lock, State::Dead, &name).unwrap());
+        assert_eq!(spool.count(State::Dead).unwrap(), 0);
     }
 
     #[test]
@@ -799,6 +885,26 @@ mod tests {
             spool.find(fragment, &[State::Pending]).unwrap().is_none(),
             "fragment {fragment} must not match"
         );
+    }
+
+    #[test]
+    fn overflow_waits_for_drain_lock_held_by_replay_or_discard() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        spool.enqueue(&[job(&spool, 1), job(&spool, 2)]).unwrap();
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        std::thread::scope(|scope| {
+            let shedding = scope.spawn(|| spool.shed_overflow(2, 1, 5).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            assert_eq!(
+                spool.count(State::Dead).unwrap(),
+                0,
+                "moved under a held lock"
+            );
+            drop(lock);
+            assert_eq!(shedding.join().unwrap().moved.len(), 1);
+        });
+        assert_eq!(spool.count(State::Dead).unwrap(), 1);
     }
 
     #[test]

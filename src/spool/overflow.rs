@@ -23,10 +23,17 @@ impl SpecSpool {
     /// Moves the oldest pending jobs to dead/ (reason `spool-overflow`) so that
     /// `incoming` new jobs fit under `max`. Each is claimed by a rename (a
     /// drain's claim of the same job fails cleanly), then rewritten with its
-    /// reason; many at once share one sync.
+    /// reason, under drain.lock; many at once share one sync.
     pub fn shed_overflow(&self, max: usize, incoming: usize, now_ms: u64) -> Result<Shed> {
         let (names, _) = self.names(State::Pending)?;
         let excess = (names.len() + incoming).saturating_sub(max);
+        if excess == 0 {
+            return Ok(Shed::default());
+        }
+        // replay and discard move dead jobs under drain.lock: without it, a
+        // replay between the rename to dead/ and the rewrite below would
+        // leave the job both pending and dead (sent twice).
+        let _lock = self.lock_drain()?;
         let dead = self.state_dir(State::Dead);
         let mut shed = Shed::default();
         let mut claimed = Vec::new();
