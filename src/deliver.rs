@@ -266,9 +266,22 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Every header, extra header values included: for sending only.
     pub headers: Vec<(String, String)>,
-    /// The same headers with extra header values redacted, for `--print`
-    /// and evidence.
-    pub shown_headers: Vec<(String, String)>,
+    /// The extra headers (the last ones of `headers`) with their values
+    /// redacted; see [`Request::shown_headers`].
+    shown_extras: Vec<(String, String)>,
+}
+
+impl Request {
+    /// Every header with extra header values redacted, for `--print` and a
+    /// dry run's evidence (made on demand: a delivery never needs them).
+    pub fn shown_headers(&self) -> Vec<(String, String)> {
+        let own = self.headers.len() - self.shown_extras.len();
+        self.headers[..own]
+            .iter()
+            .chain(&self.shown_extras)
+            .cloned()
+            .collect()
+    }
 }
 
 /// GitHub's headers: `X-GitHub-Event`, `X-GitHub-Delivery`, `X-GitHub-Hook-ID`.
@@ -335,9 +348,9 @@ pub fn request(
         })?;
         headers.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
     }
-    let mut shown_headers = headers.clone();
+    let mut shown_extras = Vec::with_capacity(sub.headers.len());
     for extra in &sub.headers {
-        shown_headers.push((extra.name.clone(), extra.shown()));
+        shown_extras.push((extra.name.clone(), extra.shown()));
         let value = match secret {
             Some(_) => extra.value(&sub.id)?,
             None if sub.unsigned() => extra.value(&sub.id)?,
@@ -354,14 +367,14 @@ pub fn request(
             crate::redact::remember([value, value.strip_prefix("whsec_").unwrap_or(value)]);
         }
     }
-    crate::redact::remember(crate::url::credentials(
-        &sub.url,
-        sub.url_env.is_some() || sub.per_call,
-    ));
+    let path_is_secret = sub.url_env.is_some() || sub.per_call;
+    crate::redact::remember_from(&sub.url, || {
+        crate::url::credentials(&sub.url, path_is_secret)
+    });
     Ok(Request {
         body,
         headers,
-        shown_headers,
+        shown_extras,
     })
 }
 
@@ -380,7 +393,7 @@ pub fn headers(
     id: AttemptId<'_>,
     envelope: &[u8],
 ) -> Result<Vec<(String, String)>, String> {
-    request(sub, secret, id, envelope).map(|r| r.shown_headers)
+    request(sub, secret, id, envelope).map(|r| r.shown_headers())
 }
 
 /// POSTs `body` and reports the answer and the latency. Transport errors are

@@ -23,6 +23,8 @@ pub const MIN_LEN: usize = 3;
 #[derive(Debug, Default)]
 pub struct Masks {
     values: RwLock<Vec<String>>,
+    /// Sources whose values were worked out already ([`Masks::remember_from`]).
+    sources: RwLock<Vec<String>>,
 }
 
 static KNOWN: Masks = Masks::new();
@@ -30,6 +32,17 @@ static KNOWN: Masks = Masks::new();
 /// Remembers credentials for [`hide`] for the rest of the process.
 pub fn remember<S: AsRef<str>>(values: impl IntoIterator<Item = S>) {
     KNOWN.remember(values);
+}
+
+/// [`remember`] for the credentials worked out from `source` (a URL's):
+/// `values` runs the first time `source` is seen only, so parsing a URL
+/// is not the price of every delivery.
+pub fn remember_from<I, S>(source: &str, values: impl FnOnce() -> I)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    KNOWN.remember_from(source, values);
 }
 
 /// `bytes` with every remembered credential replaced by `<redacted>`.
@@ -50,6 +63,26 @@ impl Masks {
     pub const fn new() -> Masks {
         Masks {
             values: RwLock::new(Vec::new()),
+            sources: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// [`remember_from`]: a source already seen costs one look.
+    pub fn remember_from<I, S>(&self, source: &str, values: impl FnOnce() -> I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let seen = |sources: &Vec<String>| sources.iter().any(|s| s == source);
+        if seen(&self.sources.read().unwrap_or_else(|e| e.into_inner())) {
+            return;
+        }
+        // Remembered before the source is marked: a concurrent caller that
+        // sees the mark finds the values known.
+        self.remember(values());
+        let mut sources = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        if !seen(&sources) {
+            sources.push(source.to_string());
         }
     }
 
@@ -156,6 +189,28 @@ mod tests {
             String::from_utf8_lossy(&masks.hide(echo))
         );
         assert!(matches!(masks.hide(b"nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_sources_values_are_worked_out_once_and_hidden() {
+        let masks = Masks::new();
+        let mut runs = 0;
+        for _ in 0..3 {
+            masks.remember_from("https://u:pw-123@x/", || {
+                runs += 1;
+                ["pw-123"]
+            });
+        }
+        assert_eq!(runs, 1);
+        masks.remember_from("https://other/", || {
+            runs += 1;
+            ["tok-456"]
+        });
+        assert_eq!(runs, 2);
+        assert_eq!(
+            masks.hide(b"pw-123 tok-456").as_ref(),
+            b"<redacted> <redacted>"
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn find_subscription<'a>(config: &'a Config, id: &str) -> Result<&'a Subscriptio
 fn print_request(sub: &Subscription, request: &deliver::Request) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "POST {}", sub.shown_url())?;
-    for (name, value) in &request.shown_headers {
+    for (name, value) in &request.shown_headers() {
         writeln!(out, "{name}: {value}")?;
     }
     writeln!(out)?;
