@@ -38,7 +38,12 @@ ENV = dict(os.environ, BENCH_SECRET="bench-secret-not-real")
 
 def workspace(name, auto_drain):
     ws = os.path.join(OUT, name)
-    shutil.rmtree(ws, ignore_errors=True)
+    # A background drain of an earlier run may still be writing there.
+    for _ in range(100):
+        shutil.rmtree(ws, ignore_errors=True)
+        if not os.path.exists(ws):
+            break
+        time.sleep(0.05)
     os.makedirs(ws)
     with open(os.path.join(ws, "config.toml"), "w") as f:
         f.write(f"""[spec_ops.webhooks]
@@ -60,7 +65,8 @@ def emit_many(config, spec):
                             "spec-auto.stage.completed", "--stage", "Plan", "--status", "success"],
                            env=ENV, capture_output=True, text=True, check=True)
         t1 = time.time()
-        out.append((p.stdout.strip(), t1 - t0, t1))
+        # "<delivery id> <subscription>", one line per job
+        out.append((p.stdout.split()[0], t1 - t0, t1))
         time.sleep(GAP)
     return out
 
