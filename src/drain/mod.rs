@@ -138,7 +138,9 @@ pub struct Summary {
     pub recovered: u64,
     /// SPECs another drain was serving (it delivers their jobs).
     pub busy: Vec<String>,
-    /// Delivery ids attempted, with the verdict (for replay's report).
+    /// Delivery ids attempted, with the verdict: for replay's report, so
+    /// kept only by a run limited to some ids (`Options::only`); a
+    /// `drain --watch` would otherwise hold every id it ever sent.
     #[serde(skip)]
     pub outcomes: BTreeMap<String, Outcome>,
     /// Things a person must fix (missing secrets): exit 2.
@@ -170,7 +172,7 @@ impl Summary {
         line
     }
 
-    fn count(&mut self, record: &Record) {
+    fn count(&mut self, record: &Record, keep_outcome: bool) {
         match record.outcome {
             Outcome::Delivered => self.delivered += 1,
             Outcome::Retry => self.retrying += 1,
@@ -179,8 +181,10 @@ impl Summary {
             Outcome::Paused => self.paused += 1,
             _ => return,
         }
-        self.outcomes
-            .insert(record.delivery_id.clone(), record.outcome);
+        if keep_outcome {
+            self.outcomes
+                .insert(record.delivery_id.clone(), record.outcome);
+        }
     }
 }
 
@@ -1027,7 +1031,7 @@ impl Core<'_> {
             ));
         }
         for record in done.records {
-            self.summary.count(&record);
+            self.summary.count(&record, drainer.options.only.is_some());
             (self.report)(&Event::Attempt(record));
         }
         if let Some((transition, circuit)) = done.transition {
@@ -1070,8 +1074,69 @@ impl Core<'_> {
         );
     }
 
+    /// Reports an error each time; the summary keeps each message once (a
+    /// `drain --watch` meeting the same error every look must not grow).
     fn error(&mut self, message: String) {
         (self.report)(&Event::Error(message.clone()));
-        self.summary.errors.push(message);
+        if !self.summary.errors.contains(&message) {
+            self.summary.errors.push(message);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let text = format!(
+            "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n[[spec_ops.webhooks.subscriptions]]\nid = \"dry\"\nurl = \"https://example.com/hook\"\nsecret_env = \"UNSET_FOR_DRY_RUN\"\ndry_run = true\n",
+            dir.display()
+        );
+        crate::config::parse(&text, &dir.join("config.toml")).unwrap()
+    }
+
+    fn spool_jobs(config: &Config, n: u64) -> Vec<String> {
+        let spool = crate::spool::Spool::new(&config.spool_dir).spec("S");
+        let jobs: Vec<Job> = (1..=n)
+            .map(|seq| Job {
+                meta: Meta::new("S", "dry", "a.b.c", "k", seq, clock::now_ms()),
+                body: b"{}".to_vec(),
+            })
+            .collect();
+        spool.enqueue(&jobs).unwrap();
+        jobs.into_iter().map(|j| j.meta.delivery_id).collect()
+    }
+
+    #[test]
+    fn only_a_run_for_some_ids_keeps_each_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let ids = spool_jobs(&config, 3);
+        let once = Options {
+            once: true,
+            max_time: Duration::from_secs(60),
+            ..Options::default()
+        };
+        let summary = Drainer::new(&config, once.clone(), Stop::default())
+            .run(&mut |_| {})
+            .unwrap();
+        assert_eq!(summary.dry_run, 3);
+        assert!(summary.outcomes.is_empty(), "a plain run keeps no ids");
+
+        let more = spool_jobs(&config, 2);
+        let only = Options {
+            only: Some(more.iter().cloned().collect()),
+            ..once
+        };
+        let summary = Drainer::new(&config, only, Stop::default())
+            .run(&mut |_| {})
+            .unwrap();
+        assert_eq!(summary.outcomes.len(), 2);
+        assert!(
+            more.iter()
+                .all(|id| summary.outcomes[id] == Outcome::DryRun)
+        );
+        assert!(!summary.outcomes.contains_key(&ids[0]));
     }
 }
