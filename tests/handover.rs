@@ -210,8 +210,11 @@ fn jobs_a_drain_will_not_send_do_not_make_it_spin() {
     // The retry 2 s later went out, and the drain mostly slept meanwhile.
     assert_eq!(rx.requests_to("/a").len(), 2);
     let cpu = ticks as f64 / 100.0;
+    // Reading 3,000 held jobs costs well under 0.1 s; workers and the
+    // coordinator waking each other in a loop cost 0.6 s here (CPU time,
+    // so a busy machine barely moves it).
     assert!(
-        cpu < 1.0,
+        cpu < 0.4,
         "the drain used {cpu:.2} s of CPU over a 2 s wait"
     );
 }

@@ -478,6 +478,7 @@ impl<'a> Drainer<'a> {
             if look {
                 shared.poked.store(false, Ordering::Relaxed);
             }
+            let looked = look;
             let seen = if look {
                 last_look = Some(Instant::now());
                 let changes = queue.refresh()?;
@@ -536,8 +537,13 @@ impl<'a> Drainer<'a> {
                 && (!core.accepting
                     || (!options.watch
                         && (core.sched.waiting_len() == 0 || nothing_before_deadline)));
+            // Workers wake on their own when a waiting job falls due; they
+            // need telling only of what a look found, or that taking stops.
+            let tell_workers = looked || !core.accepting || done;
             drop(core);
-            shared.work.notify_all();
+            if tell_workers {
+                shared.work.notify_all();
+            }
             // Idle SPECs are let go of now, so emit can start drains for
             // them; a job that arrived meanwhile is served again at once.
             let mut arrived_due = false;
@@ -594,6 +600,7 @@ impl<'a> Drainer<'a> {
         let mut finished: Option<Done> = None;
         loop {
             let mut core = shared.lock();
+            let mut just_finished = finished.is_some();
             if let Some(done) = finished.take() {
                 core.finish(self, done);
             }
@@ -606,9 +613,14 @@ impl<'a> Drainer<'a> {
                 {
                     break work;
                 }
-                if core.in_flight == 0 {
-                    shared.idle.notify_one(); // nothing to do: the run may end
+                if just_finished && core.in_flight == 0 {
+                    // The last request ended and nothing is to be taken:
+                    // the run may end. (Only then: a worker waking to find
+                    // nothing must not wake the coordinator, which would
+                    // wake the workers again.)
+                    shared.idle.notify_one();
                 }
+                just_finished = false;
                 core.sleeping += 1;
                 let nap = core.nap(clock::now_ms());
                 core = shared
