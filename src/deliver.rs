@@ -367,8 +367,12 @@ pub fn request(
             crate::redact::remember([value, value.strip_prefix("whsec_").unwrap_or(value)]);
         }
     }
-    let path_is_secret = sub.url_env.is_some() || sub.per_call;
-    crate::redact::remember_from(&sub.url, || {
+    // The path is a credential where it is shown hidden (see
+    // `Subscription::shown_url`); the same URL may be both, so the memo is
+    // per URL and kind.
+    let path_is_secret = sub.url_env.is_some() || sub.per_call || sub.style.format.is_chat();
+    let source = if path_is_secret { "path " } else { "" };
+    crate::redact::remember_from(&format!("{source}{}", sub.url), || {
         crate::url::credentials(&sub.url, path_is_secret)
     });
     Ok(Request {
@@ -514,6 +518,43 @@ mod tests {
             (&stream).write_all(response.as_bytes()).unwrap();
         });
         format!("http://{addr}/hook")
+    }
+
+    #[test]
+    fn a_url_seen_first_as_plain_then_as_per_call_has_its_path_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "https://h.example/hooks/PATH-KEY-MEMO-77";
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/s\"\nevidence_dir = \"{0}/e\"\n[[spec_ops.webhooks.subscriptions]]\nid = \"plain\"\nurl = \"{url}\"\nsecret_env = \"UNSET_MEMO_SECRET\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let id = AttemptId {
+            delivery_id: "d",
+            event_type: "a.b.c",
+            idempotency_key: "k",
+            attempt: 1,
+            timestamp: 1,
+        };
+        let plain = config.subscription("plain").unwrap();
+        request(plain, None, id, b"{}").unwrap();
+        assert_eq!(
+            crate::redact::hide_str("PATH-KEY-MEMO-77"),
+            "PATH-KEY-MEMO-77"
+        );
+        let target = crate::spool::Target {
+            url: url.into(),
+            secret_env: None,
+            signature: None,
+            format: None,
+            allow_private_networks: false,
+        };
+        let per_call = config.per_call(&target).unwrap();
+        request(&per_call, None, id, b"{}").unwrap();
+        assert_eq!(
+            crate::redact::hide_str("echo PATH-KEY-MEMO-77"),
+            "echo <redacted>"
+        );
     }
 
     #[test]

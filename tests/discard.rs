@@ -147,6 +147,45 @@ fn all_dead_honours_the_subscription_filter() {
 }
 
 #[test]
+fn a_job_the_drain_is_still_settling_is_left_and_discard_exits_1() {
+    let env = ops_env("");
+    let ids = four_dead(&env);
+    let spool = Spool::new(env.spool_root()).spec(SPEC);
+    // A drain serves the SPEC and has just renamed its settled copy into
+    // dead/; its active copy is not unlinked yet.
+    let alive = spool.try_serve().unwrap().expect("no drain running");
+    let dead = env.job_files(SPEC, "dead");
+    let settling = dead
+        .iter()
+        .find(|p| p.to_string_lossy().contains(&ids[1]))
+        .unwrap();
+    let active = env
+        .spool_root()
+        .join(SPEC)
+        .join("active")
+        .join(settling.file_name().unwrap());
+    std::fs::copy(settling, &active).unwrap();
+    let run = env.run(&["discard", SPEC, "--all-dead"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("still being settled"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("3 dead jobs discarded"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        env.job_files(SPEC, "dead"),
+        std::slice::from_ref(settling),
+        "left, not removed"
+    );
+    // The settle finishes: the next discard takes it.
+    std::fs::remove_file(&active).unwrap();
+    drop(alive);
+    env.run(&["discard", SPEC, "--all-dead"]).expect(0);
+    assert!(env.job_files(SPEC, "dead").is_empty());
+}
+
+#[test]
 fn discard_waits_for_a_running_drain() {
     let env = ops_env("");
     let ids = four_dead(&env);

@@ -41,17 +41,24 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     let evidence = super::evidence(&config, &args.spec);
     let mut records = Vec::new();
     let mut removed = Vec::new();
+    let mut left = 0;
     let mut result = Ok(());
+    // One short wait for all of them: drain.lock is held meanwhile, and
+    // emit and replay may be waiting for it.
+    let settle_by = std::time::Instant::now() + SETTLE_WAIT;
     for (name, meta) in chosen {
-        match remove_when_settled(&spool, &lock, &name) {
+        match remove_when_settled(&spool, &lock, &name, settle_by) {
             Ok(true) => {
                 records.push(discard_record(&config, &meta));
                 removed.push((name, meta));
             }
-            Ok(false) => output::warn(format_args!(
-                "{} is still being settled by the running drain; left as it is, run discard again",
-                meta.delivery_id
-            )),
+            Ok(false) => {
+                left += 1;
+                output::warn(format_args!(
+                    "{} is still being settled by the running drain; left as it is, run discard again",
+                    meta.delivery_id
+                ));
+            }
             Err(e) => {
                 result = Err(e);
                 break;
@@ -71,26 +78,35 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     print_discarded(&args.spec, &removed)?;
     // Events emitted while discard held the SPEC for a moment started no drain.
     super::hand_over_pending(ctx, &config, &spool);
-    Ok(ExitCode::Success)
+    // Not everything asked for was discarded: a script must not think so.
+    Ok(if left > 0 {
+        ExitCode::Failure
+    } else {
+        ExitCode::Success
+    })
 }
 
-/// Removes a dead job, waiting a moment while the running drain finishes
+/// Removes a dead job, waiting until `by` while the running drain finishes
 /// settling it (an unlink away; drain.lock does not stop it). `false`: it
 /// still was, and is left.
-fn remove_when_settled(spool: &SpecSpool, lock: &DrainLock, name: &str) -> Result<bool> {
-    let started = std::time::Instant::now();
+fn remove_when_settled(
+    spool: &SpecSpool,
+    lock: &DrainLock,
+    name: &str,
+    by: std::time::Instant,
+) -> Result<bool> {
     loop {
         if spool.remove_settled(lock, State::Dead, name)? {
             return Ok(true);
         }
-        if started.elapsed() >= SETTLE_WAIT {
+        if std::time::Instant::now() >= by {
             return Ok(false);
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
-/// How long discard waits for a settle in progress.
+/// How long one discard waits, in all, for settles in progress.
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The dead jobs the flags name: (file name, metadata). An unknown id or a

@@ -195,6 +195,7 @@ impl Scheduler {
 
     /// Forgets a waiting job (it vanished: replayed, discarded, shed).
     pub fn remove(&mut self, key: &JobKey) -> Option<Waiting> {
+        self.again.remove(key);
         let job = self.jobs.remove(key)?;
         self.forget_spec(&key.spec);
         if let Some(lane) = self.lanes.get_mut(&job.subscription) {
@@ -390,6 +391,19 @@ mod tests {
         let again = s.next(100).expect("waits again after the attempt");
         assert_eq!(again.job.key, first.job.key);
         assert_eq!(again.job.due_at_ms, 20);
+    }
+
+    #[test]
+    fn a_job_seen_again_then_gone_does_not_come_back_after_done() {
+        let mut s = Scheduler::new();
+        s.configure("a", limits(1));
+        s.add(job("S", 1, "a", 10));
+        let first = s.next(100).unwrap();
+        s.add(job("S", 1, "a", 20));
+        s.remove(&first.job.key);
+        s.done(&first.job.key, first.kind);
+        assert_eq!(s.waiting_len(), 0);
+        assert!(!s.has_spec("S"));
     }
 
     #[test]
