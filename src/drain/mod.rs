@@ -755,14 +755,24 @@ impl<'a> Drainer<'a> {
             .log(&job.meta.spec, std::slice::from_ref(&record))
             .and(probe_logged);
         done.records.push(record);
-        if let Err(e) = queue.settle(&key, &job) {
-            // Put the job back as it was, so it is tried again (sent again
-            // if this attempt got through: at-least-once); if even that
-            // fails it stays in active/ until a drain recovers it.
-            if queue.requeue(&key).is_ok() {
-                done.requeued = true;
+        match queue.settle(&key, &job) {
+            Ok(()) => {}
+            // Settled, then a later step failed: reported, never requeued
+            // (the job would be both settled and pending, and sent again).
+            Err(e) if e.downcast_ref::<crate::spool::AfterSettle>().is_some() => {
+                done.disk_full = is_disk_full(&e);
+                done.error = Some(format!("{e:#}"));
             }
-            return Err(e);
+            Err(e) => {
+                // Put the job back as it was, so it is tried again (sent
+                // again if this attempt got through: at-least-once); if
+                // even that fails it stays in active/ until a drain
+                // recovers it.
+                if queue.requeue(&key).is_ok() {
+                    done.requeued = true;
+                }
+                return Err(e);
+            }
         }
         done.meta = Some(job.meta.clone());
         if let Some((signal, policy)) = signal {
@@ -1150,5 +1160,84 @@ mod tests {
                 .all(|id| summary.outcomes[id] == Outcome::DryRun)
         );
         assert!(!summary.outcomes.contains_key(&ids[0]));
+    }
+
+    /// The local spool, except that each settle then fails as if syncing
+    /// its folder failed: the settled copy is in place, the active one too.
+    struct FailsAfterSettle<'a>(SpoolQueue<'a>, &'a Config);
+
+    impl Queue for FailsAfterSettle<'_> {
+        fn refresh(&self) -> Result<Changes> {
+            self.0.refresh()
+        }
+        fn claim(&self, key: &JobKey) -> Result<Claimed> {
+            self.0.claim(key)
+        }
+        fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
+            self.0.settle(key, job)?;
+            let spool = crate::spool::Spool::new(&self.1.spool_dir).spec(&key.spec);
+            std::fs::write(spool.state_dir(State::Active).join(&key.name), job.encode())?;
+            Err(anyhow::anyhow!("injected: fsync failed").context(crate::spool::AfterSettle))
+        }
+        fn requeue(&self, key: &JobKey) -> Result<()> {
+            self.0.requeue(key)
+        }
+        fn log(&self, spec: &str, records: &[Record]) -> Result<()> {
+            self.0.log(spec, records)
+        }
+        fn circuit(&self, subscription: &str) -> Result<Circuit> {
+            self.0.circuit(subscription)
+        }
+        fn update_circuit(
+            &self,
+            subscription: &str,
+            change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+        ) -> Result<(Option<Transition>, Circuit)> {
+            self.0.update_circuit(subscription, change)
+        }
+        fn release(&self, spec: &str) -> Result<Vec<(JobKey, Meta)>> {
+            self.0.release(spec)
+        }
+        fn trim(&self, spec: &str) -> Result<()> {
+            self.0.trim(spec)
+        }
+        fn served(&self) -> Vec<String> {
+            self.0.served()
+        }
+        fn can_record(&self) -> bool {
+            self.0.can_record()
+        }
+    }
+
+    #[test]
+    fn a_settle_that_fails_after_its_rename_is_not_put_back_in_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        spool_jobs(&config, 1);
+        let options = Options {
+            once: true,
+            max_time: Duration::from_secs(60),
+            ..Options::default()
+        };
+        let queue = FailsAfterSettle(SpoolQueue::new(&config, None), &config);
+        let summary = Drainer::new(&config, options.clone(), Stop::default())
+            .run_on(&queue, &mut |_| {})
+            .unwrap();
+        assert_eq!(summary.dry_run, 1);
+        assert!(
+            summary.errors[0].contains("injected"),
+            "{:?}",
+            summary.errors
+        );
+        let spool = crate::spool::Spool::new(&config.spool_dir).spec("S");
+        assert_eq!(spool.count(State::Pending).unwrap(), 0, "not requeued");
+        assert_eq!(spool.count(State::Delivered).unwrap(), 1);
+        // The next drain drops the copy left in active/ and sends nothing.
+        let again = Drainer::new(&config, options, Stop::default())
+            .run(&mut |_| {})
+            .unwrap();
+        assert_eq!(again.dry_run, 0);
+        assert_eq!(spool.count(State::Active).unwrap(), 0);
+        assert_eq!(spool.count(State::Delivered).unwrap(), 1);
     }
 }

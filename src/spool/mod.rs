@@ -87,6 +87,19 @@ pub use lock::{AliveLock, DrainLock};
 pub use overflow::mark_overflow;
 pub use quarantine::Quarantined;
 
+/// The context of an error that came after a job's settled copy was in
+/// place (syncing its folder, unlinking the active copy): the job is
+/// settled and must not be put back in pending (it would be sent again);
+/// an active copy left behind is dropped by the next recovery.
+#[derive(Debug)]
+pub struct AfterSettle;
+
+impl std::fmt::Display for AfterSettle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the job is settled; a copy left in active/ is removed by the next drain")
+    }
+}
+
 use files::{create_private_dir, read_meta, read_meta_at, remove_stale_tmp, syncfs, write_tmp};
 use job::is_job_name;
 
@@ -465,9 +478,9 @@ impl SpecSpool {
             return Err(e).with_context(|| format!("failed to write `{}`", to.display()));
         }
         if durable {
-            fsync_dir(&target_dir)?;
+            fsync_dir(&target_dir).context(AfterSettle)?;
         }
-        self.unlink(State::Active, &name)
+        self.unlink(State::Active, &name).context(AfterSettle)
     }
 
     /// Returns a claimed job to pending unchanged (its subscription cannot
