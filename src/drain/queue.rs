@@ -1,10 +1,11 @@
 //! The engine's view of a queue backend: which jobs wait, claim one, settle
 //! it, requeue it, log an attempt, and the shared per-subscription state.
 //! [`SpoolQueue`] is the local spool's implementation: it serves SPECs
-//! (drain.alive), recovers what a dead drain left, and moves its own jobs
-//! with no lock but drain.alive (see `crate::spool`); drain.lock only for
-//! recovery, quarantining and pruning, never across a request. A second backend implements
-//! [`Queue`] and reuses the scheduler and the engine unchanged.
+//! (drain.alive), recovers what a dead drain left, moves its own jobs with
+//! no lock but drain.alive (see `crate::spool`), takes drain.lock only for
+//! recovery, quarantining and pruning (never across a request), and lists a
+//! served pending/ when inotify tells of an arrival. A second backend
+//! implements [`Queue`] and reuses the scheduler and the engine unchanged.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
