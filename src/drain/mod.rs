@@ -478,7 +478,6 @@ impl<'a> Drainer<'a> {
             if look {
                 shared.poked.store(false, Ordering::Relaxed);
             }
-            let looked = look;
             let seen = if look {
                 last_look = Some(Instant::now());
                 let changes = queue.refresh()?;
@@ -501,8 +500,9 @@ impl<'a> Drainer<'a> {
             // a quarter of a second).
             look_every =
                 (POLL * (core.sched.waiting_len() / 1000).max(1) as u32).min(MAX_LOOK_EVERY);
+            let mut found = false;
             if let Some((changes, circuits, can_record)) = seen {
-                core.apply(self, changes, circuits);
+                found = core.apply(self, changes, circuits);
                 if !can_record && !core.cannot_record {
                     core.stop_for_full_disk();
                 }
@@ -539,7 +539,7 @@ impl<'a> Drainer<'a> {
                         && (core.sched.waiting_len() == 0 || nothing_before_deadline)));
             // Workers wake on their own when a waiting job falls due; they
             // need telling only of what a look found, or that taking stops.
-            let tell_workers = looked || !core.accepting || done;
+            let tell_workers = found || !core.accepting || done;
             drop(core);
             if tell_workers {
                 shared.work.notify_all();
@@ -669,8 +669,13 @@ impl<'a> Drainer<'a> {
             requeued: false,
         };
         if let Err(e) = self.work_on(queue, work.clean, work.probing.as_ref(), &mut done) {
-            done.disk_full = is_disk_full(&e);
-            done.error = Some(format!("{e:#}"));
+            // An error recorded on the way (a settle that failed after its
+            // rename) is kept beside this one.
+            done.disk_full |= is_disk_full(&e);
+            done.error = Some(match done.error.take() {
+                Some(earlier) => format!("{earlier}; {e:#}"),
+                None => format!("{e:#}"),
+            });
         }
         done
     }
@@ -865,13 +870,15 @@ struct Core<'r> {
 }
 
 impl Core<'_> {
-    /// Takes in what a refresh of the queue found.
+    /// Takes in what a refresh of the queue found. Returns whether workers
+    /// may now have something to do (jobs came or went, a circuit changed).
     fn apply(
         &mut self,
         drainer: &Drainer<'_>,
         changes: Changes,
         circuits: Vec<(String, Result<Circuit>)>,
-    ) {
+    ) -> bool {
+        let mut changed = !changes.added.is_empty() || !changes.removed.is_empty();
         self.summary.recovered += changes.recovered as u64;
         for spec in changes.busy {
             if !self.summary.busy.contains(&spec) {
@@ -899,7 +906,8 @@ impl Core<'_> {
         for (sub, circuit) in circuits {
             match circuit {
                 Ok(c) => {
-                    self.circuits.insert(sub, c);
+                    let before = self.circuits.insert(sub, c.clone());
+                    changed |= before.is_none_or(|b| b != c);
                 }
                 Err(e) => {
                     let message = format!("{e:#}");
@@ -909,6 +917,7 @@ impl Core<'_> {
                 }
             }
         }
+        changed
     }
 
     /// Adds a pending job to the scheduler if this run delivers it.
@@ -958,12 +967,14 @@ impl Core<'_> {
     }
 
     /// How long a sleeper may sleep: until the scheduler can hand out a job
-    /// on its own, at most [`POLL`].
+    /// on its own, at most [`MAX_LOOK_EVERY`] (the coordinator wakes the
+    /// workers when a look finds something, the worker that frees a share
+    /// wakes another, so the bound only caps a missed wake-up).
     fn nap(&self, now: u64) -> Duration {
         self.sched
             .wake_at()
-            .map_or(POLL, |at| {
-                Duration::from_millis(at.saturating_sub(now)).min(POLL)
+            .map_or(MAX_LOOK_EVERY, |at| {
+                Duration::from_millis(at.saturating_sub(now)).min(MAX_LOOK_EVERY)
             })
             .max(Duration::from_millis(1))
     }
@@ -1162,9 +1173,10 @@ mod tests {
         assert!(!summary.outcomes.contains_key(&ids[0]));
     }
 
-    /// The local spool, except that each settle then fails as if syncing
-    /// its folder failed: the settled copy is in place, the active one too.
-    struct FailsAfterSettle<'a>(SpoolQueue<'a>, &'a Config);
+    /// The local spool, except that settles fail as if syncing the folder
+    /// failed (every one, or only the first with `once`): the settled copy
+    /// is in place, the active one too.
+    struct FailsAfterSettle<'a>(SpoolQueue<'a>, &'a Config, Option<AtomicBool>);
 
     impl Queue for FailsAfterSettle<'_> {
         fn refresh(&self) -> Result<Changes> {
@@ -1175,6 +1187,13 @@ mod tests {
         }
         fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
             self.0.settle(key, job)?;
+            if self
+                .2
+                .as_ref()
+                .is_some_and(|done| done.swap(true, Ordering::SeqCst))
+            {
+                return Ok(());
+            }
             let spool = crate::spool::Spool::new(&self.1.spool_dir).spec(&key.spec);
             std::fs::write(spool.state_dir(State::Active).join(&key.name), job.encode())?;
             Err(anyhow::anyhow!("injected: fsync failed").context(crate::spool::AfterSettle))
@@ -1219,7 +1238,7 @@ mod tests {
             max_time: Duration::from_secs(60),
             ..Options::default()
         };
-        let queue = FailsAfterSettle(SpoolQueue::new(&config, None), &config);
+        let queue = FailsAfterSettle(SpoolQueue::new(&config, None), &config, None);
         let summary = Drainer::new(&config, options.clone(), Stop::default())
             .run_on(&queue, &mut |_| {})
             .unwrap();
@@ -1239,5 +1258,45 @@ mod tests {
         assert_eq!(again.dry_run, 0);
         assert_eq!(spool.count(State::Active).unwrap(), 0);
         assert_eq!(spool.count(State::Delivered).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_retry_whose_settle_failed_after_its_rename_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing listens on port 1: every attempt fails at once and is
+        // retried 100 ms later. PATH stands in for a secret that is set.
+        let text = format!(
+            "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n[[spec_ops.webhooks.subscriptions]]\nid = \"down\"\nurl = \"http://127.0.0.1:1/hook\"\nsecret_env = \"PATH\"\nallow_private_networks = true\ninitial_backoff_ms = 100\njitter_ms = 0\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let spool = crate::spool::Spool::new(&config.spool_dir).spec("S");
+        spool
+            .enqueue(&[Job {
+                meta: Meta::new("S", "down", "a.b.c", "k", 1, clock::now_ms()),
+                body: b"{}".to_vec(),
+            }])
+            .unwrap();
+        let options = Options {
+            max_time: Duration::from_secs(2),
+            ..Options::default()
+        };
+        let queue = FailsAfterSettle(
+            SpoolQueue::new(&config, None),
+            &config,
+            Some(AtomicBool::new(false)),
+        );
+        let summary = Drainer::new(&config, options, Stop::default())
+            .run_on(&queue, &mut |_| {})
+            .unwrap();
+        assert!(summary.retrying >= 2, "tried once only: {summary:?}");
+        assert!(
+            summary
+                .errors
+                .iter()
+                .all(|e| !e.contains("failed to claim")),
+            "{:?}",
+            summary.errors
+        );
     }
 }

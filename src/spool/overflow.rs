@@ -33,11 +33,13 @@ impl SpecSpool {
         // replay between the rename to dead/ and the rewrite below would
         // leave the job both pending and dead (sent twice). emit never
         // waits for it (a replay of thousands of jobs holds it for
-        // seconds): the bound is exceeded for now, and the next emit sheds.
+        // seconds): the bound is exceeded for now, and the next emit sheds
+        // (working out the excess from a fresh listing).
         let Some(_lock) = self.try_lock_drain()? else {
+            let holder = super::lock::holder(&self.lock_path("drain.lock")?);
             return Ok(Shed {
                 warnings: vec![format!(
-                    "{} is over max_spool_jobs = {max}, but replay or discard is moving its jobs: nothing was moved to dead-letter this time; the next emit does it",
+                    "{} is over max_spool_jobs = {max}, but {holder} holds its drain.lock (a replay, discard or drain moving jobs): nothing was moved to dead-letter this time; the next emit does it",
                     self.spec
                 )],
                 ..Shed::default()
