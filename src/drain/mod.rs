@@ -1121,19 +1121,29 @@ impl Core<'_> {
 mod tests {
     use super::*;
 
-    fn config(dir: &std::path::Path) -> Config {
+    /// A config with its spool and evidence under `dir` and one subscription.
+    fn config_with(dir: &std::path::Path, subscription: &str) -> Config {
         let text = format!(
-            "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n[[spec_ops.webhooks.subscriptions]]\nid = \"dry\"\nurl = \"https://example.com/hook\"\nsecret_env = \"UNSET_FOR_DRY_RUN\"\ndry_run = true\n",
+            "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n[[spec_ops.webhooks.subscriptions]]\n{subscription}",
             dir.display()
         );
         crate::config::parse(&text, &dir.join("config.toml")).unwrap()
     }
 
+    /// Subscription `dry`: logs, never sends.
+    fn config(dir: &std::path::Path) -> Config {
+        config_with(
+            dir,
+            "id = \"dry\"\nurl = \"https://example.com/hook\"\nsecret_env = \"UNSET_FOR_DRY_RUN\"\ndry_run = true\n",
+        )
+    }
+
     fn spool_jobs(config: &Config, n: u64) -> Vec<String> {
+        let subscription = &config.subscriptions[0].id;
         let spool = crate::spool::Spool::new(&config.spool_dir).spec("S");
         let jobs: Vec<Job> = (1..=n)
             .map(|seq| Job {
-                meta: Meta::new("S", "dry", "a.b.c", "k", seq, clock::now_ms()),
+                meta: Meta::new("S", subscription, "a.b.c", "k", seq, clock::now_ms()),
                 body: b"{}".to_vec(),
             })
             .collect();
@@ -1265,18 +1275,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Nothing listens on port 1: every attempt fails at once and is
         // retried 100 ms later. PATH stands in for a secret that is set.
-        let text = format!(
-            "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n[[spec_ops.webhooks.subscriptions]]\nid = \"down\"\nurl = \"http://127.0.0.1:1/hook\"\nsecret_env = \"PATH\"\nallow_private_networks = true\ninitial_backoff_ms = 100\njitter_ms = 0\n",
-            dir.path().display()
+        let config = config_with(
+            dir.path(),
+            "id = \"down\"\nurl = \"http://127.0.0.1:1/hook\"\nsecret_env = \"PATH\"\nallow_private_networks = true\ninitial_backoff_ms = 100\njitter_ms = 0\n",
         );
-        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
-        let spool = crate::spool::Spool::new(&config.spool_dir).spec("S");
-        spool
-            .enqueue(&[Job {
-                meta: Meta::new("S", "down", "a.b.c", "k", 1, clock::now_ms()),
-                body: b"{}".to_vec(),
-            }])
-            .unwrap();
+        spool_jobs(&config, 1);
         let options = Options {
             max_time: Duration::from_secs(2),
             ..Options::default()

@@ -504,6 +504,15 @@ mod tests {
     use super::*;
     use crate::spool::{Job, Meta};
 
+    /// The default config with its spool and evidence under `dir`.
+    fn config_in(dir: &std::path::Path) -> Config {
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
+            dir.display()
+        );
+        crate::config::parse(&text, &dir.join("config.toml")).unwrap()
+    }
+
     fn job(spool: &SpecSpool, seq: u64) -> Job {
         Job {
             meta: Meta::new(&spool.spec, "sub", "a.b.c", "k", seq, 1000),
@@ -514,11 +523,7 @@ mod tests {
     #[test]
     fn a_served_pending_folder_is_listed_on_news_not_at_every_look() {
         let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
-            dir.path().display()
-        );
-        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let config = config_in(dir.path());
         let spool = Spool::new(&config.spool_dir).spec("S");
         spool.enqueue(&[job(&spool, 1)]).unwrap();
         let mut queue = SpoolQueue::new(&config, None);
@@ -544,11 +549,7 @@ mod tests {
         // A one-shot drain joins its watcher thread as it exits: the
         // watcher must not sit out its tick.
         let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
-            dir.path().display()
-        );
-        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let config = config_in(dir.path());
         let queue = SpoolQueue::new(&config, None);
         queue.stop_waiting();
         let started = std::time::Instant::now();
@@ -562,11 +563,7 @@ mod tests {
     #[test]
     fn a_job_that_arrives_as_a_spec_is_let_go_is_served_again() {
         let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
-            dir.path().display()
-        );
-        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let config = config_in(dir.path());
         let spool = Spool::new(&config.spool_dir).spec("S");
         spool.enqueue(&[job(&spool, 1)]).unwrap();
         let queue = SpoolQueue::new(&config, None);

@@ -375,7 +375,7 @@ impl SpecSpool {
     pub fn recover(
         &self,
         _alive: &AliveLock,
-        lock: &DrainLock,
+        _lock: &DrainLock,
     ) -> Result<(usize, Vec<Quarantined>)> {
         let (names, strays) = self.names(State::Active)?;
         let mut recovered = 0;
@@ -392,7 +392,7 @@ impl SpecSpool {
                 .into_iter()
                 .any(|state| self.state_dir(state).join(name).exists());
             if settled {
-                self.remove(lock, State::Active, name)?;
+                self.unlink(State::Active, name)?;
                 continue;
             }
             let meta = read_meta(&from)
@@ -524,25 +524,16 @@ impl SpecSpool {
         fsync_dir(&target_dir)
     }
 
-    /// Deletes a job file for good (recovery's stale copies).
-    pub fn remove(&self, _lock: &DrainLock, state: State, name: &str) -> Result<()> {
-        self.unlink(state, name)
-    }
-
     /// Deletes a settled (dead or delivered) job for good: discard, pruning.
     /// `Ok(false)`, and nothing removed, while the serving drain is still
     /// settling it (its active copy not unlinked yet): removing the settled
     /// copy then would let recovery bring the job back after a crash.
     pub fn remove_settled(&self, _lock: &DrainLock, state: State, name: &str) -> Result<bool> {
-        if self.settling(name) {
+        let settling = fs::symlink_metadata(self.state_dir(State::Active).join(name)).is_ok();
+        if settling {
             return Ok(false);
         }
         self.unlink(state, name).map(|()| true)
-    }
-
-    /// Whether a job still has an active copy: a settle in progress.
-    pub fn settling(&self, name: &str) -> bool {
-        fs::symlink_metadata(self.state_dir(State::Active).join(name)).is_ok()
     }
 
     /// Drops a claimed job whose delivery is someone else's now (`relay`
