@@ -414,12 +414,18 @@ pub struct PauseArgs {
     /// Why, for `status` and the evidence
     #[arg(long, value_name = "TEXT", default_value = "paused by an operator")]
     pub reason: String,
+    /// This host's drains, or every worker of the NATS fleet
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
     #[arg(value_name = "SUBSCRIPTION", value_parser = subscription_id)]
     pub subscription: String,
+    /// This host's drains, or every worker of the NATS fleet
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args)]

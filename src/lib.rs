@@ -34,5 +34,6 @@ pub mod report;
 pub mod retry;
 pub mod sign;
 pub mod spool;
+pub mod store;
 pub mod url;
 pub mod verifier;

@@ -83,9 +83,17 @@ fn two_hosts_relay_and_two_workers_deliver_every_event_exactly_once() {
     assert!(a.job_files("SPEC-A", "active").is_empty());
     // One view across both hosts, from either.
     assert_eq!(listed(&a).get("pending"), Some(&50));
+    // The same table and JSON as the local status, from the streams.
     let status = b.run(&["status", "--source", "nats"]).expect(0);
-    assert!(status.stdout.contains("SPEC-A · hook"), "{}", status.stdout);
-    assert!(status.stdout.contains("SPEC-B · hook"), "{}", status.stdout);
+    assert!(status.stdout.contains("SUBSCRIPTION"), "{}", status.stdout);
+    let json = b.run(&["status", "--source", "nats", "--json"]).expect(0);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["source"], "nats");
+    for (i, spec) in ["SPEC-A", "SPEC-B"].into_iter().enumerate() {
+        assert_eq!(json["specs"][i]["spec"], spec, "{json}");
+        assert_eq!(json["specs"][i]["subscriptions"][0]["subscription"], "hook");
+        assert_eq!(json["specs"][i]["subscriptions"][0]["pending"], 25);
+    }
 
     let workers = [worker(&a), worker(&b)];
     rx.wait_for(50, CEILING);
@@ -120,7 +128,15 @@ fn retries_and_dead_letters_go_through_the_streams() {
     let got = ids_received(&rx);
     assert_eq!(got, vec![ids[0].clone(), ids[0].clone()]);
     let status = a.run(&["status", "--source", "nats"]).expect(1);
-    assert!(status.stdout.contains("dead      1"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("1 dead-letter(s) need attention"),
+        "{}",
+        status.stdout
+    );
+    let json = a.run(&["status", "--source", "nats", "--json"]).expect(1);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["dead_letters"], 1, "{json}");
+    assert_eq!(json["specs"][0]["subscriptions"][0]["dead"], 1, "{json}");
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! one-line summary on stderr (or JSON on stdout) and map it to an exit code.
 //! With `--metrics FILE`, a thread beside the drain rewrites FILE every
 //! `--metrics-interval` and once more when the drain ends (the engine is
-//! not involved: the metrics come from the spool and the attempt logs, or
-//! for `--source nats` from the streams).
+//! not involved: the metrics come from the store, the spool and the
+//! attempt logs, or for `--source nats` the streams).
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -13,9 +13,9 @@ use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::DrainArgs;
-use crate::drain::{Drainer, Options, Stop};
+use crate::drain::{Options, Stop};
 use crate::exit::ExitCode;
-use crate::{clock, metrics, output, publish};
+use crate::{output, publish, store};
 
 /// The shortest `--metrics-interval` honoured: reading the whole spool more
 /// often than this would compete with the drain for the disk.
@@ -30,9 +30,7 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
         ));
         return Ok(ExitCode::Success);
     }
-    if args.source == crate::cli::Source::Nats {
-        return super::nats::drain(ctx, &config, args);
-    }
+    let store = super::open_store(ctx, &config, args.source, "drain")?;
     let options = Options {
         spec: args.spec.clone(),
         once: args.once,
@@ -44,23 +42,25 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
     ctx.note(format!(
         "draining {} from {}",
         args.spec.as_deref().unwrap_or("all SPECs"),
-        config.spool_dir.display()
+        store
+            .shown_from()
+            .unwrap_or_else(|| config.spool_dir.display().to_string())
     ));
     let mut report = super::drain_reporter(ctx.verbose);
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let summary = std::thread::scope(|scope| {
         if let Some(path) = &args.metrics {
-            let config = &config;
+            let (store, config) = (&*store, &config);
             let every = args.metrics_interval;
-            let collect = move || Ok(metrics::collect(config, clock::now_ms())?.0);
+            let collect = move || Ok(store::metrics_of(store, config)?.0);
             scope.spawn(move || keep_metrics(&collect, path, every, &done_rx));
         }
-        let summary = Drainer::new(&config, options, stop).run(&mut report);
+        let summary = store.drain(options, stop, &mut report);
         drop(done_tx); // the metrics thread writes once more and ends
         summary
     })?;
     let code = super::finish_drain(&summary, args.background, args.json)?;
-    super::hand_over(ctx, &config, &summary.left_due);
+    super::hand_over(&*store, &summary.left_due);
     Ok(code)
 }
 
@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
 /// `every` (at least [`MIN_METRICS_INTERVAL`]) until `done` is closed, then
 /// once more. A failure is a warning (once per distinct message): the
 /// drain's work matters more than its metrics.
-pub fn keep_metrics(
+fn keep_metrics(
     collect: &dyn Fn() -> Result<String>,
     path: &Path,
     every: Duration,

@@ -4,7 +4,7 @@
 //! for audits and spreadsheets (cells guarded against formula injection).
 //! Lines that do not parse are skipped with a warning on stderr. With
 //! `--source nats` the records come from the evidence stream (every
-//! worker's attempts; see `super::nats`).
+//! worker's attempts).
 
 use std::io::{self, BufWriter, Write};
 
@@ -39,18 +39,15 @@ pub const CSV_HEADER: [&str; 13] = [
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    let records = if args.source == crate::cli::Source::Nats {
-        // One stream holds every SPEC's records.
-        let mut records = super::nats::history(&config)?;
-        records.retain(|r| r.spec == args.spec);
-        records
-    } else {
-        super::require_spec(&config, &args.spec, true)?;
-        let evidence = super::evidence(&config, &args.spec);
-        let (records, skipped) = evidence.read_all()?;
-        super::warn_unparseable(skipped, evidence.dir());
-        records
-    };
+    let store = super::open_store(ctx, &config, args.source, "history")?;
+    super::require_spec(&*store, &args.spec, true)?;
+    let mut records = Vec::new();
+    let (skipped, place) = store.records(&args.spec, &mut |r| records.push(r))?;
+    if skipped > 0 {
+        output::warn(format_args!(
+            "skipped {skipped} unparseable lines in {place}"
+        ));
+    }
     let wanted = records.iter().filter(|r| {
         args.subscription
             .as_deref()

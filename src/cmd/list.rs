@@ -19,7 +19,8 @@ use crate::cli::{ListArgs, StateFilter};
 use crate::clock;
 use crate::exit::ExitCode;
 use crate::output;
-use crate::spool::{Meta, SpecSpool, Spool, State};
+use crate::spool::{Meta, State};
+use crate::store::Listed;
 
 /// Longest "next attempt / last error" cell in the table (it wraps over
 /// several lines up to this); JSON has it all.
@@ -27,30 +28,10 @@ const DETAIL_MAX: usize = 600;
 
 pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    let mut items = Vec::new();
-    if args.source == crate::cli::Source::Nats {
-        let wanted = states(args.state);
-        let jobs = super::nats::jobs(
-            &config,
-            args.spec.as_deref(),
-            args.subscription.as_deref(),
-            &wanted,
-        )?;
-        items.extend(jobs.into_iter().map(|(state, meta)| Item::Job {
-            state,
-            name: meta.file_name(),
-            meta: Box::new(meta),
-        }));
-        return print(&items, args);
+    let store = super::open_store(ctx, &config, args.source, "list")?;
+    if let Some(spec) = &args.spec {
+        super::note_if_unknown_spec(&*store, spec, false)?;
     }
-    let spool = Spool::new(&config.spool_dir);
-    let specs = match &args.spec {
-        Some(spec) => {
-            super::note_if_unknown_spec(&config, spec, false)?;
-            vec![spec.clone()]
-        }
-        None => spool.specs()?,
-    };
     if let Some(sub) = &args.subscription
         && !config.knows(sub)
     {
@@ -59,13 +40,25 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
             config.path.display()
         ));
     }
-    for spec in &specs {
-        collect(&spool.spec(spec), args, &mut items)?;
+    let mut states = states(args.state);
+    if args.subscription.is_some() {
+        // Quarantined files have no readable subscription to filter on.
+        states.retain(|s| *s != State::Quarantine);
     }
+    let found = store.jobs(args.spec.as_deref(), &states)?;
+    super::warn_unreadable(&found.unreadable);
+    let items: Vec<Listed> = found
+        .items
+        .into_iter()
+        .filter(|item| match item {
+            Listed::Job { meta, .. } => wanted(args, meta),
+            Listed::Quarantined { .. } => true,
+        })
+        .collect();
     print(&items, args)
 }
 
-fn print(items: &[Item], args: &ListArgs) -> Result<ExitCode> {
+fn print(items: &[Listed], args: &ListArgs) -> Result<ExitCode> {
     let now = clock::now_ms();
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
@@ -75,20 +68,6 @@ fn print(items: &[Item], args: &ListArgs) -> Result<ExitCode> {
     }
     out.flush().context("failed to write to stdout")?;
     Ok(ExitCode::Success)
-}
-
-/// One line of the listing.
-enum Item {
-    Job {
-        state: State,
-        name: String,
-        meta: Box<Meta>,
-    },
-    Quarantined {
-        spec: String,
-        file: String,
-        reason: String,
-    },
 }
 
 fn states(filter: StateFilter) -> Vec<State> {
@@ -106,38 +85,6 @@ fn states(filter: StateFilter) -> Vec<State> {
             State::Quarantine,
         ],
     }
-}
-
-fn collect(spool: &SpecSpool, args: &ListArgs, items: &mut Vec<Item>) -> Result<()> {
-    for state in states(args.state) {
-        if state == State::Quarantine {
-            // Quarantined files have no readable subscription to filter on.
-            if args.subscription.is_none() {
-                items.extend(spool.quarantined()?.into_iter().map(|(file, reason)| {
-                    Item::Quarantined {
-                        spec: spool.spec.clone(),
-                        file,
-                        reason,
-                    }
-                }));
-            }
-            continue;
-        }
-        let scan = spool.scan(state)?;
-        super::warn_unreadable(&scan.unreadable);
-        let wanted = |meta: &Meta| wanted(args, meta);
-        items.extend(
-            scan.entries
-                .into_iter()
-                .filter(|e| wanted(&e.meta))
-                .map(|e| Item::Job {
-                    state,
-                    name: e.name,
-                    meta: Box::new(e.meta),
-                }),
-        );
-    }
-    Ok(())
 }
 
 /// Whether a job passes every filter given.
@@ -195,9 +142,9 @@ struct JsonItem<'a> {
     reason: Option<&'a str>,
 }
 
-fn json_item(item: &Item) -> JsonItem<'_> {
+fn json_item(item: &Listed) -> JsonItem<'_> {
     match item {
-        Item::Job { state, name, meta } => {
+        Listed::Job { state, name, meta } => {
             let waiting = matches!(state, State::Pending | State::Active);
             JsonItem {
                 delivery_id: Some(&meta.delivery_id),
@@ -233,7 +180,7 @@ fn json_item(item: &Item) -> JsonItem<'_> {
                 reason: None,
             }
         }
-        Item::Quarantined { spec, file, reason } => {
+        Listed::Quarantined { spec, file, reason } => {
             let parsed = crate::spool::parse_name(file);
             JsonItem {
                 delivery_id: parsed.map(|(_, id)| id),
@@ -263,7 +210,7 @@ fn json_item(item: &Item) -> JsonItem<'_> {
 }
 
 /// One JSON array, one object per line: valid JSON that `grep` and `head` still read.
-fn write_json(out: &mut impl Write, items: &[Item]) -> Result<()> {
+fn write_json(out: &mut impl Write, items: &[Listed]) -> Result<()> {
     if items.is_empty() {
         writeln!(out, "[]")?;
         return Ok(());
@@ -277,7 +224,7 @@ fn write_json(out: &mut impl Write, items: &[Item]) -> Result<()> {
     Ok(())
 }
 
-fn write_table(out: &mut impl Write, items: &[Item], now: u64, with_spec: bool) -> Result<()> {
+fn write_table(out: &mut impl Write, items: &[Listed], now: u64, with_spec: bool) -> Result<()> {
     if items.is_empty() {
         writeln!(out, "no jobs")?;
         return Ok(());
@@ -309,9 +256,9 @@ fn write_table(out: &mut impl Write, items: &[Item], now: u64, with_spec: bool) 
     Ok(())
 }
 
-fn table_row(item: &Item, now: u64) -> Vec<String> {
+fn table_row(item: &Listed, now: u64) -> Vec<String> {
     match item {
-        Item::Job { state, meta, .. } => vec![
+        Listed::Job { state, meta, .. } => vec![
             meta.spec.clone(),
             meta.delivery_id.clone(),
             subscription_cell(meta),
@@ -321,7 +268,7 @@ fn table_row(item: &Item, now: u64) -> Vec<String> {
             clock::age(now, meta.created_at_ms),
             shorten(&detail(*state, meta, now)),
         ],
-        Item::Quarantined { spec, file, reason } => vec![
+        Listed::Quarantined { spec, file, reason } => vec![
             spec.clone(),
             shorten(file),
             "-".into(),
@@ -391,12 +338,12 @@ fn shorten(text: &str) -> String {
 }
 
 /// `5 jobs: 3 pending, 2 dead`
-fn summary(items: &[Item]) -> String {
+fn summary(items: &[Listed]) -> String {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     for item in items {
         let state = match item {
-            Item::Job { state, .. } => state.dir_name(),
-            Item::Quarantined { .. } => "quarantined",
+            Listed::Job { state, .. } => state.dir_name(),
+            Listed::Quarantined { .. } => "quarantined",
         };
         match counts.iter_mut().find(|(s, _)| *s == state) {
             Some((_, n)) => *n += 1,

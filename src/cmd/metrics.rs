@@ -1,7 +1,7 @@
 //! `spec-notify metrics`: delivery metrics in the Prometheus text format
 //! (see `crate::metrics`) on stdout, or written atomically to `--output` for
 //! node_exporter's textfile collector. `--source nats`: from the streams
-//! (every host), see `super::nats`.
+//! (every host).
 
 use std::io::Write;
 
@@ -10,14 +10,12 @@ use anyhow::{Context, Result};
 use super::Ctx;
 use crate::cli::MetricsArgs;
 use crate::exit::ExitCode;
-use crate::{clock, metrics, publish};
+use crate::{publish, store};
 
 pub fn run(ctx: &Ctx, args: &MetricsArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    let (text, snapshot) = match args.source {
-        crate::cli::Source::Nats => super::nats::metrics(&config)?,
-        crate::cli::Source::Spool => metrics::collect(&config, clock::now_ms())?,
-    };
+    let store = super::open_store(ctx, &config, args.source, "metrics")?;
+    let (text, snapshot) = store::metrics_of(&*store, &config)?;
     super::warn_snapshot(&snapshot);
     match &args.output {
         Some(path) => {

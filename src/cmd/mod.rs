@@ -1,20 +1,24 @@
 //! One module per command; each parses nothing and prints what it owns,
-//! calling into the library modules for the work. The plumbing that several
-//! commands share lives here (commands never borrow from each other): the
-//! SPEC check, taking a SPEC's drain.lock, its evidence log, the warnings for
-//! files and lines that could not be read, and the drain summary.
+//! calling into the library modules for the work. Commands that read or act
+//! on jobs get a [`Store`] from [`open_store`], the one place that looks at
+//! `--source`. The plumbing that several commands share lives here
+//! (commands never borrow from each other): the unknown-SPEC note, handing
+//! jobs over to a drain, the warnings for files and lines that could not be
+//! read, and the drain's reporter and summary.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Source};
 use crate::config::{self, Config};
 use crate::drain::{Signal, Summary};
 use crate::evidence::Evidence;
-use crate::exit::{ExitCode, user_error};
+use crate::exit::ExitCode;
 use crate::output;
-use crate::spool::{DrainLock, SpecSpool, Spool, Unreadable};
+use crate::spool::Unreadable;
+use crate::store::local::LocalStore;
+use crate::store::{Store, Unknown};
 
 mod check;
 mod completions;
@@ -25,7 +29,6 @@ mod emit;
 mod history;
 mod list;
 mod metrics;
-mod nats;
 mod pause;
 mod receive;
 mod relay;
@@ -57,93 +60,55 @@ impl Ctx {
     }
 }
 
-/// Fails with exit 2 unless `spec` has a spool folder (or, when
-/// `evidence_counts`, an evidence folder). Names the known SPECs. The id's
-/// syntax is clap's to check (`cli::spec_id`).
-pub fn require_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<()> {
-    let Some(listing) = unknown_spec(config, spec, evidence_counts)? else {
-        return Ok(());
-    };
-    Err(user_error(format!(
-        "unknown SPEC `{spec}`: there is no spool folder `{}`; {listing}; nothing was changed",
-        Spool::new(&config.spool_dir).spec(spec).dir().display()
-    )))
+/// The one place that asks which backend a command works on: this host's
+/// spool, or NATS JetStream (`--source nats`, which needs a relay table).
+pub fn open_store<'a>(
+    ctx: &Ctx,
+    config: &'a Config,
+    source: Source,
+    command: &str,
+) -> Result<Box<dyn Store + 'a>> {
+    Ok(match source {
+        Source::Spool => Box::new(LocalStore::new(config, ctx.config.clone())),
+        Source::Nats => Box::new(crate::nats::store::NatsStore::connect(config, command)?),
+    })
 }
 
 /// For the read-only views (list, status, report): a well-formed SPEC with
-/// no spool folder yet is an empty result, not an error, so a monitoring
-/// script may start before the first event. A note names the known SPECs
-/// to catch typos.
-pub fn note_if_unknown_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<()> {
-    if let Some(listing) = unknown_spec(config, spec, evidence_counts)? {
+/// nothing in the store yet is an empty result, not an error, so a
+/// monitoring script may start before the first event. A note names the
+/// known SPECs to catch typos.
+pub fn note_if_unknown_spec(store: &dyn Store, spec: &str, records_count: bool) -> Result<()> {
+    if let Some(Unknown { missing, listing }) = store.unknown_spec(spec, records_count)? {
         output::note(format_args!(
-            "SPEC `{spec}` has no spool folder yet (nothing emitted for it): showing an empty result; {listing}"
+            "SPEC `{spec}` {missing} (nothing emitted for it): showing an empty result; {listing}"
         ));
     }
     Ok(())
 }
 
-/// `None` when `spec` has a spool folder (or an evidence folder, when
-/// `evidence_counts`); else the known SPECs, as a phrase.
-fn unknown_spec(config: &Config, spec: &str, evidence_counts: bool) -> Result<Option<String>> {
-    let known = Spool::new(&config.spool_dir).specs()?;
-    if known.iter().any(|s| s == spec) || (evidence_counts && config.evidence_for(spec).is_dir()) {
-        return Ok(None);
+/// Fails with exit 2 unless `spec` has jobs (or records, when
+/// `records_count`) in the store, naming the known SPECs.
+pub fn require_spec(store: &dyn Store, spec: &str, records_count: bool) -> Result<()> {
+    match store.unknown_spec(spec, records_count)? {
+        None => Ok(()),
+        Some(Unknown { missing, listing }) => Err(crate::exit::user_error(format!(
+            "unknown SPEC `{spec}`: it {missing}; {listing}; nothing was changed"
+        ))),
     }
-    Ok(Some(if known.is_empty() {
-        "no SPEC has a spool yet (nothing has been emitted)".to_string()
-    } else {
-        format!("known SPECs: {}", known.join(", "))
-    }))
 }
 
-/// Takes the SPEC's drain.lock, saying so on stderr when it has to wait for
-/// a running drain to finish.
-pub fn lock_drain_or_wait(spool: &SpecSpool) -> Result<DrainLock> {
-    if let Some(lock) = spool.try_lock_drain()? {
-        return Ok(lock);
-    }
-    output::note(format_args!(
-        "waiting for the drain working on {} to finish…",
-        spool.spec
-    ));
-    spool.lock_drain()
-}
-
-/// Starts a background drain (with `auto_drain`) for each SPEC whose due
-/// jobs no drain serves: jobs that arrived as a drain let go of their SPEC,
-/// or while replay or discard held it for a moment. Emit started no drain
-/// for them, because one was serving.
-pub fn hand_over(ctx: &Ctx, config: &Config, specs: &[String]) {
-    if !config.auto_drain || specs.is_empty() {
-        return;
-    }
-    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
-    for warning in crate::kick::start_drains(config, &specs, ctx.config.as_deref()) {
+/// Starts drains for SPECs whose due jobs no drain serves (with
+/// `auto_drain`), warning when one could not start.
+pub fn hand_over(store: &dyn Store, specs: &[String]) {
+    for warning in store.hand_over(specs) {
         output::warn(warning);
     }
 }
 
-/// [`hand_over`] for one SPEC if it has pending jobs.
-pub fn hand_over_pending(ctx: &Ctx, config: &Config, spool: &SpecSpool) {
-    if spool
-        .count(crate::spool::State::Pending)
-        .is_ok_and(|n| n > 0)
-    {
-        hand_over(ctx, config, std::slice::from_ref(&spool.spec));
-    }
-}
-
-/// Puts back what a dead drain left in active/, but only when no drain
-/// serves the SPEC: a live drain's active/ jobs are requests in flight.
-pub fn recover_unless_served(spool: &SpecSpool, lock: &DrainLock) -> Result<()> {
-    if let Some(alive) = spool.try_serve()? {
-        let (_, quarantined) = spool.recover(&alive, lock)?;
-        for q in quarantined {
-            warn_quarantined(&q);
-        }
-    }
-    Ok(())
+/// Prints a store's progress note.
+pub fn say(args: std::fmt::Arguments<'_>) {
+    output::note(args);
 }
 
 pub fn warn_quarantined(q: &crate::spool::Quarantined) {
@@ -214,23 +179,6 @@ pub fn evidence(config: &Config, spec: &str) -> Evidence {
     Evidence::new(config.evidence_for(spec), config.max_evidence_bytes)
 }
 
-/// The subscription's URL as the evidence shows it (redacted); empty when
-/// the subscription is no longer in the config.
-pub fn logged_url(config: &Config, subscription: &str) -> String {
-    config
-        .subscription(subscription)
-        .map(crate::config::Subscription::shown_url)
-        .unwrap_or_default()
-}
-
-/// [`logged_url`] for a job: a per-call job carries its own target.
-pub fn job_url(config: &Config, meta: &crate::spool::Meta) -> String {
-    match &meta.target {
-        Some(target) => crate::config::shown_per_call_url(&target.url),
-        None => logged_url(config, &meta.subscription),
-    }
-}
-
 /// One warning per spool file a read-only command skipped.
 pub fn warn_unreadable(unreadable: &[Unreadable]) {
     for bad in unreadable {
@@ -238,16 +186,6 @@ pub fn warn_unreadable(unreadable: &[Unreadable]) {
             "skipped unreadable `{}`: {}",
             bad.path.display(),
             bad.reason
-        ));
-    }
-}
-
-/// The warning for attempt-log lines that did not parse, if any.
-pub fn warn_unparseable(skipped: usize, dir: &Path) {
-    if skipped > 0 {
-        output::warn(format_args!(
-            "skipped {skipped} unparseable lines in the attempt log under `{}`",
-            dir.display()
         ));
     }
 }
@@ -345,30 +283,5 @@ mod tests {
         summary.stopped_by = Some(Signal::Interrupt);
         assert_eq!(drain_exit_code(&summary), ExitCode::Interrupted);
         assert_eq!(drain_exit_code(&Summary::default()), ExitCode::Success);
-    }
-
-    #[test]
-    fn unknown_specs_are_named_with_the_known_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
-            dir.path().display()
-        );
-        let config = config::parse(&text, &dir.path().join("config.toml")).unwrap();
-        let err = require_spec(&config, "S-1", true).unwrap_err();
-        assert_eq!(crate::exit::code_for(&err), ExitCode::Usage);
-        assert!(err.to_string().contains("no SPEC has a spool yet"), "{err}");
-
-        std::fs::create_dir_all(config.evidence_for("S-1")).unwrap();
-        require_spec(&config, "S-1", true).expect("an evidence folder counts for history");
-        assert!(require_spec(&config, "S-1", false).is_err());
-
-        Spool::new(&config.spool_dir).spec("S-2").ensure().unwrap();
-        require_spec(&config, "S-2", false).unwrap();
-        let err = require_spec(&config, "S-3", false).unwrap_err().to_string();
-        assert!(
-            err.contains("unknown SPEC `S-3`") && err.contains("known SPECs: S-2"),
-            "{err}"
-        );
     }
 }

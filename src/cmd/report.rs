@@ -1,15 +1,13 @@
 //! `spec-notify report`: writes the HTML health report (see `crate::report`)
 //! for some or every SPEC to `--output` (default
 //! `<evidence_dir>/webhooks-report.html`), atomically, and says where.
-//! `--source nats`: from the streams (every host), see `super::nats`.
+//! `--source nats`: from the streams (every host).
 
 use anyhow::Result;
 
 use super::Ctx;
 use crate::cli::ReportArgs;
-use crate::cli::Source;
 use crate::exit::ExitCode;
-use crate::health::Local;
 use crate::report::{self, Collector, Scope};
 use crate::{clock, health, output, publish};
 
@@ -21,40 +19,32 @@ pub fn run(ctx: &Ctx, args: &ReportArgs) -> Result<ExitCode> {
     let mut specs = args.specs.clone();
     specs.sort();
     specs.dedup();
-    let nats = match args.source {
-        Source::Nats => Some(super::nats::health(&config, "report")?),
-        Source::Spool => {
-            for spec in &specs {
-                super::note_if_unknown_spec(&config, spec, true)?;
-            }
-            None
-        }
-    };
-    let local = Local::new(&config);
-    let source: &dyn health::Source = match &nats {
-        Some((nats, _)) => nats,
-        None => &local,
-    };
+    let store = super::open_store(ctx, &config, args.source, "report")?;
+    for spec in &specs {
+        super::note_if_unknown_spec(&*store, spec, true)?;
+    }
+    let source = store.health()?;
     let chosen = match specs.is_empty() {
         true => source.specs()?,
         false => specs.clone(),
     };
     let now = clock::now_ms();
     let mut collected = Collector::default();
-    let mut snapshot =
-        health::gather_from(source, &config, &chosen, Some(args.since), now, &mut |r| {
-            collected.add(r)
-        })?;
-    if let Some((nats, _)) = &nats {
-        nats.add_problems(&mut snapshot);
-    }
+    let snapshot = health::gather_from(
+        &*source,
+        &config,
+        &chosen,
+        Some(args.since),
+        now,
+        &mut |r| collected.add(r),
+    )?;
     super::warn_snapshot(&snapshot);
     let scope = Scope {
         specs,
         since_ms: args.since.min(now),
-        from: nats.as_ref().map(|(_, from)| from.clone()),
+        from: store.shown_from(),
     };
-    let page = report::build(&snapshot, collected, source, &scope);
+    let page = report::build(&snapshot, collected, &*source, &scope);
     let html = page.render_html()?;
     let path = match &args.output {
         Some(path) => path.clone(),

@@ -1,9 +1,10 @@
 //! `spec-notify status`: delivery health per SPEC and subscription — job
-//! counts from the spool, success rate, latency percentiles and the last
+//! counts from the store (this host's spool, or NATS with `--source nats`), success rate, latency percentiles and the last
 //! success / failure from the attempt log, and one warning line per
 //! subscription in trouble. Exits 1 while any dead-letter exists, a file
 //! sits in quarantine or cannot be read as a job, a circuit is open or a
-//! subscription is paused, so a status script or TUI can raise a banner. The arithmetic is `crate::health`'s (shared with `report` and
+//! subscription is paused, so a status script or TUI can raise a banner.
+//! The arithmetic is `crate::health`'s (shared with `report` and
 //! `metrics`); this file only chooses the SPECs and prints.
 
 use std::io::{self, BufWriter, Write};
@@ -19,18 +20,24 @@ use crate::health::{self, Snapshot, SpecHealth, SubHealth};
 use crate::output;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
-    if args.source == crate::cli::Source::Nats {
-        return super::nats::status(ctx, args);
-    }
     let config = ctx.load_config()?;
+    let store = super::open_store(ctx, &config, args.source, "status")?;
+    let source = store.health()?;
     let specs = match &args.spec {
         Some(spec) => {
-            super::note_if_unknown_spec(&config, spec, true)?;
+            super::note_if_unknown_spec(&*store, spec, true)?;
             vec![spec.clone()]
         }
-        None => health::all_specs(&config)?,
+        None => source.specs()?,
     };
-    let snapshot = health::gather(&config, &specs, None, clock::now_ms(), &mut |_| {})?;
+    let snapshot = health::gather_from(
+        &*source,
+        &config,
+        &specs,
+        None,
+        clock::now_ms(),
+        &mut |_| {},
+    )?;
     super::warn_snapshot(&snapshot);
     let dead: usize = snapshot
         .specs
@@ -45,11 +52,15 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     let unreadable = snapshot.unreadable.len();
     if args.json {
         let mut json = report_json(&snapshot.specs, dead);
+        json["source"] = store.name().into();
         json["unreadable"] = unreadable.into();
         json["subscriptions"] = gates.iter().map(Gate::json).collect();
         output::print_json(&json)?;
     } else {
-        print_report(&snapshot.specs, dead, snapshot.now_ms)?;
+        if let Some(from) = store.shown_from() {
+            println!("{from}");
+        }
+        print_report(&snapshot.specs, dead, snapshot.now_ms, source.flag())?;
         print_unreadable(unreadable)?;
         print_gates(&gates)?;
     }
@@ -234,7 +245,7 @@ fn report_json(report: &[SpecHealth], dead: usize) -> serde_json::Value {
     serde_json::json!({ "dead_letters": dead, "specs": specs })
 }
 
-fn print_report(report: &[SpecHealth], dead: usize, now: u64) -> Result<()> {
+fn print_report(report: &[SpecHealth], dead: usize, now: u64, flag: &str) -> Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
     if report.is_empty() {
         writeln!(out, "no SPECs yet: nothing has been emitted")?;
@@ -276,7 +287,7 @@ fn print_report(report: &[SpecHealth], dead: usize, now: u64) -> Result<()> {
         if !spec.quarantined.is_empty() {
             writeln!(
                 out,
-                "{} {} file(s) in quarantine (see `spec-notify list {} --state quarantine`)",
+                "{} {} file(s) in quarantine (see `spec-notify list {}{flag} --state quarantine`)",
                 output::paint("warning:", "33"),
                 spec.quarantined.len(),
                 output::one_line(&spec.spec)

@@ -97,9 +97,12 @@ pub fn gather_from(
     now_ms: u64,
     visit: &mut dyn FnMut(&Record),
 ) -> Result<Snapshot> {
+    let (unreadable, unparseable) = source.problems();
     let mut snapshot = Snapshot {
         now_ms,
         since_ms,
+        unreadable,
+        unparseable,
         ..Snapshot::default()
     };
     let mut totals: BTreeMap<String, (Counts, StatsBuilder, Option<u64>)> = BTreeMap::new();

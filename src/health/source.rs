@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::circuit::Circuit;
 use crate::config::Config;
 use crate::evidence::{Evidence, Record};
-use crate::spool::{Entry, Scan, Spool, State};
+use crate::spool::{Entry, Scan, Spool, State, Unreadable};
 
 /// What health is computed from, read-only.
 pub trait Source {
@@ -33,6 +33,11 @@ pub trait Source {
     fn flag(&self) -> &'static str;
     /// Where a job no longer found went, for the report.
     fn gone(&self) -> &'static str;
+    /// What was read that belongs to no SPEC: messages that are not jobs,
+    /// and (how many, where) records that did not parse.
+    fn problems(&self) -> (Vec<Unreadable>, Vec<(usize, String)>) {
+        (Vec::new(), Vec::new())
+    }
 }
 
 /// This host's spool, attempt logs and circuit files.

@@ -14,7 +14,7 @@ use anyhow::Result;
 use super::{Nats, view};
 use crate::circuit::Circuit;
 use crate::evidence::Record;
-use crate::health::{Snapshot, Source};
+use crate::health::Source;
 use crate::spool::{Entry, Job, Scan, State, Unreadable};
 
 /// What the streams and the bucket held when read.
@@ -63,17 +63,6 @@ impl NatsHealth {
         out.unparseable = unparseable;
         out.circuits = view::circuits(nats)?.into_iter().collect();
         Ok(out)
-    }
-
-    /// Adds what did not read (messages that are not jobs or records, which
-    /// belong to no SPEC) to a snapshot gathered from this source.
-    pub fn add_problems(&self, snapshot: &mut Snapshot) {
-        snapshot.unreadable.extend(self.unreadable.iter().cloned());
-        if self.unparseable > 0 {
-            snapshot
-                .unparseable
-                .push((self.unparseable, format!("stream {}", self.evidence_stream)));
-        }
     }
 }
 
@@ -132,5 +121,14 @@ impl Source for NatsHealth {
 
     fn gone(&self) -> &'static str {
         "no longer in the streams (delivered later, or discarded)"
+    }
+
+    /// Messages that are not jobs or records belong to no SPEC.
+    fn problems(&self) -> (Vec<Unreadable>, Vec<(usize, String)>) {
+        let unparseable = match self.unparseable {
+            0 => Vec::new(),
+            n => vec![(n, format!("stream {}", self.evidence_stream))],
+        };
+        (self.unreadable.clone(), unparseable)
     }
 }

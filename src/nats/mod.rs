@@ -23,6 +23,7 @@ pub mod dead;
 pub mod health;
 pub mod queue;
 pub mod relay;
+pub mod store;
 pub mod view;
 
 use std::future::Future;

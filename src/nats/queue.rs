@@ -260,21 +260,7 @@ impl Queue for NatsQueue<'_> {
         subscription: &str,
         change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
     ) -> Result<(Option<Transition>, Circuit)> {
-        for _ in 0..50 {
-            let (current, revision) = read_circuit(self.nats, subscription)?;
-            let mut next = current.clone();
-            let transition = change(&mut next);
-            if next == current {
-                return Ok((transition, next));
-            }
-            if self
-                .nats
-                .kv_swap(subscription, serde_json::to_vec(&next)?, revision)?
-            {
-                return Ok((transition, next));
-            }
-        }
-        bail!("the breaker state of `{subscription}` kept changing under this worker; try again")
+        update_circuit(self.nats, subscription, change)
     }
 
     fn release(&self, _spec: &str) -> Result<Vec<(JobKey, Meta)>> {
@@ -298,6 +284,28 @@ impl Queue for NatsQueue<'_> {
 /// the old message stores it once.
 fn retry_id(meta: &Meta) -> String {
     format!("{}.{}.{}", meta.delivery_id, meta.replays, meta.attempts)
+}
+
+/// Changes a subscription's breaker state in the bucket by compare-and-swap:
+/// reads it, applies `change`, and writes it back if it changed and nobody
+/// wrote it meanwhile (else tries again).
+pub fn update_circuit(
+    nats: &Nats,
+    subscription: &str,
+    change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+) -> Result<(Option<Transition>, Circuit)> {
+    for _ in 0..50 {
+        let (current, revision) = read_circuit(nats, subscription)?;
+        let mut next = current.clone();
+        let transition = change(&mut next);
+        if next == current {
+            return Ok((transition, next));
+        }
+        if nats.kv_swap(subscription, serde_json::to_vec(&next)?, revision)? {
+            return Ok((transition, next));
+        }
+    }
+    bail!("the breaker state of `{subscription}` kept changing under this worker; try again")
 }
 
 /// A subscription's breaker state and its revision (0: none stored yet).

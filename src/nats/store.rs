@@ -1,0 +1,258 @@
+//! [`NatsStore`]: the [`Store`] of NATS JetStream, every host's jobs. Reads
+//! come from the streams and the breaker bucket; `replay` puts dead jobs
+//! back in the jobs stream and `discard` deletes them (see [`super::dead`]);
+//! `pause`/`resume` change the shared breaker state that every worker
+//! watches; `drain` is one worker of the fleet ([`super::queue::NatsQueue`]).
+//! Nothing here delivers a replayed job: the workers do.
+
+use std::collections::HashSet;
+
+use anyhow::Result;
+
+use super::dead::{self, Dead};
+use super::health::NatsHealth;
+use super::queue::NatsQueue;
+use super::{Nats, view};
+use crate::circuit::{Circuit, Transition};
+use crate::config::Config;
+use crate::drain::{Drainer, Event, Options, Stop, Summary};
+use crate::evidence::Record;
+use crate::exit::user_error;
+use crate::health;
+use crate::spool::{Meta, State};
+use crate::store::{Discarded, Found, Listed, Pick, Replayed, Requeued, Say, Store, Unknown};
+
+pub struct NatsStore<'a> {
+    config: &'a Config,
+    nats: Nats,
+}
+
+impl<'a> NatsStore<'a> {
+    /// Connects to the relay's NATS, or says what to configure.
+    pub fn connect(config: &'a Config, command: &str) -> Result<NatsStore<'a>> {
+        let Some(relay) = &config.relay else {
+            return Err(user_error(format!(
+                "`{command} --source nats` needs a [spec_ops.webhooks.relay] table in `{}` (url = \"nats://host:4222\"); see docs/scale-out.md",
+                config.path.display()
+            )));
+        };
+        Ok(NatsStore {
+            config,
+            nats: Nats::connect(relay)?,
+        })
+    }
+
+    /// The dead jobs of `spec` an operator named: one delivery id (an error,
+    /// changing nothing, when it is not dead), or every one `keep` keeps.
+    fn choose_dead(
+        &self,
+        spec: &str,
+        pick: &Pick,
+        keep: impl Fn(&Meta) -> bool,
+        command: &str,
+    ) -> Result<Vec<Dead>> {
+        let nats = &self.nats;
+        let (found, _) = dead::jobs(nats)?;
+        let of_spec = found.into_iter().filter(|d| d.job.meta.spec == spec);
+        let Some(id) = pick.delivery_id.as_deref() else {
+            return Ok(of_spec.filter(|d| keep(&d.job.meta)).collect());
+        };
+        let chosen: Vec<Dead> = of_spec.filter(|d| d.job.meta.delivery_id == id).collect();
+        if !chosen.is_empty() {
+            return Ok(chosen);
+        }
+        let why = if dead::is_waiting(nats, id)? {
+            format!(
+                "it waits in stream {} (not dead); the workers deliver it",
+                nats.names.jobs
+            )
+        } else {
+            format!(
+                "no dead job of {spec} in stream {} has that id (see `spec-notify list {spec} --source nats --state dead`)",
+                nats.names.dead
+            )
+        };
+        Err(user_error(format!(
+            "cannot {command} {id}: {why}; nothing was changed"
+        )))
+    }
+}
+
+impl Store for NatsStore<'_> {
+    fn name(&self) -> &'static str {
+        "nats"
+    }
+
+    fn health(&self) -> Result<Box<dyn health::Source + '_>> {
+        Ok(Box::new(NatsHealth::load(&self.nats)?))
+    }
+
+    fn shown_from(&self) -> Option<String> {
+        let names = &self.nats.names;
+        Some(format!(
+            "NATS JetStream (streams {}, {}, {}: every host)",
+            names.jobs, names.dead, names.evidence
+        ))
+    }
+
+    fn unknown_spec(&self, spec: &str, records_count: bool) -> Result<Option<Unknown>> {
+        let found = view::jobs(&self.nats, &[State::Pending, State::Dead])?;
+        let mut known: Vec<String> = found.jobs.into_iter().map(|(_, m)| m.spec).collect();
+        if records_count {
+            known.extend(view::evidence(&self.nats)?.0.into_iter().map(|r| r.spec));
+        }
+        known.sort();
+        known.dedup();
+        if known.iter().any(|s| s == spec) {
+            return Ok(None);
+        }
+        Ok(Some(Unknown {
+            missing: "has no jobs in the streams yet".into(),
+            listing: if known.is_empty() {
+                format!("no SPEC has jobs in stream {} yet", self.nats.names.jobs)
+            } else {
+                format!("SPECs in the streams: {}", known.join(", "))
+            },
+        }))
+    }
+
+    fn jobs(&self, spec: Option<&str>, states: &[State]) -> Result<Found> {
+        let found = view::jobs(&self.nats, states)?;
+        let mut out = Found::default();
+        if found.unreadable > 0 {
+            out.unreadable.push(crate::spool::Unreadable {
+                path: format!(
+                    "{} message(s) of streams {} and {}",
+                    found.unreadable, self.nats.names.jobs, self.nats.names.dead
+                )
+                .into(),
+                reason: "not jobs".into(),
+            });
+        }
+        out.items = found
+            .jobs
+            .into_iter()
+            .filter(|(_, m)| spec.is_none_or(|s| s == m.spec))
+            .map(|(state, meta)| Listed::Job {
+                state,
+                name: meta.file_name(),
+                meta: Box::new(meta),
+            })
+            .collect();
+        Ok(out)
+    }
+
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+        let (records, skipped) = view::evidence(&self.nats)?;
+        for record in records.into_iter().filter(|r| r.spec == spec) {
+            visit(record);
+        }
+        Ok((skipped, format!("stream {}", self.nats.names.evidence)))
+    }
+
+    fn update_circuit(
+        &self,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+    ) -> Result<(Option<Transition>, Circuit)> {
+        super::queue::update_circuit(&self.nats, subscription, change)
+    }
+
+    fn waiting(&self, subscription: &str) -> Result<usize> {
+        let found = view::jobs(&self.nats, &[State::Pending])?;
+        Ok(found
+            .jobs
+            .iter()
+            .filter(|(_, m)| m.subscription == subscription)
+            .count())
+    }
+
+    fn log(&self, records: &[Record]) -> Result<()> {
+        dead::log(&self.nats, records)
+    }
+
+    fn specs_with_jobs(&self) -> Result<Vec<String>> {
+        let found = view::jobs(&self.nats, &[State::Pending, State::Dead])?;
+        let mut specs: Vec<String> = found.jobs.into_iter().map(|(_, m)| m.spec).collect();
+        specs.sort();
+        specs.dedup();
+        Ok(specs)
+    }
+
+    fn replay(&self, spec: &str, pick: &Pick, _say: Say<'_>) -> Result<Replayed> {
+        let chosen = self.choose_dead(spec, pick, |m| pick.keeps(m), "replay")?;
+        let now = crate::clock::now_ms();
+        let mut requeued = Vec::new();
+        for Dead { seq, mut job } in chosen {
+            crate::store::reset(&mut job.meta, now);
+            let url = crate::store::job_url(self.config, &job.meta);
+            let record = crate::store::requeued_record(url, &job.meta, State::Dead, now);
+            dead::replay(&self.nats, seq, &job, &record)?;
+            requeued.push(Requeued {
+                meta: job.meta,
+                from: State::Dead,
+            });
+        }
+        Ok(Replayed {
+            requeued,
+            quarantined: Vec::new(),
+            place: format!("stream {}", self.nats.names.dead),
+        })
+    }
+
+    fn deliver_now(
+        &self,
+        _spec: &str,
+        _ids: HashSet<String>,
+        _report: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Option<Summary>> {
+        Ok(None) // the workers deliver them
+    }
+
+    fn discard(&self, spec: &str, pick: &Pick, _say: Say<'_>) -> Result<Discarded> {
+        let chosen = self.choose_dead(
+            spec,
+            pick,
+            |m| {
+                pick.subscription
+                    .as_deref()
+                    .is_none_or(|s| s == m.subscription)
+            },
+            "discard",
+        )?;
+        let mut out = Discarded {
+            place: format!("stream {}", self.nats.names.dead),
+            ..Discarded::default()
+        };
+        for Dead { seq, job } in chosen {
+            let url = crate::store::job_url(self.config, &job.meta);
+            let record = crate::store::discard_record(url, &job.meta);
+            if let Err(e) = dead::discard(&self.nats, seq, &record) {
+                out.error = Some(e);
+                break;
+            }
+            out.removed.push(job.meta);
+        }
+        Ok(out)
+    }
+
+    fn drain(
+        &self,
+        options: Options,
+        stop: Stop,
+        report: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Summary> {
+        let queue = NatsQueue::new(self.config, &self.nats);
+        let summary = Drainer::new(self.config, options, stop).run_on(&queue, report);
+        drop(queue); // jobs still held go back before the last metrics
+        summary
+    }
+
+    fn hand_over(&self, _specs: &[String]) -> Vec<String> {
+        Vec::new() // the workers watch the streams
+    }
+
+    fn place(&self, _spec: &str) -> String {
+        format!("stream {}", self.nats.names.dead)
+    }
+}

@@ -1,0 +1,444 @@
+//! [`LocalStore`]: the [`Store`] of this host's spool, attempt logs and
+//! circuit files. Replay and discard take the SPEC's drain.lock (waiting for
+//! a running replay, discard or recovery, never for a drain's deliveries),
+//! put back what a dead drain left in active/ first, and log every act in
+//! the SPEC's attempt log; a replay is delivered at once by a drain of just
+//! those jobs.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use super::{Discarded, Found, Listed, Pick, Replayed, Requeued, Say, Store, Unknown};
+use crate::circuit::{Circuit, Transition};
+use crate::config::Config;
+use crate::drain::{Drainer, Event, Options, Stop, Summary};
+use crate::evidence::{Evidence, Record};
+use crate::exit::user_error;
+use crate::health::{self, Local};
+use crate::spool::{DrainLock, Quarantined, SpecSpool, Spool, State};
+
+pub struct LocalStore<'a> {
+    config: &'a Config,
+    spool: Spool,
+    /// `--config` as given, for the drains this store starts.
+    config_flag: Option<PathBuf>,
+}
+
+impl<'a> LocalStore<'a> {
+    pub fn new(config: &'a Config, config_flag: Option<PathBuf>) -> LocalStore<'a> {
+        LocalStore {
+            config,
+            spool: Spool::new(&config.spool_dir),
+            config_flag,
+        }
+    }
+
+    fn evidence(&self, spec: &str) -> Evidence {
+        Evidence::new(
+            self.config.evidence_for(spec),
+            self.config.max_evidence_bytes,
+        )
+    }
+
+    /// Fails with exit 2 unless `spec` has a spool folder, naming the known
+    /// SPECs.
+    fn require_spec(&self, spec: &str) -> Result<()> {
+        let Some(Unknown { listing, .. }) = self.unknown_spec(spec, false)? else {
+            return Ok(());
+        };
+        Err(user_error(format!(
+            "unknown SPEC `{spec}`: there is no spool folder `{}`; {listing}; nothing was changed",
+            self.spool.spec(spec).dir().display()
+        )))
+    }
+}
+
+/// Takes the SPEC's drain.lock, saying so when it has to wait for a
+/// running replay, discard or recovery to finish.
+fn lock_or_wait(spool: &SpecSpool, say: Say<'_>) -> Result<DrainLock> {
+    if let Some(lock) = spool.try_lock_drain()? {
+        return Ok(lock);
+    }
+    say(format_args!(
+        "waiting for the drain working on {} to finish…",
+        spool.spec
+    ));
+    spool.lock_drain()
+}
+
+/// Puts back what a dead drain left in active/, but only when no drain
+/// serves the SPEC: a live drain's active/ jobs are requests in flight.
+fn recover_unless_served(spool: &SpecSpool, lock: &DrainLock) -> Result<Vec<Quarantined>> {
+    match spool.try_serve()? {
+        Some(alive) => Ok(spool.recover(&alive, lock)?.1),
+        None => Ok(Vec::new()),
+    }
+}
+
+impl Store for LocalStore<'_> {
+    fn name(&self) -> &'static str {
+        "spool"
+    }
+
+    fn health(&self) -> Result<Box<dyn health::Source + '_>> {
+        Ok(Box::new(Local::new(self.config)))
+    }
+
+    fn shown_from(&self) -> Option<String> {
+        None
+    }
+
+    fn unknown_spec(&self, spec: &str, records_count: bool) -> Result<Option<Unknown>> {
+        let known = self.spool.specs()?;
+        if known.iter().any(|s| s == spec)
+            || (records_count && self.config.evidence_for(spec).is_dir())
+        {
+            return Ok(None);
+        }
+        Ok(Some(Unknown {
+            missing: "has no spool folder yet".into(),
+            listing: if known.is_empty() {
+                "no SPEC has a spool yet (nothing has been emitted)".to_string()
+            } else {
+                format!("known SPECs: {}", known.join(", "))
+            },
+        }))
+    }
+
+    fn jobs(&self, spec: Option<&str>, states: &[State]) -> Result<Found> {
+        let specs = match spec {
+            Some(spec) => vec![spec.to_string()],
+            None => self.spool.specs()?,
+        };
+        let mut found = Found::default();
+        for spec in specs {
+            let spool = self.spool.spec(&spec);
+            for &state in states {
+                if state == State::Quarantine {
+                    found
+                        .items
+                        .extend(spool.quarantined()?.into_iter().map(|(file, reason)| {
+                            Listed::Quarantined {
+                                spec: spec.clone(),
+                                file,
+                                reason,
+                            }
+                        }));
+                    continue;
+                }
+                let scan = spool.scan(state)?;
+                found.unreadable.extend(scan.unreadable);
+                found
+                    .items
+                    .extend(scan.entries.into_iter().map(|e| Listed::Job {
+                        state,
+                        name: e.name,
+                        meta: Box::new(e.meta),
+                    }));
+            }
+        }
+        Ok(found)
+    }
+
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+        let evidence = self.evidence(spec);
+        let skipped = evidence.for_each_record(visit)?;
+        Ok((
+            skipped,
+            format!("the attempt log under `{}`", evidence.dir().display()),
+        ))
+    }
+
+    fn update_circuit(
+        &self,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+    ) -> Result<(Option<Transition>, Circuit)> {
+        self.spool.update_circuit(subscription, |c| change(c))
+    }
+
+    fn waiting(&self, subscription: &str) -> Result<usize> {
+        let mut n = 0;
+        for spec in self.spool.specs()? {
+            let scan = self.spool.spec(&spec).scan(State::Pending)?;
+            n += scan
+                .entries
+                .iter()
+                .filter(|e| e.meta.subscription == subscription)
+                .count();
+        }
+        Ok(n)
+    }
+
+    fn log(&self, records: &[Record]) -> Result<()> {
+        for record in records {
+            self.evidence(&record.spec)
+                .append(std::slice::from_ref(record))?;
+        }
+        Ok(())
+    }
+
+    fn specs_with_jobs(&self) -> Result<Vec<String>> {
+        self.spool.specs()
+    }
+
+    fn replay(&self, spec: &str, pick: &Pick, say: Say<'_>) -> Result<Replayed> {
+        self.require_spec(spec)?;
+        let spool = self.spool.spec(spec);
+        let lock = lock_or_wait(&spool, say)?;
+        let quarantined = recover_unless_served(&spool, &lock)?;
+        let chosen = choose_replay(&spool, pick)?;
+        let evidence = self.evidence(spec);
+        let now = crate::clock::now_ms();
+        let mut requeued = Vec::new();
+        for (state, name) in chosen {
+            let mut job = spool.read(state, &name)?;
+            super::reset(&mut job.meta, now);
+            spool.transfer(&lock, state, &job)?;
+            let url = super::job_url(self.config, &job.meta);
+            evidence.append(&[super::requeued_record(url, &job.meta, state, now)])?;
+            requeued.push(Requeued {
+                meta: job.meta,
+                from: state,
+            });
+        }
+        Ok(Replayed {
+            requeued,
+            quarantined,
+            place: format!("the spool of {spec}"),
+        })
+    }
+
+    fn deliver_now(
+        &self,
+        spec: &str,
+        ids: HashSet<String>,
+        report: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Option<Summary>> {
+        let options = Options {
+            spec: Some(spec.to_string()),
+            once: true,
+            watch: false,
+            // One pass (`once`): the bound only stops a pass that never ends.
+            max_time: std::time::Duration::from_secs(3600),
+            only: Some(ids),
+        };
+        Drainer::new(self.config, options, Stop::install()?)
+            .run(report)
+            .map(Some)
+    }
+
+    fn discard(&self, spec: &str, pick: &Pick, say: Say<'_>) -> Result<Discarded> {
+        self.require_spec(spec)?;
+        let spool = self.spool.spec(spec);
+        let mut out = Discarded {
+            place: format!("the spool of {spec}"),
+            ..Discarded::default()
+        };
+        // Look before locking: a refusal must leave the workspace untouched,
+        // and taking drain.lock may create it.
+        let (chosen, unreadable) = choose_discard(&spool, pick)?;
+        out.unreadable = unreadable;
+        if chosen.is_empty() {
+            return Ok(out);
+        }
+        let lock = lock_or_wait(&spool, say)?;
+        // A drain that died mid-settle may have left a copy in active/ that
+        // recovery would otherwise bring back after the discard.
+        out.quarantined = recover_unless_served(&spool, &lock)?;
+        // A drain may have replayed or settled jobs while we waited: look again.
+        let (chosen, _) = choose_discard(&spool, pick)?;
+        let evidence = self.evidence(spec);
+        let mut records = Vec::new();
+        // One short wait for all of them: drain.lock is held meanwhile, and
+        // emit and replay may be waiting for it.
+        let settle_by = std::time::Instant::now() + super::SETTLE_WAIT;
+        for (name, meta) in chosen {
+            match remove_when_settled(&spool, &lock, &name, settle_by) {
+                Ok(true) => {
+                    records.push(super::discard_record(
+                        super::job_url(self.config, &meta),
+                        &meta,
+                    ));
+                    out.removed.push(meta);
+                }
+                Ok(false) => out.left.push(meta.delivery_id),
+                Err(e) => {
+                    out.error = Some(e);
+                    break;
+                }
+            }
+        }
+        // Log what was removed even when a later removal failed.
+        evidence.append(&records).with_context(|| {
+            format!(
+                "removed {} dead jobs but failed to log it in `{}`",
+                records.len(),
+                evidence.log_path().display()
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn drain(
+        &self,
+        options: Options,
+        stop: Stop,
+        report: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Summary> {
+        Drainer::new(self.config, options, stop).run(report)
+    }
+
+    fn hand_over(&self, specs: &[String]) -> Vec<String> {
+        if !self.config.auto_drain {
+            return Vec::new();
+        }
+        // Only SPECs with jobs waiting (replay and discard hand over theirs
+        // whatever they did: events emitted meanwhile started no drain).
+        let specs: Vec<&str> = specs
+            .iter()
+            .filter(|s| {
+                self.spool
+                    .spec(s)
+                    .count(State::Pending)
+                    .is_ok_and(|n| n > 0)
+            })
+            .map(String::as_str)
+            .collect();
+        if specs.is_empty() {
+            return Vec::new();
+        }
+        crate::kick::start_drains(self.config, &specs, self.config_flag.as_deref())
+    }
+
+    fn place(&self, spec: &str) -> String {
+        format!("the spool of {spec}")
+    }
+}
+
+/// The jobs a replay names: (state, file name). An unknown id is an exit-2
+/// error and changes nothing.
+fn choose_replay(spool: &SpecSpool, pick: &Pick) -> Result<Vec<(State, String)>> {
+    if let Some(id) = &pick.delivery_id {
+        let found = spool.find(id, &[State::Dead, State::Delivered])?;
+        let Some((state, name)) = found else {
+            let elsewhere = spool.find(id, &[State::Pending, State::Active])?;
+            let why = match elsewhere {
+                Some((state, _)) => format!(
+                    "it is {} already; `spec-notify drain` delivers it",
+                    state.dir_name()
+                ),
+                None => format!("no job has that id (see `spec-notify list {}`)", spool.spec),
+            };
+            return Err(user_error(format!(
+                "cannot replay {id} of {}: {why}; nothing changed",
+                spool.spec
+            )));
+        };
+        return Ok(vec![(state, name)]);
+    }
+    let scan = spool.scan(State::Dead)?;
+    Ok(scan
+        .entries
+        .into_iter()
+        .filter(|e| pick.keeps(&e.meta))
+        .map(|e| (State::Dead, e.name))
+        .collect())
+}
+
+/// The dead jobs a discard names: (file name, metadata), and the files that
+/// could not be read. An unknown id or a job that is not dead is an exit-2
+/// error.
+type Chosen = (
+    Vec<(String, crate::spool::Meta)>,
+    Vec<crate::spool::Unreadable>,
+);
+
+fn choose_discard(spool: &SpecSpool, pick: &Pick) -> Result<Chosen> {
+    let Some(id) = &pick.delivery_id else {
+        let scan = spool.scan(State::Dead)?;
+        let chosen = scan
+            .entries
+            .into_iter()
+            .filter(|e| {
+                pick.subscription
+                    .as_deref()
+                    .is_none_or(|s| s == e.meta.subscription)
+            })
+            .map(|e| (e.name, e.meta))
+            .collect();
+        return Ok((chosen, scan.unreadable));
+    };
+    let all = [State::Dead, State::Pending, State::Active, State::Delivered];
+    match spool.find(id, &all)? {
+        Some((State::Dead, name)) => {
+            let job = spool.read(State::Dead, &name)?;
+            Ok((vec![(name, job.meta)], Vec::new()))
+        }
+        Some((state, _)) => Err(user_error(format!(
+            "delivery `{id}` in {} is {}, not dead: only dead-lettered jobs can be discarded; nothing was changed",
+            spool.spec,
+            state.dir_name()
+        ))),
+        None => Err(user_error(format!(
+            "no job with delivery id `{id}` in {} (see `spec-notify list {} --state dead`); nothing was changed",
+            spool.spec, spool.spec
+        ))),
+    }
+}
+
+/// Removes a dead job, waiting until `by` while the running drain finishes
+/// settling it (an unlink away; drain.lock does not stop it). `false`: it
+/// still was, and is left.
+fn remove_when_settled(
+    spool: &SpecSpool,
+    lock: &DrainLock,
+    name: &str,
+    by: std::time::Instant,
+) -> Result<bool> {
+    loop {
+        if spool.remove_settled(lock, State::Dead, name)? {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= by {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_specs_are_named_with_the_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let store = LocalStore::new(&config, None);
+        let err = store.require_spec("S-1").unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::ExitCode::Usage);
+        assert!(err.to_string().contains("no SPEC has a spool yet"), "{err}");
+
+        std::fs::create_dir_all(config.evidence_for("S-1")).unwrap();
+        assert!(
+            store.unknown_spec("S-1", true).unwrap().is_none(),
+            "an evidence folder counts for history"
+        );
+        assert!(store.unknown_spec("S-1", false).unwrap().is_some());
+
+        Spool::new(&config.spool_dir).spec("S-2").ensure().unwrap();
+        store.require_spec("S-2").unwrap();
+        let err = store.require_spec("S-3").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown SPEC `S-3`") && err.contains("known SPECs: S-2"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! The operator's seam: every command that reads or acts on jobs (`list`,
+//! `status`, `history`, `replay`, `discard`, `pause`, `resume`, `report`,
+//! `metrics` and `drain`) goes through a [`Store`], chosen once from
+//! `--source` in `crate::cmd` (the one place that asks which backend).
+//!
+//! - [`local::LocalStore`]: this host's spool, attempt logs and circuit files.
+//! - `crate::nats::store::NatsStore`: NATS JetStream, every host's jobs.
+//!
+//! A store never prints: what a command must say (skipped files, progress
+//! notes, quarantined files) comes back as values, or through the `say`
+//! callback the command gave it. The shared shapes live here: the operator's
+//! choice of jobs ([`Pick`]), what a listing found ([`Found`]), what a replay
+//! or discard did ([`Replayed`], [`Discarded`]).
+
+pub mod local;
+
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::circuit::{Circuit, Transition};
+use crate::drain::{Event, Options, Stop, Summary};
+use crate::evidence::{Outcome, Record};
+use crate::health::{self, Snapshot};
+use crate::spool::{Meta, Quarantined, State, Unreadable};
+use crate::{clock, metrics};
+
+/// Which jobs an operator named: one delivery id, or every dead job that
+/// passes the filters.
+#[derive(Debug, Clone, Default)]
+pub struct Pick {
+    pub delivery_id: Option<String>,
+    pub subscription: Option<String>,
+    /// Dead-lettered (or queued) at or after, at or before (ms).
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+}
+
+impl Pick {
+    /// Whether a dead job passes the filters (the id is the store's to match).
+    pub fn keeps(&self, meta: &Meta) -> bool {
+        let at = meta.finished_at_ms.unwrap_or(meta.created_at_ms);
+        self.subscription
+            .as_deref()
+            .is_none_or(|s| s == meta.subscription)
+            && self.since.is_none_or(|t| at >= t)
+            && self.until.is_none_or(|t| at <= t)
+    }
+}
+
+/// One line of a listing.
+#[derive(Debug)]
+pub enum Listed {
+    Job {
+        state: State,
+        name: String,
+        meta: Box<Meta>,
+    },
+    Quarantined {
+        spec: String,
+        file: String,
+        reason: String,
+    },
+}
+
+/// What a listing found, and what it could not read.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub items: Vec<Listed>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// One job put back to be delivered: its metadata as requeued, and where
+/// it was.
+#[derive(Debug)]
+pub struct Requeued {
+    pub meta: Meta,
+    pub from: State,
+}
+
+/// What a replay did.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    pub requeued: Vec<Requeued>,
+    /// Files a dead drain left that could not be read (now quarantined).
+    pub quarantined: Vec<Quarantined>,
+    /// Where the jobs were looked for, for "nothing matched" messages.
+    pub place: String,
+}
+
+/// What a discard did. On a failure part way, the jobs removed so far are
+/// here and `error` says what stopped it.
+#[derive(Debug, Default)]
+pub struct Discarded {
+    pub removed: Vec<Meta>,
+    /// Delivery ids left as they were (still being settled by a drain).
+    pub left: Vec<String>,
+    pub unreadable: Vec<Unreadable>,
+    pub quarantined: Vec<Quarantined>,
+    pub error: Option<anyhow::Error>,
+    pub place: String,
+}
+
+/// A SPEC a store has nothing of.
+#[derive(Debug)]
+pub struct Unknown {
+    /// What it lacks: "has no spool folder yet".
+    pub missing: String,
+    /// The known SPECs, as a phrase.
+    pub listing: String,
+}
+
+/// A progress note for the person at the terminal (the command prints it).
+pub type Say<'a> = &'a (dyn Fn(std::fmt::Arguments<'_>) + Sync);
+
+/// One backend as the operator commands see it.
+pub trait Store: Sync {
+    /// The backend's name in JSON output: `spool` or `nats`.
+    fn name(&self) -> &'static str;
+
+    /// The read view that `status`, `report` and `metrics` compute health
+    /// from.
+    fn health(&self) -> Result<Box<dyn health::Source + '_>>;
+
+    /// For `report`'s header: where the jobs were read, when not this
+    /// host's spool.
+    fn shown_from(&self) -> Option<String>;
+
+    /// `None` when `spec` has jobs here (or attempt records, when
+    /// `records_count`); else what is missing and the known SPECs, to
+    /// catch a typo.
+    fn unknown_spec(&self, spec: &str, records_count: bool) -> Result<Option<Unknown>>;
+
+    /// The jobs in `states` of one SPEC or of all, and quarantined files
+    /// when `states` has [`State::Quarantine`].
+    fn jobs(&self, spec: Option<&str>, states: &[State]) -> Result<Found>;
+
+    /// Hands every attempt record of `spec` to `visit`, oldest first;
+    /// returns how many lines did not parse and where they are.
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)>;
+
+    /// Changes a subscription's shared state (breaker, pause) as every
+    /// drain or worker sees it.
+    fn update_circuit(
+        &self,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+    ) -> Result<(Option<Transition>, Circuit)>;
+
+    /// Pending jobs of a subscription, across every SPEC.
+    fn waiting(&self, subscription: &str) -> Result<usize>;
+
+    /// Logs `records` (one per SPEC concerned, each naming its SPEC).
+    fn log(&self, records: &[Record]) -> Result<()>;
+
+    /// SPECs whose evidence should show a change of `subscription` (every
+    /// SPEC with jobs).
+    fn specs_with_jobs(&self) -> Result<Vec<String>>;
+
+    /// Puts the jobs `pick` names back to be delivered, with their delivery
+    /// id kept and attempts reset, each logged. An unknown id is an exit-2
+    /// error and changes nothing.
+    fn replay(&self, spec: &str, pick: &Pick, say: Say<'_>) -> Result<Replayed>;
+
+    /// Delivers requeued jobs now and returns what became of them; `None`
+    /// when others deliver them (the fleet's workers).
+    fn deliver_now(
+        &self,
+        spec: &str,
+        ids: std::collections::HashSet<String>,
+        report: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Option<Summary>>;
+
+    /// Deletes the dead jobs `pick` names, each logged.
+    fn discard(&self, spec: &str, pick: &Pick, say: Say<'_>) -> Result<Discarded>;
+
+    /// Runs the drain engine on this backend until done or stopped.
+    fn drain(
+        &self,
+        options: Options,
+        stop: Stop,
+        report: &mut (dyn FnMut(&Event) + Send),
+    ) -> Result<Summary>;
+
+    /// Makes sure jobs that wait for `specs` get a drain (local: starts a
+    /// background drain with `auto_drain`); returns warnings to show.
+    fn hand_over(&self, specs: &[String]) -> Vec<String>;
+
+    /// Where the jobs of `spec` live, for messages ("the spool of S", "stream P_DEAD").
+    fn place(&self, spec: &str) -> String;
+}
+
+/// The metrics exposition of every SPEC the store knows, and the snapshot
+/// it came from.
+pub fn metrics_of(store: &dyn Store, config: &crate::config::Config) -> Result<(String, Snapshot)> {
+    let source = store.health()?;
+    metrics::collect_from(&*source, config, clock::now_ms())
+}
+
+/// An operator's change of a subscription (pause, resume), one evidence
+/// record per SPEC with jobs, so each SPEC's history shows when its
+/// notifications were held back and why.
+pub fn log_change(
+    store: &dyn Store,
+    config: &crate::config::Config,
+    subscription: &str,
+    outcome: Outcome,
+    why: &str,
+    now: u64,
+) -> Result<()> {
+    let url = config
+        .subscription(subscription)
+        .map(crate::config::Subscription::shown_url)
+        .unwrap_or_default();
+    let records: Vec<Record> = store
+        .specs_with_jobs()?
+        .into_iter()
+        .map(|spec| Record {
+            ts: clock::rfc3339(now),
+            ts_ms: now,
+            delivery_id: String::new(),
+            spec,
+            subscription: subscription.to_string(),
+            event_type: String::new(),
+            attempt: 0,
+            url: url.clone(),
+            status: None,
+            error: Some(why.to_string()),
+            latency_ms: None,
+            outcome,
+            response_body: None,
+            next_attempt_at: None,
+            request: None,
+        })
+        .collect();
+    store.log(&records)
+}
+
+/// Back to a fresh pending job with the same delivery id and envelope.
+pub fn reset(meta: &mut Meta, now: u64) {
+    meta.state = State::Pending;
+    meta.attempts = 0;
+    meta.next_attempt_at_ms = now;
+    meta.dead_reason = None;
+    meta.hint = None;
+    meta.finished_at_ms = None;
+    meta.replays += 1;
+    // A replayed job is queued anew: its age for `max_age` starts now.
+    meta.queued_at_ms = Some(now);
+}
+
+/// The evidence line of an operator's replay.
+pub fn requeued_record(url: String, meta: &Meta, from: State, now: u64) -> Record {
+    let mut record = Record::for_job(meta, url, 0, now, Outcome::Requeued);
+    record.status = meta.last_status;
+    record.error = Some(format!(
+        "requeued from {} by an operator (replay #{})",
+        from.dir_name(),
+        meta.replays
+    ));
+    record.next_attempt_at = Some(clock::rfc3339(now));
+    record
+}
+
+/// The evidence line of an operator's discard.
+pub fn discard_record(url: String, meta: &Meta) -> Record {
+    Record::for_job(meta, url, 0, clock::now_ms(), Outcome::Discarded)
+}
+
+/// A job's URL as the evidence shows it (redacted): a per-call job carries
+/// its own target; empty when its subscription is no longer configured.
+pub fn job_url(config: &crate::config::Config, meta: &Meta) -> String {
+    match &meta.target {
+        Some(target) => crate::config::shown_per_call_url(&target.url),
+        None => config
+            .subscription(&meta.subscription)
+            .map(crate::config::Subscription::shown_url)
+            .unwrap_or_default(),
+    }
+}
+
+/// How long a discard waits, in all, for settles in progress.
+pub const SETTLE_WAIT: Duration = Duration::from_secs(2);
