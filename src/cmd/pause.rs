@@ -45,7 +45,7 @@ pub fn pause(ctx: &Ctx, args: &PauseArgs) -> Result<ExitCode> {
         "paused {}: its jobs wait in pending ({waiting} now); `spec-notify resume {}{}` sends them",
         args.subscription,
         args.subscription,
-        flag(args.source)
+        store.flag()
     ));
     Ok(ExitCode::Success)
 }
@@ -80,14 +80,6 @@ pub fn resume(ctx: &Ctx, args: &ResumeArgs) -> Result<ExitCode> {
         super::hand_over(&*store, &store.specs_with_jobs()?);
     }
     Ok(ExitCode::Success)
-}
-
-/// The `--source` flag to repeat in a hint.
-fn flag(source: crate::cli::Source) -> &'static str {
-    match source {
-        crate::cli::Source::Spool => "",
-        crate::cli::Source::Nats => " --source nats",
-    }
 }
 
 /// An unknown subscription is a typo: exit 2 naming the known ones.

@@ -83,6 +83,10 @@ impl Store for NatsStore<'_> {
         "nats"
     }
 
+    fn flag(&self) -> &'static str {
+        " --source nats"
+    }
+
     fn health(&self) -> Result<Box<dyn health::Source + '_>> {
         Ok(Box::new(NatsHealth::load(&self.nats)?))
     }

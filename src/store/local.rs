@@ -82,6 +82,10 @@ impl Store for LocalStore<'_> {
         "spool"
     }
 
+    fn flag(&self) -> &'static str {
+        ""
+    }
+
     fn health(&self) -> Result<Box<dyn health::Source + '_>> {
         Ok(Box::new(Local::new(self.config)))
     }

@@ -118,6 +118,10 @@ pub trait Store: Sync {
     /// The backend's name in JSON output: `spool` or `nats`.
     fn name(&self) -> &'static str;
 
+    /// What to add to a command for it to act on this store (`--source
+    /// nats`), empty for the spool: for hints.
+    fn flag(&self) -> &'static str;
+
     /// The read view that `status`, `report` and `metrics` compute health
     /// from.
     fn health(&self) -> Result<Box<dyn health::Source + '_>>;
