@@ -1,10 +1,13 @@
 //! `spec-notify relay [--watch]`: moves this host's pending jobs into NATS
-//! JetStream (see `crate::nats::relay`) and says how many on stderr. One
+//! JetStream (see `crate::nats::relay`) and says how many on stderr. A
+//! `--watch` relay looks at a SPEC when inotify tells of a job renamed into
+//! its pending/ (and at every SPEC each second). One
 //! relay runs per spool; a one-shot relay lets go of relay.alive when a pass
 //! finds nothing and looks once more, so a job emitted meanwhile (whose
 //! emit saw a relay running and started none) is never left behind.
 
-use std::time::Duration;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
@@ -14,9 +17,14 @@ use crate::drain::Stop;
 use crate::exit::{ExitCode, user_error};
 use crate::nats::{self, Nats};
 use crate::output;
+use crate::spool::Spool;
+use crate::spool::watch::Watcher;
 
-/// How often `relay --watch` looks at the spool.
+/// How often `relay --watch` looks at the spool without inotify.
 const LOOK_EVERY: Duration = Duration::from_millis(20);
+/// How often `relay --watch` looks at every SPEC even with inotify (a
+/// missed event, a folder made before it was watched).
+const FULL_LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How long `relay --watch` waits after the server failed to store a job.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
 
@@ -36,11 +44,21 @@ pub fn run(ctx: &Ctx, args: &RelayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     };
     let client = Nats::connect(&relay)?;
+    let spool = Spool::new(&config.spool_dir);
+    let watcher = if args.watch {
+        Watcher::new(&spool)
+    } else {
+        None
+    };
+    let mut relayer = nats::relay::Relayer::default();
     let mut published = 0;
     let mut errors = 0;
     let mut idle_passes = 0;
+    // `None`: every SPEC; else only those inotify named.
+    let mut only: Option<HashSet<String>> = None;
+    let mut last_full = Instant::now();
     loop {
-        match nats::relay::pass(&config, &client, &alive) {
+        match relayer.pass(&config, &client, &alive, only.as_ref()) {
             Ok(moved) => {
                 for q in &moved.quarantined {
                     super::warn_quarantined(q);
@@ -72,7 +90,7 @@ pub fn run(ctx: &Ctx, args: &RelayArgs) -> Result<ExitCode> {
             break;
         }
         if args.watch {
-            std::thread::sleep(LOOK_EVERY);
+            only = next_look(watcher.as_ref(), &spool, &mut last_full);
             continue;
         }
         if idle_passes == 0 {
@@ -102,4 +120,37 @@ pub fn run(ctx: &Ctx, args: &RelayArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Success
     })
+}
+
+/// Waits for news of jobs and says which SPECs to look at: those inotify
+/// named (their pending/ folders are watched from here on), or every SPEC
+/// on a new folder, lost events, no inotify, or every [`FULL_LOOK_EVERY`]
+/// as a safety net.
+fn next_look(
+    watcher: Option<&Watcher>,
+    spool: &Spool,
+    last_full: &mut Instant,
+) -> Option<HashSet<String>> {
+    let Some(watcher) = watcher else {
+        std::thread::sleep(LOOK_EVERY);
+        return None;
+    };
+    let full = |last_full: &mut Instant| {
+        *last_full = Instant::now();
+        for spec in spool.specs().unwrap_or_default() {
+            watcher.watch(&spool.spec(&spec));
+        }
+        None
+    };
+    if !watcher.sees_new_specs() || last_full.elapsed() >= FULL_LOOK_EVERY {
+        return full(last_full);
+    }
+    let news = watcher.wait(FULL_LOOK_EVERY.saturating_sub(last_full.elapsed()));
+    if news.overflow || news.new_specs {
+        return full(last_full);
+    }
+    if news.is_empty() {
+        return Some(HashSet::new());
+    }
+    Some(news.specs)
 }

@@ -8,7 +8,15 @@ use super::Problems;
 
 /// Where the table lives, as messages name it.
 const AT: &str = "[spec_ops.webhooks.relay]";
-const KEYS: &[&str] = &["url", "credentials_env", "stream", "replicas"];
+const KEYS: &[&str] = &[
+    "url",
+    "credentials_env",
+    "stream",
+    "replicas",
+    "ack_wait_ms",
+];
+/// How long a job a worker holds stays its own without news, by default.
+pub const DEFAULT_ACK_WAIT_MS: u64 = 30_000;
 /// The stream prefix when `stream` is not set.
 pub const DEFAULT_STREAM: &str = "SPEC_NOTIFY";
 
@@ -23,6 +31,9 @@ pub struct Relay {
     pub stream: String,
     /// How many servers keep each stream (1, 3 or 5 in a cluster).
     pub replicas: usize,
+    /// How long a job a worker holds stays its own without news (acks or
+    /// in-progress acks): after a worker dies, its jobs go to others then.
+    pub ack_wait_ms: u64,
 }
 
 impl Relay {
@@ -144,6 +155,18 @@ pub(super) fn read(value: Option<&Value>, problems: &Problems) -> Option<Relay> 
             1
         }
     };
+    let ack_wait_ms = match table.get("ack_wait_ms") {
+        None => DEFAULT_ACK_WAIT_MS,
+        Some(Value::Integer(n)) if (1000..=3_600_000).contains(n) => *n as u64,
+        Some(other) => {
+            problems.key(
+                AT,
+                "ack_wait_ms",
+                format!("`{other}` is out of range: 1000 to 3600000 (milliseconds)"),
+            );
+            DEFAULT_ACK_WAIT_MS
+        }
+    };
     if problems.lines().len() > before {
         return None;
     }
@@ -152,6 +175,7 @@ pub(super) fn read(value: Option<&Value>, problems: &Problems) -> Option<Relay> 
         credentials_env,
         stream,
         replicas,
+        ack_wait_ms,
     })
 }
 
@@ -218,12 +242,13 @@ mod tests {
         assert_eq!(r.stream, DEFAULT_STREAM);
         assert_eq!(r.replicas, 3);
         assert_eq!(r.credentials_env, None);
+        assert_eq!(r.ack_wait_ms, DEFAULT_ACK_WAIT_MS);
     }
 
     #[test]
     fn names_every_bad_value() {
         let (r, p) = relay(
-            "[relay]\nurl = \"http://x:1\"\nstream = \"a.b\"\nreplicas = 7\ncredentials_env = \"1X\"\nurls = 1\n",
+            "[relay]\nurl = \"http://x:1\"\nstream = \"a.b\"\nreplicas = 7\ncredentials_env = \"1X\"\nurls = 1\nack_wait_ms = 5\n",
         );
         assert!(r.is_none());
         let text = p.join("\n");
@@ -233,6 +258,7 @@ mod tests {
             "not a stream prefix",
             "1 to 5",
             "not an environment variable name",
+            "1000 to 3600000",
         ] {
             assert!(text.contains(needle), "{needle} in {text}");
         }

@@ -536,7 +536,8 @@ impl<'a> Drainer<'a> {
             let done = core.in_flight == 0
                 && (!core.accepting
                     || (!options.watch
-                        && (core.sched.waiting_len() == 0 || nothing_before_deadline)));
+                        && (core.sched.waiting_len() == 0 || nothing_before_deadline)
+                        && !queue.more_to_come()));
             // Workers wake on their own when a waiting job falls due; they
             // need telling only of what a look found, or that taking stops.
             let tell_workers = found || !core.accepting || done;

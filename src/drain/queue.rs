@@ -79,6 +79,12 @@ pub trait Queue: Sync {
     }
     /// Ends every [`Queue::wait_for_news`], now and later: the run is over.
     fn stop_waiting(&self) {}
+    /// Whether jobs not yet handed over are still coming without waiting
+    /// (a backend that hands jobs out in batches): a run that is not
+    /// watching goes on while they are.
+    fn more_to_come(&self) -> bool {
+        false
+    }
 }
 
 /// Below this much free space a drain takes no new job: settling one and

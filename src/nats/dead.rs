@@ -1,15 +1,17 @@
 //! The operator's hands on the dead stream, across every host: a dead job
-//! goes back to the jobs stream (`replay`) or away (`discard`), and each
-//! act is logged to the evidence stream. The dead copy is deleted last, so
-//! a crash in between leaves it where the operator can act again: the
-//! republish carries the same `Nats-Msg-Id` and is stored once.
+//! goes back to its lane (`replay`) or away (`discard`), and each act is
+//! logged to the evidence stream. The dead copy is deleted last, so a crash
+//! in between leaves it where the operator can act again: the republish
+//! carries the same `Nats-Msg-Id` and is stored once.
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 
 use super::Nats;
+use super::client::Outgoing;
 use super::relay::relay_id;
 use crate::evidence::Record;
-use crate::spool::Job;
+use crate::spool::{Job, State};
 
 /// One job of the dead stream and where it sits.
 #[derive(Debug, Clone)]
@@ -18,35 +20,36 @@ pub struct Dead {
     pub job: Job,
 }
 
-/// Every dead job, oldest first, and how many messages were not jobs.
-pub fn jobs(nats: &Nats) -> Result<(Vec<Dead>, usize)> {
-    let mut out = Vec::new();
-    let mut unreadable = 0;
-    for (seq, payload) in nats.read_stream(&nats.names.dead)? {
-        match Job::decode(&payload) {
-            Ok(job) => out.push(Dead { seq, job }),
-            Err(_) => unreadable += 1,
-        }
-    }
-    Ok((out, unreadable))
+/// The dead jobs of one SPEC, oldest first, and how many messages were
+/// not jobs.
+pub fn jobs(nats: &Nats, spec: &str) -> Result<(Vec<Dead>, usize)> {
+    let (found, unreadable) = super::view::whole_jobs(nats, State::Dead, Some(spec))?;
+    Ok((
+        found
+            .into_iter()
+            .map(|(seq, job)| Dead { seq, job })
+            .collect(),
+        unreadable,
+    ))
 }
 
-/// Whether a job with this delivery id waits in the jobs stream.
-pub fn is_waiting(nats: &Nats, delivery_id: &str) -> Result<bool> {
-    Ok(nats
-        .read_stream(&nats.names.jobs)?
+/// Whether a job of `spec` with this delivery id waits (on its lane, held
+/// by a worker, or for a retry).
+pub fn is_waiting(nats: &Nats, spec: &str, delivery_id: &str) -> Result<bool> {
+    Ok(super::view::jobs(nats, &[State::Pending], Some(spec))?
+        .jobs
         .iter()
-        .filter_map(|(_, payload)| Job::decode(payload).ok())
-        .any(|job| job.meta.delivery_id == delivery_id))
+        .any(|(_, meta)| meta.delivery_id == delivery_id))
 }
 
 /// Puts `requeued` (the dead job, reset by the caller: same delivery id,
-/// one more replay) back in the jobs stream, logs `record`, then deletes
-/// the dead copy at `seq`.
+/// one more replay) back on its lane, logs `record`, then deletes the dead
+/// copy at `seq`.
 pub fn replay(nats: &Nats, seq: u64, requeued: &Job, record: &Record) -> Result<()> {
     let meta = &requeued.meta;
+    super::circuits::announce(nats, &meta.subscription)?;
     nats.publish(
-        &nats.names.jobs_subject,
+        &nats.names.lane(&meta.subscription, &meta.spec),
         Some(&relay_id(meta)),
         requeued.encode(),
     )
@@ -76,11 +79,18 @@ pub fn discard(nats: &Nats, seq: u64, record: &Record) -> Result<()> {
     })
 }
 
-/// Appends records to the evidence stream.
+/// Appends records to the evidence stream, each on its SPEC's subject, all
+/// in flight at once.
 pub fn log(nats: &Nats, records: &[Record]) -> Result<()> {
+    let mut out = Vec::with_capacity(records.len());
     for record in records {
         let line = serde_json::to_vec(record).context("cannot encode an evidence record")?;
-        nats.publish(&nats.names.evidence_subject, None, line)?;
+        out.push(Outgoing {
+            subject: nats.names.evidence_of(&record.spec),
+            msg_id: None,
+            headers: Vec::new(),
+            payload: Bytes::from(line),
+        });
     }
-    Ok(())
+    nats.publish_all(out).into_iter().collect()
 }

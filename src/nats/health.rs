@@ -32,16 +32,17 @@ pub struct NatsHealth {
 }
 
 impl NatsHealth {
-    /// Reads the jobs, dead and evidence streams and the breaker bucket.
+    /// Reads the jobs, dead and evidence streams and the breaker bucket,
+    /// in batches.
     pub fn load(nats: &Nats) -> Result<NatsHealth> {
         let names = &nats.names;
         let mut out = NatsHealth {
             evidence_stream: names.evidence.clone(),
             ..NatsHealth::default()
         };
-        for (state, stream) in [(State::Pending, &names.jobs), (State::Dead, &names.dead)] {
-            for (seq, payload) in nats.read_stream(stream)? {
-                match Job::decode(&payload) {
+        for state in [State::Pending, State::Dead] {
+            for stored in view::read_jobs(nats, state, None)? {
+                match Job::decode(&stored.payload) {
                     Ok(mut job) => {
                         job.meta.state = state;
                         let entry = Entry {
@@ -52,13 +53,16 @@ impl NatsHealth {
                         out.jobs.push((entry, job.body));
                     }
                     Err(reason) => out.unreadable.push(Unreadable {
-                        path: PathBuf::from(format!("message {seq} of stream {stream}")),
+                        path: PathBuf::from(format!(
+                            "message {} ({}) of stream {}",
+                            stored.seq, stored.subject, names.jobs
+                        )),
                         reason,
                     }),
                 }
             }
         }
-        let (records, unparseable) = view::evidence(nats)?;
+        let (records, unparseable) = view::evidence(nats, None)?;
         out.records = records;
         out.unparseable = unparseable;
         out.circuits = view::circuits(nats)?.into_iter().collect();

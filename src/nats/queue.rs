@@ -1,23 +1,32 @@
-//! [`NatsQueue`]: the drain engine's queue on JetStream. All workers share
-//! one durable pull consumer on the work-queue stream, so each job is held
-//! by one worker at a time. A refresh fetches a few due jobs (never more
-//! than the workers can start soon), naks the ones not yet due with the
-//! time left as delay, and sends in-progress acks for the jobs it holds.
-//! Settling acks a delivered job, publishes a dead one to the dead stream
-//! and then acks it, and for a retry publishes the job with its new
-//! metadata (attempts, next attempt) and acks the old message: the new one
-//! comes back when due through the nak delay. The breaker lives in the KV
-//! bucket, updated by compare-and-swap; evidence goes to the evidence stream.
+//! [`NatsQueue`]: the drain engine's queue on JetStream, one worker of the
+//! fleet. Jobs arrive from the lane tasks (`super::lanes`: a consumer per
+//! subscription, pulled only while the subscription may send); the breaker
+//! comes from the watched bucket (`super::circuits`). Settling runs beside
+//! the engine, off the job's critical path, in this order per job: its
+//! evidence records are stored, then its new state (a dead job published to
+//! the dead stream; a retry published as a schedule that puts it back on
+//! its lane when due, so a waiting retry holds no place in any consumer's
+//! un-acked window), then its message is acked. A crash anywhere in
+//! between leaves the message un-acked: it comes back after `ack_wait` and
+//! is sent again (at least once); `Nats-Msg-Id`s make the republishes of a
+//! repeated settle count once. At most [`MAX_SETTLING`] settles and
+//! evidence writes wait at a time; beyond that the engine waits (nothing is
+//! dropped). Dropping the queue gives back what it holds and waits for
+//! every settle in flight.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use async_nats::jetstream::{AckKind, Message};
+use bytes::Bytes;
 
-use super::{ACK_WAIT, Nats};
-use crate::circuit::{Circuit, Transition};
+use super::circuits::Circuits;
+use super::client::{Nats, Outgoing};
+use super::lanes::{self, Lane, Shared};
+use crate::circuit::{Allow, Circuit, Transition};
 use crate::clock;
 use crate::config::Config;
 use crate::drain::queue::{Changes, Claimed, Queue};
@@ -25,17 +34,18 @@ use crate::drain::scheduler::JobKey;
 use crate::evidence::Record;
 use crate::spool::{Job, Meta, State};
 
-/// A job due within this much is held for the scheduler, not nak'ed.
+/// A job due within this much is held for the scheduler; a later one is
+/// put back on a schedule.
 const HOLD_AHEAD_MS: u64 = 1000;
-/// A held job no worker claimed for this long goes back to the server (its
-/// subscription cannot send now, or others are ahead): other workers may.
+/// A held job no worker thread claimed for this long goes back to the
+/// server (others are ahead of it here): other workers may take it.
 const UNCLAIMED_MAX: Duration = Duration::from_secs(10);
-/// How long a job given back for that reason waits.
-const GIVE_BACK_DELAY: Duration = Duration::from_secs(2);
-/// In-progress acks go out this often for every held job.
-const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+/// How long a job given back waits before it is handed out again.
+const GIVE_BACK_DELAY: Duration = Duration::from_secs(1);
 /// How long settling keeps trying through a lost connection.
 const SETTLE_FOR: Duration = Duration::from_secs(60);
+/// Settles and evidence writes in flight at most.
+pub const MAX_SETTLING: usize = 1024;
 
 struct Held {
     message: Message,
@@ -44,68 +54,157 @@ struct Held {
     since: Instant,
 }
 
+/// Work running beside the engine, waited for before the queue goes.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    /// Evidence writes of a job, awaited before its settle.
+    evidence: Mutex<HashMap<JobKey, Vec<tokio::task::JoinHandle<Result<()>>>>>,
+}
+
 pub struct NatsQueue<'a> {
     nats: &'a Nats,
-    /// Jobs held at most: enough to keep every worker busy.
-    hold_max: usize,
+    config: &'a Config,
+    once: bool,
+    shared: Arc<Shared>,
+    circuits: Arc<Circuits>,
     held: Mutex<HashMap<JobKey, Held>>,
+    in_flight: Arc<InFlight>,
+    permits: Arc<tokio::sync::Semaphore>,
     last_progress: Mutex<Instant>,
 }
 
 impl<'a> NatsQueue<'a> {
-    pub fn new(config: &Config, nats: &'a Nats) -> NatsQueue<'a> {
-        NatsQueue {
+    pub fn new(config: &'a Config, nats: &'a Nats, once: bool) -> Result<NatsQueue<'a>> {
+        let shared = Shared::new();
+        let bell = Arc::clone(&shared);
+        let circuits = Arc::new(Circuits::start(nats, Arc::new(move || bell.bell.ring()))?);
+        let queue = NatsQueue {
             nats,
-            hold_max: config.max_concurrency.max(1) * 2,
+            config,
+            once,
+            shared,
+            circuits,
             held: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(InFlight::default()),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_SETTLING)),
             last_progress: Mutex::new(Instant::now()),
-        }
+        };
+        queue.serve_lanes();
+        Ok(queue)
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Retries `step` through a lost connection for up to [`SETTLE_FOR`].
-    fn surely(&self, mut step: impl FnMut() -> Result<()>) -> Result<()> {
-        let deadline = Instant::now() + SETTLE_FOR;
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match step() {
-                Ok(()) => return Ok(()),
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
+    /// Jobs of one subscription a worker holds at most: enough to keep its
+    /// share of requests busy (`max_in_flight`), and a little ahead.
+    fn cap(&self, subscription: &str) -> usize {
+        let sub = self
+            .config
+            .every_subscription()
+            .map(|(_, s)| s)
+            .find(|s| s.id == subscription);
+        let limits = crate::drain::limits_for(self.config, sub);
+        (limits.max_in_flight * 4).clamp(8, 256)
+    }
+
+    /// Starts a lane task for every subscription configured or announced
+    /// that has none yet.
+    fn serve_lanes(&self) {
+        let mut ids: Vec<String> = self
+            .config
+            .every_subscription()
+            .map(|(_, s)| s.id.clone())
+            .collect();
+        ids.extend(self.circuits.known());
+        let _inside = self.nats.runtime.handle.enter();
+        for id in ids {
+            if self.shared.serves(&id) {
+                continue;
             }
+            let circuits = Arc::clone(&self.circuits);
+            let sub = id.clone();
+            lanes::start(
+                &self.shared,
+                Lane {
+                    js: self.nats.js.clone(),
+                    names: self.nats.names.clone(),
+                    cap: self.cap(&id),
+                    ack_wait: self.nats.ack_wait,
+                    once: self.once,
+                    circuit: Arc::new(move || circuits.get(&sub)),
+                    circuit_changed: Arc::clone(&self.circuits.changed),
+                    subscription: id,
+                },
+            );
         }
     }
 
-    /// Takes in one fetched message.
-    fn take_in(&self, message: Message, now: u64, changes: &mut Changes) -> Result<()> {
+    /// Runs `work` beside the engine, counted until it ends.
+    fn spawn<F>(&self, work: F) -> tokio::task::JoinHandle<Result<()>>
+    where
+        F: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        let permit = self
+            .nats
+            .runtime
+            .handle
+            .block_on(Arc::clone(&self.permits).acquire_owned());
+        let in_flight = Arc::clone(&self.in_flight);
+        in_flight.count.fetch_add(1, Ordering::SeqCst);
+        self.nats.runtime.handle.spawn(async move {
+            let result = work.await;
+            drop(permit);
+            in_flight.count.fetch_sub(1, Ordering::SeqCst);
+            result
+        })
+    }
+
+    /// Gives a held job back to the server, to be handed out after `delay`.
+    fn give_back(&self, message: Message, subscription: &str, delay: Duration) {
+        let shared = Arc::clone(&self.shared);
+        let sub = subscription.to_string();
+        self.spawn(async move {
+            let done = message.ack_with(AckKind::Nak(Some(delay))).await;
+            shared.let_go(&sub);
+            done.map_err(|e| anyhow!("cannot give a job back to NATS: {e}"))
+        });
+    }
+
+    /// Takes in one message from a lane.
+    fn take_in(&self, message: Message, now: u64, changes: &mut Changes) {
+        let names = &self.nats.names;
+        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let lane = names.lane_of(&message.subject);
         let job = match Job::decode(&message.payload) {
             Ok(job) => job,
             Err(reason) => {
                 // Not a job: kept in the dead stream as it is, never lost.
-                let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-                let names = &self.nats.names;
-                self.nats.publish(
-                    &names.dead_subject,
-                    Some(&format!("bad.{seq}")),
-                    message.payload.to_vec(),
-                )?;
-                self.nats.ack(&message, AckKind::Ack, true)?;
+                let (sub, spec) = lane.unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+                let out = Outgoing {
+                    subject: names.dead_lane(&sub, &spec),
+                    msg_id: Some(format!("bad.{seq}")),
+                    headers: Vec::new(),
+                    payload: message.payload.clone(),
+                };
                 changes.io_errors.push(format!(
                     "message {seq} of stream {} ({reason}); moved to stream {} as it was",
                     names.jobs, names.dead
                 ));
-                return Ok(());
+                self.republish_and_ack(message, sub, vec![out]);
+                return;
             }
         };
+        let sub = job.meta.subscription.clone();
         if job.meta.next_attempt_at_ms > now + HOLD_AHEAD_MS {
-            let wait = Duration::from_millis(job.meta.next_attempt_at_ms - now);
-            return self.nats.ack(&message, AckKind::Nak(Some(wait)), false);
+            // Not due (relayed with a later time, or a clock ahead of the
+            // server's): back on a schedule of its own.
+            let id = format!("{}.defer.{seq}", retry_id(&job.meta));
+            let out = schedule(names, &job, id);
+            self.republish_and_ack(message, sub, vec![out]);
+            return;
         }
         let key = JobKey {
             spec: job.meta.spec.clone(),
@@ -116,9 +215,8 @@ impl<'a> NatsQueue<'a> {
             // A second copy (a crash between republishing and acking):
             // after this one is settled.
             drop(held);
-            return self
-                .nats
-                .ack(&message, AckKind::Nak(Some(GIVE_BACK_DELAY)), false);
+            self.give_back(message, &sub, GIVE_BACK_DELAY);
+            return;
         }
         changes.added.push((key.clone(), job.meta.clone()));
         held.insert(
@@ -130,51 +228,81 @@ impl<'a> NatsQueue<'a> {
                 since: Instant::now(),
             },
         );
-        Ok(())
     }
 
-    fn refresh_on(&self, changes: &mut Changes) -> Result<()> {
-        // Jobs nobody claimed in a while go back for other workers.
-        let stale: Vec<(JobKey, Held)> = {
+    /// Publishes `out` (each stored surely), then acks `message`.
+    fn republish_and_ack(&self, message: Message, subscription: String, out: Vec<Outgoing>) {
+        let js = self.nats.js.clone();
+        let shared = Arc::clone(&self.shared);
+        self.spawn(async move {
+            let done = async {
+                for o in out {
+                    surely(|| publish_one(&js, o.clone())).await?;
+                }
+                surely(|| async { message.double_ack().await.map_err(|e| anyhow!("{e}")) }).await
+            }
+            .await;
+            shared.let_go(&subscription);
+            done
+        });
+    }
+
+    /// Held jobs that cannot go out soon go back, so that other workers
+    /// (or this one, later) take them; in-progress acks for the rest.
+    fn tend(&self, now: u64, changes: &mut Changes) {
+        let back: Vec<(JobKey, Held, Duration)> = {
             let mut held = self.held();
-            let keys: Vec<JobKey> = held
+            let keys: Vec<(JobKey, Duration)> = held
                 .iter()
-                .filter(|(_, h)| !h.claimed && h.since.elapsed() >= UNCLAIMED_MAX)
-                .map(|(k, _)| k.clone())
+                .filter(|(_, h)| !h.claimed)
+                .filter_map(|(k, h)| {
+                    let sub = &h.job.meta.subscription;
+                    match self.circuits.get(sub).allows(now) {
+                        Allow::Wait(None) => Some((k.clone(), Duration::from_secs(5))),
+                        Allow::Wait(Some(at)) if at > now + 1000 => Some((
+                            k.clone(),
+                            Duration::from_millis(at - now).min(Duration::from_secs(30)),
+                        )),
+                        _ if h.since.elapsed() >= UNCLAIMED_MAX => {
+                            Some((k.clone(), GIVE_BACK_DELAY))
+                        }
+                        _ => None,
+                    }
+                })
                 .collect();
             keys.into_iter()
-                .filter_map(|k| held.remove(&k).map(|h| (k, h)))
+                .filter_map(|(k, d)| held.remove(&k).map(|h| (k, h, d)))
                 .collect()
         };
-        for (key, h) in stale {
+        for (key, h, delay) in back {
             changes.removed.push(key);
-            self.nats
-                .ack(&h.message, AckKind::Nak(Some(GIVE_BACK_DELAY)), false)?;
-        }
-        let room = self.hold_max.saturating_sub(self.held().len());
-        if room > 0 {
-            let now = clock::now_ms();
-            for message in self.nats.fetch(room)? {
-                self.take_in(message, now, changes)?;
-            }
+            self.give_back(h.message, &h.job.meta.subscription, delay);
         }
         let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
-        if last.elapsed() >= PROGRESS_EVERY {
+        if last.elapsed() >= self.nats.ack_wait / 3 {
             *last = Instant::now();
             let messages: Vec<Message> = self.held().values().map(|h| h.message.clone()).collect();
             for message in messages {
-                self.nats.ack(&message, AckKind::Progress, false)?;
+                self.nats.runtime.handle.spawn(async move {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                });
             }
         }
-        Ok(())
     }
 }
 
 impl Drop for NatsQueue<'_> {
-    /// Gives every job this worker still holds back at once.
+    /// Gives every job this worker still holds back at once, and waits for
+    /// the settles in flight.
     fn drop(&mut self) {
-        for (_, h) in self.held().drain() {
-            let _ = self.nats.ack(&h.message, AckKind::Nak(None), false);
+        self.shared.stop();
+        let held: Vec<Held> = self.held().drain().map(|(_, h)| h).collect();
+        for h in held {
+            self.give_back(h.message, &h.job.meta.subscription, Duration::ZERO);
+        }
+        let deadline = Instant::now() + SETTLE_FOR;
+        while self.in_flight.count.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 }
@@ -182,11 +310,19 @@ impl Drop for NatsQueue<'_> {
 impl Queue for NatsQueue<'_> {
     fn refresh(&self) -> Result<Changes> {
         let mut changes = Changes::default();
-        // A lost connection is reported and tried again next time: the
-        // client reconnects on its own.
-        if let Err(e) = self.refresh_on(&mut changes) {
-            changes.io_errors.push(format!("NATS: {e:#}"));
+        self.serve_lanes();
+        let arrived =
+            std::mem::take(&mut *self.shared.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+        let now = clock::now_ms();
+        for message in arrived {
+            self.take_in(message, now, &mut changes);
         }
+        self.tend(now, &mut changes);
+        let errors =
+            std::mem::take(&mut *self.shared.errors.lock().unwrap_or_else(|e| e.into_inner()));
+        changes
+            .io_errors
+            .extend(errors.into_iter().map(|e| format!("NATS: {e}")));
         Ok(changes)
     }
 
@@ -202,35 +338,59 @@ impl Queue for NatsQueue<'_> {
     }
 
     fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
-        let Some(message) = self.held().get(key).map(|h| h.message.clone()) else {
+        let Some(held) = self.held().remove(key) else {
             bail!("job {} is no longer held by this worker", key.name);
         };
         let names = &self.nats.names;
         let meta = &job.meta;
-        match meta.state {
-            State::Delivered => {}
-            State::Dead => {
-                let id = format!(
+        let out = match meta.state {
+            State::Delivered => Vec::new(),
+            State::Dead => vec![Outgoing {
+                subject: names.dead_lane(&meta.subscription, &meta.spec),
+                msg_id: Some(format!(
                     "{}.dead.{}.{}",
                     meta.delivery_id, meta.replays, meta.attempts
-                );
-                self.surely(|| {
-                    self.nats
-                        .publish(&names.dead_subject, Some(&id), job.encode())
-                })?;
-            }
+                )),
+                headers: Vec::new(),
+                payload: Bytes::from(job.encode()),
+            }],
             _ => {
                 let mut job = job.clone();
                 job.meta.state = State::Pending;
                 let id = retry_id(&job.meta);
-                self.surely(|| {
-                    self.nats
-                        .publish(&names.jobs_subject, Some(&id), job.encode())
-                })?;
+                vec![schedule(names, &job, id)]
             }
-        }
-        self.surely(|| self.nats.ack(&message, AckKind::Ack, true))?;
-        self.held().remove(key);
+        };
+        let evidence = self
+            .in_flight
+            .evidence
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+            .unwrap_or_default();
+        let js = self.nats.js.clone();
+        let shared = Arc::clone(&self.shared);
+        let sub = meta.subscription.clone();
+        let message = held.message;
+        self.spawn(async move {
+            let done = async {
+                // Evidence first: a crash before the ack repeats the
+                // attempt, and the evidence shows both.
+                for logged in evidence {
+                    logged.await.map_err(|e| anyhow!("{e}"))??;
+                }
+                for o in out {
+                    surely(|| publish_one(&js, o.clone())).await?;
+                }
+                surely(|| async { message.double_ack().await.map_err(|e| anyhow!("{e}")) }).await
+            }
+            .await;
+            shared.let_go(&sub);
+            if let Err(e) = &done {
+                shared_error(&shared, format!("{e:#}; the job comes back after ack_wait"));
+            }
+            done
+        });
         Ok(())
     }
 
@@ -238,21 +398,48 @@ impl Queue for NatsQueue<'_> {
         let Some(h) = self.held().remove(key) else {
             bail!("job {} is no longer held by this worker", key.name);
         };
-        self.nats
-            .ack(&h.message, AckKind::Nak(Some(GIVE_BACK_DELAY)), false)
+        self.give_back(h.message, &h.job.meta.subscription, GIVE_BACK_DELAY);
+        Ok(())
     }
 
-    fn log(&self, _spec: &str, records: &[Record]) -> Result<()> {
-        let subject = &self.nats.names.evidence_subject;
+    fn log(&self, spec: &str, records: &[Record]) -> Result<()> {
+        let subject = self.nats.names.evidence_of(spec);
         for record in records {
-            let line = serde_json::to_vec(record)?;
-            self.surely(|| self.nats.publish(subject, None, line.clone()))?;
+            let line = Bytes::from(serde_json::to_vec(record)?);
+            let js = self.nats.js.clone();
+            let out = Outgoing {
+                subject: subject.clone(),
+                msg_id: None,
+                headers: Vec::new(),
+                payload: line,
+            };
+            let shared = Arc::clone(&self.shared);
+            let handle = self.spawn(async move {
+                let done = surely(|| publish_one(&js, out.clone())).await;
+                if let Err(e) = &done {
+                    shared_error(&shared, format!("cannot store an evidence record: {e:#}"));
+                }
+                done
+            });
+            let key = JobKey {
+                spec: spec.to_string(),
+                name: record.delivery_id.clone(),
+            };
+            if self.held().contains_key(&key) {
+                self.in_flight
+                    .evidence
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(key)
+                    .or_default()
+                    .push(handle);
+            }
         }
         Ok(())
     }
 
     fn circuit(&self, subscription: &str) -> Result<Circuit> {
-        Ok(read_circuit(self.nats, subscription)?.0)
+        Ok(self.circuits.get(subscription))
     }
 
     fn update_circuit(
@@ -260,7 +447,7 @@ impl Queue for NatsQueue<'_> {
         subscription: &str,
         change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
     ) -> Result<(Option<Transition>, Circuit)> {
-        update_circuit(self.nats, subscription, change)
+        self.circuits.update(self.nats, subscription, change)
     }
 
     fn release(&self, _spec: &str) -> Result<Vec<(JobKey, Meta)>> {
@@ -278,6 +465,57 @@ impl Queue for NatsQueue<'_> {
     fn can_record(&self) -> bool {
         true
     }
+
+    fn watches(&self) -> bool {
+        true
+    }
+
+    fn wait_for_news(&self, timeout: Duration) -> bool {
+        self.shared.bell.wait(timeout)
+    }
+
+    fn stop_waiting(&self) {
+        self.shared.stop();
+    }
+
+    fn more_to_come(&self) -> bool {
+        let now = clock::now_ms();
+        !self
+            .shared
+            .inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+            || self
+                .shared
+                .more_to_come(|sub| !matches!(self.circuits.get(sub).allows(now), Allow::Wait(_)))
+    }
+}
+
+fn shared_error(shared: &Shared, message: String) {
+    let mut errors = shared.errors.lock().unwrap_or_else(|e| e.into_inner());
+    if !errors.contains(&message) {
+        errors.push(message);
+    }
+}
+
+/// A retry waiting for its time: a schedule that publishes the job on its
+/// lane at `next_attempt_at`.
+fn schedule(names: &super::layout::Names, job: &Job, msg_id: String) -> Outgoing {
+    let meta = &job.meta;
+    let at = clock::rfc3339(meta.next_attempt_at_ms.max(clock::now_ms()));
+    Outgoing {
+        subject: names.retry(&meta.subscription, &meta.spec, &meta.delivery_id),
+        msg_id: Some(msg_id),
+        headers: vec![
+            ("Nats-Schedule", format!("@at {at}")),
+            (
+                "Nats-Schedule-Target",
+                names.lane(&meta.subscription, &meta.spec),
+            ),
+        ],
+        payload: Bytes::from(job.encode()),
+    }
 }
 
 /// The Nats-Msg-Id of a retry: a crash between publishing it and acking
@@ -286,43 +524,33 @@ fn retry_id(meta: &Meta) -> String {
     format!("{}.{}.{}", meta.delivery_id, meta.replays, meta.attempts)
 }
 
-/// Changes a subscription's breaker state in the bucket by compare-and-swap:
-/// reads it, applies `change`, and writes it back if it changed and nobody
-/// wrote it meanwhile (else tries again).
-pub fn update_circuit(
-    nats: &Nats,
-    subscription: &str,
-    change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
-) -> Result<(Option<Transition>, Circuit)> {
-    for _ in 0..50 {
-        let (current, revision) = read_circuit(nats, subscription)?;
-        let mut next = current.clone();
-        let transition = change(&mut next);
-        if next == current {
-            return Ok((transition, next));
-        }
-        if nats.kv_swap(subscription, serde_json::to_vec(&next)?, revision)? {
-            return Ok((transition, next));
-        }
-    }
-    bail!("the breaker state of `{subscription}` kept changing under this worker; try again")
+async fn publish_one(js: &async_nats::jetstream::Context, out: Outgoing) -> Result<()> {
+    let subject = out.subject.clone();
+    let ack = js
+        .send_publish(subject.clone(), out.into_publish())
+        .await
+        .map_err(|e| anyhow!("cannot publish to {subject}: {e}"))?;
+    ack.await
+        .map(drop)
+        .map_err(|e| anyhow!("the NATS server did not store a message on {subject}: {e}"))
 }
 
-/// A subscription's breaker state and its revision (0: none stored yet).
-pub fn read_circuit(nats: &Nats, subscription: &str) -> Result<(Circuit, u64)> {
-    match nats.kv_get(subscription)? {
-        None => Ok((Circuit::default(), 0)),
-        Some((value, revision)) => {
-            let circuit = serde_json::from_slice(&value).map_err(|e| {
-                anyhow::anyhow!(
-                    "the breaker state of `{subscription}` in bucket {} is not readable ({e}); delete the key to reset it",
-                    nats.names.circuits
-                )
-            })?;
-            Ok((circuit, revision))
+/// Retries `step` through a lost connection for up to [`SETTLE_FOR`].
+async fn surely<F, Fut>(mut step: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + SETTLE_FOR;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Ok(()) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
         }
     }
 }
-
-#[allow(dead_code)]
-const _: () = assert!(PROGRESS_EVERY.as_secs() * 3 <= ACK_WAIT.as_secs());

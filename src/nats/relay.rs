@@ -1,18 +1,27 @@
-//! `relay`: moves this host's pending jobs into the jobs stream. Each job is
-//! claimed (pending/ → active/) under the SPEC's drain.alive, published with
-//! `Nats-Msg-Id` = its delivery id and removed from active/ only after the
-//! server's ack. A relay that dies in between leaves the job in active/; the
-//! next relay (or drain) puts it back in pending/ and publishes it again,
-//! which the server stores once (within its de-duplication window).
-//! One relay at a time per spool (`relay.alive`).
+//! `relay`: moves this host's pending jobs into the jobs stream, each on
+//! its lane subject. Jobs are claimed (pending/ → active/) under the SPEC's
+//! drain.alive a batch at a time, all of a batch published at once
+//! (`Nats-Msg-Id` = its delivery id), and removed from active/ only after
+//! the server's ack. A relay that dies in between leaves jobs in active/;
+//! the next relay (or drain) puts them back in pending/ and publishes them
+//! again, which the server stores once (within its de-duplication window).
+//! A subscription's first job also announces its lane (a key in the
+//! breaker bucket), so that workers start serving it. One relay at a time
+//! per spool (`relay.alive`).
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use bytes::Bytes;
 
 use super::Nats;
+use super::client::Outgoing;
 use crate::config::Config;
-use crate::spool::{AliveLock, Claim, Quarantined, Spool, State};
+use crate::spool::{AliveLock, Claim, Job, Quarantined, Spool, State};
+
+/// Jobs published at once before their acks are awaited.
+const BATCH: usize = 512;
 
 /// What a pass moved.
 #[derive(Debug, Default)]
@@ -59,58 +68,107 @@ pub fn relay_id(meta: &crate::spool::Meta) -> String {
     }
 }
 
-/// One pass over every SPEC: publishes each pending job. Stops at the first
-/// publish the server does not confirm (the job goes back to pending).
-/// `_relay` proves this process is the relay.
-pub fn pass(config: &Config, nats: &Nats, _relay: &AliveLock) -> Result<Moved> {
-    let spool = Spool::new(&config.spool_dir);
-    let mut moved = Moved::default();
-    for spec in spool.specs()? {
-        let s = spool.spec(&spec);
-        if s.count(State::Pending)? == 0 && s.count(State::Active)? == 0 {
-            continue;
-        }
-        let Some(alive) = s.try_serve()? else {
-            moved.busy.push(spec);
-            continue;
+/// The relay's memory across passes: subscriptions whose lanes it has
+/// announced.
+#[derive(Debug, Default)]
+pub struct Relayer {
+    announced: HashSet<String>,
+}
+
+impl Relayer {
+    /// One pass over the SPECs named (every SPEC when `None`): publishes
+    /// each pending job. Stops at the first publish the server does not
+    /// confirm (those jobs go back to pending). `_relay` proves this
+    /// process is the relay.
+    pub fn pass(
+        &mut self,
+        config: &Config,
+        nats: &Nats,
+        _relay: &AliveLock,
+        only: Option<&HashSet<String>>,
+    ) -> Result<Moved> {
+        let spool = Spool::new(&config.spool_dir);
+        let mut moved = Moved::default();
+        let specs = match only {
+            Some(only) => only.iter().cloned().collect(),
+            None => spool.specs()?,
         };
-        {
-            let lock = s.lock_drain()?;
-            let (recovered, quarantined) = s.recover(&alive, &lock)?;
-            moved.recovered += recovered;
-            moved.quarantined.extend(quarantined);
-        }
-        let (names, _) = s.names(State::Pending)?;
-        for name in names {
-            let claimed = s.claim(&alive, &name)?;
-            let job = match claimed {
-                Claim::Job(job) => job,
-                Claim::Gone => continue,
-                Claim::Quarantined(q) => {
-                    moved.quarantined.push(q);
-                    continue;
-                }
+        for spec in specs {
+            let s = spool.spec(&spec);
+            if s.count(State::Pending)? == 0 && s.count(State::Active)? == 0 {
+                continue;
+            }
+            let Some(alive) = s.try_serve()? else {
+                moved.busy.push(spec);
+                continue;
             };
-            let mut job = *job;
-            job.meta.state = State::Pending;
-            let published = nats.publish(
-                &nats.names.jobs_subject,
-                Some(&relay_id(&job.meta)),
-                job.encode(),
-            );
-            match published {
-                Ok(()) => {
-                    s.release_claim(&alive, &name)?;
-                    moved.published += 1;
+            {
+                let lock = s.lock_drain()?;
+                let (recovered, quarantined) = s.recover(&alive, &lock)?;
+                moved.recovered += recovered;
+                moved.quarantined.extend(quarantined);
+            }
+            let (names, _) = s.names(State::Pending)?;
+            for chunk in names.chunks(BATCH) {
+                let mut claimed: Vec<(String, Job)> = Vec::with_capacity(chunk.len());
+                for name in chunk {
+                    match s.claim(&alive, name)? {
+                        Claim::Job(job) => claimed.push((name.clone(), *job)),
+                        Claim::Gone => {}
+                        Claim::Quarantined(q) => moved.quarantined.push(q),
+                    }
                 }
-                Err(e) => {
-                    s.unclaim(&alive, &name)?;
-                    return Err(e.context(format!(
-                        "job {name} of {spec} stays in the spool; run `spec-notify relay` again"
-                    )));
+                let result = self.publish(nats, &mut claimed);
+                let mut failed = None;
+                for ((name, _), published) in claimed.iter().zip(result) {
+                    match published {
+                        Ok(()) => {
+                            s.release_claim(&alive, name)?;
+                            moved.published += 1;
+                        }
+                        Err(e) => {
+                            s.unclaim(&alive, name)?;
+                            failed.get_or_insert(e.context(format!(
+                                "job {name} of {spec} stays in the spool; run `spec-notify relay` again"
+                            )));
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    return Err(e);
                 }
             }
         }
+        Ok(moved)
     }
-    Ok(moved)
+
+    /// Announces new lanes, then publishes the claimed jobs all at once;
+    /// one result per job.
+    fn publish(&mut self, nats: &Nats, claimed: &mut [(String, Job)]) -> Vec<Result<()>> {
+        for (_, job) in claimed.iter() {
+            let sub = &job.meta.subscription;
+            if !self.announced.contains(sub) {
+                if let Err(e) = super::circuits::announce(nats, sub) {
+                    return claimed
+                        .iter()
+                        .map(|_| Err(anyhow::anyhow!("{e:#}")))
+                        .collect();
+                }
+                self.announced.insert(sub.clone());
+            }
+        }
+        let outgoing = claimed
+            .iter_mut()
+            .map(|(_, job)| {
+                job.meta.state = State::Pending;
+                Outgoing {
+                    subject: nats.names.lane(&job.meta.subscription, &job.meta.spec),
+                    msg_id: Some(relay_id(&job.meta)),
+                    headers: Vec::new(),
+                    payload: Bytes::from(job.encode()),
+                }
+            })
+            .collect();
+        nats.publish_all(outgoing)
+    }
 }

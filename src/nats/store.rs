@@ -52,8 +52,8 @@ impl<'a> NatsStore<'a> {
         command: &str,
     ) -> Result<Vec<Dead>> {
         let nats = &self.nats;
-        let (found, _) = dead::jobs(nats)?;
-        let of_spec = found.into_iter().filter(|d| d.job.meta.spec == spec);
+        let (found, _) = dead::jobs(nats, spec)?;
+        let of_spec = found.into_iter();
         let Some(id) = pick.delivery_id.as_deref() else {
             return Ok(of_spec.filter(|d| keep(&d.job.meta)).collect());
         };
@@ -61,7 +61,7 @@ impl<'a> NatsStore<'a> {
         if !chosen.is_empty() {
             return Ok(chosen);
         }
-        let why = if dead::is_waiting(nats, id)? {
+        let why = if dead::is_waiting(nats, spec, id)? {
             format!(
                 "it waits in stream {} (not dead); the workers deliver it",
                 nats.names.jobs
@@ -100,10 +100,9 @@ impl Store for NatsStore<'_> {
     }
 
     fn unknown_spec(&self, spec: &str, records_count: bool) -> Result<Option<Unknown>> {
-        let found = view::jobs(&self.nats, &[State::Pending, State::Dead])?;
-        let mut known: Vec<String> = found.jobs.into_iter().map(|(_, m)| m.spec).collect();
+        let mut known = view::specs_with_jobs(&self.nats)?;
         if records_count {
-            known.extend(view::evidence(&self.nats)?.0.into_iter().map(|r| r.spec));
+            known.extend(view::specs_with_records(&self.nats)?);
         }
         known.sort();
         known.dedup();
@@ -121,7 +120,7 @@ impl Store for NatsStore<'_> {
     }
 
     fn jobs(&self, spec: Option<&str>, states: &[State]) -> Result<Found> {
-        let found = view::jobs(&self.nats, states)?;
+        let found = view::jobs(&self.nats, states, spec)?;
         let mut out = Found::default();
         if found.unreadable > 0 {
             out.unreadable.push(crate::spool::Unreadable {
@@ -147,8 +146,8 @@ impl Store for NatsStore<'_> {
     }
 
     fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
-        let (records, skipped) = view::evidence(&self.nats)?;
-        for record in records.into_iter().filter(|r| r.spec == spec) {
+        let (records, skipped) = view::evidence(&self.nats, Some(spec))?;
+        for record in records {
             visit(record);
         }
         Ok((skipped, format!("stream {}", self.nats.names.evidence)))
@@ -159,16 +158,21 @@ impl Store for NatsStore<'_> {
         subscription: &str,
         change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
     ) -> Result<(Option<Transition>, Circuit)> {
-        super::queue::update_circuit(&self.nats, subscription, change)
+        super::circuits::update(&self.nats, subscription, change)
     }
 
     fn waiting(&self, subscription: &str) -> Result<usize> {
-        let found = view::jobs(&self.nats, &[State::Pending])?;
-        Ok(found
-            .jobs
-            .iter()
-            .filter(|(_, m)| m.subscription == subscription)
-            .count())
+        let n = &self.nats.names;
+        let mut waiting = 0;
+        for filter in [n.lanes_of(subscription), n.retries_of(subscription)] {
+            waiting += self
+                .nats
+                .counts(&n.jobs, &filter)?
+                .into_iter()
+                .map(|(_, count)| count as usize)
+                .sum::<usize>();
+        }
+        Ok(waiting)
     }
 
     fn log(&self, records: &[Record]) -> Result<()> {
@@ -176,11 +180,7 @@ impl Store for NatsStore<'_> {
     }
 
     fn specs_with_jobs(&self) -> Result<Vec<String>> {
-        let found = view::jobs(&self.nats, &[State::Pending, State::Dead])?;
-        let mut specs: Vec<String> = found.jobs.into_iter().map(|(_, m)| m.spec).collect();
-        specs.sort();
-        specs.dedup();
-        Ok(specs)
+        view::specs_with_jobs(&self.nats)
     }
 
     fn replay(&self, spec: &str, pick: &Pick, _say: Say<'_>) -> Result<Replayed> {
@@ -246,7 +246,7 @@ impl Store for NatsStore<'_> {
         stop: Stop,
         report: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Summary> {
-        let queue = NatsQueue::new(self.config, &self.nats);
+        let queue = NatsQueue::new(self.config, &self.nats, !options.watch)?;
         let summary = Drainer::new(self.config, options, stop).run_on(&queue, report);
         drop(queue); // jobs still held go back before the last metrics
         summary

@@ -1,13 +1,16 @@
-//! The operator's view across every host: the jobs waiting in the jobs
-//! stream (including those a worker holds right now), the dead stream, the
-//! evidence stream and the breaker bucket. Read-only.
+//! The operator's view across every host, read in batches: the jobs
+//! waiting (on their lanes, held by a worker right now, or waiting for a
+//! retry on a schedule), the dead jobs, the evidence records and the
+//! breaker states. Read-only.
 
 use anyhow::Result;
 
 use super::Nats;
+use super::client::Stored;
+use super::layout::token;
 use crate::circuit::Circuit;
 use crate::evidence::Record;
-use crate::spool::{Meta, State};
+use crate::spool::{Job, Meta, State};
 
 /// One job as the streams hold it: its metadata (the first line).
 fn meta_of(payload: &[u8]) -> Option<Meta> {
@@ -15,23 +18,48 @@ fn meta_of(payload: &[u8]) -> Option<Meta> {
     serde_json::from_slice(line).ok()
 }
 
-/// Jobs in the jobs stream (pending) and the dead stream, oldest first,
-/// with messages that are not jobs counted apart.
+/// The filters that hold `state`'s jobs of one SPEC or every one: (stream,
+/// subject filter).
+fn places(nats: &Nats, state: State, spec: Option<&str>) -> Vec<(String, String)> {
+    let n = &nats.names;
+    let p = &n.prefix;
+    let spec = spec.map_or(">".to_string(), token);
+    match state {
+        State::Pending => vec![
+            (n.jobs.clone(), format!("{p}.jobs.*.{spec}")),
+            (n.jobs.clone(), format!("{p}.retry.*.{spec}.>")),
+        ],
+        State::Dead => vec![(n.dead.clone(), format!("{p}.dead.*.{spec}"))],
+        _ => Vec::new(),
+    }
+    .into_iter()
+    // `>` must be the last token alone.
+    .map(|(stream, filter)| (stream, filter.replace(".>.>", ".>")))
+    .collect()
+}
+
+/// Reads the messages that hold `state`'s jobs.
+pub fn read_jobs(nats: &Nats, state: State, spec: Option<&str>) -> Result<Vec<Stored>> {
+    let mut out = Vec::new();
+    for (stream, filter) in places(nats, state, spec) {
+        out.extend(nats.read(&stream, &filter)?);
+    }
+    Ok(out)
+}
+
+/// Jobs in `states` (pending and dead are in the streams), oldest first
+/// per stream, with messages that are not jobs counted apart.
 #[derive(Debug, Default)]
 pub struct Jobs {
     pub jobs: Vec<(State, Meta)>,
     pub unreadable: usize,
 }
 
-pub fn jobs(nats: &Nats, states: &[State]) -> Result<Jobs> {
+pub fn jobs(nats: &Nats, states: &[State], spec: Option<&str>) -> Result<Jobs> {
     let mut out = Jobs::default();
-    let names = &nats.names;
-    for (state, stream) in [(State::Pending, &names.jobs), (State::Dead, &names.dead)] {
-        if !states.contains(&state) {
-            continue;
-        }
-        for (_, payload) in nats.read_stream(stream)? {
-            match meta_of(&payload) {
+    for &state in states {
+        for stored in read_jobs(nats, state, spec)? {
+            match meta_of(&stored.payload) {
                 Some(mut meta) => {
                     meta.state = state;
                     out.jobs.push((state, meta));
@@ -43,27 +71,93 @@ pub fn jobs(nats: &Nats, states: &[State]) -> Result<Jobs> {
     Ok(out)
 }
 
-/// Every breaker state stored, by subscription.
-pub fn circuits(nats: &Nats) -> Result<Vec<(String, Circuit)>> {
+/// Whole jobs (with bodies) in `state`, and how many messages were not jobs.
+pub fn whole_jobs(
+    nats: &Nats,
+    state: State,
+    spec: Option<&str>,
+) -> Result<(Vec<(u64, Job)>, usize)> {
     let mut out = Vec::new();
-    for (key, value) in nats.kv_all()? {
-        if let Ok(circuit) = serde_json::from_slice(&value) {
-            out.push((key, circuit));
+    let mut unreadable = 0;
+    for stored in read_jobs(nats, state, spec)? {
+        match Job::decode(&stored.payload) {
+            Ok(mut job) => {
+                job.meta.state = state;
+                out.push((stored.seq, job));
+            }
+            Err(_) => unreadable += 1,
         }
     }
+    Ok((out, unreadable))
+}
+
+/// Every breaker state stored, by subscription: one batched read of the
+/// bucket's stream.
+pub fn circuits(nats: &Nats) -> Result<Vec<(String, Circuit)>> {
+    let bucket = &nats.names.circuits;
+    let prefix = format!("$KV.{bucket}.");
+    let mut out = Vec::new();
+    for stored in nats.read(&format!("KV_{bucket}"), &format!("{prefix}>"))? {
+        let Some(key) = stored.subject.strip_prefix(&prefix) else {
+            continue;
+        };
+        // A deleted key leaves an empty marker.
+        if let Ok(circuit) = serde_json::from_slice(&stored.payload) {
+            out.push((key.to_string(), circuit));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
-/// Every evidence record in the stream, oldest first, and how many
+/// The evidence records of one SPEC (or all), oldest first, and how many
 /// messages did not parse.
-pub fn evidence(nats: &Nats) -> Result<(Vec<Record>, usize)> {
+pub fn evidence(nats: &Nats, spec: Option<&str>) -> Result<(Vec<Record>, usize)> {
+    let filter = match spec {
+        Some(spec) => nats.names.evidence_of(spec),
+        None => nats.names.all_evidence(),
+    };
     let mut records = Vec::new();
     let mut skipped = 0;
-    for (_, payload) in nats.read_stream(&nats.names.evidence)? {
-        match serde_json::from_slice(&payload) {
+    for stored in nats.read(&nats.names.evidence, &filter)? {
+        match serde_json::from_slice(&stored.payload) {
             Ok(record) => records.push(record),
             Err(_) => skipped += 1,
         }
     }
     Ok((records, skipped))
+}
+
+/// SPECs with jobs waiting or dead, from the subject counts (no message read).
+pub fn specs_with_jobs(nats: &Nats) -> Result<Vec<String>> {
+    let n = &nats.names;
+    let mut specs = Vec::new();
+    for (stream, filter) in [
+        (&n.jobs, n.all_lanes()),
+        (&n.jobs, n.all_retries()),
+        (&n.dead, n.all_dead()),
+    ] {
+        for (subject, _) in nats.counts(stream, &filter)? {
+            if let Some((_, spec)) = n.lane_of(&subject) {
+                specs.push(spec);
+            }
+        }
+    }
+    specs.sort();
+    specs.dedup();
+    Ok(specs)
+}
+
+/// SPECs with evidence records, from the subject counts.
+pub fn specs_with_records(nats: &Nats) -> Result<Vec<String>> {
+    let n = &nats.names;
+    let prefix = format!("{}.evidence.", n.prefix);
+    let mut specs: Vec<String> = nats
+        .counts(&n.evidence, &n.all_evidence())?
+        .into_iter()
+        .filter_map(|(subject, _)| super::layout::untoken(subject.strip_prefix(&prefix)?))
+        .collect();
+    specs.sort();
+    specs.dedup();
+    Ok(specs)
 }

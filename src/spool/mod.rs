@@ -74,6 +74,7 @@ pub mod job;
 pub mod lock;
 mod overflow;
 mod quarantine;
+pub mod watch;
 
 use std::fs::{self, File};
 use std::io;
