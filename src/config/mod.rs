@@ -10,13 +10,12 @@
 
 pub mod edit;
 mod per_call;
+mod problems;
 mod raw;
 mod relay;
 mod specs;
 
-use std::cell::RefCell;
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -27,6 +26,7 @@ use crate::exit::user_error;
 use crate::format::{Format, Style, Template};
 use crate::sign::{Scheme, Secret};
 use crate::url::{redact_url, redact_url_path};
+use problems::{Check, Problems};
 pub use relay::Relay;
 
 pub use per_call::{adhoc_id, is_adhoc_id, shown as shown_per_call_url};
@@ -638,98 +638,6 @@ fn at_of(scope: Option<&str>, sub: &Subscription) -> String {
     }
 }
 
-/// Problems found while reading the config, reported together and grouped
-/// by place (a table or a subscription), places in the order of the file.
-#[derive(Default)]
-struct Problems {
-    /// Every place in the order it was read or first had a problem.
-    places: RefCell<Vec<String>>,
-    /// Each problem with its place; `None`: a line that says where itself.
-    found: RefCell<Vec<(Option<String>, String)>>,
-}
-
-impl Problems {
-    /// Notes a place where problems may come up, so they sort by it.
-    fn place(&self, at: &str) {
-        let mut places = self.places.borrow_mut();
-        if !places.iter().any(|p| p == at) {
-            places.push(at.to_string());
-        }
-    }
-
-    fn push(&self, at: &str, message: impl fmt::Display) {
-        self.place(at);
-        self.found
-            .borrow_mut()
-            .push((Some(at.to_string()), message.to_string()));
-    }
-
-    /// A problem with the value of `key`.
-    fn key(&self, at: &str, key: &str, message: impl fmt::Display) {
-        self.push(at, format!("key `{key}`: {message}"));
-    }
-
-    /// A line that already says where; such lines come last.
-    fn push_line(&self, line: String) {
-        self.found.borrow_mut().push((None, line));
-    }
-
-    /// Whether any problem was found at `at`.
-    fn has(&self, at: &str) -> bool {
-        self.found
-            .borrow()
-            .iter()
-            .any(|(place, _)| place.as_deref() == Some(at))
-    }
-
-    fn is_empty(&self) -> bool {
-        self.found.borrow().is_empty()
-    }
-
-    /// Takes over the problems another list found, with their places.
-    fn absorb(&self, other: Problems) {
-        for place in other.places.into_inner() {
-            self.place(&place);
-        }
-        self.found.borrow_mut().extend(other.found.into_inner());
-    }
-
-    fn lines(&self) -> Vec<String> {
-        let places = self.places.borrow();
-        let order = |at: &Option<String>| {
-            at.as_ref()
-                .and_then(|at| places.iter().position(|p| p == at))
-                .unwrap_or(usize::MAX)
-        };
-        let mut problems = self.found.borrow().clone();
-        problems.sort_by_key(|(at, _)| order(at));
-        problems
-            .into_iter()
-            .map(|(at, message)| match at {
-                Some(at) => format!("{at}: {message}"),
-                None => message,
-            })
-            .collect()
-    }
-
-    fn into_result(self, path: &Path) -> Result<()> {
-        let problems = self.lines();
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let count = match problems.len() {
-            1 => "1 problem".to_string(),
-            n => format!("{n} problems"),
-        };
-        let mut text = format!("invalid config `{}` ({count}):", path.display());
-        for p in &problems {
-            text.push_str("\n  - ");
-            text.push_str(p);
-        }
-        Err(user_error(text))
-    }
-}
-
 fn apply_enabled_override(config: &mut Config, problems: &Problems) {
     let Ok(value) = std::env::var(ENABLED_ENV) else {
         return;
@@ -1124,120 +1032,6 @@ fn resolve_subscription(
     sub
 }
 
-/// Checks what one table says against what its values may be, recording a
-/// problem for each value that cannot be used (the default stands in).
-struct Check<'a> {
-    at: &'a str,
-    problems: &'a Problems,
-}
-
-impl Check<'_> {
-    fn problem(&self, key: &str, message: impl fmt::Display) {
-        self.problems.key(self.at, key, message);
-    }
-
-    /// A duration written like `72h`, `30s`, `10m`.
-    fn duration_ms(&self, key: &str, text: Option<String>) -> Option<u64> {
-        let text = text?;
-        match humantime::parse_duration(&text) {
-            Ok(d) if !d.is_zero() => Some(d.as_millis().min(u64::MAX as u128) as u64),
-            Ok(_) => {
-                self.problem(key, "must be longer than 0");
-                None
-            }
-            Err(e) => {
-                self.problem(
-                    key,
-                    format!("`{text}` is not a duration ({e}); write it like \"72h\", \"30s\" or \"10m\""),
-                );
-                None
-            }
-        }
-    }
-
-    fn int(&self, key: &str, value: Option<i64>, min: i64, max: i64) -> Option<i64> {
-        let value = value?;
-        if (min..=max).contains(&value) {
-            return Some(value);
-        }
-        self.problem(
-            key,
-            format!("{value} is out of range: use a whole number from {min} to {max}"),
-        );
-        None
-    }
-
-    fn float(&self, key: &str, value: Option<f64>, min: f64, max: f64) -> Option<f64> {
-        let value = value?;
-        if value.is_finite() && (min..=max).contains(&value) {
-            return Some(value);
-        }
-        self.problem(
-            key,
-            format!("{value} is out of range: use a number from {min} to {max}"),
-        );
-        None
-    }
-
-    fn scheme(&self, name: Option<String>) -> Scheme {
-        let Some(name) = name else {
-            return Scheme::Speckit;
-        };
-        Scheme::parse(&name).unwrap_or_else(|| {
-            self.problem(
-                "signature",
-                format!(
-                    "unknown scheme `{name}`: use one of {}",
-                    Scheme::NAMES.join(", ")
-                ),
-            );
-            Scheme::Speckit
-        })
-    }
-
-    /// The values that pass `check`.
-    fn valid(
-        &self,
-        key: &str,
-        values: Vec<String>,
-        check: fn(&str) -> std::result::Result<(), String>,
-    ) -> Vec<String> {
-        values
-            .into_iter()
-            .filter(|value| match check(value) {
-                Ok(()) => true,
-                Err(e) => {
-                    self.problem(key, e);
-                    false
-                }
-            })
-            .collect()
-    }
-
-    /// Each value as one of `names`.
-    fn names<T>(
-        &self,
-        key: &str,
-        values: &[String],
-        parse: fn(&str) -> Option<T>,
-        names: &[&str],
-    ) -> Vec<T> {
-        values
-            .iter()
-            .filter_map(|s| {
-                let parsed = parse(s);
-                if parsed.is_none() {
-                    self.problem(
-                        key,
-                        format!("unknown value `{s}`: use one of {}", names.join(", ")),
-                    );
-                }
-                parsed
-            })
-            .collect()
-    }
-}
-
 fn check_event_pattern(pattern: &str) -> std::result::Result<(), String> {
     if pattern == "*" {
         return Ok(());
@@ -1347,40 +1141,6 @@ include_events = ["Spec.Stage"]
     }
 
     #[test]
-    fn problems_are_grouped_by_subscription() {
-        let text = r#"
-[spec_ops.webhooks]
-[[spec_ops.webhooks.subscriptions]]
-id = "a"
-url = "https://a.example/h"
-dry_run = true
-max_attempts = 0
-[[spec_ops.webhooks.subscriptions]]
-id = "b"
-url = "https://b.example/h"
-dry_run = "yes"
-[[spec_ops.webhooks.subscriptions]]
-id = "a"
-url = "https://c.example/h"
-dry_run = true
-jitter_ms = "x"
-"#;
-        let e = errors(text);
-        let lines: Vec<&str> = e.lines().skip(1).collect();
-        assert_eq!(
-            lines,
-            [
-                "  - subscription `a`: key `jitter_ms`: expected a whole number, found string `\"x\"`",
-                "  - subscription `a`: key `max_attempts`: 0 is out of range: use a whole number from 1 to 1000",
-                "  - subscription `a`: duplicate `id`: every subscription needs its own id",
-                "  - subscription `b`: key `dry_run`: expected true or false, found string `\"yes\"`",
-                "  - subscription `b`: key `secret_env`: missing: name the environment variable that holds this subscription's secret",
-            ],
-            "{e}"
-        );
-    }
-
-    #[test]
     fn chat_formats_templates_and_headers_resolve() {
         let text = r#"
 [spec_ops.webhooks]
@@ -1482,12 +1242,6 @@ dry_run = true
             assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
         }
         assert!(e.contains("(10 problems)"), "{e}");
-    }
-
-    #[test]
-    fn one_problem_is_not_plural() {
-        let e = errors("[spec_ops.webhooks]\nenabled = 3\n");
-        assert!(e.contains("(1 problem):"), "{e}");
     }
 
     #[test]
