@@ -9,7 +9,7 @@ use toml::{Table, Value};
 use super::model::{Config, Subscription, adhoc_id, shown_per_call_url};
 use super::problems::Problems;
 use super::raw;
-use super::{Kind, resolve_subscription};
+use super::subscription::{Kind, resolve_subscription};
 use crate::spool::Target;
 
 /// A per-call URL travels in the job's metadata line: keep it well inside.

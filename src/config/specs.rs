@@ -19,7 +19,7 @@ use toml::{Table, Value};
 use super::model::{Config, Scope, Subscription};
 use super::problems::Problems;
 use super::raw::{self, spec_table_at};
-use super::{Kind, resolve_subscription};
+use super::subscription::{Kind, resolve_subscription};
 
 /// Keys that belong to an endpoint's one queue (a lane of the drain's
 /// scheduler, its rate and its circuit breaker), shared by every SPEC: an
