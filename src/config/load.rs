@@ -97,58 +97,65 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
     };
     apply_enabled_override(&mut config, &problems);
     if secrets == Secrets::Required {
-        let mut seen = HashSet::new();
-        let needing: Vec<(String, &Subscription)> = config
-            .every_subscription()
-            .filter(|(_, s)| s.needs_secret())
-            .map(|(scope, s)| (at_of(scope, s), s))
-            .filter(|(at, _)| seen.insert(at.clone()))
-            .collect();
-        let mut reported = HashSet::new();
-        for (at, sub) in &needing {
-            if let (Some(var), Err(_)) = (&sub.secret_env, sub.secret()) {
-                // An override that inherits the global secret says nothing new.
-                if reported.insert((sub.id.clone(), var.clone())) {
-                    problems.push(
-                        at,
-                        format!("key `secret_env`: the environment variable {var} is unset or empty: export it (or set `dry_run = true` or `active = false`)"),
-                    );
-                }
-            }
-        }
-        for (at, sub) in needing {
-            let at = at.as_str();
-            if let (Some(var), true) = (&sub.url_env, sub.url.is_empty()) {
-                problems.key(
-                    at,
-                    "url_env",
-                    format!("the environment variable {var} is unset or empty: export it"),
-                );
-            }
-            for (name, var) in sub
-                .headers
-                .iter()
-                .filter_map(|h| Some((&h.name, h.env_var()?)))
-            {
-                let why = match std::env::var(var).ok().filter(|v| !v.is_empty()) {
-                    None => format!("the environment variable {var} is unset or empty: export it"),
-                    Some(value) => match check_header_value(&value) {
-                        Ok(()) => continue,
-                        Err(e) => format!("the value in {var} is {e}"),
-                    },
-                };
-                problems.key(at, "headers", format!("`{name}`: {why}"));
-            }
-        }
-        if let Some(Err(line)) = config.relay.as_ref().map(Relay::credentials) {
-            problems.push_line(line);
-        }
-        for p in config.secret_format_problems() {
-            problems.push_line(p);
-        }
+        check_environment(&config, &problems);
     }
     problems.into_result(path)?;
     Ok(config)
+}
+
+/// What the deliveries will read from the environment, checked now: each
+/// secret (and its format), `url_env` URL, `env:` header value and the
+/// relay's credentials.
+fn check_environment(config: &Config, problems: &Problems) {
+    let mut seen = HashSet::new();
+    let needing: Vec<(String, &Subscription)> = config
+        .every_subscription()
+        .filter(|(_, s)| s.needs_secret())
+        .map(|(scope, s)| (at_of(scope, s), s))
+        .filter(|(at, _)| seen.insert(at.clone()))
+        .collect();
+    let mut reported = HashSet::new();
+    for (at, sub) in &needing {
+        if let (Some(var), Err(_)) = (&sub.secret_env, sub.secret()) {
+            // An override that inherits the global secret says nothing new.
+            if reported.insert((sub.id.clone(), var.clone())) {
+                problems.push(
+                    at,
+                    format!("key `secret_env`: the environment variable {var} is unset or empty: export it (or set `dry_run = true` or `active = false`)"),
+                );
+            }
+        }
+    }
+    for (at, sub) in needing {
+        let at = at.as_str();
+        if let (Some(var), true) = (&sub.url_env, sub.url.is_empty()) {
+            problems.key(
+                at,
+                "url_env",
+                format!("the environment variable {var} is unset or empty: export it"),
+            );
+        }
+        for (name, var) in sub
+            .headers
+            .iter()
+            .filter_map(|h| Some((&h.name, h.env_var()?)))
+        {
+            let why = match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+                None => format!("the environment variable {var} is unset or empty: export it"),
+                Some(value) => match check_header_value(&value) {
+                    Ok(()) => continue,
+                    Err(e) => format!("the value in {var} is {e}"),
+                },
+            };
+            problems.key(at, "headers", format!("`{name}`: {why}"));
+        }
+    }
+    if let Some(Err(line)) = config.relay.as_ref().map(Relay::credentials) {
+        problems.push_line(line);
+    }
+    for p in config.secret_format_problems() {
+        problems.push_line(p);
+    }
 }
 
 /// Where messages name a subscription of a scope: ``subscription `id` `` for
