@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::sign::Scheme;
+
 const AFTER_HELP: &str = "\
 Exit codes:
   0    success
@@ -526,6 +528,17 @@ pub enum SchemeArg {
     Speckit,
     Github,
     StandardWebhooks,
+}
+
+/// The `--scheme` flag as the library's scheme.
+impl From<SchemeArg> for Scheme {
+    fn from(arg: SchemeArg) -> Scheme {
+        match arg {
+            SchemeArg::Speckit => Scheme::Speckit,
+            SchemeArg::Github => Scheme::Github,
+            SchemeArg::StandardWebhooks => Scheme::StandardWebhooks,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

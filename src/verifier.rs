@@ -5,7 +5,6 @@
 
 use anyhow::Result;
 
-use crate::cli::SchemeArg;
 use crate::config::secret_from_env;
 use crate::exit::user_error;
 use crate::sign;
@@ -68,17 +67,6 @@ impl Verifier {
             now_secs,
             tolerance_secs,
         )
-    }
-}
-
-/// The `--scheme` flag as the library's scheme.
-impl From<SchemeArg> for Scheme {
-    fn from(arg: SchemeArg) -> Scheme {
-        match arg {
-            SchemeArg::Speckit => Scheme::Speckit,
-            SchemeArg::Github => Scheme::Github,
-            SchemeArg::StandardWebhooks => Scheme::StandardWebhooks,
-        }
     }
 }
 

@@ -1,36 +1,19 @@
 //! Per-call targets (`emit --url URL`): a one-off subscription for one
 //! event, validated by the very rules of a `[[subscriptions]]` table (it is
 //! read as one), with a stable id derived from the URL (`adhoc-` and ten hex
-//! digits of its SHA-256), private networks refused unless allowed, and no
-//! signature unless a secret variable is named.
+//! digits of its SHA-256, [`adhoc_id`]), private networks refused unless
+//! allowed, and no signature unless a secret variable is named.
 
-use sha2::Digest;
 use toml::{Table, Value};
 
+use super::model::{Config, Subscription, adhoc_id, shown_per_call_url};
+use super::problems::Problems;
 use super::raw;
-use super::{Config, Kind, Problems, Subscription, resolve_subscription};
+use super::subscription::{Kind, resolve_subscription};
 use crate::spool::Target;
 
-const ADHOC_PREFIX: &str = "adhoc-";
-const HASH_DIGITS: usize = 10;
 /// A per-call URL travels in the job's metadata line: keep it well inside.
 const MAX_URL_BYTES: usize = 8192;
-
-/// The subscription id of a per-call URL: the same URL always gets the same
-/// id (its jobs share a queue and a circuit breaker), and the id tells
-/// nothing usable about a secret URL.
-pub fn adhoc_id(url: &str) -> String {
-    let digest = sha2::Sha256::digest(url.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{ADHOC_PREFIX}{}", &hex[..HASH_DIGITS])
-}
-
-/// Whether `id` has the form of [`adhoc_id`].
-pub fn is_adhoc_id(id: &str) -> bool {
-    id.strip_prefix(ADHOC_PREFIX).is_some_and(|hash| {
-        hash.len() == HASH_DIGITS && hash.bytes().all(|b| b.is_ascii_hexdigit())
-    })
-}
 
 impl Config {
     /// The subscription a per-call target stands for. `Err` lists every
@@ -58,7 +41,7 @@ impl Config {
             Value::Boolean(target.allow_private_networks),
         );
         let problems = Problems::default();
-        let at = format!("--url `{}`", shown(&target.url));
+        let at = format!("--url `{}`", shown_per_call_url(&target.url));
         let raw = raw::read_subscription_at(&table, at, &problems);
         let sub = resolve_subscription(
             raw,
@@ -74,29 +57,13 @@ impl Config {
     }
 }
 
-/// A per-call URL as lists, logs, evidence and messages show it: scheme,
-/// host and port only, since any of its path or query may be a credential
-/// (`https://hooks.example.com/<redacted>`).
-pub fn shown(url: &str) -> String {
-    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
-        return crate::url::HIDDEN_URL.into();
-    };
-    let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-        return crate::url::HIDDEN_URL.into();
-    };
-    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
-    let hidden = uri.path().len() > 1 || uri.query().is_some();
-    let rest = if hidden { "/<redacted>" } else { "" };
-    format!("{scheme}://{host}{port}{rest}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
 
     fn config() -> Config {
-        super::super::parse(
+        crate::config::parse(
             "[spec_ops.webhooks]\nenabled = true\n",
             Path::new("/x/c.toml"),
         )
@@ -111,17 +78,6 @@ mod tests {
             format: None,
             allow_private_networks: false,
         }
-    }
-
-    #[test]
-    fn ids_are_stable_and_recognisable() {
-        let id = adhoc_id("https://example.com/hook");
-        assert_eq!(id, adhoc_id("https://example.com/hook"));
-        assert_ne!(id, adhoc_id("https://example.com/hook2"));
-        assert!(is_adhoc_id(&id), "{id}");
-        assert_eq!(id.len(), "adhoc-".len() + 10);
-        assert!(!is_adhoc_id("adhoc-xyz"));
-        assert!(!is_adhoc_id("slack"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt;
 
 use toml::{Table, Value};
 
-use super::Problems;
+use super::problems::Problems;
 
 /// Where the webhook settings live, as messages name them.
 pub(super) const WEBHOOKS_AT: &str = "[spec_ops.webhooks]";

@@ -4,7 +4,7 @@
 
 use toml::Value;
 
-use super::Problems;
+use super::problems::Problems;
 
 /// Where the table lives, as messages name it.
 const AT: &str = "[spec_ops.webhooks.relay]";

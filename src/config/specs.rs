@@ -9,14 +9,17 @@
 //! Every pattern is resolved here once, at load time, into the complete
 //! list of subscriptions in effect for the SPECs it decides ([`Scope`]),
 //! and every table is validated in that context with the global rules;
-//! problems name the table path.
+//! problems name the table path. Which scope decides a SPEC is answered
+//! here too ([`Config::subscriptions_for`]).
 
 use std::collections::HashSet;
 
 use toml::{Table, Value};
 
+use super::model::{Config, Scope, Subscription};
+use super::problems::Problems;
 use super::raw::{self, spec_table_at};
-use super::{Kind, Problems, Subscription, resolve_subscription};
+use super::subscription::{Kind, resolve_subscription};
 
 /// Keys that belong to an endpoint's one queue (a lane of the drain's
 /// scheduler, its rate and its circuit breaker), shared by every SPEC: an
@@ -28,15 +31,6 @@ const SHARED_KEYS: &[&str] = &[
     "circuit_failures",
     "circuit_cooldown",
 ];
-
-/// The subscriptions in effect for the SPECs that `pattern` is the most
-/// specific match of.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    /// As written: `SPEC-KIT-065` or `SPEC-KIT-*`.
-    pub pattern: String,
-    pub subscriptions: Vec<Subscription>,
-}
 
 /// A `specs` key: an exact SPEC id or a prefix followed by `*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,17 +90,31 @@ impl<'a> Pattern<'a> {
     }
 }
 
-/// The scope deciding `spec`'s subscriptions: the most specific matching
-/// pattern, if any.
-pub(super) fn most_specific<'s>(scopes: &'s [Scope], spec: &str) -> Option<&'s Scope> {
-    scopes
-        .iter()
-        .filter_map(|s| {
-            let pattern = Pattern::parse(&s.pattern).ok()?;
-            pattern.matches(spec).then_some((pattern.specificity(), s))
-        })
-        .max_by_key(|(specificity, _)| *specificity)
-        .map(|(_, s)| s)
+impl Config {
+    /// The subscriptions in effect for `spec`: those of the most specific
+    /// `specs` pattern that matches it (an exact id, else the longest
+    /// prefix glob), else the global ones.
+    pub fn subscriptions_for(&self, spec: &str) -> &[Subscription] {
+        self.scope_for(spec)
+            .map_or(&self.subscriptions, |scope| &scope.subscriptions)
+    }
+
+    /// The `specs` pattern that decides `spec`'s subscriptions, if any.
+    pub fn scope_for(&self, spec: &str) -> Option<&Scope> {
+        self.specs
+            .iter()
+            .filter_map(|s| {
+                let pattern = Pattern::parse(&s.pattern).ok()?;
+                pattern.matches(spec).then_some((pattern.specificity(), s))
+            })
+            .max_by_key(|(specificity, _)| *specificity)
+            .map(|(_, s)| s)
+    }
+
+    /// Subscription `id` as it is in effect for `spec`.
+    pub fn subscription_for(&self, spec: &str, id: &str) -> Option<&Subscription> {
+        self.subscriptions_for(spec).iter().find(|s| s.id == id)
+    }
 }
 
 /// What the overrides build on: the global subscriptions, as written and as
@@ -317,8 +325,8 @@ url = "https://team.example/h"
 secret_env = "T"
 "#;
 
-    fn config(text: &str) -> super::super::Config {
-        super::super::parse(text, std::path::Path::new("/x/c.toml")).unwrap()
+    fn config(text: &str) -> Config {
+        crate::config::parse(text, std::path::Path::new("/x/c.toml")).unwrap()
     }
 
     #[test]
@@ -405,7 +413,7 @@ chat = 3
 "#;
         let e = format!(
             "{:#}",
-            super::super::parse(text, std::path::Path::new("/x/c.toml")).unwrap_err()
+            crate::config::parse(text, std::path::Path::new("/x/c.toml")).unwrap_err()
         );
         for needle in [
             r#"[spec_ops.webhooks.specs."SPEC-*".chat]: key `url`: `http://plain.example/h` uses plain http"#,

@@ -5,8 +5,9 @@
 
 use serde_json::{Value, json};
 
-use super::facts::{Evidence, Facts, Tone};
-use super::text::{ELLIPSIS, cut, lines_within, units};
+use super::facts::{Facts, Tone};
+use super::parts::{details, footer, markdown_item};
+use super::text::{cut, lines_within, units};
 
 pub const CONTENT_MAX: usize = 2000;
 pub const TITLE_MAX: usize = 256;
@@ -34,15 +35,6 @@ const _: () = assert!(
         && FOOTER_BUDGET <= FOOTER_MAX
 );
 
-/// `[path](link)`, or `` `path` `` without a link or when the path was cut.
-pub(super) fn markdown_item(e: &Evidence, path_max: usize) -> String {
-    let path = cut(&e.path, path_max).replace(['[', ']', '`'], "'");
-    match (&e.link, path.ends_with(ELLIPSIS)) {
-        (Some(link), false) => format!("• [{path}]({link})"),
-        _ => format!("• `{path}`"),
-    }
-}
-
 fn color(tone: Tone) -> u32 {
     match tone {
         Tone::Success => 0x2EB67D,
@@ -64,7 +56,7 @@ pub fn discord(f: &Facts, summary: &str) -> Value {
         let room = DESCRIPTION_BUDGET.saturating_sub(used + units(head));
         description.push(format!("{head}{}", lines_within(&lines, room)));
     }
-    let fields: Vec<Value> = super::slack::details(f)
+    let fields: Vec<Value> = details(f)
         .into_iter()
         .filter(|(label, _)| *label != "Event")
         .take(FIELDS_BUDGET)
@@ -76,7 +68,7 @@ pub fn discord(f: &Facts, summary: &str) -> Value {
         "title": cut(&format!("{} · {}", f.spec, f.event_type), TITLE_MAX),
         "color": color(f.tone()),
         "fields": fields,
-        "footer": {"text": cut(&super::slack::footer(f), FOOTER_BUDGET)},
+        "footer": {"text": cut(&footer(f), FOOTER_BUDGET)},
     });
     if !description.is_empty() {
         embed["description"] = json!(cut(&description.join("\n"), DESCRIPTION_BUDGET));

@@ -7,6 +7,7 @@
 
 mod discord;
 mod facts;
+mod parts;
 mod slack;
 mod teams;
 mod template;

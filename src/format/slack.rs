@@ -11,6 +11,7 @@
 use serde_json::{Value, json};
 
 use super::facts::{Evidence, Facts};
+use super::parts::{details, footer, markdown_item};
 use super::text::{cut, fit, lines_within};
 
 pub const SECTION_MAX: usize = 3000;
@@ -51,41 +52,6 @@ fn labelled(label: &str, value: &str, max: usize) -> String {
     let head = format!("*{label}*\n");
     let room = max.saturating_sub(super::text::units(&head));
     format!("{head}{}", fit(value, room, escape))
-}
-
-/// The details both Slack and Mattermost show, label and value.
-pub(super) fn details(f: &Facts) -> Vec<(&'static str, String)> {
-    let mut out = vec![("Event", f.event_type.clone())];
-    if let Some(stage) = &f.stage {
-        out.push(("Stage", stage.clone()));
-    }
-    if let Some(status) = f.status_text() {
-        out.push(("Status", status));
-    }
-    let spec = match &f.branch {
-        Some(branch) => format!("{} ({branch})", f.spec),
-        None => f.spec.clone(),
-    };
-    out.push(("SPEC", spec));
-    if let Some(attempt) = f.attempt_text() {
-        out.push(("Attempt", attempt));
-    }
-    if let Some(consensus) = &f.consensus {
-        out.push(("Consensus", consensus.clone()));
-    }
-    out
-}
-
-/// The footer line: who sent it, the sequence and the time.
-pub(super) fn footer(f: &Facts) -> String {
-    let mut parts = vec!["spec-notify".to_string()];
-    if let Some(seq) = f.sequence {
-        parts.push(format!("sequence {seq}"));
-    }
-    if let Some(at) = &f.emitted_at {
-        parts.push(at.clone());
-    }
-    parts.join(" · ")
 }
 
 pub fn slack(f: &Facts, summary: &str) -> Value {
@@ -148,7 +114,7 @@ pub fn mattermost(f: &Facts, summary: &str) -> Value {
                     path: e.path.replace('@', "@\u{200B}"),
                     link: e.link.clone(),
                 };
-                super::discord::markdown_item(&e, PATH_MAX)
+                markdown_item(&e, PATH_MAX)
             })
             .collect();
         text.push_str(&format!(

@@ -7,6 +7,7 @@
 use serde_json::{Value, json};
 
 use super::facts::{Facts, Tone};
+use super::parts::{details, footer, markdown_item};
 use super::text::{cut, lines_within};
 
 pub const CARD_CONTENT_TYPE: &str = "application/vnd.microsoft.card.adaptive";
@@ -37,7 +38,7 @@ pub fn teams(f: &Facts, summary: &str) -> Value {
         "size": "Medium",
         "color": color(f.tone()),
     })];
-    let facts: Vec<Value> = super::slack::details(f)
+    let facts: Vec<Value> = details(f)
         .into_iter()
         .map(|(title, value)| json!({"title": title, "value": cut(&value, FACT_MAX)}))
         .collect();
@@ -49,7 +50,7 @@ pub fn teams(f: &Facts, summary: &str) -> Value {
         let lines: Vec<String> = f
             .evidence
             .iter()
-            .map(|e| super::discord::markdown_item(e, 300).replacen('•', "-", 1))
+            .map(|e| markdown_item(e, 300).replacen('•', "-", 1))
             .collect();
         body.push(text_block(format!(
             "**Evidence:**\n\n{}",
@@ -58,7 +59,7 @@ pub fn teams(f: &Facts, summary: &str) -> Value {
     }
     body.push(json!({
         "type": "TextBlock",
-        "text": super::slack::footer(f),
+        "text": footer(f),
         "wrap": true,
         "isSubtle": true,
         "size": "Small",

@@ -1,0 +1,497 @@
+//! One subscription table, as `raw` read it, resolved into a
+//! [`Subscription`]: defaults, the URL (`url` or `url_env`), extra headers,
+//! formats, filters, retry, rate and breaker settings, each value checked
+//! and every problem recorded at the table's place. A global table, a
+//! per-SPEC override and a per-call target all go through here ([`Kind`]).
+
+use super::model::{ExtraHeader, HeaderValue, Rate, RetryPolicy, Subscription, check_header_value};
+use super::problems::{Check, Problems};
+use super::raw;
+use crate::circuit::BreakerPolicy;
+use crate::envelope::{Stage, Status};
+use crate::format::{Format, Style, Template};
+use crate::url::redact_url;
+
+/// Where a subscription comes from, for what it may leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A table in the config: needs `secret_env`; private networks allowed
+    /// unless it says otherwise.
+    Config,
+    /// `emit --url`: unsigned without `--secret-env`.
+    PerCall,
+}
+
+/// Headers spec-notify sets itself (and those HTTP owns): `headers` may not
+/// name them.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "Content-Type",
+    "Content-Length",
+    "Host",
+    "Transfer-Encoding",
+    "Connection",
+    "User-Agent",
+    "X-SpecKit-*",
+    "X-Hub-Signature",
+    "X-Hub-Signature-256",
+    "X-GitHub-Event",
+    "X-GitHub-Delivery",
+    "X-GitHub-Hook-ID",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+fn is_reserved_header(name: &str) -> bool {
+    RESERVED_HEADERS.iter().any(|r| match r.strip_suffix('*') {
+        Some(prefix) => {
+            name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
+        }
+        None => name.eq_ignore_ascii_case(r),
+    })
+}
+
+/// The URL from `url` or `url_env` (exactly one), checked. A problem with a
+/// `url_env` URL never shows it.
+fn resolve_url(
+    raw: &raw::Subscription,
+    allow_private: bool,
+    kind: Kind,
+    check: &Check<'_>,
+) -> String {
+    let url = resolve_url_text(raw, kind, check);
+    let usable = match (&raw.url_env, kind) {
+        (Some(_), _) | (None, Kind::PerCall) => crate::url::check_secret_url(&url).is_ok(),
+        (None, Kind::Config) => crate::url::check_url(&url).is_ok(),
+    };
+    if usable
+        && !allow_private
+        && let Some(what) = url
+            .parse::<ureq::http::Uri>()
+            .ok()
+            .and_then(|u| u.host().and_then(crate::address::private_host))
+    {
+        let (key, shown) = match &raw.url_env {
+            Some(var) => ("url_env", format!("the URL in {var}")),
+            None if kind == Kind::PerCall => ("url", "the URL".to_string()),
+            None => ("url", format!("`{}`", redact_url(&url))),
+        };
+        check.problem(
+            key,
+            format!(
+                "{shown} points at {what} and `allow_private_networks` is off: set `allow_private_networks = true` if this endpoint is meant to be on a private network (with `emit --url`: pass --allow-private-networks)"
+            ),
+        );
+    }
+    url
+}
+
+fn resolve_url_text(raw: &raw::Subscription, kind: Kind, check: &Check<'_>) -> String {
+    match (&raw.url, &raw.url_env) {
+        (Some(_), Some(_)) => {
+            check.problem("url_env", "set either `url` or `url_env`, not both");
+            String::new()
+        }
+        (None, None) => {
+            check.problem(
+                "url",
+                "missing: every subscription needs `url` (or `url_env`, the variable holding a secret URL)",
+            );
+            String::new()
+        }
+        // A per-call URL may be a credential as a whole: its problems never
+        // show it (the place they are reported at shows it redacted).
+        (Some(url), None) if kind == Kind::PerCall => {
+            if let Err(e) = crate::url::check_secret_url(url) {
+                check.problem("url", e);
+            }
+            url.clone()
+        }
+        (Some(url), None) => {
+            if let Err(e) = crate::url::check_url(url) {
+                check.problem("url", e);
+            }
+            url.clone()
+        }
+        (None, Some(var)) => {
+            let url = std::env::var(var).unwrap_or_default();
+            if let (false, Err(e)) = (url.is_empty(), crate::url::check_secret_url(&url)) {
+                check.problem("url_env", format!("the URL in {var} is not usable: {e}"));
+            }
+            url
+        }
+    }
+}
+
+/// The `headers` table: names HTTP accepts and spec-notify does not set
+/// itself, literal values HTTP can carry, `env:VAR` naming a variable.
+fn resolve_headers(raw: &[(String, String)], check: &Check<'_>) -> Vec<ExtraHeader> {
+    let mut out: Vec<ExtraHeader> = Vec::new();
+    for (name, value) in raw {
+        if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            check.problem(
+                "headers",
+                format!("`{}` is not a valid header name", name.escape_debug()),
+            );
+            continue;
+        }
+        if is_reserved_header(name) {
+            check.problem(
+                "headers",
+                format!(
+                    "`{name}` is set by spec-notify and cannot be overridden; reserved: {}",
+                    RESERVED_HEADERS.join(", ")
+                ),
+            );
+            continue;
+        }
+        if out.iter().any(|h| h.name.eq_ignore_ascii_case(name)) {
+            check.problem(
+                "headers",
+                format!("`{name}` is set twice (names ignore case)"),
+            );
+            continue;
+        }
+        let value = match value.strip_prefix("env:") {
+            Some(var) if var.trim().is_empty() || var.contains('=') => {
+                check.problem(
+                    "headers",
+                    format!(
+                        "`{name}`: `env:` must be followed by a variable name, like env:API_TOKEN"
+                    ),
+                );
+                continue;
+            }
+            Some(var) => HeaderValue::Env(var.trim().to_string()),
+            None => {
+                if let Err(e) = check_header_value(value) {
+                    // The value may be a credential: never shown.
+                    check.problem("headers", format!("`{name}`: {e}"));
+                    continue;
+                }
+                HeaderValue::Literal(value.clone())
+            }
+        };
+        out.push(ExtraHeader {
+            name: name.clone(),
+            value,
+        });
+    }
+    out
+}
+
+pub(super) fn resolve_subscription(
+    raw: raw::Subscription,
+    evidence_base_url: Option<&str>,
+    kind: Kind,
+    problems: &Problems,
+) -> Subscription {
+    let check = Check {
+        at: &raw.at,
+        problems,
+    };
+    let defaults = RetryPolicy::default();
+    let retry = RetryPolicy {
+        max_attempts: check
+            .int("max_attempts", raw.max_attempts, 1, 1000)
+            .map_or(defaults.max_attempts, |v| v as u32),
+        initial_backoff_ms: check
+            .int("initial_backoff_ms", raw.initial_backoff_ms, 0, 86_400_000)
+            .map_or(defaults.initial_backoff_ms, |v| v as u64),
+        backoff_factor: check
+            .float("backoff_factor", raw.backoff_factor, 1.0, 100.0)
+            .unwrap_or(defaults.backoff_factor),
+        jitter_ms: check
+            .int("jitter_ms", raw.jitter_ms, 0, 3_600_000)
+            .map_or(defaults.jitter_ms, |v| v as u64),
+        per_request_timeout_ms: check
+            .int(
+                "per_request_timeout_ms",
+                raw.per_request_timeout_ms,
+                1,
+                600_000,
+            )
+            .map_or(defaults.per_request_timeout_ms, |v| v as u64),
+    };
+    let format = raw
+        .format
+        .as_deref()
+        .map_or(Format::Json, |name| match Format::parse(name) {
+            Some(format) => format,
+            None => {
+                check.problem(
+                    "format",
+                    format!(
+                        "unknown format `{name}`: use one of {}",
+                        Format::NAMES.join(", ")
+                    ),
+                );
+                Format::Json
+            }
+        });
+    let text = raw
+        .text
+        .as_deref()
+        .and_then(|text| match Template::parse(text) {
+            Ok(template) => Some(template),
+            Err(e) => {
+                check.problem("text", e);
+                None
+            }
+        });
+    if text.is_some() && !format.is_chat() {
+        check.problem(
+            "text",
+            "only chat formats have a summary line: set `format` to slack, mattermost, discord or teams, or remove `text`",
+        );
+    }
+    let allow_private_networks = raw.allow_private_networks.unwrap_or(kind == Kind::Config);
+    let sub = Subscription {
+        id: raw.id.clone().unwrap_or_default(),
+        url: resolve_url(&raw, allow_private_networks, kind, &check),
+        url_env: raw.url_env.clone(),
+        style: Style {
+            format,
+            text,
+            evidence_base_url: evidence_base_url.map(String::from),
+        },
+        headers: resolve_headers(&raw.headers, &check),
+        secret_env: raw.secret_env,
+        secret_env_previous: raw.secret_env_previous,
+        signature: check.scheme(raw.signature),
+        active: raw.active.unwrap_or(true),
+        dry_run: raw.dry_run.unwrap_or(false),
+        include_events: check.valid("include_events", raw.include_events, check_event_pattern),
+        include_stages: check.names(
+            "include_stages",
+            &raw.include_stages,
+            Stage::parse,
+            Stage::NAMES,
+        ),
+        include_status: check.names(
+            "include_status",
+            &raw.include_status,
+            Status::parse,
+            Status::NAMES,
+        ),
+        retry,
+        max_in_flight: check
+            .int("max_in_flight", raw.max_in_flight, 1, 256)
+            .map(|v| v as usize),
+        rate_limit: match raw.rate_limit {
+            Some(text) => match Rate::parse(&text) {
+                Ok(rate) => Some(rate),
+                Err(e) => {
+                    check.problem("rate_limit", e);
+                    None
+                }
+            },
+            None => format.is_chat().then_some(Rate::CHAT_DEFAULT),
+        },
+        max_age_ms: check
+            .duration_ms("max_age", raw.max_age)
+            .unwrap_or(Rate::DEFAULT_MAX_AGE_MS),
+        breaker: BreakerPolicy {
+            failures: check
+                .int("circuit_failures", raw.circuit_failures, 1, 1000)
+                .map_or(BreakerPolicy::default().failures, |v| v as u32),
+            cooldown_ms: check
+                .duration_ms("circuit_cooldown", raw.circuit_cooldown)
+                .unwrap_or(BreakerPolicy::default().cooldown_ms),
+            ..BreakerPolicy::default()
+        },
+        allow_private_networks,
+        overrides: Vec::new(),
+        per_call: kind == Kind::PerCall,
+    };
+    if !sub.id.is_empty()
+        && !sub
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        check.problem("id", "use letters, digits, `-`, `_` and `.` only");
+    }
+    if sub.needs_secret() && sub.secret_env.is_none() {
+        check.problem(
+            "secret_env",
+            "missing: name the environment variable that holds this subscription's secret",
+        );
+    }
+    sub
+}
+
+fn check_event_pattern(pattern: &str) -> std::result::Result<(), String> {
+    if pattern == "*" {
+        return Ok(());
+    }
+    let core = pattern.strip_suffix('*').unwrap_or(pattern);
+    if core.contains('*') {
+        return Err(format!(
+            "`{pattern}`: `*` is allowed only at the end (e.g. `spec-auto.*`)"
+        ));
+    }
+    if pattern.ends_with('*') {
+        let prefix = core.trim_end_matches('.');
+        let ok = !prefix.is_empty() && prefix.split('.').all(crate::envelope::is_event_segment);
+        return if ok {
+            Ok(())
+        } else {
+            Err(format!("`{pattern}` is not a valid event prefix"))
+        };
+    }
+    crate::envelope::check_event_type(pattern).map_err(|e| format!("`{pattern}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> String {
+        format!(
+            "{:#}",
+            crate::config::parse(text, std::path::Path::new("/x/config.toml")).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let text = r#"
+[spec_ops.webhooks]
+enabled = true
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "http://example.com/hook"
+secret_env = "X"
+include_stages = ["Plann"]
+include_status = ["ok"]
+max_attempts = 0
+backoff_factor = 0.5
+per_request_timeout_ms = 0
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "not a url"
+secret_env = "Y"
+include_events = ["Spec.Stage"]
+"#;
+        let e = errors(text);
+        for needle in [
+            "subscription `a`: key `url`: `http://example.com/hook` uses plain http",
+            "key `include_stages`: unknown value `Plann`",
+            "key `include_status`: unknown value `ok`",
+            "key `max_attempts`: 0 is out of range",
+            "key `backoff_factor`: 0.5 is out of range",
+            "key `per_request_timeout_ms`: 0 is out of range",
+            "duplicate `id`",
+            "`not a url` is not a valid URL",
+            "key `include_events`: `Spec.Stage`",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
+        assert!(e.contains("(9 problems)"), "{e}");
+    }
+
+    #[test]
+    fn chat_formats_templates_and_headers_resolve() {
+        let text = r#"
+[spec_ops.webhooks]
+evidence_base_url = "https://github.com/org/repo/blob/main"
+[[spec_ops.webhooks.subscriptions]]
+id = "slack"
+url = "https://hooks.slack.com/services/T0/B0/secret"
+format = "slack"
+text = "{{event.icon}} {{spec.id}}"
+headers = { Authorization = "env:GATEWAY_TOKEN", X-Team = "platform" }
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "discord"
+url = "https://discord.com/api/webhooks/1/secret"
+format = "discord"
+rate_limit = "5/s"
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "plain"
+url = "https://example.com/hook"
+dry_run = true
+"#;
+        let c = crate::config::parse(text, std::path::Path::new("/x/config.toml")).unwrap();
+        let slack = &c.subscriptions[0];
+        assert_eq!(slack.style.format, Format::Slack);
+        assert!(slack.style.text.is_some());
+        assert_eq!(
+            slack.style.evidence_base_url.as_deref(),
+            Some("https://github.com/org/repo/blob/main")
+        );
+        assert_eq!(slack.rate_limit, Some(Rate::CHAT_DEFAULT), "chat default");
+        assert_eq!(
+            slack.shown_url(),
+            "https://hooks.slack.com/services/<redacted>"
+        );
+        assert_eq!(
+            slack.headers,
+            [
+                ExtraHeader {
+                    name: "Authorization".into(),
+                    value: HeaderValue::Env("GATEWAY_TOKEN".into())
+                },
+                ExtraHeader {
+                    name: "X-Team".into(),
+                    value: HeaderValue::Literal("platform".into())
+                },
+            ]
+        );
+        assert_eq!(slack.headers[0].shown(), "<redacted: env GATEWAY_TOKEN>");
+        assert_eq!(slack.headers[1].shown(), "<redacted>");
+        assert_eq!(
+            c.subscriptions[1].rate_limit,
+            Some(Rate {
+                count: 5,
+                per_ms: 1000
+            }),
+            "an explicit rate wins"
+        );
+        assert_eq!(c.subscriptions[2].style.format, Format::Json);
+        assert_eq!(c.subscriptions[2].rate_limit, None, "json keeps no limit");
+    }
+
+    #[test]
+    fn format_template_url_and_header_problems_are_named() {
+        let text = r#"
+[spec_ops.webhooks]
+evidence_base_url = "ftp://files"
+[[spec_ops.webhooks.subscriptions]]
+id = "a"
+url = "https://a.example/h"
+url_env = "A_URL"
+format = "slak"
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "b"
+format = "teams"
+text = "{{spec.id}} {{task.name}}"
+headers = { Content-Type = "text/plain", x-speckit-id = "1", Authorization = "env:", "X-Bad" = "a\nb" }
+dry_run = true
+[[spec_ops.webhooks.subscriptions]]
+id = "c"
+url = "https://c.example/h"
+text = "{{spec.id}}"
+dry_run = true
+"#;
+        let e = errors(text);
+        for needle in [
+            "key `evidence_base_url`: `ftp://files` must be an http(s) URL",
+            "subscription `a`: key `url_env`: set either `url` or `url_env`, not both",
+            "subscription `a`: key `format`: unknown format `slak`: use one of json, slack, mattermost, discord, teams",
+            "subscription `b`: key `url`: missing: every subscription needs `url` (or `url_env`",
+            "subscription `b`: key `text`: unknown placeholder `{{task.name}}`; known: summary,",
+            "subscription `b`: key `headers`: `Content-Type` is set by spec-notify",
+            "subscription `b`: key `headers`: `x-speckit-id` is set by spec-notify",
+            "subscription `b`: key `headers`: `Authorization`: `env:` must be followed by a variable name",
+            "subscription `b`: key `headers`: `X-Bad`: not a valid header value",
+            "subscription `c`: key `text`: only chat formats have a summary line",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
+        assert!(e.contains("(10 problems)"), "{e}");
+    }
+}
