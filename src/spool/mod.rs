@@ -21,18 +21,21 @@
 //!
 //! Folders are created 0700 and files 0600 whatever the umask: payloads
 //! and lock files are the drain user's alone. The job format and file name
-//! belong to [`job`]; reads and atomic writes to [`files`]; locks to [`lock`].
+//! belong to [`job`]; reading job files to [`files`]; locks to [`lock`];
+//! the careful file access under all of them (atomic writes, bounded
+//! reads, bounded lock waits) to [`crate::files`].
 //!
 //! ## Invariants
 //! - A job is in exactly one of pending/, active/, delivered/, dead/; its name
 //!   never changes. The folder says where it is; inside active/ the `state`
 //!   field says where it was going. A file whose name and metadata disagree,
 //!   or whose delivery id is not a UUID, is not a job: it is quarantined.
-//! - Every write goes to a hidden `.<name>.<pid>.<n>.tmp` in the folder the
-//!   file is meant for, is fsynced, and is renamed within that folder (a
-//!   same-folder rename never takes the kernel's filesystem-wide rename lock,
-//!   which serialised concurrent deliveries). Readers skip dot-files; the next
-//!   drain removes stale ones. Creating jobs ends with an fsync of `pending/`.
+//! - Every write goes to a hidden `.<name>.<pid>.<random>.tmp`, created with
+//!   `O_EXCL` in the folder the file is meant for, is fsynced, and is
+//!   renamed within that folder (a same-folder rename never takes the
+//!   kernel's filesystem-wide rename lock, which serialised concurrent
+//!   deliveries). Readers skip dot-files; the next drain removes stale ones.
+//!   Creating jobs ends with an fsync of `pending/`.
 //! - Reads accept regular files only: never through a symlink, never
 //!   blocking on a FIFO, never more than a job can be.
 //! - Only the process holding `drain.alive` (the drain serving the SPEC, or
@@ -102,7 +105,8 @@ impl std::fmt::Display for AfterSettle {
     }
 }
 
-use files::{create_private_dir, read_meta, read_meta_at, remove_stale_tmp, syncfs, write_tmp};
+use crate::files::{create_private_dir, remove_stale_tmp, syncfs, write_tmp};
+use files::{read_meta, read_meta_at};
 use job::is_job_name;
 
 /// Up to this many jobs are fsynced one by one; above it, one syncfs is cheaper.
@@ -214,7 +218,7 @@ impl SpecSpool {
             create_private_dir(&self.state_dir(state))?;
         }
         for name in ["drain.lock", "drain.alive"] {
-            lock::open_lock_file(&self.dir.join(name))?;
+            crate::files::lock::open_lock_file(&self.dir.join(name))?;
         }
         fsync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent() {
@@ -366,7 +370,7 @@ impl SpecSpool {
     /// Whether a drain is serving this SPEC right now. Only looks: the
     /// holder's pid in drain.alive stays as it is.
     pub fn is_served(&self) -> Result<bool> {
-        Ok(lock::try_lock(&self.lock_path("drain.alive")?)?.is_none())
+        Ok(crate::files::lock::try_lock(&self.lock_path("drain.alive")?)?.is_none())
     }
 
     /// Puts back what a drain that died left in active/ (see the module doc).
@@ -975,13 +979,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
         spool.ensure().unwrap();
-        let before = files::syncs();
+        let before = crate::files::syncs();
         let jobs: Vec<Job> = (1..=50).map(|s| job(&spool, s)).collect();
         spool.enqueue(&jobs).unwrap();
-        let batch = files::syncs() - before;
+        let batch = crate::files::syncs() - before;
         assert_eq!(
             batch,
-            files::Syncs {
+            crate::files::Syncs {
                 files: 0,
                 filesystems: 1,
                 folders: 1
@@ -989,9 +993,9 @@ mod tests {
             "50 jobs: one syncfs and one fsync of pending/"
         );
         assert_eq!(spool.count(State::Pending).unwrap(), 50);
-        let before = files::syncs();
+        let before = crate::files::syncs();
         spool.enqueue(&[job(&spool, 51), job(&spool, 52)]).unwrap();
-        let few = files::syncs() - before;
+        let few = crate::files::syncs() - before;
         assert_eq!(
             (few.files, few.filesystems, few.folders),
             (2, 0, 1),
