@@ -40,7 +40,7 @@ use crate::clock;
 use crate::config::Config;
 use crate::deliver;
 use crate::evidence::{Outcome, Record};
-use crate::spool::{Job, Meta, Quarantined, State, Target};
+use crate::spool::{Job, Meta, Quarantined, SettleError, State, Target};
 use attempt::{Route, Routed};
 use queue::{Changes, Claimed, Queue, SpoolQueue};
 use scheduler::{JobKey, Kind, Limits, Pick, Scheduler, Waiting};
@@ -760,15 +760,16 @@ impl<'a> Drainer<'a> {
             .log(&job.meta.spec, std::slice::from_ref(&record))
             .and(probe_logged);
         done.records.push(record);
-        match queue.settle(&key, &job) {
+        match queue.settle(&key, &job).map_err(SettleError::of) {
             Ok(()) => {}
             // Settled, then a later step failed: reported, never requeued
             // (the job would be both settled and pending, and sent again).
-            Err(e) if e.downcast_ref::<crate::spool::AfterSettle>().is_some() => {
+            Err(after @ SettleError::After(_)) => {
+                let e = anyhow::Error::from(after);
                 done.disk_full = is_disk_full(&e);
                 done.error = Some(format!("{e:#}"));
             }
-            Err(e) => {
+            Err(SettleError::Before(e)) => {
                 // Put the job back as it was, so it is tried again (sent
                 // again if this attempt got through: at-least-once); if
                 // even that fails it stays in active/ until a drain
@@ -1206,7 +1207,7 @@ mod tests {
             }
             let spool = crate::spool::Spool::new(&self.1.spool_dir).spec(&key.spec);
             std::fs::write(spool.state_dir(State::Active).join(&key.name), job.encode())?;
-            Err(anyhow::anyhow!("injected: fsync failed").context(crate::spool::AfterSettle))
+            Err(SettleError::After(anyhow::anyhow!("injected: fsync failed")).into())
         }
         fn requeue(&self, key: &JobKey) -> Result<()> {
             self.0.requeue(key)

@@ -90,18 +90,30 @@ pub use lock::{AliveLock, DrainLock};
 pub use overflow::mark_overflow;
 pub use quarantine::Quarantined;
 
-/// The context of an error that came after a job's settled copy was in
-/// place (syncing its folder, unlinking the active copy): the job is
-/// settled and must not be put back in pending (it would be sent again);
-/// an active copy left behind is dropped by the next recovery.
-#[derive(Debug)]
-pub struct AfterSettle;
+/// Why [`SpecSpool::settle`] failed, by what it means for the job: the
+/// drain must tell the two apart.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// Nothing was settled: the job is still in active/ as it was claimed,
+    /// and may be put back in pending ([`SpecSpool::unclaim`]).
+    #[error(transparent)]
+    Before(anyhow::Error),
+    /// The settled copy is in place and a later step failed (syncing its
+    /// folder, unlinking the active copy): the job must not be put back in
+    /// pending (it would be sent again); an active copy left behind is
+    /// dropped by the next claim or recovery.
+    #[error(
+        "the job is settled; a copy left in active/ is replaced when the job is next claimed, or removed when a drain next starts serving the SPEC"
+    )]
+    After(#[source] anyhow::Error),
+}
 
-impl std::fmt::Display for AfterSettle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "the job is settled; a copy left in active/ is replaced when the job is next claimed, or removed when a drain next starts serving the SPEC",
-        )
+impl SettleError {
+    /// The kind of a settle error that crossed a queue backend's `anyhow`
+    /// boundary (`drain::queue::Queue::settle`): a spool's keeps its kind,
+    /// any other backend's failed before anything was settled.
+    pub fn of(error: anyhow::Error) -> SettleError {
+        error.downcast().unwrap_or_else(SettleError::Before)
     }
 }
 
@@ -483,21 +495,26 @@ impl SpecSpool {
     /// event. Going to delivered is atomic but not fsynced: a power cut can at
     /// worst leave the job in active/, and recovery delivers it again, which
     /// at-least-once allows (receivers dedupe on X-SpecKit-Id).
-    pub fn settle(&self, alive: &AliveLock, job: &Job) -> Result<()> {
-        self.check_serving(alive)?;
+    pub fn settle(&self, alive: &AliveLock, job: &Job) -> Result<(), SettleError> {
         let durable = job.meta.state != State::Delivered;
         let name = job.meta.file_name();
         let target_dir = self.state_dir(job.meta.state);
-        let tmp = write_tmp(&target_dir, &name, &job.encode(), durable)?;
-        let to = target_dir.join(&name);
-        if let Err(e) = fs::rename(&tmp, &to) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("failed to write `{}`", to.display()));
-        }
+        let write = || -> Result<()> {
+            self.check_serving(alive)?;
+            let tmp = write_tmp(&target_dir, &name, &job.encode(), durable)?;
+            let to = target_dir.join(&name);
+            if let Err(e) = fs::rename(&tmp, &to) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e).with_context(|| format!("failed to write `{}`", to.display()));
+            }
+            Ok(())
+        };
+        write().map_err(SettleError::Before)?;
         if durable {
-            fsync_dir(&target_dir).context(AfterSettle)?;
+            fsync_dir(&target_dir).map_err(SettleError::After)?;
         }
-        self.unlink(State::Active, &name).context(AfterSettle)
+        self.unlink(State::Active, &name)
+            .map_err(SettleError::After)
     }
 
     /// Returns a claimed job to pending unchanged (its subscription cannot
@@ -744,6 +761,32 @@ mod tests {
         assert_eq!(a.count(State::Pending).unwrap(), 1, "nothing moved");
         let alive_a = a.try_serve().unwrap().unwrap();
         assert!(a.claim(&alive_a, &name).unwrap().into_job().is_some());
+    }
+
+    #[test]
+    fn settle_errors_say_whether_the_job_was_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Spool::new(dir.path());
+        let (a, b) = (root.spec("A"), root.spec("B"));
+        a.enqueue(&[job(&a, 1)]).unwrap();
+        let alive_a = a.try_serve().unwrap().unwrap();
+        let name = a.names(State::Pending).unwrap().0.remove(0);
+        let mut claimed = a.claim(&alive_a, &name).unwrap().into_job().unwrap();
+        claimed.meta.state = State::Delivered;
+        let alive_b = b.try_serve().unwrap().unwrap();
+        let refused = a.settle(&alive_b, &claimed).unwrap_err();
+        assert!(matches!(refused, SettleError::Before(_)), "{refused:?}");
+        assert_eq!(a.count(State::Active).unwrap(), 1, "nothing settled");
+        // Through a queue backend's anyhow error and back, the kind holds.
+        let after = anyhow::Error::from(SettleError::After(anyhow::anyhow!("fsync failed")));
+        assert!(
+            format!("{after:#}").ends_with("SPEC: fsync failed"),
+            "{after:#}"
+        );
+        assert!(matches!(SettleError::of(after), SettleError::After(_)));
+        let other = SettleError::of(anyhow::anyhow!("broker down"));
+        assert!(matches!(&other, SettleError::Before(e) if e.to_string() == "broker down"));
+        assert_eq!(format!("{other}"), "broker down", "shown as it was");
     }
 
     #[test]
