@@ -1,4 +1,4 @@
-//! Careful file access, in one place: atomic writes ([`write`]: an
+//! Careful file access, in one place: atomic writes ([`write`](mod@write): an
 //! `O_EXCL` temp file with a random name beside the target, fsync, rename,
 //! fsync of the folder), bounded reads ([`read`]: regular files only, never
 //! through a symlink, never blocking on a FIFO, never more than asked), and

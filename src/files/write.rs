@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 /// Files private to this user (spool, state and lock files), whatever the umask.
 pub const PRIVATE: u32 = 0o600;
-/// Temp files older than this belong to a dead writer.
+/// Temp files older than this (ten minutes) belong to a dead writer.
 const STALE_TMP_MS: u64 = 10 * 60 * 1000;
 /// Random temp names tried before giving up (one is taken only by a dead
 /// writer's leftover or a planted file: a second try all but always wins).
@@ -249,7 +249,7 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("failed to create folder `{}`", dir.display()))
 }
 
-/// Removes hidden temp files older than [`STALE_TMP_MS`]: their writer died.
+/// Removes hidden temp files older than ten minutes: their writer died.
 pub fn remove_stale_tmp(dir: &Path, now_ms: u64) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
