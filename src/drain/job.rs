@@ -53,7 +53,7 @@ pub(super) enum Left {
 }
 
 impl Handled {
-    fn left(pick: Pick, left: Left) -> Handled {
+    fn new(pick: Pick, left: Left) -> Handled {
         Handled {
             pick,
             left,
@@ -66,7 +66,7 @@ impl Handled {
     fn failed(pick: Pick, left: Left, error: anyhow::Error) -> Handled {
         Handled {
             errors: vec![error],
-            ..Handled::left(pick, left)
+            ..Handled::new(pick, left)
         }
     }
 
@@ -111,8 +111,8 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
     }
     let mut job = match claimed {
         Claimed::Job(job) => *job,
-        Claimed::Gone => return Handled::left(pick, Left::Untaken),
-        Claimed::Quarantined(q) => return Handled::left(pick, Left::Quarantined(q)),
+        Claimed::Gone => return Handled::new(pick, Left::Untaken),
+        Claimed::Quarantined(q) => return Handled::new(pick, Left::Quarantined(q)),
     };
 
     // Route, then attempt (or dead-letter, dry-run, hold).
@@ -134,7 +134,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         (_, None) => attempt::give_up(&mut job, "subscription-removed", url.to_string(), 0),
         (_, Some(Route::Hold)) => {
             return match queue.requeue(&key) {
-                Ok(()) => Handled::left(pick, Left::In(Box::new(job.meta))),
+                Ok(()) => Handled::new(pick, Left::In(Box::new(job.meta))),
                 Err(e) => Handled::failed(pick, Left::Active, e),
             };
         }
@@ -298,10 +298,90 @@ mod tests {
     use crate::circuit::Transition;
     use crate::config::Config;
     use crate::drain::queue::{Changes, SpoolQueue};
-    use crate::drain::scheduler::JobKey;
+    use crate::drain::scheduler::{JobKey, Waiting};
     use crate::drain::tests::{config, config_with, spool_jobs};
     use crate::drain::{Drainer, Options, Stop};
-    use crate::spool::{Job, State};
+    use crate::spool::{Job, Spool, State};
+
+    /// The first waiting job of `queue`, handed out as a plain send.
+    fn first_work<Q: Queue>(queue: &Q) -> Work {
+        let (key, meta) = queue.refresh().unwrap().added.remove(0);
+        Work {
+            pick: Pick {
+                job: Waiting {
+                    key,
+                    subscription: meta.subscription.clone(),
+                    due_at_ms: 0,
+                    sequence: meta.sequence,
+                    created_at_ms: 0,
+                },
+                kind: Kind::Send,
+            },
+            clean: true,
+            probing: None,
+        }
+    }
+
+    #[test]
+    fn a_job_that_went_its_whole_way_is_left_where_its_metadata_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        spool_jobs(&config, 1);
+        let queue = SpoolQueue::new(&config, None);
+        let drainer = Drainer::new(&config, Options::default(), Stop::default());
+        let handled = handle(&drainer, &queue, first_work(&queue));
+        let Left::In(meta) = &handled.left else {
+            panic!("left elsewhere")
+        };
+        assert_eq!(meta.state, State::Delivered);
+        assert_eq!(handled.records.len(), 1);
+        assert_eq!(handled.records[0].outcome, Outcome::DryRun);
+        assert!(handled.error().is_none() && handled.transition.is_none());
+        let spool = Spool::new(&config.spool_dir).spec("S");
+        assert_eq!(spool.count(State::Delivered).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_settle_that_fails_before_its_rename_puts_the_job_back_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        spool_jobs(&config, 1);
+        let queue = SpoolQueue::new(&config, None);
+        let work = first_work(&queue);
+        // delivered/ is a file: the settled copy cannot be written.
+        let spool = Spool::new(&config.spool_dir).spec("S");
+        std::fs::remove_dir(spool.state_dir(State::Delivered)).unwrap();
+        std::fs::write(spool.state_dir(State::Delivered), b"").unwrap();
+        let drainer = Drainer::new(&config, Options::default(), Stop::default());
+        let handled = handle(&drainer, &queue, work);
+        assert!(matches!(handled.left, Left::Requeued));
+        assert_eq!(handled.records.len(), 1, "the attempt was logged");
+        let error = handled.error().unwrap();
+        assert!(error.contains("delivered"), "{error}");
+        assert!(!error.contains("the job is settled"), "{error}");
+        assert_eq!(spool.count(State::Pending).unwrap(), 1);
+        assert_eq!(spool.count(State::Active).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_settle_that_fails_after_its_rename_leaves_the_job_settled_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        spool_jobs(&config, 1);
+        let queue = FailsAfterSettle(SpoolQueue::new(&config, None), &config, None);
+        let drainer = Drainer::new(&config, Options::default(), Stop::default());
+        let handled = handle(&drainer, &queue, first_work(&queue));
+        let Left::In(meta) = &handled.left else {
+            panic!("left elsewhere")
+        };
+        assert_eq!(meta.state, State::Delivered);
+        let error = handled.error().unwrap();
+        assert!(
+            error.starts_with("the job is settled") && error.ends_with("injected: fsync failed"),
+            "{error}"
+        );
+        assert!(!handled.disk_full());
+    }
 
     /// The local spool, except that settles fail as if syncing the folder
     /// failed (every one, or only the first with `once`): the settled copy
