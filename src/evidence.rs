@@ -254,7 +254,7 @@ impl Evidence {
         };
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                crate::spool::files::create_private_dir(&self.dir)?;
+                crate::files::create_private_dir(&self.dir)?;
                 open()
             }
             other => other,
@@ -277,16 +277,8 @@ impl Evidence {
     /// `attempts.jsonl` → `.1`, `.1` → `.2`, … under a lock so two writers
     /// never rotate at once.
     fn rotate(&self) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt;
         let lock_path = self.dir.join("attempts.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&lock_path)
-            .with_context(|| format!("failed to open `{}`", lock_path.display()))?;
+        let lock = crate::files::lock::open_lock_file(&lock_path)?;
         lock.lock()
             .with_context(|| format!("failed to lock `{}`", lock_path.display()))?;
         let current = self.log_path();

@@ -7,7 +7,8 @@
 //! [`envelope`] the payload, [`input`] reading it with bounds, [`cmd`] the
 //! commands. [`health`] turns the spool and the attempt logs into delivery
 //! health, which `status`, [`report`] (HTML) and [`metrics`] (Prometheus)
-//! show.
+//! show. [`files`] is the careful file access they all build on: atomic
+//! writes, bounded reads, bounded lock waits.
 
 pub mod address;
 pub mod circuit;
@@ -20,6 +21,7 @@ pub mod drain;
 pub mod envelope;
 pub mod evidence;
 pub mod exit;
+pub mod files;
 pub mod format;
 pub mod health;
 pub mod http_server;

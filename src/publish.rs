@@ -6,18 +6,15 @@
 //! readable by others (mode 0644 less the umask): node_exporter usually runs
 //! as its own user. They hold no secrets: URLs are never written.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::spool::fsync_dir;
+use crate::files::{Perms, write_atomic};
 
 /// Writes `bytes` to `path` atomically: a hidden temporary file in the same
-/// folder, fsync, rename over `path`, fsync of the folder. The folder must
-/// exist. Returns the path written.
+/// folder, fsync, rename over `path`, fsync of the folder (see
+/// [`crate::files::write`]). The folder must exist. Returns the path written.
 pub fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let name = path
         .file_name()
@@ -34,33 +31,14 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
             dir.display()
         );
     }
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("failed to create `{}`", tmp.display()))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("failed to write `{}`", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("failed to move `{}` to `{}`", tmp.display(), path.display()))
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    fsync_dir(&dir)?;
+    write_atomic(&dir, name, bytes, Perms::Readable)?;
     Ok(path.to_path_buf())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -3,22 +3,25 @@
 //! untouched line stay byte for byte. A change is made under a lock on the
 //! file (concurrent edits wait their turn and see each other's result),
 //! validated by the very rules `check` applies (except for environment
-//! variables) and written atomically (a temp file in the same folder with
-//! the file's mode, fsync, rename, fsync of the folder); an invalid change
+//! variables) and written atomically by [`crate::files`] (a temp file in
+//! the same folder with the file's mode, fsync, rename, fsync of the
+//! folder); an invalid change
 //! writes nothing. A symlinked config is edited where it points. A file
 //! with CRLF line endings keeps them, the new lines included.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, TableLike, Value};
 
 use super::Config;
 use crate::exit::user_error;
+use crate::files::lock::{retry_within, try_lock_file};
+use crate::files::{self, Perms};
 
 /// How long an edit waits for another one to finish with the file.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -163,43 +166,33 @@ fn same_line_endings(old: &str, new: String) -> String {
 /// Opens and locks the config file, and reads it. A writer that replaced
 /// the file while we waited leaves us holding the old one: open again.
 fn lock(path: &Path) -> Result<(File, String)> {
-    let started = Instant::now();
-    let mut nap = Duration::from_millis(1);
-    loop {
+    let locked = retry_within(LOCK_WAIT, || {
         let mut file = File::open(path)
             .with_context(|| format!("failed to open config `{}`", path.display()))?;
-        let locked = match file.try_lock() {
-            Ok(()) => true,
-            Err(fs::TryLockError::WouldBlock) => false,
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("failed to lock `{}`", path.display()));
-            }
-        };
-        if locked {
-            let held = file.metadata()?;
-            let now = fs::metadata(path)?;
-            if (held.dev(), held.ino()) == (now.dev(), now.ino()) {
-                let mut text = String::new();
-                file.read_to_string(&mut text)
-                    .with_context(|| format!("failed to read config `{}`", path.display()))?;
-                return Ok((file, text));
-            }
-            continue;
+        if !try_lock_file(&file, path)? {
+            return Ok(None);
         }
-        if started.elapsed() >= LOCK_WAIT {
-            anyhow::bail!(
-                "another `spec-notify subscriptions` has been editing `{}` for over {} s; if it is stuck, stop it and try again",
-                path.display(),
-                LOCK_WAIT.as_secs()
-            );
+        let held = file.metadata()?;
+        let now = fs::metadata(path)?;
+        if (held.dev(), held.ino()) != (now.dev(), now.ino()) {
+            return Ok(None);
         }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(50));
-    }
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .with_context(|| format!("failed to read config `{}`", path.display()))?;
+        Ok(Some((file, text)))
+    })?;
+    locked.with_context(|| {
+        format!(
+            "another `spec-notify subscriptions` has been editing `{}` for over {} s; if it is stuck, stop it and try again",
+            path.display(),
+            LOCK_WAIT.as_secs()
+        )
+    })
 }
 
-/// Replaces `path` with `bytes`: a temp file beside it with the same mode
-/// (and owner, where allowed), fsynced, renamed over it, the folder fsynced.
+/// Replaces `path` with `bytes` atomically (see [`crate::files::write`]),
+/// with its mode (and owner, where allowed).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
@@ -210,30 +203,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config.toml".into());
     let old = fs::metadata(path)?;
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| -> Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .with_context(|| format!("failed to create `{}`", tmp.display()))?;
-        file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
-        let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("failed to write `{}`", tmp.display()))?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("failed to replace `{}`", path.display()))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("failed to fsync folder `{}`", dir.display()))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    files::write_atomic(&dir, &name, bytes, Perms::Like(&old)).map(drop)
 }
 
 fn edit(doc: &mut DocumentMut, change: &Change, notes: &mut Vec<String>) -> Result<()> {

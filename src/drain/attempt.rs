@@ -1,7 +1,7 @@
-//! One job's way through the drain, as in Svix's worker: route → sign →
+//! The attempt step of a job's path, as in Svix's worker: route → sign →
 //! send → decide → record. Each step is a small function of its inputs;
 //! what the answer says about the endpoint goes back to the circuit breaker.
-//! No locks and no spool: the engine claims before and settles after.
+//! No locks and no spool: `drain::job` claims before and settles after.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -363,7 +363,9 @@ impl Queue for SpoolQueue<'_> {
 
     fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
         let served = self.served_or_fail(&key.spec)?;
-        served.spool.settle(&served.alive, job)
+        // Typed: the engine tells a failure after the rename apart
+        // (`SettleError::of`).
+        Ok(served.spool.settle(&served.alive, job)?)
     }
 
     fn requeue(&self, key: &JobKey) -> Result<()> {

@@ -1,6 +1,7 @@
 //! Shared per-subscription delivery state (circuit breaker, pause) under
 //! `<spool_dir>/.subscriptions/<id>.json`, one small file per subscription,
-//! written like every other spool file (tmp + fsync + rename) and changed
+//! written like every other spool file (temp file + fsync + rename + folder
+//! fsync, by [`crate::files::write_atomic`]) and changed
 //! only under `<id>.lock`, so every drain process of the spool, `pause` and
 //! `resume` see and update one state.
 
@@ -12,9 +13,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 use super::Spool;
-use super::files::{create_private_dir, open_regular, write_atomic};
-use super::lock::{LOCK_WAIT, lock_within};
+use super::lock::LOCK_WAIT;
 use crate::circuit::Circuit;
+use crate::files::lock::lock_within;
+use crate::files::{Perms, Unread, create_private_dir, open_regular, read_up_to, write_atomic};
 
 const DIR: &str = ".subscriptions";
 
@@ -37,13 +39,20 @@ impl Spool {
         let path = self.circuits_dir().join(self.circuit_file(subscription)?);
         let file = match open_regular(&path) {
             Ok(file) => file,
-            Err(super::Unread::Gone) => return Ok(Circuit::default()),
-            Err(super::Unread::Bad(why) | super::Unread::Io(why)) => {
+            Err(Unread::Gone) => return Ok(Circuit::default()),
+            Err(Unread::Bad(why) | Unread::Io(why)) => {
                 bail!("failed to read `{}`: {why}", path.display())
             }
         };
-        let mut text = String::new();
-        io::Read::read_to_string(&mut io::Read::take(file, 64 * 1024), &mut text)
+        let text = read_up_to(file, 64 * 1024, None)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "stream did not contain valid UTF-8",
+                    )
+                })
+            })
             .with_context(|| format!("failed to read `{}`", path.display()))?;
         Ok(serde_json::from_str(&text).unwrap_or_default())
     }
@@ -65,7 +74,7 @@ impl Spool {
         let out = change(&mut after);
         if after != before {
             let bytes = serde_json::to_vec(&after).expect("state always serialises");
-            write_atomic(&dir, &name, &bytes)?;
+            write_atomic(&dir, &name, &bytes, Perms::Private)?;
         }
         Ok((out, after))
     }

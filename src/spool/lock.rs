@@ -1,18 +1,19 @@
 //! The spool's locks: `seq` (the sequence counter, locked while it is
 //! read and rewritten), `drain.alive` (held by the one drain serving a SPEC)
-//! and `drain.lock` (held while replay, discard, recovery or pruning move files). Lock files are private (0600);
-//! a lock holder writes its pid into drain.alive/drain.lock so that a wait
-//! that runs out can say who holds it. No wait is unbounded.
+//! and `drain.lock` (held while replay, discard, recovery or pruning move
+//! files). A lock holder writes its pid into drain.alive/drain.lock so that
+//! a wait that runs out can say who holds it. The lock files, the bounded
+//! wait and the naming of the holder are [`crate::files::lock`]'s.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use super::files::FILE_MODE;
+use crate::files::lock::{lock_within, note_holder, try_lock};
 
 /// Longest wait for drain.lock: it is held only while files move, so a
 /// longer wait means a stuck or hostile holder.
@@ -32,68 +33,6 @@ pub struct AliveLock {
     _file: File,
     /// The folder holding the lock file: the SPEC's, for drain.alive.
     dir: std::path::PathBuf,
-}
-
-pub fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("failed to open lock file `{}`", path.display()))
-}
-
-/// Takes the lock on `path` if nobody holds it.
-pub fn try_lock(path: &Path) -> Result<Option<File>> {
-    let file = open_lock_file(path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("failed to lock `{}`", path.display()))
-        }
-    }
-}
-
-/// Waits up to `wait` for the lock on `path`, then fails naming the holder.
-pub fn lock_within(path: &Path, wait: Duration) -> Result<File> {
-    let started = Instant::now();
-    let mut nap = Duration::from_millis(1);
-    loop {
-        if let Some(file) = try_lock(path)? {
-            return Ok(file);
-        }
-        if started.elapsed() >= wait {
-            bail!(
-                "`{}` has been held for over {} s by {}; if that process is stuck, stop it and try again",
-                path.display(),
-                wait.as_secs(),
-                holder(path)
-            );
-        }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(50));
-    }
-}
-
-/// Records our pid in a lock file that holds nothing else.
-fn note_holder(file: File) -> File {
-    let pid = format!("{:<10}\n", std::process::id());
-    let _ = file.write_all_at(pid.as_bytes(), 0);
-    file
-}
-
-/// Who holds a lock, as far as its file says.
-pub fn holder(path: &Path) -> String {
-    let mut text = String::new();
-    let read = File::open(path).and_then(|mut f| f.read_to_string(&mut text));
-    match read.ok().and_then(|_| text.trim().parse::<u32>().ok()) {
-        Some(pid) => format!("process {pid}"),
-        None => "another process".into(),
-    }
 }
 
 impl DrainLock {
@@ -172,6 +111,7 @@ mod tests {
 
     #[test]
     fn lock_files_are_private() {
+        use std::fs;
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seq");

@@ -21,18 +21,21 @@
 //!
 //! Folders are created 0700 and files 0600 whatever the umask: payloads
 //! and lock files are the drain user's alone. The job format and file name
-//! belong to [`job`]; reads and atomic writes to [`files`]; locks to [`lock`].
+//! belong to [`job`]; reading job files to [`files`]; locks to [`lock`];
+//! the careful file access under all of them (atomic writes, bounded
+//! reads, bounded lock waits) to [`crate::files`].
 //!
 //! ## Invariants
 //! - A job is in exactly one of pending/, active/, delivered/, dead/; its name
 //!   never changes. The folder says where it is; inside active/ the `state`
 //!   field says where it was going. A file whose name and metadata disagree,
 //!   or whose delivery id is not a UUID, is not a job: it is quarantined.
-//! - Every write goes to a hidden `.<name>.<pid>.<n>.tmp` in the folder the
-//!   file is meant for, is fsynced, and is renamed within that folder (a
-//!   same-folder rename never takes the kernel's filesystem-wide rename lock,
-//!   which serialised concurrent deliveries). Readers skip dot-files; the next
-//!   drain removes stale ones. Creating jobs ends with an fsync of `pending/`.
+//! - Every write goes to a hidden `.<name>.<pid>.<random>.tmp`, created with
+//!   `O_EXCL` in the folder the file is meant for, is fsynced, and is
+//!   renamed within that folder (a same-folder rename never takes the
+//!   kernel's filesystem-wide rename lock, which serialised concurrent
+//!   deliveries). Readers skip dot-files; the next drain removes stale ones.
+//!   Creating jobs ends with an fsync of `pending/`.
 //! - Reads accept regular files only: never through a symlink, never
 //!   blocking on a FIFO, never more than a job can be.
 //! - Only the process holding `drain.alive` (the drain serving the SPEC, or
@@ -88,22 +91,35 @@ pub use lock::{AliveLock, DrainLock};
 pub use overflow::mark_overflow;
 pub use quarantine::Quarantined;
 
-/// The context of an error that came after a job's settled copy was in
-/// place (syncing its folder, unlinking the active copy): the job is
-/// settled and must not be put back in pending (it would be sent again);
-/// an active copy left behind is dropped by the next recovery.
-#[derive(Debug)]
-pub struct AfterSettle;
+/// Why [`SpecSpool::settle`] failed, by what it means for the job: the
+/// drain must tell the two apart.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    /// Nothing was settled: the job is still in active/ as it was claimed,
+    /// and may be put back in pending ([`SpecSpool::unclaim`]).
+    #[error(transparent)]
+    Before(anyhow::Error),
+    /// The settled copy is in place and a later step failed (syncing its
+    /// folder, unlinking the active copy): the job must not be put back in
+    /// pending (it would be sent again); an active copy left behind is
+    /// dropped by the next claim or recovery.
+    #[error(
+        "the job is settled; a copy left in active/ is replaced when the job is next claimed, or removed when a drain next starts serving the SPEC"
+    )]
+    After(#[source] anyhow::Error),
+}
 
-impl std::fmt::Display for AfterSettle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "the job is settled; a copy left in active/ is replaced when the job is next claimed, or removed when a drain next starts serving the SPEC",
-        )
+impl SettleError {
+    /// The kind of a settle error that crossed a queue backend's `anyhow`
+    /// boundary (`drain::queue::Queue::settle`): a spool's keeps its kind,
+    /// any other backend's failed before anything was settled.
+    pub fn of(error: anyhow::Error) -> SettleError {
+        error.downcast().unwrap_or_else(SettleError::Before)
     }
 }
 
-use files::{create_private_dir, read_meta, read_meta_at, remove_stale_tmp, syncfs, write_tmp};
+use crate::files::{create_private_dir, remove_stale_tmp, syncfs, write_tmp};
+use files::{read_meta, read_meta_at};
 use job::is_job_name;
 
 /// Up to this many jobs are fsynced one by one; above it, one syncfs is cheaper.
@@ -215,7 +231,7 @@ impl SpecSpool {
             create_private_dir(&self.state_dir(state))?;
         }
         for name in ["drain.lock", "drain.alive"] {
-            lock::open_lock_file(&self.dir.join(name))?;
+            crate::files::lock::open_lock_file(&self.dir.join(name))?;
         }
         fsync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent() {
@@ -367,7 +383,7 @@ impl SpecSpool {
     /// Whether a drain is serving this SPEC right now. Only looks: the
     /// holder's pid in drain.alive stays as it is.
     pub fn is_served(&self) -> Result<bool> {
-        Ok(lock::try_lock(&self.lock_path("drain.alive")?)?.is_none())
+        Ok(crate::files::lock::try_lock(&self.lock_path("drain.alive")?)?.is_none())
     }
 
     /// Puts back what a drain that died left in active/ (see the module doc).
@@ -480,21 +496,26 @@ impl SpecSpool {
     /// event. Going to delivered is atomic but not fsynced: a power cut can at
     /// worst leave the job in active/, and recovery delivers it again, which
     /// at-least-once allows (receivers dedupe on X-SpecKit-Id).
-    pub fn settle(&self, alive: &AliveLock, job: &Job) -> Result<()> {
-        self.check_serving(alive)?;
+    pub fn settle(&self, alive: &AliveLock, job: &Job) -> Result<(), SettleError> {
         let durable = job.meta.state != State::Delivered;
         let name = job.meta.file_name();
         let target_dir = self.state_dir(job.meta.state);
-        let tmp = write_tmp(&target_dir, &name, &job.encode(), durable)?;
-        let to = target_dir.join(&name);
-        if let Err(e) = fs::rename(&tmp, &to) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e).with_context(|| format!("failed to write `{}`", to.display()));
-        }
+        let write = || -> Result<()> {
+            self.check_serving(alive)?;
+            let tmp = write_tmp(&target_dir, &name, &job.encode(), durable)?;
+            let to = target_dir.join(&name);
+            if let Err(e) = fs::rename(&tmp, &to) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e).with_context(|| format!("failed to write `{}`", to.display()));
+            }
+            Ok(())
+        };
+        write().map_err(SettleError::Before)?;
         if durable {
-            fsync_dir(&target_dir).context(AfterSettle)?;
+            fsync_dir(&target_dir).map_err(SettleError::After)?;
         }
-        self.unlink(State::Active, &name).context(AfterSettle)
+        self.unlink(State::Active, &name)
+            .map_err(SettleError::After)
     }
 
     /// Returns a claimed job to pending unchanged (its subscription cannot
@@ -744,6 +765,32 @@ mod tests {
     }
 
     #[test]
+    fn settle_errors_say_whether_the_job_was_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Spool::new(dir.path());
+        let (a, b) = (root.spec("A"), root.spec("B"));
+        a.enqueue(&[job(&a, 1)]).unwrap();
+        let alive_a = a.try_serve().unwrap().unwrap();
+        let name = a.names(State::Pending).unwrap().0.remove(0);
+        let mut claimed = a.claim(&alive_a, &name).unwrap().into_job().unwrap();
+        claimed.meta.state = State::Delivered;
+        let alive_b = b.try_serve().unwrap().unwrap();
+        let refused = a.settle(&alive_b, &claimed).unwrap_err();
+        assert!(matches!(refused, SettleError::Before(_)), "{refused:?}");
+        assert_eq!(a.count(State::Active).unwrap(), 1, "nothing settled");
+        // Through a queue backend's anyhow error and back, the kind holds.
+        let after = anyhow::Error::from(SettleError::After(anyhow::anyhow!("fsync failed")));
+        assert!(
+            format!("{after:#}").ends_with("SPEC: fsync failed"),
+            "{after:#}"
+        );
+        assert!(matches!(SettleError::of(after), SettleError::After(_)));
+        let other = SettleError::of(anyhow::anyhow!("broker down"));
+        assert!(matches!(&other, SettleError::Before(e) if e.to_string() == "broker down"));
+        assert_eq!(format!("{other}"), "broker down", "shown as it was");
+    }
+
+    #[test]
     fn a_claim_meeting_a_copy_a_failed_settle_left_replaces_it() {
         // A settle that failed after its rename leaves the old active copy;
         // the job (a retry, back in pending) must still be claimable.
@@ -976,13 +1023,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
         spool.ensure().unwrap();
-        let before = files::syncs();
+        let before = crate::files::syncs();
         let jobs: Vec<Job> = (1..=50).map(|s| job(&spool, s)).collect();
         spool.enqueue(&jobs).unwrap();
-        let batch = files::syncs() - before;
+        let batch = crate::files::syncs() - before;
         assert_eq!(
             batch,
-            files::Syncs {
+            crate::files::Syncs {
                 files: 0,
                 filesystems: 1,
                 folders: 1
@@ -990,9 +1037,9 @@ mod tests {
             "50 jobs: one syncfs and one fsync of pending/"
         );
         assert_eq!(spool.count(State::Pending).unwrap(), 50);
-        let before = files::syncs();
+        let before = crate::files::syncs();
         spool.enqueue(&[job(&spool, 51), job(&spool, 52)]).unwrap();
-        let few = files::syncs() - before;
+        let few = crate::files::syncs() - before;
         assert_eq!(
             (few.files, few.filesystems, few.folders),
             (2, 0, 1),

@@ -7,8 +7,9 @@ use std::io;
 
 use anyhow::{Context, Result};
 
-use super::files::{fsync_dir, read_job, syncfs, write_tmp};
+use super::files::read_job;
 use super::{Meta, SYNC_EACH_LIMIT, SpecSpool, State};
+use crate::files::{fsync_dir, syncfs, write_tmp};
 
 /// What [`SpecSpool::shed_overflow`] did.
 #[derive(Debug, Default)]
@@ -36,7 +37,7 @@ impl SpecSpool {
         // seconds): the bound is exceeded for now, and the next emit sheds
         // (working out the excess from a fresh listing).
         let Some(_lock) = self.try_lock_drain()? else {
-            let holder = super::lock::holder(&self.lock_path("drain.lock")?);
+            let holder = crate::files::lock::holder(&self.lock_path("drain.lock")?);
             return Ok(Shed {
                 warnings: vec![format!(
                     "{} is over max_spool_jobs = {max}, but {holder} holds its drain.lock (a replay, discard or drain moving jobs): nothing was moved to dead-letter this time; the next emit does it",

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::files::{FILE_MODE, create_private_dir, fsync_dir};
+use super::files::FILE_MODE;
 use super::{SpecSpool, State, Unreadable};
+use crate::files::{create_private_dir, fsync_dir, open_regular, read_up_to};
 
 /// A file moved to quarantine: where from, where to, why.
 #[derive(Debug, Clone)]
@@ -88,13 +89,10 @@ impl SpecSpool {
         Ok(files
             .into_iter()
             .map(|file| {
-                let reason = super::files::open_regular(&dir.join(format!("{file}.reason")))
+                let reason = open_regular(&dir.join(format!("{file}.reason")))
                     .ok()
-                    .and_then(|f| {
-                        let mut text = String::new();
-                        io::Read::read_to_string(&mut io::Read::take(f, 4096), &mut text).ok()?;
-                        Some(text.lines().next().unwrap_or("").trim().to_string())
-                    })
+                    .and_then(|f| String::from_utf8(read_up_to(f, 4096, None).ok()?).ok())
+                    .map(|text| text.lines().next().unwrap_or("").trim().to_string())
                     .unwrap_or_else(|| "(no .reason file beside it)".to_string());
                 (file, reason)
             })

@@ -1,0 +1,398 @@
+//! The worker pool: `max_concurrency` threads, each taking the next job
+//! from the shared scheduler the moment it is free (no batches, no
+//! barrier, no round trip through a dispatcher), handing it to
+//! [`super::job::handle`], and folding what became of it into the run.
+//! [`Shared`] is what the workers and the coordinator share: [`Core`] (the
+//! scheduler and the run's bookkeeping, behind one mutex) and the condition
+//! variables that wake either side.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::circuit::{Allow, Circuit};
+use crate::clock;
+use crate::spool::{Meta, State};
+
+use super::attempt::{Route, Routed};
+use super::drainer::{Drainer, limits_for};
+use super::job::{self, Handled, Left, Work};
+use super::queue::{Changes, Queue};
+use super::run::{Event, MAX_LOOK_EVERY, POLL, Summary};
+use super::scheduler::{JobKey, Kind, Scheduler, Waiting};
+
+/// One worker: take the next job, do it, report, repeat.
+pub(super) fn worker<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, shared: &Shared<'_>) {
+    let mut finished: Option<Handled> = None;
+    loop {
+        let mut core = shared.lock();
+        let mut just_finished = finished.is_some();
+        if let Some(handled) = finished.take() {
+            core.finish(drainer, handled);
+        }
+        let work = loop {
+            if core.exiting {
+                return;
+            }
+            if core.accepting
+                && let Some(work) = core.take(drainer, queue)
+            {
+                break work;
+            }
+            if just_finished && core.in_flight == 0 {
+                // The last request ended and nothing is to be taken:
+                // the run may end. (Only then: a worker waking to find
+                // nothing must not wake the coordinator, which would
+                // wake the workers again.)
+                shared.idle.notify_one();
+            }
+            just_finished = false;
+            core.sleeping += 1;
+            let nap = core.nap(clock::now_ms());
+            core = shared
+                .work
+                .wait_timeout(core, nap)
+                .map_or_else(|e| e.into_inner().0, |(c, _)| c);
+            core.sleeping -= 1;
+        };
+        // Another job may be waiting for a sleeping worker.
+        let more = core.sleeping > 0 && core.sched.ready(clock::now_ms());
+        drop(core);
+        if more {
+            shared.work.notify_one();
+        }
+        finished = Some(job::handle(drainer, queue, work));
+    }
+}
+
+/// What the coordinator and the workers share.
+pub(super) struct Shared<'r> {
+    pub core: Mutex<Core<'r>>,
+    /// The queue told of new jobs: look now, not at the next poll.
+    pub poked: AtomicBool,
+    /// Wakes sleeping workers: new jobs, a freed share, the end of the run.
+    pub work: Condvar,
+    /// Wakes the coordinator: the last request in flight finished.
+    pub idle: Condvar,
+}
+
+impl<'r> Shared<'r> {
+    pub fn new(core: Core<'r>) -> Shared<'r> {
+        Shared {
+            core: Mutex::new(core),
+            poked: AtomicBool::new(false),
+            work: Condvar::new(),
+            idle: Condvar::new(),
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Core<'r>> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The scheduler and the run's bookkeeping, behind one mutex. Only the
+/// holder reports events, so they are never interleaved.
+pub(super) struct Core<'r> {
+    pub sched: Scheduler,
+    circuits: HashMap<String, Circuit>,
+    /// Circuit read errors already reported (each once).
+    circuit_errors: HashSet<String>,
+    pub in_flight: usize,
+    /// Workers waiting for a job.
+    sleeping: usize,
+    /// Delivery ids left pending because their subscription cannot send.
+    pub held: HashSet<String>,
+    /// New jobs may be handed out.
+    pub accepting: bool,
+    /// Workers stop.
+    pub exiting: bool,
+    /// Outcomes cannot be recorded (a full disk, a broken spool): take no
+    /// more jobs.
+    pub cannot_record: bool,
+    pub summary: Summary,
+    report: &'r mut (dyn FnMut(&Event) + Send),
+}
+
+impl<'r> Core<'r> {
+    pub fn new(
+        sched: Scheduler,
+        problems: Vec<String>,
+        report: &'r mut (dyn FnMut(&Event) + Send),
+    ) -> Core<'r> {
+        Core {
+            sched,
+            circuits: HashMap::new(),
+            circuit_errors: HashSet::new(),
+            in_flight: 0,
+            sleeping: 0,
+            held: HashSet::new(),
+            accepting: true,
+            exiting: false,
+            cannot_record: false,
+            summary: Summary {
+                problems,
+                ..Summary::default()
+            },
+            report,
+        }
+    }
+
+    /// Takes in what a refresh of the queue found. Returns whether workers
+    /// may now have something to do (jobs came or went, a circuit changed).
+    pub fn apply(
+        &mut self,
+        drainer: &Drainer<'_>,
+        changes: Changes,
+        circuits: Vec<(String, Result<Circuit>)>,
+    ) -> bool {
+        let mut changed = !changes.added.is_empty() || !changes.removed.is_empty();
+        self.summary.recovered += changes.recovered as u64;
+        for spec in changes.busy {
+            if !self.summary.busy.contains(&spec) {
+                self.summary.busy.push(spec);
+            }
+        }
+        for q in changes.quarantined {
+            self.summary.quarantined += 1;
+            (self.report)(&Event::Quarantined(q));
+        }
+        for error in changes.io_errors {
+            if !self.summary.errors.contains(&error) {
+                (self.report)(&Event::Error(format!(
+                    "cannot read {error}; left in place, tried again next time"
+                )));
+                self.summary.errors.push(error);
+            }
+        }
+        for key in &changes.removed {
+            self.sched.remove(key);
+        }
+        for (key, meta) in changes.added {
+            self.offer(drainer, key, &meta);
+        }
+        for (sub, circuit) in circuits {
+            match circuit {
+                Ok(c) => {
+                    let before = self.circuits.insert(sub, c.clone());
+                    changed |= before.is_none_or(|b| b != c);
+                }
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    if self.circuit_errors.insert(message.clone()) {
+                        self.error(message);
+                    }
+                }
+            }
+        }
+        changed
+    }
+
+    /// Adds a pending job to the scheduler if this run delivers it.
+    fn offer(&mut self, drainer: &Drainer<'_>, key: JobKey, meta: &Meta) {
+        if !drainer.wanted(meta) {
+            return;
+        }
+        let routed = drainer.routed(meta);
+        match routed.as_deref() {
+            Some(Routed {
+                route: Route::Hold,
+                problem,
+                ..
+            }) => {
+                self.held.insert(meta.delivery_id.clone());
+                // A per-call target's problem shows up only with its jobs.
+                if let Some(problem) = problem
+                    && !self.summary.problems.contains(problem)
+                {
+                    self.summary.problems.push(problem.clone());
+                }
+                return;
+            }
+            // Removed from the config: dead-lettered when its turn comes.
+            None => self
+                .sched
+                .configure(&meta.subscription, limits_for(drainer.config, None)),
+            Some(routed) if meta.target.is_some() => self.sched.configure(
+                &meta.subscription,
+                limits_for(drainer.config, routed.route.sub()),
+            ),
+            Some(_) => {}
+        }
+        self.sched.add(Waiting {
+            key,
+            subscription: meta.subscription.clone(),
+            due_at_ms: meta.next_attempt_at_ms,
+            sequence: meta.sequence,
+            created_at_ms: meta.queued_at(),
+        });
+    }
+
+    pub fn set_gates(&mut self, now: u64) {
+        for (sub, circuit) in &self.circuits {
+            self.sched.set_gate(sub, circuit.allows(now));
+        }
+    }
+
+    /// How long a sleeper may sleep: until the scheduler can hand out a job
+    /// on its own, at most [`MAX_LOOK_EVERY`] (the coordinator wakes the
+    /// workers when a look finds something, the worker that frees a share
+    /// wakes another, so the bound only caps a missed wake-up).
+    fn nap(&self, now: u64) -> Duration {
+        self.sched
+            .wake_at()
+            .map_or(MAX_LOOK_EVERY, |at| {
+                Duration::from_millis(at.saturating_sub(now)).min(MAX_LOOK_EVERY)
+            })
+            .max(Duration::from_millis(1))
+    }
+
+    /// The next job for a free worker. A probe is first claimed in the
+    /// shared state (another drain may be probing).
+    fn take<Q: Queue>(&mut self, drainer: &Drainer<'_>, queue: &Q) -> Option<Work> {
+        loop {
+            let now = clock::now_ms();
+            self.set_gates(now);
+            let pick = self.sched.next(now)?;
+            let sub = pick.job.subscription.clone();
+            let clean = self
+                .circuits
+                .get(&sub)
+                .is_none_or(|c| *c == Circuit::default());
+            if pick.kind != Kind::Probe {
+                self.in_flight += 1;
+                return Some(Work {
+                    pick,
+                    clean,
+                    probing: None,
+                });
+            }
+            let timeout = drainer.timeout_of(&sub);
+            let claimed = queue.update_circuit(&sub, &mut |c| {
+                c.start_probe(now, timeout.saturating_add(1000))
+            });
+            match claimed {
+                Ok((Some(t), circuit)) => {
+                    self.circuits.insert(sub.clone(), circuit.clone());
+                    (self.report)(&Event::Circuit {
+                        subscription: sub,
+                        transition: t,
+                        circuit: circuit.clone(),
+                    });
+                    self.in_flight += 1;
+                    return Some(Work {
+                        pick,
+                        clean: false,
+                        probing: Some(circuit),
+                    });
+                }
+                Ok((None, circuit)) => {
+                    // Another drain probes: wait for its answer.
+                    self.sched.done(&pick.job.key, pick.kind);
+                    self.sched.add(pick.job);
+                    self.sched.set_gate(&sub, circuit.allows(now));
+                    self.circuits.insert(sub, circuit);
+                }
+                Err(e) => {
+                    self.sched.done(&pick.job.key, pick.kind);
+                    self.sched.add(pick.job);
+                    self.sched
+                        .set_gate(&sub, Allow::Wait(Some(now + POLL.as_millis() as u64)));
+                    let message = format!("{e:#}");
+                    if self.circuit_errors.insert(message.clone()) {
+                        self.error(message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds what became of a job into the run: reports, counts, the
+    /// circuit it changed, and the job itself if it waits again.
+    fn finish(&mut self, drainer: &Drainer<'_>, handled: Handled) {
+        self.in_flight -= 1;
+        self.sched.done(&handled.pick.job.key, handled.pick.kind);
+        let error = handled.error();
+        let disk_full = handled.disk_full();
+        let Handled {
+            pick,
+            left,
+            records,
+            transition,
+            ..
+        } = handled;
+        let requeued = matches!(left, Left::Requeued);
+        let settled = match left {
+            Left::In(meta) => Some(*meta),
+            Left::Quarantined(q) => {
+                self.summary.quarantined += 1;
+                (self.report)(&Event::Quarantined(q));
+                None
+            }
+            Left::Untaken | Left::Requeued | Left::Active => None,
+        };
+        if let Some(error) = error {
+            self.error(error);
+        }
+        if disk_full && !self.cannot_record {
+            self.stop_for_full_disk();
+        } else if requeued && !self.cannot_record {
+            // An outcome could not be recorded (the job is back in pending):
+            // sending more would only send them again and again.
+            self.cannot_record = true;
+            self.accepting = false;
+            self.error(format!(
+                "could not record the outcome of {} in the spool: stopped taking jobs; fix the spool, then run `spec-notify drain` (the job is back in pending)",
+                pick.job.key.name
+            ));
+        }
+        for record in records {
+            self.summary.count(&record, drainer.options.only.is_some());
+            (self.report)(&Event::Attempt(record));
+        }
+        if let Some((transition, circuit)) = transition {
+            let sub = pick.job.subscription.clone();
+            self.circuits.insert(sub.clone(), circuit.clone());
+            (self.report)(&Event::Circuit {
+                subscription: sub,
+                transition,
+                circuit,
+            });
+        }
+        // A requeued job is back in pending with its old metadata: the
+        // next refresh offers it again.
+        let Some(meta) = settled else { return };
+        match meta.state {
+            State::Pending => self.offer(drainer, pick.job.key, &meta),
+            State::Dead => (self.report)(&Event::Dead {
+                spec: meta.spec.clone(),
+                delivery_id: meta.delivery_id.clone(),
+                subscription: meta.subscription.clone(),
+                reason: meta.dead_reason.clone().unwrap_or_default(),
+                hint: meta.hint.clone().unwrap_or_default(),
+            }),
+            _ => {}
+        }
+    }
+
+    pub fn stop_for_full_disk(&mut self) {
+        self.cannot_record = true;
+        self.accepting = false;
+        self.error(
+            "the disk holding the spool or the evidence is full (or under 1 MiB free): stopped taking jobs, so no request goes out whose outcome cannot be recorded; free space, then run `spec-notify drain` (jobs left in active/ go back to pending)"
+                .into(),
+        );
+    }
+
+    /// Reports an error each time; the summary keeps each message once (a
+    /// `drain --watch` meeting the same error every look must not grow).
+    pub fn error(&mut self, message: String) {
+        (self.report)(&Event::Error(message.clone()));
+        if !self.summary.errors.contains(&message) {
+            self.summary.errors.push(message);
+        }
+    }
+}
