@@ -6,7 +6,7 @@
 //! finds nothing and looks once more, so a job emitted meanwhile (whose
 //! emit saw a relay running and started none) is never left behind.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -25,6 +25,10 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 /// How often `relay --watch` looks at every SPEC even with inotify (a
 /// missed event, a folder made before it was watched).
 const FULL_LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How soon a SPEC folder whose pending/ could not be watched is tried again.
+const RETRY_WATCH: Duration = Duration::from_millis(5);
+/// How many times (a second's worth).
+const WATCH_TRIES: u32 = 200;
 /// How long `relay --watch` waits after the server failed to store a job.
 const AFTER_ERROR: Duration = Duration::from_secs(1);
 
@@ -45,18 +49,20 @@ pub fn run(ctx: &Ctx, args: &RelayArgs) -> Result<ExitCode> {
     };
     let client = Nats::connect(&relay)?;
     let spool = Spool::new(&config.spool_dir);
-    let watcher = if args.watch {
-        Watcher::new(&spool)
-    } else {
-        None
-    };
+    let mut looker = Looker::new(
+        if args.watch {
+            Watcher::new(&spool)
+        } else {
+            None
+        },
+        &spool,
+    );
     let mut relayer = nats::relay::Relayer::default();
     let mut published = 0;
     let mut errors = 0;
     let mut idle_passes = 0;
     // `None`: every SPEC; else only those inotify named.
     let mut only: Option<HashSet<String>> = None;
-    let mut last_full = Instant::now();
     loop {
         match relayer.pass(&config, &client, &alive, only.as_ref()) {
             Ok(moved) => {
@@ -90,7 +96,7 @@ pub fn run(ctx: &Ctx, args: &RelayArgs) -> Result<ExitCode> {
             break;
         }
         if args.watch {
-            only = next_look(watcher.as_ref(), &spool, &mut last_full);
+            only = looker.next();
             continue;
         }
         if idle_passes == 0 {
@@ -122,35 +128,117 @@ pub fn run(ctx: &Ctx, args: &RelayArgs) -> Result<ExitCode> {
     })
 }
 
-/// Waits for news of jobs and says which SPECs to look at: those inotify
-/// named (their pending/ folders are watched from here on), or every SPEC
-/// on a new folder, lost events, no inotify, or every [`FULL_LOOK_EVERY`]
-/// as a safety net.
-fn next_look(
-    watcher: Option<&Watcher>,
-    spool: &Spool,
-    last_full: &mut Instant,
-) -> Option<HashSet<String>> {
-    let Some(watcher) = watcher else {
-        std::thread::sleep(LOOK_EVERY);
-        return None;
-    };
-    let full = |last_full: &mut Instant| {
-        *last_full = Instant::now();
-        for spec in spool.specs().unwrap_or_default() {
-            watcher.watch(&spool.spec(&spec));
+/// What a `relay --watch` looks at next: the SPECs inotify named (their
+/// pending/ folders are watched from here on), or every SPEC on a new
+/// folder, lost events, no inotify, or every [`FULL_LOOK_EVERY`] as a
+/// safety net. A SPEC folder whose pending/ could not be watched yet (emit
+/// is still making it) is tried again within milliseconds, and looked at.
+struct Looker<'a> {
+    watcher: Option<Watcher>,
+    spool: &'a Spool,
+    last_full: Instant,
+    /// [`FULL_LOOK_EVERY`] (tests stretch it).
+    full_every: Duration,
+    /// SPEC folders whose pending/ could not be watched yet, with the
+    /// tries so far (given up after [`WATCH_TRIES`]; the next full look
+    /// finds them).
+    unwatched: HashMap<String, u32>,
+}
+
+impl<'a> Looker<'a> {
+    fn new(watcher: Option<Watcher>, spool: &'a Spool) -> Looker<'a> {
+        Looker {
+            watcher,
+            spool,
+            last_full: Instant::now(),
+            full_every: FULL_LOOK_EVERY,
+            unwatched: HashMap::new(),
+        }
+    }
+
+    /// Watches every SPEC; `None`: look at every SPEC.
+    fn full(&mut self) -> Option<HashSet<String>> {
+        self.last_full = Instant::now();
+        if let Some(watcher) = &self.watcher {
+            for spec in self.spool.specs().unwrap_or_default() {
+                if !watcher.watch(&self.spool.spec(&spec)) {
+                    self.unwatched.entry(spec).or_default();
+                }
+            }
         }
         None
-    };
-    if !watcher.sees_new_specs() || last_full.elapsed() >= FULL_LOOK_EVERY {
-        return full(last_full);
     }
-    let news = watcher.wait(FULL_LOOK_EVERY.saturating_sub(last_full.elapsed()));
-    if news.overflow || news.new_specs {
-        return full(last_full);
+
+    fn next(&mut self) -> Option<HashSet<String>> {
+        let Some(watcher) = &self.watcher else {
+            std::thread::sleep(LOOK_EVERY);
+            return None;
+        };
+        if !watcher.sees_new_specs() || self.last_full.elapsed() >= self.full_every {
+            return self.full();
+        }
+        let mut wait = self.full_every.saturating_sub(self.last_full.elapsed());
+        if !self.unwatched.is_empty() {
+            wait = wait.min(RETRY_WATCH);
+        }
+        let news = watcher.wait(wait);
+        if news.overflow {
+            return self.full();
+        }
+        // A new SPEC folder: watched (and looked at) as soon as its
+        // pending/ exists.
+        for name in news.created {
+            if crate::envelope::check_spec_id(&name).is_ok() {
+                self.unwatched.entry(name).or_default();
+            }
+        }
+        let mut only = news.specs;
+        let retry: Vec<(String, u32)> = self.unwatched.drain().collect();
+        for (spec, tries) in retry {
+            if !watcher.watch(&self.spool.spec(&spec)) && tries < WATCH_TRIES {
+                self.unwatched.insert(spec.clone(), tries + 1);
+            }
+            only.insert(spec);
+        }
+        Some(only)
     }
-    if news.is_empty() {
-        return Some(HashSet::new());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::{Job, Meta};
+
+    #[test]
+    fn the_first_job_of_a_new_spec_is_seen_without_a_full_look() {
+        // A new SPEC folder has no pending/ at the moment inotify tells of
+        // it: it used to wait for the safety-net look (a second).
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        let mut looker = Looker::new(Watcher::new(&spool), &spool);
+        looker.full_every = Duration::from_secs(3600);
+        let s = spool.spec("S-1");
+        let job = Job {
+            meta: Meta::new("S-1", "sub", "a.b.c", "k", 1, 1000),
+            body: b"{}".to_vec(),
+        };
+        s.enqueue(std::slice::from_ref(&job)).unwrap();
+        let mut seen = HashSet::new();
+        for _ in 0..100 {
+            match looker.next() {
+                Some(only) => seen.extend(only),
+                None => panic!("a full look: the news was not enough"),
+            }
+            if seen.contains("S-1") && looker.unwatched.is_empty() {
+                break;
+            }
+        }
+        assert!(seen.contains("S-1"), "{seen:?}");
+        // And its next job is news.
+        let mut second = job;
+        second.meta = Meta::new("S-1", "sub", "a.b.c", "k2", 2, 1000);
+        s.enqueue(&[second]).unwrap();
+        let only = looker.next().expect("news, not a full look");
+        assert!(only.contains("S-1"), "{only:?}");
     }
-    Some(news.specs)
 }

@@ -22,6 +22,9 @@ use super::{SpecSpool, Spool, State};
 pub struct News {
     /// A folder appeared in the spool root (a new SPEC, maybe).
     pub new_specs: bool,
+    /// The names of the folders that appeared: their pending/ may not
+    /// exist yet (emit makes it next), so watch them as soon as it does.
+    pub created: HashSet<String>,
     /// SPECs whose pending/ got jobs.
     pub specs: HashSet<String>,
     /// Events were lost: look at everything.
@@ -107,6 +110,10 @@ impl Watcher {
                 news.overflow = true;
             } else if Some(event.wd()) == self.root {
                 news.new_specs = true;
+                let name = event.file_name().and_then(|n| n.to_str().ok());
+                if let (true, Some(name)) = (event.events().contains(ReadFlags::ISDIR), name) {
+                    news.created.insert(name.to_string());
+                }
             } else if let Some(spec) = specs.get(&event.wd()) {
                 news.specs.insert(spec.clone());
             }
@@ -132,7 +139,8 @@ mod tests {
         assert!(watcher.sees_new_specs());
         let s = spool.spec("S-1");
         s.ensure().unwrap();
-        assert!(watcher.wait(Duration::from_secs(10)).new_specs);
+        let news = watcher.wait(Duration::from_secs(10));
+        assert!(news.new_specs && news.created.contains("S-1"), "{news:?}");
         assert!(watcher.watch(&s));
         let job = crate::spool::Job {
             meta: crate::spool::Meta::new("S-1", "sub", "a.b.c", "k", 1, 1000),
