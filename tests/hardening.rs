@@ -332,13 +332,7 @@ fn max_event_bytes_is_a_config_key_and_bounds_the_envelope_as_spooled() {
 fn telemetry_that_is_not_a_regular_file_is_refused_without_blocking() {
     let env = input_env();
     let fifo = env.path().join("telemetry.fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     for (path, want) in [
         (fifo.to_str().unwrap(), "is a FIFO"),
         ("/dev/zero", "is a device"),
@@ -399,8 +393,9 @@ fn local_user(name: &str) -> Option<User> {
     static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let lookup = || {
         let id = |flag: &str| {
-            let out = Command::new("id").arg(flag).arg(name).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+            let mut cmd = command("id");
+            cmd.arg(flag).arg(name);
+            run_command(cmd, b"").stdout.trim().parse().ok()
         };
         Some(User {
             uid: id("-u")?,
@@ -415,16 +410,15 @@ fn local_user(name: &str) -> Option<User> {
     let mut tries = 0;
     // Another test run may hold /etc/passwd's lock for a moment.
     while user.is_none() && tries < 100 {
-        let _ = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                name,
-            ])
-            .stderr(Stdio::null())
-            .status();
+        let mut useradd = command("useradd");
+        useradd.args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ]);
+        run_command(useradd, b"");
         user = lookup();
         if user.is_none() {
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -596,7 +590,7 @@ fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay(
         // read-only, creating if missing) for ten minutes.
         let script = "cat -- \"$1\" >/dev/null || exit 1; exec flock --nonblock \"$1\" sleep 600";
         let run = Spawned::new(
-            as_user(Command::new("sh"), other)
+            as_user(command("sh"), other)
                 .args(["-c", script, "sh", path])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -621,7 +615,7 @@ fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay(
     // Nor can they plant a lock file or a job of their own.
     let planted = spool.join("SPEC-P").join("pending").join("x.job");
     let run = Spawned::new(
-        as_user(Command::new("sh"), other)
+        as_user(command("sh"), other)
             .args(["-c", "echo x > \"$1\"", "sh", planted.to_str().unwrap()])
             .stderr(Stdio::piped())
             .spawn()

@@ -11,9 +11,10 @@
 //! tests fail and say so.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::support::receiver::Recorded;
+use crate::support::{CEILING, Lines, Run, Spawned, command, on_path, run_command};
 use crate::verify::{PREVIOUS, SECRET, deliveries};
 
 const SCHEMES: [&str; 3] = ["speckit", "github", "standard-webhooks"];
@@ -72,7 +73,7 @@ impl Lang {
             Lang::Python => ("python3", "verify.py"),
             Lang::Node => ("node", "verify.mjs"),
         };
-        let mut cmd = Command::new(program);
+        let mut cmd = command(program);
         cmd.arg(dir().join(script)).current_dir(dir());
         cmd
     }
@@ -80,16 +81,21 @@ impl Lang {
     /// Fails the test, with the fix, when the interpreter or libraries are missing.
     #[track_caller]
     fn ensure_installed(self) {
-        let output = self.command().arg("--self-check").output();
-        let ok = output.as_ref().is_ok_and(|o| o.status.success());
+        let mut cmd = self.command();
+        cmd.arg("--self-check");
+        let run = match on_path(cmd.get_program()) {
+            Some(_) => run_command(cmd, b""),
+            None => Run {
+                code: -1,
+                stdout: String::new(),
+                stderr: format!("{} is not on PATH", cmd.get_program().to_string_lossy()),
+            },
+        };
         assert!(
-            ok,
+            run.code == 0,
             "the {self:?} webhook verifier libraries are not installed: run tests/verifiers/install.sh \
              (needs python3 with pip, node and npm)\n{}",
-            match &output {
-                Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
-                Err(e) => e.to_string(),
-            }
+            run.stderr
         );
     }
 
@@ -118,15 +124,12 @@ impl Lang {
             .collect();
         let file = tmp.path().join("cases.json");
         std::fs::write(&file, serde_json::to_vec(&batch).unwrap()).unwrap();
-        let output = self.command().arg("--batch").arg(&file).output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{self:?} verifier failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let lines: Vec<String> = stdout.lines().map(String::from).collect();
-        assert_eq!(lines.len(), cases.len(), "{self:?}: {stdout}");
+        let mut cmd = self.command();
+        cmd.arg("--batch").arg(&file);
+        let run = run_command(cmd, b"");
+        assert_eq!(run.code, 0, "{self:?} verifier failed: {}", run.stderr);
+        let lines: Vec<String> = run.stdout.lines().map(String::from).collect();
+        assert_eq!(lines.len(), cases.len(), "{self:?}: {}", run.stdout);
         lines
     }
 }
@@ -281,7 +284,7 @@ fn during_rotation_standard_webhooks_verify_with_either_secret_hex_with_the_new_
 
 /// A running example receiver and where it listens.
 struct Example {
-    child: std::process::Child,
+    child: Spawned,
     url: String,
     _copy: Option<tempfile::TempDir>,
 }
@@ -290,11 +293,10 @@ impl Example {
     /// Starts `examples/receiver.py` or `receiver.mjs` on a free port with
     /// these secrets (current, then previous).
     fn start(lang: Lang, scheme: &str, secrets: &[&str]) -> Example {
-        use std::io::BufRead;
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
         let (mut cmd, copy) = match lang {
             Lang::Python => {
-                let mut cmd = Command::new("python3");
+                let mut cmd = command("python3");
                 cmd.arg(examples.join("receiver.py"));
                 (cmd, None)
             }
@@ -308,7 +310,7 @@ impl Example {
                     .unwrap();
                 let script = copy.path().join("receiver.mjs");
                 std::fs::copy(examples.join("receiver.mjs"), &script).unwrap();
-                let mut cmd = Command::new("node");
+                let mut cmd = command("node");
                 cmd.arg(script);
                 (cmd, Some(copy))
             }
@@ -317,24 +319,15 @@ impl Example {
             .env("PORT", "0")
             .env_remove("WEBHOOK_SECRET")
             .env_remove("WEBHOOK_SECRET_PREVIOUS")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (var, secret) in ["WEBHOOK_SECRET", "WEBHOOK_SECRET_PREVIOUS"]
             .iter()
             .zip(secrets)
         {
             cmd.env(var, secret);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
-        let url = banner
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("{lang:?} example did not start: {banner}"))
-            .to_string();
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        let (child, url) = listening(cmd, &format!("{lang:?} example"));
         Example {
             child,
             url: format!("{url}hook"),
@@ -343,23 +336,25 @@ impl Example {
     }
 
     /// Stops the receiver; what it printed on stdout.
-    fn stop(mut self) -> String {
-        use std::io::Read;
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut out = String::new();
-        if let Some(mut stdout) = self.child.stdout.take() {
-            stdout.read_to_string(&mut out).unwrap();
-        }
-        out
+    fn stop(self) -> String {
+        stop(self.child)
     }
 }
 
-impl Drop for Example {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `cmd`, a receiver that prints a banner with its URL on stderr,
+/// and waits for the banner (its stderr is read on from then on, so the
+/// child never blocks on a full pipe).
+#[track_caller]
+fn listening(mut cmd: Command, what: &str) -> (Spawned, String) {
+    let mut child = Spawned::new(cmd.spawn().unwrap());
+    let mut stderr = Lines::new(child.child_mut().stderr.take().unwrap());
+    let banner = stderr.wait_for("http://", CEILING);
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("{what} did not start: {banner}"))
+        .to_string();
+    (child, url)
 }
 
 #[test]
@@ -421,27 +416,20 @@ fn shell_example_answers_204_for_genuine_and_401_for_tampered_requests() {
             }
             request.extend(b"\r\n");
             request.extend(&body);
-            let mut child = Command::new("bash")
-                .arg(&script)
+            let mut bash = command("bash");
+            bash.arg(&script)
                 .arg(scheme)
                 .env("SPEC_NOTIFY", crate::support::BIN)
                 .env("WEBHOOK_SECRET", secret)
-                .env_remove("WEBHOOK_SECRET_PREVIOUS")
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(&request).unwrap();
-            let output = child.wait_with_output().unwrap();
-            let response = String::from_utf8_lossy(&output.stdout);
+                .env_remove("WEBHOOK_SECRET_PREVIOUS");
+            let run = run_command(bash, &request);
             assert!(
-                response.starts_with(expected),
-                "{scheme}: {response}\n{}",
-                String::from_utf8_lossy(&output.stderr)
+                run.stdout.starts_with(expected),
+                "{scheme}: {}\n{}",
+                run.stdout,
+                run.stderr
             );
-            assert!(!String::from_utf8_lossy(&output.stderr).contains(secret));
+            assert!(!run.stderr.contains(secret));
         }
     }
 }
@@ -450,40 +438,22 @@ fn shell_example_answers_204_for_genuine_and_401_for_tampered_requests() {
 
 /// `github_receiver.mjs` (@octokit/webhooks' `createNodeMiddleware` behind a
 /// Node HTTP server) running with `secret`, and where it listens.
-fn github_receiver(secret: &str) -> (crate::support::Spawned, String) {
-    use std::io::BufRead;
+fn github_receiver(secret: &str) -> (Spawned, String) {
     Lang::Node.ensure_installed();
-    let mut child = Command::new("node")
-        .arg(dir().join("github_receiver.mjs"))
+    let mut cmd = command("node");
+    cmd.arg(dir().join("github_receiver.mjs"))
         .current_dir(dir())
         .env("PORT", "0")
         .env("WEBHOOK_SECRET", secret)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut banner = String::new();
-    stderr.read_line(&mut banner).unwrap();
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("github_receiver.mjs did not start: {banner}"))
-        .to_string();
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    (crate::support::Spawned::new(child), url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    listening(cmd, "github_receiver.mjs")
 }
 
-/// Stops the receiver; what it printed on stdout.
-fn stop(mut receiver: crate::support::Spawned) -> String {
-    use std::io::Read;
-    let _ = receiver.child_mut().kill();
-    let _ = receiver.child_mut().wait();
-    let mut out = String::new();
-    if let Some(mut stdout) = receiver.child_mut().stdout.take() {
-        stdout.read_to_string(&mut out).unwrap();
-    }
-    out
+/// Stops a receiver (SIGKILL); what it printed on stdout.
+fn stop(receiver: Spawned) -> String {
+    receiver.signal("KILL");
+    receiver.wait_output(CEILING, "a killed receiver").stdout
 }
 
 #[test]
@@ -557,23 +527,16 @@ fn gidgethub_event_from_http_accepts_github_deliveries() {
 fn parse_cards(bodies: &[Vec<u8>]) -> Vec<String> {
     Lang::Node.ensure_installed();
     let tmp = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new("node");
+    let mut cmd = command("node");
     cmd.arg(dir().join("adaptive_card.mjs")).current_dir(dir());
     for (i, body) in bodies.iter().enumerate() {
         let path = tmp.path().join(format!("card-{i}.json"));
         std::fs::write(&path, body).unwrap();
         cmd.arg(path);
     }
-    let output = cmd.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(String::from)
-        .collect();
+    let run = run_command(cmd, b"");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<String> = run.stdout.lines().map(String::from).collect();
     assert_eq!(lines.len(), bodies.len());
     lines
 }

@@ -1,18 +1,18 @@
 //! A real `nats-server` with JetStream for the NATS tests: started on a free
 //! 127.0.0.1 port with a temp store, stopped (or killed, or restarted on
 //! the same port and store) by the test; or a 3-node JetStream cluster of
-//! them ([`NatsCluster`]), routed to each other on free loopback ports. Without the binary the tests are
-//! skipped with a note, except under `CI=true`, where they fail: CI installs
-//! it (tests/nats/install.sh).
+//! them ([`NatsCluster`]), routed to each other on free loopback ports.
+//! Without the binary the tests are skipped with a note, except under
+//! `CI=true`, where they fail: CI installs it (tests/nats/install.sh).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{Spawned, wait_until};
+use super::{Spawned, command, wait_until};
 
 /// How long a server may take to say it is ready.
 const READY: Duration = Duration::from_secs(30);
@@ -89,7 +89,7 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.log_path());
-        let child = Command::new(&self.bin)
+        let child = command(&self.bin)
             .args([
                 "-a",
                 "127.0.0.1",

@@ -4,19 +4,14 @@
 //! elsewhere the test says it skipped and returns.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::{CEILING, Run, Spawned};
+use super::{CEILING, Run, Spawned, command, on_path};
 
 /// The program's path, or `None` (after a note) outside CI when it is not
 /// installed. Panics under `CI=true`: CI installs it, so its absence is a bug.
 #[track_caller]
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = on_path(name);
     if found.is_none() {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -35,6 +30,7 @@ pub struct Chromium {
 }
 
 impl Chromium {
+    #[track_caller]
     pub fn find() -> Option<Chromium> {
         Some(Chromium {
             bin: tool("chromium")?,
@@ -46,7 +42,7 @@ impl Chromium {
     /// console messages go to stderr (`--enable-logging=stderr`).
     #[track_caller]
     pub fn run(&self, page: &Path, args: &[&str]) -> Run {
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = command(&self.bin);
         cmd.args([
             "--headless",
             "--no-sandbox",
@@ -63,7 +59,6 @@ impl Chromium {
         .arg(format!("--user-data-dir={}", self.profile.path().display()))
         .args(args)
         .arg(format!("file://{}", page.display()))
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
         Spawned::new(cmd.spawn().unwrap()).wait_output(CEILING, "chromium")
