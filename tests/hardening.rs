@@ -429,16 +429,6 @@ fn local_user(name: &str) -> Option<User> {
     user
 }
 
-/// Why a test that needs other users cannot run here; panics under CI,
-/// which runs as root and must run it.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI must run this test: {reason}"
-    );
-    eprintln!("skipped: {reason}");
-}
-
 /// Runs `command` as `user` (the workspace must be theirs).
 fn as_user(mut command: Command, user: Option<User>) -> Command {
     if let Some(user) = user {
@@ -546,9 +536,10 @@ fn an_unreadable_job_is_counted_then_quarantined_and_listed_when_the_drain_is_no
 
 #[test]
 fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay() {
-    if current_uid() != 0 {
-        return skip("needs a second local user, and only root can create one");
-    }
+    let needs = "creating a second local user";
+    let Some(()) = require("root", deps::root(needs)) else {
+        return;
+    };
     let (owner, other) = (
         local_user("spec-notify-owner"),
         local_user("spec-notify-other"),

@@ -6,11 +6,22 @@
 //! ([`command`]); a run has a ceiling ([`run_command`], [`Env::run`]) and a
 //! [`Spawned`] kills its whole group when dropped, so neither a hang nor a
 //! failing test leaves anything running.
+//!
+//! Real dependencies: a test that needs one that is missing fails, naming
+//! the command that provides it ([`require`]). A developer who accepts
+//! leaving such tests out lists them, comma-separated, in
+//! `SPEC_NOTIFY_TEST_SKIP` (`all` for every one): those tests then return
+//! early and say so on stderr. The names: `nats` (nats-server),
+//! `chromium`, `promtool`, `node_exporter`, `python-verifiers`,
+//! `node-verifiers` (`tests/verifiers/install.sh`), `tmpfs` (mounting one)
+//! and `root` (creating local users). `bash tests/install.sh` installs
+//! every program; `tmpfs` and `root` need the tests to run as root.
 
 #![allow(dead_code)]
 
 pub mod blackhole;
 pub mod chat;
+pub mod deps;
 pub mod nats;
 pub mod receiver;
 pub mod tools;
@@ -26,6 +37,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub use deps::require;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spec-notify");
 

@@ -2,17 +2,18 @@
 //! 127.0.0.1 port with a temp store, stopped (or killed, or restarted on
 //! the same port and store) by the test; or a 3-node JetStream cluster of
 //! them ([`NatsCluster`]), routed to each other on free loopback ports.
-//! Without the binary the tests are skipped with a note, except under
-//! `CI=true`, where they fail: CI installs it (tests/nats/install.sh).
+//! Without the binary the tests fail, unless SPEC_NOTIFY_TEST_SKIP lists
+//! `nats` ([`super::require`]); tests/nats/install.sh installs it.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{Spawned, command, wait_until};
+use super::{Spawned, command, require, wait_until};
 
 /// How long a server may take to say it is ready.
 const READY: Duration = Duration::from_secs(30);
@@ -26,25 +27,21 @@ pub struct NatsServer {
     extra: Vec<String>,
 }
 
-fn find_binary() -> Option<PathBuf> {
+/// The binary, or why there is none; looked for once.
+fn binary() -> Result<PathBuf, String> {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND.get_or_init(find_binary).clone()
+}
+
+fn find_binary() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
         .map(|dir| dir.join("nats-server"))
         .find(|p| p.is_file())
-}
-
-/// The binary, or `None` (skip) when it is not installed outside CI.
-fn find_or_skip() -> Option<PathBuf> {
-    let found = find_binary();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nats-server is not installed: run `bash tests/nats/install.sh` (CI must run these tests)"
-        );
-        eprintln!("note: nats-server is not installed; skipping (bash tests/nats/install.sh)");
-    }
-    found
+        .ok_or_else(|| {
+            "nats-server is not installed (looked on PATH, in /usr/sbin and /usr/local/bin)".into()
+        })
 }
 
 fn free_port() -> u16 {
@@ -56,10 +53,11 @@ fn free_port() -> u16 {
 }
 
 impl NatsServer {
-    /// A running server, or `None` (skip) when nats-server is not installed
-    /// outside CI.
+    /// A running server, or `None` (skipped) when nats-server is missing
+    /// and SPEC_NOTIFY_TEST_SKIP lists `nats`.
+    #[track_caller]
     pub fn start() -> Option<NatsServer> {
-        let mut server = NatsServer::new(find_or_skip()?, Vec::new());
+        let mut server = NatsServer::new(require("nats", binary())?, Vec::new());
         server.launch();
         Some(server)
     }
@@ -157,10 +155,11 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// A cluster with a JetStream metadata leader, or `None` (skip) when
-    /// nats-server is not installed outside CI.
+    /// A cluster with a JetStream metadata leader, or `None` (skipped) when
+    /// nats-server is missing and SPEC_NOTIFY_TEST_SKIP lists `nats`.
+    #[track_caller]
     pub fn start() -> Option<NatsCluster> {
-        let bin = find_or_skip()?;
+        let bin = require("nats", binary())?;
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let all = routes
             .iter()
