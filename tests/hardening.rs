@@ -387,46 +387,111 @@ fn current_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
-/// The user `name`, created (as a system user without a home or a shell)
-/// when it does not exist. Only root can create one: `None` otherwise.
-fn local_user(name: &str) -> Option<User> {
-    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let lookup = || {
-        let id = |flag: &str| {
-            let mut cmd = command("id");
-            cmd.arg(flag).arg(name);
-            run_command(cmd, b"").stdout.trim().parse().ok()
-        };
-        Some(User {
-            uid: id("-u")?,
-            gid: id("-g")?,
-        })
-    };
-    if current_uid() != 0 {
-        return None;
-    }
-    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-    let mut user = lookup();
-    let mut tries = 0;
-    // Another test run may hold /etc/passwd's lock for a moment.
-    while user.is_none() && tries < 100 {
-        let mut useradd = command("useradd");
-        useradd.args([
+/// A system user without a home or a shell, and its group of the same
+/// name, created for one test (root only) and removed when dropped. Names
+/// are unique per run and per user (`spec-notify-t<pid>-<n>`), so users a
+/// crashed run left behind never get in the next run's way; creating one
+/// first removes those whose run is gone.
+struct LocalUser {
+    name: String,
+    user: User,
+}
+
+/// What the names of [`LocalUser`]s start with.
+const USER_PREFIX: &str = "spec-notify-t";
+
+impl LocalUser {
+    fn create() -> LocalUser {
+        static CREATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(remove_users_of_finished_runs);
+        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("{USER_PREFIX}{}-{n}", std::process::id());
+        let args = [
             "--system",
+            "--user-group",
             "--no-create-home",
             "--shell",
             "/usr/sbin/nologin",
+        ];
+        account_tool("useradd", &args, &name);
+        // Owned from here: a failed lookup still removes the user.
+        let mut created = LocalUser {
             name,
-        ]);
-        run_command(useradd, b"");
-        user = lookup();
-        if user.is_none() {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        tries += 1;
+            user: User { uid: 0, gid: 0 },
+        };
+        created.user = User {
+            uid: id(&created.name, "-u"),
+            gid: id(&created.name, "-g"),
+        };
+        created
     }
-    assert!(user.is_some(), "could not create the local user {name}");
-    user
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        remove_user(&self.name);
+    }
+}
+
+/// Removes `name` and its group (userdel leaves the group when another
+/// user has it as their primary group or USERGROUPS_ENAB is off).
+fn remove_user(name: &str) {
+    account_tool("userdel", &[], name);
+    let mut getent = command("getent");
+    getent.args(["group", name]);
+    if run_command(getent, b"").code == 0 {
+        account_tool("groupdel", &[], name);
+    }
+}
+
+/// Removes the users of earlier runs (see [`LocalUser`]) whose test
+/// process no longer exists.
+fn remove_users_of_finished_runs() {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for name in passwd.lines().filter_map(|l| l.split(':').next()) {
+        let pid = name
+            .strip_prefix(USER_PREFIX)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            remove_user(name);
+        }
+    }
+}
+
+/// Runs `tool ARGS NAME` (useradd, userdel, groupdel) until it succeeds:
+/// another run's tool may hold /etc/passwd's lock for a moment. Panics with
+/// its last complaint after [`CEILING`].
+#[track_caller]
+fn account_tool(tool: &str, args: &[&str], name: &str) {
+    let deadline = std::time::Instant::now() + CEILING;
+    loop {
+        let mut cmd = command(tool);
+        cmd.args(args).arg(name);
+        let run = run_command(cmd, b"");
+        if run.code == 0 {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let complaint = format!("{tool} {name} failed (exit {}): {}", run.code, run.stderr);
+            if std::thread::panicking() {
+                eprintln!("{complaint}");
+                return;
+            }
+            panic!("{complaint}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `id FLAG name` as a number.
+#[track_caller]
+fn id(name: &str, flag: &str) -> u32 {
+    let mut cmd = command("id");
+    cmd.arg(flag).arg(name);
+    let run = run_command(cmd, b"").expect(0);
+    run.stdout.trim().parse().unwrap()
 }
 
 /// Runs `command` as `user` (the workspace must be theirs).
@@ -463,16 +528,17 @@ fn hand_to(env: &Env, user: Option<User>) {
 
 /// The owner for the item-8 test: a created non-root user when running
 /// as root, else whoever runs the tests (already not root).
-fn non_root_owner() -> Option<User> {
+fn non_root_owner() -> Option<LocalUser> {
     match current_uid() {
-        0 => local_user("spec-notify-owner"),
+        0 => Some(LocalUser::create()),
         _ => None,
     }
 }
 
 #[test]
 fn an_unreadable_job_is_counted_then_quarantined_and_listed_when_the_drain_is_not_root() {
-    let owner = non_root_owner();
+    let created = non_root_owner();
+    let owner = created.as_ref().map(|u| u.user);
     let rx = Receiver::start();
     let env = Env::new(&config_with(&subscription("hook", &rx.url("/hook"), "")))
         .env("SECRET_HOOK", SECRET);
@@ -540,10 +606,8 @@ fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay(
     let Some(()) = require("root", deps::root(needs)) else {
         return;
     };
-    let (owner, other) = (
-        local_user("spec-notify-owner"),
-        local_user("spec-notify-other"),
-    );
+    let (created_owner, created_other) = (LocalUser::create(), LocalUser::create());
+    let (owner, other) = (Some(created_owner.user), Some(created_other.user));
     let rx = Receiver::start();
     rx.script("/hook", [Reply::Status(500)]);
     let env = Env::new(&config_with(&subscription(
