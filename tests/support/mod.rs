@@ -11,7 +11,7 @@
 //! the command that provides it ([`require`]). A developer who accepts
 //! leaving such tests out lists them, comma-separated, in
 //! `SPEC_NOTIFY_TEST_SKIP` (`all` for every one): those tests then return
-//! early and say so on stderr. The names: `nats` (nats-server),
+//! early and say so on stderr. The names: `nats` (nats-server 2.12+),
 //! `chromium`, `promtool`, `node_exporter`, `python-verifiers`,
 //! `node-verifiers` (`tests/verifiers/install.sh`), `tmpfs` (mounting one)
 //! and `root` (creating local users). `bash tests/install.sh` installs
