@@ -1,21 +1,18 @@
 //! demo and completions: what a newcomer runs first.
 
-use crate::support::BIN;
+use crate::support::{BIN, Run, command, run_command};
+
+/// `spec-notify ARGS`, as a newcomer types it.
+fn run(args: &[&str]) -> Run {
+    let mut cmd = command(BIN);
+    cmd.args(args).env("NO_COLOR", "1");
+    run_command(cmd, b"")
+}
 
 #[test]
 fn demo_runs_the_whole_product_and_cleans_up() {
-    let out = std::process::Command::new(BIN)
-        .arg("demo")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let out = run(&["demo"]).expect(0);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert!(
         stderr.contains("delivered 9, retrying 2, dead 0"),
         "{stderr}"
@@ -45,14 +42,9 @@ fn demo_runs_the_whole_product_and_cleans_up() {
 
 #[test]
 fn demo_keep_leaves_the_workspace() {
-    let out = std::process::Command::new(BIN)
-        .args(["demo", "--keep"])
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let kept = stdout
+    let out = run(&["demo", "--keep"]).expect(0);
+    let kept = out
+        .stdout
         .lines()
         .find_map(|l| l.strip_prefix("workspace kept: "))
         .unwrap()
@@ -69,12 +61,9 @@ fn completions_for_each_shell() {
         ("zsh", "#compdef spec-notify"),
         ("fish", "complete -c spec-notify"),
     ] {
-        let out = std::process::Command::new(BIN)
-            .args(["completions", shell])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{shell}");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let out = run(&["completions", shell]);
+        assert_eq!(out.code, 0, "{shell}: {}", out.stderr);
+        let text = &out.stdout;
         assert!(
             text.contains(needle) && text.contains("replay"),
             "{shell}: {}",

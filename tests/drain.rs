@@ -356,10 +356,10 @@ fn two_concurrent_drains_deliver_each_of_500_jobs_exactly_once() {
     env.run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
         .expect(0);
     let drains: Vec<_> = (0..2)
-        .map(|_| env.cmd(&["drain", "--max-time", "60s"]).spawn().unwrap())
+        .map(|_| Spawned::new(env.cmd(&["drain", "--max-time", "60s"]).spawn().unwrap()))
         .collect();
-    for mut d in drains {
-        assert!(d.wait().unwrap().success());
+    for d in drains {
+        d.wait_output(RUN_CEILING, "a drain").expect(0);
     }
     let got = rx.requests();
     let ids: HashSet<&str> = got
@@ -639,7 +639,7 @@ fn transient_read_errors_leave_jobs_pending_never_quarantined() {
         .expect(0);
     // Too few file descriptors: reads fail with EMFILE, which says nothing
     // about the jobs. (Review finding: such jobs used to be quarantined.)
-    let mut starved = std::process::Command::new("bash");
+    let mut starved = command("bash");
     starved.arg("-c").arg(format!(
         "ulimit -n 7; exec {BIN} --config {} drain --once",
         env.config_path().display()
@@ -648,7 +648,7 @@ fn transient_read_errors_leave_jobs_pending_never_quarantined() {
         .current_dir(env.path())
         .env("SECRET_A", SECRET)
         .env("NO_COLOR", "1");
-    let run: Run = starved.output().unwrap().into();
+    let run = run_command(starved, b"");
     assert_eq!(
         run.code, 1,
         "an I/O failure is a runtime error: {}",
@@ -793,13 +793,10 @@ fn emit_into_a_closed_pipe_still_exits_0_and_starts_delivery() {
         "{BIN} --config {} emit --spec SPEC-P --event spec-auto.stage.completed | true; exit ${{PIPESTATUS[0]}}",
         env.config_path().display()
     );
-    let status = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .envs(env.envs.clone())
-        .status()
-        .unwrap();
-    assert_eq!(status.code(), Some(0), "emit must not die of SIGPIPE");
+    let mut bash = command("bash");
+    bash.arg("-c").arg(script).envs(env.envs.clone());
+    let run = run_command(bash, b"");
+    assert_eq!(run.code, 0, "emit must not die of SIGPIPE: {}", run.stderr);
     assert_eq!(
         rx.wait_for(1, CEILING).len(),
         1,

@@ -782,13 +782,14 @@ fn emit_killed_at_random_moments_leaves_only_complete_jobs() {
         if batch.is_some() {
             cmd.args(["--input", "-"]);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
+        let mut child = Spawned::new(
+            cmd.stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut stdin = child.child_mut().stdin.take().unwrap();
         let _ = stdin.write_all(line.repeat(batch.unwrap_or(0)).as_bytes());
         drop(stdin);
         child
@@ -796,7 +797,7 @@ fn emit_killed_at_random_moments_leaves_only_complete_jobs() {
     // How long a whole call takes here, so kills spread over all of it.
     let timed = |batch| {
         let t = std::time::Instant::now();
-        assert!(start(batch).wait().unwrap().success());
+        start(batch).wait_output(RUN_CEILING, "emit").expect(0);
         t.elapsed().as_micros() as u64
     };
     let (single_us, batch_us) = (timed(None), timed(Some(100)));
@@ -806,12 +807,11 @@ fn emit_killed_at_random_moments_leaves_only_complete_jobs() {
             Some(n) => batch_us * n as u64 / 100,
             None => single_us,
         };
-        let mut child = start(batch);
+        let child = start(batch);
         std::thread::sleep(std::time::Duration::from_micros(
             rng.below(span * 5 / 4 + 1),
         ));
-        let _ = child.kill(); // SIGKILL
-        child.wait().unwrap();
+        drop(child); // SIGKILL, then reaped
     }
 
     let pending_dir = env.spool_root().join("S/pending");

@@ -66,9 +66,9 @@ fn a_job_emitted_while_a_drain_finishes_is_handed_to_a_new_drain() {
     // The new drain goes on retrying the blackhole: stop it.
     let alive = env.spool_root().join("SPEC-H").join("drain.alive");
     let pid = std::fs::read_to_string(alive).unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", pid.trim()])
-        .status();
+    if let Some(pid) = rustix::process::Pid::from_raw(pid.trim().parse().unwrap()) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
 }
 
 #[test]
@@ -186,17 +186,18 @@ fn jobs_a_drain_will_not_send_do_not_make_it_spin() {
     }
     env.run_with_stdin(&["emit", "--input", "-"], held.join("\n").as_bytes())
         .expect(0);
-    let mut child = env
-        .cmd(&["drain", "--max-time", "10s"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::new(
+        env.cmd(&["drain", "--max-time", "10s"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     // CPU time from /proc while it runs (the last reading is taken at most
     // one nap before it exits).
     let stat = format!("/proc/{}/stat", child.id());
     let mut ticks = 0u64;
     let deadline = Instant::now() + CEILING;
-    while child.try_wait().unwrap().is_none() {
+    while child.child_mut().try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the drain did not finish");
         if let Ok(text) = std::fs::read_to_string(&stat) {
             // Fields after the command's closing parenthesis: utime is the

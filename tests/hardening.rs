@@ -332,13 +332,7 @@ fn max_event_bytes_is_a_config_key_and_bounds_the_envelope_as_spooled() {
 fn telemetry_that_is_not_a_regular_file_is_refused_without_blocking() {
     let env = input_env();
     let fifo = env.path().join("telemetry.fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     for (path, want) in [
         (fifo.to_str().unwrap(), "is a FIFO"),
         ("/dev/zero", "is a device"),
@@ -393,56 +387,111 @@ fn current_uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
-/// The user `name`, created (as a system user without a home or a shell)
-/// when it does not exist. Only root can create one: `None` otherwise.
-fn local_user(name: &str) -> Option<User> {
-    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let lookup = || {
-        let id = |flag: &str| {
-            let out = Command::new("id").arg(flag).arg(name).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-        };
-        Some(User {
-            uid: id("-u")?,
-            gid: id("-g")?,
-        })
-    };
-    if current_uid() != 0 {
-        return None;
-    }
-    let _one_at_a_time = CREATING.lock().unwrap_or_else(|e| e.into_inner());
-    let mut user = lookup();
-    let mut tries = 0;
-    // Another test run may hold /etc/passwd's lock for a moment.
-    while user.is_none() && tries < 100 {
-        let _ = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                name,
-            ])
-            .stderr(Stdio::null())
-            .status();
-        user = lookup();
-        if user.is_none() {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        tries += 1;
-    }
-    assert!(user.is_some(), "could not create the local user {name}");
-    user
+/// A system user without a home or a shell, and its group of the same
+/// name, created for one test (root only) and removed when dropped. Names
+/// are unique per run and per user (`spec-notify-t<pid>-<n>`), so users a
+/// crashed run left behind never get in the next run's way; creating one
+/// first removes those whose run is gone.
+struct LocalUser {
+    name: String,
+    user: User,
 }
 
-/// Why a test that needs other users cannot run here; panics under CI,
-/// which runs as root and must run it.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var("CI").map_or(true, |v| v != "true"),
-        "CI must run this test: {reason}"
-    );
-    eprintln!("skipped: {reason}");
+/// What the names of [`LocalUser`]s start with.
+const USER_PREFIX: &str = "spec-notify-t";
+
+impl LocalUser {
+    fn create() -> LocalUser {
+        static CREATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(remove_users_of_finished_runs);
+        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("{USER_PREFIX}{}-{n}", std::process::id());
+        let args = [
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+        ];
+        account_tool("useradd", &args, &name);
+        // Owned from here: a failed lookup still removes the user.
+        let mut created = LocalUser {
+            name,
+            user: User { uid: 0, gid: 0 },
+        };
+        created.user = User {
+            uid: id(&created.name, "-u"),
+            gid: id(&created.name, "-g"),
+        };
+        created
+    }
+}
+
+impl Drop for LocalUser {
+    fn drop(&mut self) {
+        remove_user(&self.name);
+    }
+}
+
+/// Removes `name` and its group (userdel leaves the group when another
+/// user has it as their primary group or USERGROUPS_ENAB is off).
+fn remove_user(name: &str) {
+    account_tool("userdel", &[], name);
+    let mut getent = command("getent");
+    getent.args(["group", name]);
+    if run_command(getent, b"").code == 0 {
+        account_tool("groupdel", &[], name);
+    }
+}
+
+/// Removes the users of earlier runs (see [`LocalUser`]) whose test
+/// process no longer exists.
+fn remove_users_of_finished_runs() {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for name in passwd.lines().filter_map(|l| l.split(':').next()) {
+        let pid = name
+            .strip_prefix(USER_PREFIX)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            remove_user(name);
+        }
+    }
+}
+
+/// Runs `tool ARGS NAME` (useradd, userdel, groupdel) until it succeeds:
+/// another run's tool may hold /etc/passwd's lock for a moment. Panics with
+/// its last complaint after [`CEILING`].
+#[track_caller]
+fn account_tool(tool: &str, args: &[&str], name: &str) {
+    let deadline = std::time::Instant::now() + CEILING;
+    loop {
+        let mut cmd = command(tool);
+        cmd.args(args).arg(name);
+        let run = run_command(cmd, b"");
+        if run.code == 0 {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let complaint = format!("{tool} {name} failed (exit {}): {}", run.code, run.stderr);
+            if std::thread::panicking() {
+                eprintln!("{complaint}");
+                return;
+            }
+            panic!("{complaint}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `id FLAG name` as a number.
+#[track_caller]
+fn id(name: &str, flag: &str) -> u32 {
+    let mut cmd = command("id");
+    cmd.arg(flag).arg(name);
+    let run = run_command(cmd, b"").expect(0);
+    run.stdout.trim().parse().unwrap()
 }
 
 /// Runs `command` as `user` (the workspace must be theirs).
@@ -479,16 +528,17 @@ fn hand_to(env: &Env, user: Option<User>) {
 
 /// The owner for the item-8 test: a created non-root user when running
 /// as root, else whoever runs the tests (already not root).
-fn non_root_owner() -> Option<User> {
+fn non_root_owner() -> Option<LocalUser> {
     match current_uid() {
-        0 => local_user("spec-notify-owner"),
+        0 => Some(LocalUser::create()),
         _ => None,
     }
 }
 
 #[test]
 fn an_unreadable_job_is_counted_then_quarantined_and_listed_when_the_drain_is_not_root() {
-    let owner = non_root_owner();
+    let created = non_root_owner();
+    let owner = created.as_ref().map(|u| u.user);
     let rx = Receiver::start();
     let env = Env::new(&config_with(&subscription("hook", &rx.url("/hook"), "")))
         .env("SECRET_HOOK", SECRET);
@@ -552,13 +602,12 @@ fn an_unreadable_job_is_counted_then_quarantined_and_listed_when_the_drain_is_no
 
 #[test]
 fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay() {
-    if current_uid() != 0 {
-        return skip("needs a second local user, and only root can create one");
-    }
-    let (owner, other) = (
-        local_user("spec-notify-owner"),
-        local_user("spec-notify-other"),
-    );
+    let needs = "creating a second local user";
+    let Some(()) = require("root", deps::root(needs)) else {
+        return;
+    };
+    let (created_owner, created_other) = (LocalUser::create(), LocalUser::create());
+    let (owner, other) = (Some(created_owner.user), Some(created_other.user));
     let rx = Receiver::start();
     rx.script("/hook", [Reply::Status(500)]);
     let env = Env::new(&config_with(&subscription(
@@ -596,7 +645,7 @@ fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay(
         // read-only, creating if missing) for ten minutes.
         let script = "cat -- \"$1\" >/dev/null || exit 1; exec flock --nonblock \"$1\" sleep 600";
         let run = Spawned::new(
-            as_user(Command::new("sh"), other)
+            as_user(command("sh"), other)
                 .args(["-c", script, "sh", path])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -621,7 +670,7 @@ fn another_local_user_can_neither_read_the_spool_nor_block_emit_drain_or_replay(
     // Nor can they plant a lock file or a job of their own.
     let planted = spool.join("SPEC-P").join("pending").join("x.job");
     let run = Spawned::new(
-        as_user(Command::new("sh"), other)
+        as_user(command("sh"), other)
             .args(["-c", "echo x > \"$1\"", "sh", planted.to_str().unwrap()])
             .stderr(Stdio::piped())
             .spawn()

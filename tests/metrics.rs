@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::report::fixture;
 use crate::support::receiver::Receiver;
@@ -15,20 +15,9 @@ use crate::support::*;
 
 /// `promtool check metrics` on `text`: its exit code and what it said.
 pub fn promtool_check(promtool: &Path, text: &str) -> Run {
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    Spawned::new(child).wait_output(CEILING, "promtool")
+    let mut cmd = command(promtool);
+    cmd.args(["check", "metrics"]);
+    run_command(cmd, text.as_bytes())
 }
 
 #[test]
@@ -115,6 +104,7 @@ fn free_port() -> u16 {
 /// The body of `GET path` on 127.0.0.1:port, if it answered 200.
 fn get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(CEILING)).ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
@@ -146,7 +136,7 @@ fn node_exporter_textfile_collector_serves_the_series() {
 
     let port = free_port();
     let mut node = Spawned::new(
-        Command::new(exporter)
+        command(exporter)
             .args([
                 "--collector.disable-defaults",
                 "--collector.textfile",

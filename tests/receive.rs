@@ -3,9 +3,9 @@
 //! rehearses failures (`--status`, `--fail-rate`), prints JSON lines, exits
 //! after `--count`, refuses bad flags with exit 2 and never prints the secret.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -15,7 +15,7 @@ use crate::verify::{SECRET, drain_to};
 
 /// A `spec-notify receive` child listening on a free loopback port.
 struct Receive {
-    child: Child,
+    child: Spawned,
     addr: SocketAddr,
     banner: String,
 }
@@ -24,29 +24,26 @@ impl Receive {
     /// Starts `receive --listen 127.0.0.1:0 ARGS`, verifying with `secret`
     /// (in `HOOK_SECRET`) when given.
     fn start(secret: Option<&str>, args: &[&str]) -> Receive {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = command(BIN);
         cmd.args(["receive", "--listen", "127.0.0.1:0"])
             .args(args)
             .env_remove("HOOK_SECRET")
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if let Some(secret) = secret {
             cmd.env("HOOK_SECRET", secret)
                 .args(["--secret-env", "HOOK_SECRET"]);
         }
-        let mut child = cmd.spawn().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
+        let mut child = Spawned::new(cmd.spawn().unwrap());
+        // Read on after the banner, so the child never blocks on a full pipe.
+        let mut stderr = Lines::new(child.child_mut().stderr.take().unwrap());
+        let banner = stderr.wait_for("http://", CEILING);
         let addr = banner
             .split("http://")
             .nth(1)
             .and_then(|rest| rest.split('/').next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no listening address in {banner:?}"));
-        // Keep draining stderr so the child never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Receive {
             child,
             addr,
@@ -60,33 +57,11 @@ impl Receive {
 
     /// Waits for the child to exit by itself (after `--count`); its exit code and stdout.
     #[track_caller]
-    fn finish(mut self) -> (i32, String) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("receive did not exit after --count requests");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut stdout = String::new();
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut stdout)
-            .unwrap();
-        (status.code().unwrap_or(-1), stdout)
-    }
-}
-
-impl Drop for Receive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn finish(self) -> (i32, String) {
+        let run = self
+            .child
+            .wait_output(CEILING, "receive to exit after --count requests");
+        (run.code, run.stdout)
     }
 }
 

@@ -1,23 +1,44 @@
 //! Test harness: a temp workspace with a config, the real binary, helpers to
 //! read the spool, and event waits with a ceiling (tests wait for what they
 //! expect, never for wall-clock time). Loopback receivers live in `receiver`.
+//!
+//! Every process a test starts leads a process group of its own
+//! ([`command`]); a run has a ceiling ([`run_command`], [`Env::run`]) and a
+//! [`Spawned`] kills its whole group when dropped, so neither a hang nor a
+//! failing test leaves anything running.
+//!
+//! Real dependencies: a test that needs one that is missing fails, naming
+//! the command that provides it ([`require`]). A developer who accepts
+//! leaving such tests out lists them, comma-separated, in
+//! `SPEC_NOTIFY_TEST_SKIP` (`all` for every one): those tests then return
+//! early and say so on stderr. The names: `nats` (nats-server 2.12+),
+//! `chromium`, `promtool`, `node_exporter`, `python-verifiers`,
+//! `node-verifiers` (`tests/verifiers/install.sh`), `tmpfs` (mounting one)
+//! and `root` (creating local users). `bash tests/install.sh` installs
+//! every program; `tmpfs` and `root` need the tests to run as root.
 
 #![allow(dead_code)]
 
 pub mod blackhole;
 pub mod chat;
+pub mod deps;
 pub mod nats;
 pub mod receiver;
 pub mod tools;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal};
 use serde_json::Value;
 use tempfile::TempDir;
+
+pub use deps::require;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_spec-notify");
 
@@ -25,6 +46,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_spec-notify");
 /// only exists to stop a hung test: on a healthy machine every wait ends in
 /// milliseconds, and a busy 2-core machine must never reach it.
 pub const CEILING: Duration = Duration::from_secs(60);
+
+/// How long one run of a command may take before the harness kills it:
+/// longer than any `--max-time` a test passes (60 s), so that a command's
+/// own limit always speaks first.
+pub const RUN_CEILING: Duration = Duration::from_secs(120);
 
 /// Polls `done` until it holds; panics naming `what` once `ceiling` passed.
 #[track_caller]
@@ -39,12 +65,89 @@ pub fn wait_until(ceiling: Duration, what: &str, mut done: impl FnMut() -> bool)
     }
 }
 
-/// A spawned process that is killed and reaped when dropped, so a failing
-/// test leaves nothing running (a `drain --watch` would run forever).
+/// `program` as a command that leads a process group of its own (so that
+/// [`Spawned`] and [`run_command`] can kill it with everything it started),
+/// dies with the thread that starts it, and has stdin closed unless the
+/// test pipes it. Tests start every process from here.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.process_group(0).stdin(Stdio::null());
+    die_with_the_test(&mut cmd);
+    cmd
+}
+
+/// Has the kernel kill (SIGKILL) the child when the thread that started it
+/// ends: its test, or the whole test binary when no `Drop` runs (Ctrl-C, a
+/// CI timeout). In a group of its own, a child no longer gets the
+/// terminal's Ctrl-C. So a test never starts a process on a thread that
+/// ends before the process should.
+fn die_with_the_test(cmd: &mut Command) {
+    use rustix::process::{getpid, getppid, set_parent_process_death_signal};
+    let test = getpid();
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // makes system calls (prctl, getppid) and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            set_parent_process_death_signal(Some(Signal::KILL))?;
+            // The test may have ended before the prctl: nobody would kill us.
+            match getppid() == Some(test) {
+                true => Ok(()),
+                false => Err(rustix::io::Errno::SRCH.into()),
+            }
+        });
+    }
+}
+
+/// Where `program` is on PATH, if it is.
+pub fn on_path(program: impl AsRef<OsStr>) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program.as_ref()))
+        .find(|p| p.is_file())
+}
+
+/// The program and its arguments, for messages.
+pub fn command_line(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|word| {
+            let word = word.to_string_lossy();
+            let plain = !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+            match plain {
+                true => word.into_owned(),
+                false => format!("{word:?}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sends `signal` to every process in the group `leader` leads.
+fn kill_group(leader: Pid, signal: Signal) {
+    let _ = rustix::process::kill_process_group(leader, signal);
+}
+
+/// A spawned process, leader of its own process group (see [`command`]):
+/// the group is killed (SIGKILL) and the process reaped when dropped, so a
+/// failing test leaves nothing running (a `drain --watch` would run
+/// forever, and so would whatever a shell started).
 pub struct Spawned(Option<Child>);
 
 impl Spawned {
-    pub fn new(child: Child) -> Spawned {
+    /// Takes charge of `child`, which must lead its own process group.
+    #[track_caller]
+    pub fn new(mut child: Child) -> Spawned {
+        let pid = Pid::from_child(&child);
+        if rustix::process::getpgid(Some(pid)) != Ok(pid) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "a spawned process must lead its own process group: start it with support::command"
+            );
+        }
         Spawned(Some(child))
     }
 
@@ -60,46 +163,106 @@ impl Spawned {
         self.0.as_mut().expect("present until waited for")
     }
 
-    /// Sends a signal (`"TERM"`, `"KILL"`, …) with kill(1).
+    /// Sends a signal (`"TERM"`, `"KILL"`, …) to the process alone.
+    #[track_caller]
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} {}", self.id());
+        let signal = match name {
+            "TERM" => Signal::TERM,
+            "KILL" => Signal::KILL,
+            "INT" => Signal::INT,
+            "HUP" => Signal::HUP,
+            _ => panic!("no signal {name} in Spawned::signal"),
+        };
+        let pid = Pid::from_child(self.child());
+        rustix::process::kill_process(pid, signal)
+            .unwrap_or_else(|e| panic!("kill -{name} {}: {e}", pid.as_raw_nonzero()));
     }
 
-    /// Waits for the process to exit and returns what it printed; kills it
-    /// and panics naming `what` if it is still running after `ceiling`.
+    /// Waits for the process to exit and returns what it printed; kills
+    /// its group and panics naming `what` if it is still running after
+    /// `ceiling`. Whatever it left behind in its group is killed too.
     #[track_caller]
     pub fn wait_output(mut self, ceiling: Duration, what: &str) -> Run {
-        let child = self.0.take().expect("present until waited for");
-        let pid = child.id();
+        let mut child = self.0.take().expect("present until waited for");
+        let pid = Pid::from_child(&child);
+        drop(child.stdin.take());
+        let stdout = child.stdout.take().map(read_to_end);
+        let stderr = child.stderr.take().map(read_to_end);
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let _ = tx.send(child.wait_with_output());
+            exited(pid);
+            kill_group(pid, Signal::KILL); // what it left behind
+            let status = child.wait();
+            let _ = tx.send(status);
         });
+        let run = |status: std::process::ExitStatus| {
+            let text = |read: Option<mpsc::Receiver<Vec<u8>>>| {
+                let bytes = read.map_or(Ok(Vec::new()), |r| r.recv_timeout(CEILING));
+                let bytes = bytes.unwrap_or_else(|_| {
+                    panic!("{what} exited, but something it started keeps its output open")
+                });
+                String::from_utf8_lossy(&bytes).into_owned()
+            };
+            Run {
+                code: status.code().unwrap_or(-1),
+                stdout: text(stdout),
+                stderr: text(stderr),
+            }
+        };
         match rx.recv_timeout(ceiling) {
-            Ok(output) => output.unwrap().into(),
+            Ok(status) => run(status.unwrap()),
             Err(_) => {
-                // Not reaped yet (the waiting thread still owns it), so the pid is ours.
-                let _ = Command::new("kill")
-                    .arg("-KILL")
-                    .arg(pid.to_string())
-                    .status();
-                panic!("gave up after {ceiling:?} waiting for {what} to exit");
+                // Running, so not reaped: the group is still ours.
+                kill_group(pid, Signal::KILL);
+                let printed = match rx.recv_timeout(CEILING) {
+                    Ok(Ok(status)) => {
+                        let run = run(status);
+                        format!("\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr)
+                    }
+                    _ => String::new(),
+                };
+                panic!("gave up after {ceiling:?} waiting for {what} to exit; killed it{printed}");
             }
         }
     }
 }
 
+/// Reads `stream` to its end on a thread; the bytes come on the channel.
+fn read_to_end(mut stream: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        let _ = tx.send(bytes);
+    });
+    rx
+}
+
+/// Waits until the child `pid` has exited, without reaping it: until it is
+/// reaped, its pid (and so its process group id) cannot be anybody else's.
+fn exited(pid: Pid) {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+    while matches!(
+        waitid(WaitId::Pid(pid), options),
+        Err(rustix::io::Errno::INTR)
+    ) {}
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let Some(mut child) = self.0.take() else {
+            return;
+        };
+        use rustix::process::{WaitId, WaitIdOptions, waitid};
+        let pid = Pid::from_child(&child);
+        // Only while it is not reaped (a `try_wait` may have) is the group
+        // id surely still ours.
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        if waitid(WaitId::Pid(pid), options).is_ok() {
+            kill_group(pid, Signal::KILL);
         }
+        let _ = child.wait();
     }
 }
 
@@ -114,11 +277,11 @@ impl Lines {
     pub fn new(stream: impl Read + Send + 'static) -> Lines {
         let (tx, incoming) = mpsc::channel();
         std::thread::spawn(move || {
+            // Read to the end even once nobody listens, so that the child
+            // never blocks on (or dies of) a pipe nobody reads.
             for line in BufReader::new(stream).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         Lines {
@@ -127,14 +290,14 @@ impl Lines {
         }
     }
 
-    /// Waits for a line containing `needle`; panics with everything read so
-    /// far if the stream ends or `ceiling` passes first.
+    /// Waits for a line containing `needle` and returns it; panics with
+    /// everything read so far if the stream ends or `ceiling` passes first.
     #[track_caller]
-    pub fn wait_for(&mut self, needle: &str, ceiling: Duration) {
+    pub fn wait_for(&mut self, needle: &str, ceiling: Duration) -> String {
         let deadline = Instant::now() + ceiling;
         loop {
-            if self.seen.iter().any(|l| l.contains(needle)) {
-                return;
+            if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+                return line.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.incoming.recv_timeout(left) {
@@ -257,7 +420,7 @@ impl Env {
     /// The binary without `--config` (it finds its config itself), with a
     /// clean environment plus [`Env::env`] settings and the workspace as cwd.
     pub fn bare(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = command(BIN);
         cmd.args(args).current_dir(self.path());
         cmd.env_remove("SPEC_NOTIFY_CONFIG")
             .env_remove("SPECKIT_WEBHOOKS_ENABLED")
@@ -319,18 +482,35 @@ impl Env {
     }
 }
 
-/// Runs a prepared command with `stdin`, capturing its output.
+/// Runs a prepared command with `stdin` in a process group of its own,
+/// capturing its output; kills the group and panics naming the command
+/// line if it runs longer than [`RUN_CEILING`].
+#[track_caller]
 pub fn run_command(mut cmd: Command, stdin: &[u8]) -> Run {
-    let mut child = cmd
+    let what = command_line(&cmd);
+    cmd.process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
         .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let _ = input.write_all(stdin);
-    drop(input);
-    child.wait_with_output().unwrap().into()
+        .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
+    let mut child = Spawned::new(child);
+    let mut input = child.child_mut().stdin.take().unwrap();
+    let stdin = stdin.to_vec();
+    // From a thread: a child that reads none of it must not block the test.
+    std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    child.wait_output(RUN_CEILING, &format!("`{what}`"))
+}
+
+/// Makes a FIFO at `path`.
+#[track_caller]
+pub fn mkfifo(path: &Path) {
+    use rustix::fs::{CWD, FileType, Mode, mknodat};
+    mknodat(CWD, path, FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+        .unwrap_or_else(|e| panic!("cannot make a FIFO at {}: {e}", path.display()));
 }
 
 /// Parses a job file: line 1 metadata, line 2 the envelope.
@@ -399,4 +579,69 @@ pub fn subscription(id: &str, url: &str, extra: &str) -> String {
         "[[spec_ops.webhooks.subscriptions]]\nid = \"{id}\"\nurl = \"{url}\"\nsecret_env = \"SECRET_{}\"\n{extra}\n",
         id.to_uppercase().replace('-', "_")
     )
+}
+
+/// Starts `bash -c SCRIPT` with a background `sleep` (its pid in a file)
+/// and waits until the pid is written; the child and that pid.
+fn shell_with_a_background_sleep(script: &str) -> (Spawned, u32) {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut cmd = command("bash");
+    cmd.arg("-c")
+        .arg(format!(
+            "sleep 600 & echo $! > \"$0.tmp\"; mv \"$0.tmp\" \"$0\"; {script}"
+        ))
+        .arg(&pid_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = Spawned::new(cmd.spawn().unwrap());
+    wait_until(CEILING, "the shell to start its sleep", || {
+        pid_file.exists()
+    });
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    (child, pid.trim().parse().unwrap())
+}
+
+/// Whether `pid` is gone (or a zombie nobody reaped yet).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn a_command_past_its_ceiling_is_killed_with_what_it_started() {
+    let (child, sleep) = shell_with_a_background_sleep("exec sleep 600");
+    let ceiling = Duration::from_millis(200);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child.wait_output(ceiling, "the shell")
+    }));
+    let message = *outcome.unwrap_err().downcast::<String>().unwrap();
+    assert!(
+        message.starts_with("gave up after 200ms waiting for the shell to exit; killed it"),
+        "{message}"
+    );
+    wait_until(CEILING, "the background sleep to die", || is_dead(sleep));
+}
+
+#[test]
+fn a_dropped_process_takes_its_group_along() {
+    let (child, sleep) = shell_with_a_background_sleep("exec sleep 600");
+    let shell = child.id();
+    drop(child);
+    assert!(is_dead(shell), "reaped on drop");
+    wait_until(CEILING, "the background sleep to die", || is_dead(sleep));
+}
+
+#[test]
+fn command_lines_in_messages_quote_what_needs_it() {
+    let mut cmd = command("spec-notify");
+    cmd.args(["emit", "--spec", "SPEC-1", "a b", ""]);
+    assert_eq!(
+        command_line(&cmd),
+        r#"spec-notify emit --spec SPEC-1 "a b" """#
+    );
 }

@@ -1,18 +1,24 @@
 //! A real `nats-server` with JetStream for the NATS tests: started on a free
 //! 127.0.0.1 port with a temp store, stopped (or killed, or restarted on
 //! the same port and store) by the test; or a 3-node JetStream cluster of
-//! them ([`NatsCluster`]), routed to each other on free loopback ports. Without the binary the tests are
-//! skipped with a note, except under `CI=true`, where they fail: CI installs
-//! it (tests/nats/install.sh).
+//! them ([`NatsCluster`]), routed to each other on free loopback ports.
+//! The binary is the first `nats-server` on PATH (`tests/nats/install.sh`
+//! puts 2.15 there), else Debian's; one older than 2.12 is refused. A
+//! missing or old one fails the test, unless SPEC_NOTIFY_TEST_SKIP lists
+//! `nats` ([`super::require`]).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::{Spawned, wait_until};
+use super::{Spawned, command, require, run_command, wait_until};
+
+/// The oldest server the tests accept (said in [`find_binary`]'s message).
+const OLDEST: (u32, u32) = (2, 12);
 
 /// How long a server may take to say it is ready.
 const READY: Duration = Duration::from_secs(30);
@@ -26,25 +32,47 @@ pub struct NatsServer {
     extra: Vec<String>,
 }
 
-fn find_binary() -> Option<PathBuf> {
+/// The binary, or why there is none fit for the tests; looked for once.
+fn binary() -> Result<PathBuf, String> {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND.get_or_init(find_binary).clone()
+}
+
+fn find_binary() -> Result<PathBuf, String> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    let bin = std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/bin")])
         .map(|dir| dir.join("nats-server"))
         .find(|p| p.is_file())
+        .ok_or("nats-server is not installed (looked on PATH, in /usr/sbin and /usr/local/bin)")?;
+    let mut cmd = command(&bin);
+    cmd.arg("--version");
+    let run = run_command(cmd, b"");
+    let said = format!("{}{}", run.stdout, run.stderr);
+    let version = parse_version(&said).ok_or_else(|| {
+        format!(
+            "`{} --version` printed no version (exit {}): {said}",
+            bin.display(),
+            run.code
+        )
+    })?;
+    if version < OLDEST {
+        return Err(format!(
+            "{} is too old ({}); the tests need 2.12 or later",
+            bin.display(),
+            said.trim()
+        ));
+    }
+    Ok(bin)
 }
 
-/// The binary, or `None` (skip) when it is not installed outside CI.
-fn find_or_skip() -> Option<PathBuf> {
-    let found = find_binary();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nats-server is not installed: run `bash tests/nats/install.sh` (CI must run these tests)"
-        );
-        eprintln!("note: nats-server is not installed; skipping (bash tests/nats/install.sh)");
-    }
-    found
+/// Major and minor from `nats-server: v2.15.1`.
+fn parse_version(said: &str) -> Option<(u32, u32)> {
+    let rest = said.trim().strip_prefix("nats-server: v")?;
+    let mut parts = rest.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 fn free_port() -> u16 {
@@ -56,10 +84,11 @@ fn free_port() -> u16 {
 }
 
 impl NatsServer {
-    /// A running server, or `None` (skip) when nats-server is not installed
-    /// outside CI.
+    /// A running server, or `None` (skipped) when nats-server is missing
+    /// and SPEC_NOTIFY_TEST_SKIP lists `nats`.
+    #[track_caller]
     pub fn start() -> Option<NatsServer> {
-        let mut server = NatsServer::new(find_or_skip()?, Vec::new());
+        let mut server = NatsServer::new(require("nats", binary())?, Vec::new());
         server.launch();
         Some(server)
     }
@@ -89,7 +118,7 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let _ = std::fs::remove_file(self.log_path());
-        let child = Command::new(&self.bin)
+        let child = command(&self.bin)
             .args([
                 "-a",
                 "127.0.0.1",
@@ -157,10 +186,11 @@ pub struct NatsCluster {
 }
 
 impl NatsCluster {
-    /// A cluster with a JetStream metadata leader, or `None` (skip) when
-    /// nats-server is not installed outside CI.
+    /// A cluster with a JetStream metadata leader, or `None` (skipped) when
+    /// nats-server is missing and SPEC_NOTIFY_TEST_SKIP lists `nats`.
+    #[track_caller]
     pub fn start() -> Option<NatsCluster> {
-        let bin = find_or_skip()?;
+        let bin = require("nats", binary())?;
         let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let all = routes
             .iter()
@@ -219,4 +249,13 @@ impl NatsCluster {
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(NatsServer::url).collect()
     }
+}
+
+#[test]
+fn versions_are_read_from_what_nats_server_prints() {
+    assert_eq!(parse_version("nats-server: v2.15.1\n"), Some((2, 15)));
+    assert_eq!(parse_version("nats-server: v2.9.10"), Some((2, 9)));
+    assert_eq!(parse_version("nats-server: v2.12.0-RC.1"), Some((2, 12)));
+    assert_eq!(parse_version("pyenv: nats-server: command not found"), None);
+    assert!(parse_version("nats-server: v2.9.10").unwrap() < OLDEST);
 }

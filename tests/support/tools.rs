@@ -1,30 +1,28 @@
 //! Third-party programs the report and metrics tests drive for real
 //! (Debian's chromium, promtool, prometheus-node-exporter; installed by
-//! `tests/report/install.sh`). Under `CI=true` a missing one fails the test;
-//! elsewhere the test says it skipped and returns.
+//! `tests/report/install.sh`). A missing one fails the test, unless
+//! SPEC_NOTIFY_TEST_SKIP lists it ([`super::require`]).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::{CEILING, Run, Spawned};
+use super::{CEILING, Run, Spawned, command, on_path, require};
 
-/// The program's path, or `None` (after a note) outside CI when it is not
-/// installed. Panics under `CI=true`: CI installs it, so its absence is a bug.
+/// The program's path; or, when it is not on PATH, a panic naming the
+/// install command, or `None` (the test returns, skipped) when
+/// SPEC_NOTIFY_TEST_SKIP lists it.
 #[track_caller]
-pub fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is not installed; CI runs `bash tests/install.sh` first, which installs it"
-        );
-        eprintln!("SKIPPED: {name} is not installed (`bash tests/install.sh` installs it)");
-    }
-    found
+pub fn tool(program: &str) -> Option<PathBuf> {
+    let name = match program {
+        "chromium" => "chromium",
+        "promtool" => "promtool",
+        "prometheus-node-exporter" => "node_exporter",
+        _ => panic!("tool: {program} is not a dependency support::deps knows"),
+    };
+    let found = on_path(program);
+    require(
+        name,
+        found.ok_or(format!("{program} is not installed (not on PATH)")),
+    )
 }
 
 /// Headless Chromium as root on a machine without network: no sandbox, no
@@ -35,6 +33,7 @@ pub struct Chromium {
 }
 
 impl Chromium {
+    #[track_caller]
     pub fn find() -> Option<Chromium> {
         Some(Chromium {
             bin: tool("chromium")?,
@@ -46,7 +45,7 @@ impl Chromium {
     /// console messages go to stderr (`--enable-logging=stderr`).
     #[track_caller]
     pub fn run(&self, page: &Path, args: &[&str]) -> Run {
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = command(&self.bin);
         cmd.args([
             "--headless",
             "--no-sandbox",
@@ -63,7 +62,6 @@ impl Chromium {
         .arg(format!("--user-data-dir={}", self.profile.path().display()))
         .args(args)
         .arg(format!("file://{}", page.display()))
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
         Spawned::new(cmd.spawn().unwrap()).wait_output(CEILING, "chromium")
