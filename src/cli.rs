@@ -183,6 +183,11 @@ pub struct CheckArgs {
     /// and report which answer; exit 1 if one does not
     #[arg(long)]
     pub probe: bool,
+    /// Check this host as it is used: `spool` (it delivers, or with a relay
+    /// table only relays, needing no secrets) or `nats` (a worker of the
+    /// fleet: the secrets must be set here)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
 }
 
 #[derive(Debug, Args, Default)]
@@ -436,6 +441,10 @@ pub struct StatusArgs {
     pub spec: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Call a subscription stalled (exit 1) when a job has been due this
+    /// long and nothing was attempted for as long: no drain or worker runs
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub stalled_after: Duration,
     /// This host's spool, or NATS JetStream (every host's jobs)
     #[arg(long, value_enum, default_value = "spool")]
     pub source: Source,

@@ -405,6 +405,7 @@ mod tests {
             },
             stats: Default::default(),
             oldest_pending_ms: Some(1_000),
+            oldest_due_ms: Some(1_000),
             circuit: Default::default(),
             health: Health::Degraded,
         }

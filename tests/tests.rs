@@ -9,6 +9,7 @@ mod discard;
 mod drain;
 mod emit;
 mod evidence;
+mod fleet;
 mod formats;
 mod handover;
 mod hardening;

@@ -13,7 +13,7 @@ use anyhow::Result;
 use serde_json::{Value, json};
 
 use super::Ctx;
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, Source};
 use crate::config::{self, Config, Secrets, Subscription};
 use crate::deliver::{self, Answer};
 use crate::exit::ExitCode;
@@ -27,12 +27,27 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// load; only a valid config gets a summary.
 pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
-    let config = config::load_with(&location, Secrets::Required)?;
+    // A host that only relays to NATS signs nothing: its secrets live on
+    // the workers, which `check --source nats` checks.
+    let relays_only = args.source == Source::Spool && relays_only(&location)?;
+    let secrets = match relays_only {
+        true => Secrets::Optional,
+        false => Secrets::Required,
+    };
+    let config = config::load_with(&location, secrets)?;
     for warning in rotation_warnings(&config)
         .into_iter()
         .chain(format_warnings(&config))
+        .chain(relay_warnings(&config))
     {
         output::warn(warning);
+    }
+    if relays_only {
+        for problem in config.secret_problems() {
+            output::note(format_args!(
+                "{problem}: not needed here (this host relays its jobs to NATS; the workers sign them, and `spec-notify check --source nats` checks a worker)"
+            ));
+        }
     }
     let probes = match args.probe {
         true => Some(probe_all(&config)),
@@ -68,6 +83,24 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Failure);
     }
     Ok(ExitCode::Success)
+}
+
+/// Whether the config has a relay table (read without the secrets first).
+fn relays_only(location: &config::Location) -> Result<bool> {
+    Ok(config::load_with(location, Secrets::Optional)?
+        .relay
+        .is_some())
+}
+
+/// What a relay table asks of the rest of the config.
+fn relay_warnings(config: &Config) -> Vec<String> {
+    match (&config.relay, config.every_subscription().next()) {
+        (Some(_), None) => vec![format!(
+            "[spec_ops.webhooks.relay] is set but `{}` has no subscriptions: emit fans events out to subscriptions before relaying, so this host would spool nothing; copy the [[spec_ops.webhooks.subscriptions]] tables from the workers' config (their secrets stay on the workers); see docs/scale-out.md",
+            config.path.display()
+        )],
+        _ => Vec::new(),
+    }
 }
 
 /// Each subscription once, wherever it is in effect: the global ones, then

@@ -53,9 +53,13 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
             sub.shown_url()
         ));
     }
-    let plan = plan(ctx, &config, &events, &per_call, args.also_configured);
-    warn_missing_secrets(&plan);
-    warn_held_back(&config, &plan);
+    let plan = plan(&config, &events, &per_call, args.also_configured);
+    // A host that relays to NATS needs no secrets, and the breaker it
+    // would read here is not the fleet's: the workers' business.
+    if config.relay.is_none() {
+        warn_missing_secrets(&plan);
+        warn_held_back(&config, &plan);
+    }
     let spooled = spool_events(&config, &plan)?;
     // The jobs are durable: start delivery before printing, so a reader that
     // closes the pipe early (`| head -1`) cannot stop it.
@@ -194,29 +198,60 @@ type Plan<'a> = BTreeMap<&'a str, Vec<(&'a Event, Vec<Planned<'a>>)>>;
 
 /// Where each event goes: the `--url` targets (most specific, so alone
 /// unless `--also-configured`), else the subscriptions in effect for its SPEC.
+/// Events nothing matches are said on stderr (never dropped in silence).
 fn plan<'a>(
-    ctx: &Ctx,
     config: &'a Config,
     events: &'a [Event],
     per_call: &'a [(Subscription, Target)],
     also_configured: bool,
 ) -> Plan<'a> {
     let mut by_spec = Plan::new();
+    let mut unmatched: Vec<&Event> = Vec::new();
     for event in events {
         let mut subs: Vec<Planned<'a>> = per_call.iter().map(|(s, t)| (s, Some(t))).collect();
         if per_call.is_empty() || also_configured {
             subs.extend(targets(config, event).into_iter().map(|s| (s, None)));
         }
         if subs.is_empty() {
-            ctx.note(format!(
-                "{} for {}: no subscription matches, nothing spooled",
-                event.event_type, event.spec
-            ));
+            unmatched.push(event);
             continue;
         }
         by_spec.entry(&event.spec).or_default().push((event, subs));
     }
+    if let Some(first) = unmatched.first() {
+        output::note(unmatched_note(config, first, unmatched.len()));
+    }
     by_spec
+}
+
+/// Why events were not spooled: no subscription at all (with what to do
+/// on a host that relays), or none that matches.
+fn unmatched_note(config: &Config, first: &Event, count: usize) -> String {
+    let what = match count {
+        1 => format!("{} for {}", first.event_type, first.spec),
+        n => format!(
+            "{n} events (the first: {} for {})",
+            first.event_type, first.spec
+        ),
+    };
+    if config.every_subscription().next().is_none() {
+        let fix = match config.relay {
+            Some(_) => {
+                "an emitting host fans events out to subscriptions before it relays them: copy the [[spec_ops.webhooks.subscriptions]] tables from the workers' config (their secrets stay on the workers); see docs/scale-out.md"
+            }
+            None => {
+                "add a [[spec_ops.webhooks.subscriptions]] table (or `spec-notify subscriptions add`)"
+            }
+        };
+        return format!(
+            "{what}: nothing spooled, `{}` has no subscriptions: {fix}",
+            config.path.display()
+        );
+    }
+    format!(
+        "{what}: no subscription matches, nothing spooled (`spec-notify check --spec {}` shows which subscriptions it has and what they take)",
+        first.spec
+    )
 }
 
 /// One warning per subscription that will get jobs but has no secret yet.

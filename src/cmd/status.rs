@@ -3,20 +3,24 @@
 //! success / failure from the attempt log, and one warning line per
 //! subscription in trouble. Exits 1 while any dead-letter exists, a file
 //! sits in quarantine or cannot be read as a job, a circuit is open or a
-//! subscription is paused, so a status script or TUI can raise a banner.
+//! subscription is paused, or jobs have been due for `--stalled-after`
+//! with nothing attempted (no drain or worker runs), so a status script or
+//! TUI can raise a banner.
 //! The arithmetic is `crate::health`'s (shared with `report` and
 //! `metrics`); this file only chooses the SPECs and prints.
 
 use std::io::{self, BufWriter, Write};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use super::Ctx;
+use crate::circuit::Allow;
 use crate::cli::StatusArgs;
 use crate::clock;
 use crate::config::Config;
 use crate::exit::ExitCode;
-use crate::health::{self, Snapshot, SpecHealth, SubHealth};
+use crate::health::{self, Snapshot, SpecHealth, SubHealth, SubscriptionHealth};
 use crate::output;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
@@ -45,7 +49,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         .flat_map(|s| &s.subscriptions)
         .map(|s| s.counts.dead)
         .sum();
-    let gates = gates(&config, &snapshot);
+    let gates = gates(&config, &snapshot, args.stalled_after, store.flag());
     let blocked = gates.iter().filter(|g| g.needs_attention()).count();
     // Files that are not jobs hide what they held: they need a person too.
     let quarantined: usize = snapshot.specs.iter().map(|s| s.quarantined.len()).sum();
@@ -83,6 +87,9 @@ struct Gate {
     secret_problem: Option<String>,
     /// Pending jobs of this subscription across the SPECs shown.
     waiting: usize,
+    /// Jobs have been due for a while and nothing was attempted for as
+    /// long: what to say about it.
+    stalled: Option<String>,
 }
 
 impl Gate {
@@ -96,10 +103,10 @@ impl Gate {
         }
     }
 
-    /// An open circuit or a pause makes `status` exit 1; an unset secret
-    /// is a warning (emit already warned, and the jobs are safe).
+    /// An open circuit, a pause or a stall makes `status` exit 1; an unset
+    /// secret is a warning (emit already warned, and the jobs are safe).
     fn needs_attention(&self) -> bool {
-        self.state() != "closed"
+        self.state() != "closed" || self.stalled.is_some()
     }
 
     fn json(&self) -> serde_json::Value {
@@ -115,12 +122,13 @@ impl Gate {
             "paused_by": c.paused.as_ref().map(|p| p.by.clone()),
             "secret_unset": self.secret_problem,
             "waiting": self.waiting,
+            "stalled": self.stalled,
             "health": self.health.name(),
         })
     }
 }
 
-fn gates(config: &Config, snapshot: &Snapshot) -> Vec<Gate> {
+fn gates(config: &Config, snapshot: &Snapshot, stalled_after: Duration, flag: &str) -> Vec<Gate> {
     config
         .subscriptions
         .iter()
@@ -130,15 +138,46 @@ fn gates(config: &Config, snapshot: &Snapshot) -> Vec<Gate> {
                 (true, Err(problem)) => Some(problem),
                 _ => None,
             };
+            let circuit = seen.map(|s| s.circuit.clone()).unwrap_or_default();
+            let stalled = match (seen, &secret_problem, circuit.allows(snapshot.now_ms)) {
+                (Some(s), None, Allow::Send | Allow::Probe) => {
+                    stall(s, snapshot.now_ms, stalled_after, flag)
+                }
+                _ => None,
+            };
             Gate {
                 id: sub.id.clone(),
-                circuit: seen.map(|s| s.circuit.clone()).unwrap_or_default(),
+                circuit,
                 health: seen.map_or(health::Health::Ok, |s| s.health),
                 secret_problem,
                 waiting: seen.map_or(0, |s| s.counts.pending),
+                stalled,
             }
         })
         .collect()
+}
+
+/// Whether a subscription that may send has had a job due for longer than
+/// `after` with no attempt for as long: no drain (or worker) is running.
+fn stall(s: &SubscriptionHealth, now: u64, after: Duration, flag: &str) -> Option<String> {
+    let after = after.as_millis() as u64;
+    let due_since = s.oldest_due_ms?;
+    let last_moved = s.stats.last_success_ms.max(s.stats.last_failure_ms);
+    let quiet = last_moved.is_none_or(|t| now.saturating_sub(t) >= after);
+    if now.saturating_sub(due_since) < after || !quiet {
+        return None;
+    }
+    let runner = match flag {
+        "" => "`spec-notify drain --watch` (or cron `spec-notify drain`)",
+        _ => "workers: `spec-notify drain --source nats --watch`",
+    };
+    Some(format!(
+        "{} job(s) of {} wait, the oldest due for {}, and nothing was attempted for {}: is a drain running? start {runner}",
+        s.counts.pending,
+        s.subscription,
+        clock::age(now, due_since),
+        last_moved.map_or("ever".to_string(), |t| clock::age(now, t)),
+    ))
 }
 
 /// The count of spool files that could not be read as jobs (each is named
@@ -197,6 +236,9 @@ fn print_gates(gates: &[Gate]) -> Result<()> {
                 g.waiting
             )?,
             _ => {}
+        }
+        if let Some(stalled) = &g.stalled {
+            writeln!(out, "{warn} stalled: {}", output::one_line(stalled))?;
         }
         if let (Some(problem), true) = (&g.secret_problem, g.waiting > 0) {
             writeln!(

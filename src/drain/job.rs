@@ -32,6 +32,10 @@ pub(super) struct Handled {
     pub records: Vec<Record>,
     /// The circuit or pause change its answer caused (logged).
     pub transition: Option<(Transition, Circuit)>,
+    /// The subscription's circuit as the breaker update left it, changed by
+    /// this answer or not: another drain may have opened it meanwhile, and
+    /// this drain must stop sending at once, not at its next look.
+    pub circuit: Option<Circuit>,
     /// What went wrong on the way, in order: reported, and the run goes on.
     pub errors: Vec<anyhow::Error>,
 }
@@ -59,6 +63,7 @@ impl Handled {
             left,
             records: Vec::new(),
             transition: None,
+            circuit: None,
             errors: Vec::new(),
         }
     }
@@ -196,6 +201,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                 left,
                 records,
                 transition: None,
+                circuit: None,
                 errors,
             };
         }
@@ -203,16 +209,19 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
 
     // Tell the breaker what the answer says about the endpoint.
     let mut transition = None;
+    let mut latest = None;
     if let Some((signal, policy)) = signal {
         let probe = pick.kind == Kind::Probe;
         let needed = !(clean && !probe && signal == circuit::Signal::Alive);
         if needed {
             match record_signal(queue, &job.meta, &sub_id, &signal, probe, &policy) {
-                Ok(Some((record, changed))) => {
-                    records.push(record);
-                    transition = Some(changed);
+                Ok((changed, circuit)) => {
+                    if let Some((record, changed)) = changed {
+                        records.push(record);
+                        transition = Some(changed);
+                    }
+                    latest = Some(circuit);
                 }
-                Ok(None) => {}
                 Err(e) => {
                     errors.push(e);
                     return Handled {
@@ -220,6 +229,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                         left: Left::In(Box::new(job.meta)),
                         records,
                         transition: None,
+                        circuit: None,
                         errors,
                     };
                 }
@@ -232,12 +242,17 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         left: Left::In(Box::new(job.meta)),
         records,
         transition,
+        circuit: latest,
         errors,
     }
 }
 
+/// A circuit or pause change, with its evidence line.
+type Changed = (Record, (Transition, Circuit));
+
 /// Records an answer's signal in the subscription's shared circuit; a
-/// transition it causes is logged on the job, and returned with its line.
+/// transition it causes is logged on the job, and returned with its line;
+/// and the circuit as it is now.
 fn record_signal<Q: Queue>(
     queue: &Q,
     meta: &Meta,
@@ -245,16 +260,16 @@ fn record_signal<Q: Queue>(
     signal: &circuit::Signal,
     probe: bool,
     policy: &BreakerPolicy,
-) -> anyhow::Result<Option<(Record, (Transition, Circuit))>> {
+) -> anyhow::Result<(Option<Changed>, Circuit)> {
     let now = clock::now_ms();
     let (transition, circuit) =
         queue.update_circuit(subscription, &mut |c| c.record(signal, probe, policy, now))?;
     let Some(t) = transition else {
-        return Ok(None);
+        return Ok((None, circuit));
     };
     let record = transition_record(meta, &t, &circuit, now);
     queue.log(&meta.spec, std::slice::from_ref(&record))?;
-    Ok(Some((record, (t, circuit))))
+    Ok((Some((record, (t, circuit.clone()))), circuit))
 }
 
 /// The evidence line of a circuit or pause change, on the job that caused it.

@@ -322,8 +322,13 @@ impl<'r> Core<'r> {
             left,
             records,
             transition,
+            circuit,
             ..
         } = handled;
+        if let Some(circuit) = circuit {
+            // What the breaker says now, whoever changed it last.
+            self.circuits.insert(pick.job.subscription.clone(), circuit);
+        }
         let requeued = matches!(left, Left::Requeued);
         let settled = match left {
             Left::In(meta) => Some(*meta),

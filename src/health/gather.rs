@@ -23,6 +23,10 @@ pub struct SubHealth {
     pub stats: AttemptStats,
     /// When the oldest job still waiting in pending/ was emitted.
     pub oldest_pending_ms: Option<u64>,
+    /// Since when the longest-due pending job has been due (its next
+    /// attempt time, when that has passed): jobs waiting for a retry's
+    /// backoff do not count.
+    pub oldest_due_ms: Option<u64>,
 }
 
 /// One SPEC: its subscriptions, its quarantine and every job read.
@@ -46,6 +50,8 @@ pub struct SubscriptionHealth {
     pub counts: Counts,
     pub stats: AttemptStats,
     pub oldest_pending_ms: Option<u64>,
+    /// See [`SubHealth::oldest_due_ms`].
+    pub oldest_due_ms: Option<u64>,
     pub circuit: Circuit,
     pub health: Health,
 }
@@ -70,6 +76,17 @@ impl Snapshot {
     pub fn subscription(&self, id: &str) -> Option<&SubscriptionHealth> {
         self.subscriptions.iter().find(|s| s.subscription == id)
     }
+}
+
+/// What one subscription adds up to while the jobs and records are read.
+#[derive(Default)]
+struct Tally {
+    counts: Counts,
+    stats: StatsBuilder,
+    /// Emit time of the oldest pending job.
+    oldest: Option<u64>,
+    /// Due time of the longest-due pending job.
+    oldest_due: Option<u64>,
 }
 
 /// Reads `specs` from this host's spool and attempt logs: [`gather_from`]
@@ -105,20 +122,24 @@ pub fn gather_from(
         unparseable,
         ..Snapshot::default()
     };
-    let mut totals: BTreeMap<String, (Counts, StatsBuilder, Option<u64>)> = BTreeMap::new();
+    let mut totals: BTreeMap<String, Tally> = BTreeMap::new();
     for spec in specs {
-        let mut counts: BTreeMap<String, (Counts, StatsBuilder, Option<u64>)> = BTreeMap::new();
+        let mut counts: BTreeMap<String, Tally> = BTreeMap::new();
         let mut jobs = Vec::new();
         for state in State::JOBS {
             let scan = source.scan(spec, state)?;
             snapshot.unreadable.extend(scan.unreadable);
             for entry in scan.entries {
                 for map in [&mut counts, &mut totals] {
-                    let (c, _, oldest) = map.entry(entry.meta.subscription.clone()).or_default();
-                    c.add(state);
+                    let tally = map.entry(entry.meta.subscription.clone()).or_default();
+                    tally.counts.add(state);
                     if state == State::Pending {
                         let at = entry.meta.created_at_ms;
-                        *oldest = Some(oldest.map_or(at, |o| o.min(at)));
+                        tally.oldest = Some(tally.oldest.map_or(at, |o| o.min(at)));
+                        let due = entry.meta.next_attempt_at_ms;
+                        if due <= now_ms {
+                            tally.oldest_due = Some(tally.oldest_due.map_or(due, |o| o.min(due)));
+                        }
                     }
                 }
                 jobs.push(entry);
@@ -137,14 +158,17 @@ pub fn gather_from(
                 for map in [&mut counts, &mut totals] {
                     map.entry(record.subscription.clone())
                         .or_default()
-                        .1
+                        .stats
                         .add(&record);
                 }
             }
         })?;
         for (subscription, _) in delivered {
             for map in [&mut counts, &mut totals] {
-                map.entry(subscription.clone()).or_default().0.delivered += 1;
+                map.entry(subscription.clone())
+                    .or_default()
+                    .counts
+                    .delivered += 1;
             }
         }
         if skipped > 0 {
@@ -154,14 +178,13 @@ pub fn gather_from(
             spec: spec.clone(),
             subscriptions: counts
                 .into_iter()
-                .map(
-                    |(subscription, (counts, stats, oldest_pending_ms))| SubHealth {
-                        subscription,
-                        counts,
-                        stats: stats.finish(),
-                        oldest_pending_ms,
-                    },
-                )
+                .map(|(subscription, tally)| SubHealth {
+                    subscription,
+                    counts: tally.counts,
+                    stats: tally.stats.finish(),
+                    oldest_pending_ms: tally.oldest,
+                    oldest_due_ms: tally.oldest_due,
+                })
                 .collect(),
             quarantined: source.quarantined(spec)?,
             jobs,
@@ -178,8 +201,8 @@ pub fn gather_from(
         }
     }
     for (id, configured) in ids {
-        let (counts, stats, oldest_pending_ms) = totals.remove(&id).unwrap_or_default();
-        let stats = stats.finish();
+        let tally = totals.remove(&id).unwrap_or_default();
+        let (counts, stats) = (tally.counts, tally.stats.finish());
         // A job of a removed subscription may name no valid state file.
         let circuit = match configured {
             true => source.circuit(&id)?,
@@ -191,7 +214,8 @@ pub fn gather_from(
             configured,
             counts,
             stats,
-            oldest_pending_ms,
+            oldest_pending_ms: tally.oldest,
+            oldest_due_ms: tally.oldest_due,
             circuit,
         });
     }

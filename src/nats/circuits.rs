@@ -256,6 +256,9 @@ fn swap(nats: &Nats, subscription: &str, next: &Circuit, revision: u64) -> Resul
     match written {
         Ok(revision) => Ok(Some(revision)),
         Err((true, _)) => Ok(None),
+        // A replicated bucket answers a lost race as "wrong last sequence"
+        // (through the client's create as "failed getting entry").
+        Err((false, e)) if e.contains("wrong last sequence") => Ok(None),
         Err((false, e)) => bail!(
             "cannot write `{subscription}` to bucket {}: {e}",
             nats.names.circuits

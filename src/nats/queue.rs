@@ -256,8 +256,13 @@ impl<'a> NatsQueue<'a> {
                 .iter()
                 .filter(|(_, h)| !h.claimed)
                 .filter_map(|(k, h)| {
-                    let sub = &h.job.meta.subscription;
-                    match self.circuits.get(sub).allows(now) {
+                    let circuit = self.circuits.get(&h.job.meta.subscription);
+                    if circuit.probe_until_ms.is_some_and(|t| t > now) {
+                        // A probe is out (maybe this worker's, on this
+                        // very job): its answer decides.
+                        return None;
+                    }
+                    match circuit.allows(now) {
                         Allow::Wait(None) => Some((k.clone(), Duration::from_secs(5))),
                         Allow::Wait(Some(at)) if at > now + 1000 => Some((
                             k.clone(),
