@@ -126,10 +126,10 @@ fn gates(config: &Config, snapshot: &Snapshot) -> Vec<Gate> {
         .iter()
         .map(|sub| {
             let seen = snapshot.subscription(&sub.id);
-            let secret_problem = match (sub.needs_secret(), sub.secret()) {
-                (true, Err(problem)) => Some(problem),
-                _ => None,
-            };
+            let secret_problem = sub
+                .needs_secret()
+                .then(|| sub.missing_signing_variable())
+                .flatten();
             Gate {
                 id: sub.id.clone(),
                 circuit: seen.map(|s| s.circuit.clone()).unwrap_or_default(),

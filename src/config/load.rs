@@ -1,15 +1,16 @@
 //! Reading the config: where the file is (`--config`, the
 //! `SPEC_NOTIFY_CONFIG` variable, or `config.toml`), reading and resolving
 //! it, and what the environment says over the file: the enable switch and,
-//! when [`Secrets::Required`], whether every secret, `url_env` URL and
-//! `env:` header value a delivery will read is set.
+//! when [`Secrets::Required`], whether every secret, signing key, `url_env`
+//! URL and `env:` header value a delivery will read is set (and each secret
+//! and key is of the form its scheme takes).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::model::{Config, Subscription, check_header_value};
+use super::model::{Config, Subscription, check_header_value, secret_from_env};
 use super::problems::Problems;
 use super::raw;
 use super::relay::Relay;
@@ -124,6 +125,15 @@ fn check_environment(config: &Config, problems: &Problems) {
                     format!("key `secret_env`: the environment variable {var} is unset or empty: export it (or set `dry_run = true` or `active = false`)"),
                 );
             }
+        }
+        if let Some(var) = &sub.signing_key_env
+            && secret_from_env(var).is_none()
+            && reported.insert((sub.id.clone(), var.clone()))
+        {
+            problems.push(
+                at,
+                format!("key `signing_key_env`: the environment variable {var} is unset or empty: export the subscription's whsk_… key in it (`spec-notify keys generate` makes a pair)"),
+            );
         }
     }
     for (at, sub) in needing {

@@ -10,6 +10,7 @@ use super::raw;
 use crate::circuit::BreakerPolicy;
 use crate::envelope::{Stage, Status};
 use crate::format::{Format, Style, Template};
+use crate::sign::Scheme;
 use crate::url::redact_url;
 
 /// Where a subscription comes from, for what it may leave out.
@@ -40,6 +41,8 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
+    "traceparent",
+    "tracestate",
 ];
 
 fn is_reserved_header(name: &str) -> bool {
@@ -258,6 +261,8 @@ pub(super) fn resolve_subscription(
         headers: resolve_headers(&raw.headers, &check),
         secret_env: raw.secret_env,
         secret_env_previous: raw.secret_env_previous,
+        signing_key_env: raw.signing_key_env,
+        signing_key_env_previous: raw.signing_key_env_previous,
         signature: check.scheme(raw.signature),
         active: raw.active.unwrap_or(true),
         dry_run: raw.dry_run.unwrap_or(false),
@@ -312,13 +317,48 @@ pub(super) fn resolve_subscription(
     {
         check.problem("id", "use letters, digits, `-`, `_` and `.` only");
     }
-    if sub.needs_secret() && sub.secret_env.is_none() {
+    if sub.needs_secret() && sub.secret_env.is_none() && sub.signing_key_env.is_none() {
         check.problem(
             "secret_env",
             "missing: name the environment variable that holds this subscription's secret",
         );
     }
+    check_signing_keys(&sub, &check);
     sub
+}
+
+/// `signing_key_env` names a variable holding a `whsk_` key, signs
+/// Standard Webhooks only, and has a successor before a predecessor.
+fn check_signing_keys(sub: &Subscription, check: &Check<'_>) {
+    let named = [
+        ("signing_key_env", &sub.signing_key_env),
+        ("signing_key_env_previous", &sub.signing_key_env_previous),
+    ];
+    for (key, var) in named {
+        let Some(var) = var else { continue };
+        // A key pasted in place of the variable's name: never shown.
+        if ["whsk_", "whpk_", "whsec_"]
+            .iter()
+            .any(|p| var.starts_with(p))
+        {
+            check.problem(
+                key,
+                "holds a key, not the name of an environment variable: export the key in a variable (e.g. SPECKIT_WEBHOOK_SIGNING_KEY) and name that variable here",
+            );
+        }
+    }
+    if sub.signing_key_env.is_some() && sub.signature != Scheme::StandardWebhooks {
+        check.problem(
+            "signing_key_env",
+            "ed25519 (`v1a`) signatures are Standard Webhooks': set `signature = \"standard-webhooks\"`, or remove signing_key_env",
+        );
+    }
+    if sub.signing_key_env_previous.is_some() && sub.signing_key_env.is_none() {
+        check.problem(
+            "signing_key_env_previous",
+            "a rotation needs the new key too: set signing_key_env to the variable holding it",
+        );
+    }
 }
 
 fn check_event_pattern(pattern: &str) -> std::result::Result<(), String> {
