@@ -830,6 +830,37 @@ mod tests {
     }
 
     #[test]
+    fn verify_takes_a_secret_or_public_keys_but_not_both() {
+        let verify = |args: &[&str]| parse(&[&["spec-notify", "verify"], args].concat());
+        assert!(verify(&[]).is_err(), "one of them is required");
+        assert!(verify(&["--secret-env", "S"]).is_ok());
+        let cli = verify(&["--public-key", "whpk_a", "--public-key", "whpk_b"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Verify(VerifyArgs { ref public_key, secret_env: None, .. }) if public_key.len() == 2)
+        );
+        assert!(verify(&["--secret-env", "S", "--public-key", "whpk_a"]).is_err());
+        assert!(verify(&["--public-key", "whpk_a", "--scheme", "github"]).is_err());
+    }
+
+    #[test]
+    fn keys_generate_takes_an_output_file() {
+        let cli = parse(&["spec-notify", "keys", "generate", "--output", "k.key"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysArgs {
+                action: KeysAction::Generate(KeysGenerateArgs {
+                    output: Some(_),
+                    ..
+                })
+            })
+        ));
+        assert!(
+            parse(&["spec-notify", "keys", "public"]).is_err(),
+            "--key-env is required"
+        );
+    }
+
+    #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
     }

@@ -138,12 +138,14 @@ fn trace_context(args: &EmitArgs) -> Option<crate::trace::Context> {
     let (context, problem) = crate::trace::Context::parse(traceparent, args.tracestate.as_deref());
     if let Some(problem) = problem {
         let what = match context {
-            Some(_) => "the event carries the traceparent without it",
-            None => "the event is spooled without a trace context",
+            Some(_) => {
+                "ignored: the event carries the traceparent without it (from --tracestate or TRACESTATE)"
+            }
+            None => {
+                "ignored: the event is spooled without a trace context (from --traceparent or TRACEPARENT)"
+            }
         };
-        output::warn(format_args!(
-            "ignoring {problem} (from --traceparent/--tracestate or TRACEPARENT/TRACESTATE); {what}"
-        ));
+        output::warn(format_args!("{problem}; {what}"));
     }
     context
 }

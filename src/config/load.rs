@@ -15,6 +15,7 @@ use super::problems::Problems;
 use super::raw;
 use super::relay::Relay;
 use super::resolve::resolve;
+use super::subscription::looks_like_key;
 use crate::exit::user_error;
 
 pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
@@ -127,6 +128,7 @@ fn check_environment(config: &Config, problems: &Problems) {
             }
         }
         if let Some(var) = &sub.signing_key_env
+            && !looks_like_key(var)
             && secret_from_env(var).is_none()
             && reported.insert((sub.id.clone(), var.clone()))
         {
