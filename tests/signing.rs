@@ -420,3 +420,89 @@ fn check_and_drain_refuse_a_malformed_key_by_its_variable_never_showing_it() {
         run.stderr
     );
 }
+
+/// `examples/receiver.mjs v1a` on a free port with `WEBHOOK_PUBLIC_KEY`,
+/// run from a folder that resolves the libraries install.sh put in
+/// tests/verifiers/node_modules; its URL and the child.
+fn node_example(public: &str) -> (Spawned, String, tempfile::TempDir, Lines) {
+    use std::io::BufRead;
+    let copy = tempfile::Builder::new()
+        .prefix("tmp-example-")
+        .tempdir_in(verifiers_dir())
+        .unwrap();
+    let script = copy.path().join("receiver.mjs");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    std::fs::copy(examples.join("receiver.mjs"), &script).unwrap();
+    let mut child = Command::new("node")
+        .arg(&script)
+        .arg("v1a")
+        .env("PORT", "0")
+        .env("WEBHOOK_PUBLIC_KEY", public)
+        .env_remove("WEBHOOK_PUBLIC_KEY_PREVIOUS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let stdout = Lines::new(child.stdout.take().unwrap());
+    let child = Spawned::new(child);
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).unwrap();
+    let url = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| {
+            panic!("examples/receiver.mjs did not start (run tests/verifiers/install.sh): {banner}")
+        })
+        .to_string();
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, format!("{url}hook"), copy, stdout)
+}
+
+#[test]
+fn the_node_and_shell_examples_take_v1a_with_the_public_key_only() {
+    let (pair, other) = (generate(), generate());
+    for (public, delivered) in [(&pair.public, true), (&other.public, false)] {
+        let (child, url, _copy, stdout) = node_example(public);
+        let env = Env::new(&config(&url, false, false)).env("KEY_HOOK", &pair.secret);
+        emit_plan(&env, "SPEC-SIGN").expect(0);
+        env.run(&["drain", "--once"]).expect(0);
+        drop(child);
+        let out = stdout.all();
+        let state = if delivered { "delivered" } else { "dead" };
+        assert_eq!(env.jobs("SPEC-SIGN", state).len(), 1, "{public}: {out}");
+        assert_eq!(out.contains("accepted"), delivered, "{out}");
+    }
+
+    let receiver = Receiver::start();
+    let env = Env::new(&config(&receiver.url("/hook"), false, false)).env("KEY_HOOK", &pair.secret);
+    let (_env, got) = deliver(env, &receiver, 1);
+    let delivery = &got[0];
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/receiver.sh");
+    for (body, public, expected) in [
+        (delivery.body.clone(), &pair.public, "HTTP/1.1 204"),
+        (tampered(&delivery.body), &pair.public, "HTTP/1.1 401"),
+        (delivery.body.clone(), &other.public, "HTTP/1.1 401"),
+    ] {
+        let mut request = format!("POST {} HTTP/1.1\r\n", delivery.path).into_bytes();
+        for (name, value) in &delivery.headers {
+            request.extend(format!("{name}: {value}\r\n").bytes());
+        }
+        request.extend(b"\r\n");
+        request.extend(&body);
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .arg("v1a")
+            .env("SPEC_NOTIFY", BIN)
+            .env("WEBHOOK_PUBLIC_KEY", public)
+            .env_remove("WEBHOOK_PUBLIC_KEY_PREVIOUS")
+            .env_remove("WEBHOOK_SECRET");
+        let run = run_command(cmd, &request);
+        assert!(
+            run.stdout.starts_with(expected),
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
+    }
+}
