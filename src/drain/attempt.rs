@@ -1,6 +1,7 @@
 //! The attempt step of a job's path, as in Svix's worker: route → sign →
-//! send → decide → record (with the attempt's span of the event's trace). Each step is a small function of its inputs;
-//! what the answer says about the endpoint goes back to the circuit breaker.
+//! send → decide → record (each attempt a new span of the event's trace,
+//! when it has one). Each step is a small function of its inputs; what the
+//! answer says about the endpoint goes back to the circuit breaker.
 //! No locks and no spool: `drain::job` claims before and settles after.
 
 use std::collections::{BTreeMap, HashMap};
