@@ -8,7 +8,9 @@
 #   export WEBHOOK_SECRET=...            # and WEBHOOK_SECRET_PREVIOUS while rotating
 #   socat TCP-LISTEN:8788,bind=127.0.0.1,reuseaddr,fork EXEC:"examples/receiver.sh speckit"
 #
-# Scheme: speckit (default), github or standard-webhooks. Headers it reads:
+# Scheme: speckit (default), github, standard-webhooks, or v1a (Standard
+# Webhooks ed25519: set WEBHOOK_PUBLIC_KEY=whpk_… instead of a secret, and
+# WEBHOOK_PUBLIC_KEY_PREVIOUS while rotating). Headers it reads:
 #   speckit            X-SpecKit-Signature: sha256=<hex HMAC-SHA256(secret, body)>
 #   github             X-Hub-Signature-256 (same value as X-SpecKit-Signature)
 #   standard-webhooks  webhook-id, webhook-timestamp, webhook-signature
@@ -54,6 +56,18 @@ trap 'rm -f "$body"' EXIT
 head -c "$length" >"$body"
 
 # Exit 0 = valid, 1 = not (reason on stderr), 2 = our own set-up is wrong.
+if [[ "$scheme" == v1a ]]; then
+    keys=()
+    for var in WEBHOOK_PUBLIC_KEY WEBHOOK_PUBLIC_KEY_PREVIOUS; do
+        [[ -n "${!var:-}" ]] && keys+=(--public-key "${!var}")
+    done
+    if reason="$("$spec_notify" verify "${keys[@]}" "${verify_args[@]}" <"$body" 2>&1)"; then
+        echo "accepted $id $event" >&2
+        respond "204 No Content"
+    fi
+    echo "rejected $id: $reason" >&2
+    respond "401 Unauthorized"
+fi
 for var in WEBHOOK_SECRET WEBHOOK_SECRET_PREVIOUS; do
     [[ -n "${!var:-}" ]] || continue
     if "$spec_notify" verify --secret-env "$var" --scheme "$scheme" "${verify_args[@]}" \

@@ -148,6 +148,14 @@ Example:
   spec-notify verify --secret-env SECRET --header \"X-SpecKit-Signature: $SIG\" < body.json")]
     Verify(VerifyArgs),
 
+    /// Make Standard Webhooks ed25519 key pairs (`v1a` signatures)
+    #[command(after_help = "\
+Examples:
+  spec-notify keys generate                        # prints the secret key (whsk_…) and the public key (whpk_…)
+  spec-notify keys generate --output signing.key   # the secret key into a new 0600 file, the public key on stdout
+  spec-notify keys public --key-env SPECKIT_WEBHOOK_SIGNING_KEY   # the public key of a key you hold")]
+    Keys(KeysArgs),
+
     /// See the whole product work on loopback in a few seconds
     #[command(after_help = "Example:\n  cargo run --release -- demo")]
     Demo(DemoArgs),
@@ -248,6 +256,24 @@ pub struct EmitArgs {
     /// With --url, send to the matching configured subscriptions too
     #[arg(long, requires = "urls")]
     pub also_configured: bool,
+    /// The W3C trace context to carry to receivers, `00-<trace id>-<span
+    /// id>-<flags>` (otel-cli and CI runners export it as TRACEPARENT);
+    /// an invalid one is ignored with a warning
+    #[arg(
+        long,
+        value_name = "TRACEPARENT",
+        env = "TRACEPARENT",
+        hide_env_values = true
+    )]
+    pub traceparent: Option<String>,
+    /// Vendor trace state passed on unchanged with --traceparent
+    #[arg(
+        long,
+        value_name = "TRACESTATE",
+        env = "TRACESTATE",
+        hide_env_values = true
+    )]
+    pub tracestate: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -551,10 +577,15 @@ impl From<SchemeArg> for Scheme {
 }
 
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("key").required(true).args(["secret_env", "public_key"]))]
 pub struct VerifyArgs {
     /// Environment variable holding the secret
     #[arg(long, value_name = "VAR")]
-    pub secret_env: String,
+    pub secret_env: Option<String>,
+    /// A Standard Webhooks ed25519 public key (whpk_…): check the `v1a`
+    /// signatures (repeat to trust several keys, e.g. during a rotation)
+    #[arg(long, value_name = "whpk_…", conflicts_with_all = ["secret_env", "scheme"])]
+    pub public_key: Vec<String>,
     #[arg(long, value_enum, default_value = "speckit")]
     pub scheme: SchemeArg,
     /// A request header, `Name: value` (repeat)
@@ -563,6 +594,40 @@ pub struct VerifyArgs {
     /// Largest accepted age of webhook-timestamp (standard-webhooks)
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub tolerance: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Print a new key pair: the secret key (whsk_…) for the sender's
+    /// environment, the public key (whpk_…) for receivers. The secret key
+    /// is written nowhere but stdout, or the new file given to --output
+    Generate(KeysGenerateArgs),
+    /// Print the public key (whpk_…) of the secret key in an environment variable
+    Public(KeysPublicArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysGenerateArgs {
+    /// Write the secret key to this new file (mode 0600; an existing file
+    /// is never replaced) instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print the keys as a JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysPublicArgs {
+    /// Environment variable holding the secret key (whsk_…)
+    #[arg(long, value_name = "VAR")]
+    pub key_env: String,
 }
 
 #[derive(Debug, Args)]
@@ -771,6 +836,37 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(rewrite_flag_forms(args.iter().map(OsString::from)))
+    }
+
+    #[test]
+    fn verify_takes_a_secret_or_public_keys_but_not_both() {
+        let verify = |args: &[&str]| parse(&[&["spec-notify", "verify"], args].concat());
+        assert!(verify(&[]).is_err(), "one of them is required");
+        assert!(verify(&["--secret-env", "S"]).is_ok());
+        let cli = verify(&["--public-key", "whpk_a", "--public-key", "whpk_b"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Verify(VerifyArgs { ref public_key, secret_env: None, .. }) if public_key.len() == 2)
+        );
+        assert!(verify(&["--secret-env", "S", "--public-key", "whpk_a"]).is_err());
+        assert!(verify(&["--public-key", "whpk_a", "--scheme", "github"]).is_err());
+    }
+
+    #[test]
+    fn keys_generate_takes_an_output_file() {
+        let cli = parse(&["spec-notify", "keys", "generate", "--output", "k.key"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysArgs {
+                action: KeysAction::Generate(KeysGenerateArgs {
+                    output: Some(_),
+                    ..
+                })
+            })
+        ));
+        assert!(
+            parse(&["spec-notify", "keys", "public"]).is_err(),
+            "--key-env is required"
+        );
     }
 
     #[test]

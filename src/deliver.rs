@@ -1,6 +1,7 @@
 //! One HTTP attempt: builds a delivery's request (the body in the
 //! subscription's format, rendered from the envelope at send time and signed
-//! as sent; the headers, extra ones included) and POSTs it with a shared
+//! as sent; the headers, the attempt's `traceparent` and extra ones
+//! included) and POSTs it with a shared
 //! ureq agent (keep-alive, no redirects, per-request timeout covering connect
 //! and the whole response). Every credential a request carries is
 //! remembered by [`crate::redact`] and hidden in the answer before anyone
@@ -21,7 +22,8 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::Subscription;
-use crate::sign::{self, Scheme, Secret};
+use crate::sign::{Scheme, Signer};
+use crate::trace::{self, Span};
 use crate::url::redact_url_path;
 
 pub const USER_AGENT: &str = concat!("spec-notify/", env!("CARGO_PKG_VERSION"));
@@ -98,6 +100,8 @@ pub struct AttemptId<'a> {
     pub idempotency_key: &'a str,
     pub attempt: u32,
     pub timestamp: u64,
+    /// This attempt as a span of the emitting pipeline's trace, if any.
+    pub trace: Option<&'a Span>,
 }
 
 /// The agent every attempt of a run shares; it may reach any address.
@@ -300,12 +304,12 @@ pub fn hook_id(subscription: &str) -> u32 {
 }
 
 /// Builds a delivery of `envelope`: the body in the subscription's format,
-/// signed as sent, with every header. `secret: None` builds an unsigned
+/// signed as sent, with every header. `signer: None` builds an unsigned
 /// per-call target's request, or else a dry run's would-be request
 /// (unsigned, and extra header values are not read).
 pub fn request(
     sub: &Subscription,
-    secret: Option<(&Secret, Option<&Secret>)>,
+    signer: Option<&Signer>,
     id: AttemptId<'_>,
     envelope: &[u8],
 ) -> Result<Request, String> {
@@ -325,47 +329,44 @@ pub fn request(
             id.idempotency_key.into(),
         ),
     ];
+    if let Some(span) = id.trace {
+        headers.push((trace::TRACEPARENT.into(), span.traceparent.clone()));
+        if let Some(state) = &span.tracestate {
+            headers.push((trace::TRACESTATE.into(), state.clone()));
+        }
+    }
     if sub.signature == Scheme::Github {
         headers.push((GITHUB_EVENT.into(), id.event_type.into()));
         headers.push((GITHUB_DELIVERY.into(), id.delivery_id.into()));
         headers.push((GITHUB_HOOK_ID.into(), hook_id(&sub.id).to_string()));
     }
-    if let Some((secret, previous)) = secret {
-        let signed = sign::signature_headers(
-            sub.signature,
-            secret,
-            previous,
-            id.delivery_id,
-            id.timestamp,
-            &body,
-        )
-        .map_err(|e| {
-            format!(
-                "subscription `{}`: secret in {}: {e}",
-                sub.id,
-                sub.secret_env.as_deref().unwrap_or("?")
-            )
-        })?;
+    if let Some(signer) = signer {
+        let signed = signer
+            .headers(id.delivery_id, id.timestamp, &body)
+            .map_err(|e| {
+                format!(
+                    "subscription `{}`: secret in {}: {e}",
+                    sub.id,
+                    sub.secret_env.as_deref().unwrap_or("?")
+                )
+            })?;
         headers.extend(signed.into_iter().map(|(k, v)| (k.to_string(), v)));
     }
     let mut shown_extras = Vec::with_capacity(sub.headers.len());
     for extra in &sub.headers {
         shown_extras.push((extra.name.clone(), extra.shown()));
-        let value = match secret {
+        let value = match signer {
             Some(_) => extra.value(&sub.id)?,
             None if sub.unsigned() => extra.value(&sub.id)?,
             None => extra.shown(),
         };
-        if secret.is_some() || sub.unsigned() {
+        if signer.is_some() || sub.unsigned() {
             remember_header_value(&value);
         }
         headers.push((extra.name.clone(), value));
     }
-    if let Some((secret, previous)) = secret {
-        for secret in std::iter::once(secret).chain(previous) {
-            let value = secret.as_str();
-            crate::redact::remember([value, value.strip_prefix("whsec_").unwrap_or(value)]);
-        }
+    if let Some(signer) = signer {
+        crate::redact::remember(signer.credentials());
     }
     // The path is a credential where it is shown hidden (see
     // `Subscription::shown_url`); the same URL may be both, so the memo is
@@ -393,11 +394,11 @@ fn remember_header_value(value: &str) {
 /// a dry run logs. `secret: None` leaves them unsigned.
 pub fn headers(
     sub: &Subscription,
-    secret: Option<(&Secret, Option<&Secret>)>,
+    signer: Option<&Signer>,
     id: AttemptId<'_>,
     envelope: &[u8],
 ) -> Result<Vec<(String, String)>, String> {
-    request(sub, secret, id, envelope).map(|r| r.shown_headers())
+    request(sub, signer, id, envelope).map(|r| r.shown_headers())
 }
 
 /// POSTs `body` and reports the answer and the latency. Transport errors are
@@ -535,6 +536,7 @@ mod tests {
             idempotency_key: "k",
             attempt: 1,
             timestamp: 1,
+            trace: None,
         };
         let plain = config.subscription("plain").unwrap();
         request(plain, None, id, b"{}").unwrap();

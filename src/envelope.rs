@@ -1,6 +1,7 @@
 //! The event envelope: the PRD's JSON body (`schemaVersion`, `event`, `spec`,
 //! `pipeline`, `telemetry`, `consensus`, `task`, `evidence`, `anomalies`, plus
-//! `sequence` and `emittedAt`). Validates event input from flags and stdin and
+//! `sequence` and `emittedAt`, and `trace` when emit ran under a W3C trace
+//! context: an additive section, so `schemaVersion` stays "1.0"). Validates event input from flags and stdin and
 //! renders the exact bytes that are spooled, signed and sent. No I/O here.
 
 use serde_json::{Map, Value, json};
@@ -195,6 +196,9 @@ pub struct Flags {
     pub correlation_id: Option<String>,
     /// The parsed `--telemetry` file.
     pub telemetry: Option<Value>,
+    /// The W3C trace context emit runs under (`--traceparent`,
+    /// `TRACEPARENT`), already checked.
+    pub trace: Option<crate::trace::Context>,
 }
 
 /// A validated event, ready to be numbered and rendered.
@@ -372,6 +376,9 @@ pub fn build(input: Map<String, Value>, flags: &Flags) -> Result<Event, String> 
     if let Some(v) = sections.remove("anomalies") {
         body.insert("anomalies".into(), v);
     }
+    if let Some(trace) = &flags.trace {
+        body.insert("trace".into(), trace.to_json());
+    }
     Ok(Event {
         spec,
         event_type,
@@ -421,6 +428,11 @@ fn split_sections(input: Map<String, Value>) -> Result<Map<String, Value>, Strin
                 return Err(format!(
                     "`{key}` is set by spec-notify; remove it from the input"
                 ));
+            }
+            "trace" => {
+                return Err(
+                    "`trace` is set by spec-notify from --traceparent/--tracestate (or TRACEPARENT/TRACESTATE); remove it from the input".into(),
+                );
             }
             k if INPUT_SECTIONS.contains(&k) => {
                 out.insert(key, value);
@@ -614,6 +626,38 @@ mod tests {
             err.contains("correlation id must not contain control"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_trace_context_is_an_additive_section_before_sequence() {
+        let mut f = flags("S", "spec-auto.stage.completed");
+        let (trace, _) = crate::trace::Context::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            Some("a=b"),
+        );
+        f.trace = trace;
+        let e = build(Map::new(), &f).unwrap();
+        let body: Value = serde_json::from_slice(&e.render(3, "t")).unwrap();
+        assert_eq!(body["schemaVersion"], SCHEMA_VERSION);
+        assert_eq!(
+            body["trace"],
+            json!({"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "a=b"})
+        );
+        let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "schemaVersion",
+                "event",
+                "spec",
+                "trace",
+                "sequence",
+                "emittedAt"
+            ]
+        );
+        assert!(e.max_len() >= e.render(3, "2026-01-01T00:00:00.000Z").len());
+        let err = build(obj(json!({"trace": {}})), &flags("S", "a.b.c")).unwrap_err();
+        assert!(err.contains("from --traceparent"), "{err}");
     }
 
     #[test]

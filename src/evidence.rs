@@ -109,6 +109,13 @@ pub struct Record {
     /// The would-be request of a dry run: url, headers (no secrets), body size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<serde_json::Value>,
+    /// The W3C trace id the event was emitted under (the `traceparent`
+    /// this attempt sent carries it), to join with a tracing backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// This attempt's span id: the parent id in the `traceparent` it sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
 }
 
 impl Record {
@@ -131,6 +138,16 @@ impl Record {
             response_body: None,
             next_attempt_at: None,
             request: None,
+            trace_id: None,
+            span_id: None,
+        }
+    }
+
+    /// Marks the record as an attempt sent as `span` of the event's trace.
+    pub fn traced(&mut self, span: Option<&crate::trace::Span>) {
+        if let Some(span) = span {
+            self.trace_id = Some(span.trace_id.clone());
+            self.span_id = Some(span.span_id.clone());
         }
     }
 }
@@ -430,6 +447,8 @@ mod tests {
             response_body: Some("x".repeat(200)),
             next_attempt_at: None,
             request: None,
+            trace_id: None,
+            span_id: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! `emit` writes jobs into the [`spool`]; `drain` claims them and [`deliver`]s
 //! them over HTTP, signed by [`sign`], logging each attempt to [`evidence`].
 //! [`config`] owns settings, [`url`] what a webhook URL may be and how it is
-//! shown, [`redact`] the credentials no receiver may echo into the evidence,
+//! shown, [`trace`] the W3C trace context carried from emit to each attempt, [`redact`] the credentials no receiver may echo into the evidence,
 //! [`envelope`] the payload, [`input`] reading it with bounds, [`cmd`] the
 //! commands. [`health`] turns the spool and the attempt logs into delivery
 //! health, which `status`, [`report`] (HTML) and [`metrics`] (Prometheus)
@@ -37,5 +37,6 @@ pub mod retry;
 pub mod sign;
 pub mod spool;
 pub mod store;
+pub mod trace;
 pub mod url;
 pub mod verifier;

@@ -391,6 +391,8 @@ mod tests {
             response_body: None,
             next_attempt_at: None,
             request: None,
+            trace_id: None,
+            span_id: None,
         }
     }
 

@@ -101,11 +101,21 @@ pub fn dead_hint(
         return hint;
     }
     let secret = sub.secret_env.as_deref().unwrap_or("(none)");
-    match answer.status() {
-        Some(code @ (401 | 403)) => format!(
-            "endpoint answered {code}: check secret_env {secret} for subscription {} and the receiver's copy of the secret, {replay}",
+    let signing = match (&sub.signing_key_env, &sub.secret_env) {
+        (None, _) => format!(
+            "check secret_env {secret} for subscription {} and the receiver's copy of the secret",
             sub.id
         ),
+        (Some(key), also) => format!(
+            "check signing_key_env {key}{} for subscription {} and that the receiver trusts its public key (`spec-notify keys public --key-env {key}` prints it)",
+            also.as_ref()
+                .map(|s| format!(" and secret_env {s}"))
+                .unwrap_or_default(),
+            sub.id
+        ),
+    };
+    match answer.status() {
+        Some(code @ (401 | 403)) => format!("endpoint answered {code}: {signing}, {replay}"),
         Some(code @ (404 | 410)) => format!(
             "endpoint answered {code}: the URL no longer takes deliveries; fix `url` of subscription {}, {replay}",
             sub.id

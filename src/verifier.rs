@@ -1,19 +1,27 @@
 //! Checking deliveries as a receiver does: a scheme and a secret that fits
-//! it (read from the environment variable named by `--secret-env`), applied
-//! to one request's headers and raw body. Shared by the `verify` and
-//! `receive` commands; the signing itself is [`crate::sign`].
+//! it (read from the environment variable named by `--secret-env`), or
+//! Standard Webhooks ed25519 public keys (`--public-key whpk_…`, which can
+//! verify but never sign), applied to one request's headers and raw body.
+//! Shared by the `verify` and `receive` commands; the signing itself is
+//! [`crate::sign`].
 
 use anyhow::Result;
 
 use crate::config::secret_from_env;
 use crate::exit::user_error;
 use crate::sign;
-use crate::sign::{Scheme, Secret};
+use crate::sign::{PublicKey, Scheme, Secret};
 
-/// A scheme with a secret checked to fit it. Never shows the secret.
+/// A scheme with a secret checked to fit it, or a list of trusted public
+/// keys. Never shows the secret.
 pub struct Verifier {
     scheme: Scheme,
-    secret: Secret,
+    with: With,
+}
+
+enum With {
+    Secret(Secret),
+    PublicKeys(Vec<PublicKey>),
 }
 
 impl Verifier {
@@ -36,7 +44,32 @@ impl Verifier {
     /// A verifier, or why `secret` cannot verify `scheme`.
     pub fn new(scheme: Scheme, secret: Secret) -> Result<Verifier, String> {
         sign::check_secret(scheme, &secret)?;
-        Ok(Verifier { scheme, secret })
+        Ok(Verifier {
+            scheme,
+            with: With::Secret(secret),
+        })
+    }
+
+    /// A Standard Webhooks `v1a` verifier trusting these public keys
+    /// (`whpk_…`); a usage error names the one that is not a public key.
+    pub fn from_public_keys(keys: &[String]) -> Result<Verifier> {
+        let keys = keys
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                PublicKey::parse(text).map_err(|e| {
+                    let which = match keys.len() {
+                        1 => String::new(),
+                        _ => format!(" #{}", i + 1),
+                    };
+                    user_error(format!("--public-key{which} is not usable: {e}"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Verifier {
+            scheme: Scheme::StandardWebhooks,
+            with: With::PublicKeys(keys),
+        })
     }
 
     pub fn scheme(&self) -> Scheme {
@@ -59,14 +92,14 @@ impl Verifier {
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|(_, v)| v.clone())
         };
-        sign::verify(
-            self.scheme,
-            &self.secret,
-            &lookup,
-            body,
-            now_secs,
-            tolerance_secs,
-        )
+        match &self.with {
+            With::Secret(secret) => {
+                sign::verify(self.scheme, secret, &lookup, body, now_secs, tolerance_secs)
+            }
+            With::PublicKeys(keys) => {
+                sign::verify_public(keys, &lookup, body, now_secs, tolerance_secs)
+            }
+        }
     }
 }
 
@@ -100,6 +133,38 @@ mod tests {
             .unwrap();
         assert!(reason.contains("whsec_"), "{reason}");
         assert!(!reason.contains("plain-value"));
+    }
+
+    #[test]
+    fn public_keys_verify_v1a_and_a_secret_key_is_refused_unshown() {
+        let key = sign::SigningKey::generate().unwrap();
+        let signer = sign::Signer {
+            scheme: Scheme::StandardWebhooks,
+            secret: None,
+            previous: None,
+            key: Some(key.clone()),
+            previous_key: None,
+        };
+        let headers: Vec<(String, String)> = signer
+            .headers("msg_1", 100, b"{}")
+            .unwrap()
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect();
+        let other = sign::SigningKey::generate().unwrap().public_key().text();
+        let trusted = [other.clone(), key.public_key().text()];
+        let verifier = Verifier::from_public_keys(&trusted).unwrap();
+        assert_eq!(verifier.scheme(), Scheme::StandardWebhooks);
+        assert_eq!(verifier.verify(&headers, b"{}", 100, 300), Ok(()));
+        assert!(verifier.verify(&headers, b"{ }", 100, 300).is_err());
+        let only_other = Verifier::from_public_keys(&[other]).unwrap();
+        assert!(only_other.verify(&headers, b"{}", 100, 300).is_err());
+        let err = Verifier::from_public_keys(&[key.secret_text()])
+            .err()
+            .unwrap();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::ExitCode::Usage);
+        assert!(err.to_string().contains("secret key"), "{err}");
+        assert!(!err.to_string().contains(&key.secret_text()[5..]));
     }
 
     #[test]

@@ -419,10 +419,12 @@ fn status_source_nats_says_when_jobs_wait_and_nothing_delivers_them() {
     let (_, json) = status(&env, &["--stalled-after", "1s"]);
     let gate = &json["subscriptions"][0];
     assert!(gate["stalled"].is_string(), "{json}");
-    // A worker delivers them: not stalled any more.
-    let w = spawn(&env, &["drain", "--source", "nats", "--max-time", "20s"]);
-    rx.wait_for(2, CEILING);
-    drop(w);
+    // A worker delivers them (and settles them before it exits): not
+    // stalled any more.
+    let run = spawn(&env, &["drain", "--source", "nats", "--max-time", "20s"])
+        .wait_output(CEILING, "a one-shot worker");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(rx.requests().len(), 2);
     let (code, json) = status(&env, &["--stalled-after", "1s"]);
     assert_eq!(code, 0, "{json}");
 }

@@ -97,12 +97,15 @@ fn csv_has_a_header_and_parses_back_with_commas_quotes_and_newlines() {
             "latency_ms",
             "error",
             "next_attempt_at",
-            "response_body"
+            "response_body",
+            "trace_id",
+            "span_id"
         ]
     );
     assert_eq!(rows.len(), 1 + records.len());
     let tricky = &rows[3];
-    assert_eq!(tricky.len(), 13);
+    assert_eq!(tricky.len(), 15);
+    assert_eq!(tricky[13..], ["", ""], "no trace context");
     assert_eq!(tricky[0], records[2].ts);
     assert_eq!(tricky[1], records[2].delivery_id);
     assert_eq!(tricky[3], "tracker");

@@ -92,6 +92,8 @@ pub fn attempt(
         response_body: None,
         next_attempt_at: None,
         request: None,
+        trace_id: None,
+        span_id: None,
     }
 }
 

@@ -1,6 +1,7 @@
-//! `spec-notify check`: validate the config (secrets and per-SPEC overrides
-//! included) and summarise it (the relay to NATS too, credentials never
-//! shown); warn about what is valid but likely wrong (a rotation left on, a
+//! `spec-notify check`: validate the config (secrets, signing keys and
+//! per-SPEC overrides included) and summarise it (the relay to NATS too,
+//! credentials never shown; the public key of each signing key, which
+//! receivers need); warn about what is valid but likely wrong (a rotation left on, a
 //! chat webhook sent the wrong format). `--spec` shows the subscriptions in
 //! effect for one SPEC; `--probe` reaches every URL once (HEAD, no body, no
 //! secret, 3 s) and exits 1 if one does not answer. Without `--probe` it
@@ -29,9 +30,9 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
     // A host that only relays to NATS signs nothing: its secrets live on
     // the workers, which `check --source nats` checks.
-    let relays_only = args.source == Source::Spool && relays_only(&location)?;
+    let relays_only = args.source == Source::Spool && relays_only(&location);
     let secrets = match relays_only {
-        true => Secrets::Optional,
+        true => Secrets::RelayOnly,
         false => Secrets::Required,
     };
     let config = config::load_with(&location, secrets)?;
@@ -85,11 +86,10 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
     Ok(ExitCode::Success)
 }
 
-/// Whether the config has a relay table (read without the secrets first).
-fn relays_only(location: &config::Location) -> Result<bool> {
-    Ok(config::load_with(location, Secrets::Optional)?
-        .relay
-        .is_some())
+/// Whether the config has a relay table (read without the secrets first;
+/// an invalid config is reported in full by the load that follows).
+fn relays_only(location: &config::Location) -> bool {
+    config::load_with(location, Secrets::Optional).is_ok_and(|c| c.relay.is_some())
 }
 
 /// What a relay table asks of the rest of the config.
@@ -117,17 +117,23 @@ fn distinct(config: &Config) -> Vec<(Option<&str>, &Subscription)> {
 }
 
 fn rotation_warnings(config: &Config) -> Vec<String> {
-    distinct(config)
-        .into_iter()
-        .map(|(_, s)| s)
-        .filter_map(|s| {
-            let prev = s.secret_env_previous.as_ref()?;
-            Some(format!(
+    let mut out = Vec::new();
+    for (_, s) in distinct(config) {
+        if let Some(prev) = &s.secret_env_previous {
+            out.push(format!(
                 "subscription `{}` is rotating secrets ({prev} is still configured): remove secret_env_previous once receivers accept the new secret",
                 s.id
-            ))
-        })
-        .collect()
+            ));
+        }
+        if let Some(prev) = &s.signing_key_env_previous {
+            out.push(format!(
+                "subscription `{}` is rotating signing keys ({prev} still signs too): remove signing_key_env_previous once receivers trust the new public key{}",
+                s.id,
+                s.public_key().map(|k| format!(" ({k})")).unwrap_or_default()
+            ));
+        }
+    }
+    out
 }
 
 /// A subscription whose URL is a known chat platform's webhook but whose
@@ -180,6 +186,16 @@ fn print_summary(config: &Config) -> Result<()> {
     }
     writeln!(out, "subscriptions ({}):", config.subscriptions.len())?;
     print_table(&mut out, &config.subscriptions)?;
+    let public_keys: Vec<(&str, String)> = distinct(config)
+        .into_iter()
+        .filter_map(|(_, s)| Some((s.id.as_str(), s.public_key()?)))
+        .collect();
+    if !public_keys.is_empty() {
+        writeln!(out, "public keys (receivers verify v1a with these):")?;
+        for (id, key) in public_keys {
+            writeln!(out, "  {id}: {key}")?;
+        }
+    }
     if !config.specs.is_empty() {
         writeln!(out, "per-SPEC overrides ({}):", config.specs.len())?;
         for scope in &config.specs {
@@ -259,21 +275,42 @@ fn mode(s: &Subscription) -> &'static str {
 }
 
 fn row(s: &Subscription) -> Vec<String> {
-    let secret = match (&s.secret_env, s.needs_secret()) {
-        (Some(var), _) if s.secret().is_ok() => format!("{var} (set)"),
-        (Some(var), true) => format!("{var} (UNSET)"),
-        (Some(var), false) => format!("{var} (unused)"),
-        (None, _) => "-".into(),
+    let state = |var: &str, set: bool| match (set, s.needs_secret()) {
+        (true, _) => format!("{var} (set)"),
+        (false, true) => format!("{var} (UNSET)"),
+        (false, false) => format!("{var} (unused)"),
+    };
+    let mut secrets = Vec::new();
+    if let Some(var) = &s.secret_env {
+        secrets.push(state(var, s.secret().is_ok()));
+    }
+    if let Some(var) = &s.signing_key_env {
+        let set = config::secret_from_env(var).is_some();
+        secrets.push(format!("key {}", state(var, set)));
+    }
+    let secret = match secrets.is_empty() {
+        true => "-".to_string(),
+        false => secrets.join(", "),
     };
     vec![
         format!("  {}", s.id),
         mode(s).into(),
         s.style.format.as_str().into(),
-        s.signature.as_str().into(),
+        signature_name(s),
         s.shown_url(),
         secret,
         describe_filters(s),
     ]
+}
+
+/// The scheme, and for Standard Webhooks which signatures it sends.
+fn signature_name(s: &Subscription) -> String {
+    let name = s.signature.as_str();
+    match (s.signing_key_env.is_some(), s.secret_env.is_some()) {
+        (true, true) => format!("{name} (v1+v1a)"),
+        (true, false) => format!("{name} (v1a)"),
+        (false, _) => name.into(),
+    }
 }
 
 /// `check --spec`: which table decides, then the subscriptions in effect.
@@ -365,6 +402,9 @@ fn sub_json(s: &Subscription) -> Value {
         "signature": s.signature.as_str(),
         "secret_env": s.secret_env,
         "secret_set": s.secret().is_ok(),
+        "signing_key_env": s.signing_key_env,
+        "signing_key_set": s.signing_key_env.as_deref().and_then(config::secret_from_env).is_some(),
+        "public_key": s.public_key(),
         "include_events": s.include_events,
         "include_stages": s.include_stages.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
         "include_status": s.include_status.iter().map(|x| x.as_str()).collect::<Vec<_>>(),

@@ -7,7 +7,9 @@
 //! anything is written, so bad input leaves the spool unchanged. Each event
 //! is at most `max_event_bytes`, and input is read with bounds
 //! ([`crate::input`]); stdin is read only with `--input -`, so a caller's
-//! open or slow stdin never holds emit. Prints one `<delivery-id>
+//! open or slow stdin never holds emit. A W3C trace context
+//! (`--traceparent`, `TRACEPARENT`) goes into each envelope, or is ignored
+//! with a warning when invalid. Prints one `<delivery-id>
 //! <subscription>` line per job (JSON objects with `--json`).
 
 use std::collections::BTreeMap;
@@ -86,6 +88,7 @@ fn read_events(args: &EmitArgs, max_bytes: usize) -> Result<Vec<Event>> {
         idempotency_key: args.idempotency_key.clone(),
         correlation_id: args.correlation_id.clone(),
         telemetry: None,
+        trace: trace_context(args),
     };
     if let Some(path) = &args.telemetry {
         flags.telemetry = Some(read_telemetry(path, max_bytes)?);
@@ -116,6 +119,39 @@ fn read_events(args: &EmitArgs, max_bytes: usize) -> Result<Vec<Event>> {
             Ok(event)
         })
         .collect()
+}
+
+/// The W3C trace context emit runs under (`--traceparent`, else
+/// `TRACEPARENT`; `--tracestate`, else `TRACESTATE`). An invalid value is
+/// never fatal: the event goes without it (or without the state), and a
+/// warning says why.
+fn trace_context(args: &EmitArgs) -> Option<crate::trace::Context> {
+    let traceparent = args.traceparent.as_deref().filter(|t| !t.trim().is_empty());
+    let Some(traceparent) = traceparent else {
+        if args
+            .tracestate
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty())
+        {
+            output::warn(
+                "ignoring the tracestate: it means nothing without a traceparent (--traceparent or TRACEPARENT)",
+            );
+        }
+        return None;
+    };
+    let (context, problem) = crate::trace::Context::parse(traceparent, args.tracestate.as_deref());
+    if let Some(problem) = problem {
+        let what = match context {
+            Some(_) => {
+                "ignored: the event carries the traceparent without it (from --tracestate or TRACESTATE)"
+            }
+            None => {
+                "ignored: the event is spooled without a trace context (from --traceparent or TRACEPARENT)"
+            }
+        };
+        output::warn(format_args!("{problem}; {what}"));
+    }
+    context
 }
 
 /// Refuses an event whose envelope (with `--telemetry` and the flags'
@@ -262,7 +298,7 @@ fn warn_missing_secrets(plan: &Plan<'_>) {
         .flatten()
         .flat_map(|(_, subs)| subs.iter().map(|(s, _)| *s));
     for sub in subs.filter(|s| s.needs_secret() && warned.insert((s.id.as_str(), &s.secret_env))) {
-        if let Err(message) = sub.secret() {
+        if let Some(message) = sub.missing_signing_variable() {
             output::warn(format_args!(
                 "{message}; jobs are spooled and will wait for it"
             ));

@@ -19,9 +19,9 @@ use crate::output::{self, csv_row};
 /// Longest receiver answer shown in a table cell (the JSON and CSV have it all).
 const ANSWER_CHARS: usize = 160;
 
-/// The CSV columns, in order. `response_body` was added last, so scripts
-/// that read columns by position keep working.
-pub const CSV_HEADER: [&str; 13] = [
+/// The CSV columns, in order. New columns go last (`response_body`, then
+/// `trace_id` and `span_id`), so scripts that read by position keep working.
+pub const CSV_HEADER: [&str; 15] = [
     "ts",
     "delivery_id",
     "spec",
@@ -35,6 +35,8 @@ pub const CSV_HEADER: [&str; 13] = [
     "error",
     "next_attempt_at",
     "response_body",
+    "trace_id",
+    "span_id",
 ];
 
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
@@ -143,7 +145,7 @@ fn table_row(r: &Record) -> Vec<String> {
 }
 
 /// A record as CSV fields in [`CSV_HEADER`] order; absent values are empty.
-fn csv_fields(r: &Record) -> [String; 13] {
+fn csv_fields(r: &Record) -> [String; 15] {
     let opt = |v: Option<String>| v.unwrap_or_default();
     let outcome = serde_json::to_value(r.outcome)
         .ok()
@@ -163,6 +165,8 @@ fn csv_fields(r: &Record) -> [String; 13] {
         opt(r.error.clone()),
         opt(r.next_attempt_at.clone()),
         opt(r.response_body.clone()),
+        opt(r.trace_id.clone()),
+        opt(r.span_id.clone()),
     ]
 }
 
@@ -189,6 +193,8 @@ mod tests {
             response_body: Some("=cmd|' /C calc'!A0".into()),
             next_attempt_at: Some("2026-01-01T00:00:02.000Z".into()),
             request: None,
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            span_id: None,
         };
         let fields = csv_fields(&record);
         let at = |name: &str| &fields[CSV_HEADER.iter().position(|h| *h == name).unwrap()];
@@ -197,6 +203,13 @@ mod tests {
         assert_eq!(at("latency_ms"), "5000");
         assert_eq!(at("attempt"), "2");
         assert_eq!(at("next_attempt_at"), "2026-01-01T00:00:02.000Z");
+        assert_eq!(at("trace_id"), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(at("span_id"), "");
+        assert_eq!(
+            CSV_HEADER[..13].last(),
+            Some(&"response_body"),
+            "old columns keep their place"
+        );
         assert_eq!(
             at("response_body"),
             "=cmd|' /C calc'!A0",

@@ -27,6 +27,7 @@ mod discard;
 mod drain;
 mod emit;
 mod history;
+mod keys;
 mod list;
 mod metrics;
 mod pause;
@@ -259,6 +260,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Metrics(args) => metrics::run(&ctx, &args),
         Command::Receive(args) => receive::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Keys(args) => keys::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Subscriptions(args) => subscriptions::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),

@@ -134,10 +134,10 @@ fn gates(config: &Config, snapshot: &Snapshot, stalled_after: Duration, flag: &s
         .iter()
         .map(|sub| {
             let seen = snapshot.subscription(&sub.id);
-            let secret_problem = match (sub.needs_secret(), sub.secret()) {
-                (true, Err(problem)) => Some(problem),
-                _ => None,
-            };
+            let secret_problem = sub
+                .needs_secret()
+                .then(|| sub.missing_signing_variable())
+                .flatten();
             let circuit = seen.map(|s| s.circuit.clone()).unwrap_or_default();
             let stalled = match (seen, &secret_problem, circuit.allows(snapshot.now_ms)) {
                 (Some(s), None, Allow::Send | Allow::Probe) => {

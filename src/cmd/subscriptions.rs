@@ -295,7 +295,7 @@ fn warn_environment(config: &Config, id: &str) {
     for (_, sub) in config.every_subscription().filter(|(_, s)| s.id == id) {
         let problems = sub
             .needs_secret()
-            .then(|| sub.secret().err())
+            .then(|| sub.missing_signing_variable())
             .flatten()
             .into_iter()
             .chain(
@@ -379,8 +379,8 @@ fn warn_jobs(applied: &Applied, id: &str) -> Result<()> {
 fn send_test(config: &Config, sub: &Subscription, spec: &str) -> Result<ExitCode> {
     let secrets = match sub.unsigned() {
         true => None,
-        false => match sub.signing_secrets() {
-            Ok(pair) => Some(pair),
+        false => match sub.signer() {
+            Ok(signer) => Some(signer),
             Err(problem) => {
                 output::error(format_args!("not tested: {problem}"));
                 return Ok(ExitCode::Failure);
@@ -405,9 +405,9 @@ fn send_test(config: &Config, sub: &Subscription, spec: &str) -> Result<ExitCode
         idempotency_key: &event.idempotency_key,
         attempt: 1,
         timestamp: now / 1000,
+        trace: None,
     };
-    let signing = secrets.as_ref().map(|(s, p)| (s, p.as_ref()));
-    let request = deliver::request(sub, signing, id, &body).map_err(user_error)?;
+    let request = deliver::request(sub, secrets.as_ref(), id, &body).map_err(user_error)?;
     let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
     let agent = deliver::agent_for(sub, 1);
     let (answer, latency) =

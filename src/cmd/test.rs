@@ -24,7 +24,7 @@ use crate::output;
 pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
     let sub = find_subscription(&config, &args.subscription)?;
-    let (secret, previous) = sub.signing_secrets().map_err(user_error)?;
+    let signer = sub.signer().map_err(user_error)?;
     let now = clock::now_ms();
     let event = envelope::test_event(&args.spec);
     let body = event.render(0, &clock::rfc3339(now));
@@ -35,9 +35,9 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
         idempotency_key: &event.idempotency_key,
         attempt: 1,
         timestamp: now / 1000,
+        trace: None,
     };
-    let request =
-        deliver::request(sub, Some((&secret, previous.as_ref())), id, &body).map_err(user_error)?;
+    let request = deliver::request(sub, Some(&signer), id, &body).map_err(user_error)?;
     if args.print {
         print_request(sub, &request)?;
         return Ok(ExitCode::Success);
@@ -67,6 +67,8 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
         response_body: Some(excerpt(answer.body())).filter(|b| !b.is_empty()),
         next_attempt_at: None,
         request: None,
+        trace_id: None,
+        span_id: None,
     };
     super::evidence(&config, &args.spec).append(std::slice::from_ref(&record))?;
     if args.json {

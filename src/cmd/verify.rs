@@ -1,5 +1,7 @@
-//! `spec-notify verify`: checks one delivery's signature for shell receivers.
-//! Headers come as `--header 'Name: value'` flags, the raw body on stdin.
+//! `spec-notify verify`: checks one delivery's signature for shell receivers,
+//! with a secret (`--secret-env`) or Standard Webhooks ed25519 public keys
+//! (`--public-key whpk_…`). Headers come as `--header 'Name: value'` flags,
+//! the raw body on stdin.
 //! Exit 0 and `ok` when valid, 1 and the reason when not, 2 on usage errors.
 
 use std::io::Read;
@@ -13,7 +15,10 @@ use crate::verifier::Verifier;
 
 pub fn run(args: &VerifyArgs) -> Result<ExitCode> {
     let headers = parse_headers(&args.headers)?;
-    let verifier = Verifier::from_env(args.scheme.into(), &args.secret_env)?;
+    let verifier = match &args.secret_env {
+        Some(var) => Verifier::from_env(args.scheme.into(), var)?,
+        None => Verifier::from_public_keys(&args.public_key)?,
+    };
     let mut body = Vec::new();
     std::io::stdin()
         .lock()

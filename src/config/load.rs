@@ -1,19 +1,21 @@
 //! Reading the config: where the file is (`--config`, the
 //! `SPEC_NOTIFY_CONFIG` variable, or `config.toml`), reading and resolving
 //! it, and what the environment says over the file: the enable switch and,
-//! when [`Secrets::Required`], whether every secret, `url_env` URL and
-//! `env:` header value a delivery will read is set.
+//! when [`Secrets::Required`], whether every secret, signing key, `url_env`
+//! URL and `env:` header value a delivery will read is set (and each secret
+//! and key is of the form its scheme takes).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::model::{Config, Subscription, check_header_value};
+use super::model::{Config, Subscription, check_header_value, secret_from_env};
 use super::problems::Problems;
 use super::raw;
 use super::relay::Relay;
 use super::resolve::resolve;
+use super::subscription::looks_like_key;
 use crate::exit::user_error;
 
 pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
@@ -48,10 +50,13 @@ pub fn locate(flag: Option<&Path>) -> Location {
 }
 
 /// Whether validation demands the secrets. `check` does: signing needs them.
-/// `emit` never signs, so a guardrail without secrets must still spool.
+/// `emit` never signs, so a guardrail without secrets must still spool. A
+/// host that only relays to NATS needs the relay's credentials alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Secrets {
     Required,
+    /// Only the relay's credentials (`check` on a host that relays).
+    RelayOnly,
     Optional,
 }
 
@@ -96,8 +101,10 @@ fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config> {
         None => Config::empty(path, &base),
     };
     apply_enabled_override(&mut config, &problems);
-    if secrets == Secrets::Required {
-        check_environment(&config, &problems);
+    match secrets {
+        Secrets::Required => check_environment(&config, &problems),
+        Secrets::RelayOnly => check_relay_credentials(&config, &problems),
+        Secrets::Optional => {}
     }
     problems.into_result(path)?;
     Ok(config)
@@ -125,6 +132,16 @@ fn check_environment(config: &Config, problems: &Problems) {
                 );
             }
         }
+        if let Some(var) = &sub.signing_key_env
+            && !looks_like_key(var)
+            && secret_from_env(var).is_none()
+            && reported.insert((sub.id.clone(), var.clone()))
+        {
+            problems.push(
+                at,
+                format!("key `signing_key_env`: the environment variable {var} is unset or empty: export the subscription's whsk_… key in it (`spec-notify keys generate` makes a pair)"),
+            );
+        }
     }
     for (at, sub) in needing {
         let at = at.as_str();
@@ -150,11 +167,17 @@ fn check_environment(config: &Config, problems: &Problems) {
             problems.key(at, "headers", format!("`{name}`: {why}"));
         }
     }
-    if let Some(Err(line)) = config.relay.as_ref().map(Relay::credentials) {
-        problems.push_line(line);
-    }
+    check_relay_credentials(config, problems);
     for p in config.secret_format_problems() {
         problems.push_line(p);
+    }
+}
+
+/// The relay's credentials: what a host that only relays reads from its
+/// environment.
+fn check_relay_credentials(config: &Config, problems: &Problems) {
+    if let Some(Err(line)) = config.relay.as_ref().map(Relay::credentials) {
+        problems.push_line(line);
     }
 }
 

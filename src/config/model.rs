@@ -12,7 +12,7 @@ use sha2::Digest;
 use super::relay::Relay;
 use crate::envelope::{Stage, Status};
 use crate::format::Style;
-use crate::sign::{Scheme, Secret};
+use crate::sign::{Scheme, Secret, Signer, SigningKey};
 use crate::url::{redact_url, redact_url_path};
 
 pub const DEFAULT_SPOOL_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/webhooks";
@@ -88,8 +88,14 @@ pub struct Subscription {
     pub style: Style,
     /// Extra request headers.
     pub headers: Vec<ExtraHeader>,
+    /// The variable holding the HMAC secret (and its predecessor during a
+    /// rotation).
     pub secret_env: Option<String>,
     pub secret_env_previous: Option<String>,
+    /// The variable holding the ed25519 `whsk_` key that signs Standard
+    /// Webhooks `v1a` (and its predecessor during a rotation).
+    pub signing_key_env: Option<String>,
+    pub signing_key_env_previous: Option<String>,
     pub signature: Scheme,
     pub active: bool,
     pub dry_run: bool,
@@ -249,8 +255,8 @@ impl Subscription {
         event_ok && stage_ok && status_ok
     }
 
-    /// Whether deliveries need a secret (active, not dry-run, not an
-    /// unsigned per-call target).
+    /// Whether deliveries need a secret or a signing key (active, not
+    /// dry-run, not an unsigned per-call target).
     pub fn needs_secret(&self) -> bool {
         self.active && !self.dry_run && !self.unsigned()
     }
@@ -276,18 +282,40 @@ impl Subscription {
         })
     }
 
+    /// The first variable a signed delivery reads that is unset: the
+    /// secret, the signing key. `None` when both are set or not needed.
+    pub fn missing_signing_variable(&self) -> Option<String> {
+        let hmac_needed = self.secret_env.is_some() || self.signing_key_env.is_none();
+        if hmac_needed && let Err(problem) = self.secret() {
+            return Some(problem);
+        }
+        if let Some(var) = &self.signing_key_env
+            && secret_from_env(var).is_none()
+        {
+            return Some(format!(
+                "signing key for subscription `{}` is missing: set the environment variable {var} (signing_key_env) to its whsk_… key",
+                self.id
+            ));
+        }
+        None
+    }
+
     /// Everything a delivery needs from the environment, checked: the
-    /// secrets it is signed with (the current one and, during a rotation,
-    /// the previous one, each checked against the scheme), the `url_env`
-    /// URL and the `env:` header values. An error names the variable.
-    pub fn signing_secrets(&self) -> std::result::Result<(Secret, Option<Secret>), String> {
+    /// secret and signing key it is signed with (the current ones and,
+    /// during a rotation, the previous ones, each checked against the
+    /// scheme), the `url_env` URL and the `env:` header values. An error
+    /// names the variable, never a value.
+    pub fn signer(&self) -> std::result::Result<Signer, String> {
         if let Some(problem) = self.environment_problems().into_iter().next() {
             return Err(problem);
         }
-        let secret = self.secret()?;
+        if let Some(problem) = self.missing_signing_variable() {
+            return Err(problem);
+        }
+        let secret = self.secret_env.as_ref().and(self.secret().ok());
         let previous = self.previous_secret();
         let named = [
-            (&self.secret_env, Some(&secret)),
+            (&self.secret_env, secret.as_ref()),
             (&self.secret_env_previous, previous.as_ref()),
         ];
         for (var, value) in named {
@@ -301,7 +329,31 @@ impl Subscription {
                 })?;
             }
         }
-        Ok((secret, previous))
+        let key = |var: &Option<String>| -> std::result::Result<Option<SigningKey>, String> {
+            let Some(var) = var else { return Ok(None) };
+            let Some(value) = secret_from_env(var) else {
+                return Ok(None);
+            };
+            SigningKey::parse(value.as_str())
+                .map(Some)
+                .map_err(|e| format!("subscription `{}`: signing key in {var}: {e}", self.id))
+        };
+        Ok(Signer {
+            scheme: self.signature,
+            secret,
+            previous,
+            key: key(&self.signing_key_env)?,
+            previous_key: key(&self.signing_key_env_previous)?,
+        })
+    }
+
+    /// The public key (`whpk_…`) of the signing key in `signing_key_env`,
+    /// when it is set and valid: what receivers verify `v1a` with.
+    pub fn public_key(&self) -> Option<String> {
+        let value = secret_from_env(self.signing_key_env.as_deref()?)?;
+        SigningKey::parse(value.as_str())
+            .ok()
+            .map(|k| k.public_key().text())
     }
 
     /// What the environment lacks for sending, besides secrets: the
@@ -394,11 +446,12 @@ impl Config {
             }))
     }
 
-    /// One line per active, non-dry-run subscription whose secret is unset.
+    /// One line per active, non-dry-run subscription whose secret or
+    /// signing key is unset.
     pub fn secret_problems(&self) -> Vec<String> {
         let mut lines: Vec<String> = Vec::new();
         for (_, s) in self.every_subscription().filter(|(_, s)| s.needs_secret()) {
-            if let Err(line) = s.secret()
+            if let Some(line) = s.missing_signing_variable()
                 && !lines.contains(&line)
             {
                 lines.push(line);
@@ -407,17 +460,18 @@ impl Config {
         lines
     }
 
-    /// Secret-format problems (standard-webhooks needs `whsec_<base64>`),
-    /// for the current secret and, during a rotation, the previous one.
+    /// Secret and key format problems (standard-webhooks needs
+    /// `whsec_<base64>` secrets and `whsk_<base64>` signing keys), for the
+    /// current ones and, during a rotation, the previous ones.
     pub fn secret_format_problems(&self) -> Vec<String> {
         let mut lines: Vec<String> = Vec::new();
         let candidates = self
             .every_subscription()
             .map(|(_, s)| s)
-            .filter(|s| s.needs_secret() && s.secret().is_ok())
+            .filter(|s| s.needs_secret() && s.missing_signing_variable().is_none())
             .filter(|s| s.environment_problems().is_empty());
         for s in candidates {
-            if let Err(line) = s.signing_secrets()
+            if let Err(line) = s.signer()
                 && !lines.contains(&line)
             {
                 lines.push(line);

@@ -37,6 +37,8 @@ const SUBSCRIPTION_KEYS: &[&str] = &[
     "headers",
     "secret_env",
     "secret_env_previous",
+    "signing_key_env",
+    "signing_key_env_previous",
     "signature",
     "active",
     "dry_run",
@@ -100,6 +102,8 @@ pub(super) struct Subscription {
     pub headers: Vec<(String, String)>,
     pub secret_env: Option<String>,
     pub secret_env_previous: Option<String>,
+    pub signing_key_env: Option<String>,
+    pub signing_key_env_previous: Option<String>,
     pub signature: Option<String>,
     pub active: Option<bool>,
     pub dry_run: Option<bool>,
@@ -292,6 +296,8 @@ pub(super) fn read_subscription_at(table: &Table, at: String, problems: &Problem
         headers: r.string_table("headers"),
         secret_env: r.string("secret_env"),
         secret_env_previous: r.string("secret_env_previous"),
+        signing_key_env: r.string("signing_key_env"),
+        signing_key_env_previous: r.string("signing_key_env_previous"),
         signature: r.string("signature"),
         active: r.bool("active"),
         dry_run: r.bool("dry_run"),
@@ -335,7 +341,9 @@ fn similar(a: &str, b: &str) -> bool {
 /// (userinfo, query, a chat webhook's path), header values, and the
 /// variables that name secrets (a secret pasted in by mistake).
 fn may_be_secret(key: &str) -> bool {
-    matches!(key, "url" | "url_env" | "headers") || key.starts_with("secret_env")
+    matches!(key, "url" | "url_env" | "headers")
+        || key.starts_with("secret_env")
+        || key.starts_with("signing_key_env")
 }
 
 /// Typed access to one table's keys, recording a problem for each value of

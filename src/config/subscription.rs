@@ -10,6 +10,7 @@ use super::raw;
 use crate::circuit::BreakerPolicy;
 use crate::envelope::{Stage, Status};
 use crate::format::{Format, Style, Template};
+use crate::sign::Scheme;
 use crate::url::redact_url;
 
 /// Where a subscription comes from, for what it may leave out.
@@ -40,6 +41,8 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
+    "traceparent",
+    "tracestate",
 ];
 
 fn is_reserved_header(name: &str) -> bool {
@@ -258,6 +261,8 @@ pub(super) fn resolve_subscription(
         headers: resolve_headers(&raw.headers, &check),
         secret_env: raw.secret_env,
         secret_env_previous: raw.secret_env_previous,
+        signing_key_env: raw.signing_key_env,
+        signing_key_env_previous: raw.signing_key_env_previous,
         signature: check.scheme(raw.signature),
         active: raw.active.unwrap_or(true),
         dry_run: raw.dry_run.unwrap_or(false),
@@ -312,13 +317,52 @@ pub(super) fn resolve_subscription(
     {
         check.problem("id", "use letters, digits, `-`, `_` and `.` only");
     }
-    if sub.needs_secret() && sub.secret_env.is_none() {
+    if sub.needs_secret() && sub.secret_env.is_none() && sub.signing_key_env.is_none() {
         check.problem(
             "secret_env",
             "missing: name the environment variable that holds this subscription's secret",
         );
     }
+    check_signing_keys(&sub, &check);
     sub
+}
+
+/// A key pasted where the name of its variable belongs: it is never shown
+/// (nor looked up).
+pub(super) fn looks_like_key(var: &str) -> bool {
+    ["whsk_", "whpk_", "whsec_"]
+        .iter()
+        .any(|p| var.starts_with(p))
+}
+
+/// `signing_key_env` names a variable holding a `whsk_` key, signs
+/// Standard Webhooks only, and has a successor before a predecessor.
+fn check_signing_keys(sub: &Subscription, check: &Check<'_>) {
+    let named = [
+        ("signing_key_env", &sub.signing_key_env),
+        ("signing_key_env_previous", &sub.signing_key_env_previous),
+    ];
+    for (key, var) in named {
+        let Some(var) = var else { continue };
+        if looks_like_key(var) {
+            check.problem(
+                key,
+                "holds a key, not the name of an environment variable: export the key in a variable (e.g. SPECKIT_WEBHOOK_SIGNING_KEY) and name that variable here",
+            );
+        }
+    }
+    if sub.signing_key_env.is_some() && sub.signature != Scheme::StandardWebhooks {
+        check.problem(
+            "signing_key_env",
+            "ed25519 (`v1a`) signatures are Standard Webhooks': set `signature = \"standard-webhooks\"`, or remove signing_key_env",
+        );
+    }
+    if sub.signing_key_env_previous.is_some() && sub.signing_key_env.is_none() {
+        check.problem(
+            "signing_key_env_previous",
+            "a rotation needs the new key too: set signing_key_env to the variable holding it",
+        );
+    }
 }
 
 fn check_event_pattern(pattern: &str) -> std::result::Result<(), String> {
@@ -493,5 +537,73 @@ dry_run = true
             assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
         }
         assert!(e.contains("(10 problems)"), "{e}");
+    }
+
+    #[test]
+    fn signing_keys_are_checked_without_showing_a_pasted_key() {
+        let text = r#"
+[spec_ops.webhooks]
+[[spec_ops.webhooks.subscriptions]]
+id = "pasted"
+url = "https://a.example/h"
+signature = "standard-webhooks"
+signing_key_env = "whsk_UEFTVEVELUtFWS1TSE9VTEQtTk9ULVNIT1ctMDE="
+[[spec_ops.webhooks.subscriptions]]
+id = "hmac-scheme"
+url = "https://b.example/h"
+secret_env = "S"
+signing_key_env = "K"
+[[spec_ops.webhooks.subscriptions]]
+id = "no-new-key"
+url = "https://c.example/h"
+signature = "standard-webhooks"
+secret_env = "S"
+signing_key_env_previous = "K_OLD"
+[[spec_ops.webhooks.subscriptions]]
+id = "nothing"
+url = "https://d.example/h"
+signature = "standard-webhooks"
+headers = { traceparent = "00-x", TraceState = "a=b" }
+"#;
+        let e = errors(text);
+        for needle in [
+            "subscription `pasted`: key `signing_key_env`: holds a key, not the name of an environment variable",
+            "subscription `hmac-scheme`: key `signing_key_env`: ed25519 (`v1a`) signatures are Standard Webhooks'",
+            "subscription `no-new-key`: key `signing_key_env_previous`: a rotation needs the new key too",
+            "subscription `nothing`: key `secret_env`: missing",
+            "subscription `nothing`: key `headers`: `traceparent` is set by spec-notify",
+            "subscription `nothing`: key `headers`: `TraceState` is set by spec-notify",
+        ] {
+            assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+        }
+        assert!(!e.contains("UEFTVEVE"), "a pasted key is never shown:\n{e}");
+    }
+
+    #[test]
+    fn a_signing_key_alone_signs_standard_webhooks_without_a_secret() {
+        let text = r#"
+[spec_ops.webhooks]
+[[spec_ops.webhooks.subscriptions]]
+id = "ed"
+url = "https://a.example/h"
+signature = "standard-webhooks"
+signing_key_env = "SUBSCRIPTION_TEST_UNSET_KEY"
+"#;
+        let c = crate::config::parse(text, std::path::Path::new("/x/config.toml")).unwrap();
+        let sub = &c.subscriptions[0];
+        assert!(sub.needs_secret() && sub.secret_env.is_none());
+        let missing = sub.missing_signing_variable().unwrap();
+        assert!(
+            missing.contains(
+                "set the environment variable SUBSCRIPTION_TEST_UNSET_KEY (signing_key_env)"
+            ),
+            "{missing}"
+        );
+        assert!(
+            sub.signer()
+                .unwrap_err()
+                .contains("SUBSCRIPTION_TEST_UNSET_KEY")
+        );
+        assert_eq!(sub.public_key(), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The attempt step of a job's path, as in Svix's worker: route → sign →
-//! send → decide → record. Each step is a small function of its inputs;
-//! what the answer says about the endpoint goes back to the circuit breaker.
+//! send → decide → record (each attempt a new span of the event's trace,
+//! when it has one). Each step is a small function of its inputs; what the
+//! answer says about the endpoint goes back to the circuit breaker.
 //! No locks and no spool: `drain::job` claims before and settles after.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,17 +16,18 @@ use crate::config::{Config, Subscription};
 use crate::deliver::{self, Answer, AttemptId};
 use crate::evidence::{Outcome, Record, excerpt};
 use crate::retry::{self, Class, Verdict};
-use crate::sign::Secret;
+use crate::sign::Signer;
 use crate::spool::{Job, Meta, State};
+use crate::trace;
 
 /// What this run can do with a subscription's jobs, with the subscription
 /// in effect for them (a SPEC's overrides applied, or a per-call target).
 pub enum Route {
     Send {
         sub: Subscription,
-        /// `None`: an unsigned per-call target.
-        secret: Option<Secret>,
-        previous: Option<Secret>,
+        /// `None`: an unsigned per-call target. (Boxed: ed25519 keys are
+        /// large, and most routes are matched, not sent.)
+        signer: Option<Box<Signer>>,
     },
     DryRun {
         sub: Subscription,
@@ -61,19 +63,17 @@ pub fn route(sub: &Subscription) -> Routed {
             None => (
                 Route::Send {
                     sub: sub.clone(),
-                    secret: None,
-                    previous: None,
+                    signer: None,
                 },
                 None,
             ),
             Some(problem) => (Route::Hold, Some(problem)),
         },
-        (true, false) => match sub.signing_secrets() {
-            Ok((secret, previous)) => (
+        (true, false) => match sub.signer() {
+            Ok(signer) => (
                 Route::Send {
                     sub: sub.clone(),
-                    secret: Some(secret),
-                    previous,
+                    signer: Some(Box::new(signer)),
                 },
                 None,
             ),
@@ -119,24 +119,25 @@ pub struct Attempted {
 
 /// Sends the job once and updates its metadata with the verdict. A 410 or a
 /// `webhook-delivery: disable` answer keeps the job pending and asks for the
-/// subscription to be paused.
+/// subscription to be paused. An event emitted under a trace context goes
+/// out as a new span of that trace, logged with the attempt.
 pub fn attempt(
     agent: &ureq::Agent,
     job: &mut Job,
     sub: &Subscription,
     shown_url: &str,
-    secret: Option<&Secret>,
-    previous: Option<&Secret>,
+    signer: Option<&Signer>,
 ) -> Attempted {
     let attempt = job.meta.attempts.saturating_add(1);
     let started = clock::now_ms();
-    let id = attempt_id(&job.meta, attempt, started);
+    let span = trace::Context::from_envelope(&job.body).map(|c| c.child());
+    let mut id = attempt_id(&job.meta, attempt, started);
+    id.trace = span.as_ref();
     let timeout = Duration::from_millis(sub.retry.per_request_timeout_ms);
-    let (answer, latency) =
-        match deliver::request(sub, secret.map(|s| (s, previous)), id, &job.body) {
-            Ok(request) => deliver::send(agent, &sub.url, &request.headers, &request.body, timeout),
-            Err(e) => (Answer::Failed { error: e }, Duration::ZERO),
-        };
+    let (answer, latency) = match deliver::request(sub, signer, id, &job.body) {
+        Ok(request) => deliver::send(agent, &sub.url, &request.headers, &request.body, timeout),
+        Err(e) => (Answer::Failed { error: e }, Duration::ZERO),
+    };
     let now = clock::now_ms();
     let signal = signal_of(&answer, now);
     let verdict = if matches!(signal, circuit::Signal::Disable { .. }) {
@@ -146,6 +147,7 @@ pub fn attempt(
     };
     apply(job, &answer, &verdict, attempt, started, now, sub);
     let mut record = record_for(&job.meta, shown_url, attempt, started);
+    record.traced(span.as_ref());
     record.status = answer.status();
     record.error = answer.error().map(String::from);
     record.latency_ms = Some(latency.as_millis() as u64);
@@ -242,6 +244,7 @@ fn attempt_id(meta: &Meta, attempt: u32, at_ms: u64) -> AttemptId<'_> {
         idempotency_key: &meta.idempotency_key,
         attempt,
         timestamp: at_ms / 1000,
+        trace: None,
     }
 }
 
@@ -253,9 +256,12 @@ fn record_for(meta: &Meta, shown_url: &str, attempt: u32, at_ms: u64) -> Record 
 pub fn dry_run(job: &mut Job, sub: &Subscription, shown_url: &str) -> Record {
     let now = clock::now_ms();
     let attempt = job.meta.attempts.saturating_add(1);
-    let id = attempt_id(&job.meta, attempt, now);
+    let span = trace::Context::from_envelope(&job.body).map(|c| c.child());
+    let mut id = attempt_id(&job.meta, attempt, now);
+    id.trace = span.as_ref();
     let headers = deliver::headers(sub, None, id, &job.body).unwrap_or_default();
     let mut record = record_for(&job.meta, shown_url, attempt, now);
+    record.traced(span.as_ref());
     record.request = Some(json!({
         "method": "POST",
         "url": shown_url,

@@ -144,14 +144,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
             };
         }
         (_, Some(Route::DryRun { sub })) => attempt::dry_run(&mut job, sub, url),
-        (
-            _,
-            Some(Route::Send {
-                sub,
-                secret,
-                previous,
-            }),
-        ) => {
+        (_, Some(Route::Send { sub, signer })) => {
             if let Some(circuit) = &probing {
                 // The probe's evidence line, before it goes out.
                 let now = clock::now_ms();
@@ -160,14 +153,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                 records.push(record);
             }
             let agent = drainer.agents.for_subscription(sub);
-            let attempted = attempt::attempt(
-                agent,
-                &mut job,
-                sub,
-                url,
-                secret.as_ref(),
-                previous.as_ref(),
-            );
+            let attempted = attempt::attempt(agent, &mut job, sub, url, signer.as_deref());
             signal = Some((attempted.signal, sub.breaker));
             attempted.record
         }

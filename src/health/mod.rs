@@ -298,6 +298,8 @@ mod tests {
             response_body: None,
             next_attempt_at: None,
             request: None,
+            trace_id: None,
+            span_id: None,
         }
     }
 

@@ -235,6 +235,8 @@ pub fn log_change(
             response_body: None,
             next_attempt_at: None,
             request: None,
+            trace_id: None,
+            span_id: None,
         })
         .collect();
     store.log(&records)

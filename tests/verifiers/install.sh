@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the third-party webhook verifiers the e2e tests use (tests/verifiers.rs):
-#   PyPI: gidgethub, standardwebhooks          -> tests/verifiers/python
+#   PyPI: gidgethub, standardwebhooks, cryptography (ed25519),
+#         opentelemetry-api/-sdk               -> tests/verifiers/python
 #   npm:  @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks,
 #         adaptivecards                        -> tests/verifiers/node_modules
 # Versions are pinned in requirements.txt, package.json and package-lock.json.
@@ -25,7 +26,10 @@ fingerprint() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
 
 python_stamp=".installed-python"
 python_want="$(fingerprint requirements.txt)"
-if [[ "$(cat "$python_stamp" 2>/dev/null)" != "$python_want" ]] || ! python3 verify.py --self-check; then
+python_ready() {
+    python3 verify.py --self-check && python3 ed25519_verify.py --self-check && python3 otel_receiver.py --self-check
+}
+if [[ "$(cat "$python_stamp" 2>/dev/null)" != "$python_want" ]] || ! python_ready; then
     echo "install.sh: installing Python verifiers into tests/verifiers/python" >&2
     rm -rf python.tmp
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-input \
@@ -38,7 +42,8 @@ fi
 node_stamp=".installed-node"
 node_want="$(fingerprint package.json package-lock.json)"
 node_ready() {
-    node verify.mjs --self-check && node github_receiver.mjs --self-check && node adaptive_card.mjs --self-check
+    node verify.mjs --self-check && node github_receiver.mjs --self-check && node adaptive_card.mjs --self-check &&
+        node ed25519_verify.mjs --self-check
 }
 if [[ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]] || ! node_ready; then
     echo "install.sh: installing Node verifiers into tests/verifiers/node_modules" >&2
@@ -46,6 +51,6 @@ if [[ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]] || ! node_ready; the
     echo "$node_want" >"$node_stamp"
 fi
 
-python3 verify.py --self-check
+python_ready
 node_ready
-echo "install.sh: verifiers ready (gidgethub, standardwebhooks for Python; @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks, adaptivecards for Node)" >&2
+echo "install.sh: verifiers ready (gidgethub, standardwebhooks, cryptography, opentelemetry-sdk for Python; @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks, adaptivecards, node:crypto for Node)" >&2

@@ -1,7 +1,11 @@
 //! Signatures: the schemes ([`Scheme`]: `speckit`, `github`,
-//! `standard-webhooks`), the headers each sends and their verification on the
-//! receiving side. Pure functions over bytes; secrets come in as [`Secret`],
-//! whose `Debug` hides the value, and never go out.
+//! `standard-webhooks`), the headers each sends ([`Signer`]) and their
+//! verification on the receiving side. HMAC-SHA256 here; Standard Webhooks'
+//! ed25519 `v1a` keys and signatures in [`ed25519`]. Pure functions over
+//! bytes; secrets come in as [`Secret`] or [`SigningKey`], whose `Debug`
+//! hides the value, and never go out.
+
+pub mod ed25519;
 
 use std::fmt;
 
@@ -9,6 +13,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+pub use ed25519::{PublicKey, SigningKey};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -135,32 +141,60 @@ pub fn standard_webhooks_signature(key: &[u8], id: &str, timestamp: u64, body: &
     format!("v1,{}", BASE64.encode(mac))
 }
 
-/// The signature headers for one attempt. During a rotation (`previous` set),
-/// standard-webhooks carries both signatures; speckit and github use the new
-/// secret only.
-pub fn signature_headers(
-    scheme: Scheme,
-    secret: &Secret,
-    previous: Option<&Secret>,
-    delivery_id: &str,
-    timestamp: u64,
-    body: &[u8],
-) -> Result<Vec<(&'static str, String)>, String> {
-    let speckit = speckit_signature(secret, body);
-    let mut headers = vec![(SPECKIT_SIGNATURE, speckit.clone())];
-    match scheme {
-        Scheme::Speckit => {}
-        Scheme::Github => headers.push((GITHUB_SIGNATURE, speckit)),
-        Scheme::StandardWebhooks => {
-            let mut signatures = vec![standard_webhooks_signature(
-                &standard_webhooks_key(secret.as_str())?,
-                delivery_id,
-                timestamp,
-                body,
-            )];
-            if let Some(prev) = previous {
-                let key = standard_webhooks_key(prev.as_str())
-                    .map_err(|e| format!("previous secret: {e}"))?;
+/// What one subscription signs with: the HMAC secret and the ed25519
+/// signing key, each with its predecessor during a rotation. A subscription
+/// has at least one of them (`config` sees to it); only
+/// `standard-webhooks` uses a signing key.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub scheme: Scheme,
+    pub secret: Option<Secret>,
+    pub previous: Option<Secret>,
+    pub key: Option<SigningKey>,
+    pub previous_key: Option<SigningKey>,
+}
+
+impl Signer {
+    /// An HMAC-only signer (what every scheme but `v1a` needs).
+    pub fn hmac(scheme: Scheme, secret: Secret, previous: Option<Secret>) -> Signer {
+        Signer {
+            scheme,
+            secret: Some(secret),
+            previous,
+            key: None,
+            previous_key: None,
+        }
+    }
+
+    /// The signature headers for one attempt. `X-SpecKit-Signature` (and
+    /// GitHub's copy) is the HMAC of the current secret, sent when there is
+    /// one. Standard Webhooks' `webhook-signature` lists every signature:
+    /// `v1` for each secret and `v1a` for each key, current first, so a
+    /// receiver holding any one of them accepts the delivery during a
+    /// rotation or a move from HMAC to ed25519.
+    pub fn headers(
+        &self,
+        delivery_id: &str,
+        timestamp: u64,
+        body: &[u8],
+    ) -> Result<Vec<(&'static str, String)>, String> {
+        let mut headers = Vec::with_capacity(4);
+        if let Some(secret) = &self.secret {
+            let speckit = speckit_signature(secret, body);
+            if self.scheme == Scheme::Github {
+                headers.push((GITHUB_SIGNATURE, speckit.clone()));
+            }
+            headers.insert(0, (SPECKIT_SIGNATURE, speckit));
+        }
+        if self.scheme != Scheme::StandardWebhooks {
+            return Ok(headers);
+        }
+        let mut signatures = Vec::with_capacity(2);
+        let secrets = [("", &self.secret), ("previous secret: ", &self.previous)];
+        for (which, secret) in secrets {
+            if let Some(secret) = secret {
+                let key =
+                    standard_webhooks_key(secret.as_str()).map_err(|e| format!("{which}{e}"))?;
                 signatures.push(standard_webhooks_signature(
                     &key,
                     delivery_id,
@@ -168,12 +202,40 @@ pub fn signature_headers(
                     body,
                 ));
             }
-            headers.push((WEBHOOK_ID, delivery_id.to_string()));
-            headers.push((WEBHOOK_TIMESTAMP, timestamp.to_string()));
-            headers.push((WEBHOOK_SIGNATURE, signatures.join(" ")));
         }
+        for key in [&self.key, &self.previous_key].into_iter().flatten() {
+            signatures.push(key.sign(delivery_id, timestamp, body));
+        }
+        if signatures.is_empty() {
+            return Err("standard-webhooks needs a secret (secret_env) or a signing key (signing_key_env) to sign with".into());
+        }
+        headers.push((WEBHOOK_ID, delivery_id.to_string()));
+        headers.push((WEBHOOK_TIMESTAMP, timestamp.to_string()));
+        headers.push((WEBHOOK_SIGNATURE, signatures.join(" ")));
+        Ok(headers)
     }
-    Ok(headers)
+
+    /// Every credential this signer holds, as text a receiver could echo:
+    /// for [`crate::redact`] (a `whsec_` secret also without its prefix).
+    pub fn credentials(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for secret in [&self.secret, &self.previous].into_iter().flatten() {
+            let value = secret.as_str();
+            out.push(value.to_string());
+            out.push(
+                value
+                    .strip_prefix(WHSEC_PREFIX)
+                    .unwrap_or(value)
+                    .to_string(),
+            );
+        }
+        for key in [&self.key, &self.previous_key].into_iter().flatten() {
+            let text = key.secret_text();
+            out.push(text[ed25519::SECRET_PREFIX.len()..].to_string());
+            out.push(text);
+        }
+        out
+    }
 }
 
 /// Checks that a secret can be used with `scheme` (standard-webhooks needs
@@ -200,21 +262,9 @@ pub fn verify(
         Scheme::Github => verify_hex(secret, header, GITHUB_SIGNATURE, body),
         Scheme::StandardWebhooks => {
             let key = standard_webhooks_key(secret.as_str())?;
-            let id = header(WEBHOOK_ID).ok_or("missing header webhook-id")?;
-            let ts_text = header(WEBHOOK_TIMESTAMP).ok_or("missing header webhook-timestamp")?;
-            let ts: u64 = ts_text
-                .trim()
-                .parse()
-                .map_err(|_| format!("webhook-timestamp `{ts_text}` is not a number"))?;
-            if now_secs.abs_diff(ts) > tolerance_secs {
-                return Err(format!(
-                    "webhook-timestamp {ts} is {}s away from now (tolerance {tolerance_secs}s): stale or replayed",
-                    now_secs.abs_diff(ts)
-                ));
-            }
+            let (id, ts, offered) = standard_webhooks_headers(header, now_secs, tolerance_secs)?;
             let ts = ts.to_string();
             let mac = keyed_mac(&key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
-            let offered = header(WEBHOOK_SIGNATURE).ok_or("missing header webhook-signature")?;
             // hmac's `verify_slice` compares in constant time.
             let matches = |signature: &str| {
                 signature
@@ -229,6 +279,51 @@ pub fn verify(
             }
         }
     }
+}
+
+/// Verifies a Standard Webhooks request's `v1a` signatures: valid when one
+/// of them is made by one of `keys` (a receiver's trust list) over this
+/// body, id and a timestamp within the tolerance.
+pub fn verify_public(
+    keys: &[PublicKey],
+    header: &dyn Fn(&str) -> Option<String>,
+    body: &[u8],
+    now_secs: u64,
+    tolerance_secs: u64,
+) -> Result<(), String> {
+    let (id, ts, offered) = standard_webhooks_headers(header, now_secs, tolerance_secs)?;
+    let signed = |signature: &str| keys.iter().any(|k| k.verifies(signature, &id, ts, body));
+    if offered.split_whitespace().any(signed) {
+        return Ok(());
+    }
+    let v1a = format!("{},", ed25519::VERSION);
+    if !offered.split_whitespace().any(|s| s.starts_with(&v1a)) {
+        return Err("webhook-signature has no v1a (ed25519) signature: the sender signs with an HMAC secret only; set signing_key_env on its subscription".into());
+    }
+    Err("webhook-signature does not match: signed by another key, or the body was modified".into())
+}
+
+/// `webhook-id`, `webhook-timestamp` (checked against the tolerance) and
+/// `webhook-signature`, or what is missing or stale.
+fn standard_webhooks_headers(
+    header: &dyn Fn(&str) -> Option<String>,
+    now_secs: u64,
+    tolerance_secs: u64,
+) -> Result<(String, u64, String), String> {
+    let id = header(WEBHOOK_ID).ok_or("missing header webhook-id")?;
+    let ts_text = header(WEBHOOK_TIMESTAMP).ok_or("missing header webhook-timestamp")?;
+    let ts: u64 = ts_text
+        .trim()
+        .parse()
+        .map_err(|_| format!("webhook-timestamp `{ts_text}` is not a number"))?;
+    if now_secs.abs_diff(ts) > tolerance_secs {
+        return Err(format!(
+            "webhook-timestamp {ts} is {}s away from now (tolerance {tolerance_secs}s): stale or replayed",
+            now_secs.abs_diff(ts)
+        ));
+    }
+    let offered = header(WEBHOOK_SIGNATURE).ok_or("missing header webhook-signature")?;
+    Ok((id, ts, offered))
 }
 
 fn verify_hex(
@@ -259,6 +354,130 @@ mod tests {
 
     fn secret(s: &str) -> Secret {
         Secret::new(s.into())
+    }
+
+    fn signature_headers(
+        scheme: Scheme,
+        secret: &Secret,
+        previous: Option<&Secret>,
+        id: &str,
+        ts: u64,
+        body: &[u8],
+    ) -> Result<Vec<(&'static str, String)>, String> {
+        Signer::hmac(scheme, secret.clone(), previous.cloned()).headers(id, ts, body)
+    }
+
+    fn lookup_in<'a>(
+        headers: &'a [(&'static str, String)],
+    ) -> impl Fn(&str) -> Option<String> + 'a {
+        |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    fn ed25519_signer(
+        secret: Option<&str>,
+        key: &SigningKey,
+        previous_key: Option<&SigningKey>,
+    ) -> Signer {
+        Signer {
+            scheme: Scheme::StandardWebhooks,
+            secret: secret.map(|s| Secret::new(s.into())),
+            previous: None,
+            key: Some(key.clone()),
+            previous_key: previous_key.cloned(),
+        }
+    }
+
+    #[test]
+    fn v1a_alone_sends_no_hmac_header_and_verifies_with_the_public_key_only() {
+        let key = SigningKey::generate().unwrap();
+        let headers = ed25519_signer(None, &key, None)
+            .headers("msg_1", 1000, b"body")
+            .unwrap();
+        let names: Vec<&str> = headers.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, [WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE]);
+        let lookup = lookup_in(&headers);
+        let public = [key.public_key()];
+        assert_eq!(verify_public(&public, &lookup, b"body", 1000, 300), Ok(()));
+        let tampered = verify_public(&public, &lookup, b"bodx", 1000, 300).unwrap_err();
+        assert!(tampered.contains("does not match"), "{tampered}");
+        let other = [SigningKey::generate().unwrap().public_key()];
+        assert!(verify_public(&other, &lookup, b"body", 1000, 300).is_err());
+        let stale = verify_public(&public, &lookup, b"body", 2000, 300).unwrap_err();
+        assert!(stale.contains("stale"), "{stale}");
+    }
+
+    #[test]
+    fn during_a_key_rotation_either_public_key_verifies_and_hmac_rides_along() {
+        let (new, old) = (
+            SigningKey::generate().unwrap(),
+            SigningKey::generate().unwrap(),
+        );
+        let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let headers = ed25519_signer(Some(whsec), &new, Some(&old))
+            .headers("m", 1000, b"b")
+            .unwrap();
+        let lookup = lookup_in(&headers);
+        let listed: Vec<String> = lookup(WEBHOOK_SIGNATURE)
+            .unwrap()
+            .split(' ')
+            .map(|s| s.split(',').next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            listed,
+            ["v1", "v1a", "v1a"],
+            "HMAC first, then new and old keys"
+        );
+        for key in [&new, &old] {
+            assert_eq!(
+                verify_public(&[key.public_key()], &lookup, b"b", 1000, 300),
+                Ok(())
+            );
+        }
+        let hmac = verify(
+            Scheme::StandardWebhooks,
+            &secret(whsec),
+            &lookup,
+            b"b",
+            1000,
+            300,
+        );
+        assert_eq!(hmac, Ok(()), "a v1 receiver skips the v1a entries");
+        assert_eq!(
+            verify(Scheme::Speckit, &secret(whsec), &lookup, b"b", 0, 0),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_hmac_only_delivery_tells_a_public_key_receiver_why_it_fails() {
+        let headers = signature_headers(
+            Scheme::StandardWebhooks,
+            &secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            None,
+            "m",
+            1000,
+            b"b",
+        )
+        .unwrap();
+        let public = [SigningKey::generate().unwrap().public_key()];
+        let why = verify_public(&public, &lookup_in(&headers), b"b", 1000, 300).unwrap_err();
+        assert!(why.contains("no v1a"), "{why}");
+    }
+
+    #[test]
+    fn a_signer_lists_its_credentials_for_redaction() {
+        let key = SigningKey::generate().unwrap();
+        let signer = ed25519_signer(Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), &key, None);
+        let listed = signer.credentials();
+        assert!(listed.contains(&"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_string()));
+        assert!(listed.contains(&key.secret_text()));
+        assert!(format!("{signer:?}").contains("<redacted>"));
+        assert!(!format!("{signer:?}").contains(&key.secret_text()[5..]));
     }
 
     #[test]
