@@ -304,9 +304,9 @@ pub struct TestArgs {
     /// SPEC the sample event is for
     #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
-    /// Subscription id to send to
+    /// Subscription id to send to [default: the only one, when the config has one]
     #[arg(long, value_name = "ID", value_parser = subscription_id)]
-    pub subscription: String,
+    pub subscription: Option<String>,
     /// Show the exact request instead of sending it
     #[arg(long)]
     pub print: bool,
