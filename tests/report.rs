@@ -216,7 +216,7 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
     // Dead-letters: every one with its hint and a shell-quoted replay command.
     let dead = section(dom, "id=\"dead\"", "</table>");
     assert_eq!(dead.matches("<tr data-delivery-id=").count(), 6);
-    assert!(dead.contains("check secret_env SECRET_BAD"), "{dead}");
+    assert!(dead.contains("check the signing secret in SECRET_BAD"), "{dead}");
     assert!(dead.contains(&format!("spec-notify replay {SPEC} --delivery-id ")));
     assert!(dead.contains(&format!("spec-notify replay {HOSTILE_SPEC} --delivery-id ")));
     let failures = section(dom, "id=\"failures\"", "</table>");

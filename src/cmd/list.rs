@@ -367,6 +367,8 @@ fn held<'a>(state: State, meta: &Meta, holds: &'a Holds) -> Option<&'a str> {
 /// ended where it did.
 fn detail(state: State, meta: &Meta, hold: Option<&str>, now: u64) -> String {
     let last = match (meta.last_status, meta.last_error.as_deref()) {
+        // The error of an HTTP answer is its status: said once.
+        (Some(status), Some(error)) if error == format!("HTTP {status}") => Some(error.to_string()),
         (Some(status), Some(error)) => Some(format!("HTTP {status}: {error}")),
         (Some(status), None) => Some(format!("HTTP {status}")),
         (None, Some(error)) => Some(error.to_string()),
@@ -452,6 +454,13 @@ mod tests {
         );
         meta.dead_reason = Some("exhausted".into());
         assert_eq!(detail(State::Dead, &meta, None, 0), "exhausted: HTTP 503");
+        meta.last_error = Some("HTTP 503".into());
+        assert_eq!(
+            detail(State::Dead, &meta, None, 0),
+            "exhausted: HTTP 503",
+            "the status is said once"
+        );
+        meta.last_error = None;
         meta.hint =
             Some("check the receiver, then run `spec-notify replay S --delivery-id x`".into());
         assert_eq!(
