@@ -384,6 +384,8 @@ fn detail(state: State, meta: &Meta, hold: Option<&str>, now: u64) -> String {
                 format!("next in {}", clock::age(meta.next_attempt_at_ms, now))
             };
             match last {
+                // The pause the endpoint asked for is the hold itself.
+                Some(last) if hold.is_some() && last.ends_with("subscription paused") => when,
                 Some(last) => format!("{when} (last: {last})"),
                 None => when,
             }
@@ -460,6 +462,13 @@ mod tests {
             "exhausted: HTTP 503",
             "the status is said once"
         );
+        meta.last_status = Some(410);
+        meta.last_error = Some("endpoint answered 410 Gone: subscription paused".into());
+        assert_eq!(
+            detail(State::Pending, &meta, Some("held: paused (x)"), 0),
+            "held: paused (x)"
+        );
+        meta.last_status = Some(503);
         meta.last_error = None;
         meta.hint =
             Some("check the receiver, then run `spec-notify replay S --delivery-id x`".into());
