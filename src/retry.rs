@@ -103,7 +103,10 @@ pub fn dead_hint(
     // The dead line already shows the status or the error (`rejected: HTTP
     // 401`): the hint says what to do, not what happened again.
     match answer.status() {
-        Some(401 | 403) => format!("{}, {replay}", credentials_hint(sub)),
+        Some(401 | 403) => format!(
+            "the receiver refused the credentials: {}, {replay}",
+            credentials_hint(sub)
+        ),
         Some(404 | 410) => format!(
             "the URL no longer takes deliveries: fix `url` of subscription {}, {replay}",
             sub.id
