@@ -463,7 +463,9 @@ mod tests {
         s.secret_env = Some("HOOK_SECRET".into());
         let h = dead_hint(&answered(401, ""), 1, &s, "S", "d");
         assert!(
-            h.starts_with("check the signing secret in HOOK_SECRET (secret_env)"),
+            h.starts_with(
+                "the receiver refused the credentials: check the signing secret in HOOK_SECRET (secret_env)"
+            ),
             "{h}"
         );
         s.headers.push(crate::config::ExtraHeader {
@@ -473,7 +475,7 @@ mod tests {
         let h = dead_hint(&answered(401, ""), 1, &s, "S", "d");
         assert!(
             h.starts_with(
-                "check the Authorization header's token in API_TOKEN (headers) for subscription"
+                "the receiver refused the credentials: check the Authorization header's token in API_TOKEN (headers)"
             ),
             "{h}"
         );
