@@ -116,9 +116,9 @@ Examples:
     #[command(after_help = "Example:\n  spec-notify status SPEC-KIT-065 --json")]
     Status(StatusArgs),
 
-    /// Export the attempt log (all rotated files, oldest first)
+    /// Export the attempt log (all rotated files, oldest first) of one SPEC or every SPEC
     #[command(
-        after_help = "Example:\n  spec-notify history SPEC-KIT-065 --since 1d --format csv > attempts.csv"
+        after_help = "Examples:\n  spec-notify history SPEC-KIT-065 --since 1d --format csv > attempts.csv\n  spec-notify history --since 2h       # every SPEC"
     )]
     History(HistoryArgs),
 
@@ -335,9 +335,9 @@ pub struct TestArgs {
     /// SPEC the sample event is for
     #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
-    /// Subscription id to send to
+    /// Subscription id to send to [default: the only one, when the config has one]
     #[arg(long, value_name = "ID", value_parser = subscription_id)]
-    pub subscription: String,
+    pub subscription: Option<String>,
     /// Show the exact request instead of sending it
     #[arg(long)]
     pub print: bool,
@@ -488,8 +488,9 @@ pub enum HistoryFormat {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// SPEC whose attempts to show [default: every SPEC, with a SPEC column]
     #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
-    pub spec: String,
+    pub spec: Option<String>,
     #[arg(long, value_name = "ID", value_parser = subscription_id)]
     pub subscription: Option<String>,
     /// Attempts at or after TIME (RFC 3339, or a duration ago like 2h)

@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::{self, Write};
 
+use unicode_width::UnicodeWidthStr;
+
 /// How serious a diagnostic line on stderr is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -134,14 +136,30 @@ pub fn latency_text(ms: Option<u64>) -> String {
     }
 }
 
-/// Writes rows as left-aligned columns under a header. Each cell is shown
-/// as [`one_line`]: cells hold text from outside.
+/// How many terminal columns `text` takes: a CJK character or an emoji
+/// two, a combining mark none.
+pub fn display_width(text: &str) -> usize {
+    text.width()
+}
+
+/// `text` padded with spaces to `width` terminal columns.
+fn pad_to(text: &str, width: usize) -> String {
+    let mut out = text.to_string();
+    out.extend(std::iter::repeat_n(
+        ' ',
+        width.saturating_sub(display_width(text)),
+    ));
+    out
+}
+
+/// Writes rows as left-aligned columns under a header, aligned by display
+/// width. Each cell is shown as [`one_line`]: cells hold text from outside.
 pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
     let rows = &one_line_cells(rows);
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| display_width(h)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(display_width(cell));
         }
     }
     let line = |cells: Vec<&str>| {
@@ -153,7 +171,7 @@ pub fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> io:
                 if i == last {
                     c.to_string()
                 } else {
-                    format!("{c:<w$}", w = widths[i])
+                    pad_to(c, widths[i])
                 }
             })
             .collect::<Vec<_>>()
@@ -202,10 +220,10 @@ pub fn table_wrapped(
 ) -> io::Result<()> {
     let rows = &one_line_cells(rows);
     let last = header.len().saturating_sub(1);
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| display_width(h)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row).take(last) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(display_width(cell));
         }
     }
     let indent: usize = widths[..last].iter().map(|w| w + 2).sum();
@@ -220,7 +238,8 @@ pub fn table_wrapped(
     let line = |out: &mut dyn Write, cells: &[&str]| -> io::Result<()> {
         let mut start = String::new();
         for (i, cell) in cells.iter().enumerate().take(last) {
-            start.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            start.push_str(&pad_to(cell, widths[i]));
+            start.push_str("  ");
         }
         let text = cells.get(last).copied().unwrap_or("");
         let lines = textwrap::wrap(text, &options);
@@ -437,6 +456,33 @@ mod tests {
         assert_eq!(super::latency_text(Some(999)), "999ms");
         assert_eq!(super::latency_text(Some(1500)), "1.5s");
         assert_eq!(super::latency_text(None), "-");
+    }
+
+    #[test]
+    fn wide_characters_keep_columns_aligned() {
+        let rows = vec![
+            vec!["SPEC-日本語".to_string(), "x".to_string(), "1".to_string()],
+            vec!["SPEC-🚀".to_string(), "y".to_string(), "2".to_string()],
+            vec!["SPEC-A".to_string(), "z".to_string(), "3".to_string()],
+        ];
+        for wrapped in [false, true] {
+            let mut out = Vec::new();
+            match wrapped {
+                false => super::table(&mut out, &["SPEC", "V", "N"], &rows).unwrap(),
+                true => super::table_wrapped(&mut out, &["SPEC", "V", "N"], &rows, 80).unwrap(),
+            }
+            let text = String::from_utf8(out).unwrap();
+            // Each row's second column starts at the same terminal column.
+            let starts: Vec<usize> = text
+                .lines()
+                .map(|l| {
+                    let (i, _) = l.char_indices().find(|(_, c)| "Vxyz".contains(*c)).unwrap();
+                    super::display_width(&l[..i])
+                })
+                .collect();
+            assert!(starts.windows(2).all(|w| w[0] == w[1]), "{text}");
+            assert!(text.contains("SPEC-日本語  x"), "{text}");
+        }
     }
 
     #[test]

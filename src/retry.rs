@@ -100,40 +100,64 @@ pub fn dead_hint(
     if let Some(hint) = chat_hint(answer, sub, &replay) {
         return hint;
     }
-    let secret = sub.secret_env.as_deref().unwrap_or("(none)");
-    let signing = match (&sub.signing_key_env, &sub.secret_env) {
-        (None, _) => format!(
-            "check secret_env {secret} for subscription {} and the receiver's copy of the secret",
-            sub.id
-        ),
-        (Some(key), also) => format!(
-            "check signing_key_env {key}{} for subscription {} and that the receiver trusts its public key (`spec-notify keys public --key-env {key}` prints it)",
-            also.as_ref()
-                .map(|s| format!(" and secret_env {s}"))
-                .unwrap_or_default(),
-            sub.id
-        ),
-    };
+    // The dead line already shows the status or the error (`rejected: HTTP
+    // 401`): the hint says what to do, not what happened again.
     match answer.status() {
-        Some(code @ (401 | 403)) => format!("endpoint answered {code}: {signing}, {replay}"),
-        Some(code @ (404 | 410)) => format!(
-            "endpoint answered {code}: the URL no longer takes deliveries; fix `url` of subscription {}, {replay}",
+        Some(401 | 403) => format!(
+            "the receiver refused the credentials: {}, {replay}",
+            credentials_hint(sub)
+        ),
+        Some(404 | 410) => format!(
+            "the URL no longer takes deliveries: fix `url` of subscription {}, {replay}",
             sub.id
         ),
-        Some(code @ 300..=399) => format!(
-            "endpoint redirected ({code}) and redirects are never followed: set `url` of subscription {} to the final address, {replay}",
+        Some(300..=399) => format!(
+            "redirects are never followed: set `url` of subscription {} to the final address, {replay}",
             sub.id
         ),
-        Some(code @ 400..=499) => format!(
-            "endpoint rejected the payload ({code}): see the response in the evidence log and the receiver's logs, {replay}"
+        Some(400..=499) => format!(
+            "the receiver refused the payload: see its answer in the evidence log and the receiver's logs, {replay}"
         ),
-        Some(code) => format!(
-            "endpoint kept failing ({code}) for {attempts} attempts: check the receiver's health, {replay}"
+        Some(_) => format!(
+            "it kept failing for {attempts} attempts: check the receiver's health, {replay}"
         ),
         None => format!(
-            "endpoint unreachable for {attempts} attempts ({}): check that the host is up and reachable, {replay}",
-            answer.error().unwrap_or("no response")
+            "unreachable for {attempts} attempts: check that the host is up and reachable, {replay}"
         ),
+    }
+}
+
+/// What a 401 or 403 asks to check: the `Authorization` header's variable
+/// when the subscription sends one (the receiver checks that first), and
+/// the signing secret.
+fn credentials_hint(sub: &Subscription) -> String {
+    let secret = match (&sub.signing_key_env, sub.secret_env.as_deref()) {
+        (Some(key), also) => format!(
+            "the signing key in {key} (signing_key_env{}) and that the receiver trusts its public key (`spec-notify keys public --key-env {key}` prints it)",
+            also.map(|s| format!("; and secret_env {s}"))
+                .unwrap_or_default()
+        ),
+        (None, Some(var)) => {
+            format!("the signing secret in {var} (secret_env) and the receiver's copy of it")
+        }
+        (None, None) => {
+            "whether the receiver expects a signature (the subscription has no secret_env)".into()
+        }
+    };
+    let auth = sub
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"));
+    match auth.map(|h| &h.value) {
+        Some(crate::config::HeaderValue::Env(var)) => format!(
+            "check the Authorization header's token in {var} (headers) for subscription {}, then {secret}",
+            sub.id
+        ),
+        Some(_) => format!(
+            "check the Authorization header (headers) of subscription {}, then {secret}",
+            sub.id
+        ),
+        None => format!("check {secret} for subscription {}", sub.id),
     }
 }
 
@@ -431,6 +455,49 @@ mod tests {
         assert!(h.starts_with("Teams rejected the message (400)"), "{h}");
         // Not a chat platform at all: the generic hints.
         let h = hint("json", "https://example.com/h", answered(403, "forbidden"));
-        assert!(h.contains("check secret_env"), "{h}");
+        assert!(
+            h.contains("check whether the receiver expects a signature"),
+            "{h}"
+        );
+        assert!(!h.contains("403"), "the dead line says the status: {h}");
+    }
+
+    #[test]
+    fn a_401_hint_points_at_the_authorization_header_first() {
+        let mut s = sub("json", "https://example.com/h");
+        s.secret_env = Some("HOOK_SECRET".into());
+        let h = dead_hint(&answered(401, ""), 1, &s, "S", "d");
+        assert!(
+            h.starts_with(
+                "the receiver refused the credentials: check the signing secret in HOOK_SECRET (secret_env)"
+            ),
+            "{h}"
+        );
+        s.headers.push(crate::config::ExtraHeader {
+            name: "Authorization".into(),
+            value: crate::config::HeaderValue::Env("API_TOKEN".into()),
+        });
+        let h = dead_hint(&answered(401, ""), 1, &s, "S", "d");
+        assert!(
+            h.starts_with(
+                "the receiver refused the credentials: check the Authorization header's token in API_TOKEN (headers)"
+            ),
+            "{h}"
+        );
+        assert!(h.contains("HOOK_SECRET"), "{h}");
+        let h = dead_hint(
+            &Answer::Failed {
+                error: "connection error: refused".into(),
+            },
+            3,
+            &s,
+            "S",
+            "d",
+        );
+        assert!(h.starts_with("unreachable for 3 attempts: check"), "{h}");
+        assert!(
+            !h.contains("refused"),
+            "the error is said once, in the dead line: {h}"
+        );
     }
 }

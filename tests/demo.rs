@@ -22,6 +22,10 @@ fn demo_runs_the_whole_product_and_cleans_up() {
         "{stdout}"
     );
     assert!(
+        stdout.contains("--task-title 'Webhook notifications'"),
+        "a command line a reader can paste: {stdout}"
+    );
+    assert!(
         stdout.contains("-- 9 jobs: 9 delivered"),
         "list ran: {stdout}"
     );

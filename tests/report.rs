@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
 use spec_notify::evidence::Outcome;
 
 use crate::list::{attempt, write_log};
@@ -216,7 +217,10 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
     // Dead-letters: every one with its hint and a shell-quoted replay command.
     let dead = section(dom, "id=\"dead\"", "</table>");
     assert_eq!(dead.matches("<tr data-delivery-id=").count(), 6);
-    assert!(dead.contains("check secret_env SECRET_BAD"), "{dead}");
+    assert!(
+        dead.contains("check the signing secret in SECRET_BAD"),
+        "{dead}"
+    );
     assert!(dead.contains(&format!("spec-notify replay {SPEC} --delivery-id ")));
     assert!(dead.contains(&format!("spec-notify replay {HOSTILE_SPEC} --delivery-id ")));
     let failures = section(dom, "id=\"failures\"", "</table>");
@@ -235,6 +239,94 @@ fn the_report_opens_in_chromium_with_the_numbers_escaped_and_no_console_error() 
             "console errors at {name} width:\n{}",
             shot.stderr
         );
+    }
+}
+
+/// What the page looks like `width` CSS pixels wide, measured in Chromium
+/// by a script added to a copy of it (the report itself runs none, and its
+/// CSP forbids one): the document's scroll width, the axis labels drawn
+/// outside their chart (so clipped), how a subscriptions row is displayed,
+/// and (to explain a failure) the elements that stick out on the right.
+/// The copy is the `srcdoc` of an iframe that wide: headless Chromium makes
+/// no window narrower than 500 px.
+fn layout(chromium: &Chromium, page: &Path, width: u32) -> Value {
+    let html = std::fs::read_to_string(page).unwrap();
+    let csp = html
+        .find("<meta http-equiv=\"Content-Security-Policy\"")
+        .unwrap();
+    let csp_end = csp + html[csp..].find('>').unwrap() + 1;
+    let probe = r##"<script>
+(() => {
+  const out = { width: innerWidth, scrollWidth: document.documentElement.scrollWidth, clipped: [], wide: [] };
+  for (const t of document.querySelectorAll("svg text")) {
+    const r = t.getBoundingClientRect(), s = t.closest("svg").getBoundingClientRect();
+    if (r.left < s.left - 0.5 || r.right > s.right + 0.5 || r.top < s.top - 0.5 || r.bottom > s.bottom + 0.5)
+      out.clipped.push(t.textContent);
+  }
+  for (const e of document.querySelectorAll("body *:not(thead, thead *)")) {
+    if (e.getBoundingClientRect().right > innerWidth + 0.5) out.wide.push(e.tagName + (e.id ? "#" + e.id : ""));
+  }
+  out.row = getComputedStyle(document.querySelector("#subscriptions tbody tr")).display;
+  parent.document.body.setAttribute("data-layout", JSON.stringify(out));
+})();
+</script></body>"##;
+    let probed = format!("{}{}", &html[..csp], &html[csp_end..]).replace("</body>", probe);
+    let attribute = probed.replace('&', "&amp;").replace('"', "&quot;");
+    let frame = format!(
+        "<!DOCTYPE html><html><body style=\"margin:0\"><iframe style=\"width:{width}px;height:3000px;border:0\" srcdoc=\"{attribute}\"></iframe></body></html>"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("probed.html");
+    std::fs::write(&copy, frame).unwrap();
+    let window = format!("--window-size={},3100", width.max(500) + 40);
+    let run = chromium.run(&copy, &["--dump-dom", &window]).expect(0);
+    let marker = "data-layout=\"";
+    let at = run.stdout.find(marker).expect("the probe ran") + marker.len();
+    let raw = &run.stdout[at..at + run.stdout[at..].find('"').unwrap()];
+    serde_json::from_str(&raw.replace("&quot;", "\"").replace("&amp;", "&")).unwrap()
+}
+
+#[test]
+fn on_a_phone_subscriptions_are_cards_nothing_overflows_and_axis_labels_are_whole() {
+    let Some(chromium) = Chromium::find() else {
+        return;
+    };
+    let env = fixture();
+    // p95 up to 900 ms: the latency axis is labelled `0ms`, `500ms`, `1.0s`.
+    let now = spec_notify::clock::now_ms();
+    let slow: Vec<_> = [200, 400, 700, 900, 850, 600]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            let at = now - 60_000 * (6 - i as u64);
+            attempt(SPEC, "flaky", at, Outcome::Delivered, Some(200), Some(ms))
+        })
+        .collect();
+    write_log(&env, SPEC, "attempts.jsonl", &slow);
+    let page = env.path().join("health.html");
+    env.run(&["report", "--output", page.to_str().unwrap()])
+        .expect(0);
+    let keep = keep_dir();
+    for (name, width, cards) in [
+        ("phone-390", 390, "block"),
+        ("desktop-1280", 1280, "table-row"),
+    ] {
+        let seen = layout(&chromium, &page, width);
+        assert_eq!(seen["width"], width, "{seen}");
+        assert!(
+            seen["scrollWidth"].as_u64().unwrap() <= u64::from(width),
+            "{name}: the page scrolls sideways: {seen}"
+        );
+        assert_eq!(
+            seen["clipped"],
+            serde_json::json!([]),
+            "{name}: clipped axis labels: {seen}"
+        );
+        assert_eq!(
+            seen["row"], cards,
+            "{name}: subscriptions as cards under 600 px: {seen}"
+        );
+        chromium.screenshot(&page, &keep.join(format!("{name}.png")), width, 3000);
     }
 }
 

@@ -465,3 +465,69 @@ fn check_probe_reports_live_and_dead_endpoints() {
         .collect();
     assert_eq!(results, [("live", "reachable"), ("dead", "unreachable")]);
 }
+
+#[test]
+fn check_probe_reports_the_status_and_a_404_or_410_is_a_problem() {
+    let missing = Receiver::start();
+    missing.set_default(Reply::Status(404));
+    let gone = Receiver::start();
+    gone.set_default(Reply::Status(410));
+    let live = Receiver::start();
+    live.set_default(Reply::Status(405));
+    let env = Env::new(&config_with(&format!(
+        "{}{}{}",
+        subscription("missing", &missing.url("/hook"), ""),
+        subscription("gone", &gone.url("/hook"), ""),
+        subscription("live", &live.url("/hook"), ""),
+    )))
+    .env("SECRET_MISSING", "a")
+    .env("SECRET_GONE", "b")
+    .env("SECRET_LIVE", "c");
+    let run = env.run(&["check", "--probe"]).expect(1);
+    let row = |id: &str| {
+        run.lines()
+            .into_iter()
+            .skip_while(|l| !l.starts_with("probes ("))
+            .find(|r| r.trim_start().starts_with(&format!("{id} ")))
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        row("missing").contains("NOT FOUND: HTTP 404"),
+        "{}",
+        run.stdout
+    );
+    assert!(row("gone").contains("GONE: HTTP 410"), "{}", run.stdout);
+    assert!(
+        row("live").contains("reachable: HTTP 405"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("2 endpoint(s) answered 404 or 410"),
+        "{}",
+        run.stderr
+    );
+    let json: Value =
+        serde_json::from_str(&env.run(&["check", "--probe", "--json"]).expect(1).stdout).unwrap();
+    let results: Vec<(&str, &str, u64)> = json["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap(),
+                p["result"].as_str().unwrap(),
+                p["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("missing", "missing", 404),
+            ("gone", "missing", 410),
+            ("live", "reachable", 405)
+        ]
+    );
+}

@@ -75,3 +75,28 @@ fn print_shows_the_exact_request_without_sending_or_the_secret() {
     // `test` has exited: a request it sent was recorded before it was answered.
     assert!(rx.requests().is_empty(), "--print sends nothing");
 }
+
+#[test]
+fn the_only_subscription_needs_no_flag_and_several_are_named() {
+    let rx = Receiver::start();
+    let env = env_for(&rx);
+    let run = env.run(&["test", "SPEC-KIT-065"]).expect(0);
+    assert!(run.stdout.contains("answered HTTP 204"), "{}", run.stdout);
+    assert_eq!(rx.requests_to("/hook").len(), 1);
+
+    let env = Env::new(&config_with(&format!(
+        "{}{}",
+        subscription("hook", &rx.url("/hook"), ""),
+        subscription("other", &rx.url("/other"), "")
+    )))
+    .env("SECRET_HOOK", SECRET)
+    .env("SECRET_OTHER", SECRET);
+    let run = env.run(&["test", "SPEC-KIT-065"]).expect(2);
+    assert!(
+        run.stderr
+            .contains("has 2 subscriptions: name one with --subscription (hook, other)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(rx.requests().len(), 1, "nothing more sent");
+}

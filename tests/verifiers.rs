@@ -590,10 +590,10 @@ fn teams_cards_parse_with_the_adaptivecards_library() {
     // The library does reject what it cannot parse.
     let broken = String::from_utf8(bodies[0].clone())
         .unwrap()
-        .replace("\"FactSet\"", "\"FactList\"");
+        .replace("\"RichTextBlock\"", "\"RichTextBlob\"");
     let verdict = &parse_cards(&[broken.into_bytes()])[0];
     assert!(
-        verdict.starts_with("rejected: parse: Unknown element type \"FactList\""),
+        verdict.starts_with("rejected: parse: Unknown element type \"RichTextBlob\""),
         "{verdict}"
     );
 }

@@ -4,7 +4,8 @@
 //! receivers need); warn about what is valid but likely wrong (a rotation left on, a
 //! chat webhook sent the wrong format). `--spec` shows the subscriptions in
 //! effect for one SPEC; `--probe` reaches every URL once (HEAD, no body, no
-//! secret, 3 s) and exits 1 if one does not answer. Without `--probe` it
+//! secret, 3 s), reports the HTTP status each answered, and exits 1 if one
+//! does not answer or answers 404 or 410 (nothing there). Without `--probe` it
 //! never touches the network.
 
 use std::io::Write;
@@ -72,15 +73,22 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
             print_probes(probes)?;
         }
     }
-    let unreachable = probes
-        .iter()
-        .flatten()
-        .filter(|p| matches!(p.result, ProbeResult::Failed(_)))
-        .count();
+    let count = |pick: fn(&ProbeResult) -> bool| {
+        probes.iter().flatten().filter(|p| pick(&p.result)).count()
+    };
+    let unreachable = count(|r| matches!(r, ProbeResult::Failed(_)));
+    let missing = count(|r| matches!(r, ProbeResult::Missing(..)));
     if unreachable > 0 {
         output::warn(format_args!(
             "{unreachable} endpoint(s) did not answer the probe (see above); their jobs will wait and retry"
         ));
+    }
+    if missing > 0 {
+        output::warn(format_args!(
+            "{missing} endpoint(s) answered 404 or 410 (see above): deliveries there would go dead; fix the URL"
+        ));
+    }
+    if unreachable + missing > 0 {
         return Ok(ExitCode::Failure);
     }
     Ok(ExitCode::Success)
@@ -480,6 +488,8 @@ struct Probe {
 enum ProbeResult {
     /// Something answered: status and milliseconds.
     Answered(u16, u128),
+    /// The server answered that nothing is there: 404 or 410, and milliseconds.
+    Missing(u16, u128),
     Failed(String),
     Skipped(String),
 }
@@ -488,6 +498,7 @@ impl Probe {
     fn json(&self) -> Value {
         let (state, status, detail) = match &self.result {
             ProbeResult::Answered(status, ms) => ("reachable", Some(*status), format!("{ms} ms")),
+            ProbeResult::Missing(status, ms) => ("missing", Some(*status), format!("{ms} ms")),
             ProbeResult::Failed(e) => ("unreachable", None, e.clone()),
             ProbeResult::Skipped(why) => ("skipped", None, why.clone()),
         };
@@ -525,6 +536,13 @@ fn probe_one(sub: &Subscription) -> ProbeResult {
     }
     let agent = deliver::agent_for(sub, 1);
     match deliver::probe(&agent, &sub.url, PROBE_TIMEOUT) {
+        (
+            Answer::Response {
+                status: status @ (404 | 410),
+                ..
+            },
+            took,
+        ) => ProbeResult::Missing(status, took.as_millis()),
         (Answer::Response { status, .. }, took) => ProbeResult::Answered(status, took.as_millis()),
         (answer, _) => ProbeResult::Failed(answer.describe()),
     }
@@ -546,6 +564,13 @@ fn print_probes(probes: &[Probe]) -> Result<()> {
             };
             let result = match &p.result {
                 ProbeResult::Answered(status, ms) => format!("reachable: HTTP {status} in {ms} ms"),
+                ProbeResult::Missing(404, ms) => format!(
+                    "NOT FOUND: HTTP 404 in {ms} ms — no endpoint at this URL (check the path; \
+                     one that routes only POST may answer HEAD so: try `spec-notify test`)"
+                ),
+                ProbeResult::Missing(status, ms) => {
+                    format!("GONE: HTTP {status} in {ms} ms — the endpoint says it was removed")
+                }
                 ProbeResult::Failed(e) => format!("UNREACHABLE: {}", output::one_line(e)),
                 ProbeResult::Skipped(why) => format!("not probed: {why}"),
             };

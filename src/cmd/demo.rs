@@ -188,7 +188,7 @@ impl Demo {
     fn run(&self, args: &[&str]) -> Result<()> {
         println!(
             "{}",
-            paint(&format!("$ spec-notify {}", args.join(" ")), "1")
+            paint(&format!("$ spec-notify {}", shell_line(args)), "1")
         );
         let status = self
             .command(args)?
@@ -204,7 +204,7 @@ impl Demo {
     fn run_quiet(&self, args: &[&str]) -> Result<()> {
         println!(
             "{}",
-            paint(&format!("$ spec-notify {}", args.join(" ")), "1")
+            paint(&format!("$ spec-notify {}", shell_line(args)), "1")
         );
         let output = self
             .command(args)?
@@ -221,6 +221,24 @@ impl Demo {
     }
 }
 
+/// The arguments as a shell line a reader can paste: each quoted when it
+/// needs to be (`--task-title 'Webhook notifications'`).
+fn shell_line(args: &[&str]) -> String {
+    shlex::try_join(args.iter().copied()).unwrap_or_else(|_| args.join(" "))
+}
+
 fn section(title: &str) {
     println!("\n{}", paint(&format!("== {title}"), "36"));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_lines_quote_what_the_shell_would_split() {
+        assert_eq!(
+            super::shell_line(&["emit", "--task-title", "Webhook notifications"]),
+            "emit --task-title 'Webhook notifications'"
+        );
+        assert_eq!(super::shell_line(&["list", "SPEC-1"]), "list SPEC-1");
+    }
 }

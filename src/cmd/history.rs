@@ -1,10 +1,13 @@
-//! `spec-notify history`: a SPEC's attempt log — every rotated file, oldest
-//! first — as a table for people (the default on a terminal), JSON Lines
-//! (the records as written; the default in a pipe) or CSV with a header row
-//! for audits and spreadsheets (cells guarded against formula injection).
-//! Lines that do not parse are skipped with a warning on stderr. With
-//! `--source nats` the records come from the evidence stream (every
-//! worker's attempts).
+//! `spec-notify history [SPEC]`: the attempt log of a SPEC, or of every
+//! SPEC (a SPEC column, records merged oldest first) — every rotated file,
+//! oldest first — as a table for people (the default on a terminal), JSON
+//! Lines (the records as written; the default in a pipe) or CSV with a
+//! header row for audits and spreadsheets (cells guarded against formula
+//! injection). Lines that do not parse are skipped with a warning on
+//! stderr. A well-formed SPEC with no records yet shows nothing and exits
+//! 0, naming the known SPECs on stderr (as `list` does). With `--source
+//! nats` the records come from the evidence stream (every worker's
+//! attempts).
 
 use std::io::{self, BufWriter, Write};
 
@@ -42,14 +45,28 @@ pub const CSV_HEADER: [&str; 15] = [
 pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
     let store = super::open_store(ctx, &config, args.source, "history")?;
-    super::require_spec(&*store, &args.spec, true)?;
+    let specs = match &args.spec {
+        Some(spec) if store.unknown_spec(spec, true)?.is_some() => {
+            super::note_if_unknown_spec(&*store, spec, true)?;
+            Vec::new()
+        }
+        Some(spec) => vec![spec.clone()],
+        None => store.health()?.specs()?,
+    };
     let mut records = Vec::new();
-    let (skipped, place) = store.records(&args.spec, &mut |r| records.push(r))?;
-    if skipped > 0 {
-        output::warn(format_args!(
-            "skipped {skipped} unparseable lines in {place}"
-        ));
+    for spec in &specs {
+        let (skipped, place) = store.records(spec, &mut |r| records.push(r))?;
+        if skipped > 0 {
+            output::warn(format_args!(
+                "skipped {skipped} unparseable lines in {place}"
+            ));
+        }
     }
+    if specs.len() > 1 {
+        // Each SPEC's log is in order; together they are merged by time.
+        records.sort_by_key(|r| r.ts_ms);
+    }
+    let with_spec = args.spec.is_none();
     let wanted = records.iter().filter(|r| {
         args.subscription
             .as_deref()
@@ -66,11 +83,23 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
     let mut out = BufWriter::new(io::stdout().lock());
     match format {
         HistoryFormat::Table => {
-            let rows: Vec<Vec<String>> = wanted.map(table_row).collect();
+            let rows: Vec<Vec<String>> = wanted
+                .map(|r| {
+                    let mut row = table_row(r);
+                    if with_spec {
+                        row.insert(1, output::one_line(&r.spec));
+                    }
+                    row
+                })
+                .collect();
+            let mut header = TABLE_HEADER.to_vec();
+            if with_spec {
+                header.insert(1, "SPEC");
+            }
             if rows.is_empty() {
                 writeln!(out, "no attempts")?;
             } else {
-                output::table_wrapped(&mut out, &TABLE_HEADER, &rows, output::terminal_width())?;
+                output::table_wrapped(&mut out, &header, &rows, output::terminal_width())?;
                 writeln!(out, "-- {} record(s)", rows.len())?;
             }
         }

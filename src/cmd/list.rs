@@ -7,20 +7,28 @@
 //! no spool folder yet lists nothing and exits 0. Filters answer "what
 //! happened to my request": `--event`, `--idempotency-key`,
 //! `--correlation-id`. A per-call job (`emit --url`) shows its redacted URL
-//! in JSON and says when it goes unsigned.
+//! in JSON and says when it goes unsigned. A pending job whose subscription
+//! is paused or whose circuit is open says it is held and until when, not
+//! "due now".
 
+use std::collections::HashMap;
 use std::io::{self, BufWriter, Write};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::Ctx;
+use crate::circuit::Circuit;
 use crate::cli::{ListArgs, StateFilter};
 use crate::clock;
 use crate::exit::ExitCode;
 use crate::output;
 use crate::spool::{Meta, State};
-use crate::store::Listed;
+use crate::store::{Listed, Store};
+
+/// Why a subscription's pending jobs wait whatever their due time says:
+/// subscription id → `held: paused (…)`.
+type Holds = HashMap<String, String>;
 
 /// Longest "next attempt / last error" cell in the table (it wraps over
 /// several lines up to this); JSON has it all.
@@ -55,16 +63,64 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
             Listed::Quarantined { .. } => true,
         })
         .collect();
-    print(&items, args)
+    let now = clock::now_ms();
+    let holds = holds(&*store, &items, now);
+    print(&items, &holds, args, now)
 }
 
-fn print(items: &[Listed], args: &ListArgs) -> Result<ExitCode> {
-    let now = clock::now_ms();
+/// The holds of the subscriptions with pending jobs among `items`. A
+/// circuit that cannot be read holds nothing here (`status` reports it).
+fn holds(store: &dyn Store, items: &[Listed], now: u64) -> Holds {
+    let mut holds = Holds::new();
+    let Ok(health) = store.health() else {
+        return holds;
+    };
+    for item in items {
+        if let Listed::Job {
+            state: State::Pending,
+            meta,
+            ..
+        } = item
+            && !holds.contains_key(&meta.subscription)
+            && let Some(hold) = health
+                .circuit(&meta.subscription)
+                .ok()
+                .and_then(|c| hold(&c, now))
+        {
+            holds.insert(meta.subscription.clone(), hold);
+        }
+    }
+    holds
+}
+
+/// `held: paused (reason)`, `held: circuit open, next probe at …`; `None`
+/// when the circuit lets jobs go.
+fn hold(circuit: &Circuit, now: u64) -> Option<String> {
+    if let Some(pause) = &circuit.paused {
+        return Some(format!(
+            "held: paused ({}; `spec-notify resume` sends again)",
+            pause.reason
+        ));
+    }
+    if !circuit.is_open() {
+        return None;
+    }
+    Some(match circuit.next_probe_at_ms {
+        Some(at) if at > now => format!(
+            "held: circuit open, next probe at {} (in {})",
+            clock::rfc3339(at),
+            clock::age(at, now)
+        ),
+        _ => "held: circuit open, probe due now".to_string(),
+    })
+}
+
+fn print(items: &[Listed], holds: &Holds, args: &ListArgs, now: u64) -> Result<ExitCode> {
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
-        write_json(&mut out, items)?;
+        write_json(&mut out, items, holds)?;
     } else {
-        write_table(&mut out, items, now, args.spec.is_none())?;
+        write_table(&mut out, items, holds, now, args.spec.is_none())?;
     }
     out.flush().context("failed to write to stdout")?;
     Ok(ExitCode::Success)
@@ -136,13 +192,16 @@ struct JsonItem<'a> {
     /// For `emit --url` jobs only.
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<JsonTarget<'a>>,
+    /// Why a pending job waits past its due time (pause, open circuit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    held: Option<&'a str>,
     replays: u32,
     file: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
 }
 
-fn json_item(item: &Listed) -> JsonItem<'_> {
+fn json_item<'a>(item: &'a Listed, holds: &'a Holds) -> JsonItem<'a> {
     match item {
         Listed::Job { state, name, meta } => {
             let waiting = matches!(state, State::Pending | State::Active);
@@ -175,6 +234,7 @@ fn json_item(item: &Listed) -> JsonItem<'_> {
                     format: t.format.as_deref(),
                     allow_private_networks: t.allow_private_networks,
                 }),
+                held: held(*state, meta, holds),
                 replays: meta.replays,
                 file: name,
                 reason: None,
@@ -201,6 +261,7 @@ fn json_item(item: &Listed) -> JsonItem<'_> {
                 idempotency_key: None,
                 correlation_id: None,
                 target: None,
+                held: None,
                 replays: 0,
                 file,
                 reason: Some(reason),
@@ -210,21 +271,27 @@ fn json_item(item: &Listed) -> JsonItem<'_> {
 }
 
 /// One JSON array, one object per line: valid JSON that `grep` and `head` still read.
-fn write_json(out: &mut impl Write, items: &[Listed]) -> Result<()> {
+fn write_json(out: &mut impl Write, items: &[Listed], holds: &Holds) -> Result<()> {
     if items.is_empty() {
         writeln!(out, "[]")?;
         return Ok(());
     }
     out.write_all(b"[\n")?;
     for (i, item) in items.iter().enumerate() {
-        serde_json::to_writer(&mut *out, &json_item(item))?;
+        serde_json::to_writer(&mut *out, &json_item(item, holds))?;
         out.write_all(if i + 1 < items.len() { b",\n" } else { b"\n" })?;
     }
     out.write_all(b"]\n")?;
     Ok(())
 }
 
-fn write_table(out: &mut impl Write, items: &[Listed], now: u64, with_spec: bool) -> Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    items: &[Listed],
+    holds: &Holds,
+    now: u64,
+    with_spec: bool,
+) -> Result<()> {
     if items.is_empty() {
         writeln!(out, "no jobs")?;
         return Ok(());
@@ -244,7 +311,7 @@ fn write_table(out: &mut impl Write, items: &[Listed], now: u64, with_spec: bool
     let rows: Vec<Vec<String>> = items
         .iter()
         .map(|item| {
-            let mut row = table_row(item, now);
+            let mut row = table_row(item, holds, now);
             if !with_spec {
                 row.remove(0);
             }
@@ -256,7 +323,7 @@ fn write_table(out: &mut impl Write, items: &[Listed], now: u64, with_spec: bool
     Ok(())
 }
 
-fn table_row(item: &Listed, now: u64) -> Vec<String> {
+fn table_row(item: &Listed, holds: &Holds, now: u64) -> Vec<String> {
     match item {
         Listed::Job { state, meta, .. } => vec![
             meta.spec.clone(),
@@ -266,7 +333,7 @@ fn table_row(item: &Listed, now: u64) -> Vec<String> {
             state.dir_name().to_string(),
             meta.attempts.to_string(),
             clock::age(now, meta.created_at_ms),
-            shorten(&detail(*state, meta, now)),
+            shorten(&detail(*state, meta, held(*state, meta, holds), now)),
         ],
         Listed::Quarantined { spec, file, reason } => vec![
             spec.clone(),
@@ -289,9 +356,19 @@ fn subscription_cell(meta: &Meta) -> String {
     }
 }
 
-/// When a pending job goes next, or why a finished one ended where it did.
-fn detail(state: State, meta: &Meta, now: u64) -> String {
+/// The hold of a pending job's subscription.
+fn held<'a>(state: State, meta: &Meta, holds: &'a Holds) -> Option<&'a str> {
+    (state == State::Pending)
+        .then(|| holds.get(&meta.subscription).map(String::as_str))
+        .flatten()
+}
+
+/// When a pending job goes next (or what holds it), or why a finished one
+/// ended where it did.
+fn detail(state: State, meta: &Meta, hold: Option<&str>, now: u64) -> String {
     let last = match (meta.last_status, meta.last_error.as_deref()) {
+        // The error of an HTTP answer is its status: said once.
+        (Some(status), Some(error)) if error == format!("HTTP {status}") => Some(error.to_string()),
         (Some(status), Some(error)) => Some(format!("HTTP {status}: {error}")),
         (Some(status), None) => Some(format!("HTTP {status}")),
         (None, Some(error)) => Some(error.to_string()),
@@ -299,12 +376,16 @@ fn detail(state: State, meta: &Meta, now: u64) -> String {
     };
     match state {
         State::Pending => {
-            let when = if meta.next_attempt_at_ms <= now {
+            let when = if let Some(hold) = hold {
+                hold.to_string()
+            } else if meta.next_attempt_at_ms <= now {
                 "due now".to_string()
             } else {
                 format!("next in {}", clock::age(meta.next_attempt_at_ms, now))
             };
             match last {
+                // The pause the endpoint asked for is the hold itself.
+                Some(last) if hold.is_some() && last.ends_with("subscription paused") => when,
                 Some(last) => format!("{when} (last: {last})"),
                 None => when,
             }
@@ -362,20 +443,59 @@ mod tests {
     #[test]
     fn details_say_when_or_why() {
         let mut meta = Meta::new("S", "sub", "a.b.c", "k", 1, 1_000);
-        assert_eq!(detail(State::Pending, &meta, 2_000), "due now");
+        assert_eq!(detail(State::Pending, &meta, None, 2_000), "due now");
+        assert_eq!(
+            detail(State::Pending, &meta, Some("held: paused (x)"), 2_000),
+            "held: paused (x)"
+        );
         meta.next_attempt_at_ms = 300_000;
         meta.last_status = Some(503);
         assert_eq!(
-            detail(State::Pending, &meta, 0),
+            detail(State::Pending, &meta, None, 0),
             "next in 5m (last: HTTP 503)"
         );
         meta.dead_reason = Some("exhausted".into());
-        assert_eq!(detail(State::Dead, &meta, 0), "exhausted: HTTP 503");
+        assert_eq!(detail(State::Dead, &meta, None, 0), "exhausted: HTTP 503");
+        meta.last_error = Some("HTTP 503".into());
+        assert_eq!(
+            detail(State::Dead, &meta, None, 0),
+            "exhausted: HTTP 503",
+            "the status is said once"
+        );
+        meta.last_status = Some(410);
+        meta.last_error = Some("endpoint answered 410 Gone: subscription paused".into());
+        assert_eq!(
+            detail(State::Pending, &meta, Some("held: paused (x)"), 0),
+            "held: paused (x)"
+        );
+        meta.last_status = Some(503);
+        meta.last_error = None;
         meta.hint =
             Some("check the receiver, then run `spec-notify replay S --delivery-id x`".into());
         assert_eq!(
-            detail(State::Dead, &meta, 0),
+            detail(State::Dead, &meta, None, 0),
             "exhausted: HTTP 503 — check the receiver, then run `spec-notify replay S --delivery-id x`"
+        );
+    }
+
+    #[test]
+    fn holds_name_the_pause_or_the_next_probe() {
+        let mut c = Circuit::default();
+        assert_eq!(hold(&c, 0), None);
+        c.state = crate::circuit::CircuitState::Open;
+        c.next_probe_at_ms = Some(60_000);
+        assert_eq!(
+            hold(&c, 0).unwrap(),
+            "held: circuit open, next probe at 1970-01-01T00:01:00.000Z (in 60s)"
+        );
+        assert_eq!(
+            hold(&c, 60_000).unwrap(),
+            "held: circuit open, probe due now"
+        );
+        c.pause("INC-1", "operator", 0);
+        assert_eq!(
+            hold(&c, 0).unwrap(),
+            "held: paused (INC-1; `spec-notify resume` sends again)"
         );
     }
 

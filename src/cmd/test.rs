@@ -1,9 +1,10 @@
-//! `spec-notify test SPEC --subscription ID`: send one signed sample event
+//! `spec-notify test SPEC [--subscription ID]`: send one signed sample event
 //! (type `spec-notify.test`) to a subscription right now, without the spool,
 //! in the subscription's format and report status, latency and the
 //! response; `--print` shows the exact request instead (the rendered body,
 //! extra header values redacted). The attempt is logged in the SPEC's
-//! evidence.
+//! evidence. With one subscription in the config `--subscription` may be
+//! left out.
 
 use std::io::Write;
 use std::time::Duration;
@@ -23,7 +24,7 @@ use crate::output;
 
 pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
-    let sub = find_subscription(&config, &args.subscription)?;
+    let sub = find_subscription(&config, args.subscription.as_deref())?;
     let signer = sub.signer().map_err(user_error)?;
     let now = clock::now_ms();
     let event = envelope::test_event(&args.spec);
@@ -103,9 +104,25 @@ pub fn run(ctx: &Ctx, args: &TestArgs) -> Result<ExitCode> {
     })
 }
 
-fn find_subscription<'a>(config: &'a Config, id: &str) -> Result<&'a Subscription> {
+/// The subscription `id` names; without one, the config's only one.
+fn find_subscription<'a>(config: &'a Config, id: Option<&str>) -> Result<&'a Subscription> {
+    let known: Vec<&str> = config.subscriptions.iter().map(|s| s.id.as_str()).collect();
+    let Some(id) = id else {
+        return match config.subscriptions.as_slice() {
+            [only] => Ok(only),
+            [] => Err(user_error(format!(
+                "`{}` has no subscription to test; add one (`spec-notify subscriptions add`)",
+                config.path.display()
+            ))),
+            _ => Err(user_error(format!(
+                "`{}` has {} subscriptions: name one with --subscription ({})",
+                config.path.display(),
+                known.len(),
+                known.join(", ")
+            ))),
+        };
+    };
     config.subscription(id).ok_or_else(|| {
-        let known: Vec<&str> = config.subscriptions.iter().map(|s| s.id.as_str()).collect();
         user_error(format!(
             "no subscription `{id}` in `{}`; known: {}",
             config.path.display(),

@@ -1,13 +1,19 @@
 //! Discord bodies: `content` (the summary, at most 2,000 characters) and
 //! one embed (title 256, description 4,096, fields of 256/1,024, footer
 //! 2,048, all embed text together 6,000), with `allowed_mentions` empty so
-//! an `@everyone` in a task title pings nobody.
+//! an `@everyone` in a task title pings nobody. Discord renders Markdown in
+//! the content, the embed title, description and field values (masked
+//! links `[text](url)` included), so every value there has the characters
+//! of its syntax backslash-escaped, as Discord documents: links, images,
+//! autolinks (`<…>`, and the `https:` a bare URL needs), mentions (`@`,
+//! `<@id>`, `<#id>`), custom emoji and formatting show as typed. The footer
+//! is plain text on Discord.
 
 use serde_json::{Value, json};
 
 use super::facts::{Facts, Tone};
 use super::parts::{details, footer, markdown_item};
-use super::text::{cut, lines_within, units};
+use super::text::{cut, fit, lines_within, units};
 
 pub const CONTENT_MAX: usize = 2000;
 pub const TITLE_MAX: usize = 256;
@@ -35,6 +41,29 @@ const _: () = assert!(
         && FOOTER_BUDGET <= FOOTER_MAX
 );
 
+/// Discord Markdown: a backslash before each character of its syntax.
+fn escape(c: char) -> Option<&'static str> {
+    match c {
+        '\\' => Some("\\\\"),
+        '*' => Some("\\*"),
+        '_' => Some("\\_"),
+        '~' => Some("\\~"),
+        '`' => Some("\\`"),
+        '|' => Some("\\|"),
+        '[' => Some("\\["),
+        ']' => Some("\\]"),
+        '(' => Some("\\("),
+        ')' => Some("\\)"),
+        '<' => Some("\\<"),
+        '>' => Some("\\>"),
+        '!' => Some("\\!"),
+        '@' => Some("\\@"),
+        ':' => Some("\\:"),
+        '#' => Some("\\#"),
+        _ => None,
+    }
+}
+
 fn color(tone: Tone) -> u32 {
     match tone {
         Tone::Success => 0x2EB67D,
@@ -47,10 +76,14 @@ fn color(tone: Tone) -> u32 {
 pub fn discord(f: &Facts, summary: &str) -> Value {
     let mut description = Vec::new();
     if let Some(task) = f.task_text() {
-        description.push(format!("**Task:** {}", cut(&task, 1500)));
+        description.push(format!("**Task:** {}", fit(&task, 1500, escape)));
     }
     if !f.evidence.is_empty() {
-        let lines: Vec<String> = f.evidence.iter().map(|e| markdown_item(e, 300)).collect();
+        let lines: Vec<String> = f
+            .evidence
+            .iter()
+            .map(|e| markdown_item(e, 300, escape))
+            .collect();
         let used: usize = description.iter().map(|d| units(d) + 1).sum();
         let head = "**Evidence:**\n";
         let room = DESCRIPTION_BUDGET.saturating_sub(used + units(head));
@@ -61,11 +94,11 @@ pub fn discord(f: &Facts, summary: &str) -> Value {
         .filter(|(label, _)| *label != "Event")
         .take(FIELDS_BUDGET)
         .map(|(name, value)| {
-            json!({"name": cut(name, FIELD_NAME_BUDGET), "value": cut(&value, FIELD_VALUE_BUDGET), "inline": true})
+            json!({"name": cut(name, FIELD_NAME_BUDGET), "value": fit(&value, FIELD_VALUE_BUDGET, escape), "inline": true})
         })
         .collect();
     let mut embed = json!({
-        "title": cut(&format!("{} · {}", f.spec, f.event_type), TITLE_MAX),
+        "title": fit(&format!("{} · {}", f.spec, f.event_type), TITLE_MAX, escape),
         "color": color(f.tone()),
         "fields": fields,
         "footer": {"text": cut(&footer(f), FOOTER_BUDGET)},
@@ -81,7 +114,7 @@ pub fn discord(f: &Facts, summary: &str) -> Value {
         embed["timestamp"] = json!(at);
     }
     json!({
-        "content": cut(summary, CONTENT_MAX),
+        "content": fit(summary, CONTENT_MAX, escape),
         "embeds": [embed],
         "allowed_mentions": {"parse": []},
     })

@@ -2,7 +2,12 @@
 //! spooled; `slack`, `mattermost`, `discord` and `teams` render a short
 //! human summary of it at send time (the job keeps the envelope, so replay
 //! and a changed `format` just work), within each platform's documented
-//! limits: long fields are cut with an ellipsis, never rejected. Pure
+//! limits: long fields are cut with an ellipsis, never rejected. Event
+//! values are inert on each platform: invisible formatting characters
+//! (bidirectional controls, zero-width characters) are dropped, and each
+//! renderer escapes what its platform's parser would turn into a link, an
+//! image or a mention (or puts values where nothing is parsed); the only
+//! links are the evidence links built under `evidence_base_url`. Pure
 //! functions of the envelope bytes and the subscription's settings.
 
 mod discord;
@@ -102,6 +107,7 @@ pub fn render<'a>(style: &Style, envelope: &'a [u8]) -> Cow<'a, [u8]> {
         .text
         .as_ref()
         .map(|template| template.render(&facts))
+        .map(|line| text::visible(&line))
         .filter(|line| !line.trim().is_empty())
         .unwrap_or_else(|| facts.summary());
     Cow::Owned(

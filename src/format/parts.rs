@@ -3,7 +3,7 @@
 //! Markdown list item. The renderers fit them to their own limits.
 
 use super::facts::{Evidence, Facts};
-use super::text::{ELLIPSIS, cut};
+use super::text::{ELLIPSIS, fit};
 
 /// The details every chat format shows, label and value.
 pub(super) fn details(f: &Facts) -> Vec<(&'static str, String)> {
@@ -40,11 +40,16 @@ pub(super) fn footer(f: &Facts) -> String {
     parts.join(" · ")
 }
 
-/// `[path](link)`, or `` `path` `` without a link or when the path was cut.
-pub(super) fn markdown_item(e: &Evidence, path_max: usize) -> String {
-    let path = cut(&e.path, path_max).replace(['[', ']', '`'], "'");
-    match (&e.link, path.ends_with(ELLIPSIS)) {
-        (Some(link), false) => format!("• [{path}]({link})"),
-        _ => format!("• `{path}`"),
+/// `• [path](link)`, or `• path` without a link or when the path was cut;
+/// the path written as `escape` says (link text is Markdown too).
+pub(super) fn markdown_item(
+    e: &Evidence,
+    path_max: usize,
+    escape: fn(char) -> Option<&'static str>,
+) -> String {
+    let text = fit(&e.path, path_max, escape);
+    match (&e.link, text.ends_with(ELLIPSIS)) {
+        (Some(link), false) => format!("• [{text}]({link})"),
+        _ => format!("• {text}"),
     }
 }

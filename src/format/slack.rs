@@ -3,14 +3,20 @@
 //! section text 3,000 characters, at most 10 fields of 2,000, context text
 //! 3,000), with `&`, `<` and `>` escaped so no value can become a link or a
 //! `<!channel>` mention. Mattermost takes Slack's shape but not Block Kit:
-//! one Markdown `text` of at most 16,383 characters, with a zero-width space
-//! after every `@` (so `@channel`, `@all`, `@here` ping nobody) and `\`,
-//! `[`, `]` backslash-escaped (so no value becomes a link or an image the
-//! client loads).
+//! one Markdown `text` of at most 16,383 characters. Its server first turns
+//! `<!channel>`, `<!here>` and `<!all>` into mentions and `<url|text>` into
+//! a Markdown link, then the client renders Markdown, `@name` mentions and
+//! `~channel` links; so in every value `&`, `<` and `>` become entities
+//! (the server sees no `<…>`, the client shows the characters), a zero-width
+//! space follows every `@` (so `@channel`, `@all`, `@here` ping nobody) and
+//! the characters of link, image, autolink, emphasis, emoji and channel
+//! syntax are backslash-escaped (`[`, `]`, `(`, `)`, `!`, `~`, `#`, and
+//! `:` and `.`, which a bare `https://…`, `www.…` or `host.tld/…` needs to
+//! be autolinked): the only links are the evidence links spec-notify builds.
 
 use serde_json::{Value, json};
 
-use super::facts::{Evidence, Facts};
+use super::facts::Facts;
 use super::parts::{details, footer, markdown_item};
 use super::text::{cut, fit, lines_within};
 
@@ -31,14 +37,29 @@ fn escape(c: char) -> Option<&'static str> {
     }
 }
 
-/// Mattermost Markdown: mentions broken by U+200B after `@`; link and
-/// image syntax (`[`, `]`, and a backslash that could undo an escape) escaped.
+/// Mattermost: what the server's Slack conversion and the client's
+/// Markdown would act on, made inert (see the module doc).
 fn md_escape(c: char) -> Option<&'static str> {
     match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
         '@' => Some("@\u{200B}"),
         '\\' => Some("\\\\"),
         '[' => Some("\\["),
         ']' => Some("\\]"),
+        '(' => Some("\\("),
+        ')' => Some("\\)"),
+        '!' => Some("\\!"),
+        ':' => Some("\\:"),
+        '~' => Some("\\~"),
+        '*' => Some("\\*"),
+        '_' => Some("\\_"),
+        '`' => Some("\\`"),
+        '#' => Some("\\#"),
+        '|' => Some("\\|"),
+        '$' => Some("\\$"),
+        '.' => Some("\\."),
         _ => None,
     }
 }
@@ -107,15 +128,7 @@ pub fn mattermost(f: &Facts, summary: &str) -> Value {
         let lines: Vec<String> = f
             .evidence
             .iter()
-            .map(|e| {
-                // `markdown_item` already turns brackets into quotes; only
-                // the mentions are left to break (in the path, not the link).
-                let e = Evidence {
-                    path: e.path.replace('@', "@\u{200B}"),
-                    link: e.link.clone(),
-                };
-                markdown_item(&e, PATH_MAX)
-            })
+            .map(|e| markdown_item(e, PATH_MAX, md_escape))
             .collect();
         text.push_str(&format!(
             "\n**Evidence:**\n{}",

@@ -83,7 +83,7 @@ fn mattermost_is_one_markdown_text() {
     assert_eq!(m.as_object().unwrap().len(), 1);
     assert!(str_units(&m["text"]) <= slack::MATTERMOST_MAX);
     assert!(m["text"].as_str().unwrap().starts_with(
-        "#### ❌ SPEC-KIT-065: task T61 completed at Implement — FAILURE (attempt 2)"
+        "#### ❌ SPEC-KIT-065\\: task T61 completed at Implement — FAILURE \\(attempt 2\\)"
     ));
     assert!(!m["text"].as_str().unwrap().contains("@everyone"));
 }
@@ -108,14 +108,108 @@ fn mattermost_values_mention_nobody_and_load_no_image() {
     assert!(text.contains("@\u{200B}channel"), "{text}");
     assert!(!text.contains("!["), "image syntax escaped: {text}");
     assert!(
-        text.contains(r"!\[x\](http://evil.example/p.png) \[y\](http://evil.example) \\\[z\]"),
+        text.contains(
+            r"\!\[x\]\(http\://evil\.example/p\.png\) \[y\]\(http\://evil\.example\) \\\[z\]"
+        ),
         "{text}"
     );
     // The evidence link itself keeps its `@`; only its text is broken.
     assert!(
-        text.contains("• [@\u{200B}all/a.log](https://git.example/repo/blob/main/@all/a.log)"),
+        text.contains("• [@\u{200B}all/a\\.log](https://git.example/repo/blob/main/@all/a.log)"),
         "{text}"
     );
+}
+
+/// An envelope whose every value is an attack on some chat platform's parser.
+fn hostile() -> Vec<u8> {
+    let attack = "<!channel> <!here> <!all> see <https://evil.example|runbook> \
+                  [click](https://evil.example) ![img](https://evil.example/p.png) \
+                  <https://evil.example/auto> @channel @here @all @everyone <@U123> <#C1> \
+                  <:e:123> ~town-square #tag evil\u{202E}txt.exe \u{2066}x\u{2069} \
+                  zero\u{200B}width\u{2060}joined\u{FEFF}";
+    serde_json::to_vec(&json!({
+        "event": {"type": "spec-kit.task.completed", "stage": attack, "status": attack},
+        "spec": {"id": attack, "branch": attack},
+        "consensus": {"status": attack},
+        "task": {"id": attack, "title": attack, "status": attack},
+        "evidence": {"paths": [attack, "docs/plan.log"]},
+        "emittedAt": attack
+    }))
+    .unwrap()
+}
+
+#[test]
+fn no_format_carries_invisible_or_reordering_characters() {
+    for format in [
+        Format::Slack,
+        Format::Mattermost,
+        Format::Discord,
+        Format::Teams,
+    ] {
+        let all = rendered(format, &hostile()).to_string();
+        let json_escapes = ["\\u202e", "\\u2066", "\\u2069", "\\u2060", "\\ufeff"];
+        for c in ['\u{202E}', '\u{2066}', '\u{2069}', '\u{2060}', '\u{FEFF}'] {
+            assert!(!all.contains(c), "{format:?} carries {c:?}: {all}");
+        }
+        for e in json_escapes {
+            assert!(!all.to_lowercase().contains(e), "{format:?}: {all}");
+        }
+        // The only zero-width space is Mattermost's own, after an `@`.
+        let zw = all.matches('\u{200B}').count();
+        let after_at = all.matches("@\u{200B}").count();
+        assert_eq!(
+            zw,
+            if format == Format::Mattermost {
+                after_at
+            } else {
+                0
+            },
+            "{format:?}"
+        );
+        assert!(
+            all.contains("eviltxt.exe") || all.contains(r"eviltxt\\.exe"),
+            "{format:?}: {all}"
+        );
+    }
+}
+
+#[test]
+fn slack_values_cannot_build_links_or_mentions() {
+    let all = rendered(Format::Slack, &hostile()).to_string();
+    // In mrkdwn only `<…>` makes links and special mentions.
+    let opened: Vec<&str> = all.match_indices('<').map(|(i, _)| &all[i..]).collect();
+    for o in opened {
+        assert!(o.starts_with("<https://git.example/repo/blob/main/"), "{o}");
+    }
+    assert!(all.contains("&lt;!channel&gt;"), "{all}");
+}
+
+#[test]
+fn teams_puts_values_only_in_plain_text_runs() {
+    let m = rendered(Format::Teams, &hostile());
+    let body = m["attachments"][0]["content"]["body"].as_array().unwrap();
+    for element in body {
+        if element["type"] == "TextBlock" {
+            assert_eq!(
+                element["text"], "**Evidence:**",
+                "only our words are Markdown"
+            );
+        } else {
+            assert_eq!(element["type"], "RichTextBlock", "{element}");
+            for run in element["inlines"].as_array().unwrap() {
+                assert_eq!(run["type"], "TextRun");
+                if let Some(action) = run.get("selectAction") {
+                    assert!(
+                        action["url"]
+                            .as_str()
+                            .unwrap()
+                            .starts_with("https://git.example/repo/blob/main/"),
+                        "{action}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
@@ -152,7 +246,10 @@ fn teams_is_an_adaptive_card_message_under_28_kb() {
         "application/vnd.microsoft.card.adaptive"
     );
     assert_eq!(attachment["content"]["type"], "AdaptiveCard");
-    assert_eq!(attachment["content"]["body"][0]["color"], "Attention");
+    assert_eq!(
+        attachment["content"]["body"][0]["inlines"][0]["color"],
+        "Attention"
+    );
 }
 
 #[test]

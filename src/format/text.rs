@@ -1,7 +1,7 @@
 //! Text that must fit a platform's limit: lengths counted in UTF-16 code
 //! units (never fewer than characters, so a limit in either holds), cuts
-//! that end in an ellipsis, single-line values and lists that say how many
-//! items did not fit.
+//! that end in an ellipsis, single-line values without invisible
+//! formatting characters, and lists that say how many items did not fit.
 
 /// The ellipsis a cut text ends with.
 pub const ELLIPSIS: char = '…';
@@ -47,13 +47,40 @@ pub fn fit(s: &str, max: usize, escape: fn(char) -> Option<&'static str>) -> Str
 }
 
 /// Control characters (newlines, tabs, escapes) become spaces, runs of
-/// whitespace one space, ends trimmed: a value that fits on one line.
+/// whitespace one space, invisible formatting characters go
+/// ([`is_invisible`]), ends trimmed: a value that fits on one line and
+/// shows what it says.
 pub fn one_line(s: &str) -> String {
     let spaced: String = s
         .chars()
+        .filter(|&c| !is_invisible(c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     spaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s` without invisible formatting characters ([`is_invisible`]).
+pub fn visible(s: &str) -> String {
+    s.chars().filter(|&c| !is_invisible(c)).collect()
+}
+
+/// A character that changes what a reader sees without being seen: the
+/// bidirectional controls (embeddings, overrides, isolates and marks, which
+/// reorder text: `evil\u{202e}txt.exe` shows as `evilexe.txt`), zero-width
+/// spaces, joiners and word joiners (which split a word a filter or a
+/// mention parser looks for), the byte order mark, the soft hyphen, the
+/// invisible operators, fillers and tag characters. Variation selectors
+/// stay: emoji need them.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0000}'..='\u{E007F}')
 }
 
 /// Lines joined with newlines, as many as fit in `max` units; the rest are
@@ -117,6 +144,15 @@ mod tests {
     #[test]
     fn one_line_values() {
         assert_eq!(one_line("  a\n\tb\r\n c \u{1b}"), "a b c");
+    }
+
+    #[test]
+    fn invisible_formatting_goes() {
+        let hostile = "evil\u{202E}txt.exe \u{2066}x\u{2069} @\u{200B}chan\u{2060}nel \u{FEFF}\u{200E}\u{061C}ok\u{00AD}";
+        assert_eq!(one_line(hostile), "eviltxt.exe x @channel ok");
+        assert_eq!(visible("a\u{202D}b\nc"), "ab\nc");
+        // Emoji keep their variation selectors.
+        assert_eq!(one_line("⚠️ ℹ️"), "⚠️ ℹ️");
     }
 
     #[test]

@@ -9,7 +9,8 @@ use crate::health::percentile;
 /// The SVG's coordinate box and the plot area inside it.
 pub const WIDTH: u32 = 720;
 pub const HEIGHT: u32 = 230;
-pub const LEFT: f64 = 52.0;
+/// Room for the y-axis labels (`999ms`, `12.5s`) at the phone font size.
+pub const LEFT: f64 = 76.0;
 pub const RIGHT: f64 = 10.0;
 pub const TOP: f64 = 12.0;
 pub const BOTTOM: f64 = 34.0;

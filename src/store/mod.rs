@@ -257,8 +257,9 @@ pub fn reset(meta: &mut Meta, now: u64) {
 
 /// The evidence line of an operator's replay.
 pub fn requeued_record(url: String, meta: &Meta, from: State, now: u64) -> Record {
+    // No status: nothing answered this requeue (the last answer is in the
+    // record of the attempt that got it).
     let mut record = Record::for_job(meta, url, 0, now, Outcome::Requeued);
-    record.status = meta.last_status;
     record.error = Some(format!(
         "requeued from {} by an operator (replay #{})",
         from.dir_name(),

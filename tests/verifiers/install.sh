@@ -3,7 +3,8 @@
 #   PyPI: gidgethub, standardwebhooks, cryptography (ed25519),
 #         opentelemetry-api/-sdk               -> tests/verifiers/python
 #   npm:  @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks,
-#         adaptivecards                        -> tests/verifiers/node_modules
+#         adaptivecards, and the chat platforms' parsers @mattermost/commonmark,
+#         discord-markdown, markdown-it           -> tests/verifiers/node_modules
 # Versions are pinned in requirements.txt, package.json and package-lock.json.
 # Idempotent: when those files have not changed since the last install, it
 # only checks that the libraries load, which takes well under a second.
@@ -43,7 +44,7 @@ node_stamp=".installed-node"
 node_want="$(fingerprint package.json package-lock.json)"
 node_ready() {
     node verify.mjs --self-check && node github_receiver.mjs --self-check && node adaptive_card.mjs --self-check &&
-        node ed25519_verify.mjs --self-check
+        node ed25519_verify.mjs --self-check && node chat_render.mjs --self-check
 }
 if [[ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]] || ! node_ready; then
     echo "install.sh: installing Node verifiers into tests/verifiers/node_modules" >&2
@@ -53,4 +54,4 @@ fi
 
 python_ready
 node_ready
-echo "install.sh: verifiers ready (gidgethub, standardwebhooks, cryptography, opentelemetry-sdk for Python; @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks, adaptivecards, node:crypto for Node)" >&2
+echo "install.sh: verifiers ready (gidgethub, standardwebhooks, cryptography, opentelemetry-sdk for Python; @octokit/webhooks-methods, @octokit/webhooks, standardwebhooks, adaptivecards, node:crypto, @mattermost/commonmark, discord-markdown, markdown-it for Node)" >&2
