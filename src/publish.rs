@@ -4,8 +4,12 @@
 //! temporary file is hidden and does not end in the target's extension
 //! (node_exporter reads only `*.prom`). Unlike spool files these are
 //! readable by others (mode 0644 less the umask): node_exporter usually runs
-//! as its own user. They hold no secrets: URLs are never written.
+//! as its own user. They hold no secrets: URLs are never written. A target
+//! that is a device or a pipe (`--output /dev/stdout`, a FIFO) is written
+//! into, never renamed over: a rename would put a regular file in place of
+//! `/dev/null` for every process on the machine. A folder is refused.
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -31,7 +35,32 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
             dir.display()
         );
     }
+    if let Ok(found) = std::fs::metadata(path) {
+        let kind = found.file_type();
+        if kind.is_dir() {
+            anyhow::bail!(
+                "cannot write `{}`: it is a folder; name a file in it",
+                path.display()
+            );
+        }
+        if kind.is_char_device() || kind.is_fifo() {
+            return write_into(path, bytes);
+        }
+    }
     write_atomic(&dir, name, bytes, Perms::Readable)?;
+    Ok(path.to_path_buf())
+}
+
+/// Writes into a device or a pipe as it is (no temporary, no rename).
+fn write_into(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    use std::io::Write;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open `{}` to write", path.display()))?;
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     Ok(path.to_path_buf())
 }
 
@@ -39,7 +68,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
 mod tests {
     use super::*;
     use std::fs;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
     #[test]
     fn replaces_the_file_whole_and_leaves_no_temporary() {
@@ -62,6 +91,39 @@ mod tests {
         let status = fs::read_to_string("/proc/self/status").unwrap();
         let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
         u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+    }
+
+    #[test]
+    fn a_device_or_a_pipe_is_written_into_never_renamed_over() {
+        // A rename over a FIFO (or, as root, over /dev/null) would put a
+        // regular file in its place.
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("out.prom");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || fs::read(fifo).unwrap())
+        };
+        write(&fifo, b"metrics 1\n").unwrap();
+        assert_eq!(reader.join().unwrap(), b"metrics 1\n");
+        assert!(
+            fs::metadata(&fifo).unwrap().file_type().is_fifo(),
+            "still a FIFO"
+        );
+        write(Path::new("/dev/null"), b"metrics 1\n").unwrap();
+        assert!(
+            fs::metadata("/dev/null")
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        let err = write(dir.path(), b"x").unwrap_err();
+        assert!(format!("{err:#}").contains("it is a folder"), "{err:#}");
     }
 
     #[test]
