@@ -567,3 +567,159 @@ fn stream_subjects(url: &str, name: &str) -> Vec<String> {
         s.info().await.unwrap().config.subjects.clone()
     })
 }
+
+/// The blocks of docs/scale-out.md marked `<!-- file: NAME -->` or
+/// `<!-- run: NAME -->`: (kind, name, text).
+fn guide_blocks() -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scale-out.md"),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let Some(marker) = line
+            .strip_prefix("<!-- ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        let Some((kind, name)) = marker.split_once(": ") else {
+            continue;
+        };
+        assert!(
+            lines.next().is_some_and(|l| l.starts_with("```")),
+            "{marker}: a fenced block follows"
+        );
+        let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        out.push((kind.to_string(), name.to_string(), body.join("\n") + "\n"));
+    }
+    out
+}
+
+#[test]
+fn the_scale_out_guide_works_as_written() {
+    let Some(nats_server) = crate::support::nats::server_binary() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The guide's ports and folders, moved to free ports and a temp folder;
+    // its example receiver, to a real one. Nothing else changes.
+    let mut swaps: Vec<(String, String)> = [4222, 4223, 4224, 6222, 6223, 6224, 8222, 8223, 8224]
+        .into_iter()
+        .map(|p| {
+            (
+                format!(":{p}"),
+                format!(":{}", crate::support::nats::free_port()),
+            )
+        })
+        .collect();
+    swaps.push((
+        "/var/lib/nats/".into(),
+        format!("{}/nats/", dir.path().display()),
+    ));
+    swaps.push((
+        "https://tracker.example.com/hooks/spec-kit".into(),
+        rx.url("/hook"),
+    ));
+    let swap = |text: &str| {
+        swaps
+            .iter()
+            .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
+    };
+    let blocks = guide_blocks();
+    let files: Vec<&String> = blocks
+        .iter()
+        .filter(|(kind, ..)| kind == "file")
+        .map(|(_, name, _)| name)
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "n1.conf",
+            "n2.conf",
+            "n3.conf",
+            "emitter.toml",
+            "worker.toml"
+        ],
+        "the guide's files"
+    );
+    for (kind, name, text) in &blocks {
+        if kind == "file" {
+            std::fs::write(dir.path().join(name), swap(text)).unwrap();
+        }
+    }
+    // Each line of the run blocks, as a shell would: `export` sets the
+    // environment, `&` starts a process that runs on, the rest must succeed.
+    let mut envs: Vec<(String, String)> = vec![("HOME".into(), dir.path().display().to_string())];
+    let mut running: Vec<Spawned> = Vec::new();
+    let mut outputs = Vec::new();
+    for (_, _, text) in blocks.iter().filter(|(kind, ..)| kind == "run") {
+        for line in text.lines() {
+            let line = swap(line.split(" # ").next().unwrap().trim());
+            if let Some(assign) = line.strip_prefix("export ") {
+                let (var, value) = assign.split_once('=').unwrap();
+                let value = match value.trim_matches('\'') {
+                    "…" => SECRET.to_string(),
+                    v => v.to_string(),
+                };
+                envs.push((var.to_string(), value));
+                continue;
+            }
+            let background = line.ends_with('&');
+            let words = shlex::split(line.trim_end_matches('&')).unwrap();
+            let program = match words[0].as_str() {
+                "spec-notify" => BIN.to_string(),
+                "nats-server" => nats_server.display().to_string(),
+                other => other.to_string(),
+            };
+            let mut cmd = command(&program);
+            cmd.args(&words[1..]).current_dir(dir.path());
+            for (k, v) in &envs {
+                cmd.env(k, v);
+            }
+            if background {
+                cmd.stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                running.push(Spawned::new(cmd.spawn().unwrap()));
+            } else if program == "curl" {
+                // The health check: asked again until JetStream is ready.
+                let args: Vec<String> = words[1..].to_vec();
+                wait_until(CEILING, "the cluster's health check", || {
+                    let mut cmd = command("curl");
+                    cmd.args(&args);
+                    run_command(cmd, b"").stdout.contains("\"ok\"")
+                });
+            } else {
+                let run = run_command(cmd, b"");
+                assert_eq!(run.code, 0, "`{line}`:\n{}\n{}", run.stdout, run.stderr);
+                outputs.push((line.clone(), run));
+            }
+        }
+    }
+    let check = &outputs[0];
+    assert!(
+        check.0.contains("emitter.toml check") && check.1.stderr.contains("not needed here"),
+        "{}",
+        check.1.stderr
+    );
+    let got = rx.wait_for(1, CEILING);
+    assert_eq!(got.len(), 1, "the guide's event reached the receiver");
+    assert!(got[0].header("X-SpecKit-Signature").is_some());
+    // The last command, the fleet's status, shows the delivery once its
+    // evidence is stored (it ran as the event was on its way).
+    let last = &outputs.last().unwrap().0;
+    assert!(last.contains("worker.toml status --source nats"), "{last}");
+    let words = shlex::split(last).unwrap();
+    wait_until(CEILING, "status to show the delivery", || {
+        let mut cmd = command(BIN);
+        cmd.args(&words[1..]).current_dir(dir.path());
+        for (k, v) in &envs {
+            cmd.env(k, v);
+        }
+        let run = run_command(cmd, b"");
+        run.code == 0 && run.stdout.contains("SPEC-KIT-065") && run.stdout.contains("task-tracker")
+    });
+    drop(running);
+}

@@ -266,11 +266,24 @@ impl Nats {
     pub fn read(&self, stream: &str, filter: &str) -> Result<Vec<Stored>> {
         let mut out = Vec::new();
         let mut from = 1u64;
+        let mut unanswered = 0;
         loop {
-            let (batch, more) = self.call(
+            let read = self.call(
                 "read stream",
                 direct_batch(&self.client, stream, filter, from, READ_BATCH),
             )??;
+            let Some((batch, more)) = read else {
+                // No server answers direct reads of this stream yet (a
+                // stream just made, a cluster electing its leader).
+                unanswered += 1;
+                if unanswered > 50 {
+                    bail!(
+                        "cannot read stream {stream}: no server answers direct reads of it (is it replicated on servers that are down?)"
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            };
             let last = batch.last().map(|m| m.seq);
             out.extend(batch);
             match (last, more) {
@@ -338,13 +351,14 @@ impl Outgoing {
 
 /// Up to `batch` messages at or after sequence `from` on subjects matching
 /// `filter`, by one batched direct get; and whether more may follow.
+/// `None`: nobody answered (503: no responders yet).
 async fn direct_batch(
     client: &async_nats::Client,
     stream: &str,
     filter: &str,
     from: u64,
     batch: usize,
-) -> Result<(Vec<Stored>, bool)> {
+) -> Result<Option<(Vec<Stored>, bool)>> {
     let inbox = client.new_inbox();
     let mut replies = client
         .subscribe(inbox.clone())
@@ -370,12 +384,13 @@ async fn direct_batch(
         };
         match message.status {
             // No message at or after `from`: the end.
-            Some(status) if status.as_u16() == 404 => return Ok((out, false)),
+            Some(status) if status.as_u16() == 404 => return Ok(Some((out, false))),
             // End of batch, saying how many more match.
             Some(status) if status.as_u16() == 204 => {
                 let more = header("Nats-Num-Pending").is_some_and(|n| n != "0");
-                return Ok((out, more));
+                return Ok(Some((out, more)));
             }
+            Some(status) if status.as_u16() == 503 && out.is_empty() => return Ok(None),
             Some(status) if status.as_u16() != 200 => bail!(
                 "cannot read stream {stream}: the server answered {} {}",
                 status.as_u16(),

@@ -75,7 +75,15 @@ fn parse_version(said: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-fn free_port() -> u16 {
+/// The nats-server binary, or `None` (skipped) when it is missing and
+/// SPEC_NOTIFY_TEST_SKIP lists `nats`: for a test that starts servers of
+/// its own making.
+#[track_caller]
+pub fn server_binary() -> Option<PathBuf> {
+    require("nats", binary())
+}
+
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
