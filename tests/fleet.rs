@@ -723,3 +723,55 @@ fn the_scale_out_guide_works_as_written() {
     });
     drop(running);
 }
+
+#[test]
+fn streams_found_with_other_settings_are_corrected_or_refused_with_the_fix() {
+    use async_nats::jetstream::{self, stream};
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let env = host(&[nats.url()], "", &sub("hook", &rx.url("/hook"), ""));
+    let url = nats.url();
+    let make = |config: stream::Config| {
+        runtime().block_on(async {
+            let js = jetstream::new(async_nats::connect(&url).await.unwrap());
+            let _ = js.delete_stream(&config.name).await;
+            js.create_stream(config).await.unwrap();
+        })
+    };
+    // Made by hand with a 5 s de-duplication window: a relay retried after
+    // 5 s would store a job twice. Brought to an hour at connect.
+    make(stream::Config {
+        name: "F_JOBS".into(),
+        subjects: vec!["F.jobs.>".into(), "F.retry.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        duplicate_window: Duration::from_secs(5),
+        allow_message_schedules: true,
+        ..Default::default()
+    });
+    env.run(&["status", "--source", "nats"]).expect(0);
+    let window = runtime().block_on(async {
+        let js = jetstream::new(async_nats::connect(&url).await.unwrap());
+        let mut s = js.get_stream("F_JOBS").await.unwrap();
+        s.info().await.unwrap().config.duplicate_window
+    });
+    assert_eq!(window, Duration::from_secs(3600));
+    // A dead stream that something else made as a work queue: refused,
+    // with what to do, and nothing changed.
+    make(stream::Config {
+        name: "F_DEAD".into(),
+        subjects: vec!["F.dead.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    });
+    let run = env.run(&["status", "--source", "nats"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("stream F_DEAD exists with WorkQueue retention")
+            && run.stderr.contains("pick another `stream` prefix"),
+        "{}",
+        run.stderr
+    );
+}

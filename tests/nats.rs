@@ -21,7 +21,8 @@ const EVENT: &str = "spec-auto.stage.completed";
 fn host(nats: &NatsServer, rx: &Receiver, extra: &str) -> Env {
     let config = format!(
         "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nmax_concurrency = 3\n\n\
-         [spec_ops.webhooks.relay]\nurl = \"{}\"\nstream = \"T\"\n\n{}",
+         [spec_ops.webhooks.relay]\nurl = \"{}\"\nstream = \"T\"\n\
+         # A killed worker's jobs come back after 3 s, not 30.\nack_wait_ms = 3000\n\n{}",
         nats.url(),
         subscription("hook", &rx.url("/hook"), &format!("jitter_ms = 0\n{extra}"))
     );
@@ -300,7 +301,7 @@ fn a_three_node_cluster_loses_a_node_during_delivery_and_every_event_is_delivere
         .join(", ");
     let config = format!(
         "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nmax_concurrency = 3\n\n\
-         [spec_ops.webhooks.relay]\nurl = [{urls}]\nstream = \"C\"\nreplicas = 3\n\n{}",
+         [spec_ops.webhooks.relay]\nurl = [{urls}]\nstream = \"C\"\nreplicas = 3\nack_wait_ms = 3000\n\n{}",
         subscription("hook", &rx.url("/hook"), "jitter_ms = 0")
     );
     let a = Env::new(&config).env("SECRET_HOOK", "s3cret");

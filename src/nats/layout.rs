@@ -240,7 +240,9 @@ fn retried<T>(what: &str, mut step: impl FnMut() -> Result<T>) -> Result<T> {
 
 fn ensure_stream(nats: &Nats, wanted: stream::Config) -> Result<()> {
     let name = wanted.name.clone();
-    retried(&format!("set up stream {name}"), || {
+    // Made here, or found (perhaps made by another worker a moment ago):
+    // only this part is tried again; a refusal below is final.
+    let found = retried(&format!("set up stream {name}"), || {
         let found = nats.call("open stream", async {
             match nats.js.get_stream(&name).await {
                 Ok(mut s) => Ok(Some(s.info().await?.config.clone())),
@@ -254,19 +256,20 @@ fn ensure_stream(nats: &Nats, wanted: stream::Config) -> Result<()> {
                 },
             }
         })?;
-        let found = found.with_context(|| format!("cannot open stream {name}"))?;
-        match found {
+        match found.with_context(|| format!("cannot open stream {name}"))? {
+            Some(found) => Ok(Some(found)),
             None => {
-                let created = nats.call("create stream", nats.js.create_stream(wanted.clone()))?;
-                match created {
-                    Ok(_) => Ok(()),
-                    // Another worker made it first: check it next round.
-                    Err(e) => Err(anyhow!("cannot create stream {name}: {e}")),
-                }
+                // Another worker may make it first: then it is found next round.
+                nats.call("create stream", nats.js.create_stream(wanted.clone()))?
+                    .map_err(|e| anyhow!("cannot create stream {name}: {e}"))?;
+                Ok(None)
             }
-            Some(found) => reconcile(nats, &found, &wanted),
         }
-    })
+    })?;
+    match found {
+        Some(found) => reconcile(nats, &found, &wanted),
+        None => Ok(()),
+    }
 }
 
 /// Brings a stream found on the server to the settings wanted where that
