@@ -210,6 +210,13 @@ if not os.environ.get("PACED_ONLY"):
     relay_ws = workspace("relay", False, True)
     bulk(relay_ws, "SPEC-RELAY")
     relay_rate = relay_only(relay_ws)
+    # Operator reads over the JOBS jobs now waiting in the stream.
+    reads = {}
+    for name, args in [("status", ["status", "--source", "nats"]),
+                       ("list --json", ["list", "--source", "nats", "--json"])]:
+        t0 = time.time()
+        subprocess.run([BIN, "--config", relay_ws, *args], env=ENV, capture_output=True)
+        reads[name] = time.time() - t0
     fleet_rates = {n: through(workspace(f"nats{n}", False, True), f"SPEC-N{n}", n)
                    for n in (1, 2, 4)}
     api_rate = idle_api(workspace("idle", False, True))
@@ -224,6 +231,8 @@ if not os.environ.get("PACED_ONLY"):
             f"  relay -> JetStream -> {n} worker(s):         {rate:8.0f} events/s  "
             f"({rate / local_rate:.2f}x local, {rate / js_rate:.1%} of JetStream)")
     lines.append(f"  idle worker: {api_rate:.2f} JetStream API requests/s")
+    for name, secs in reads.items():
+        lines.append(f"  `{name} --source nats` over {JOBS} waiting jobs: {secs * 1000:.0f} ms")
 
 
 # 2. Emit -> first attempt, paced.

@@ -1,10 +1,10 @@
-//! [`NatsHealth`]: the health [`Source`] of `report --source nats` and
-//! `metrics --source nats` (and `drain --source nats --metrics`), across
-//! every host. One read of the streams and the breaker bucket: the jobs
-//! stream holds the pending jobs (those a worker holds right now included),
-//! the dead stream the dead ones, the evidence stream every attempt; a
-//! delivered job has left the streams, so it is counted from its delivered
-//! attempt. Read-only.
+//! [`NatsHealth`]: the health [`Source`] of `status`, `report` and
+//! `metrics` with `--source nats` (and `drain --source nats --metrics`),
+//! across every host. One batched read of the streams and the breaker
+//! bucket: the jobs stream holds the pending jobs (on their lanes, held by a
+//! worker right now, or waiting on a retry schedule), the dead stream the
+//! dead ones, the evidence stream every attempt; a delivered job has left
+//! the streams, so it is counted from its delivered attempt. Read-only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
