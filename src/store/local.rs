@@ -17,6 +17,7 @@ use crate::drain::{Drainer, Event, Options, Stop, Summary};
 use crate::evidence::{Evidence, Record};
 use crate::exit::user_error;
 use crate::health::{self, Local};
+use crate::spool::watch::Watcher;
 use crate::spool::{DrainLock, Quarantined, SpecSpool, Spool, State};
 
 pub struct LocalStore<'a> {
@@ -319,6 +320,49 @@ impl Store for LocalStore<'_> {
 
     fn place(&self, spec: &str) -> String {
         format!("the spool of {spec}")
+    }
+
+    fn changes(&self) -> Option<Box<dyn super::Changes + '_>> {
+        let changes = SpoolChanges {
+            spool: &self.spool,
+            watcher: Watcher::new(&self.spool)?,
+            watched_at: std::cell::Cell::new(None),
+        };
+        changes.watch_all();
+        Some(Box::new(changes))
+    }
+}
+
+/// Jobs arriving in any SPEC's pending/ (and new SPECs), through inotify.
+struct SpoolChanges<'a> {
+    spool: &'a Spool,
+    watcher: Watcher,
+    /// When every SPEC's pending/ was last (re)watched.
+    watched_at: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+impl SpoolChanges<'_> {
+    /// Watches every SPEC's pending/; again is harmless, and catches SPECs
+    /// made before their pending/ existed or before the spool root did.
+    fn watch_all(&self) {
+        for spec in self.spool.specs().unwrap_or_default() {
+            self.watcher.watch(&self.spool.spec(&spec));
+        }
+        self.watched_at.set(Some(std::time::Instant::now()));
+    }
+}
+
+impl super::Changes for SpoolChanges<'_> {
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        let news = self.watcher.wait(timeout);
+        let stale = self
+            .watched_at
+            .get()
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+        if news.new_specs || news.overflow || stale {
+            self.watch_all();
+        }
+        !news.is_empty()
     }
 }
 
