@@ -401,8 +401,7 @@ fn draw_detail(
             section.push(Line::from("  nothing attempted yet"));
         }
         section.extend(row.recent.iter().map(|r| record_line(r, paint)));
-        // Exactly its share, so the dead jobs stay in place.
-        section.resize(recent_rows, Line::from(""));
+        section.truncate(recent_rows);
         lines.extend(section);
     }
     if dead_rows > 0 {

@@ -44,6 +44,12 @@ pub fn action(mode: &Mode, key: KeyEvent) -> Option<Action> {
             _ => None,
         };
     }
+    // Esc and a key typed right after it arrive as Alt+key: that is no
+    // key of ours, and must not act as the key alone (Esc, then `r`, would
+    // replay the selected job instead of all the row's, unasked).
+    if key.modifiers.contains(KeyModifiers::ALT) {
+        return None;
+    }
     match mode {
         Mode::Filter => filtering(key.code),
         Mode::Confirm { .. } => match key.code {
@@ -129,6 +135,13 @@ mod tests {
         assert_eq!(action(&ask, key(KeyCode::Esc)), Some(Action::No));
         assert_eq!(action(&ask, key(KeyCode::Char('r'))), None);
         assert_eq!(action(&ask, key(KeyCode::Enter)), None, "no default answer");
+    }
+
+    #[test]
+    fn alt_and_a_key_is_not_the_key() {
+        let alt_r = KeyEvent::new(KeyCode::Char('r'), KeyModifiers::ALT);
+        assert_eq!(action(&Mode::Browse, alt_r), None);
+        assert_eq!(action(&Mode::Help, alt_r), None);
     }
 
     #[test]
