@@ -9,11 +9,12 @@
 //! - [`term`] takes the terminal and puts it back (return, panic, signal).
 //!
 //! Three threads: this one reads keys, applies them and draws; a reader
-//! reads the store again at least every second (when it took long, four
-//! times as long as that took) and as soon as the spool tells of new jobs
-//! (`Store::changes`); a change (replay, discard, pause, resume) runs on a
-//! thread of its own, one at a time, so that a replay waiting for an
-//! endpoint never freezes the screen.
+//! reads the store again every second, and as soon as the store tells of
+//! a change (`Store::changes`: jobs arriving, a circuit or pause, a dead
+//! job), at most every 100 ms; after a read that took long, never sooner
+//! than four times as long. A change (replay, discard, pause, resume)
+//! runs on a thread of its own, one at a time, so that a replay waiting
+//! for an endpoint never freezes the screen.
 
 pub mod act;
 pub mod banner;
@@ -50,6 +51,9 @@ pub struct Options<'a> {
 
 /// At least this often the reader reads the store again.
 pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// The soonest a change is read after the last read.
+const SOONEST: Duration = Duration::from_millis(100);
 
 /// How long the loops wait for something before looking around.
 const TICK: Duration = Duration::from_millis(50);
@@ -228,7 +232,8 @@ fn reader(
     let mut pace = REFRESH;
     let mut gap = Duration::ZERO;
     let (mut force, mut changed) = (true, false);
-    while !quit.load(Ordering::SeqCst) {
+    // A panic on the screen's thread sets no `quit`: stop on it too.
+    while !quit.load(Ordering::SeqCst) && !term::panicked() {
         let wait = match &changes {
             Some(changes) => {
                 changed |= changes.wait(TICK);
@@ -262,9 +267,10 @@ fn reader(
             Ok(board) => board.took,
             Err(_) => Duration::ZERO,
         };
-        // A slow read (a huge spool, a far server) is not repeated back to back.
+        // A slow read (a huge spool, a far server) is not repeated back to
+        // back: reading takes at most a fifth of the time, whatever changes.
         pace = REFRESH.max(took * 4);
-        gap = (took * 2).max(TICK);
+        gap = SOONEST.max(took * 4);
         last = Some(Instant::now());
         (force, changed) = (false, false);
         if to_ui.send(Msg::Board(board)).is_err() {

@@ -32,9 +32,13 @@ pub fn take() -> io::Result<Screen> {
         }));
     });
     TAKEN.store(true, Ordering::SeqCst);
-    terminal::enable_raw_mode()?;
-    execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
-    Terminal::new(CrosstermBackend::new(io::stdout()))
+    let taken = terminal::enable_raw_mode()
+        .and_then(|()| execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide))
+        .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())));
+    if taken.is_err() {
+        restore(); // what was set up before the failure
+    }
+    taken
 }
 
 /// Puts the terminal back as it was (once; later calls do nothing).

@@ -29,7 +29,7 @@ fn record(sub: &str, ago_s: u64, outcome: Outcome, status: Option<u16>, attempt:
         attempt,
         url: "http://127.0.0.1/".into(),
         status,
-        error: status.is_some_and(|s| s >= 400).then(|| "boom".to_string()),
+        error: None,
         latency_ms: Some(12),
         outcome,
         response_body: None,
@@ -79,21 +79,26 @@ fn board() -> Board {
         dead: vec![dead(
             "11111111-2222-4333-8444-555555555555",
             60,
-            "HTTP 500 for 2 attempts: fix the endpoint, then replay",
+            "endpoint kept failing (500): check its health, then replay",
         )],
         ..Row::default()
     };
     hook.counts.pending = 3;
     hook.counts.dead = 1;
+    let mut stats = crate::health::StatsBuilder::default();
+    for r in &hook.recent {
+        stats.add(r);
+    }
+    hook.hour = stats.finish();
     let mut other = Row {
         spec: "SPEC-KIT-065".into(),
-        subscription: "other".into(),
-        recent: vec![record("other", 3, Outcome::Delivered, Some(204), 1)],
+        subscription: "chatops".into(),
+        recent: vec![record("chatops", 3, Outcome::Delivered, Some(204), 1)],
         ..Row::default()
     };
     other.counts.delivered = 4;
     let mut stats = crate::health::StatsBuilder::default();
-    stats.add(&record("other", 3, Outcome::Delivered, Some(204), 1));
+    stats.add(&record("chatops", 3, Outcome::Delivered, Some(204), 1));
     other.hour = stats.finish();
     let gate = |id: &str, circuit: Circuit, waiting| Gate {
         id: id.into(),
@@ -107,7 +112,10 @@ fn board() -> Board {
         now_ms: NOW,
         source: "spool",
         flag: "",
-        gates: vec![gate("hook", open, 3), gate("other", Circuit::default(), 0)],
+        gates: vec![
+            gate("hook", open, 3),
+            gate("chatops", Circuit::default(), 0),
+        ],
         rows: vec![hook, other],
         ..Board::default()
     }
@@ -148,14 +156,14 @@ fn an_open_circuit_at_80x24() {
             "! circuit open: hook, 3 job(s) wait, next probe in 25s (2 failures in a row: HTT",
             "! dead: 1 job(s) of SPEC-KIT-065 x hook (exhausted): r replays, d discards",
             "  SPEC              SUBSCRIPTION      PEND  ACT  DEAD STATE  OK 1H P95 1H OLDEST",
-            "> SPEC-KIT-065      hook                 3    0     1 open       -      -    90s",
-            "  SPEC-KIT-065      other                0    0     0 closed  100%   12ms      -",
+            "> SPEC-KIT-065      hook                 3    0     1 open      0%   12ms    90s",
+            "  SPEC-KIT-065      chatops              0    0     0 closed  100%   12ms      -",
             " SPEC-KIT-065 x hook: circuit open after 2 failures in a row, next probe in 25s",
-            "hint: HTTP 500 for 2 attempts: fix the endpoint, then replay",
+            "hint: endpoint kept failing (500): check its health, then replay",
             "latest records (newest first):",
             "  11:59:55 circuit-open",
-            "  11:59:55 retry         #2 HTTP 500: boom",
-            "  11:59:51 retry         #1 HTTP 500: boom",
+            "  11:59:55 retry         #2 HTTP 500 in 12ms",
+            "  11:59:51 retry         #1 HTTP 500 in 12ms",
             "dead jobs (1): enter detail  r replay  d discard",
             "   60s ago  11111111-2222-4333-8444-555555555555  exhausted  spec-auto.stage.com",
             "",
@@ -280,7 +288,7 @@ fn a_job_shows_its_envelope_and_records() {
         "event      spec-auto.stage.completed",
         "dead       exhausted at 2026-12-07T11:59:00.000Z",
         "records (1):",
-        "  11:59:51 retry         #1 HTTP 500: boom",
+        "  11:59:51 retry         #1 HTTP 500 in 12ms",
         "  \"schemaVersion\": \"1.0\"",
         "up/down scroll  r replay  d discard  p pause  esc back  q quit",
     ] {
