@@ -48,6 +48,7 @@ pub fn pause(
     let (transition, _) = store.update_circuit(subscription, &mut |c| {
         let was = c.paused.clone();
         c.pause(reason, "operator", now);
+        // A new reason is a change worth logging too.
         was.is_none_or(|p| p.reason != reason)
             .then(|| Transition::Paused {
                 reason: reason.to_string(),
