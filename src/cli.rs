@@ -116,6 +116,16 @@ Examples:
     #[command(after_help = "Example:\n  spec-notify status SPEC-KIT-065 --json")]
     Status(StatusArgs),
 
+    /// A live view in the terminal: every SPEC × subscription, what needs
+    /// attention, and keys to replay, discard, pause and resume
+    #[command(after_help = "\
+Keys: up/down select, tab/enter the row's dead jobs, r replay, d discard,
+p pause/resume, / filter, ? help, q quit.
+Examples:
+  spec-notify top
+  spec-notify top --source nats --stalled-after 5m")]
+    Top(TopArgs),
+
     /// Export the attempt log (all rotated files, oldest first) of one SPEC or every SPEC
     #[command(
         after_help = "Examples:\n  spec-notify history SPEC-KIT-065 --since 1d --format csv > attempts.csv\n  spec-notify history --since 2h       # every SPEC"
@@ -445,7 +455,7 @@ pub struct PauseArgs {
     #[arg(value_name = "SUBSCRIPTION", value_parser = subscription_id)]
     pub subscription: String,
     /// Why, for `status` and the evidence
-    #[arg(long, value_name = "TEXT", default_value = "paused by an operator")]
+    #[arg(long, value_name = "TEXT", default_value = crate::store::ops::PAUSE_REASON)]
     pub reason: String,
     /// This host's drains, or every worker of the NATS fleet
     #[arg(long, value_enum, default_value = "spool")]
@@ -518,6 +528,17 @@ pub struct ReportArgs {
     pub since: u64,
     /// This host's spool and attempt logs, or NATS JetStream's streams
     /// (every host's jobs and every worker's attempts)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Call a subscription stalled (banner) when a job has been due this
+    /// long and nothing was attempted for as long, as `status` does
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
+    pub stalled_after: Duration,
+    /// This host's spool, or NATS JetStream (every host's jobs)
     #[arg(long, value_enum, default_value = "spool")]
     pub source: Source,
 }

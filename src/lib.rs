@@ -7,7 +7,7 @@
 //! [`envelope`] the payload, [`input`] reading it with bounds, [`cmd`] the
 //! commands. [`health`] turns the spool and the attempt logs into delivery
 //! health, which `status`, [`report`] (HTML) and [`metrics`] (Prometheus)
-//! show. [`files`] is the careful file access they all build on: atomic
+//! show, and [`tui`] the live view of `top`. [`files`] is the careful file access they all build on: atomic
 //! writes, bounded reads, bounded lock waits.
 
 pub mod address;
@@ -38,5 +38,6 @@ pub mod sign;
 pub mod spool;
 pub mod store;
 pub mod trace;
+pub mod tui;
 pub mod url;
 pub mod verifier;

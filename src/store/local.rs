@@ -3,7 +3,9 @@
 //! a running replay, discard or recovery, never for a drain's deliveries),
 //! put back what a dead drain left in active/ first, and log every act in
 //! the SPEC's attempt log; a replay is delivered at once by a drain of just
-//! those jobs.
+//! those jobs. [`Store::changes`] tells a live view (`top`) of jobs
+//! arriving, circuits and pauses changing and jobs dead-lettered, through
+//! inotify.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use crate::drain::{Drainer, Event, Options, Stop, Summary};
 use crate::evidence::{Evidence, Record};
 use crate::exit::user_error;
 use crate::health::{self, Local};
+use crate::spool::watch::Watcher;
 use crate::spool::{DrainLock, Quarantined, SpecSpool, Spool, State};
 
 pub struct LocalStore<'a> {
@@ -320,6 +323,119 @@ impl Store for LocalStore<'_> {
     fn place(&self, spec: &str) -> String {
         format!("the spool of {spec}")
     }
+
+    fn changes(&self) -> Option<Box<dyn super::Changes + '_>> {
+        let changes = SpoolChanges {
+            spool: &self.spool,
+            watcher: Watcher::new(&self.spool)?,
+            moves: Moves::new()?,
+            specs: std::cell::RefCell::new(HashSet::new()),
+            watched_at: std::cell::Cell::new(None),
+        };
+        changes.watch_all();
+        Some(Box::new(changes))
+    }
+}
+
+/// What a live view is told of: jobs arriving in any SPEC's pending/,
+/// through the spool's [`Watcher`]; new SPECs, circuit and pause changes
+/// and dead-letters, through [`Moves`].
+struct SpoolChanges<'a> {
+    spool: &'a Spool,
+    watcher: Watcher,
+    moves: Moves,
+    /// SPECs whose pending/ the watcher watches.
+    specs: std::cell::RefCell<HashSet<String>>,
+    /// When the folders were last looked for.
+    watched_at: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+/// How often folders that did not exist yet are looked for.
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl SpoolChanges<'_> {
+    /// Watches the spool root, the circuits' folder and every SPEC's
+    /// pending/ and dead/ that exist; true when one was not watched yet
+    /// (what happened in it before is news too).
+    fn watch_all(&self) -> bool {
+        self.watched_at.set(Some(std::time::Instant::now()));
+        let root = self.spool.root();
+        // Where spool/circuits.rs keeps `<id>.json` (written by rename).
+        let mut new = self.moves.watch(root) | self.moves.watch(&root.join(".subscriptions"));
+        for spec in self.spool.specs().unwrap_or_default() {
+            let spool = self.spool.spec(&spec);
+            new |= self.moves.watch(&spool.state_dir(State::Dead));
+            if !self.specs.borrow().contains(&spec) && self.watcher.watch(&spool) {
+                self.specs.borrow_mut().insert(spec);
+                new = true;
+            }
+        }
+        new
+    }
+}
+
+impl super::Changes for SpoolChanges<'_> {
+    fn wait(&self, timeout: std::time::Duration) -> bool {
+        // The watcher waits on its own descriptor: look at the moves
+        // between short waits.
+        const SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+        let started = std::time::Instant::now();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let news = self.watcher.wait(left.min(SLICE));
+            let moved = self.moves.take();
+            let stale = self
+                .watched_at
+                .get()
+                .is_none_or(|t| t.elapsed() >= LOOK_AGAIN);
+            let new = (moved || stale || !news.is_empty()) && self.watch_all();
+            if !news.is_empty() || moved || new {
+                return true;
+            }
+            if left <= SLICE {
+                return false;
+            }
+        }
+    }
+}
+
+/// Files and folders renamed into or made in the folders it watches
+/// (inotify `IN_MOVED_TO`, `IN_CREATE`), read without waiting.
+struct Moves {
+    fd: std::os::fd::OwnedFd,
+    watched: std::cell::RefCell<HashSet<PathBuf>>,
+}
+
+impl Moves {
+    fn new() -> Option<Moves> {
+        use rustix::fs::inotify::{CreateFlags, init};
+        Some(Moves {
+            fd: init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK).ok()?,
+            watched: std::cell::RefCell::new(HashSet::new()),
+        })
+    }
+
+    /// Watches `dir` if it exists and is not watched yet; true if it now is.
+    fn watch(&self, dir: &std::path::Path) -> bool {
+        use rustix::fs::inotify::{WatchFlags, add_watch};
+        let mut watched = self.watched.borrow_mut();
+        let flags = WatchFlags::MOVED_TO | WatchFlags::CREATE | WatchFlags::ONLYDIR;
+        if watched.contains(dir) || add_watch(&self.fd, dir, flags).is_err() {
+            return false;
+        }
+        watched.insert(dir.to_path_buf())
+    }
+
+    /// Whether anything was renamed in since the last call.
+    fn take(&self) -> bool {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+        let mut events = rustix::fs::inotify::Reader::new(&self.fd, &mut buf);
+        let mut any = false;
+        while events.next().is_ok() {
+            any = true;
+        }
+        any
+    }
 }
 
 /// The jobs a replay names: (state, file name). An unknown id is an exit-2
@@ -444,5 +560,44 @@ mod tests {
             err.contains("unknown SPEC `S-3`") && err.contains("known SPECs: S-2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_live_view_hears_of_new_jobs_circuit_changes_and_dead_letters() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[spec_ops.webhooks]\nspool_dir = \"{0}/spool\"\nevidence_dir = \"{0}/evidence\"\n",
+            dir.path().display()
+        );
+        let config = crate::config::parse(&text, &dir.path().join("config.toml")).unwrap();
+        let spool = Spool::new(&config.spool_dir);
+        let s1 = spool.spec("S-1");
+        s1.ensure().unwrap();
+        spool
+            .update_circuit("hook", |c| c.pause("maintenance", "operator", 1))
+            .unwrap();
+        let store = LocalStore::new(&config, None);
+        let changes = store.changes().expect("inotify here");
+        let quiet = || !changes.wait(Duration::from_millis(20));
+        assert!(quiet(), "nothing happened yet");
+
+        let job = crate::spool::Job {
+            meta: crate::spool::Meta::new("S-1", "hook", "a.b.c", "k", 1, 1000),
+            body: b"{}".to_vec(),
+        };
+        s1.enqueue(std::slice::from_ref(&job)).unwrap();
+        let wait = || changes.wait(Duration::from_secs(10));
+        assert!(wait(), "a job arrived");
+        assert!(quiet());
+
+        spool.update_circuit("hook", |c| c.resume()).unwrap();
+        assert!(wait(), "the subscription was resumed");
+
+        let mut dead = job.clone();
+        dead.meta.state = State::Dead;
+        let lock = s1.lock_drain().unwrap();
+        s1.transfer(&lock, State::Pending, &dead).unwrap();
+        assert!(wait(), "a job was dead-lettered");
     }
 }

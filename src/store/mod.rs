@@ -10,9 +10,11 @@
 //! notes, quarantined files) comes back as values, or through the `say`
 //! callback the command gave it. The shared shapes live here: the operator's
 //! choice of jobs ([`Pick`]), what a listing found ([`Found`]), what a replay
-//! or discard did ([`Replayed`], [`Discarded`]).
+//! or discard did ([`Replayed`], [`Discarded`]). [`ops`] holds the actions
+//! that both the commands and `top` perform.
 
 pub mod local;
+pub mod ops;
 
 use std::time::Duration;
 
@@ -192,6 +194,20 @@ pub trait Store: Sync {
 
     /// Where the jobs of `spec` live, for messages ("the spool of S", "stream P_DEAD").
     fn place(&self, spec: &str) -> String;
+
+    /// News of changes as they happen, for a live view (`top`), where the
+    /// backend can tell (this host's spool, through inotify); `None`, the
+    /// default, and the view looks again every second.
+    fn changes(&self) -> Option<Box<dyn Changes + '_>> {
+        None
+    }
+}
+
+/// What [`Store::changes`] returns.
+pub trait Changes {
+    /// Waits up to `timeout` for a change; true when something may have
+    /// changed.
+    fn wait(&self, timeout: Duration) -> bool;
 }
 
 /// The metrics exposition of every SPEC the store knows, and the snapshot

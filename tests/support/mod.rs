@@ -13,7 +13,8 @@
 //! `SPEC_NOTIFY_TEST_SKIP` (`all` for every one): those tests then return
 //! early and say so on stderr. The names: `nats` (nats-server 2.12+),
 //! `chromium`, `promtool`, `node_exporter`, `python-verifiers`,
-//! `node-verifiers` (`tests/verifiers/install.sh`), `tmpfs` (mounting one)
+//! `node-verifiers` (`tests/verifiers/install.sh`), `tmux`
+//! (`tests/tui/install.sh`), `tmpfs` (mounting one)
 //! and `root` (creating local users). `bash tests/install.sh` installs
 //! every program; `tmpfs` and `root` need the tests to run as root.
 
