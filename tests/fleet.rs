@@ -171,12 +171,15 @@ fn a_blackholed_endpoint_never_holds_back_a_healthy_one_across_a_cluster() {
         .map(|_| spawn(&env, &["drain", "--source", "nats", "--watch"]))
         .collect();
 
-    // The healthy endpoint alone first: its latency is the baseline.
-    let alone = healthy_latencies(&env, &rx, HEALTHY, 0);
+    // Once relay and workers run (their start is not what is measured),
+    // the healthy endpoint alone: its latency is the baseline.
+    emit_many(&env, "SPEC-B", PIPELINE, 1);
+    rx.wait_for(1, CEILING);
+    let alone = healthy_latencies(&env, &rx, HEALTHY, 1);
 
     // 500 jobs for the blackhole, queued ahead of the healthy ones.
     emit_many(&env, "SPEC-A", STAGE, BACKLOG);
-    let beside = healthy_latencies(&env, &rx, HEALTHY, HEALTHY);
+    let beside = healthy_latencies(&env, &rx, HEALTHY, 1 + HEALTHY);
     assert!(
         beside.iter().all(|&ms| ms < 1000),
         "healthy latencies beside the blackhole {beside:?} ms (alone: {alone:?})"
@@ -185,6 +188,15 @@ fn a_blackholed_endpoint_never_holds_back_a_healthy_one_across_a_cluster() {
         "fleet isolation: healthy p95 {} ms alone, {} ms beside a blackhole with {BACKLOG} jobs",
         p95(&alone),
         p95(&beside)
+    );
+    // At most half as long again as alone (bench/nats.sh measures the bare
+    // ratio on a quiet machine); 25 ms more for the scheduling noise of the
+    // other tests sharing these two cores.
+    assert!(
+        p95(&beside) <= p95(&alone) * 3 / 2 + 25,
+        "healthy p95 {} ms beside the blackhole, {} ms alone: {beside:?} / {alone:?}",
+        p95(&beside),
+        p95(&alone)
     );
 
     // The breaker: a bounded number of requests before it opens...
@@ -312,7 +324,11 @@ fn twenty_thousand_waiting_retries_do_not_delay_a_healthy_endpoint() {
         started.elapsed()
     );
     let _relay = spawn(&env, &["relay", "--watch"]);
-    for i in 1..=10 {
+    // Once the relay runs (its start is not what is measured), each
+    // healthy event arrives within a second.
+    emit_many(&env, "SPEC-B", PIPELINE, 1);
+    rx.wait_for(1, CEILING);
+    for i in 2..=11 {
         let id = emit_many(&env, "SPEC-B", PIPELINE, 1).remove(0);
         let emitted = now_ms();
         let got = rx.wait_for(i, CEILING);

@@ -24,6 +24,8 @@ use crate::clock;
 
 /// How long a `--watch` pull waits on the server for jobs.
 const LONG_POLL: Duration = Duration::from_secs(5);
+/// Failed pulls in a row before it is reported (and the run exits 1).
+const REPORT_AFTER: u32 = 5;
 
 /// Wakes whoever waits for news (the engine's coordinator).
 #[derive(Default)]
@@ -169,6 +171,18 @@ pub fn start(shared: &Arc<Shared>, lane: Lane) {
 async fn serve(shared: Arc<Shared>, lane: Lane) {
     let sub = lane.subscription.clone();
     let mut consumer: Option<consumer::PullConsumer> = None;
+    // Failed pulls in a row: a cluster electing a leader answers "no
+    // responders" for a moment, which is said only if it lasts.
+    let mut failures: u32 = 0;
+    let failed = |failures: &mut u32, message: String| {
+        *failures += 1;
+        if *failures == REPORT_AFTER {
+            shared.error(format!(
+                "{message} ({REPORT_AFTER} tries in a row; still trying)"
+            ));
+        }
+        Duration::from_millis(100 * u64::from((*failures).min(10)))
+    };
     while !shared.stopping() {
         // Armed before the state is read: a change from here on wakes us.
         let changed = lane.circuit_changed.notified();
@@ -209,8 +223,8 @@ async fn serve(shared: Arc<Shared>, lane: Lane) {
                     c
                 }
                 Err(e) => {
-                    shared.error(format!("{e:#}"));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let pause = failed(&mut failures, format!("{e:#}"));
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             },
@@ -227,16 +241,20 @@ async fn serve(shared: Arc<Shared>, lane: Lane) {
         let mut batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
-                shared.error(format!(
-                    "cannot pull jobs of `{sub}` from consumer {}: {e}",
-                    lane.names.consumer(&sub)
-                ));
+                let pause = failed(
+                    &mut failures,
+                    format!(
+                        "cannot pull jobs of `{sub}` from consumer {}: {e}",
+                        lane.names.consumer(&sub)
+                    ),
+                );
                 consumer = None;
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(pause).await;
                 continue;
             }
         };
         let mut got = 0;
+        let mut errored = None;
         loop {
             let next = tokio::select! {
                 next = batch.next() => next,
@@ -268,13 +286,19 @@ async fn serve(shared: Arc<Shared>, lane: Lane) {
                     let text = e.to_string();
                     // A pull the server let lapse is no error.
                     if !text.contains("408") && !text.contains("timeout") {
-                        shared.error(format!("cannot pull jobs of `{sub}`: {text}"));
+                        errored = Some(format!("cannot pull jobs of `{sub}`: {text}"));
                     }
                     break;
                 }
                 None => break,
             }
         }
+        if let Some(message) = errored {
+            let pause = failed(&mut failures, message);
+            tokio::time::sleep(pause).await;
+            continue;
+        }
+        failures = 0;
         if got < want
             && let Some(state) = shared.lanes().get_mut(&sub)
         {
