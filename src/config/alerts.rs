@@ -248,12 +248,9 @@ fn read_rule(table: &Table, index: usize, problems: &Problems) -> RawRule {
     };
     let strings = |key: &str, example: &str| -> Option<Vec<String>> {
         let value = table.get(key)?;
-        let strings: Option<Vec<String>> = value.as_array().and_then(|items| {
-            items
-                .iter()
-                .map(|v| v.as_str().map(String::from))
-                .collect()
-        });
+        let strings: Option<Vec<String>> = value
+            .as_array()
+            .and_then(|items| items.iter().map(|v| v.as_str().map(String::from)).collect());
         if strings.is_none() {
             problems.key(
                 &at,
@@ -273,7 +270,10 @@ fn read_rule(table: &Table, index: usize, problems: &Problems) -> RawRule {
             problems.key(
                 &at,
                 "send_resolved",
-                format!("expected true or false, found {} `{other}`", other.type_str()),
+                format!(
+                    "expected true or false, found {} `{other}`",
+                    other.type_str()
+                ),
             );
             None
         }
@@ -294,7 +294,10 @@ fn read_rule(table: &Table, index: usize, problems: &Problems) -> RawRule {
         on: strings("on", "[\"dead\", \"circuit-open\"]"),
         backlog_age: string("backlog_age"),
         to: string("to"),
-        command: strings("command", "[\"/usr/local/bin/page-oncall\", \"--team\", \"platform\"]"),
+        command: strings(
+            "command",
+            "[\"/usr/local/bin/page-oncall\", \"--team\", \"platform\"]",
+        ),
         command_timeout: string("command_timeout"),
         repeat_interval: string("repeat_interval"),
         send_resolved,
@@ -326,7 +329,8 @@ pub(super) fn resolve(raw: Vec<RawRule>, config: &Config, problems: &Problems) -
             }
         }
         let on = conditions(&check, r.on);
-        let to = r.to.filter(|to| check_to(&check, config, to, r.send_resolved));
+        let to =
+            r.to.filter(|to| check_to(&check, config, to, r.send_resolved));
         let written = r.command.is_some();
         let command = r.command.unwrap_or_default();
         if command.first().is_some_and(|p| p.trim().is_empty()) {
@@ -435,7 +439,10 @@ fn check_to(check: &Check<'_>, config: &Config, to: &str, send_resolved: Option<
             true => "none".to_string(),
             false => known.join(", "),
         };
-        check.problem("to", format!("{why}; subscriptions alerts can use: {known}"));
+        check.problem(
+            "to",
+            format!("{why}; subscriptions alerts can use: {known}"),
+        );
         return false;
     };
     let mut refused = Vec::new();
@@ -500,8 +507,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
                 ));
             }
         }
-        if rule.backlog_age_ms != DEFAULT_BACKLOG_AGE_MS && !rule.on.contains(&Condition::Backlog)
-        {
+        if rule.backlog_age_ms != DEFAULT_BACKLOG_AGE_MS && !rule.on.contains(&Condition::Backlog) {
             out.push(format!(
                 "alert rule `{id}`: `backlog_age` has no effect without \"backlog\" in `on`"
             ));

@@ -38,6 +38,10 @@ mod resolve;
 mod specs;
 mod subscription;
 
+pub use alerts::{
+    ALERTS_SPEC, AlertRule, Condition, FIRING_EVENT, RESOLVED_EVENT, glob,
+    warnings as alert_warnings,
+};
 pub use load::{
     CONFIG_ENV, DEFAULT_CONFIG, ENABLED_ENV, Location, Secrets, load, load_required, load_with,
     locate, parse,
@@ -46,10 +50,6 @@ pub use model::{
     Config, DEFAULT_EVIDENCE_DIR, DEFAULT_MAX_EVENT_BYTES, DEFAULT_SPOOL_DIR, ExtraHeader,
     HeaderValue, MAX_EVENT_BYTES_LIMIT, Rate, RetryPolicy, Scope, Subscription, adhoc_id,
     event_pattern_matches, is_adhoc_id, secret_from_env, shown_per_call_url,
-};
-pub use alerts::{
-    ALERTS_SPEC, AlertRule, Condition, FIRING_EVENT, RESOLVED_EVENT, glob,
-    warnings as alert_warnings,
 };
 pub use relay::Relay;
 pub use subscription::RESERVED_HEADERS;
