@@ -4,11 +4,11 @@
 //! the condition, the subscription, the SPECs and counts concerned, the
 //! summary, the hint and the exact command that fixes it), and the job
 //! that carries it to a `to` subscription. What a `command` reads on stdin
-//! is the same envelope.
+//! is the same envelope. Also an alert firing as the listings show it.
 
 use serde_json::{Value, json};
 
-use super::state::{Notice, Status};
+use super::state::{Firing, Notice, Status};
 use crate::clock;
 use crate::config::ALERTS_SPEC;
 use crate::envelope::SCHEMA_VERSION;
@@ -37,6 +37,23 @@ pub fn alert_json(n: &Notice) -> Value {
         alert["test"] = json!(true);
     }
     alert
+}
+
+/// An alert firing now, as `alerts --json` and `status --json` list it.
+pub fn firing_json(f: &Firing) -> Value {
+    json!({
+        "rule": f.rule,
+        "subscription": f.subscription,
+        "condition": f.condition.name(),
+        "since": clock::rfc3339(f.since_ms),
+        "last_sent": clock::rfc3339(f.last_sent_ms),
+        "repeats": f.repeats,
+        "count": f.detail.count,
+        "specs": f.detail.specs,
+        "summary": f.detail.summary,
+        "hint": f.detail.hint,
+        "command": f.detail.command,
+    })
 }
 
 /// The idempotency key: the alert, its episode and which notification.

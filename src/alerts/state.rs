@@ -15,7 +15,7 @@ use crate::config::Condition;
 /// The outbox keeps at most this many notices: with every route broken for
 /// long, the oldest are dropped (and counted) rather than grow the state
 /// without end.
-pub const MAX_OUTBOX: usize = 500;
+pub const MAX_OUTBOX: usize = 200;
 /// How long a claim on a notice lasts beyond its command's timeout: a
 /// spool write or a publish takes milliseconds; an evaluator that is still
 /// at it after this is taken for dead.
