@@ -28,6 +28,7 @@ pub fn alert_json(n: &Notice) -> Value {
         "hint": n.detail.hint,
         "command": n.detail.command,
         "since": clock::rfc3339(n.since_ms),
+        "at": clock::rfc3339(n.at_ms),
         "repeat": n.repeat,
     });
     if n.status == Status::Resolved {

@@ -255,9 +255,9 @@ fn circuit_open(h: &SubscriptionHealth, jobs: &Jobs<'_>, lens: Lens<'_>) -> Opti
         count,
         specs,
         summary: format!(
-            "circuit open on {id} after {} in a row ({error}); {} wait",
+            "circuit open on {id} after {} in a row ({error}); {}",
             plural(c.consecutive_failures as usize, "failure", "failures"),
-            plural(count, "job", "jobs")
+            plural(count, "job waits", "jobs wait")
         ),
         hint: format!(
             "the endpoint of {id} keeps failing (latest: {error}); one probe job goes out {probe} and closes the circuit if it gets an answer: fix the endpoint, or send the backlog now with `spec-notify resume {id}`"
@@ -284,10 +284,10 @@ fn paused(h: &SubscriptionHealth, jobs: &Jobs<'_>, lens: Lens<'_>) -> Option<Det
         count,
         specs,
         summary: format!(
-            "{id} is paused by the {} ({}); {} wait",
+            "{id} is paused by the {} ({}); {}",
             pause.by,
             pause.reason,
-            plural(count, "job", "jobs")
+            plural(count, "job waits", "jobs wait")
         ),
         hint,
         command: format!("spec-notify resume {id}{}", lens.flag),
@@ -304,7 +304,7 @@ fn secret_unset(config: &Config, id: &str, jobs: &Jobs<'_>, lens: Lens<'_>) -> O
     Some(Detail {
         count,
         specs,
-        summary: format!("{problem}; {} wait", plural(count, "job", "jobs")),
+        summary: format!("{problem}; {}", plural(count, "job waits", "jobs wait")),
         hint: "set it in the environment the drain runs in (systemd: Environment= or EnvironmentFile=) and restart the drain; `spec-notify check` confirms".into(),
         command: format!("spec-notify check{}", lens.flag),
     })
