@@ -1,5 +1,6 @@
 //! The alerts' shell (the design is `crate::alerts`'s): one evaluation
-//! reads the health snapshot through the store, decides and claims in one
+//! reads the health snapshot through the store (its jobs, circuits and
+//! quarantine: the attempt logs play no part), decides and claims in one
 //! atomic change of the shared state, hands each claimed notice over (its
 //! job spooled for the `to` subscription, its command run and logged in
 //! the evidence), then settles the outbox in a second atomic change. Also
@@ -68,6 +69,44 @@ impl Sent {
     }
 }
 
+/// A health source without its attempt records: the conditions are read
+/// from the jobs, the circuits and the quarantine, and the attempt logs are
+/// most of what a snapshot costs to read.
+struct JobsOnly<'a>(&'a dyn health::Source);
+
+impl health::Source for JobsOnly<'_> {
+    fn specs(&self) -> Result<Vec<String>> {
+        self.0.specs()
+    }
+    fn scan(&self, spec: &str, state: crate::spool::State) -> Result<crate::spool::Scan> {
+        self.0.scan(spec, state)
+    }
+    fn quarantined(&self, spec: &str) -> Result<Vec<(String, String)>> {
+        self.0.quarantined(spec)
+    }
+    fn records(&self, _spec: &str, _visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+        Ok((0, String::new()))
+    }
+    fn circuit(&self, subscription: &str) -> Result<crate::circuit::Circuit> {
+        self.0.circuit(subscription)
+    }
+    fn body(&self, entry: &crate::spool::Entry) -> Option<Vec<u8>> {
+        self.0.body(entry)
+    }
+    fn keeps_delivered(&self) -> bool {
+        true // delivered counts play no part in a condition
+    }
+    fn flag(&self) -> &'static str {
+        self.0.flag()
+    }
+    fn gone(&self) -> &'static str {
+        self.0.gone()
+    }
+    fn problems(&self) -> (Vec<crate::spool::Unreadable>, Vec<(usize, String)>) {
+        self.0.problems()
+    }
+}
+
 /// `host:pid` of this process, as claims name it.
 pub fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -114,8 +153,9 @@ pub fn evaluate(
         Some(snapshot) => snapshot,
         None => {
             let source = store.health()?;
+            let jobs_only = JobsOnly(&*source);
             let specs = source.specs()?;
-            read = health::gather_from(&*source, config, &specs, None, now, &mut |_| {})?;
+            read = health::gather_from(&jobs_only, config, &specs, None, now, &mut |_| {})?;
             &read
         }
     };
