@@ -7,14 +7,23 @@
 //! `spec-notify.alerts`) with its delivery id as `Nats-Msg-Id`, so a notice
 //! published twice (after a crash) is stored once within the
 //! de-duplication window (an hour). The bucket is created on first use,
-//! safely from many workers at once.
+//! safely from many workers at once. [`JobsView`] is what the rules are
+//! evaluated on: the waiting and dead jobs' metadata and the breaker
+//! states, without the evidence stream (no condition needs it).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use async_nats::jetstream::{kv, stream};
 use bytes::Bytes;
 
-use super::Nats;
+use super::{Nats, view};
 use crate::alerts::{AlertJob, AlertState};
+use crate::circuit::Circuit;
+use crate::evidence::Record;
+use crate::health::Source;
+use crate::spool::{Entry, Scan, State, Unreadable};
 
 /// The key holding the state.
 const KEY: &str = "state";
@@ -132,4 +141,92 @@ pub fn publish(nats: &Nats, alert: &AlertJob) -> Result<()> {
         Some(alert.delivery_id()),
         job.encode(),
     )
+}
+
+/// Every host's waiting and dead jobs (metadata only) and the breaker
+/// states, read in batches: a health source without attempt records.
+pub struct JobsView {
+    jobs: Vec<Entry>,
+    circuits: BTreeMap<String, Circuit>,
+    /// Messages of the job streams that are not jobs, and where.
+    unreadable: Option<Unreadable>,
+}
+
+impl JobsView {
+    pub fn load(nats: &Nats) -> Result<JobsView> {
+        let found = view::jobs(nats, &[State::Pending, State::Dead], None)?;
+        let unreadable = (found.unreadable > 0).then(|| Unreadable {
+            path: PathBuf::from(format!(
+                "{} message(s) of streams {} and {}",
+                found.unreadable, nats.names.jobs, nats.names.dead
+            )),
+            reason: "not jobs".into(),
+        });
+        Ok(JobsView {
+            jobs: found
+                .jobs
+                .into_iter()
+                .map(|(state, meta)| Entry {
+                    name: meta.file_name(),
+                    state,
+                    meta,
+                })
+                .collect(),
+            circuits: view::circuits(nats)?.into_iter().collect(),
+            unreadable,
+        })
+    }
+}
+
+impl Source for JobsView {
+    fn specs(&self) -> Result<Vec<String>> {
+        let mut specs: Vec<String> = self.jobs.iter().map(|e| e.meta.spec.clone()).collect();
+        specs.sort();
+        specs.dedup();
+        Ok(specs)
+    }
+
+    fn scan(&self, spec: &str, state: State) -> Result<Scan> {
+        Ok(Scan {
+            entries: self
+                .jobs
+                .iter()
+                .filter(|e| e.state == state && e.meta.spec == spec)
+                .cloned()
+                .collect(),
+            ..Scan::default()
+        })
+    }
+
+    fn quarantined(&self, _spec: &str) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new()) // a message that is not a job waits in its stream
+    }
+
+    fn records(&self, _spec: &str, _visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+        Ok((0, String::new()))
+    }
+
+    fn circuit(&self, subscription: &str) -> Result<Circuit> {
+        Ok(self.circuits.get(subscription).cloned().unwrap_or_default())
+    }
+
+    fn body(&self, _entry: &Entry) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn keeps_delivered(&self) -> bool {
+        true // delivered counts play no part in a condition
+    }
+
+    fn flag(&self) -> &'static str {
+        " --source nats"
+    }
+
+    fn gone(&self) -> &'static str {
+        "no longer in the streams"
+    }
+
+    fn problems(&self) -> (Vec<Unreadable>, Vec<(usize, String)>) {
+        (self.unreadable.iter().cloned().collect(), Vec::new())
+    }
 }

@@ -261,6 +261,10 @@ impl Store for NatsStore<'_> {
         format!("stream {}", self.nats.names.dead)
     }
 
+    fn alert_source(&self) -> Result<Box<dyn health::Source + '_>> {
+        Ok(Box::new(super::alerts::JobsView::load(&self.nats)?))
+    }
+
     fn alert_state(&self) -> Result<crate::alerts::AlertState> {
         super::alerts::read(&self.nats)
     }

@@ -71,8 +71,9 @@ impl Sent {
 
 /// A health source without its attempt records: the conditions are read
 /// from the jobs, the circuits and the quarantine, and the attempt logs are
-/// most of what a snapshot costs to read.
-struct JobsOnly<'a>(&'a dyn health::Source);
+/// most of what a snapshot costs to read. [`Store::alert_source`]'s
+/// default.
+pub struct JobsOnly<'a>(pub Box<dyn health::Source + 'a>);
 
 impl health::Source for JobsOnly<'_> {
     fn specs(&self) -> Result<Vec<String>> {
@@ -152,10 +153,9 @@ pub fn evaluate(
     let snapshot = match snapshot {
         Some(snapshot) => snapshot,
         None => {
-            let source = store.health()?;
-            let jobs_only = JobsOnly(&*source);
+            let source = store.alert_source()?;
             let specs = source.specs()?;
-            read = health::gather_from(&jobs_only, config, &specs, None, now, &mut |_| {})?;
+            read = health::gather_from(&*source, config, &specs, None, now, &mut |_| {})?;
             &read
         }
     };

@@ -198,6 +198,13 @@ pub trait Store: Sync {
     /// Where the jobs of `spec` live, for messages ("the spool of S", "stream P_DEAD").
     fn place(&self, spec: &str) -> String;
 
+    /// What alert rules are evaluated on: the health view without attempt
+    /// records (they play no part in a condition, and are most of what a
+    /// snapshot costs to read).
+    fn alert_source(&self) -> Result<Box<dyn health::Source + '_>> {
+        Ok(Box::new(alerts::JobsOnly(self.health()?)))
+    }
+
     /// The alert state every drain and `status` share (see `crate::alerts`),
     /// as stored; empty before the first evaluation.
     fn alert_state(&self) -> Result<AlertState>;
