@@ -627,3 +627,48 @@ fn a_probe_that_succeeds_resolves_the_alert_without_an_operator() {
         "the probe delivered the job"
     );
 }
+
+#[test]
+fn an_unset_secret_fires_from_the_drain_and_status_neither_starts_nor_clears_it() {
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "cat > {}/$SPEC_NOTIFY_ALERT_STATUS.json",
+        dir.path().display()
+    );
+    let env = Env::new(&config_with(&format!(
+        "{}\
+         [[spec_ops.webhooks.alerts]]\nid = \"keys\"\non = [\"secret-unset\"]\ncommand = [\"/bin/sh\", \"-c\", {script:?}]\n",
+        subscription("hook", &rx.url("/hook"), ""),
+    )));
+    emit(&env, 1);
+    // `status` runs in another environment than the drain's: it does not look.
+    env.run(&["status"]);
+    assert!(!dir.path().join("firing.json").exists());
+    // The drain cannot sign (exit 2) and says so through the alert.
+    env.run(&["drain", "--max-time", "10s"]).expect(2);
+    let firing: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("firing.json")).unwrap()).unwrap();
+    let alert = &firing["alert"];
+    assert_eq!(alert["condition"], "secret-unset");
+    assert!(
+        alert["summary"].as_str().unwrap().contains("SECRET_HOOK"),
+        "{alert}"
+    );
+    assert_eq!(alert["count"], 1, "one job waits for it");
+    assert_eq!(alert["command"], "spec-notify check");
+    env.run(&["status"]);
+    assert!(
+        !dir.path().join("resolved.json").exists(),
+        "status is blind to secrets"
+    );
+    assert_eq!(
+        alerts_json(&env, &[]).1["firing"][0]["condition"],
+        "secret-unset"
+    );
+    // The secret is set where the drain runs: it resolves there.
+    let env = env.env("SECRET_HOOK", SECRET);
+    env.run(&["drain", "--max-time", "10s"]).expect(0);
+    assert!(dir.path().join("resolved.json").exists());
+    assert_eq!(rx.requests_to("/hook").len(), 1, "and the job went out");
+}
