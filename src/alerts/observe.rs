@@ -80,7 +80,7 @@ pub fn observe(config: &Config, snapshot: &Snapshot, lens: Lens<'_>) -> Seen {
                     Condition::Paused => health.and_then(|h| paused(h, jobs, lens)),
                     Condition::SecretUnset if lens.secrets => secret_unset(config, id, jobs, lens),
                     Condition::SecretUnset => None,
-                    Condition::Backlog => backlog(rule, health, jobs, snapshot.now_ms, lens),
+                    Condition::Backlog => backlog(rule, id, health, jobs, snapshot.now_ms, lens),
                     Condition::Quarantined => None,
                 };
                 if let Some(detail) = detail {
@@ -312,6 +312,7 @@ fn secret_unset(config: &Config, id: &str, jobs: &Jobs<'_>, lens: Lens<'_>) -> O
 
 fn backlog(
     rule: &AlertRule,
+    id: &str,
     health: Option<&SubscriptionHealth>,
     jobs: &Jobs<'_>,
     now: u64,
@@ -321,7 +322,6 @@ fn backlog(
     if now.saturating_sub(oldest) < rule.backlog_age_ms {
         return None;
     }
-    let id = health.map_or("?", |h| h.subscription.as_str());
     let (count, specs) = waiting(jobs);
     let circuit = health.map(|h| &h.circuit);
     let held = circuit.is_some_and(|c| c.paused.is_some() || c.is_open());

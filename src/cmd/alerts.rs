@@ -159,7 +159,7 @@ fn send_test(ctx: &Ctx, config: &Config, args: &AlertsTestArgs) -> Result<ExitCo
     let Some(sample) = sent.sent.first() else {
         return Ok(ExitCode::Failure);
     };
-    if let Some(to) = &sent.sent[0].to {
+    if let Some(to) = &sample.to {
         output::note(format_args!("sample alert {}: {to}", sample.notice.id));
     }
     if !sent.spooled.is_empty() {

@@ -45,7 +45,8 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// `firing: rule r: circuit-open of hook (spooled for chat; command exit 0)`.
+    /// `alert firing: rule r: circuit-open on hook: <summary> [spooled for
+    /// chat; command exit 0]`.
     pub fn line(&self) -> String {
         let n = &self.notice;
         let about = n.subscription.as_deref().unwrap_or("the spool");
@@ -56,7 +57,7 @@ impl Sent {
         }
         let repeat = match n.repeat {
             0 => String::new(),
-            r => format!(" (repeat {r})"),
+            r => format!(" (reminder {r})"),
         };
         format!(
             "alert {}{repeat}: rule {}: {} on {about}: {} [{}]",
@@ -186,7 +187,15 @@ pub fn evaluate(
         done.push(d);
         out.sent.push(sent);
     }
-    out.state = store.update_alerts(&mut |state| state.settle(&done, &me))?;
+    match store.update_alerts(&mut |state| state.settle(&done, &me)) {
+        Ok(state) => out.state = state,
+        // What was handed over stays claimed until this process is gone
+        // or its lease runs out: then it is handed over again (a job is
+        // stored once; a command runs again).
+        Err(e) => out.problems.push(format!(
+            "could not record in the alert state what was handed over: {e:#}"
+        )),
+    }
     Ok(out)
 }
 
@@ -255,7 +264,7 @@ fn hand_over(
                 "alert {} of rule {}: its command `{}` failed: {}",
                 notice.id,
                 notice.rule,
-                run.argv[0],
+                program(run),
                 ran.0.describe()
             ));
         }
@@ -270,6 +279,11 @@ fn hand_over(
             command,
         },
     )
+}
+
+/// The program a command runs (its first word).
+fn program(run: &Run) -> &str {
+    run.argv.first().map_or("?", String::as_str)
 }
 
 /// Runs a notice's command with the envelope on stdin and logs the
@@ -295,7 +309,7 @@ fn run_command(store: &dyn Store, notice: &Notice, run: &Run) -> (Ran, Option<St
         subscription: format!("command:{}", notice.rule),
         event_type: notice.status.event_type().into(),
         attempt: 1,
-        url: run.argv[0].clone(),
+        url: program(run).to_string(),
         status: None,
         error: (!ran.ok()).then(|| ran.describe()),
         latency_ms: Some(ran.took_ms),
