@@ -125,6 +125,18 @@ Examples:
   spec-notify top
   spec-notify top --source nats --stalled-after 5m")]
     Top(TopArgs),
+    /// The alerts firing now (exit 1 while any fires); `alerts test RULE`
+    /// sends a sample through a rule's routes
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "\
+Examples:
+  spec-notify alerts                      # what fires now, with the command that fixes each
+  spec-notify alerts --json
+  spec-notify alerts test platform-oncall # a sample alert through the rule's `to` and `command`
+Rules are [[spec_ops.webhooks.alerts]] tables; drains and `status` evaluate them."
+    )]
+    Alerts(AlertsArgs),
 
     /// Export the attempt log (all rotated files, oldest first) of one SPEC or every SPEC
     #[command(
@@ -315,6 +327,10 @@ pub struct DrainArgs {
     /// How often --metrics rewrites FILE (and once more at the end)
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration, requires = "metrics")]
     pub metrics_interval: Duration,
+    /// With --watch, how often the alert rules are evaluated (a one-shot
+    /// drain evaluates them once, before it exits)
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub alerts_interval: Duration,
     /// Take jobs from this host's spool, or from NATS JetStream (a worker
     /// of the fleet; needs [spec_ops.webhooks.relay])
     #[arg(long, value_enum, default_value = "spool", conflicts_with = "spec")]
@@ -482,6 +498,36 @@ pub struct StatusArgs {
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub stalled_after: Duration,
     /// This host's spool, or NATS JetStream (every host's jobs)
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    #[command(subcommand)]
+    pub action: Option<AlertsAction>,
+    /// One JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// The alert state of this host's drains, or of the NATS fleet's
+    #[arg(long, value_enum, default_value = "spool")]
+    pub source: Source,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Send a sample alert (marked as a test) through the rule's `to`
+    /// subscription and `command`, now; exit 1 if a route failed
+    Test(AlertsTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsTestArgs {
+    /// The rule's id ([[spec_ops.webhooks.alerts]] `id`)
+    #[arg(value_name = "RULE")]
+    pub rule: String,
+    /// Spool the sample here and deliver it at once, or publish it to
+    /// NATS JetStream for the fleet's workers
     #[arg(long, value_enum, default_value = "spool")]
     pub source: Source,
 }
@@ -909,6 +955,39 @@ mod tests {
         let cli = parse(&["spec-notify", "--replay", "S", "--delivery-id", "u"]).unwrap();
         assert!(
             matches!(cli.command, Command::Replay(ReplayArgs { ref delivery_id, .. }) if delivery_id.as_deref() == Some("u"))
+        );
+    }
+
+    #[test]
+    fn alerts_lists_or_tests_a_rule() {
+        let cli = parse(&["spec-notify", "alerts", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Alerts(AlertsArgs {
+                action: None,
+                json: true,
+                ..
+            })
+        ));
+        let cli = parse(&[
+            "spec-notify",
+            "alerts",
+            "test",
+            "oncall",
+            "--source",
+            "nats",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Alerts(AlertsArgs {
+                action: Some(AlertsAction::Test(AlertsTestArgs { ref rule, source: Source::Nats })),
+                ..
+            }) if rule == "oncall"
+        ));
+        assert!(
+            parse(&["spec-notify", "alerts", "test"]).is_err(),
+            "RULE is required"
         );
     }
 

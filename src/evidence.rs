@@ -51,6 +51,8 @@ pub enum Outcome {
     SubscriptionPaused,
     /// An operator resumed the subscription (`spec-notify resume`).
     SubscriptionResumed,
+    /// An alert rule's `command` ran (`error` says how it failed).
+    AlertCommand,
 }
 
 impl Outcome {
@@ -70,6 +72,7 @@ impl Outcome {
             Outcome::CircuitClosed => "circuit-closed",
             Outcome::SubscriptionPaused => "subscription-paused",
             Outcome::SubscriptionResumed => "subscription-resumed",
+            Outcome::AlertCommand => "alert-command",
         }
     }
 

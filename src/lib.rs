@@ -7,10 +7,12 @@
 //! [`envelope`] the payload, [`input`] reading it with bounds, [`cmd`] the
 //! commands. [`health`] turns the spool and the attempt logs into delivery
 //! health, which `status`, [`report`] (HTML) and [`metrics`] (Prometheus)
-//! show, and [`tui`] the live view of `top`. [`files`] is the careful file access they all build on: atomic
-//! writes, bounded reads, bounded lock waits.
+//! show, [`tui`] the live view of `top`, and [`alerts`] turns into
+//! notifications to operators. [`files`] is the careful file access they all
+//! build on: atomic writes, bounded reads, bounded lock waits.
 
 pub mod address;
+pub mod alerts;
 pub mod circuit;
 pub mod cli;
 pub mod clock;

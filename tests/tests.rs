@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerts;
 mod completions;
 mod config;
 mod demo;

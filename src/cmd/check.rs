@@ -1,8 +1,9 @@
 //! `spec-notify check`: validate the config (secrets, signing keys and
 //! per-SPEC overrides included) and summarise it (the relay to NATS too,
 //! credentials never shown; the public key of each signing key, which
-//! receivers need); warn about what is valid but likely wrong (a rotation left on, a
-//! chat webhook sent the wrong format). `--spec` shows the subscriptions in
+//! receivers need; the alert rules); warn about what is valid but likely
+//! wrong (a rotation left on, a chat webhook sent the wrong format, an
+//! alert rule whose route is inactive or whose globs match nothing). `--spec` shows the subscriptions in
 //! effect for one SPEC; `--probe` reaches every URL once (HEAD, no body, no
 //! secret, 3 s), reports the HTTP status each answered, and exits 1 if one
 //! does not answer or answers 404 or 410 (nothing there). Without `--probe` it
@@ -41,6 +42,7 @@ pub fn run(ctx: &Ctx, args: &CheckArgs) -> Result<ExitCode> {
         .into_iter()
         .chain(format_warnings(&config))
         .chain(relay_warnings(&config))
+        .chain(config::alert_warnings(&config))
     {
         output::warn(warning);
     }
@@ -204,6 +206,7 @@ fn print_summary(config: &Config) -> Result<()> {
             writeln!(out, "  {id}: {key}")?;
         }
     }
+    print_alert_rules(&mut out, config)?;
     if !config.specs.is_empty() {
         writeln!(out, "per-SPEC overrides ({}):", config.specs.len())?;
         for scope in &config.specs {
@@ -220,6 +223,64 @@ fn print_summary(config: &Config) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The alert rules: what each watches and where its alerts go.
+fn print_alert_rules(out: &mut impl Write, config: &Config) -> Result<()> {
+    if config.alerts.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "alert rules ({}):", config.alerts.len())?;
+    let rows: Vec<Vec<String>> = config.alerts.iter().map(rule_row).collect();
+    output::table(
+        out,
+        &[
+            "  ID",
+            "ON",
+            "SUBSCRIPTIONS",
+            "TO",
+            "COMMAND",
+            "REPEAT",
+            "RESOLVED",
+        ],
+        &rows,
+    )?;
+    Ok(())
+}
+
+fn rule_row(rule: &config::AlertRule) -> Vec<String> {
+    let on: Vec<&str> = rule.on.iter().map(|c| c.name()).collect();
+    let subs = match rule.subscriptions.is_empty() {
+        true => "all".to_string(),
+        false => rule.subscriptions.join(","),
+    };
+    vec![
+        format!("  {}", rule.id),
+        on.join(","),
+        subs,
+        rule.to.clone().unwrap_or_else(|| "-".into()),
+        rule.command.first().cloned().unwrap_or_else(|| "-".into()),
+        duration_text(rule.repeat_interval_ms),
+        if rule.send_resolved { "yes" } else { "no" }.into(),
+    ]
+}
+
+fn duration_text(ms: u64) -> String {
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
+fn rule_json(rule: &config::AlertRule) -> Value {
+    json!({
+        "id": rule.id,
+        "on": rule.on.iter().map(|c| c.name()).collect::<Vec<_>>(),
+        "subscriptions": rule.subscriptions,
+        "backlog_age": duration_text(rule.backlog_age_ms),
+        "to": rule.to,
+        "command": rule.command,
+        "command_timeout": duration_text(rule.command_timeout_ms),
+        "repeat_interval": duration_text(rule.repeat_interval_ms),
+        "send_resolved": rule.send_resolved,
+    })
 }
 
 /// What a scope changes: `chatops-slack (changed: url_env), audit (off), team (added)`.
@@ -453,6 +514,7 @@ fn summary_json(config: &Config) -> Value {
         })),
         "subscriptions": subs,
         "specs": specs,
+        "alerts": config.alerts.iter().map(rule_json).collect::<Vec<_>>(),
     })
 }
 

@@ -4,7 +4,8 @@
 //! `--source`. The plumbing that several commands share lives here
 //! (commands never borrow from each other): the unknown-SPEC note, handing
 //! jobs over to a drain, the warnings for files and lines that could not be
-//! read, and the drain's reporter and summary.
+//! read, the drain's reporter and summary, and evaluating the alert rules
+//! (drains and `status` do).
 
 use std::path::PathBuf;
 
@@ -20,6 +21,7 @@ use crate::spool::Unreadable;
 use crate::store::local::LocalStore;
 use crate::store::{Store, Unknown};
 
+mod alerts;
 mod check;
 mod completions;
 mod demo;
@@ -176,6 +178,43 @@ pub fn drain_reporter(verbose: bool) -> impl FnMut(&crate::drain::Event) {
     }
 }
 
+/// Evaluates the alert rules through `store` (see `crate::alerts`;
+/// `secrets`: this is a drain, whose environment unset secrets are looked
+/// at in; `snapshot`: every SPEC's health, when the caller read it
+/// already), says each notification handed over on stderr and each problem
+/// as a warning unless `quiet` says it was said last time. `None` when the
+/// evaluation failed (warned): alerts never stop a drain or `status`.
+pub fn evaluate_alerts(
+    store: &dyn Store,
+    config: &Config,
+    secrets: bool,
+    snapshot: Option<&crate::health::Snapshot>,
+    quiet: &mut dyn FnMut(&str) -> bool,
+) -> Option<crate::store::alerts::Evaluated> {
+    let now = crate::clock::now_ms();
+    let evaluated = crate::store::alerts::evaluate(store, config, secrets, snapshot, now);
+    match evaluated {
+        Ok(evaluated) => {
+            for sent in &evaluated.sent {
+                output::note(sent.line());
+            }
+            for problem in &evaluated.problems {
+                if !quiet(problem) {
+                    output::warn(problem);
+                }
+            }
+            Some(evaluated)
+        }
+        Err(e) => {
+            let message = format!("alert rules not evaluated: {e:#}");
+            if !quiet(&message) {
+                output::warn(message);
+            }
+            None
+        }
+    }
+}
+
 /// The SPEC's attempt log, with the configured size cap.
 pub fn evidence(config: &Config, spec: &str) -> Evidence {
     Evidence::new(config.evidence_for(spec), config.max_evidence_bytes)
@@ -257,6 +296,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resume(args) => pause::resume(&ctx, &args),
         Command::Status(args) => status::run(&ctx, &args),
         Command::Top(args) => top::run(&ctx, &args),
+        Command::Alerts(args) => alerts::run(&ctx, &args),
         Command::History(args) => history::run(&ctx, &args),
         Command::Report(args) => report::run(&ctx, &args),
         Command::Metrics(args) => metrics::run(&ctx, &args),

@@ -4,8 +4,10 @@
 //! subscription in trouble. Exits 1 while any dead-letter exists, a file
 //! sits in quarantine or cannot be read as a job, a circuit is open or a
 //! subscription is paused, or jobs have been due for `--stalled-after`
-//! with nothing attempted (no drain or worker runs), so a status script or
-//! TUI can raise a banner.
+//! with nothing attempted (no drain or worker runs), or an alert fires, so
+//! a status script or TUI can raise a banner. With alert rules it
+//! evaluates them too (`crate::alerts`), blind to unset secrets: this
+//! environment need not be the drain's.
 //! The arithmetic is `crate::health`'s (shared with `report` and
 //! `metrics`); this file only chooses the SPECs and prints.
 
@@ -14,10 +16,12 @@ use std::io::{self, BufWriter, Write};
 use anyhow::{Context, Result};
 
 use super::Ctx;
+use crate::alerts::{Firing, message};
 use crate::cli::StatusArgs;
 use crate::clock;
+use crate::config::Config;
 use crate::exit::ExitCode;
-use crate::health::{self, Gate, SpecHealth, SubHealth};
+use crate::health::{self, Gate, Snapshot, SpecHealth, SubHealth};
 use crate::output;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
@@ -51,11 +55,15 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     // Files that are not jobs hide what they held: they need a person too.
     let quarantined: usize = snapshot.specs.iter().map(|s| s.quarantined.len()).sum();
     let unreadable = snapshot.unreadable.len();
+    let firing = alerts(&*store, &config, args.spec.is_none().then_some(&snapshot));
     if args.json {
         let mut json = report_json(&snapshot.specs, dead);
         json["source"] = store.name().into();
         json["unreadable"] = unreadable.into();
         json["subscriptions"] = gates.iter().map(gate_json).collect();
+        if !config.alerts.is_empty() {
+            json["alerts"] = firing.iter().map(message::firing_json).collect();
+        }
         output::print_json(&json)?;
     } else {
         if let Some(from) = store.shown_from() {
@@ -64,9 +72,11 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         print_report(&snapshot.specs, dead, snapshot.now_ms, source.flag())?;
         print_unreadable(unreadable)?;
         print_gates(&gates)?;
+        print_alerts(&firing, snapshot.now_ms)?;
     }
+    let alerting = !firing.is_empty();
     Ok(
-        if dead > 0 || blocked > 0 || quarantined > 0 || unreadable > 0 {
+        if dead > 0 || blocked > 0 || quarantined > 0 || unreadable > 0 || alerting {
             ExitCode::Failure
         } else {
             ExitCode::Success
@@ -91,6 +101,44 @@ fn gate_json(g: &Gate) -> serde_json::Value {
         "stalled": g.stalled,
         "health": g.health.name(),
     })
+}
+
+/// Evaluates the alert rules (on `snapshot` when it holds every SPEC) and
+/// returns the alerts firing now; the jobs of new notifications go to a
+/// drain. Nothing without rules; a failure is a warning.
+fn alerts(
+    store: &dyn crate::store::Store,
+    config: &Config,
+    snapshot: Option<&Snapshot>,
+) -> Vec<Firing> {
+    if config.alerts.is_empty() {
+        return Vec::new();
+    }
+    let Some(evaluated) = super::evaluate_alerts(store, config, false, snapshot, &mut |_| false)
+    else {
+        return Vec::new();
+    };
+    if !evaluated.spooled.is_empty() {
+        super::hand_over(store, &[crate::config::ALERTS_SPEC.to_string()]);
+    }
+    let rules: Vec<String> = config.alerts.iter().map(|r| r.id.clone()).collect();
+    evaluated.state.firing_for(&rules).cloned().collect()
+}
+
+fn print_alerts(firing: &[Firing], now: u64) -> Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    for f in firing {
+        writeln!(
+            out,
+            "{} alert firing for {} (rule {}): {}; fix: `{}`",
+            output::paint("warning:", "33"),
+            clock::age(now, f.since_ms),
+            f.rule,
+            output::one_line(&f.detail.summary),
+            output::one_line(&f.detail.command)
+        )?;
+    }
+    out.flush().context("failed to write to stdout")
 }
 
 /// The count of spool files that could not be read as jobs (each is named

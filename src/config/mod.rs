@@ -18,13 +18,15 @@
 //! - `subscription`: one subscription table into a [`Subscription`], every
 //!   value checked.
 //! - `raw`: the TOML side: each key read as the type it must have, unknown
-//!   keys named; `relay`: the `[spec_ops.webhooks.relay]` table ([`Relay`]).
+//!   keys named; `relay`: the `[spec_ops.webhooks.relay]` table ([`Relay`]);
+//!   `alerts`: the `[[spec_ops.webhooks.alerts]]` rules ([`AlertRule`]).
 //! - `problems`: every problem found, grouped by place and reported at once,
 //!   and the checks of single values.
 //! - `model`: the resolved types and the defaults, and what they answer at
 //!   send time: filters, secrets, header values, URLs as shown.
 //! - [`edit`]: changes the file in place for `spec-notify subscriptions`.
 
+mod alerts;
 pub mod edit;
 mod load;
 mod model;
@@ -36,6 +38,10 @@ mod resolve;
 mod specs;
 mod subscription;
 
+pub use alerts::{
+    ALERTS_SPEC, AlertRule, Condition, FIRING_EVENT, RESOLVED_EVENT, glob,
+    warnings as alert_warnings,
+};
 pub use load::{
     CONFIG_ENV, DEFAULT_CONFIG, ENABLED_ENV, Location, Secrets, load, load_required, load_with,
     locate, parse,

@@ -53,6 +53,8 @@ pub struct Config {
     /// `[spec_ops.webhooks.relay]`: NATS JetStream for `relay` and
     /// `drain --source nats`.
     pub relay: Option<Relay>,
+    /// `[[spec_ops.webhooks.alerts]]`: the alert rules, in file order.
+    pub alerts: Vec<super::alerts::AlertRule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -417,6 +419,7 @@ impl Config {
             subscriptions: Vec::new(),
             specs: Vec::new(),
             relay: None,
+            alerts: Vec::new(),
         }
     }
 

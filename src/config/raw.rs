@@ -27,6 +27,7 @@ const WEBHOOK_KEYS: &[&str] = &[
     "subscriptions",
     "specs",
     "relay",
+    "alerts",
 ];
 const SUBSCRIPTION_KEYS: &[&str] = &[
     "id",
@@ -78,6 +79,8 @@ pub(super) struct Webhooks {
     /// `[spec_ops.webhooks.specs."PATTERN"]` in file order.
     pub specs: Vec<Spec>,
     pub relay: Option<super::relay::Relay>,
+    /// `[[spec_ops.webhooks.alerts]]` as written.
+    pub alerts: Vec<super::alerts::RawRule>,
 }
 
 /// One `[spec_ops.webhooks.specs."PATTERN"]` table: a SPEC id or prefix glob,
@@ -164,6 +167,7 @@ fn read_webhooks(table: &Table, problems: &Problems) -> Webhooks {
         tables: subscription_tables(table.get("subscriptions")),
         specs: read_specs(table.get("specs"), problems),
         relay: super::relay::read(table.get("relay"), problems),
+        alerts: super::alerts::read(table.get("alerts"), problems),
     }
 }
 

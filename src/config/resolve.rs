@@ -1,7 +1,8 @@
 //! The `[spec_ops.webhooks]` table, as `raw` read it, resolved into a
 //! [`Config`]: the defaults, paths relative to the config file, the global
 //! limits checked against their ranges, every subscription (duplicate ids
-//! named) and then the per-SPEC overrides built on them.
+//! named), then the per-SPEC overrides built on them, and last the alert
+//! rules, which name subscriptions.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -90,6 +91,7 @@ pub(super) fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &P
         },
         problems,
     );
+    c.alerts = super::alerts::resolve(raw.alerts, &c, problems);
     c
 }
 

@@ -12,7 +12,7 @@
 use serde_json::{Value, json};
 
 use super::facts::{Facts, Tone};
-use super::parts::{details, footer, markdown_item};
+use super::parts::{details, footer, markdown_item, sections};
 use super::text::{cut, fit, lines_within, units};
 
 pub const CONTENT_MAX: usize = 2000;
@@ -75,8 +75,11 @@ fn color(tone: Tone) -> u32 {
 
 pub fn discord(f: &Facts, summary: &str) -> Value {
     let mut description = Vec::new();
-    if let Some(task) = f.task_text() {
-        description.push(format!("**Task:** {}", fit(&task, 1500, escape)));
+    let sections = sections(f);
+    // 1,500 units for a task; an alert's hint and fix share them.
+    let each = 1500 / sections.len().max(1);
+    for (label, value) in &sections {
+        description.push(format!("**{label}:** {}", fit(value, each, escape)));
     }
     if !f.evidence.is_empty() {
         let lines: Vec<String> = f

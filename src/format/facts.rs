@@ -1,8 +1,10 @@
 //! What a chat message says about an event, read from the envelope: the
 //! event, stage and status (with a success/failure marker), the SPEC, the
 //! pipeline attempt, the task and the evidence paths (with links under
-//! `evidence_base_url`). Values are taken as the envelope has them; the
-//! platforms' renderers cut them to fit.
+//! `evidence_base_url`); for an alert (`spec-notify.alert.*`, see
+//! `crate::alerts`), what fires or resolved, where, the SPECs and counts,
+//! the hint and the command that fixes it. Values are taken as the
+//! envelope has them; the platforms' renderers cut them to fit.
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde_json::Value;
@@ -28,8 +30,84 @@ pub struct Facts {
     pub evidence: Vec<Evidence>,
     pub sequence: Option<u64>,
     pub emitted_at: Option<String>,
-    /// A `spec-notify test` delivery.
+    /// A `spec-notify test` delivery (or `alerts test`).
     pub test: bool,
+    /// An alert's facts, for `spec-notify.alert.*` events.
+    pub alert: Option<AlertFacts>,
+}
+
+/// What an alert event says (its `alert` section).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertFacts {
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub rule: String,
+    pub condition: String,
+    /// `None`: about the spool (quarantined files).
+    pub subscription: Option<String>,
+    pub count: Option<u64>,
+    /// The SPECs concerned and their counts.
+    pub specs: Vec<(String, Option<u64>)>,
+    pub summary: Option<String>,
+    pub hint: Option<String>,
+    pub command: Option<String>,
+    pub since: Option<String>,
+    pub repeat: u64,
+}
+
+impl AlertFacts {
+    fn read(alert: &Value) -> AlertFacts {
+        let specs = alert
+            .get("specs")
+            .and_then(Value::as_array)
+            .map(|specs| {
+                specs
+                    .iter()
+                    .filter_map(|s| {
+                        let spec = text(s.get("spec"))?;
+                        Some((spec, s.get("count").and_then(Value::as_u64)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        AlertFacts {
+            status: text(alert.get("status"))
+                .unwrap_or_else(|| "firing".into())
+                .to_ascii_lowercase(),
+            rule: text(alert.get("rule")).unwrap_or_else(|| "?".into()),
+            condition: text(alert.get("condition")).unwrap_or_else(|| "alert".into()),
+            subscription: text(alert.get("subscription")),
+            count: alert.get("count").and_then(Value::as_u64),
+            specs,
+            summary: text(alert.get("summary")),
+            hint: text(alert.get("hint")),
+            command: text(alert.get("command")),
+            since: text(alert.get("since")),
+            repeat: alert.get("repeat").and_then(Value::as_u64).unwrap_or(0),
+        }
+    }
+
+    pub fn resolved(&self) -> bool {
+        self.status == "resolved"
+    }
+
+    /// What it is about: a subscription, or the spool.
+    pub fn about(&self) -> &str {
+        self.subscription.as_deref().unwrap_or("the spool")
+    }
+
+    /// `S-1 (3), S-2 (1)`.
+    pub fn specs_text(&self) -> Option<String> {
+        let parts: Vec<String> = self
+            .specs
+            .iter()
+            .map(|(spec, n)| match n {
+                Some(n) => format!("{spec} ({n})"),
+                None => spec.clone(),
+            })
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(", "))
+    }
 }
 
 /// One evidence path and, under `evidence_base_url`, its link.
@@ -148,12 +226,22 @@ impl Facts {
             sequence: at(&["sequence"]).and_then(Value::as_u64),
             emitted_at: text(at(&["emittedAt"])),
             test: at(&["event", "test"]) == Some(&Value::Bool(true)),
+            alert: at(&["alert"])
+                .filter(|a| a.is_object())
+                .filter(|_| root["event"]["type"].as_str().is_some_and(is_alert_event))
+                .map(AlertFacts::read),
         }
     }
 
     pub fn tone(&self) -> Tone {
         if self.test {
             return Tone::Test;
+        }
+        if let Some(alert) = &self.alert {
+            return match alert.resolved() {
+                true => Tone::Success,
+                false => Tone::Alert,
+            };
         }
         match self.status.as_deref() {
             Some("success") => Tone::Success,
@@ -220,9 +308,13 @@ impl Facts {
     }
 
     /// The default summary line: marker, SPEC, what happened, the status.
-    /// `✅ SPEC-KIT-065: Plan stage completed — success`
+    /// `✅ SPEC-KIT-065: Plan stage completed — success`; for an alert,
+    /// `⚠️ FIRING: circuit-open on task-tracker (rule oncall): …`.
     pub fn summary(&self) -> String {
         let icon = self.tone().icon();
+        if let Some(alert) = &self.alert {
+            return alert_summary(icon, alert, self.test);
+        }
         if self.test {
             return format!(
                 "{icon} {}: test delivery from spec-notify (no pipeline ran)",
@@ -255,6 +347,36 @@ impl Facts {
         }
         line.trim_end().to_string()
     }
+}
+
+/// Whether an event type is an alert's (`spec-notify.alert.*`).
+pub fn is_alert_event(event_type: &str) -> bool {
+    event_type.starts_with("spec-notify.alert.")
+}
+
+fn alert_summary(icon: &str, a: &AlertFacts, test: bool) -> String {
+    let what = match (test, a.resolved(), a.repeat) {
+        (true, _, _) => "TEST ALERT".to_string(),
+        (false, true, _) => "RESOLVED".to_string(),
+        (false, false, 0) => "FIRING".to_string(),
+        (false, false, n) => format!("STILL FIRING (reminder {n})"),
+    };
+    let mut line = format!(
+        "{icon} {what}: {} on {} (rule {})",
+        a.condition,
+        a.about(),
+        a.rule
+    );
+    match (&a.summary, a.resolved()) {
+        (Some(summary), false) => line.push_str(&format!(": {}", super::text::cut(summary, 300))),
+        (_, true) => {
+            if let Some(since) = &a.since {
+                line.push_str(&format!(", firing since {since}"));
+            }
+        }
+        (None, false) => {}
+    }
+    line
 }
 
 #[cfg(test)]
@@ -303,6 +425,43 @@ mod tests {
         );
         assert_eq!(halt.summary(), "⛔ S-1: agent stalled — HALT");
         assert_eq!(facts(json!("garbage")).summary(), "ℹ️ SPEC: event");
+    }
+
+    #[test]
+    fn alerts_say_what_fires_where_and_how_to_fix_it() {
+        let alert = |status: &str, repeat: u64| {
+            facts(
+                json!({"event": {"type": format!("spec-notify.alert.{status}")},
+                "spec": {"id": "spec-notify.alerts"},
+                "alert": {"status": status, "rule": "oncall", "condition": "circuit-open",
+                    "subscription": "hook", "count": 3, "specs": [{"spec": "S-1", "count": 2}, {"spec": "S-2", "count": 1}],
+                    "summary": "circuit open on hook", "hint": "fix\nit", "command": "spec-notify resume hook",
+                    "since": "2026-01-01T00:00:00.000Z", "repeat": repeat}}),
+            )
+        };
+        let firing = alert("firing", 0);
+        assert_eq!(
+            firing.summary(),
+            "⚠️ FIRING: circuit-open on hook (rule oncall): circuit open on hook"
+        );
+        let a = firing.alert.as_ref().unwrap();
+        assert_eq!(a.specs_text().as_deref(), Some("S-1 (2), S-2 (1)"));
+        assert_eq!(a.hint.as_deref(), Some("fix it"), "one line");
+        assert!(
+            alert("firing", 2)
+                .summary()
+                .contains("STILL FIRING (reminder 2)")
+        );
+        assert_eq!(
+            alert("resolved", 0).summary(),
+            "✅ RESOLVED: circuit-open on hook (rule oncall), firing since 2026-01-01T00:00:00.000Z"
+        );
+        let not_an_alert =
+            facts(json!({"event": {"type": "spec-auto.stage.completed"}, "alert": {"rule": "x"}}));
+        assert_eq!(
+            not_an_alert.alert, None,
+            "only alert events carry alert facts"
+        );
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! (bidirectional controls, zero-width characters) are dropped, and each
 //! renderer escapes what its platform's parser would turn into a link, an
 //! image or a mention (or puts values where nothing is parsed); the only
-//! links are the evidence links built under `evidence_base_url`. Pure
-//! functions of the envelope bytes and the subscription's settings.
+//! links are the evidence links built under `evidence_base_url`. Alert
+//! events (`spec-notify.alert.*`) render as alerts: what fires or
+//! resolved, where, the SPECs, the hint and the fix (a `text` template does
+//! not apply to them). Pure functions of the envelope bytes and the
+//! subscription's settings.
 
 mod discord;
 mod facts;
@@ -102,10 +105,13 @@ pub fn render<'a>(style: &Style, envelope: &'a [u8]) -> Cow<'a, [u8]> {
     };
     let facts = Facts::read(envelope, style.evidence_base_url.as_deref());
     // A template that renders blank for this event (`{{task.title}}` on a
-    // stage event) falls back to the default line: platforms refuse empty text.
+    // stage event) falls back to the default line: platforms refuse empty
+    // text. An alert always says its own line: templates are written for
+    // pipeline events.
     let summary = style
         .text
         .as_ref()
+        .filter(|_| facts.alert.is_none())
         .map(|template| template.render(&facts))
         .map(|line| text::visible(&line))
         .filter(|line| !line.trim().is_empty())

@@ -17,7 +17,7 @@
 use serde_json::{Value, json};
 
 use super::facts::Facts;
-use super::parts::{details, footer, markdown_item};
+use super::parts::{details, footer, markdown_item, sections};
 use super::text::{cut, fit, lines_within};
 
 pub const SECTION_MAX: usize = 3000;
@@ -84,9 +84,9 @@ pub fn slack(f: &Facts, summary: &str) -> Value {
         .map(|(label, value)| mrkdwn(labelled(label, &value, FIELD_MAX)))
         .collect();
     blocks.push(json!({"type": "section", "fields": fields}));
-    if let Some(task) = f.task_text() {
+    for (label, value) in sections(f) {
         blocks
-            .push(json!({"type": "section", "text": mrkdwn(labelled("Task", &task, SECTION_MAX))}));
+            .push(json!({"type": "section", "text": mrkdwn(labelled(label, &value, SECTION_MAX))}));
     }
     if !f.evidence.is_empty() {
         let lines: Vec<String> = f
@@ -118,10 +118,10 @@ pub fn mattermost(f: &Facts, summary: &str) -> Value {
         .map(|(label, value)| format!("**{label}:** {}", fit(&value, 300, md_escape)))
         .collect();
     text.push_str(&details.join(" · "));
-    if let Some(task) = f.task_text() {
+    for (label, value) in sections(f) {
         text.push_str(&format!(
-            "\n**Task:** {}",
-            fit(&task, SECTION_MAX, md_escape)
+            "\n**{label}:** {}",
+            fit(&value, SECTION_MAX, md_escape)
         ));
     }
     if !f.evidence.is_empty() {

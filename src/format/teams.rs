@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 
 use super::facts::{Facts, Tone};
-use super::parts::{details, footer};
+use super::parts::{details, footer, sections};
 use super::text::{ELLIPSIS, cut, lines_within};
 
 pub const CARD_CONTENT_TYPE: &str = "application/vnd.microsoft.card.adaptive";
@@ -72,8 +72,8 @@ pub fn teams(f: &Facts, summary: &str) -> Value {
     for (label, value) in details(f) {
         body.push(labelled(label, &cut(&value, FACT_MAX)));
     }
-    if let Some(task) = f.task_text() {
-        body.push(labelled("Task", &cut(&task, BLOCK_MAX)));
+    for (label, value) in sections(f) {
+        body.push(labelled(label, &cut(&value, BLOCK_MAX)));
     }
     if !f.evidence.is_empty() {
         body.push(json!({"type": "TextBlock", "text": "**Evidence:**", "wrap": true}));

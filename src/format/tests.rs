@@ -292,3 +292,105 @@ fn names_round_trip() {
     assert_eq!(Format::parse("Slack"), None);
     assert_eq!(Format::for_platform("Discord"), Some(Format::Discord));
 }
+
+/// An alert whose values carry markup, mentions and a huge hint: what a
+/// failing endpoint's answer or a hostile subscription of another team
+/// could put there.
+fn hostile_alert() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": "1.0",
+        "event": {"type": "spec-notify.alert.firing", "idempotency_key": "k"},
+        "spec": {"id": "spec-notify.alerts"},
+        "alert": {
+            "status": "firing", "rule": "oncall", "condition": "circuit-open",
+            "subscription": "hook", "count": 12,
+            "specs": [{"spec": "SPEC-KIT-065", "count": 12}],
+            "summary": "circuit open on hook (<!channel> @everyone [x](http://evil.example) ![i](http://evil.example/p.png))",
+            "hint": format!("latest: <!here> @here {}", "Ü".repeat(10_000)),
+            "command": "spec-notify resume hook",
+            "since": "2026-11-23T18:50:01.123Z", "repeat": 0
+        },
+        "sequence": 1,
+        "emittedAt": "2026-11-23T18:50:02.000Z"
+    }))
+    .unwrap()
+}
+
+#[test]
+fn alerts_render_readably_and_inertly_on_every_platform() {
+    let envelope = hostile_alert();
+    for format in [
+        Format::Slack,
+        Format::Mattermost,
+        Format::Discord,
+        Format::Teams,
+    ] {
+        let m = rendered(format, &envelope);
+        let all = m.to_string();
+        for needle in [
+            "FIRING",
+            "circuit-open",
+            "oncall",
+            "SPEC-KIT-065",
+            "resume hook",
+        ] {
+            assert!(all.contains(needle), "{format:?} lacks {needle}: {all}");
+        }
+        // Teams shows values as plain TextRuns: nothing there is parsed.
+        if format != Format::Teams {
+            assert!(
+                !all.contains("<!channel>") && !all.contains("<!here>"),
+                "{format:?}: {all}"
+            );
+        }
+        // Slack's mrkdwn and Teams' TextRuns parse no Markdown links.
+        if matches!(format, Format::Mattermost | Format::Discord) {
+            assert!(
+                !all.contains("](http://evil"),
+                "{format:?} made a link: {all}"
+            );
+        }
+    }
+    let slack = rendered(Format::Slack, &envelope);
+    assert!(str_units(&slack["text"]) <= slack::SECTION_MAX);
+    for block in slack["blocks"].as_array().unwrap() {
+        if let Some(text) = block.get("text") {
+            assert!(str_units(&text["text"]) <= slack::SECTION_MAX, "{block}");
+        }
+    }
+    let text = slack.to_string();
+    assert!(text.contains("*Fix*\\nspec-notify resume hook"), "{text}");
+    assert!(text.contains("*Hint*\\nlatest: &lt;!here&gt;"), "{text}");
+    let mattermost = rendered(Format::Mattermost, &envelope);
+    assert!(!mattermost["text"].as_str().unwrap().contains("@everyone"));
+    let discord = rendered(Format::Discord, &envelope);
+    assert_eq!(discord["allowed_mentions"]["parse"], json!([]));
+    assert!(str_units(&discord["embeds"][0]["description"]) <= 3000);
+    let resolved = String::from_utf8(envelope)
+        .unwrap()
+        .replace("\"firing\"", "\"resolved\"")
+        .replace("alert.firing", "alert.resolved");
+    let teams = rendered(Format::Teams, resolved.as_bytes());
+    assert!(
+        teams
+            .to_string()
+            .contains("✅ RESOLVED: circuit-open on hook (rule oncall)")
+    );
+}
+
+#[test]
+fn a_text_template_does_not_apply_to_alerts() {
+    let style = Style {
+        format: Format::Slack,
+        text: Some(Template::parse("{{spec.id}} did {{event.type}}").unwrap()),
+        evidence_base_url: None,
+    };
+    let m: Value = serde_json::from_slice(&render(&style, &hostile_alert())).unwrap();
+    assert!(
+        m["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("⚠️ FIRING: circuit-open on hook"),
+        "{m}"
+    );
+}

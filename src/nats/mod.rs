@@ -16,7 +16,10 @@
 //!   publishes in flight at once.
 //! - [`view`], [`dead`], [`health`], [`store`]: what the operator commands
 //!   read and do, through `crate::store::Store`.
+//! - [`alerts`]: the fleet's alert state (a bucket of its own) and alert
+//!   jobs published to their lanes.
 
+pub mod alerts;
 pub mod circuits;
 pub mod client;
 pub mod dead;

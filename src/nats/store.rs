@@ -2,7 +2,8 @@
 //! come from the streams and the breaker bucket; `replay` puts dead jobs
 //! back in the jobs stream and `discard` deletes them (see [`super::dead`]);
 //! `pause`/`resume` change the shared breaker state that every worker
-//! watches; `drain` is one worker of the fleet ([`super::queue::NatsQueue`]).
+//! watches; `drain` is one worker of the fleet ([`super::queue::NatsQueue`]);
+//! the alert state and alert jobs are [`super::alerts`]'s.
 //! Nothing here delivers a replayed job: the workers do.
 
 use std::collections::HashSet;
@@ -258,5 +259,24 @@ impl Store for NatsStore<'_> {
 
     fn place(&self, _spec: &str) -> String {
         format!("stream {}", self.nats.names.dead)
+    }
+
+    fn alert_source(&self) -> Result<Box<dyn health::Source + '_>> {
+        Ok(Box::new(super::alerts::JobsView::load(&self.nats)?))
+    }
+
+    fn alert_state(&self) -> Result<crate::alerts::AlertState> {
+        super::alerts::read(&self.nats)
+    }
+
+    fn update_alerts(
+        &self,
+        change: &mut dyn FnMut(&mut crate::alerts::AlertState),
+    ) -> Result<crate::alerts::AlertState> {
+        super::alerts::update(&self.nats, change)
+    }
+
+    fn spool_alert(&self, alert: &crate::alerts::AlertJob) -> Result<bool> {
+        super::alerts::publish(&self.nats, alert).map(|()| true)
     }
 }

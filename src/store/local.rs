@@ -5,7 +5,7 @@
 //! the SPEC's attempt log; a replay is delivered at once by a drain of just
 //! those jobs. [`Store::changes`] tells a live view (`top`) of jobs
 //! arriving, circuits and pauses changing and jobs dead-lettered, through
-//! inotify.
+//! inotify. The alert state and alert jobs are `super::local_alerts`'s.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -322,6 +322,21 @@ impl Store for LocalStore<'_> {
 
     fn place(&self, spec: &str) -> String {
         format!("the spool of {spec}")
+    }
+
+    fn alert_state(&self) -> Result<crate::alerts::AlertState> {
+        super::local_alerts::read(self.spool.root())
+    }
+
+    fn update_alerts(
+        &self,
+        change: &mut dyn FnMut(&mut crate::alerts::AlertState),
+    ) -> Result<crate::alerts::AlertState> {
+        super::local_alerts::update(self.spool.root(), change)
+    }
+
+    fn spool_alert(&self, alert: &crate::alerts::AlertJob) -> Result<bool> {
+        super::local_alerts::spool(self.spool.root(), alert)
     }
 
     fn changes(&self) -> Option<Box<dyn super::Changes + '_>> {

@@ -11,15 +11,20 @@
 //! callback the command gave it. The shared shapes live here: the operator's
 //! choice of jobs ([`Pick`]), what a listing found ([`Found`]), what a replay
 //! or discard did ([`Replayed`], [`Discarded`]). [`ops`] holds the actions
-//! that both the commands and `top` perform.
+//! that both the commands and `top` perform. [`alerts`] evaluates the
+//! alert rules through a store (the shared alert state and the alert jobs
+//! are backend operations too); `local_alerts` is the spool's side of it.
 
+pub mod alerts;
 pub mod local;
+mod local_alerts;
 pub mod ops;
 
 use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::alerts::{AlertJob, AlertState};
 use crate::circuit::{Circuit, Transition};
 use crate::drain::{Event, Options, Stop, Summary};
 use crate::evidence::{Outcome, Record};
@@ -194,6 +199,28 @@ pub trait Store: Sync {
 
     /// Where the jobs of `spec` live, for messages ("the spool of S", "stream P_DEAD").
     fn place(&self, spec: &str) -> String;
+
+    /// What alert rules are evaluated on: the health view without attempt
+    /// records (they play no part in a condition, and are most of what a
+    /// snapshot costs to read).
+    fn alert_source(&self) -> Result<Box<dyn health::Source + '_>> {
+        Ok(Box::new(alerts::JobsOnly(self.health()?)))
+    }
+
+    /// The alert state every drain and `status` share (see `crate::alerts`),
+    /// as stored; empty before the first evaluation.
+    fn alert_state(&self) -> Result<AlertState>;
+
+    /// Changes the alert state in one atomic step (the spool: under the
+    /// state file's lock; NATS: compare-and-swap, so `change` may run again
+    /// on a fresher state and must depend on nothing but it). Returns the
+    /// state as stored after the change.
+    fn update_alerts(&self, change: &mut dyn FnMut(&mut AlertState)) -> Result<AlertState>;
+
+    /// Puts an alert job where the drains (or the fleet's workers) deliver
+    /// it, once per delivery id: `false` when it was there already (that
+    /// the server de-duplicated it, NATS does not tell).
+    fn spool_alert(&self, alert: &AlertJob) -> Result<bool>;
 
     /// News of changes as they happen, for a live view (`top`), where the
     /// backend can tell (this host's spool, through inotify); `None`, the

@@ -2,8 +2,8 @@
 //! person now, worst first, shown for as long as it lasts. [`lines`] is
 //! the one place that decides it, from a [`Board`]: open circuits, paused
 //! subscriptions, stalls (as `status --stalled-after` computes them), dead
-//! jobs, unset secrets holding jobs, quarantined and unreadable files.
-//! Alert rules (issue 22) add their firing alerts here.
+//! jobs, unset secrets holding jobs, quarantined and unreadable files,
+//! and every alert of the configured rules that fires, until it resolves.
 
 use super::board::Board;
 use crate::clock;
@@ -36,6 +36,18 @@ fn notice(level: Level, text: String) -> Notice {
 pub fn lines(board: &Board) -> Vec<Notice> {
     let now = board.now_ms;
     let mut out = Vec::new();
+    for alert in &board.alerts {
+        out.push(notice(
+            Level::Alarm,
+            format!(
+                "alert {} firing for {}: {}; fix: {}",
+                alert.rule,
+                clock::age(now, alert.since_ms),
+                alert.detail.summary,
+                alert.detail.command
+            ),
+        ));
+    }
     for gate in &board.gates {
         let c = &gate.circuit;
         if let Some(p) = &c.paused {
@@ -141,6 +153,40 @@ mod tests {
             ..Board::default()
         };
         assert_eq!(lines(&board), Vec::new());
+    }
+
+    #[test]
+    fn a_firing_alert_has_its_line_until_it_resolves() {
+        let now = 1_000_000;
+        let firing = crate::alerts::Firing {
+            rule: "oncall".into(),
+            subscription: Some("hook".into()),
+            condition: crate::config::Condition::CircuitOpen,
+            since_ms: now - 60_000,
+            last_sent_ms: now - 60_000,
+            repeats: 0,
+            detail: crate::alerts::Detail {
+                summary: "circuit of hook open".into(),
+                command: "spec-notify resume hook".into(),
+                ..Default::default()
+            },
+        };
+        let mut board = Board {
+            now_ms: now,
+            alerts: vec![firing],
+            ..Board::default()
+        };
+        let shown = lines(&board);
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert_eq!(shown[0].level, Level::Alarm);
+        assert!(
+            shown[0].text.contains("alert oncall firing for 60s")
+                && shown[0].text.contains("spec-notify resume hook"),
+            "{}",
+            shown[0].text
+        );
+        board.alerts.clear();
+        assert!(lines(&board).is_empty(), "resolved: no banner");
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Board {
     pub quarantined: Vec<(String, usize)>,
     /// Spool files (or messages) that could not be read as jobs.
     pub unreadable: usize,
+    /// Alerts of the configured rules firing now (the shared alert state,
+    /// as the last drain or `status` evaluated it).
+    pub alerts: Vec<crate::alerts::Firing>,
     /// How long reading took, to pace the next read.
     pub took: Duration,
 }
@@ -174,8 +177,19 @@ pub fn load(store: &dyn Store, config: &Config, stalled_after: Duration) -> Resu
             });
         }
     }
+    let rules: Vec<String> = config.alerts.iter().map(|r| r.id.clone()).collect();
+    // The alert state is read, never evaluated here: the view changes
+    // nothing (a state it cannot read shows no alert lines).
+    let alerts = match rules.is_empty() {
+        true => Vec::new(),
+        false => store
+            .alert_state()
+            .map(|state| state.firing_for(&rules).cloned().collect())
+            .unwrap_or_default(),
+    };
     Ok(Board {
         now_ms: now,
+        alerts,
         source: store.name(),
         flag: store.flag(),
         gates: health::gates(config, &snapshot, stalled_after, store.flag()),
