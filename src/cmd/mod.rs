@@ -48,7 +48,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Loads the config; a missing or invalid file is an exit-2 error.
+    /// Loads the config (`--config`, `SPEC_NOTIFY_CONFIG`, or found from the
+    /// current folder up); a missing or invalid file is an exit-2 error
+    /// that says where it was looked for.
     pub fn load_config(&self) -> Result<Config> {
         config::load_required(self.config.as_deref())
     }

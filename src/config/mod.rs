@@ -1,4 +1,4 @@
-//! Settings: finds `config.toml`, reads `[spec_ops.webhooks]` from it and
+//! Settings: finds `config.toml` (here or in a parent folder), reads `[spec_ops.webhooks]` from it and
 //! resolves what the file says into [`Config`]: defaults, paths relative to
 //! the file, the environment overrides, and validation of every value,
 //! reporting every problem at once with the subscription, the key and the
@@ -37,8 +37,8 @@ mod specs;
 mod subscription;
 
 pub use load::{
-    CONFIG_ENV, DEFAULT_CONFIG, ENABLED_ENV, Location, Secrets, load, load_required, load_with,
-    locate, parse,
+    CONFIG_ENV, Chosen, DEFAULT_CONFIG, ENABLED_ENV, HOW_TO_POINT, Location, Search, Secrets,
+    defaults, load, load_required, load_with, locate, parse,
 };
 pub use model::{
     Config, DEFAULT_EVIDENCE_DIR, DEFAULT_MAX_EVENT_BYTES, DEFAULT_SPOOL_DIR, ExtraHeader,
@@ -46,4 +46,4 @@ pub use model::{
     event_pattern_matches, is_adhoc_id, secret_from_env, shown_per_call_url,
 };
 pub use relay::Relay;
-pub use subscription::RESERVED_HEADERS;
+pub use subscription::{MAX_SUBSCRIPTION_ID, RESERVED_HEADERS, check_subscription_id};
