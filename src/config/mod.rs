@@ -45,5 +45,5 @@ pub use model::{
     HeaderValue, MAX_EVENT_BYTES_LIMIT, Rate, RetryPolicy, Scope, Subscription, adhoc_id,
     event_pattern_matches, is_adhoc_id, secret_from_env, shown_per_call_url,
 };
-pub use relay::Relay;
+pub use relay::{Relay, WITHOUT_NATS};
 pub use subscription::{MAX_SUBSCRIPTION_ID, RESERVED_HEADERS, check_subscription_id};
