@@ -11,7 +11,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq &&
 bash tests/nats/install.sh
 NATS_SERVER=$(command -v nats-server)
 export PATH="$PATH:/usr/sbin"
-cargo build --release -q
-cargo build --release -q --example jetstream
+cargo build --release -q --features nats
+cargo build --release -q --features nats --example jetstream
 python3 bench/nats.py "$PWD/target/release/spec-notify" "$NATS_SERVER" "$PWD/bench/out/nats" \
     "$PWD/target/release/examples/jetstream" "${1:-10000}" "${2:-200}"

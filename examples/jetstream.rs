@@ -3,7 +3,7 @@
 //! work-queue stream with a pull consumer and acks them, and how many
 //! JetStream API requests cross the connection while spec-notify workers
 //! sit idle. Not part of the product; built only by the bench
-//! (`cargo build --release --example jetstream`).
+//! (`cargo build --release --features nats --example jetstream`).
 //!
 //! Usage:
 //!   jetstream pull URL COUNT       publish COUNT messages of ~600 bytes to a

@@ -5,8 +5,9 @@
 //! local IPv6, documentation, benchmarking, multicast, reserved), and so is
 //! an IPv6 address that embeds one (IPv4-mapped, IPv4-translated, NAT64,
 //! local-use NAT64, 6to4). The checks
-//! are made on text (an IP literal in a URL) by `config` and on the
-//! resolved addresses at connect time by `deliver`.
+//! are made on text (an IP literal in a URL, in any form the resolver
+//! reads as an address) by `config` and on the resolved addresses at
+//! connect time by `deliver`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -85,12 +86,16 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
 }
 
-/// The private kind of a URL host written as an IP literal; `None` for a
-/// public literal or a name: names, `localhost` included, are checked once
-/// resolved, against every address they resolve to.
+/// The private kind of a URL host written as an IP literal, in any form
+/// the resolver reads as one (`2852039166`, `0xa9fea9fe`, `127.1`: see
+/// [`crate::url::host_ip`]); `None` for a public literal or a name: names,
+/// `localhost` included, are checked once resolved, against every address
+/// they resolve to.
 pub fn private_host(host: &str) -> Option<&'static str> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>().ok().and_then(private_kind)
+    crate::url::host_ip(host)
+        .ok()
+        .flatten()
+        .and_then(private_kind)
 }
 
 #[cfg(test)]
@@ -190,5 +195,19 @@ mod tests {
         assert!(private_host("10.0.0.1").is_some());
         assert_eq!(private_host("example.com"), None, "names resolve later");
         assert_eq!(private_host("93.184.215.14"), None);
+        for shorthand in [
+            "2852039166",
+            "0xa9fea9fe",
+            "0251.0376.0251.0376",
+            "169.254.43518",
+        ] {
+            assert_eq!(
+                private_host(shorthand),
+                kind("169.254.169.254"),
+                "{shorthand}"
+            );
+        }
+        assert_eq!(private_host("127.1"), kind("127.0.0.1"));
+        assert_eq!(private_host("134744072"), None, "8.8.8.8");
     }
 }

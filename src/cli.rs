@@ -30,7 +30,8 @@ The PRD's flag forms work too:
 #[derive(Debug, Parser)]
 #[command(name = "spec-notify", version, after_help = AFTER_HELP)]
 pub struct Cli {
-    /// Config file [default: $SPEC_NOTIFY_CONFIG, else ./config.toml]
+    /// Config file [default: $SPEC_NOTIFY_CONFIG, else the first config.toml
+    /// with a [spec_ops.webhooks] table here or above, up to the repository root]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
@@ -252,6 +253,10 @@ pub struct EmitArgs {
     /// Print the delivery ids as a JSON array
     #[arg(long)]
     pub json: bool,
+    /// Say nothing when nothing is spooled by design: no config found, or
+    /// no subscription matches (warnings and errors still show)
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Ties the event to your request: stored in the envelope's `event`
     /// section, filterable with `list --correlation-id`
     #[arg(long, value_name = "ID")]
@@ -414,12 +419,14 @@ pub struct ListArgs {
 pub struct ReplayArgs {
     #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
-    /// The delivery to replay (dead or delivered)
+    /// The delivery to replay (dead or delivered): its id, or the first 8
+    /// or more hex digits of it when no other delivery starts with them
     #[arg(
         long,
         value_name = "UUID",
         required_unless_present = "all_dead",
-        conflicts_with = "all_dead"
+        conflicts_with = "all_dead",
+        value_parser = delivery_id
     )]
     pub delivery_id: Option<String>,
     /// Every dead job of the SPEC (narrow with --subscription/--since/--until)
@@ -448,11 +455,14 @@ pub struct ReplayArgs {
 pub struct DiscardArgs {
     #[arg(value_name = "SPEC-ID", value_parser = spec_id)]
     pub spec: String,
+    /// The dead delivery to delete: its id, or the first 8 or more hex
+    /// digits of it when no other delivery starts with them
     #[arg(
         long,
         value_name = "UUID",
         required_unless_present = "all_dead",
-        conflicts_with = "all_dead"
+        conflicts_with = "all_dead",
+        value_parser = delivery_id
     )]
     pub delivery_id: Option<String>,
     /// Every dead job of the SPEC
@@ -810,16 +820,18 @@ fn spec_id(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
-/// Subscription ids as the config allows them: letters, digits, `-`, `_`, `.`.
+/// Subscription ids as the config allows them (see
+/// [`crate::config::check_subscription_id`]).
 fn subscription_id(s: &str) -> Result<String, String> {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        Ok(s.to_string())
-    } else {
-        Err("a subscription id uses letters, digits, `-`, `_` and `.` only (`spec-notify check` lists them)".into())
+    match crate::config::check_subscription_id(s) {
+        Ok(()) => Ok(s.to_string()),
+        Err(why) => Err(format!("{why} (`spec-notify check` lists them)")),
     }
+}
+
+/// A delivery id or a prefix of one (see [`crate::store::check_delivery_id`]).
+fn delivery_id(s: &str) -> Result<String, String> {
+    crate::store::check_delivery_id(s)
 }
 
 /// An address `receive` can bind: IP:PORT. Kept as text for `cmd::receive`.
@@ -952,9 +964,9 @@ mod tests {
         assert!(
             matches!(cli.command, Command::List(ListArgs { ref spec, .. }) if spec.as_deref() == Some("SPEC-1"))
         );
-        let cli = parse(&["spec-notify", "--replay", "S", "--delivery-id", "u"]).unwrap();
+        let cli = parse(&["spec-notify", "--replay", "S", "--delivery-id", "0B6F1C2E"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Replay(ReplayArgs { ref delivery_id, .. }) if delivery_id.as_deref() == Some("u"))
+            matches!(cli.command, Command::Replay(ReplayArgs { ref delivery_id, .. }) if delivery_id.as_deref() == Some("0b6f1c2e"))
         );
     }
 
@@ -989,6 +1001,20 @@ mod tests {
             parse(&["spec-notify", "alerts", "test"]).is_err(),
             "RULE is required"
         );
+    }
+
+    #[test]
+    fn delivery_ids_are_whole_or_eight_hex_digits_or_more() {
+        for command in ["replay", "discard"] {
+            let err = value_error(&["spec-notify", command, "S", "--delivery-id", "0b6f1c2"]);
+            assert!(
+                err.contains("too short") && err.contains("at least 8"),
+                "{err}"
+            );
+            let err = value_error(&["spec-notify", command, "S", "--delivery-id", "../x"]);
+            assert!(err.contains("not a delivery id"), "{err}");
+            parse(&["spec-notify", command, "S", "--delivery-id", "0b6f1c2e-3a"]).unwrap();
+        }
     }
 
     #[test]
@@ -1028,7 +1054,7 @@ mod tests {
 
     #[test]
     fn emit_flags_are_left_to_the_envelope() {
-        // Without a config emit is a silent no-op: a bad flag must not fail it there.
+        // The envelope checks them, with or without a config: not clap.
         assert!(parse(&["spec-notify", "emit", "--spec", "../x", "--stage", "Deploy"]).is_ok());
     }
 
@@ -1038,9 +1064,22 @@ mod tests {
         assert!(
             matches!(cli.command, Command::List(ListArgs { subscription: Some(ref s), .. }) if s == "chat-ops_1.v2")
         );
-        for bad in ["slack,github", "a b", "", "ünï"] {
+        let long = "a".repeat(65);
+        for bad in ["slack,github", "a b", "", "ünï", ".", "..", &long] {
             let err = value_error(&["spec-notify", "list", "--subscription", bad]);
-            assert!(err.contains("letters, digits"), "{bad:?}: {err}");
+            assert!(err.contains("1 to 64 letters, digits"), "{bad:?}: {err}");
+        }
+        parse(&["spec-notify", "pause", &"a".repeat(64)]).unwrap();
+        for bad in ["..", &long] {
+            value_error(&[
+                "spec-notify",
+                "subscriptions",
+                "add",
+                bad,
+                "--url",
+                "https://a.example/h",
+            ]);
+            value_error(&["spec-notify", "pause", bad]);
         }
         value_error(&["spec-notify", "test", "S", "--subscription", "x/y"]);
         value_error(&["spec-notify", "history", "S", "--subscription", "x y"]);

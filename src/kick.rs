@@ -63,6 +63,7 @@ fn start_drain(config: &Config, spec: &str, config_flag: Option<&Path>) -> anyho
 
 /// Starts a background `relay` unless one runs (relay.alive): a running
 /// relay looks once more after it lets go, so skipping loses no job.
+#[cfg(feature = "nats")]
 fn start_relay(config: &Config, config_flag: Option<&Path>) -> anyhow::Result<()> {
     if crate::nats::relay::try_serve(config)?.is_none() {
         return Ok(());
@@ -72,6 +73,13 @@ fn start_relay(config: &Config, config_flag: Option<&Path>) -> anyhow::Result<()
         &["relay", "--background"],
         config_flag,
     )
+}
+
+/// A build without the `nats` feature cannot relay: the jobs wait in the
+/// spool for a build that can.
+#[cfg(not(feature = "nats"))]
+fn start_relay(_config: &Config, _config_flag: Option<&Path>) -> anyhow::Result<()> {
+    anyhow::bail!(crate::config::WITHOUT_NATS)
 }
 
 /// Starts `spec-notify ARGS` detached, its stderr appended to `log_path`.

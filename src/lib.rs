@@ -30,6 +30,7 @@ pub mod http_server;
 pub mod input;
 pub mod kick;
 pub mod metrics;
+#[cfg(feature = "nats")]
 pub mod nats;
 pub mod output;
 pub mod publish;

@@ -1,8 +1,10 @@
 //! Files written for other programs and people to read (the HTML report,
 //! the metrics file for node_exporter): replaced atomically, so a reader
 //! sees the old file or the new one and never a half-written one. The
-//! temporary file is hidden and does not end in the target's extension
-//! (node_exporter reads only `*.prom`). Unlike spool files these are
+//! temporary file is hidden, has a random name, is created with `O_EXCL`
+//! and `O_NOFOLLOW` (a name a neighbour took or planted is skipped, never
+//! opened) and does not end in the target's extension (node_exporter
+//! reads only `*.prom`). Unlike spool files these are
 //! readable by others (mode 0644 less the umask): node_exporter usually runs
 //! as its own user. They hold no secrets: URLs are never written. A target
 //! that is a device or a pipe (`--output /dev/stdout`, a FIFO) is written
@@ -124,6 +126,29 @@ mod tests {
         );
         let err = write(dir.path(), b"x").unwrap_err();
         assert!(format!("{err:#}").contains("it is a folder"), "{err:#}");
+    }
+
+    #[test]
+    fn the_temporary_name_is_unpredictable_and_never_opened_if_taken() {
+        // What the name once was (`.<name>.<pid>.tmp`, opened without
+        // O_EXCL): a neighbour's symlink there would have been written through.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep me").unwrap();
+        let old_name = format!(".report.html.{}.tmp", std::process::id());
+        std::os::unix::fs::symlink(&victim, dir.path().join(&old_name)).unwrap();
+        let path = dir.path().join("report.html");
+        write(&path, b"<html>").unwrap();
+        write(&path, b"<html>2").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"<html>2");
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me", "never followed");
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, [old_name.as_str(), "report.html", "victim"]);
+        // O_EXCL and a random part: see crate::files::write's tests.
     }
 
     #[test]

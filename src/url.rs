@@ -5,9 +5,12 @@
 //! path is the credential, never with the path after its first segment,
 //! nor a path's only segment),
 //! and which parts of it are credentials a receiver must not be able to
-//! echo into the evidence ([`credentials`]).
+//! echo into the evidence ([`credentials`]). A host that ends in a number
+//! is read as an IPv4 address in every form browsers and the system
+//! resolver accept ([`host_ip`]: `2852039166`, `0xa9fea9fe`, `127.1`), so
+//! that what it points at is known before anything is sent.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Accepts https URLs, and plain http only for loopback hosts. Messages show
 /// the URL redacted: never its userinfo or query.
@@ -22,6 +25,7 @@ pub fn check_url(url: &str) -> std::result::Result<(), String> {
         .host()
         .filter(|h| !h.is_empty())
         .ok_or_else(|| format!("`{}` has no host", redact_url(url)))?;
+    host_ip(host).map_err(|why| format!("`{}`: {why}", redact_url(url)))?;
     // With an `@` in the path the "port" may be the start of a password.
     let may_be_password = uri.path().contains('@');
     check_port(&uri).map_err(|why| match why {
@@ -103,6 +107,7 @@ pub fn check_secret_url(url: &str) -> std::result::Result<(), String> {
         .host()
         .filter(|h| !h.is_empty())
         .ok_or("the URL has no host")?;
+    host_ip(host).map_err(|why| format!("the URL: {why}"))?;
     check_port(&uri).map_err(|_| {
         "the URL's port is not a number from 1 to 65535 (a `/`, `?` or `#` in a password must be written %2F, %3F or %23)".to_string()
     })?;
@@ -295,9 +300,104 @@ fn redact_unparsed_url(url: &str) -> String {
 }
 
 fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host_ip(host).is_ok_and(|ip| ip.is_some_and(|ip| ip.is_loopback()))
+}
+
+/// The address a URL host (as `http::Uri::host` gives it) is written as:
+/// `Ok(None)` for a name. An IPv6 literal is in brackets. A host whose
+/// last label is a number is an IPv4 address as the WHATWG URL standard
+/// parses one, which is how browsers read it and, but for details that
+/// change no address (a trailing dot), how `inet_aton` and so the system
+/// resolver do: one to four parts, each decimal, octal (`0` first) or hex
+/// (`0x` first), the last filling the bytes left, so `2852039166`,
+/// `0xa9fea9fe`, `0251.0376.0251.0376` and `169.254.43518` are all
+/// 169.254.169.254 and `127.1` is 127.0.0.1. Such a host that is no
+/// address (`1.2.3.256`, `1.2.3.4.5`) is an error: a resolver would not
+/// look it up as a name either; the error does not show the host (it may
+/// be part of a secret URL).
+pub fn host_ip(host: &str) -> Result<Option<IpAddr>, String> {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return match inner.parse::<Ipv6Addr>() {
+            Ok(ip) => Ok(Some(IpAddr::V6(ip))),
+            Err(_) => Err(format!(
+                "`[{}]` is not an IPv6 address",
+                inner.escape_debug()
+            )),
+        };
+    }
+    if !ends_in_a_number(host) {
+        return Ok(None);
+    }
+    match parse_ipv4(host) {
+        Some(ip) => Ok(Some(IpAddr::V4(ip))),
+        None => Err(
+            "its host ends in a number but is not an IPv4 address (four numbers from 0 to 255, like 192.0.2.10)"
+                .into(),
+        ),
+    }
+}
+
+/// The host's dot-separated parts, without the empty one a trailing dot
+/// leaves (WHATWG: a validation error, not a failure).
+fn ipv4_parts(host: &str) -> Vec<&str> {
+    let mut parts: Vec<&str> = host.split('.').collect();
+    if parts.len() > 1 && parts.last() == Some(&"") {
+        parts.pop();
+    }
+    parts
+}
+
+/// WHATWG "ends in a number": the last part is digits, or an IPv4 number
+/// in any base (`0x1f`).
+fn ends_in_a_number(host: &str) -> bool {
+    let parts = ipv4_parts(host);
+    let last = parts.last().copied().unwrap_or_default();
+    (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) || ipv4_number(last).is_some()
+}
+
+/// WHATWG "IPv4 parser": `None` for failure.
+fn parse_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let parts = ipv4_parts(host);
+    if parts.len() > 4 {
+        return None;
+    }
+    let numbers = parts
+        .iter()
+        .map(|p| ipv4_number(p))
+        .collect::<Option<Vec<u64>>>()?;
+    let (last, first) = numbers.split_last()?;
+    if first.iter().any(|&n| n > 255) || *last >= 256u64.pow(5 - numbers.len() as u32) {
+        return None;
+    }
+    let high = first
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| n << (8 * (3 - i)))
+        .sum::<u64>();
+    u32::try_from(high + last).ok().map(Ipv4Addr::from)
+}
+
+/// WHATWG "IPv4 number parser": decimal, octal after a `0`, hex after
+/// `0x`; an empty number after its prefix is 0. `None` for failure (and
+/// for a number too large for any address).
+fn ipv4_number(part: &str) -> Option<u64> {
+    if part.is_empty() {
+        return None;
+    }
+    let (digits, radix) = match part.get(..2) {
+        Some("0x" | "0X") => (&part[2..], 16),
+        _ if part.len() >= 2 && part.starts_with('0') => (&part[1..], 8),
+        _ => (part, 10),
+    };
+    if digits.is_empty() {
+        return Some(0);
+    }
+    if !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    // Digits only, so an error is an overflow: larger than any address.
+    u64::from_str_radix(digits, radix).ok()
 }
 
 #[cfg(test)]
@@ -316,6 +416,68 @@ mod tests {
         }
         assert!(check_url("ftp://example.com").is_err());
         assert!(check_url("http://10.0.0.1/h").is_err());
+    }
+
+    #[test]
+    fn every_ipv4_literal_form_is_read_as_its_address() {
+        let ip = |host: &str| host_ip(host).unwrap().map(|ip| ip.to_string());
+        for host in [
+            "2852039166",
+            "0xa9fea9fe",
+            "0XA9FEA9FE",
+            "0251.0376.0251.0376",
+            "169.254.43518",
+            "169.0xfe.0xa9fe",
+            "0xa9.0376.169.254",
+            "169.254.169.254",
+            "169.254.169.254.",
+        ] {
+            assert_eq!(ip(host).as_deref(), Some("169.254.169.254"), "{host}");
+        }
+        assert_eq!(ip("127.1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(ip("0").as_deref(), Some("0.0.0.0"));
+        assert_eq!(ip("0x").as_deref(), Some("0.0.0.0"));
+        assert_eq!(ip("10.0x").as_deref(), Some("10.0.0.0"));
+        assert_eq!(ip("[::1]").as_deref(), Some("::1"));
+        for name in [
+            "example.com",
+            "1.2.3.4.example",
+            "0x.example",
+            "a1",
+            "1a",
+            "x.0xg",
+            "localhost",
+        ] {
+            assert_eq!(host_ip(name), Ok(None), "{name} is a name");
+        }
+        for bad in [
+            "1.2.3.256",
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "4294967296",
+            "1.16777216",
+            "1..2",
+            "08.1.1.1",
+            "0x1g.1",
+            "99999999999999999999999",
+            "[::g]",
+        ] {
+            assert!(host_ip(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn shorthand_literals_are_checked_where_they_point() {
+        assert_eq!(check_url("http://127.1:8080/h"), Ok(()), "loopback");
+        assert_eq!(check_url("http://2130706433/h"), Ok(()), "loopback");
+        assert!(check_url("http://2852039166/h").is_err(), "not loopback");
+        let err = check_url("https://1.2.3.256/h").unwrap_err();
+        assert!(err.contains("not an IPv4 address"), "{err}");
+        let err = check_secret_url("https://user:pw@1.2.3.256/secret").unwrap_err();
+        assert!(
+            !err.contains("1.2.3.256") && !err.contains("secret"),
+            "{err}"
+        );
     }
 
     #[test]

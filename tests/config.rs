@@ -332,15 +332,99 @@ fn config_flag_beats_env_beats_cwd_default() {
 fn check_without_any_config_says_where_it_looked() {
     let env = Env::new("");
     std::fs::remove_file(env.config_path()).unwrap();
-    let run = run_command(env.bare(&["check"]), b"").expect(2);
-    assert!(
-        run.stderr.contains("cannot read config `config.toml`")
-            && run
-                .stderr
-                .contains("--config PATH or set SPEC_NOTIFY_CONFIG"),
-        "{}",
-        run.stderr
-    );
+    std::fs::create_dir_all(env.path().join(".git")).unwrap();
+    std::fs::create_dir_all(env.path().join("docs")).unwrap();
+    let root = env.path().canonicalize().unwrap();
+    for command in [
+        &["check"][..],
+        &["list"],
+        &["drain", "--once"],
+        &["subscriptions", "add", "x", "--url", "https://a.example/h"],
+    ] {
+        let mut cmd = env.bare(command);
+        cmd.current_dir(env.path().join("docs"));
+        let run = run_command(cmd, b"").expect(2);
+        assert!(
+            run.stderr
+                .contains("no config.toml with a [spec_ops.webhooks] table in")
+                && run
+                    .stderr
+                    .contains(&format!("`{}` (the repository root)", root.display()))
+                && run.stderr.contains("--config PATH, set SPEC_NOTIFY_CONFIG"),
+            "{command:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(env.snapshot().is_empty(), "{:?}", env.snapshot());
+}
+
+#[test]
+fn subscription_ids_are_1_to_64_characters_and_never_dot_or_dot_dot() {
+    let long = "a".repeat(300);
+    for id in [long.as_str(), "..", "."] {
+        let env = Env::new(&config_with(&subscription(
+            id,
+            "https://a.example/h",
+            "dry_run = true",
+        )));
+        let run = env.run(&["check"]).expect(2);
+        assert!(
+            run.stderr
+                .contains("use 1 to 64 letters, digits, `-`, `_` and `.`, not `.` or `..`"),
+            "{id}: {}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn shorthand_ipv4_literals_are_checked_as_the_addresses_they_are() {
+    for (url, what) in [
+        ("https://2852039166/h", "link-local"),
+        ("https://0xa9fea9fe/h", "link-local"),
+        ("https://0251.0376.0251.0376/h", "link-local"),
+        ("https://169.254.43518/h", "link-local"),
+        ("https://127.1/h", "loopback"),
+    ] {
+        let env = Env::new(&config_with(&subscription(
+            "s",
+            url,
+            "allow_private_networks = false",
+        )))
+        .env("SECRET_S", "x");
+        let run = env.run(&["check"]).expect(2);
+        assert!(
+            run.stderr.contains(&format!("points at a {what} address"))
+                && run.stderr.contains("allow_private_networks"),
+            "{url}: {}",
+            run.stderr
+        );
+    }
+    let env =
+        Env::new(&config_with(&subscription("s", "https://1.2.3.256/h", ""))).env("SECRET_S", "x");
+    let run = env.run(&["check"]).expect(2);
+    assert!(run.stderr.contains("not an IPv4 address"), "{}", run.stderr);
+    // A per-call target: refused before anything is spooled.
+    let env = Env::new(&config_with(""));
+    for url in ["https://2852039166/h", "https://0xa9fea9fe/h"] {
+        let run = env
+            .run(&[
+                "emit",
+                "--spec",
+                "S",
+                "--event",
+                "spec-auto.pipeline.completed",
+                "--url",
+                url,
+            ])
+            .expect(2);
+        assert!(
+            run.stderr.contains("points at a link-local address"),
+            "{url}: {}",
+            run.stderr
+        );
+    }
+    assert!(env.job_files("S", "pending").is_empty());
 }
 
 #[test]

@@ -380,23 +380,86 @@ fn disabled_webhooks_write_nothing_and_say_why() {
     );
 }
 
-#[test]
-fn no_config_at_the_default_path_is_a_quiet_no_op() {
+/// A repository (a `.git` folder bounds the search for a config) with
+/// `config` at its root, if any, and an empty `docs/` folder.
+fn repository(config: Option<&str>) -> Env {
     let env = Env::new("");
     std::fs::remove_file(env.config_path()).unwrap();
-    let run = run_command(
-        env.bare(&["emit", "--spec", "S", "--event", STAGE_DONE]),
-        b"",
+    std::fs::create_dir_all(env.path().join(".git")).unwrap();
+    std::fs::create_dir_all(env.path().join("docs")).unwrap();
+    if let Some(config) = config {
+        env.write_config(config);
+    }
+    env
+}
+
+/// `emit` run from `docs/` without --config, with `args` after the event.
+fn emit_in_docs(env: &Env, args: &[&str]) -> Run {
+    let mut all = vec!["emit", "--spec", "S", "--event", STAGE_DONE];
+    all.extend_from_slice(args);
+    let mut cmd = env.bare(&all);
+    cmd.current_dir(env.path().join("docs"));
+    run_command(cmd, b"")
+}
+
+#[test]
+fn emit_from_a_subfolder_spools_into_the_repository_s_spool() {
+    let env = repository(Some(&config_with(&subscription(
+        "all",
+        "https://hooks.example/all",
+        "dry_run = true",
+    ))));
+    let run = emit_in_docs(&env, &[]).expect(0);
+    assert_eq!(run.lines().len(), 1, "{}", run.stderr);
+    // Relative paths resolve against the config found, not the cwd.
+    assert_eq!(env.jobs("S", "pending").len(), 1);
+    assert!(
+        !env.path().join("docs/docs").exists(),
+        "spooled under the cwd"
+    );
+
+    // Another program's config.toml on the way is passed over.
+    std::fs::write(
+        env.path().join("docs/config.toml"),
+        "[model]\nname = \"x\"\n",
     )
-    .expect(0);
+    .unwrap();
+    emit_in_docs(&env, &[]).expect(0);
+    assert_eq!(env.jobs("S", "pending").len(), 2);
+}
+
+#[test]
+fn no_config_anywhere_spools_nothing_and_says_where_it_looked_once() {
+    let env = repository(None);
+    std::fs::write(env.path().join("docs/config.toml"), "x = 1\n").unwrap();
+    let run = emit_in_docs(&env, &[]).expect(0);
+    assert_eq!(run.stdout, "");
+    let root = env.path().canonicalize().unwrap();
+    assert_eq!(run.stderr.lines().count(), 1, "said once: {}", run.stderr);
+    for part in [
+        "nothing spooled: no config.toml with a [spec_ops.webhooks] table in".to_string(),
+        format!("`{}`", root.join("docs").display()),
+        format!("`{}` (the repository root)", root.display()),
+        format!("`{}` has none", root.join("docs/config.toml").display()),
+        "--config PATH".into(),
+        "SPEC_NOTIFY_CONFIG".into(),
+        "--quiet".into(),
+    ] {
+        assert!(run.stderr.contains(&part), "no {part:?} in: {}", run.stderr);
+    }
+    // --quiet: nothing at all.
+    let run = emit_in_docs(&env, &["--quiet"]).expect(0);
     assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
-    let run = run_command(
-        env.bare(&["-v", "emit", "--spec", "S", "--event", STAGE_DONE]),
-        b"",
-    )
-    .expect(0);
-    assert!(run.stderr.contains("webhooks are off"), "{}", run.stderr);
-    assert!(env.snapshot().is_empty(), "{:?}", env.snapshot());
+    // Bad input is refused all the same: the guardrail hears of it now.
+    let run = emit_in_docs(&env, &["--stage", "Deploy", "--quiet"]).expect(2);
+    assert!(run.stderr.contains("Deploy"), "{}", run.stderr);
+    let run = emit_in_docs(&env, &["--url", "ftp://x.example/h", "--quiet"]).expect(2);
+    assert!(run.stderr.contains("invalid --url"), "{}", run.stderr);
+    let nothing_written = env
+        .snapshot()
+        .into_iter()
+        .all(|(p, _)| p.ends_with("docs/config.toml"));
+    assert!(nothing_written, "{:?}", env.snapshot());
 }
 
 #[test]

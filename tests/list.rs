@@ -67,6 +67,33 @@ pub fn move_job(env: &Env, spec: &str, id: &str, state: &str, edit: impl FnOnce(
     }
 }
 
+/// Gives a job another delivery id (file name and metadata), in the folder
+/// it is in: to make ids that start alike.
+pub fn rename_job(env: &Env, spec: &str, id: &str, new_id: &str) {
+    let from = job_path(env, spec, id);
+    let text = std::fs::read_to_string(&from).unwrap();
+    let (meta, body) = text.split_once('\n').unwrap();
+    let mut meta: Value = serde_json::from_str(meta).unwrap();
+    meta["delivery_id"] = Value::from(new_id);
+    let name = from
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(id, new_id);
+    std::fs::write(from.with_file_name(name), format!("{meta}\n{body}")).unwrap();
+    std::fs::remove_file(&from).unwrap();
+}
+
+/// An id that starts with the first 8 hex digits of `id` and differs from
+/// it in the next group: a prefix of 8 names both, one of 13 names one.
+pub fn sharing_first_group(id: &str, other: &str) -> String {
+    let group = match &id[9..13] {
+        "ffff" => "0000",
+        _ => "ffff",
+    };
+    format!("{}{group}{}", &id[..9], &other[13..])
+}
+
 /// A delivery attempt record as the drain writes it.
 pub fn attempt(
     spec: &str,

@@ -285,6 +285,87 @@ fn replay_and_discard_act_on_the_dead_stream_and_history_reads_the_evidence_stre
 }
 
 #[test]
+fn replay_and_discard_on_nats_take_a_unique_prefix_and_list_an_ambiguous_one() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    rx.script("/hook", [Reply::Status(400), Reply::Status(400)]);
+    let a = host(&nats, &rx, "");
+    let ids = emit(&a, "SPEC-A", 2);
+    // Two jobs whose ids share their first 8 hex digits, before they leave.
+    let (first, second) = (
+        ids[0].clone(),
+        crate::list::sharing_first_group(&ids[0], &ids[1]),
+    );
+    crate::list::rename_job(&a, "SPEC-A", &ids[1], &second);
+    a.run(&["relay"]).expect(0);
+    let w = worker(&a);
+    wait_until(CEILING, "both jobs to be dead", || {
+        listed(&a) == BTreeMap::from([("dead".to_string(), 2)])
+    });
+    drop(w);
+
+    let nats_flags = ["--source", "nats", "--delivery-id"];
+    for command in ["replay", "discard"] {
+        let mut args = vec![command, "SPEC-A"];
+        args.extend(nats_flags);
+        let run = a.run(&[&args[..], &[&first[..8]]].concat()).expect(2);
+        assert!(
+            run.stderr.contains("is ambiguous")
+                && run.stderr.contains(&format!("{first} (dead)"))
+                && run.stderr.contains(&format!("{second} (dead)"))
+                && run.stderr.contains("nothing was changed"),
+            "{}",
+            run.stderr
+        );
+        let run = a.run(&[&args[..], &[&first[..7]]].concat()).expect(2);
+        assert!(run.stderr.contains("too short"), "{}", run.stderr);
+    }
+    assert_eq!(listed(&a), BTreeMap::from([("dead".to_string(), 2)]));
+
+    let replay = a
+        .run(&[
+            "replay",
+            "SPEC-A",
+            "--source",
+            "nats",
+            "--delivery-id",
+            &first[..13],
+            "--json",
+        ])
+        .expect(0);
+    assert!(replay.stdout.contains(&first), "{}", replay.stdout);
+    a.run(&[
+        "discard",
+        "SPEC-A",
+        "--source",
+        "nats",
+        "--delivery-id",
+        &second[..13],
+    ])
+    .expect(0);
+    let seen = history(&a);
+    assert!(
+        seen.contains(&(first.clone(), "requeued".to_string()))
+            && seen.contains(&(second.clone(), "discarded".to_string())),
+        "{seen:?}"
+    );
+    // The replayed job waits for a worker: a prefix of it is not dead.
+    let run = a
+        .run(&[
+            "discard",
+            "SPEC-A",
+            "--source",
+            "nats",
+            "--delivery-id",
+            &first[..8],
+        ])
+        .expect(2);
+    assert!(run.stderr.contains("waits in stream"), "{}", run.stderr);
+}
+
+#[test]
 fn a_three_node_cluster_loses_a_node_during_delivery_and_every_event_is_delivered() {
     let Some(mut cluster) = NatsCluster::start() else {
         return;

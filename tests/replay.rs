@@ -1,6 +1,6 @@
 //! replay: dead jobs back to pending with the same delivery id, then delivered
 //! once the endpoint is fixed; a delivered job delivered again on purpose;
-//! filters; unknown ids change nothing.
+//! filters; unknown ids change nothing; ids shortened like git's hashes.
 
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::*;
@@ -293,4 +293,66 @@ fn unknown_delivery_id_is_exit_2_and_changes_nothing() {
     env.run(&["replay", "../etc", "--all-dead"]).expect(2);
     assert_eq!(env.snapshot(), before);
     assert!(rx.requests().is_empty());
+}
+
+#[test]
+fn replay_and_discard_take_a_unique_prefix_of_eight_hex_digits_or_more() {
+    let rx = Receiver::start();
+    rx.set_default(Reply::Status(500));
+    let env = env_with(&rx);
+    let ids = emit(&env);
+    env.run(&["drain", "--once"]).expect(0);
+    assert_eq!(env.jobs("SPEC-R", "dead").len(), 2);
+    // Two dead jobs whose ids share their first 8 hex digits.
+    let (a, b) = (
+        ids[0].clone(),
+        crate::list::sharing_first_group(&ids[0], &ids[1]),
+    );
+    crate::list::rename_job(&env, "SPEC-R", &ids[1], &b);
+    let before = env.snapshot();
+
+    for command in ["replay", "discard"] {
+        let run = env
+            .run(&[command, "SPEC-R", "--delivery-id", &a[..8]])
+            .expect(2);
+        assert!(
+            run.stderr.contains("is ambiguous")
+                && run.stderr.contains(&format!("{a} (dead)"))
+                && run.stderr.contains(&format!("{b} (dead)")),
+            "{}",
+            run.stderr
+        );
+        let run = env
+            .run(&[command, "SPEC-R", "--delivery-id", &a[..7]])
+            .expect(2);
+        assert!(
+            run.stderr.contains("too short") && run.stderr.contains("at least 8 hex digits"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(env.snapshot(), before, "refused: nothing changed");
+    assert!(rx.requests().len() == 2, "nothing sent");
+
+    // One more group names one job: replayed under its whole id.
+    rx.set_default(Reply::Status(204));
+    let run = env
+        .run(&["replay", "SPEC-R", "--delivery-id", &a[..13].to_uppercase()])
+        .expect(0);
+    assert!(run.stderr.contains("delivered 1"), "{}", run.stderr);
+    let last = rx.requests().pop().unwrap();
+    assert_eq!(last.header("X-SpecKit-Id"), Some(a.as_str()));
+    env.run(&["discard", "SPEC-R", "--delivery-id", &b[..13]])
+        .expect(0);
+    assert!(env.jobs("SPEC-R", "dead").is_empty());
+    // Only what is pending or delivered is left to find: a prefix of the
+    // delivered job is not ambiguous with the discarded one.
+    let run = env
+        .run(&["discard", "SPEC-R", "--delivery-id", &a[..8]])
+        .expect(2);
+    assert!(
+        run.stderr.contains("is delivered, not dead"),
+        "{}",
+        run.stderr
+    );
 }

@@ -102,8 +102,14 @@ fn relays_only(location: &config::Location) -> bool {
     config::load_with(location, Secrets::Optional).is_ok_and(|c| c.relay.is_some())
 }
 
-/// What a relay table asks of the rest of the config.
+/// What a relay table asks of the rest of the config, and of this build.
 fn relay_warnings(config: &Config) -> Vec<String> {
+    if config.relay.is_some() && !cfg!(feature = "nats") {
+        return vec![format!(
+            "[spec_ops.webhooks.relay] is set, but {}",
+            config::WITHOUT_NATS
+        )];
+    }
     match (&config.relay, config.every_subscription().next()) {
         (Some(_), None) => vec![format!(
             "[spec_ops.webhooks.relay] is set but `{}` has no subscriptions: emit fans events out to subscriptions before relaying, so this host would spool nothing; copy the [[spec_ops.webhooks.subscriptions]] tables from the workers' config (their secrets stay on the workers); see docs/scale-out.md",

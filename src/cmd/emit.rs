@@ -30,12 +30,19 @@ use crate::spool::{self, Job, Meta, Spool, State, Target};
 
 pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
-    if location.is_default && !location.path.exists() {
-        ctx.note(format!(
-            "no {} here and no --config/{}: webhooks are off, nothing spooled",
-            location.path.display(),
-            config::CONFIG_ENV
-        ));
+    if let Some(search) = location.missing() {
+        // Webhooks are off (the PRD's default), but bad input is still
+        // refused: the guardrail must hear of it before it has a config.
+        let config = config::defaults(&location);
+        read_events(args, config.max_event_bytes)?;
+        per_call_targets(&config, args)?;
+        if !args.quiet {
+            output::note(format_args!(
+                "nothing spooled: {}, so webhooks are off ({}; --quiet says nothing)",
+                search.describe(),
+                config::HOW_TO_POINT
+            ));
+        }
         return Ok(ExitCode::Success);
     }
     let config = config::load(&location)?;
@@ -55,7 +62,7 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
             sub.shown_url()
         ));
     }
-    let plan = plan(&config, &events, &per_call, args.also_configured);
+    let plan = plan(&config, &events, &per_call, args);
     // A host that relays to NATS needs no secrets, and the breaker it
     // would read here is not the fleet's: the workers' business.
     if config.relay.is_none() {
@@ -234,13 +241,15 @@ type Plan<'a> = BTreeMap<&'a str, Vec<(&'a Event, Vec<Planned<'a>>)>>;
 
 /// Where each event goes: the `--url` targets (most specific, so alone
 /// unless `--also-configured`), else the subscriptions in effect for its SPEC.
-/// Events nothing matches are said on stderr (never dropped in silence).
+/// Events nothing matches are said on stderr (never dropped in silence),
+/// unless `--quiet`.
 fn plan<'a>(
     config: &'a Config,
     events: &'a [Event],
     per_call: &'a [(Subscription, Target)],
-    also_configured: bool,
+    args: &EmitArgs,
 ) -> Plan<'a> {
+    let also_configured = args.also_configured;
     let mut by_spec = Plan::new();
     let mut unmatched: Vec<&Event> = Vec::new();
     for event in events {
@@ -254,7 +263,7 @@ fn plan<'a>(
         }
         by_spec.entry(&event.spec).or_default().push((event, subs));
     }
-    if let Some(first) = unmatched.first() {
+    if let Some(first) = unmatched.first().filter(|_| !args.quiet) {
         output::note(unmatched_note(config, first, unmatched.len()));
     }
     by_spec

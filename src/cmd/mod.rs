@@ -34,6 +34,7 @@ mod list;
 mod metrics;
 mod pause;
 mod receive;
+#[cfg(feature = "nats")]
 mod relay;
 mod replay;
 mod report;
@@ -51,7 +52,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Loads the config; a missing or invalid file is an exit-2 error.
+    /// Loads the config (`--config`, `SPEC_NOTIFY_CONFIG`, or found from the
+    /// current folder up); a missing or invalid file is an exit-2 error
+    /// that says where it was looked for.
     pub fn load_config(&self) -> Result<Config> {
         config::load_required(self.config.as_deref())
     }
@@ -74,8 +77,37 @@ pub fn open_store<'a>(
 ) -> Result<Box<dyn Store + 'a>> {
     Ok(match source {
         Source::Spool => Box::new(LocalStore::new(config, ctx.config.clone())),
-        Source::Nats => Box::new(crate::nats::store::NatsStore::connect(config, command)?),
+        Source::Nats => nats_store(config, command)?,
     })
+}
+
+#[cfg(feature = "nats")]
+fn nats_store<'a>(config: &'a Config, command: &str) -> Result<Box<dyn Store + 'a>> {
+    Ok(Box::new(crate::nats::store::NatsStore::connect(
+        config, command,
+    )?))
+}
+
+#[cfg(not(feature = "nats"))]
+fn nats_store<'a>(_config: &'a Config, command: &str) -> Result<Box<dyn Store + 'a>> {
+    Err(crate::exit::user_error(format!(
+        "`{command} --source nats`: {}",
+        config::WITHOUT_NATS
+    )))
+}
+
+/// `relay`, in a build that can relay.
+#[cfg(feature = "nats")]
+fn relay(ctx: &Ctx, args: &crate::cli::RelayArgs) -> Result<ExitCode> {
+    relay::run(ctx, args)
+}
+
+#[cfg(not(feature = "nats"))]
+fn relay(_ctx: &Ctx, _args: &crate::cli::RelayArgs) -> Result<ExitCode> {
+    Err(crate::exit::user_error(format!(
+        "`relay`: {}",
+        config::WITHOUT_NATS
+    )))
 }
 
 /// For the read-only views (list, status, report): a well-formed SPEC with
@@ -287,7 +319,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check(args) => check::run(&ctx, &args),
         Command::Emit(args) => emit::run(&ctx, &args),
         Command::Drain(args) => drain::run(&ctx, &args),
-        Command::Relay(args) => relay::run(&ctx, &args),
+        Command::Relay(args) => relay(&ctx, &args),
         Command::Test(args) => test::run(&ctx, &args),
         Command::List(args) => list::run(&ctx, &args),
         Command::Replay(args) => replay::run(&ctx, &args),

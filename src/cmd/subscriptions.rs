@@ -252,7 +252,7 @@ fn change_then(
     done: &str,
 ) -> Result<ExitCode> {
     let location = config::locate(ctx.config.as_deref());
-    let applied = edit::apply(&location.path, &change)?;
+    let applied = edit::apply(location.require()?, &change)?;
     let config = &applied.after;
     let place = match &target.spec {
         Some(pattern) => format!(" for {pattern}"),

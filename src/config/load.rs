@@ -1,9 +1,11 @@
 //! Reading the config: where the file is (`--config`, the
-//! `SPEC_NOTIFY_CONFIG` variable, or `config.toml`), reading and resolving
-//! it, and what the environment says over the file: the enable switch and,
-//! when [`Secrets::Required`], whether every secret, signing key, `url_env`
-//! URL and `env:` header value a delivery will read is set (and each secret
-//! and key is of the form its scheme takes).
+//! `SPEC_NOTIFY_CONFIG` variable, or the first `config.toml` holding a
+//! `[spec_ops.webhooks]` table in the current folder or a parent, up to the
+//! repository root, the way git and cargo find theirs), reading and
+//! resolving it, and what the environment says over the file: the enable
+//! switch and, when [`Secrets::Required`], whether every secret, signing
+//! key, `url_env` URL and `env:` header value a delivery will read is set
+//! (and each secret and key is of the form its scheme takes).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,30 +24,161 @@ pub const CONFIG_ENV: &str = "SPEC_NOTIFY_CONFIG";
 pub const ENABLED_ENV: &str = "SPECKIT_WEBHOOKS_ENABLED";
 pub const DEFAULT_CONFIG: &str = "config.toml";
 
+/// What to do when no config was found: said by every command that needs one.
+pub const HOW_TO_POINT: &str = "pass --config PATH, set SPEC_NOTIFY_CONFIG, or copy config.example.toml to config.toml at the repository root";
+
 /// Where the config file is and how it was chosen.
 #[derive(Debug, Clone)]
 pub struct Location {
+    /// The file; when none was found, `config.toml` in the current folder.
     pub path: PathBuf,
-    /// True when neither `--config` nor the environment named it.
-    pub is_default: bool,
+    pub chosen: Chosen,
+}
+
+/// How the config file was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chosen {
+    /// `--config PATH`.
+    Flag,
+    /// `$SPEC_NOTIFY_CONFIG`.
+    Env,
+    /// The first `config.toml` with a `[spec_ops.webhooks]` table from the
+    /// current folder up.
+    Found,
+    /// None anywhere: where it was looked for.
+    Missing(Search),
+}
+
+/// Where a config was looked for, and found nowhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    /// The folders looked in, the current one first.
+    pub folders: Vec<PathBuf>,
+    /// `config.toml` files passed over: they have no `[spec_ops.webhooks]` table.
+    pub skipped: Vec<PathBuf>,
+    /// Whether the last folder is a repository root (holds `.git`), not
+    /// the filesystem root.
+    pub at_repository_root: bool,
+}
+
+impl Location {
+    /// Where it was looked for, when no config was found.
+    pub fn missing(&self) -> Option<&Search> {
+        match &self.chosen {
+            Chosen::Missing(search) => Some(search),
+            _ => None,
+        }
+    }
+
+    /// The file, or an exit-2 error saying where none was found.
+    pub fn require(&self) -> Result<&Path> {
+        match self.missing() {
+            None => Ok(&self.path),
+            Some(search) => Err(user_error(format!("{}: {HOW_TO_POINT}", search.describe()))),
+        }
+    }
+}
+
+impl Search {
+    /// "no config.toml with a [spec_ops.webhooks] table in /r/docs or /r
+    /// (the repository root)", and the files passed over.
+    pub fn describe(&self) -> String {
+        let mut folders: Vec<String> = self
+            .folders
+            .iter()
+            .map(|f| format!("`{}`", f.display()))
+            .collect();
+        let last = match (folders.pop(), self.at_repository_root) {
+            (Some(last), true) => format!("{last} (the repository root)"),
+            (Some(last), false) => format!("{last} (no repository root, no `.git`, on the way)"),
+            (None, _) => "the current folder (which cannot be read)".to_string(),
+        };
+        let places = match folders.is_empty() {
+            true => last,
+            false => format!("{} or {last}", folders.join(", ")),
+        };
+        let mut text = format!("no {DEFAULT_CONFIG} with a [spec_ops.webhooks] table in {places}");
+        if !self.skipped.is_empty() {
+            let skipped: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|f| format!("`{}`", f.display()))
+                .collect();
+            text.push_str(&format!(
+                " ({} has none, so it was passed over)",
+                skipped.join(", ")
+            ));
+        }
+        text
+    }
 }
 
 pub fn locate(flag: Option<&Path>) -> Location {
     if let Some(path) = flag {
         return Location {
             path: path.to_path_buf(),
-            is_default: false,
+            chosen: Chosen::Flag,
         };
     }
-    match std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
-        Some(path) => Location {
+    if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
+        return Location {
             path: PathBuf::from(path),
-            is_default: false,
-        },
-        None => Location {
+            chosen: Chosen::Env,
+        };
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => discover(&cwd),
+        Err(_) => Location {
             path: PathBuf::from(DEFAULT_CONFIG),
-            is_default: true,
+            chosen: Chosen::Missing(Search::default()),
         },
+    }
+}
+
+/// The first `config.toml` with a `[spec_ops.webhooks]` table in `start`
+/// or a folder above it, stopping at the first folder that holds `.git`
+/// (the repository root) or at the filesystem root. A file that cannot be
+/// read or is not TOML is chosen, so that loading it says what is wrong;
+/// one without the table (another program's config) is passed over. The
+/// current folder's is named `config.toml`, as people type it.
+fn discover(start: &Path) -> Location {
+    let mut search = Search::default();
+    for dir in start.ancestors() {
+        search.folders.push(dir.to_path_buf());
+        let candidate = dir.join(DEFAULT_CONFIG);
+        match is_ours(&candidate) {
+            Some(true) => {
+                let path = match dir == start {
+                    true => PathBuf::from(DEFAULT_CONFIG),
+                    false => candidate,
+                };
+                return Location {
+                    path,
+                    chosen: Chosen::Found,
+                };
+            }
+            Some(false) => search.skipped.push(candidate),
+            None => {}
+        }
+        if dir.join(".git").exists() {
+            search.at_repository_root = true;
+            break;
+        }
+    }
+    Location {
+        path: PathBuf::from(DEFAULT_CONFIG),
+        chosen: Chosen::Missing(search),
+    }
+}
+
+/// Whether `path` is a config for spec-notify: `None` when there is no
+/// such file, `Some(false)` for TOML without a `[spec_ops.webhooks]` table.
+fn is_ours(path: &Path) -> Option<bool> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(raw::has_webhooks(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) if path.is_dir() => None,
+        Err(_) => Some(true),
     }
 }
 
@@ -69,21 +202,21 @@ pub fn load(location: &Location) -> Result<Config> {
 /// Loads and validates the config; with [`Secrets::Required`] an unset secret
 /// is one more problem in the same list as the others.
 pub fn load_with(location: &Location, secrets: Secrets) -> Result<Config> {
-    let path = &location.path;
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let hint = if location.is_default {
-            format!(
-                " (pass --config PATH or set {CONFIG_ENV} to the config.toml holding [spec_ops.webhooks])"
-            )
-        } else {
-            String::new()
-        };
-        user_error(format!(
-            "cannot read config `{}`: {e}{hint}",
-            path.display()
-        ))
-    })?;
+    let path = location.require()?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| user_error(format!("cannot read config `{}`: {e}", path.display())))?;
     parse_with(&text, path, secrets)
+}
+
+/// The settings of a config with no `[spec_ops.webhooks]` table (webhooks
+/// off), for checking input where no config was found.
+pub fn defaults(location: &Location) -> Config {
+    let base = location
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    Config::empty(&location.path, &base)
 }
 
 /// Parses config text; `path` names the file in messages and anchors relative paths.
@@ -223,6 +356,61 @@ mod tests {
             "{:#}",
             parse(text, Path::new("/x/config.toml")).unwrap_err()
         )
+    }
+
+    const OURS: &str = "[spec_ops.webhooks]\nenabled = true\n";
+
+    /// A repository `repo/` (with `.git`) holding `docs/sub/`, inside `outer/`.
+    fn repository() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("outer/repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("docs/sub")).unwrap();
+        (dir, repo)
+    }
+
+    #[test]
+    fn the_first_config_with_our_table_from_here_up_is_found() {
+        let (_dir, repo) = repository();
+        let sub = repo.join("docs/sub");
+        std::fs::write(repo.join("config.toml"), OURS).unwrap();
+        let found = discover(&sub);
+        assert_eq!(found.chosen, Chosen::Found);
+        assert_eq!(found.path, repo.join("config.toml"));
+        // Another program's config.toml on the way is passed over.
+        std::fs::write(repo.join("docs/config.toml"), "[model]\nname = 'x'\n").unwrap();
+        assert_eq!(discover(&sub).path, repo.join("config.toml"));
+        // Ours in the current folder wins, named as people type it.
+        std::fs::write(sub.join("config.toml"), OURS).unwrap();
+        assert_eq!(discover(&sub).path, PathBuf::from("config.toml"));
+        // Text that is not TOML is chosen: loading it says what is wrong.
+        std::fs::write(sub.join("config.toml"), "[spec_ops.webhooks\n").unwrap();
+        assert_eq!(discover(&sub).path, PathBuf::from("config.toml"));
+    }
+
+    #[test]
+    fn the_search_stops_at_the_repository_root_and_says_where_it_looked() {
+        let (_dir, repo) = repository();
+        // Above the repository: not this repository's config.
+        std::fs::write(repo.parent().unwrap().join("config.toml"), OURS).unwrap();
+        std::fs::write(repo.join("docs/config.toml"), "x = 1\n").unwrap();
+        let missing = discover(&repo.join("docs/sub"));
+        let search = missing.missing().expect("nothing found");
+        assert_eq!(
+            search.folders,
+            [repo.join("docs/sub"), repo.join("docs"), repo.clone()]
+        );
+        assert_eq!(search.skipped, [repo.join("docs/config.toml")]);
+        let text = search.describe();
+        assert!(
+            text.contains(&format!("`{}` (the repository root)", repo.display()))
+                && text.contains(&format!("`{}`, ", repo.join("docs/sub").display()))
+                && text.contains("has none, so it was passed over"),
+            "{text}"
+        );
+        let err = load(&missing).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::ExitCode::Usage);
+        assert!(format!("{err:#}").contains(HOW_TO_POINT), "{err:#}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Settings: finds `config.toml`, reads `[spec_ops.webhooks]` from it and
+//! Settings: finds `config.toml` (here or in a parent folder), reads `[spec_ops.webhooks]` from it and
 //! resolves what the file says into [`Config`]: defaults, paths relative to
 //! the file, the environment overrides, and validation of every value,
 //! reporting every problem at once with the subscription, the key and the
@@ -43,13 +43,13 @@ pub use alerts::{
     warnings as alert_warnings,
 };
 pub use load::{
-    CONFIG_ENV, DEFAULT_CONFIG, ENABLED_ENV, Location, Secrets, load, load_required, load_with,
-    locate, parse,
+    CONFIG_ENV, Chosen, DEFAULT_CONFIG, ENABLED_ENV, HOW_TO_POINT, Location, Search, Secrets,
+    defaults, load, load_required, load_with, locate, parse,
 };
 pub use model::{
     Config, DEFAULT_EVIDENCE_DIR, DEFAULT_MAX_EVENT_BYTES, DEFAULT_SPOOL_DIR, ExtraHeader,
     HeaderValue, MAX_EVENT_BYTES_LIMIT, Rate, RetryPolicy, Scope, Subscription, adhoc_id,
     event_pattern_matches, is_adhoc_id, secret_from_env, shown_per_call_url,
 };
-pub use relay::Relay;
-pub use subscription::RESERVED_HEADERS;
+pub use relay::{Relay, WITHOUT_NATS};
+pub use subscription::{MAX_SUBSCRIPTION_ID, RESERVED_HEADERS, check_subscription_id};

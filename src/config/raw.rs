@@ -126,6 +126,17 @@ pub(super) struct Subscription {
     pub allow_private_networks: Option<bool>,
 }
 
+/// Whether config text has a `[spec_ops.webhooks]` table (text that is
+/// not TOML counts: reading it says what is wrong).
+pub(super) fn has_webhooks(text: &str) -> bool {
+    let Ok(root) = text.parse::<Table>() else {
+        return true;
+    };
+    root.get("spec_ops")
+        .and_then(Value::as_table)
+        .is_some_and(|t| t.contains_key("webhooks"))
+}
+
 /// Reads `[spec_ops.webhooks]` from config text: `Ok(None)` when the file
 /// has no such table (or a problem says why it cannot be read), `Err` when
 /// the text is not TOML at all.

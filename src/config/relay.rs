@@ -6,6 +6,10 @@ use toml::Value;
 
 use super::problems::Problems;
 
+/// What a build without the `nats` cargo feature says when asked to relay
+/// or to read NATS.
+pub const WITHOUT_NATS: &str = "this spec-notify was built without scale-out on NATS JetStream: build it with the `nats` feature (`cargo install --path . --features nats`; see docs/scale-out.md)";
+
 /// Where the table lives, as messages name it.
 const AT: &str = "[spec_ops.webhooks.relay]";
 const KEYS: &[&str] = &[

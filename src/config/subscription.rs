@@ -13,6 +13,37 @@ use crate::format::{Format, Style, Template};
 use crate::sign::Scheme;
 use crate::url::redact_url;
 
+/// The longest subscription id: it names files (the breaker's state, a
+/// pause) and is printed in every table.
+pub const MAX_SUBSCRIPTION_ID: usize = 64;
+
+/// The rule for a subscription id, in the config and on the command line:
+/// 1 to [`MAX_SUBSCRIPTION_ID`] ASCII letters, digits, `-`, `_` and `.`,
+/// and never `.` or `..` (it names files).
+pub fn check_subscription_id(id: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    let ok = (1..=MAX_SUBSCRIPTION_ID).contains(&id.len())
+        && id.chars().all(allowed)
+        && id != "."
+        && id != "..";
+    match ok {
+        true => Ok(()),
+        false => Err(format!(
+            "`{}` is not a subscription id: use 1 to {MAX_SUBSCRIPTION_ID} letters, digits, `-`, `_` and `.`, not `.` or `..`",
+            shown_id(id)
+        )),
+    }
+}
+
+/// An id as a message may show it: escaped, and cut short when long.
+fn shown_id(id: &str) -> String {
+    let escaped = id.escape_debug().to_string();
+    match escaped.char_indices().nth(MAX_SUBSCRIPTION_ID) {
+        Some((end, _)) => format!("{}… ({} bytes)", &escaped[..end], id.len()),
+        None => escaped,
+    }
+}
+
 /// Where a subscription comes from, for what it may leave out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -310,12 +341,9 @@ pub(super) fn resolve_subscription(
         per_call: kind == Kind::PerCall,
     };
     if !sub.id.is_empty()
-        && !sub
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && let Err(why) = check_subscription_id(&sub.id)
     {
-        check.problem("id", "use letters, digits, `-`, `_` and `.` only");
+        check.problem("id", why);
     }
     if sub.needs_secret() && sub.secret_env.is_none() && sub.signing_key_env.is_none() {
         check.problem(

@@ -43,8 +43,9 @@ impl<'a> NatsStore<'a> {
         })
     }
 
-    /// The dead jobs of `spec` an operator named: one delivery id (an error,
-    /// changing nothing, when it is not dead), or every one `keep` keeps.
+    /// The dead jobs of `spec` an operator named: one delivery id or a
+    /// unique prefix of one (an error, changing nothing, when it is not
+    /// dead or starts several jobs), or every one `keep` keeps.
     fn choose_dead(
         &self,
         spec: &str,
@@ -54,27 +55,41 @@ impl<'a> NatsStore<'a> {
     ) -> Result<Vec<Dead>> {
         let nats = &self.nats;
         let (found, _) = dead::jobs(nats, spec)?;
-        let of_spec = found.into_iter();
-        let Some(id) = pick.delivery_id.as_deref() else {
-            return Ok(of_spec.filter(|d| keep(&d.job.meta)).collect());
+        let Some(given) = pick.delivery_id.as_deref() else {
+            return Ok(found.into_iter().filter(|d| keep(&d.job.meta)).collect());
         };
-        let chosen: Vec<Dead> = of_spec.filter(|d| d.job.meta.delivery_id == id).collect();
+        let wanted = crate::store::check_delivery_id(given).map_err(user_error)?;
+        let waiting: Vec<String> = view::jobs(nats, &[State::Pending], Some(spec))?
+            .jobs
+            .into_iter()
+            .map(|(_, meta)| meta.delivery_id)
+            .filter(|id| crate::store::id_starts_with(id, &wanted))
+            .collect();
+        let candidates = found
+            .iter()
+            .map(|d| (d.job.meta.delivery_id.clone(), "dead".to_string()))
+            .chain(waiting.iter().map(|id| (id.clone(), "waiting".to_string())));
+        let place = format!("streams {} and {}", nats.names.dead, nats.names.jobs);
+        let id = crate::store::one_delivery_id(&wanted, candidates, &place)?;
+        let chosen: Vec<Dead> = found
+            .into_iter()
+            .filter(|d| id.as_deref() == Some(d.job.meta.delivery_id.as_str()))
+            .collect();
         if !chosen.is_empty() {
             return Ok(chosen);
         }
-        let why = if dead::is_waiting(nats, spec, id)? {
-            format!(
-                "it waits in stream {} (not dead); the workers deliver it",
+        let why = match id {
+            Some(id) => format!(
+                "{id} waits in stream {} (not dead); the workers deliver it",
                 nats.names.jobs
-            )
-        } else {
-            format!(
+            ),
+            None => format!(
                 "no dead job of {spec} in stream {} has that id (see `spec-notify list {spec} --source nats --state dead`)",
                 nats.names.dead
-            )
+            ),
         };
         Err(user_error(format!(
-            "cannot {command} {id}: {why}; nothing was changed"
+            "cannot {command} {given}: {why}; nothing was changed"
         )))
     }
 }

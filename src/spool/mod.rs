@@ -601,25 +601,37 @@ impl SpecSpool {
             .collect())
     }
 
-    /// Finds a job by delivery id in the given folders.
-    /// The whole id must match: a fragment of one finds nothing.
-    pub fn find(&self, delivery_id: &str, states: &[State]) -> Result<Option<(State, String)>> {
+    /// Finds the jobs whose delivery id `names` accepts (a whole id, or a
+    /// prefix of one: the caller decides) in the given folders: (state,
+    /// file name), each delivery id once, in the order of `states`.
+    pub fn find(
+        &self,
+        states: &[State],
+        names: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(State, String)>> {
         // The serving drain moves jobs with no lock (claim, settle): one
         // pass can miss a job that moved from a folder not listed yet to
         // one already listed. A job is always in some folder, so a miss is
         // checked twice more.
         for _ in 0..3 {
+            let mut found: Vec<(State, String)> = Vec::new();
             for &state in states {
-                let (names, _) = self.names(state)?;
-                if let Some(name) = names
-                    .into_iter()
-                    .find(|n| delivery_id_of(n) == Some(delivery_id))
-                {
-                    return Ok(Some((state, name)));
+                let (listed, _) = self.names(state)?;
+                for name in listed {
+                    let Some(id) = delivery_id_of(&name).filter(|id| names(id)) else {
+                        continue;
+                    };
+                    // Seen twice when it moved while the folders were listed.
+                    if !found.iter().any(|(_, n)| delivery_id_of(n) == Some(id)) {
+                        found.push((state, name));
+                    }
                 }
             }
+            if !found.is_empty() {
+                return Ok(found);
+            }
         }
-        Ok(None)
+        Ok(Vec::new())
     }
 }
 
@@ -937,18 +949,18 @@ mod tests {
     }
 
     #[test]
-    fn find_needs_the_whole_delivery_id() {
+    fn find_returns_each_job_its_test_accepts() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
-        let j = job(&spool, 1);
-        spool.enqueue(std::slice::from_ref(&j)).unwrap();
-        let id = &j.meta.delivery_id;
-        assert!(spool.find(id, &[State::Pending]).unwrap().is_some());
-        let fragment = &id[id.find('-').unwrap() + 1..];
-        assert!(
-            spool.find(fragment, &[State::Pending]).unwrap().is_none(),
-            "fragment {fragment} must not match"
-        );
+        let (a, b) = (job(&spool, 1), job(&spool, 2));
+        spool.enqueue(&[a.clone(), b.clone()]).unwrap();
+        let id = a.meta.delivery_id.clone();
+        let found = spool
+            .find(&[State::Dead, State::Pending], |i| i == id)
+            .unwrap();
+        assert_eq!(found, [(State::Pending, a.meta.file_name())]);
+        assert_eq!(spool.find(&[State::Pending], |_| true).unwrap().len(), 2);
+        assert!(spool.find(&[State::Dead], |_| true).unwrap().is_empty());
     }
 
     #[test]

@@ -20,12 +20,13 @@ use crate::evidence::{Evidence, Record};
 use crate::exit::user_error;
 use crate::health::{self, Local};
 use crate::spool::watch::Watcher;
-use crate::spool::{DrainLock, Quarantined, SpecSpool, Spool, State};
+use crate::spool::{DrainLock, Quarantined, SpecSpool, Spool, State, delivery_id_of};
 
 pub struct LocalStore<'a> {
     config: &'a Config,
     spool: Spool,
-    /// `--config` as given, for the drains this store starts.
+    /// `--config` as given, for the drains this store starts (without it
+    /// they find the same config: they run in the same folder).
     config_flag: Option<PathBuf>,
 }
 
@@ -453,26 +454,47 @@ impl Moves {
     }
 }
 
+/// The one job of the SPEC, in any state, that `given` (a delivery id or
+/// a unique prefix of one) names: (state, file name, whole id). An
+/// ambiguous prefix is an exit-2 error listing the jobs it starts.
+fn find_one(spool: &SpecSpool, given: &str) -> Result<Option<(State, String, String)>> {
+    let all = [State::Dead, State::Delivered, State::Pending, State::Active];
+    let wanted = crate::store::check_delivery_id(given).map_err(user_error)?;
+    let found = spool.find(&all, |id| super::id_starts_with(id, &wanted))?;
+    let ids = found.iter().filter_map(|(state, name)| {
+        Some((
+            delivery_id_of(name)?.to_string(),
+            state.dir_name().to_string(),
+        ))
+    });
+    let Some(id) = super::one_delivery_id(&wanted, ids, &format!("the spool of {}", spool.spec))?
+    else {
+        return Ok(None);
+    };
+    Ok(found
+        .into_iter()
+        .find(|(_, name)| delivery_id_of(name) == Some(id.as_str()))
+        .map(|(state, name)| (state, name, id)))
+}
+
 /// The jobs a replay names: (state, file name). An unknown id is an exit-2
 /// error and changes nothing.
 fn choose_replay(spool: &SpecSpool, pick: &Pick) -> Result<Vec<(State, String)>> {
-    if let Some(id) = &pick.delivery_id {
-        let found = spool.find(id, &[State::Dead, State::Delivered])?;
-        let Some((state, name)) = found else {
-            let elsewhere = spool.find(id, &[State::Pending, State::Active])?;
-            let why = match elsewhere {
-                Some((state, _)) => format!(
-                    "it is {} already; `spec-notify drain` delivers it",
-                    state.dir_name()
-                ),
-                None => format!("no job has that id (see `spec-notify list {}`)", spool.spec),
-            };
-            return Err(user_error(format!(
-                "cannot replay {id} of {}: {why}; nothing changed",
-                spool.spec
-            )));
+    if let Some(given) = &pick.delivery_id {
+        let why = match find_one(spool, given)? {
+            Some((state @ (State::Dead | State::Delivered), name, _)) => {
+                return Ok(vec![(state, name)]);
+            }
+            Some((state, _, id)) => format!(
+                "{id} is {} already; `spec-notify drain` delivers it",
+                state.dir_name()
+            ),
+            None => format!("no job has that id (see `spec-notify list {}`)", spool.spec),
         };
-        return Ok(vec![(state, name)]);
+        return Err(user_error(format!(
+            "cannot replay {given} of {}: {why}; nothing changed",
+            spool.spec
+        )));
     }
     let scan = spool.scan(State::Dead)?;
     Ok(scan
@@ -492,7 +514,7 @@ type Chosen = (
 );
 
 fn choose_discard(spool: &SpecSpool, pick: &Pick) -> Result<Chosen> {
-    let Some(id) = &pick.delivery_id else {
+    let Some(given) = &pick.delivery_id else {
         let scan = spool.scan(State::Dead)?;
         let chosen = scan
             .entries
@@ -506,19 +528,18 @@ fn choose_discard(spool: &SpecSpool, pick: &Pick) -> Result<Chosen> {
             .collect();
         return Ok((chosen, scan.unreadable));
     };
-    let all = [State::Dead, State::Pending, State::Active, State::Delivered];
-    match spool.find(id, &all)? {
-        Some((State::Dead, name)) => {
+    match find_one(spool, given)? {
+        Some((State::Dead, name, _)) => {
             let job = spool.read(State::Dead, &name)?;
             Ok((vec![(name, job.meta)], Vec::new()))
         }
-        Some((state, _)) => Err(user_error(format!(
+        Some((state, _, id)) => Err(user_error(format!(
             "delivery `{id}` in {} is {}, not dead: only dead-lettered jobs can be discarded; nothing was changed",
             spool.spec,
             state.dir_name()
         ))),
         None => Err(user_error(format!(
-            "no job with delivery id `{id}` in {} (see `spec-notify list {} --state dead`); nothing was changed",
+            "no job with delivery id `{given}` in {} (see `spec-notify list {} --state dead`); nothing was changed",
             spool.spec, spool.spec
         ))),
     }

@@ -73,7 +73,8 @@ pub fn update(root: &Path, change: &mut dyn FnMut(&mut AlertState)) -> Result<Al
 pub fn spool(root: &Path, alert: &AlertJob) -> Result<bool> {
     let spool = Spool::new(root).spec(ALERTS_SPEC);
     let all = [State::Pending, State::Active, State::Delivered, State::Dead];
-    if spool.find(alert.delivery_id(), &all)?.is_some() {
+    let id = alert.delivery_id();
+    if !spool.find(&all, |found| found == id)?.is_empty() {
         return Ok(false);
     }
     spool.ensure()?;

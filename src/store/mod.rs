@@ -9,11 +9,13 @@
 //! A store never prints: what a command must say (skipped files, progress
 //! notes, quarantined files) comes back as values, or through the `say`
 //! callback the command gave it. The shared shapes live here: the operator's
-//! choice of jobs ([`Pick`]), what a listing found ([`Found`]), what a replay
-//! or discard did ([`Replayed`], [`Discarded`]). [`ops`] holds the actions
-//! that both the commands and `top` perform. [`alerts`] evaluates the
-//! alert rules through a store (the shared alert state and the alert jobs
-//! are backend operations too); `local_alerts` is the spool's side of it.
+//! choice of jobs ([`Pick`]), a delivery id or a unique prefix of one
+//! resolved the same way by every store ([`one_delivery_id`]), what a
+//! listing found ([`Found`]), what a replay or discard did ([`Replayed`],
+//! [`Discarded`]). [`ops`] holds the actions that both the commands and
+//! `top` perform. [`alerts`] evaluates the alert rules through a store (the
+//! shared alert state and the alert jobs are backend operations too);
+//! `local_alerts` is the spool's side of it.
 
 pub mod alerts;
 pub mod local;
@@ -36,6 +38,7 @@ use crate::{clock, metrics};
 /// passes the filters.
 #[derive(Debug, Clone, Default)]
 pub struct Pick {
+    /// A whole delivery id or a unique prefix of one ([`one_delivery_id`]).
     pub delivery_id: Option<String>,
     pub subscription: Option<String>,
     /// Dead-lettered (or queued) at or after, at or before (ms).
@@ -53,6 +56,74 @@ impl Pick {
             && self.since.is_none_or(|t| at >= t)
             && self.until.is_none_or(|t| at <= t)
     }
+}
+
+/// The fewest hex digits a delivery id may be shortened to, like git's
+/// short hashes: the UUID's first group, as the demo's receiver prints it.
+pub const MIN_ID_PREFIX: usize = 8;
+
+/// Checks an operator's delivery id: a whole one, or its first
+/// [`MIN_ID_PREFIX`] or more hex digits (hyphens anywhere, or none).
+/// Returns it lowercased.
+pub fn check_delivery_id(text: &str) -> Result<String, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let digits = lower.chars().filter(|c| *c != '-').count();
+    if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_hexdigit() || c == '-') || digits > 32
+    {
+        return Err(format!(
+            "`{}` is not a delivery id: give the UUID `emit` and `list` print, or its first {MIN_ID_PREFIX} or more hex digits",
+            text.escape_debug()
+        ));
+    }
+    if digits < MIN_ID_PREFIX {
+        return Err(format!(
+            "`{}` is too short for a delivery id: give at least {MIN_ID_PREFIX} hex digits (the first group of the UUID `emit` and `list` print)",
+            text.escape_debug()
+        ));
+    }
+    Ok(lower)
+}
+
+/// Whether `id` is the delivery id `given` (checked by
+/// [`check_delivery_id`]) names: it starts with those hex digits.
+pub fn id_starts_with(id: &str, given: &str) -> bool {
+    let mut id = id.chars().filter(|c| *c != '-');
+    given
+        .chars()
+        .filter(|c| *c != '-')
+        .all(|g| id.next().is_some_and(|c| c.eq_ignore_ascii_case(&g)))
+}
+
+/// The one delivery id among `found` (each with what it is, like `dead`)
+/// that `given`, a whole id or a prefix of one, names; `None` when none
+/// does. An invalid or too short `given`, or one that starts several ids,
+/// is an exit-2 error listing them. Every command that takes a delivery
+/// id resolves it here, whatever the store.
+pub fn one_delivery_id(
+    given: &str,
+    found: impl IntoIterator<Item = (String, String)>,
+    place: &str,
+) -> Result<Option<String>> {
+    let given = check_delivery_id(given).map_err(crate::exit::user_error)?;
+    let mut matching: Vec<(String, String)> = Vec::new();
+    for (id, what) in found {
+        if id_starts_with(&id, &given) && !matching.iter().any(|(seen, _)| *seen == id) {
+            matching.push((id, what));
+        }
+    }
+    if matching.len() <= 1 {
+        return Ok(matching.pop().map(|(id, _)| id));
+    }
+    matching.sort();
+    let listed: Vec<String> = matching
+        .iter()
+        .map(|(id, what)| format!("{id} ({what})"))
+        .collect();
+    Err(crate::exit::user_error(format!(
+        "delivery id `{given}` is ambiguous in {place}: {} deliveries start with it: {}; give more digits; nothing was changed",
+        matching.len(),
+        listed.join(", ")
+    )))
 }
 
 /// One line of a listing.
@@ -331,3 +402,67 @@ pub fn job_url(config: &crate::config::Config, meta: &Meta) -> String {
 
 /// How long a discard waits, in all, for settles in progress.
 pub const SETTLE_WAIT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "0b6f1c2e-3a4b-4c5d-8e9f-001122334455";
+    const B: &str = "0b6f1c2e-ffff-4c5d-8e9f-001122334455";
+    const C: &str = "9a8b7c6d-3a4b-4c5d-8e9f-001122334455";
+
+    fn found() -> Vec<(String, String)> {
+        [(A, "dead"), (B, "pending"), (C, "delivered")]
+            .map(|(id, what)| (id.to_string(), what.to_string()))
+            .to_vec()
+    }
+
+    fn one(given: &str) -> Result<Option<String>> {
+        one_delivery_id(given, found(), "the spool of S")
+    }
+
+    #[test]
+    fn a_unique_prefix_of_eight_or_more_hex_digits_names_one_delivery() {
+        assert_eq!(one(A).unwrap().as_deref(), Some(A), "whole");
+        assert_eq!(one("9a8b7c6d").unwrap().as_deref(), Some(C));
+        assert_eq!(one("9A8B7C6D-3A").unwrap().as_deref(), Some(C), "any case");
+        assert_eq!(
+            one("9a8b7c6d3a4b").unwrap().as_deref(),
+            Some(C),
+            "no hyphen"
+        );
+        assert_eq!(one("0b6f1c2e-3").unwrap().as_deref(), Some(A));
+        assert_eq!(one("12345678").unwrap(), None, "no such delivery");
+        // A fragment from the middle names nothing.
+        assert_eq!(one("3a4b4c5d").unwrap(), None);
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_lists_the_candidates_and_a_short_one_says_so() {
+        let err = one("0b6f1c2e").unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::ExitCode::Usage);
+        let text = err.to_string();
+        assert!(
+            text.contains("ambiguous in the spool of S")
+                && text.contains(&format!("{A} (dead)"))
+                && text.contains(&format!("{B} (pending)"))
+                && !text.contains(C),
+            "{text}"
+        );
+        for (short, says) in [
+            ("0b6f1c2", "too short"),
+            ("0b6f-1c2", "too short"),
+            ("", "not a delivery id"),
+            ("0b6f1c2x", "not a delivery id"),
+            ("../../etc/passwd", "not a delivery id"),
+        ] {
+            let err = one(short).unwrap_err();
+            assert_eq!(crate::exit::code_for(&err), crate::exit::ExitCode::Usage);
+            assert!(err.to_string().contains(says), "{short}: {err}");
+        }
+        assert!(
+            check_delivery_id(&format!("{A}0")).is_err(),
+            "longer than an id"
+        );
+    }
+}
