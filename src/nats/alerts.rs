@@ -70,9 +70,10 @@ fn decode(value: &[u8], bucket: &str) -> Result<AlertState> {
 /// The state and its revision (0: none stored).
 fn read_with_revision(nats: &Nats, bucket: &kv::Store) -> Result<(AlertState, u64)> {
     let name = bucket_name(nats);
-    let entry = nats
-        .call("read bucket", bucket.entry(KEY))?
-        .map_err(|e| anyhow!("cannot read `{KEY}` from bucket {name}: {e}"))?;
+    let entry = super::client::retried("read bucket", super::client::passing, || {
+        nats.call("read bucket", bucket.entry(KEY))?
+            .map_err(|e| anyhow!("cannot read `{KEY}` from bucket {name}: {e}"))
+    })?;
     match entry.filter(|e| e.operation == kv::Operation::Put) {
         None => Ok((AlertState::default(), 0)),
         Some(e) => Ok((decode(&e.value, &name)?, e.revision)),
@@ -97,31 +98,8 @@ pub fn update(nats: &Nats, change: &mut dyn FnMut(&mut AlertState)) -> Result<Al
             return Ok(next);
         }
         let value = Bytes::from(serde_json::to_vec(&next)?);
-        let written = if revision == 0 {
-            nats.call("write bucket", bucket.create(KEY, value))?
-                .map(drop)
-                .map_err(|e| {
-                    (
-                        e.kind() == kv::CreateErrorKind::AlreadyExists,
-                        e.to_string(),
-                    )
-                })
-        } else {
-            nats.call("write bucket", bucket.update(KEY, value, revision))?
-                .map(drop)
-                .map_err(|e| {
-                    (
-                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                        e.to_string(),
-                    )
-                })
-        };
-        match written {
-            Ok(()) => return Ok(next),
-            Err((true, _)) => {}
-            // A replicated bucket answers a lost race as "wrong last sequence".
-            Err((false, e)) if e.contains("wrong last sequence") => {}
-            Err((false, e)) => bail!("cannot write `{KEY}` to bucket {name}: {e}"),
+        if super::client::compare_and_swap(nats, &bucket, &name, KEY, value, revision)?.is_some() {
+            return Ok(next);
         }
     }
     bail!("the alert state in bucket {name} kept changing under this worker; try again")

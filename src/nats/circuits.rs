@@ -214,14 +214,15 @@ pub fn update(
 /// A key's state and revision from the server (0: none stored).
 pub fn read(nats: &Nats, subscription: &str) -> Result<(Circuit, u64)> {
     let bucket = nats.bucket()?;
-    let entry = nats
-        .call("read bucket", bucket.entry(subscription))?
-        .map_err(|e| {
-            anyhow!(
-                "cannot read `{subscription}` from bucket {}: {e}",
-                nats.names.circuits
-            )
-        })?;
+    let entry = super::client::retried("read bucket", super::client::passing, || {
+        nats.call("read bucket", bucket.entry(subscription))?
+            .map_err(|e| {
+                anyhow!(
+                    "cannot read `{subscription}` from bucket {}: {e}",
+                    nats.names.circuits
+                )
+            })
+    })?;
     match entry.filter(|e| e.operation == kv::Operation::Put) {
         None => Ok((Circuit::default(), 0)),
         Some(e) => Ok((
@@ -234,36 +235,15 @@ pub fn read(nats: &Nats, subscription: &str) -> Result<(Circuit, u64)> {
 /// Writes a state if the key's revision is still `revision` (0: absent).
 /// `Ok(None)`: someone else wrote first; else the new revision.
 fn swap(nats: &Nats, subscription: &str, next: &Circuit, revision: u64) -> Result<Option<u64>> {
-    let bucket = nats.bucket()?;
     let value = bytes::Bytes::from(serde_json::to_vec(next)?);
-    let written = if revision == 0 {
-        nats.call("write bucket", bucket.create(subscription, value))?
-            .map_err(|e| {
-                (
-                    e.kind() == kv::CreateErrorKind::AlreadyExists,
-                    e.to_string(),
-                )
-            })
-    } else {
-        nats.call("write bucket", bucket.update(subscription, value, revision))?
-            .map_err(|e| {
-                (
-                    e.kind() == kv::UpdateErrorKind::WrongLastRevision,
-                    e.to_string(),
-                )
-            })
-    };
-    match written {
-        Ok(revision) => Ok(Some(revision)),
-        Err((true, _)) => Ok(None),
-        // A replicated bucket answers a lost race as "wrong last sequence"
-        // (through the client's create as "failed getting entry").
-        Err((false, e)) if e.contains("wrong last sequence") => Ok(None),
-        Err((false, e)) => bail!(
-            "cannot write `{subscription}` to bucket {}: {e}",
-            nats.names.circuits
-        ),
-    }
+    super::client::compare_and_swap(
+        nats,
+        &nats.bucket()?,
+        &nats.names.circuits,
+        subscription,
+        value,
+        revision,
+    )
 }
 
 /// Announces a subscription's lane (creates its key, closed) unless it

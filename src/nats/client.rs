@@ -349,6 +349,81 @@ impl Outgoing {
     }
 }
 
+/// Writes `value` under `key` if the key's revision is still `revision`
+/// (0: absent). `Ok(None)`: someone else wrote first (read again and
+/// decide anew); else the new revision. A cluster's passing trouble is
+/// asked again: a write lost with its answer shows next round as a lost
+/// race, so that is safe.
+pub fn compare_and_swap(
+    nats: &Nats,
+    bucket: &kv::Store,
+    bucket_name: &str,
+    key: &str,
+    value: Bytes,
+    revision: u64,
+) -> Result<Option<u64>> {
+    retried("write bucket", passing, || {
+        let written = if revision == 0 {
+            nats.call("write bucket", bucket.create(key, value.clone()))?
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::CreateErrorKind::AlreadyExists,
+                        e.to_string(),
+                    )
+                })
+        } else {
+            nats.call("write bucket", bucket.update(key, value.clone(), revision))?
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                })
+        };
+        match written {
+            Ok(revision) => Ok(Some(revision)),
+            Err((true, _)) => Ok(None),
+            // A replicated bucket answers a lost race as "wrong last
+            // sequence" (through the client's create as "failed getting
+            // entry").
+            Err((false, e)) if e.contains("wrong last sequence") => Ok(None),
+            Err((false, e)) => bail!("cannot write `{key}` to bucket {bucket_name}: {e}"),
+        }
+    })
+}
+
+/// Tries `step` up to eight times over about nine seconds while its error
+/// is one `again` says may pass: servers starting together, or a cluster
+/// electing a leader, answer "no responders", "timed out" or "already in
+/// use" for a moment.
+pub fn retried<T>(
+    what: &str,
+    again: impl Fn(&anyhow::Error) -> bool,
+    mut step: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let mut pause = Duration::from_millis(100);
+    let mut last = None;
+    for _ in 0..8 {
+        match step() {
+            Ok(value) => return Ok(value),
+            Err(e) if again(&e) => last = Some(e),
+            Err(e) => return Err(e),
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+    Err(last.unwrap_or_else(|| anyhow!("{what} failed")))
+}
+
+/// Whether an error is a cluster's passing trouble (a stream or bucket
+/// without a leader yet, a node just lost): asking again soon cures it.
+pub fn passing(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    ["no responders", "timed out", "no answer from NATS"]
+        .iter()
+        .any(|s| text.contains(s))
+}
+
 /// Up to `batch` messages at or after sequence `from` on subjects matching
 /// `filter`, by one batched direct get; and whether more may follow.
 /// `None`: nobody answered (503: no responders yet).
@@ -413,6 +488,26 @@ async fn direct_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_passing_trouble_is_asked_again() {
+        let mut calls = 0;
+        let out: Result<u32> = retried("x", passing, || {
+            calls += 1;
+            if calls < 3 {
+                bail!("failed getting entry: unable to get message: 503 no responders")
+            }
+            Ok(7)
+        });
+        assert_eq!((out.unwrap(), calls), (7, 3));
+        let mut calls = 0;
+        let out: Result<u32> = retried("x", passing, || {
+            calls += 1;
+            bail!("wrong last sequence")
+        });
+        assert!(out.is_err());
+        assert_eq!(calls, 1, "a lasting refusal is not asked again");
+    }
 
     #[test]
     fn old_servers_are_refused_with_the_fix() {

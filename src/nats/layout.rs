@@ -222,50 +222,38 @@ pub fn ensure(nats: &Nats) -> Result<()> {
     migrate_legacy(nats)
 }
 
-/// Tries `step` a few times: servers starting together, or a cluster
-/// electing a leader, answer "timed out" or "already in use" for a moment.
-fn retried<T>(what: &str, mut step: impl FnMut() -> Result<T>) -> Result<T> {
-    let mut pause = Duration::from_millis(100);
-    let mut last = None;
-    for _ in 0..8 {
-        match step() {
-            Ok(value) => return Ok(value),
-            Err(e) => last = Some(e),
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_secs(2));
-    }
-    Err(last.unwrap_or_else(|| anyhow!("{what} failed")))
-}
-
 fn ensure_stream(nats: &Nats, wanted: stream::Config) -> Result<()> {
     let name = wanted.name.clone();
     // Made here, or found (perhaps made by another worker a moment ago):
     // only this part is tried again; a refusal below is final.
-    let found = retried(&format!("set up stream {name}"), || {
-        let found = nats.call("open stream", async {
-            match nats.js.get_stream(&name).await {
-                Ok(mut s) => Ok(Some(s.info().await?.config.clone())),
-                Err(e) => match e.kind() {
-                    jetstream::context::GetStreamErrorKind::JetStream(js)
-                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                    {
-                        Ok(None)
-                    }
-                    _ => Err(anyhow!("{e}")),
-                },
+    let found = super::client::retried(
+        &format!("set up stream {name}"),
+        |_| true,
+        || {
+            let found = nats.call("open stream", async {
+                match nats.js.get_stream(&name).await {
+                    Ok(mut s) => Ok(Some(s.info().await?.config.clone())),
+                    Err(e) => match e.kind() {
+                        jetstream::context::GetStreamErrorKind::JetStream(js)
+                            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                        {
+                            Ok(None)
+                        }
+                        _ => Err(anyhow!("{e}")),
+                    },
+                }
+            })?;
+            match found.with_context(|| format!("cannot open stream {name}"))? {
+                Some(found) => Ok(Some(found)),
+                None => {
+                    // Another worker may make it first: then it is found next round.
+                    nats.call("create stream", nats.js.create_stream(wanted.clone()))?
+                        .map_err(|e| anyhow!("cannot create stream {name}: {e}"))?;
+                    Ok(None)
+                }
             }
-        })?;
-        match found.with_context(|| format!("cannot open stream {name}"))? {
-            Some(found) => Ok(Some(found)),
-            None => {
-                // Another worker may make it first: then it is found next round.
-                nats.call("create stream", nats.js.create_stream(wanted.clone()))?
-                    .map_err(|e| anyhow!("cannot create stream {name}: {e}"))?;
-                Ok(None)
-            }
-        }
-    })?;
+        },
+    )?;
     match found {
         Some(found) => reconcile(nats, &found, &wanted),
         None => Ok(()),
@@ -318,42 +306,46 @@ fn reconcile(nats: &Nats, found: &stream::Config, wanted: &stream::Config) -> Re
 
 fn ensure_bucket(nats: &Nats) -> Result<()> {
     let n = &nats.names;
-    retried(&format!("set up bucket {}", n.circuits), || {
-        if nats
-            .call("open bucket", nats.js.get_key_value(&n.circuits))?
-            .is_ok()
-        {
-            let mut wanted = base(nats);
-            wanted.name = format!("KV_{}", n.circuits);
-            // The bucket's stream: only the replicas are ours to correct.
-            let found = nats.call("open bucket", async {
-                let mut s = nats.js.get_stream(&wanted.name).await?;
-                Ok::<_, anyhow::Error>(s.info().await?.config.clone())
-            })??;
-            if found.num_replicas != nats.replicas {
-                let mut next = found.clone();
-                next.num_replicas = nats.replicas;
-                nats.call("update bucket", nats.js.update_stream(next))?
-                    .map(drop)
-                    .with_context(|| {
-                        format!("cannot change the replicas of bucket {}", n.circuits)
-                    })?;
+    super::client::retried(
+        &format!("set up bucket {}", n.circuits),
+        |_| true,
+        || {
+            if nats
+                .call("open bucket", nats.js.get_key_value(&n.circuits))?
+                .is_ok()
+            {
+                let mut wanted = base(nats);
+                wanted.name = format!("KV_{}", n.circuits);
+                // The bucket's stream: only the replicas are ours to correct.
+                let found = nats.call("open bucket", async {
+                    let mut s = nats.js.get_stream(&wanted.name).await?;
+                    Ok::<_, anyhow::Error>(s.info().await?.config.clone())
+                })??;
+                if found.num_replicas != nats.replicas {
+                    let mut next = found.clone();
+                    next.num_replicas = nats.replicas;
+                    nats.call("update bucket", nats.js.update_stream(next))?
+                        .map(drop)
+                        .with_context(|| {
+                            format!("cannot change the replicas of bucket {}", n.circuits)
+                        })?;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        nats.call(
-            "create bucket",
-            nats.js.create_key_value(kv::Config {
-                bucket: n.circuits.clone(),
-                history: 1,
-                storage: stream::StorageType::File,
-                num_replicas: nats.replicas,
-                ..Default::default()
-            }),
-        )?
-        .map(drop)
-        .map_err(|e| anyhow!("cannot create bucket {}: {e}", n.circuits))
-    })
+            nats.call(
+                "create bucket",
+                nats.js.create_key_value(kv::Config {
+                    bucket: n.circuits.clone(),
+                    history: 1,
+                    storage: stream::StorageType::File,
+                    num_replicas: nats.replicas,
+                    ..Default::default()
+                }),
+            )?
+            .map(drop)
+            .map_err(|e| anyhow!("cannot create bucket {}: {e}", n.circuits))
+        },
+    )
 }
 
 /// Moves the jobs of the first layout (subject `P.jobs`, consumer
