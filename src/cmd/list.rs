@@ -289,6 +289,9 @@ fn subscription_cell(meta: &Meta) -> String {
     }
 }
 
+/// A pending job due this long ago reads `overdue`, not `due now`.
+const OVERDUE_AFTER_MS: u64 = 60_000;
+
 /// When a pending job goes next, or why a finished one ended where it did.
 fn detail(state: State, meta: &Meta, now: u64) -> String {
     let last = match (meta.last_status, meta.last_error.as_deref()) {
@@ -299,7 +302,11 @@ fn detail(state: State, meta: &Meta, now: u64) -> String {
     };
     match state {
         State::Pending => {
-            let when = if meta.next_attempt_at_ms <= now {
+            // A time already past is never shown as the next one: a job
+            // waiting well beyond it waits for a drain to run.
+            let when = if meta.next_attempt_at_ms.saturating_add(OVERDUE_AFTER_MS) <= now {
+                format!("overdue {}", clock::age(now, meta.next_attempt_at_ms))
+            } else if meta.next_attempt_at_ms <= now {
                 "due now".to_string()
             } else {
                 format!("next in {}", clock::age(meta.next_attempt_at_ms, now))
@@ -368,6 +375,11 @@ mod tests {
         assert_eq!(
             detail(State::Pending, &meta, 0),
             "next in 5m (last: HTTP 503)"
+        );
+        assert_eq!(
+            detail(State::Pending, &meta, 300_000 + 3_600_000),
+            "overdue 60m (last: HTTP 503)",
+            "a time already past is never the next one"
         );
         meta.dead_reason = Some("exhausted".into());
         assert_eq!(detail(State::Dead, &meta, 0), "exhausted: HTTP 503");

@@ -3,6 +3,10 @@
 //! One folder per SPEC under `spool_dir`:
 //!
 //! ```text
+//! <spool_dir>/.drain.alive   held by the drain on duty for the whole spool:
+//!                            it watches every SPEC folder and serves every
+//!                            SPEC with due work; emit starts a drain only
+//!                            when nobody holds it
 //! <spool_dir>/<SPEC-ID>/
 //!   seq          sequence counter, 20 digits; changed only under its lock
 //!   drain.alive  held by the one drain serving this SPEC, for as long as it
@@ -87,7 +91,7 @@ use anyhow::{Context, Result, bail};
 
 pub use files::{Unread, fsync_dir, read_job};
 pub use job::{JOB_EXT, Job, Meta, State, Target, delivery_id_of, is_delivery_id, parse_name};
-pub use lock::{AliveLock, DrainLock};
+pub use lock::{AliveLock, DUTY_LOCK, DrainLock};
 pub use overflow::mark_overflow;
 pub use quarantine::Quarantined;
 
@@ -145,6 +149,13 @@ impl Spool {
             spec: spec.to_string(),
             dir: self.root.join(spec),
         }
+    }
+
+    /// Becomes the drain on duty for the whole spool ([`DUTY_LOCK`]),
+    /// unless another process is.
+    pub fn try_take_duty(&self) -> Result<Option<AliveLock>> {
+        create_private_dir(&self.root)?;
+        AliveLock::try_take(&self.root.join(DUTY_LOCK))
     }
 
     /// The SPECs that have a spool folder, sorted.
