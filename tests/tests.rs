@@ -3,6 +3,7 @@
 
 mod support;
 
+mod clock;
 mod config;
 mod demo;
 mod discard;
@@ -16,6 +17,7 @@ mod history;
 mod hostile;
 mod isolation;
 mod list;
+mod many_specs;
 mod metrics;
 mod nats;
 mod overrides;
