@@ -65,6 +65,10 @@ impl FakeClock {
 
     /// `cmd` on this clock. The monotonic clock stays true (a real step of
     /// the wall clock leaves it alone).
+    ///
+    /// libfaketime keeps a shared-memory segment per process tree and
+    /// removes it when the process exits normally: stop a long-running one
+    /// with [`stop`], not by killing it.
     fn apply(&self, mut cmd: Command) -> Command {
         cmd.env("LD_PRELOAD", &self.lib)
             .env("FAKETIME_TIMESTAMP_FILE", &self.file)
@@ -72,6 +76,13 @@ impl FakeClock {
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         cmd
     }
+}
+
+/// Stops a `drain --watch` with SIGTERM and waits for it (exit 143).
+fn stop(watch: Spawned) {
+    watch.signal("TERM");
+    let run = watch.wait_output(CEILING, "the watch");
+    assert_eq!(run.code, 143, "{}", run.stderr);
 }
 
 fn env_for(rx: &Receiver, extra: &str) -> Env {
@@ -90,7 +101,7 @@ fn a_retry_due_in_4s_is_sent_on_time_after_the_clock_steps_back_an_hour() {
     rx.script("/hook", [Reply::Status(503)]);
     let env = env_for(&rx, "initial_backoff_ms = 4000");
     let clock = FakeClock::new(lib, env.path(), "+0");
-    let _watch = Spawned::new(
+    let watch = Spawned::new(
         clock
             .apply(env.cmd(&["drain", "--watch"]))
             .stderr(Stdio::null())
@@ -109,6 +120,7 @@ fn a_retry_due_in_4s_is_sent_on_time_after_the_clock_steps_back_an_hour() {
         (3_900..9_000).contains(&waited),
         "the retry went out {waited} ms after the first attempt (due after 4,000)"
     );
+    stop(watch);
 }
 
 #[test]
@@ -121,7 +133,7 @@ fn a_circuit_cooldown_ends_on_time_after_the_clock_steps_back_an_hour() {
         "circuit_failures = 1\ncircuit_cooldown = \"4s\"\ninitial_backoff_ms = 100",
     );
     let clock = FakeClock::new(lib, env.path(), "+0");
-    let _watch = Spawned::new(
+    let watch = Spawned::new(
         clock
             .apply(env.cmd(&["drain", "--watch"]))
             .stderr(Stdio::null())
@@ -138,6 +150,7 @@ fn a_circuit_cooldown_ends_on_time_after_the_clock_steps_back_an_hour() {
         (3_900..9_000).contains(&waited),
         "the probe went out {waited} ms after the circuit opened (cool-down 4,000)"
     );
+    stop(watch);
 }
 
 #[test]

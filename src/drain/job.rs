@@ -35,6 +35,10 @@ pub(super) struct Handled {
     pub transition: Option<(Transition, Circuit)>,
     /// What went wrong on the way, in order: reported, and the run goes on.
     pub errors: Vec<anyhow::Error>,
+    /// When its next attempt is due on the run's time line, if this run
+    /// decided it (a retry): measured from the decision, so a wall-clock
+    /// step during the request changes nothing.
+    pub due: Option<u64>,
 }
 
 /// Where a job was left.
@@ -64,6 +68,7 @@ impl Handled {
             records: Vec::new(),
             transition: None,
             errors: Vec::new(),
+            due: None,
         }
     }
 
@@ -145,6 +150,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         .unwrap_or_default();
     let mut records = Vec::new();
     let mut signal = None;
+    let mut due = None;
     let mut probe_logged = Ok(());
     let record = match (pick.kind, route) {
         (Kind::Expire, _) => {
@@ -204,6 +210,9 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                 previous.as_ref(),
             );
             signal = Some((attempted.signal, sub.breaker));
+            // The wait the decision just made, on the run's time line.
+            let wait = job.meta.next_attempt_at_ms.saturating_sub(clock::now_ms());
+            due = Some(drainer.time.now().saturating_add(wait));
             attempted.record
         }
     };
@@ -238,6 +247,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                 records,
                 transition: None,
                 errors,
+                due: None,
             };
         }
     }
@@ -262,6 +272,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                         records,
                         transition: None,
                         errors,
+                        due,
                     };
                 }
             }
@@ -274,6 +285,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         records,
         transition,
         errors,
+        due,
     }
 }
 

@@ -271,7 +271,7 @@ impl<'r> Core<'r> {
         let job = Waiting {
             key,
             subscription: meta.subscription.clone(),
-            due_at_ms: drainer.due_of(meta, now),
+            due_at_ms: known.map_or_else(|| drainer.due_of(meta, now), |k| k.due_at_ms),
             sequence: meta.sequence,
             // A job's age only grows: a stamp of when it was first seen
             // (`Meta::seen_at_ms`) may make it younger, a clock step not.
@@ -433,6 +433,7 @@ impl<'r> Core<'r> {
             left,
             records,
             transition,
+            due,
             ..
         } = handled;
         let requeued = matches!(left, Left::Requeued);
@@ -483,7 +484,8 @@ impl<'r> Core<'r> {
         let Some(meta) = settled else { return };
         match meta.state {
             State::Pending => {
-                let known = pick.job.clone();
+                let mut known = pick.job.clone();
+                known.due_at_ms = due.unwrap_or_else(|| drainer.due_of(&meta, known.seen_ms));
                 self.offer(drainer, None, pick.job.key, &meta, Some(&known));
             }
             State::Dead => (self.report)(&Event::Dead {

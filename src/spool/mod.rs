@@ -23,6 +23,10 @@
 //!   quarantine/  files that could not be read as jobs, a `.reason` beside each
 //! ```
 //!
+//! A new SPEC folder is made whole under a hidden name
+//! (`.<SPEC>.<pid>.<random>.new`) and renamed into place; a drain removes
+//! such a folder left by a writer that died (after ten minutes).
+//!
 //! Folders are created 0700 and files 0600 whatever the umask: payloads
 //! and lock files are the drain user's alone. The job format and file name
 //! belong to [`job`]; reading job files to [`files`]; locks to [`lock`];
@@ -226,11 +230,54 @@ impl SpecSpool {
         self.dir.join(state.dir_name())
     }
 
-    /// Creates the SPEC's folders if missing (cheap when they exist).
+    /// Creates the SPEC's folders if missing (cheap when they exist). A new
+    /// SPEC folder appears whole: it is made under a hidden name and renamed
+    /// into place, so a drain watching the spool root finds its pending/
+    /// there when it hears of the folder.
     pub fn ensure(&self) -> Result<()> {
         if self.state_dir(State::Quarantine).is_dir() {
             return Ok(());
         }
+        if let Some(root) = self.dir.parent()
+            && fs::symlink_metadata(&self.dir).is_err()
+        {
+            create_private_dir(root)?;
+            let staged = root.join(format!(
+                ".{}.{}.{:x}.new",
+                self.spec,
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            let made = SpecSpool {
+                spec: self.spec.clone(),
+                dir: staged.clone(),
+            }
+            .make_folders();
+            let moved = made.and_then(|()| {
+                fs::rename(&staged, &self.dir)
+                    .with_context(|| format!("failed to move `{}` into place", staged.display()))
+            });
+            match moved {
+                Ok(()) => return fsync_dir(root),
+                // Another emit made it first: finish whatever is missing.
+                Err(_) if self.dir.is_dir() => {
+                    let _ = fs::remove_dir_all(&staged);
+                }
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&staged);
+                    return Err(e);
+                }
+            }
+        }
+        self.make_folders()?;
+        if let Some(parent) = self.dir.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the folder, its state folders and lock files, where missing.
+    fn make_folders(&self) -> Result<()> {
         create_private_dir(&self.dir)?;
         for state in [
             State::Pending,
@@ -244,11 +291,7 @@ impl SpecSpool {
         for name in ["drain.lock", "drain.alive"] {
             crate::files::lock::open_lock_file(&self.dir.join(name))?;
         }
-        fsync_dir(&self.dir)?;
-        if let Some(parent) = self.dir.parent() {
-            fsync_dir(parent)?;
-        }
-        Ok(())
+        fsync_dir(&self.dir)
     }
 
     /// Reserves `count` sequence numbers and returns the first. Safe across
@@ -713,6 +756,27 @@ mod tests {
             meta,
             body: br#"{"x":1}"#.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_new_spec_folder_appears_whole_even_when_made_at_once_by_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Spool::new(dir.path());
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| root.spec("S").ensure().unwrap());
+            }
+        });
+        let spool = root.spec("S");
+        for state in State::JOBS {
+            assert!(spool.state_dir(state).is_dir(), "{state:?}");
+        }
+        assert!(spool.dir().join("drain.alive").is_file());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["S"], "no staged folder left behind");
     }
 
     #[test]

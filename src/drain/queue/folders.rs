@@ -44,6 +44,10 @@ const BUSY_RETRY: Duration = Duration::from_secs(1);
 const MAKING: Duration = Duration::from_secs(10);
 /// An mtime this recent may hide a change made in the same tick: not kept.
 const RACY: Duration = Duration::from_secs(2);
+/// Unread names kept between looks, per folder and in all (the rest is
+/// found by the next listing).
+const KEEP_PER_FOLDER: usize = 16_384;
+const KEEP_TOTAL: usize = 65_536;
 /// How many jobs of a SPEC the last look of a run reads to find a due one.
 const LAST_LOOK_READS: usize = 64;
 
@@ -89,6 +93,8 @@ pub(super) struct Folder {
     listed_at: Option<Instant>,
     /// Names were left unread for want of room.
     pub behind: bool,
+    /// Some of them, in order, as the last listing found them.
+    unread: VecDeque<String>,
     /// inotify told of arrivals: `news_names` (all of them unless `news`
     /// without names, then the folder is listed).
     news: bool,
@@ -112,6 +118,7 @@ impl Default for Folder {
             recheck_at: u64::MAX,
             listed_at: None,
             behind: false,
+            unread: VecDeque::new(),
             news: false,
             news_names: BTreeSet::new(),
             swept_tmp: false,
@@ -188,6 +195,7 @@ impl Folders {
         let folder = self.folder(spec);
         folder.behind = false;
         folder.listed_at = None;
+        folder.unread.clear();
         match lull {
             Lull::Empty => self.set_phase(spec, Phase::Idle),
             Lull::Held { mtime } => {
@@ -212,6 +220,7 @@ impl Folders {
         folder.cursor = None; // the engine dropped them: read again when served
         folder.read_upto = None;
         folder.behind = false;
+        folder.unread.clear();
         folder.listed_at = None;
         folder.released_until = until;
         folder.released_epoch = epoch;
@@ -250,8 +259,22 @@ impl Folders {
             folder.cursor = None;
             folder.read_upto = None;
             folder.recheck_at = u64::MAX;
+            folder.unread.clear();
         }
     }
+}
+
+/// A folder left this long under its hidden name was never moved into
+/// place: its writer died.
+const STALE_NEW: Duration = Duration::from_secs(600);
+
+fn is_stale(entry: &std::fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|age| age > STALE_NEW)
 }
 
 /// pending/'s mtime, unless it is so recent that a change in the same
@@ -313,11 +336,17 @@ impl SpoolQueue<'_> {
         let mut names = Vec::new();
         for entry in entries.flatten() {
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if let Some(name) = entry.file_name().to_str()
-                && is_dir
-                && !name.starts_with('.')
-            {
-                names.push(name.to_string());
+            let Some(name) = entry.file_name().to_str().map(String::from) else {
+                continue;
+            };
+            if !is_dir {
+                continue;
+            }
+            if !name.starts_with('.') {
+                names.push(name);
+            } else if name.ends_with(".new") && is_stale(&entry) {
+                // A SPEC folder being made by a writer that died.
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
         names.sort_unstable();
@@ -621,20 +650,24 @@ impl SpoolQueue<'_> {
             .map(|(spec, s)| (spec.clone(), std::sync::Arc::clone(s)))
             .collect();
         let mut lists: Vec<(String, std::sync::Arc<Served>, Vec<String>)> = Vec::new();
+        f.behind = 0;
         for (spec, served) in served {
             let folder = f.folder(&spec);
             if now >= folder.recheck_at {
                 folder.cursor = None;
                 folder.read_upto = None;
                 folder.recheck_at = u64::MAX;
+                folder.unread.clear();
             }
             let stale = folder
                 .listed_at
                 .is_none_or(|t| t.elapsed() >= self.list_every);
             let unnamed_news = folder.news && folder.news_names.is_empty();
-            let list = stale || !folder.watched || unnamed_news || (folder.behind && room > 0);
+            let exhausted = folder.behind && room > 0 && folder.unread.is_empty();
+            let list = stale || !folder.watched || unnamed_news || exhausted;
             let candidates = if list {
                 folder.listed_at = Some(Instant::now());
+                folder.unread.clear();
                 match self.list_served(&spec, &served, folder, changes) {
                     Ok(c) => c,
                     Err(e) => {
@@ -643,22 +676,32 @@ impl SpoolQueue<'_> {
                     }
                 }
             } else {
+                // The names kept from the last listing, and those inotify
+                // named since.
                 let loaded = served.loaded();
-                folder
-                    .news_names
-                    .iter()
-                    .filter(|n| !loaded.contains(*n))
-                    .cloned()
-                    .collect()
+                let mut c: Vec<String> = folder.unread.drain(..).collect();
+                c.extend(
+                    folder
+                        .news_names
+                        .iter()
+                        .filter(|n| !loaded.contains(*n))
+                        .cloned(),
+                );
+                c.sort_unstable();
+                c.dedup();
+                c
             };
             folder.news = false;
             folder.news_names.clear();
-            folder.behind = false;
-            if !candidates.is_empty() {
+            if candidates.is_empty() {
+                // Behind with no room and nothing kept: still behind.
+                folder.behind &= !list && room == 0;
+                let behind = folder.behind;
+                f.behind += usize::from(behind);
+            } else {
                 lists.push((spec, served, candidates));
             }
         }
-        f.behind = 0;
         if lists.is_empty() {
             return;
         }
@@ -685,17 +728,28 @@ impl SpoolQueue<'_> {
                 }
             }
         }
+        let mut kept = 0;
         for ((spec, served, mut candidates), n) in lists.into_iter().zip(take) {
-            let behind = n < candidates.len();
-            candidates.truncate(n);
-            f.behind += usize::from(behind);
+            let rest = candidates.split_off(n);
             let folder = f.folder(&spec);
-            folder.behind = behind;
-            let Some(last) = candidates.last() else {
-                continue;
-            };
-            if folder.read_upto.as_ref().is_none_or(|r| last > r) {
+            folder.behind = !rest.is_empty();
+            // What is left unread is kept for the next looks (within a
+            // bound), so a big folder is not listed again at every look.
+            let keep = rest
+                .len()
+                .min(KEEP_PER_FOLDER)
+                .min(KEEP_TOTAL.saturating_sub(kept));
+            kept += keep;
+            folder.unread = rest.into_iter().take(keep).collect();
+            if let Some(last) = candidates.last()
+                && folder.read_upto.as_ref().is_none_or(|r| last > r)
+            {
                 folder.read_upto = Some(last.clone());
+            }
+            let behind = folder.behind;
+            f.behind += usize::from(behind);
+            if candidates.is_empty() {
+                continue;
             }
             self.read(&spec, &served, candidates, changes);
         }
@@ -724,9 +778,9 @@ impl SpoolQueue<'_> {
         }
         let mut loaded = served.loaded();
         if !loaded.is_empty() {
-            let present: HashSet<&str> = names.iter().map(String::as_str).collect();
+            // `names` is sorted: a search per job held, no set of them all.
             loaded.retain(|name| {
-                let there = present.contains(name.as_str());
+                let there = names.binary_search(name).is_ok();
                 if !there {
                     changes.removed.push(JobKey {
                         spec: spec.to_string(),
