@@ -62,6 +62,11 @@ pub struct Circuit {
     pub cooldown_ms: u64,
     #[serde(default)]
     pub next_probe_at_ms: Option<u64>,
+    /// The whole wait before that probe when the circuit opened: the
+    /// cool-down, or a longer Retry-After. A drain whose wall clock stepped
+    /// waits no longer than this after it first saw the circuit open.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wait_ms: u64,
     /// A probe is in flight (by some drain) until this time.
     #[serde(default)]
     pub probe_until_ms: Option<u64>,
@@ -69,6 +74,10 @@ pub struct Circuit {
     pub last_error: Option<String>,
     #[serde(default)]
     pub paused: Option<Pause>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What the circuit lets a drain do now.
@@ -177,6 +186,7 @@ impl Circuit {
                     self.opened_at_ms = None;
                     self.next_probe_at_ms = None;
                     self.cooldown_ms = 0;
+                    self.wait_ms = 0;
                     return Some(Transition::Closed);
                 }
                 None
@@ -206,6 +216,7 @@ impl Circuit {
                 self.probe_until_ms = None;
                 let at = now_ms.saturating_add(wait);
                 self.next_probe_at_ms = Some(at);
+                self.wait_ms = wait;
                 Some(Transition::Opened {
                     failures: self.consecutive_failures,
                     next_probe_at_ms: at,
@@ -241,6 +252,35 @@ impl Circuit {
         was.then_some(Transition::Resumed)
     }
 
+    /// How long a wait that ends at `at` (as [`Circuit::allows`] says) was
+    /// meant to last: a probe in flight's window, or the cool-down.
+    pub fn own_wait(&self, at: u64, probe_window_ms: u64) -> u64 {
+        if self.probe_until_ms == Some(at) {
+            probe_window_ms
+        } else {
+            self.wait_ms.max(self.cooldown_ms)
+        }
+    }
+
+    /// [`Circuit::describe`] as of `now_ms`: a probe time already past
+    /// reads `probe due now` (or `overdue since …`), never as the next one.
+    pub fn describe_at(&self, now_ms: u64, rfc3339: impl Fn(u64) -> String) -> String {
+        match (self.paused.is_some(), self.state, self.next_probe_at_ms) {
+            (false, CircuitState::Open, Some(at)) if at <= now_ms => {
+                let since = self.opened_at_ms.map_or("?".into(), &rfc3339);
+                if now_ms - at < 60_000 {
+                    format!("open since {since}, probe due now")
+                } else {
+                    format!(
+                        "open since {since}, probe overdue since {} (a drain sends it when it runs)",
+                        rfc3339(at)
+                    )
+                }
+            }
+            _ => self.describe(rfc3339),
+        }
+    }
+
     /// A one-line description for people: `closed`, `open since …, next probe at …`, `paused: …`.
     pub fn describe(&self, rfc3339: impl Fn(u64) -> String) -> String {
         if let Some(p) = &self.paused {
@@ -274,6 +314,29 @@ mod tests {
             error: "timeout".into(),
             retry_after_ms: None,
         }
+    }
+
+    #[test]
+    fn a_probe_time_already_past_is_never_shown_as_the_next_one() {
+        let p = BreakerPolicy::default();
+        let mut c = Circuit::default();
+        for _ in 0..p.failures {
+            c.record(&fail(), false, &p, 1_000);
+        }
+        let at = c.next_probe_at_ms.unwrap();
+        assert_eq!(c.wait_ms, p.cooldown_ms);
+        assert_eq!(c.own_wait(at, 5_000), p.cooldown_ms);
+        let fmt = |ms: u64| format!("t{ms}");
+        assert!(
+            c.describe_at(at - 1, fmt)
+                .contains(&format!("next probe at t{at}"))
+        );
+        assert!(c.describe_at(at, fmt).ends_with("probe due now"));
+        let late = c.describe_at(at + 3_600_000, fmt);
+        assert!(
+            late.contains("overdue since") && !late.contains("next probe"),
+            "{late}"
+        );
     }
 
     #[test]

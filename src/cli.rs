@@ -325,6 +325,10 @@ pub struct DrainArgs {
     /// Started by emit (auto_drain): print only what needs attention
     #[arg(long, hide = true)]
     pub background: bool,
+    /// Started by emit: the spool's duty lock, already taken, inherited as
+    /// this descriptor
+    #[arg(long, hide = true, value_name = "FD", requires = "background")]
+    pub duty_fd: Option<i32>,
     /// Keep FILE (Prometheus text format) up to date while draining, for
     /// node_exporter's textfile collector; written atomically
     #[arg(long, value_name = "FILE")]

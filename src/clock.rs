@@ -1,11 +1,70 @@
 //! Wall-clock helpers. Times on disk and in output are unix milliseconds
 //! internally and RFC 3339 for people (written in UTC, read with any offset);
 //! logic takes `now` as a parameter so it can be tested without waiting.
+//!
+//! [`Steady`] is a running process's own time line for waits (backoff,
+//! circuit cool-downs, rate spacing): wall-clock milliseconds as they were
+//! when it started, advanced by the monotonic clock, so a step of the wall
+//! clock (NTP, a VM resumed, an operator) neither stretches nor skips a
+//! wait. Times on disk stay wall-clock; [`Steady::from_wall`] brings one
+//! onto the time line, never later than its own wait after it was seen.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> u64 {
     to_millis(SystemTime::now())
+}
+
+/// A process's time line: see the module doc. Copy it freely; every copy
+/// reads the same line.
+#[derive(Debug, Clone, Copy)]
+pub struct Steady {
+    wall_at_start: u64,
+    started: Instant,
+}
+
+impl Default for Steady {
+    fn default() -> Steady {
+        Steady::start()
+    }
+}
+
+impl Steady {
+    pub fn start() -> Steady {
+        Steady {
+            wall_at_start: now_ms(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Now on this time line, in milliseconds (the wall clock's now, had it
+    /// never stepped since the start).
+    pub fn now(&self) -> u64 {
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.wall_at_start.saturating_add(elapsed)
+    }
+
+    /// A wall-clock time `at` read from disk, on this time line. It moves
+    /// with the wall clock's steps since the start (a time written before
+    /// a step keeps its distance from now), but it is never later than
+    /// `own_wait` after `seen` (when this process first saw it, on this
+    /// line): a time written by a clock that was off, or before a step, can
+    /// delay its job by at most the job's own wait.
+    pub fn from_wall(&self, at: u64, seen: u64, own_wait: u64) -> u64 {
+        self.shift(at, self.now(), now_ms())
+            .min(seen.saturating_add(own_wait))
+    }
+
+    /// A time on this line as a wall-clock time now (to write to disk).
+    pub fn to_wall(&self, at: u64) -> u64 {
+        self.shift(at, now_ms(), self.now())
+    }
+
+    /// `at + (to - from)`, within `u64`.
+    fn shift(&self, at: u64, to: u64, from: u64) -> u64 {
+        let shifted = i128::from(at) + i128::from(to) - i128::from(from);
+        u64::try_from(shifted.max(0)).unwrap_or(u64::MAX)
+    }
 }
 
 /// `9999-12-31T23:59:59.999Z`, the last instant RFC 3339 can write.
@@ -119,6 +178,24 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(text), None, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_steady_line_follows_the_monotonic_clock_and_clamps_skewed_times() {
+        let line = Steady::start();
+        let now = line.now();
+        let wall = now_ms();
+        assert!(now.abs_diff(wall) < 1_000, "starts at the wall clock");
+        // A time from disk written with this same clock keeps its distance.
+        let due = line.from_wall(wall + 3_000, now, 3_000);
+        assert!(due.abs_diff(now + 3_000) < 1_000, "{due} vs {now}");
+        // Written by a clock a day ahead (its own wait is 0): due when seen.
+        assert_eq!(line.from_wall(wall + 86_400_000, now, 0), now);
+        // A day behind: due at once, not a day ago plus anything.
+        assert!(line.from_wall(wall - 86_400_000, now, 0) <= now);
+        assert!(line.to_wall(now).abs_diff(wall) < 1_000);
+        assert_eq!(line.shift(5, 0, 10), 0, "never below zero");
+        assert_eq!(line.shift(u64::MAX, 10, 0), u64::MAX, "nor above u64");
     }
 
     #[test]

@@ -125,6 +125,9 @@ fn build_agent(max_concurrency: usize, guard: bool) -> Agent {
         .max_redirects(0)
         .http_status_as_error(false)
         .user_agent(USER_AGENT)
+        // Idle connections are descriptors a drain plans for: one per
+        // worker per agent, however many endpoints (drain/fds.rs).
+        .max_idle_connections(max_concurrency.max(1))
         .max_idle_connections_per_host(max_concurrency.max(1))
         .build();
     Agent::with_parts(

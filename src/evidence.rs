@@ -3,13 +3,14 @@
 //! The log rotates FIFO (`attempts.jsonl.1` is the newest rotated file), and
 //! the SPEC's footprint (logs + delivered jobs) is held under a cap by dropping
 //! the oldest delivered jobs first, then the oldest rotated logs; pending and
-//! dead jobs are never touched.
+//! dead jobs are never touched. [`Appenders`] keeps a bounded number of logs
+//! open for a drain that writes to many SPECs' logs.
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
-
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -429,9 +430,116 @@ impl Evidence {
     }
 }
 
+/// The attempt logs a drain has open, at most `capacity` at once: opening
+/// another closes the least recently used (a drain serving thousands of
+/// SPECs holds a bounded number of descriptors). A log in use by an append
+/// stays open until that append is done, so at most `capacity` plus the
+/// appends in progress are open.
+#[derive(Debug)]
+pub struct Appenders {
+    capacity: usize,
+    max_bytes: u64,
+    open: Mutex<Lru>,
+}
+
+#[derive(Debug, Default)]
+struct Lru {
+    tick: u64,
+    logs: HashMap<PathBuf, (Arc<Evidence>, u64)>,
+}
+
+impl Appenders {
+    pub fn new(capacity: usize, max_bytes: u64) -> Appenders {
+        Appenders {
+            capacity: capacity.max(1),
+            max_bytes,
+            open: Mutex::new(Lru::default()),
+        }
+    }
+
+    /// Appends records to the log in `dir` (see [`Evidence::append`]).
+    pub fn append(&self, dir: &Path, records: &[Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let evidence = {
+            let mut lru = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            lru.tick += 1;
+            let tick = lru.tick;
+            if let Some((evidence, used)) = lru.logs.get_mut(dir) {
+                *used = tick;
+                Arc::clone(evidence)
+            } else {
+                if lru.logs.len() >= self.capacity {
+                    let oldest = lru
+                        .logs
+                        .iter()
+                        .min_by_key(|(_, (_, used))| *used)
+                        .map(|(dir, _)| dir.clone());
+                    if let Some(oldest) = oldest {
+                        lru.logs.remove(&oldest);
+                    }
+                }
+                let evidence = Arc::new(Evidence::new(dir, self.max_bytes));
+                lru.logs
+                    .insert(dir.to_path_buf(), (Arc::clone(&evidence), tick));
+                evidence
+            }
+        };
+        evidence.append(records)
+    }
+
+    /// Closes the log in `dir` (its SPEC has nothing left to log for now).
+    pub fn close(&self, dir: &Path) {
+        let mut lru = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        lru.logs.remove(dir);
+    }
+
+    /// How many logs are open (or in use).
+    pub fn len(&self) -> usize {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .logs
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn appenders_keep_at_most_their_capacity_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let appenders = Appenders::new(2, 1 << 20);
+        let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = open_fds();
+        for round in 0..3 {
+            for spec in 0..5 {
+                let at = dir.path().join(format!("S{spec}"));
+                appenders.append(&at, &[record(round)]).unwrap();
+                assert!(appenders.len() <= 2);
+            }
+        }
+        // Other tests run on other threads of this process: a bound, not
+        // an exact count.
+        assert!(
+            open_fds() <= before + 2 + 8,
+            "{} > {before} + 2",
+            open_fds()
+        );
+        for spec in 0..5 {
+            let log = Evidence::new(dir.path().join(format!("S{spec}")), 1 << 20);
+            assert_eq!(log.read_all().unwrap().0.len(), 3, "S{spec}");
+        }
+        appenders.close(&dir.path().join("S4"));
+        assert_eq!(appenders.len(), 1);
+    }
 
     fn record(i: u32) -> Record {
         Record {

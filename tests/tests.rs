@@ -4,6 +4,7 @@
 mod support;
 
 mod alerts;
+mod clock;
 mod completions;
 mod config;
 mod demo;
@@ -19,6 +20,7 @@ mod history;
 mod hostile;
 mod isolation;
 mod list;
+mod many_specs;
 mod metrics;
 mod nats;
 mod overrides;

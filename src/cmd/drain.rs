@@ -40,6 +40,10 @@ pub fn run(ctx: &Ctx, args: &DrainArgs) -> Result<ExitCode> {
         ));
         return Ok(ExitCode::Success);
     }
+    if let Some(fd) = args.duty_fd {
+        // emit took the spool's duty lock and handed it over as `fd`.
+        crate::drain::duty::inherit(fd);
+    }
     let store = super::open_store(ctx, &config, args.source, "drain")?;
     let options = Options {
         spec: args.spec.clone(),

@@ -333,7 +333,7 @@ fn warn_held_back(config: &Config, plan: &Plan<'_>) {
             output::warn(format_args!(
                 "subscription {} is {}; this event is spooled and waits (see `spec-notify status`)",
                 sub.id,
-                circuit.describe(crate::clock::rfc3339)
+                circuit.describe_at(crate::clock::now_ms(), crate::clock::rfc3339)
             ));
         }
     }

@@ -356,6 +356,9 @@ fn subscription_cell(meta: &Meta) -> String {
     }
 }
 
+/// A pending job due this long ago reads `overdue`, not `due now`.
+const OVERDUE_AFTER_MS: u64 = 60_000;
+
 /// The hold of a pending job's subscription.
 fn held<'a>(state: State, meta: &Meta, holds: &'a Holds) -> Option<&'a str> {
     (state == State::Pending)
@@ -376,8 +379,12 @@ fn detail(state: State, meta: &Meta, hold: Option<&str>, now: u64) -> String {
     };
     match state {
         State::Pending => {
+            // A time already past is never shown as the next one: a job
+            // waiting well beyond it waits for a drain to run.
             let when = if let Some(hold) = hold {
                 hold.to_string()
+            } else if meta.next_attempt_at_ms.saturating_add(OVERDUE_AFTER_MS) <= now {
+                format!("overdue {}", clock::age(now, meta.next_attempt_at_ms))
             } else if meta.next_attempt_at_ms <= now {
                 "due now".to_string()
             } else {
@@ -453,6 +460,11 @@ mod tests {
         assert_eq!(
             detail(State::Pending, &meta, None, 0),
             "next in 5m (last: HTTP 503)"
+        );
+        assert_eq!(
+            detail(State::Pending, &meta, None, 300_000 + 3_600_000),
+            "overdue 60m (last: HTTP 503)",
+            "a time already past is never the next one"
         );
         meta.dead_reason = Some("exhausted".into());
         assert_eq!(detail(State::Dead, &meta, None, 0), "exhausted: HTTP 503");

@@ -187,7 +187,7 @@ impl<'a> Looker<'a> {
         }
         // A new SPEC folder: watched (and looked at) as soon as its
         // pending/ exists.
-        for name in news.created {
+        for name in news.new_spec_names {
             if crate::envelope::check_spec_id(&name).is_ok() {
                 self.unwatched.entry(name).or_default();
             }

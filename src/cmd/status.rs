@@ -90,7 +90,7 @@ fn gate_json(g: &Gate) -> serde_json::Value {
     serde_json::json!({
         "subscription": g.id,
         "circuit": g.state(),
-        "detail": c.describe(clock::rfc3339),
+        "detail": c.describe_at(clock::now_ms(), clock::rfc3339),
         "consecutive_failures": c.consecutive_failures,
         "opened_at": c.opened_at_ms.map(clock::rfc3339),
         "next_probe_at": c.next_probe_at_ms.map(clock::rfc3339),
@@ -166,7 +166,7 @@ fn print_gates(gates: &[Gate]) -> Result<()> {
                     g.id.clone(),
                     g.state().to_string(),
                     g.waiting.to_string(),
-                    g.circuit.describe(clock::rfc3339),
+                    g.circuit.describe_at(clock::now_ms(), clock::rfc3339),
                 ]
             })
             .collect();
@@ -183,7 +183,7 @@ fn print_gates(gates: &[Gate]) -> Result<()> {
                 out,
                 "{warn} {} is {}; its {} job(s) wait: `spec-notify resume {}` sends them",
                 g.id,
-                output::one_line(&g.circuit.describe(clock::rfc3339)),
+                output::one_line(&g.circuit.describe_at(clock::now_ms(), clock::rfc3339)),
                 g.waiting,
                 g.id
             )?,
@@ -191,7 +191,7 @@ fn print_gates(gates: &[Gate]) -> Result<()> {
                 out,
                 "{warn} {}: circuit {} after {} failures in a row ({}); {} job(s) wait without using attempts",
                 g.id,
-                output::one_line(&g.circuit.describe(clock::rfc3339)),
+                output::one_line(&g.circuit.describe_at(clock::now_ms(), clock::rfc3339)),
                 g.circuit.consecutive_failures,
                 output::one_line(g.circuit.last_error.as_deref().unwrap_or("no answer")),
                 g.waiting

@@ -21,6 +21,9 @@ pub const DEFAULT_SPOOL_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/ev
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// The most `max_event_bytes` may be (what `receive` accepts).
 pub const MAX_EVENT_BYTES_LIMIT: usize = 16 * 1024 * 1024;
+/// A drain's active set when the config does not say: jobs it holds in
+/// memory at once (Postfix's `qmgr_message_active_limit`).
+pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 10_000;
 pub const DEFAULT_EVIDENCE_DIR: &str = "docs/SPEC-OPS-004-integrated-coder-hooks/evidence/commands";
 
 /// The resolved, validated `[spec_ops.webhooks]` settings.
@@ -36,6 +39,8 @@ pub struct Config {
     pub evidence_dir: PathBuf,
     /// Pending jobs per SPEC before emit moves the oldest to dead-letter.
     pub max_spool_jobs: usize,
+    /// Jobs a drain holds in memory at once (its active set), across SPECs.
+    pub max_active_jobs: usize,
     /// Evidence footprint cap per SPEC (attempt logs plus delivered jobs).
     pub max_evidence_bytes: u64,
     /// The largest event emit accepts (its envelope as spooled).
@@ -412,6 +417,7 @@ impl Config {
             spool_dir: base.join(DEFAULT_SPOOL_DIR),
             evidence_dir: base.join(DEFAULT_EVIDENCE_DIR),
             max_spool_jobs: 10_000,
+            max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
             max_evidence_bytes: 5 * 1024 * 1024,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             auto_drain: true,

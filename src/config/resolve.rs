@@ -32,6 +32,9 @@ pub(super) fn resolve(raw: raw::Webhooks, path: &Path, base: &Path, problems: &P
     c.max_spool_jobs = check
         .int("max_spool_jobs", raw.max_spool_jobs, 1, u32::MAX as i64)
         .map_or(c.max_spool_jobs, |v| v as usize);
+    c.max_active_jobs = check
+        .int("max_active_jobs", raw.max_active_jobs, 1, 100_000_000)
+        .map_or(c.max_active_jobs, |v| v as usize);
     c.max_evidence_bytes = check
         .int(
             "max_evidence_bytes",

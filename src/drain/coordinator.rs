@@ -1,9 +1,13 @@
 //! Running a [`Drainer`]: [`Drainer::run`] and [`Drainer::run_on`] start
 //! the worker pool (and a watcher thread when the queue can tell of new
 //! jobs), then the calling thread coordinates: it refreshes the queue every
-//! [`POLL`] (less often with a big backlog) or at once when told of new
-//! jobs, lets go of idle SPECs, trims evidence, and ends the run, handing
-//! jobs due that no drain serves over to the command (`Summary::left_due`).
+//! [`POLL`] (less often with a big backlog, and only every
+//! [`IDLE_LOOK_EVERY`] with nothing to do when the queue tells of new
+//! jobs) or at once when told of new jobs, offering it the room left in the
+//! active set; lets go of SPECs with nothing in the engine (and sets aside
+//! ones whose jobs cannot go soon when others wait for a place); trims
+//! evidence; and ends the run, handing jobs due that no drain serves over
+//! to the command (`Summary::left_due`).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -11,14 +15,17 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::circuit::Circuit;
-use crate::clock;
 use crate::config::Subscription;
 
 use super::drainer::{Drainer, limits_for};
 use super::pool::{self, Core, Shared};
 use super::queue::{Queue, SpoolQueue};
 use super::run::{Event, MAX_LOOK_EVERY, POLL, Summary};
-use super::scheduler::Scheduler;
+use super::scheduler::{HORIZON_MS, Scheduler};
+
+/// With nothing to do and a queue that tells of new jobs, how often the
+/// coordinator looks anyway (gates, the slow sweep of idle folders).
+pub const IDLE_LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// `--max-time` beyond this is taken as this (and cannot overflow a clock).
 const MAX_RUN: Duration = Duration::from_secs(366 * 24 * 3600);
@@ -33,19 +40,20 @@ impl Drainer<'_> {
     /// Runs on the local spool until done (see [`super::Options`]) or stopped;
     /// `report` sees each event as it happens.
     pub fn run(self, report: &mut (dyn FnMut(&Event) + Send)) -> Result<Summary> {
-        let queue = SpoolQueue::new(self.config, self.options.spec.clone());
+        let queue =
+            SpoolQueue::for_run(self.config, self.options.spec.clone(), self.time, self.plan);
         self.run_on(&queue, report)
     }
 
     /// Runs on any queue backend: the calling thread refreshes the queue
-    /// and decides when the run ends; `max_concurrency` workers each take
+    /// and decides when the run ends; the plan's workers each take
     /// the next job from the shared scheduler the moment they are free.
     pub fn run_on<Q: Queue>(
         &self,
         queue: &Q,
         report: &mut (dyn FnMut(&Event) + Send),
     ) -> Result<Summary> {
-        let workers = self.config.max_concurrency.max(1);
+        let workers = self.plan.workers.max(1);
         let max_time = self.options.max_time.min(MAX_RUN);
         let mut sched = Scheduler::new();
         for sub in &self.config.subscriptions {
@@ -61,7 +69,7 @@ impl Drainer<'_> {
         for sub in only_some.into_iter().rev() {
             sched.configure(&sub.id, limits_for(self.config, Some(sub)));
         }
-        let shared = Shared::new(Core::new(sched, self.problems.clone(), report));
+        let shared = Shared::new(Core::new(sched, self, report));
         let deadline = Instant::now()
             .checked_add(max_time)
             .unwrap_or_else(Instant::now);
@@ -95,7 +103,7 @@ impl Drainer<'_> {
             && !self.options.watch
             && Instant::now() >= deadline
             && !core.cannot_record;
-        let now = clock::now_ms();
+        let now = self.time.now();
         for spec in queue.served() {
             // Jobs this run could have sent now, had --max-time not ended it.
             let sendable_now = cut_short && core.sched.has_due_in(&spec, now);
@@ -107,6 +115,13 @@ impl Drainer<'_> {
                     }
                 }
                 Err(e) => core.error(format!("{e:#}")),
+            }
+        }
+        // Off duty: jobs that arrived in SPECs nobody serves since the last
+        // look had no drain started for them.
+        for (key, meta) in queue.let_go() {
+            if self.sendable(&meta) && !core.summary.left_due.contains(&key.spec) {
+                core.summary.left_due.push(key.spec);
             }
         }
         result?;
@@ -141,7 +156,11 @@ impl Drainer<'_> {
             }
             let seen = if look {
                 last_look = Some(Instant::now());
-                let changes = queue.refresh()?;
+                let room = {
+                    let core = shared.lock();
+                    core.sched.room(core.capacity)
+                };
+                let changes = queue.refresh_up_to(room)?;
                 let circuits: Vec<(String, Result<Circuit>)> = self
                     .lane_ids()
                     .into_iter()
@@ -159,34 +178,57 @@ impl Drainer<'_> {
             // backlog, look less often (a new job would queue behind it
             // anyway; a new subscription's first job still goes out within
             // a quarter of a second).
-            look_every =
-                (POLL * (core.sched.waiting_len() / 1000).max(1) as u32).min(MAX_LOOK_EVERY);
+            let more_to_come = queue.more_to_come();
+            let starved = queue.starved();
+            look_every = if core.sched.is_empty() && queue.watches() && !more_to_come {
+                // Nothing to do: the queue tells of new jobs.
+                IDLE_LOOK_EVERY
+            } else {
+                (POLL * (core.sched.waiting_len() / 1000).max(1) as u32).min(MAX_LOOK_EVERY)
+            };
             let mut found = false;
             if let Some((changes, circuits, can_record)) = seen {
-                found = core.apply(self, changes, circuits);
+                found = core.apply(self, queue, changes, circuits);
                 if !can_record && !core.cannot_record {
                     core.stop_for_full_disk();
                 }
             }
-            let now = clock::now_ms();
-            core.set_gates(now);
+            let now = self.time.now();
+            core.set_gates(self, now);
             let stopping = self.stop.signal().is_some();
             let late = !options.watch && Instant::now() >= deadline;
             if stopping || late || core.cannot_record {
                 core.accepting = false;
             }
-            if options.once && core.in_flight == 0 && !core.sched.has_due(now) {
+            if options.once && core.in_flight == 0 && !core.sched.has_due(now) && !more_to_come {
                 core.accepting = false;
             }
-            let idle_specs: Vec<String> = if options.watch {
-                Vec::new()
+            // SPECs the engine holds nothing of are let go of (their
+            // drain.alive and log closed); with SPECs waiting for a place,
+            // so are those whose jobs cannot go soon (`--once`: now).
+            let served = queue.served();
+            let idle_specs: Vec<String> = served
+                .iter()
+                .filter(|s| !core.sched.has_spec(s))
+                .cloned()
+                .collect();
+            let soon = if options.once {
+                now
             } else {
-                queue
-                    .served()
-                    .into_iter()
-                    .filter(|s| !core.sched.has_spec(s))
-                    .collect()
+                now.saturating_add(HORIZON_MS)
             };
+            let set_aside: Vec<(String, u64)> = served
+                .iter()
+                .filter(|s| core.sched.has_spec(s) && !core.sched.busy_by(s, soon))
+                .take(starved)
+                .cloned()
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|s| {
+                    let until = core.sched.remove_spec(&s).unwrap_or(u64::MAX);
+                    (s, until)
+                })
+                .collect();
             let left = deadline
                 .saturating_duration_since(Instant::now())
                 .as_millis() as u64;
@@ -198,7 +240,7 @@ impl Drainer<'_> {
                 && (!core.accepting
                     || (!options.watch
                         && (core.sched.waiting_len() == 0 || nothing_before_deadline)
-                        && !queue.more_to_come()));
+                        && !more_to_come));
             // Workers wake on their own when a waiting job falls due; they
             // need telling only of what a look found, or that taking stops.
             let tell_workers = found || !core.accepting || done;
@@ -206,11 +248,16 @@ impl Drainer<'_> {
             if tell_workers {
                 shared.work.notify_all();
             }
-            // Idle SPECs are let go of now, so emit can start drains for
-            // them; a job that arrived meanwhile is served again at once.
+            for (spec, until) in set_aside {
+                if let Err(e) = queue.set_aside(&spec, until) {
+                    shared.lock().error(format!("{e:#}"));
+                }
+            }
+            // Idle SPECs are let go of now; a job that arrived meanwhile is
+            // served again at once.
             let mut arrived_due = false;
             for spec in idle_specs {
-                match queue.release(&spec) {
+                match queue.idle(&spec) {
                     Ok(arrived) => {
                         let mut core = shared.lock();
                         for (key, meta) in arrived {

@@ -1,7 +1,9 @@
 //! The [`Drainer`]: a run's settings, its HTTP agents, and its routes —
 //! which subscription, as in effect for a job's SPEC (or its per-call
-//! target), a job goes to, and whether this run sends it at all. Running it
-//! is [`super::coordinator`]'s; one job's path is [`super::job`]'s.
+//! target), a job goes to, and whether this run sends it at all; its time
+//! line ([`clock::Steady`]: waits on the monotonic clock) and its file
+//! descriptor plan ([`super::fds::Plan`]). Running it is
+//! [`super::coordinator`]'s; one job's path is [`super::job`]'s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +14,7 @@ use crate::deliver;
 use crate::spool::{Meta, Target};
 
 use super::attempt::{self, Route, Routed};
+use super::fds::{Plan, Reserves};
 use super::run::{Options, Stop};
 use super::scheduler::Limits;
 
@@ -28,20 +31,43 @@ pub struct Drainer<'a> {
     per_call: Mutex<HashMap<Target, Arc<Routed>>>,
     /// Unset secrets and the like, each once: they hold jobs (exit 2).
     pub(super) problems: Vec<String>,
+    /// The run's own time line: every wait is measured on it.
+    pub(super) time: clock::Steady,
+    /// What the run holds at most, sized from its descriptor limit.
+    pub(super) plan: Plan,
+    /// Where workers take the descriptors a job's outcome needs.
+    pub(super) reserves: Reserves,
 }
 
 impl<'a> Drainer<'a> {
     pub fn new(config: &'a Config, options: Options, stop: Stop) -> Drainer<'a> {
         let (routes, problems) = attempt::routes(config);
+        let plan = Plan::for_this_process(config.max_concurrency);
         Drainer {
             config,
             options,
             stop,
-            agents: deliver::Agents::new(config.max_concurrency),
+            agents: deliver::Agents::new(plan.workers),
             routes,
             per_call: Mutex::new(HashMap::new()),
             problems,
+            time: clock::Steady::start(),
+            plan,
+            reserves: Reserves::new(),
         }
+    }
+
+    /// A job's next attempt on the run's time line: its due time as written,
+    /// but never more than its own wait after `seen` (a clock that stepped).
+    pub(super) fn due_of(&self, meta: &Meta, seen: u64) -> u64 {
+        self.time
+            .from_wall(meta.next_attempt_at_ms, seen, meta.own_wait())
+    }
+
+    /// Where a job's age against `max_age` starts on the run's time line:
+    /// never after `seen` (an emitter's clock that was ahead).
+    pub(super) fn age_from(&self, meta: &Meta, seen: u64) -> u64 {
+        self.time.from_wall(meta.age_from(), seen, 0)
     }
 
     /// The route of a job: its per-call target's, or its subscription's as
@@ -129,9 +155,10 @@ impl<'a> Drainer<'a> {
     /// Whether a normal drain would send this pending job now (for handing
     /// over jobs that arrived as this run let go of their SPEC).
     pub(super) fn sendable(&self, meta: &Meta) -> bool {
+        let now = self.time.now();
         self.routed(meta)
             .is_none_or(|r| !matches!(r.route, Route::Hold))
-            && meta.next_attempt_at_ms <= clock::now_ms()
+            && self.due_of(meta, now) <= now
     }
 
     /// Whether this run delivers the job at all (replay picks ids).

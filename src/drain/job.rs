@@ -11,6 +11,7 @@ use crate::spool::{Meta, Quarantined, SettleError};
 
 use super::attempt::{self, Route};
 use super::drainer::{Drainer, limits_for};
+use super::fds::RESERVE;
 use super::queue::{Claimed, Queue};
 use super::scheduler::{Kind, Pick};
 
@@ -38,12 +39,19 @@ pub(super) struct Handled {
     pub circuit: Option<Circuit>,
     /// What went wrong on the way, in order: reported, and the run goes on.
     pub errors: Vec<anyhow::Error>,
+    /// When its next attempt is due on the run's time line, if this run
+    /// decided it (a retry): measured from the decision, so a wall-clock
+    /// step during the request changes nothing.
+    pub due: Option<u64>,
 }
 
 /// Where a job was left.
 pub(super) enum Left {
     /// Not taken: someone else took it first, or the claim failed.
     Untaken,
+    /// Not claimed, not sent: the descriptors its outcome would need were
+    /// not there. Still pending; the engine offers it again shortly.
+    NotSent,
     /// The file was not a job and is in quarantine now.
     Quarantined(Quarantined),
     /// Where its metadata says: settled, or back in pending unchanged
@@ -65,6 +73,7 @@ impl Handled {
             transition: None,
             circuit: None,
             errors: Vec::new(),
+            due: None,
         }
     }
 
@@ -84,7 +93,17 @@ impl Handled {
     /// Whether something failed for a full disk (ENOSPC, EDQUOT): outcomes
     /// cannot be recorded.
     pub fn disk_full(&self) -> bool {
-        self.errors.iter().any(is_disk_full)
+        self.errors
+            .iter()
+            .any(|e| has_errno(e, &[libc::ENOSPC, libc::EDQUOT]))
+    }
+
+    /// Whether something failed for want of file descriptors (EMFILE,
+    /// ENFILE): the drain should take fewer jobs at once, not stop.
+    pub fn out_of_descriptors(&self) -> bool {
+        self.errors
+            .iter()
+            .any(|e| has_errno(e, &[libc::EMFILE, libc::ENFILE]))
     }
 }
 
@@ -97,6 +116,12 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         probing,
     } = work;
     let key = pick.job.key.clone();
+
+    // The descriptors that logging and settling the outcome need, before
+    // the job is claimed and sent; given back just before those steps.
+    let Some(reserve) = drainer.reserves.take(RESERVE) else {
+        return Handled::new(pick, Left::NotSent);
+    };
 
     // Claim.
     let claimed = match queue.claim(&key) {
@@ -130,10 +155,31 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         .unwrap_or_default();
     let mut records = Vec::new();
     let mut signal = None;
+    let mut due = None;
     let mut probe_logged = Ok(());
     let record = match (pick.kind, route) {
         (Kind::Expire, _) => {
             let max_age = limits_for(drainer.config, route.and_then(Route::sub)).max_age_ms;
+            let waited = drainer.time.now().saturating_sub(pick.job.seen_ms);
+            if job.meta.attempts == 0 && job.meta.seen_at_ms.is_none() && waited < max_age {
+                // Never attempted, and older than max_age only by the clock
+                // of whoever queued it (a runner days behind): its age now
+                // counts from when this drain first saw it, and it is sent.
+                drop(reserve);
+                job.meta.seen_at_ms = Some(drainer.time.to_wall(pick.job.seen_ms));
+                return match queue.settle(&key, &job).map_err(SettleError::of) {
+                    Ok(()) | Err(SettleError::After(_)) => {
+                        Handled::new(pick, Left::In(Box::new(job.meta)))
+                    }
+                    Err(SettleError::Before(e)) => {
+                        let left = match queue.requeue(&key) {
+                            Ok(()) => Left::Requeued,
+                            Err(_) => Left::Active,
+                        };
+                        Handled::failed(pick, left, e)
+                    }
+                };
+            }
             attempt::give_up(&mut job, "expired", url.to_string(), max_age)
         }
         (_, None) => attempt::give_up(&mut job, "subscription-removed", url.to_string(), 0),
@@ -155,9 +201,13 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
             let agent = drainer.agents.for_subscription(sub);
             let attempted = attempt::attempt(agent, &mut job, sub, url, signer.as_deref());
             signal = Some((attempted.signal, sub.breaker));
+            // The wait the decision just made, on the run's time line.
+            let wait = job.meta.next_attempt_at_ms.saturating_sub(clock::now_ms());
+            due = Some(drainer.time.now().saturating_add(wait));
             attempted.record
         }
     };
+    drop(reserve);
 
     // Log: evidence first, so a crash before settling repeats the attempt
     // and the log shows both.
@@ -189,6 +239,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                 transition: None,
                 circuit: None,
                 errors,
+                due: None,
             };
         }
     }
@@ -217,6 +268,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
                         transition: None,
                         circuit: None,
                         errors,
+                        due,
                     };
                 }
             }
@@ -230,6 +282,7 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         transition,
         circuit: latest,
         errors,
+        due,
     }
 }
 
@@ -278,13 +331,13 @@ fn transition_record(meta: &Meta, t: &Transition, circuit: &Circuit, now: u64) -
     record
 }
 
-/// Whether an error comes from a full disk or an exhausted quota.
-fn is_disk_full(e: &anyhow::Error) -> bool {
+/// Whether an error comes from one of these `errno` values.
+fn has_errno(e: &anyhow::Error, codes: &[i32]) -> bool {
     e.chain().any(|cause| {
         cause
             .downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::raw_os_error)
-            .is_some_and(|code| code == libc::ENOSPC || code == libc::EDQUOT)
+            .is_some_and(|code| codes.contains(&code))
     })
 }
 
@@ -315,6 +368,7 @@ mod tests {
                     due_at_ms: 0,
                     sequence: meta.sequence,
                     created_at_ms: 0,
+                    seen_ms: 0,
                 },
                 kind: Kind::Send,
             },

@@ -3,36 +3,53 @@
 //! - [`scheduler`] (pure) decides which waiting job goes next: one queue
 //!   across every SPEC this drain serves, round-robin across subscriptions,
 //!   `max_in_flight` per subscription, rates, the circuit breaker's gate,
-//!   `max_age`.
+//!   `max_age`; and it holds a bounded active set (`max_active_jobs`).
 //! - [`queue`] is the backend: the local spool ([`queue::SpoolQueue`]).
 //! - `drainer` holds a run's settings and routes (which subscription, as in
-//!   effect for the job's SPEC, a job goes to); `run` what a run is given
-//!   and gives back ([`Options`], [`Stop`], [`Event`], [`Summary`]).
+//!   effect for the job's SPEC, a job goes to), its time line and its file
+//!   descriptor plan; `run` what a run is given and gives back
+//!   ([`Options`], [`Stop`], [`Event`], [`Summary`]).
 //! - `job` is one job's whole path, top to bottom: claim, route, attempt,
 //!   log, settle, breaker update; it returns what became of the job.
 //!   [`attempt`] is the attempt itself: sign, send, decide, record.
-//! - `pool` is the workers: `max_concurrency` threads each take the next
-//!   job from the shared scheduler the moment they are free (no batches,
-//!   no barrier, no round trip through a dispatcher) and fold what became
-//!   of it into the run.
+//! - `pool` is the workers: a thread per worker each takes the next job
+//!   from the shared scheduler the moment it is free (no batches, no
+//!   barrier, no round trip through a dispatcher) and folds what became of
+//!   it into the run.
 //! - `coordinator` is the shell ([`Drainer::run`], [`Drainer::run_on`]): it
-//!   looks at the queue every [`POLL`] (less often with a big backlog), or
-//!   at once when the queue tells of new jobs (inotify on each served
-//!   pending/), and ends the run. Events are reported through a callback
-//!   (the command layer prints).
+//!   looks at the queue every [`POLL`] (less often with a big backlog or
+//!   nothing to do), or at once when the queue tells of new jobs (inotify),
+//!   lets go of SPECs it has nothing of, and ends the run. Events are
+//!   reported through a callback (the command layer prints).
+//! - [`fds`] sizes what a run holds from its descriptor limit; [`duty`]
+//!   carries the duty lock a background drain inherits from emit.
 //!
-//! Lost wake-ups: emit starts no drain while a drain serves the SPEC, and a
-//! serving drain looks at a pending/ folder when inotify tells of a rename
-//! into it (how emit, replay and requeues add jobs), and lists it at least
-//! every second anyway (every [`POLL`] where no watch could be set). A one-shot
-//! drain stops serving a SPEC only when none of its jobs waits or is in
-//! flight, and after letting go it looks once more: a job that arrived in
-//! between makes it serve the SPEC again, or, when the run is over, is
-//! handed to a new drain (`Summary::left_due`).
+//! Waits (backoff, circuit cool-downs, rate spacing) run on the drain's own
+//! time line (`clock::Steady`, the monotonic clock): a wall-clock step never
+//! delays a job by more than its own wait.
+//!
+//! Lost wake-ups. One drain at a time is on duty for the whole spool (it
+//! holds `<spool_dir>/.drain.alive`): it watches the spool root and every
+//! SPEC's pending/ (inotify), so it hears of every job renamed into a
+//! pending/ folder (how emit, replay and requeues add jobs), and sweeps
+//! every folder slowly anyway. Emit starts a drain only when none is on
+//! duty, taking the duty lock itself and handing it to the drain it starts:
+//! an emit that sees a drain on duty made its jobs durable before it
+//! looked, and that drain is watching, or took duty after the jobs were
+//! there and lists every folder when it starts. A drain on duty that lets
+//! go (a one-shot run ending) looks once more after it let go: a job that
+//! arrived in between is handed to a new drain (`Summary::left_due`). A
+//! SPEC is served (its drain.alive held, so that only one drain claims its
+//! jobs) only while it has work; a drain that lets go of a SPEC lists its
+//! pending/ once more, and serves it again for a job that arrived, or
+//! hands it over when the run is over. A SPEC another drain serves is
+//! tried again every second while it has work.
 
 pub mod attempt;
 mod coordinator;
 mod drainer;
+pub mod duty;
+pub mod fds;
 mod job;
 mod pool;
 pub mod queue;

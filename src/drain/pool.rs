@@ -1,4 +1,5 @@
-//! The worker pool: `max_concurrency` threads, each taking the next job
+//! The worker pool: the plan's workers (`max_concurrency`, fewer under a low
+//! descriptor limit) are threads, each taking the next job
 //! from the shared scheduler the moment it is free (no batches, no
 //! barrier, no round trip through a dispatcher), handing it to
 //! [`super::job::handle`], and folding what became of it into the run.
@@ -16,6 +17,8 @@ use anyhow::Result;
 use crate::circuit::{Allow, Circuit};
 use crate::clock;
 use crate::spool::{Meta, State};
+
+use super::scheduler::Admit;
 
 use super::attempt::{Route, Routed};
 use super::drainer::{Drainer, limits_for};
@@ -51,7 +54,7 @@ pub(super) fn worker<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, shared: &Shared
             }
             just_finished = false;
             core.sleeping += 1;
-            let nap = core.nap(clock::now_ms());
+            let nap = core.nap(drainer.time.now());
             core = shared
                 .work
                 .wait_timeout(core, nap)
@@ -59,7 +62,9 @@ pub(super) fn worker<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, shared: &Shared
             core.sleeping -= 1;
         };
         // Another job may be waiting for a sleeping worker.
-        let more = core.sleeping > 0 && core.sched.ready(clock::now_ms());
+        let more = core.sleeping > 0
+            && core.in_flight < core.max_in_flight
+            && core.sched.ready(drainer.time.now());
         drop(core);
         if more {
             shared.work.notify_one();
@@ -67,6 +72,10 @@ pub(super) fn worker<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, shared: &Shared
         finished = Some(job::handle(drainer, queue, work));
     }
 }
+
+/// How soon a job that could not be sent for want of descriptors is tried
+/// again (by then a request in flight has usually given its back).
+const NOT_SENT_AGAIN: u64 = 200;
 
 /// What the coordinator and the workers share.
 pub(super) struct Shared<'r> {
@@ -113,6 +122,17 @@ pub(super) struct Core<'r> {
     /// Outcomes cannot be recorded (a full disk, a broken spool): take no
     /// more jobs.
     pub cannot_record: bool,
+    /// Requests at once: the plan's workers, fewer after a worker found no
+    /// descriptors to spare (the drain slows down rather than fail).
+    pub max_in_flight: usize,
+    /// The active set's size (`max_active_jobs`).
+    pub capacity: usize,
+    /// Per subscription, the end of the gate's current wait as written
+    /// (wall clock) and when this run first saw it (its time line).
+    gate_seen: HashMap<String, (u64, u64)>,
+    /// Per subscription, the wall-clock time at which its circuit allows
+    /// the probe the scheduler now lets out.
+    probe_at: HashMap<String, u64>,
     pub summary: Summary,
     report: &'r mut (dyn FnMut(&Event) + Send),
 }
@@ -120,7 +140,7 @@ pub(super) struct Core<'r> {
 impl<'r> Core<'r> {
     pub fn new(
         sched: Scheduler,
-        problems: Vec<String>,
+        drainer: &Drainer<'_>,
         report: &'r mut (dyn FnMut(&Event) + Send),
     ) -> Core<'r> {
         Core {
@@ -133,8 +153,12 @@ impl<'r> Core<'r> {
             accepting: true,
             exiting: false,
             cannot_record: false,
+            max_in_flight: drainer.plan.workers,
+            capacity: drainer.config.max_active_jobs,
+            gate_seen: HashMap::new(),
+            probe_at: HashMap::new(),
             summary: Summary {
-                problems,
+                problems: drainer.problems.clone(),
                 ..Summary::default()
             },
             report,
@@ -143,13 +167,14 @@ impl<'r> Core<'r> {
 
     /// Takes in what a refresh of the queue found. Returns whether workers
     /// may now have something to do (jobs came or went, a circuit changed).
-    pub fn apply(
+    pub fn apply<Q: Queue>(
         &mut self,
         drainer: &Drainer<'_>,
+        queue: &Q,
         changes: Changes,
         circuits: Vec<(String, Result<Circuit>)>,
     ) -> bool {
-        let mut changed = !changes.added.is_empty() || !changes.removed.is_empty();
+        let changed = !changes.added.is_empty() || !changes.removed.is_empty();
         self.summary.recovered += changes.recovered as u64;
         for spec in changes.busy {
             if !self.summary.busy.contains(&spec) {
@@ -171,14 +196,14 @@ impl<'r> Core<'r> {
         for key in &changes.removed {
             self.sched.remove(key);
         }
-        for (key, meta) in changes.added {
-            self.offer(drainer, key, &meta);
-        }
+        // Gates first: whether a job offered now can go out soon depends
+        // on them.
+        let mut circuits_changed = false;
         for (sub, circuit) in circuits {
             match circuit {
                 Ok(c) => {
                     let before = self.circuits.insert(sub, c.clone());
-                    changed |= before.is_none_or(|b| b != c);
+                    circuits_changed |= before.is_none_or(|b| b != c);
                 }
                 Err(e) => {
                     let message = format!("{e:#}");
@@ -188,12 +213,30 @@ impl<'r> Core<'r> {
                 }
             }
         }
-        changed
+        let now = drainer.time.now();
+        self.set_gates(drainer, now);
+        for (key, meta) in changes.added {
+            self.offer(drainer, Some(queue as &dyn Queue), key, &meta, None);
+        }
+        changed || circuits_changed
     }
 
-    /// Adds a pending job to the scheduler if this run delivers it.
-    fn offer(&mut self, drainer: &Drainer<'_>, key: JobKey, meta: &Meta) {
+    /// Adds a pending job to the scheduler if this run delivers it and, for
+    /// a job read from disk (`queue` given, `known` not), if it takes a
+    /// place in the active set; else the queue leaves it on disk until it
+    /// could go out. `known`: the job as the scheduler held it before its
+    /// attempt (its age and when it was first seen carry over).
+    fn offer(
+        &mut self,
+        drainer: &Drainer<'_>,
+        queue: Option<&dyn Queue>,
+        key: JobKey,
+        meta: &Meta,
+        known: Option<&Waiting>,
+    ) {
+        let put_off = |key: &JobKey, until: u64| queue.is_some_and(|q| q.put_off(key, until));
         if !drainer.wanted(meta) {
+            put_off(&key, u64::MAX);
             return;
         }
         let routed = drainer.routed(meta);
@@ -210,6 +253,7 @@ impl<'r> Core<'r> {
                 {
                     self.summary.problems.push(problem.clone());
                 }
+                put_off(&key, u64::MAX);
                 return;
             }
             // Removed from the config: dead-lettered when its turn comes.
@@ -222,18 +266,63 @@ impl<'r> Core<'r> {
             ),
             Some(_) => {}
         }
-        self.sched.add(Waiting {
+        let now = drainer.time.now();
+        let seen = known.map_or(now, |k| k.seen_ms);
+        let job = Waiting {
             key,
             subscription: meta.subscription.clone(),
-            due_at_ms: meta.next_attempt_at_ms,
+            due_at_ms: known.map_or_else(|| drainer.due_of(meta, now), |k| k.due_at_ms),
             sequence: meta.sequence,
-            created_at_ms: meta.queued_at(),
-        });
+            // A job's age only grows: a stamp of when it was first seen
+            // (`Meta::seen_at_ms`) may make it younger, a clock step not.
+            created_at_ms: known.map_or_else(
+                || drainer.age_from(meta, seen),
+                |k| k.created_at_ms.max(drainer.age_from(meta, seen)),
+            ),
+            seen_ms: seen,
+        };
+        if known.is_none()
+            && let Admit::Later(until) = self.sched.admits(&job, now, self.capacity)
+            && put_off(&job.key, until)
+        {
+            return;
+        }
+        self.sched.add(job);
     }
 
-    pub fn set_gates(&mut self, now: u64) {
+    /// Tells the scheduler what each subscription's circuit allows now, on
+    /// the run's time line: a wait written with the wall clock ends no later
+    /// than its own length after this run first saw it.
+    pub fn set_gates(&mut self, drainer: &Drainer<'_>, now: u64) {
+        let wall = clock::now_ms();
         for (sub, circuit) in &self.circuits {
-            self.sched.set_gate(sub, circuit.allows(now));
+            let window = drainer.timeout_of(sub).saturating_add(1000);
+            let mut at_wall = wall;
+            // Each wait that has ended on this time line gives way to what
+            // follows it (a probe in flight, then the probe time).
+            let allow = loop {
+                match circuit.allows(at_wall) {
+                    Allow::Wait(Some(until)) if until > at_wall => {
+                        let seen = self.gate_seen.entry(sub.clone()).or_insert((until, now));
+                        if seen.0 != until {
+                            *seen = (until, now);
+                        }
+                        let ends =
+                            drainer
+                                .time
+                                .from_wall(until, seen.1, circuit.own_wait(until, window));
+                        if ends > now {
+                            break Allow::Wait(Some(ends));
+                        }
+                        at_wall = until;
+                    }
+                    other => break other,
+                }
+            };
+            if allow == Allow::Probe {
+                self.probe_at.insert(sub.clone(), at_wall);
+            }
+            self.sched.set_gate(sub, allow);
         }
     }
 
@@ -254,8 +343,11 @@ impl<'r> Core<'r> {
     /// shared state (another drain may be probing).
     fn take<Q: Queue>(&mut self, drainer: &Drainer<'_>, queue: &Q) -> Option<Work> {
         loop {
-            let now = clock::now_ms();
-            self.set_gates(now);
+            if self.in_flight >= self.max_in_flight {
+                return None;
+            }
+            let now = drainer.time.now();
+            self.set_gates(drainer, now);
             let pick = self.sched.next(now)?;
             let sub = pick.job.subscription.clone();
             let clean = self
@@ -271,8 +363,17 @@ impl<'r> Core<'r> {
                 });
             }
             let timeout = drainer.timeout_of(&sub);
+            // The circuit's own clock is the wall clock: claim the probe as
+            // of the wall-clock time at which it allows it (later than now
+            // if the clock stepped back since the circuit opened).
+            let at = self
+                .probe_at
+                .get(&sub)
+                .copied()
+                .unwrap_or(0)
+                .max(clock::now_ms());
             let claimed = queue.update_circuit(&sub, &mut |c| {
-                c.start_probe(now, timeout.saturating_add(1000))
+                c.start_probe(at, timeout.saturating_add(1000))
             });
             match claimed {
                 Ok((Some(t), circuit)) => {
@@ -293,8 +394,8 @@ impl<'r> Core<'r> {
                     // Another drain probes: wait for its answer.
                     self.sched.done(&pick.job.key, pick.kind);
                     self.sched.add(pick.job);
-                    self.sched.set_gate(&sub, circuit.allows(now));
                     self.circuits.insert(sub, circuit);
+                    self.set_gates(drainer, now);
                 }
                 Err(e) => {
                     self.sched.done(&pick.job.key, pick.kind);
@@ -315,14 +416,25 @@ impl<'r> Core<'r> {
     fn finish(&mut self, drainer: &Drainer<'_>, handled: Handled) {
         self.in_flight -= 1;
         self.sched.done(&handled.pick.job.key, handled.pick.kind);
+        if matches!(handled.left, Left::NotSent) {
+            // No descriptors to spare: not claimed, not sent. Fewer requests
+            // at once from now on, and the job waits a moment.
+            self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
+            let mut job = handled.pick.job;
+            job.due_at_ms = drainer.time.now() + NOT_SENT_AGAIN;
+            self.sched.add(job);
+            return;
+        }
         let error = handled.error();
         let disk_full = handled.disk_full();
+        let out_of_descriptors = handled.out_of_descriptors();
         let Handled {
             pick,
             left,
             records,
             transition,
             circuit,
+            due,
             ..
         } = handled;
         if let Some(circuit) = circuit {
@@ -337,13 +449,18 @@ impl<'r> Core<'r> {
                 (self.report)(&Event::Quarantined(q));
                 None
             }
-            Left::Untaken | Left::Requeued | Left::Active => None,
+            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent => None,
         };
         if let Some(error) = error {
             self.error(error);
         }
         if disk_full && !self.cannot_record {
             self.stop_for_full_disk();
+        } else if requeued && out_of_descriptors {
+            // Something beyond the plan took the descriptors (the job is
+            // back in pending): fewer requests at once, not a stop that a
+            // restart would turn into sending the same jobs again.
+            self.max_in_flight = self.in_flight.max(1).min(self.max_in_flight);
         } else if requeued && !self.cannot_record {
             // An outcome could not be recorded (the job is back in pending):
             // sending more would only send them again and again.
@@ -371,7 +488,11 @@ impl<'r> Core<'r> {
         // next refresh offers it again.
         let Some(meta) = settled else { return };
         match meta.state {
-            State::Pending => self.offer(drainer, pick.job.key, &meta),
+            State::Pending => {
+                let mut known = pick.job.clone();
+                known.due_at_ms = due.unwrap_or_else(|| drainer.due_of(&meta, known.seen_ms));
+                self.offer(drainer, None, pick.job.key, &meta, Some(&known));
+            }
             State::Dead => (self.report)(&Event::Dead {
                 spec: meta.spec.clone(),
                 delivery_id: meta.delivery_id.clone(),

@@ -13,6 +13,15 @@
 //!   probe out.
 //! - A job that has waited longer than its subscription's `max_age` is
 //!   handed out to be expired, whatever the gates say.
+//! - It holds a bounded active set (Postfix's `qmgr_message_active_limit`):
+//!   the shell offers it at most the room left ([`Scheduler::room`]) and
+//!   asks [`Scheduler::admits`] whether a job that cannot go out soon may
+//!   take a place, so that jobs waiting for a distant retry or a held
+//!   subscription never fill more than half of it; the others stay on disk
+//!   until they could go.
+//!
+//! Times are on the drain's own time line (`clock::Steady`): a step of the
+//! wall clock changes no wait here.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -34,6 +43,21 @@ pub struct Waiting {
     pub sequence: u64,
     /// When it entered the queue (emit or replay): its age for `max_age`.
     pub created_at_ms: u64,
+    /// When this drain first saw it waiting.
+    pub seen_ms: u64,
+}
+
+/// How far ahead a job counts as going out soon: one due later, or held by
+/// its subscription's gate for longer, is parked (see [`Scheduler::admits`]).
+pub const HORIZON_MS: u64 = 60_000;
+
+/// What [`Scheduler::admits`] says of a job offered from disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Leave it on disk; it could go out at this time at the earliest
+    /// (`u64::MAX`: when its subscription's gate opens).
+    Later(u64),
 }
 
 /// Per-subscription limits.
@@ -109,6 +133,29 @@ impl Lane {
 
     /// Whether the head job is due and the gate would let it out (caps
     /// and rates aside: those only make it wait its turn).
+    /// When a job due at `due` could go out as far as the gate says.
+    fn opens_at(&self, due: u64) -> u64 {
+        match self.gate() {
+            Allow::Send | Allow::Probe => due,
+            Allow::Wait(Some(at)) => due.max(at),
+            Allow::Wait(None) => u64::MAX,
+        }
+    }
+
+    /// Waiting jobs that could not go out by `at`.
+    fn parked_by(&self, at: u64) -> usize {
+        match self.gate() {
+            Allow::Wait(None) => self.by_due.len(),
+            Allow::Wait(Some(open)) if open > at => self.by_due.len(),
+            _ => self
+                .by_due
+                .iter()
+                .rev()
+                .take_while(|(due, _, _)| *due > at)
+                .count(),
+        }
+    }
+
     fn has_due(&self, now_ms: u64) -> bool {
         self.by_due
             .first()
@@ -324,6 +371,76 @@ impl Scheduler {
     pub fn wake_at(&self) -> Option<u64> {
         self.lanes.values().filter_map(Lane::wake_at).min()
     }
+
+    /// Jobs held: waiting plus in flight.
+    pub fn len(&self) -> usize {
+        self.jobs.len() + self.in_flight.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Places left in an active set of `capacity` jobs.
+    pub fn room(&self, capacity: usize) -> usize {
+        capacity.saturating_sub(self.len())
+    }
+
+    /// Whether a job offered from disk takes a place in an active set of
+    /// `capacity` now: one that could go out within [`HORIZON_MS`] does
+    /// (the shell offers no more than the room); one that could not does
+    /// only while such parked jobs hold under half the set.
+    pub fn admits(&self, job: &Waiting, now_ms: u64, capacity: usize) -> Admit {
+        let opens = self
+            .lanes
+            .get(&job.subscription)
+            .map_or(job.due_at_ms, |lane| lane.opens_at(job.due_at_ms));
+        let horizon = now_ms.saturating_add(HORIZON_MS);
+        if opens <= horizon || self.len() < capacity / 2 {
+            return Admit::Yes;
+        }
+        let parked: usize = self.lanes.values().map(|l| l.parked_by(horizon)).sum();
+        if parked < capacity / 2 {
+            Admit::Yes
+        } else {
+            Admit::Later(opens)
+        }
+    }
+
+    /// Forgets every waiting job of `spec` (they stay on disk) and returns
+    /// when the first of them could go out (`u64::MAX`: when a gate opens).
+    /// Jobs in flight stay.
+    pub fn remove_spec(&mut self, spec: &str) -> Option<u64> {
+        let keys: Vec<JobKey> = self
+            .jobs
+            .keys()
+            .filter(|k| k.spec == spec)
+            .cloned()
+            .collect();
+        let mut first: Option<u64> = None;
+        for key in keys {
+            if let Some(job) = self.remove(&key) {
+                let opens = self
+                    .lanes
+                    .get(&job.subscription)
+                    .map_or(job.due_at_ms, |lane| lane.opens_at(job.due_at_ms));
+                first = Some(first.map_or(opens, |f| f.min(opens)));
+            }
+        }
+        first
+    }
+
+    /// Whether a job of `spec` is in flight, or could go out by `at`.
+    pub fn busy_by(&self, spec: &str, at: u64) -> bool {
+        self.in_flight.keys().any(|k| k.spec == spec)
+            || self.jobs.values().any(|job| {
+                job.key.spec == spec
+                    && self
+                        .lanes
+                        .get(&job.subscription)
+                        .is_none_or(|lane| lane.opens_at(job.due_at_ms) <= at)
+            })
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +457,7 @@ mod tests {
             due_at_ms: due,
             sequence: seq,
             created_at_ms: 0,
+            seen_ms: 0,
         }
     }
 
@@ -352,6 +470,30 @@ mod tests {
 
     fn drain(s: &mut Scheduler, now: u64) -> Vec<Pick> {
         std::iter::from_fn(|| s.next(now)).collect()
+    }
+
+    #[test]
+    fn parked_jobs_take_at_most_half_the_active_set() {
+        let mut s = Scheduler::new();
+        s.configure("a", limits(10));
+        s.configure("held", limits(10));
+        s.set_gate("held", Allow::Wait(None));
+        for seq in 0..5 {
+            s.add(job("S", seq, "a", 1_000_000));
+        }
+        assert_eq!(s.room(10), 5);
+        let soon = job("S", 50, "a", 0);
+        let late = job("S", 51, "a", 1_000_000);
+        let held = job("S", 52, "held", 0);
+        assert_eq!(s.admits(&soon, 0, 10), Admit::Yes, "due now: always");
+        assert_eq!(s.admits(&late, 0, 10), Admit::Later(1_000_000));
+        assert_eq!(s.admits(&held, 0, 10), Admit::Later(u64::MAX));
+        assert_eq!(s.admits(&late, 0, 100), Admit::Yes, "room for the parked");
+        assert_eq!(s.admits(&late, 1_000_000, 10), Admit::Yes, "due by then");
+        // A spec's waiting jobs leave all at once, saying when they could go.
+        assert_eq!(s.remove_spec("S"), Some(1_000_000));
+        assert_eq!(s.len(), 0);
+        assert!(!s.has_spec("S"));
     }
 
     #[test]

@@ -75,6 +75,12 @@ pub struct Meta {
     /// age against `max_age` counts from here (absent in older jobs: emit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_at_ms: Option<u64>,
+    /// When a drain first saw the job waiting, written only for a job that
+    /// was never attempted and looked older than `max_age` (its emitter's
+    /// clock was behind): its age counts from the later of this and
+    /// `queued_at_ms`, so it is attempted before it can expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen_at_ms: Option<u64>,
     /// The caller's correlation id (`emit --correlation-id`), also in the
     /// envelope's `event` section; here so `list` can filter on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -144,14 +150,29 @@ impl Meta {
             finished_at_ms: None,
             replays: 0,
             queued_at_ms: None,
+            seen_at_ms: None,
             correlation_id: None,
             target: None,
         }
     }
 
-    /// When the job entered the queue (for `max_age`).
+    /// When the job entered the queue (emit or replay).
     pub fn queued_at(&self) -> u64 {
         self.queued_at_ms.unwrap_or(self.created_at_ms)
+    }
+
+    /// Where its age against `max_age` starts: when it was queued, or when
+    /// a drain first saw it waiting if that is later (see `seen_at_ms`).
+    pub fn age_from(&self) -> u64 {
+        self.queued_at().max(self.seen_at_ms.unwrap_or(0))
+    }
+
+    /// How long the job meant to wait before its next attempt, counted from
+    /// its last attempt (or from when it was queued): what a clock step may
+    /// add to its wait at most.
+    pub fn own_wait(&self) -> u64 {
+        let from = self.last_attempt_at_ms.unwrap_or_else(|| self.queued_at());
+        self.next_attempt_at_ms.saturating_sub(from)
     }
 
     pub fn file_name(&self) -> String {
@@ -215,6 +236,8 @@ pub fn decode_meta(line: &[u8]) -> Result<Meta, String> {
     if [meta.next_attempt_at_ms, meta.created_at_ms]
         .into_iter()
         .chain(meta.last_attempt_at_ms)
+        .chain(meta.seen_at_ms)
+        .chain(meta.queued_at_ms)
         .chain(meta.finished_at_ms)
         .any(|t| t > MAX_TIME_MS)
     {

@@ -3,6 +3,10 @@
 //! One folder per SPEC under `spool_dir`:
 //!
 //! ```text
+//! <spool_dir>/.drain.alive   held by the drain on duty for the whole spool:
+//!                            it watches every SPEC folder and serves every
+//!                            SPEC with due work; emit starts a drain only
+//!                            when nobody holds it
 //! <spool_dir>/<SPEC-ID>/
 //!   seq          sequence counter, 20 digits; changed only under its lock
 //!   drain.alive  held by the one drain serving this SPEC, for as long as it
@@ -18,6 +22,10 @@
 //!   dead/        dead-lettered jobs, kept until replayed or discarded
 //!   quarantine/  files that could not be read as jobs, a `.reason` beside each
 //! ```
+//!
+//! A new SPEC folder is made whole under a hidden name
+//! (`.<SPEC>.<pid>.<random>.new`) and renamed into place; a drain removes
+//! such a folder left by a writer that died (after ten minutes).
 //!
 //! Folders are created 0700 and files 0600 whatever the umask: payloads
 //! and lock files are the drain user's alone. The job format and file name
@@ -87,7 +95,7 @@ use anyhow::{Context, Result, bail};
 
 pub use files::{Unread, fsync_dir, read_job};
 pub use job::{JOB_EXT, Job, Meta, State, Target, delivery_id_of, is_delivery_id, parse_name};
-pub use lock::{AliveLock, DrainLock};
+pub use lock::{AliveLock, DUTY_LOCK, DrainLock};
 pub use overflow::mark_overflow;
 pub use quarantine::Quarantined;
 
@@ -145,6 +153,13 @@ impl Spool {
             spec: spec.to_string(),
             dir: self.root.join(spec),
         }
+    }
+
+    /// Becomes the drain on duty for the whole spool ([`DUTY_LOCK`]),
+    /// unless another process is.
+    pub fn try_take_duty(&self) -> Result<Option<AliveLock>> {
+        create_private_dir(&self.root)?;
+        AliveLock::try_take(&self.root.join(DUTY_LOCK))
     }
 
     /// The SPECs that have a spool folder, sorted.
@@ -215,11 +230,54 @@ impl SpecSpool {
         self.dir.join(state.dir_name())
     }
 
-    /// Creates the SPEC's folders if missing (cheap when they exist).
+    /// Creates the SPEC's folders if missing (cheap when they exist). A new
+    /// SPEC folder appears whole: it is made under a hidden name and renamed
+    /// into place, so a drain watching the spool root finds its pending/
+    /// there when it hears of the folder.
     pub fn ensure(&self) -> Result<()> {
         if self.state_dir(State::Quarantine).is_dir() {
             return Ok(());
         }
+        if let Some(root) = self.dir.parent()
+            && fs::symlink_metadata(&self.dir).is_err()
+        {
+            create_private_dir(root)?;
+            let staged = root.join(format!(
+                ".{}.{}.{:x}.new",
+                self.spec,
+                std::process::id(),
+                fastrand::u64(..)
+            ));
+            let made = SpecSpool {
+                spec: self.spec.clone(),
+                dir: staged.clone(),
+            }
+            .make_folders();
+            let moved = made.and_then(|()| {
+                fs::rename(&staged, &self.dir)
+                    .with_context(|| format!("failed to move `{}` into place", staged.display()))
+            });
+            match moved {
+                Ok(()) => return fsync_dir(root),
+                // Another emit made it first: finish whatever is missing.
+                Err(_) if self.dir.is_dir() => {
+                    let _ = fs::remove_dir_all(&staged);
+                }
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&staged);
+                    return Err(e);
+                }
+            }
+        }
+        self.make_folders()?;
+        if let Some(parent) = self.dir.parent() {
+            fsync_dir(parent)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the folder, its state folders and lock files, where missing.
+    fn make_folders(&self) -> Result<()> {
         create_private_dir(&self.dir)?;
         for state in [
             State::Pending,
@@ -233,11 +291,7 @@ impl SpecSpool {
         for name in ["drain.lock", "drain.alive"] {
             crate::files::lock::open_lock_file(&self.dir.join(name))?;
         }
-        fsync_dir(&self.dir)?;
-        if let Some(parent) = self.dir.parent() {
-            fsync_dir(parent)?;
-        }
-        Ok(())
+        fsync_dir(&self.dir)
     }
 
     /// Reserves `count` sequence numbers and returns the first. Safe across
@@ -714,6 +768,27 @@ mod tests {
             meta,
             body: br#"{"x":1}"#.to_vec(),
         }
+    }
+
+    #[test]
+    fn a_new_spec_folder_appears_whole_even_when_made_at_once_by_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Spool::new(dir.path());
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| root.spec("S").ensure().unwrap());
+            }
+        });
+        let spool = root.spec("S");
+        for state in State::JOBS {
+            assert!(spool.state_dir(state).is_dir(), "{state:?}");
+        }
+        assert!(spool.dir().join("drain.alive").is_file());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["S"], "no staged folder left behind");
     }
 
     #[test]

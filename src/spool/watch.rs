@@ -2,12 +2,16 @@
 //! relay, a drain) learns of new jobs when they arrive instead of listing
 //! folders in a loop. It watches the spool root for new SPEC folders and
 //! each watched SPEC's `pending/` for jobs renamed into it (emit's last
-//! step, replay's and a requeue's too). Events name the SPEC; an overflowed
-//! event queue says "anything may have changed". Where inotify is not
-//! available, [`Watcher::new`] returns `None` and the caller lists on a
-//! timer.
+//! step, replay's and a requeue's too). Events name the SPEC and the job
+//! file; an overflowed event queue says "anything may have changed". Where
+//! inotify is not available, [`Watcher::new`] returns `None` and the caller
+//! lists on a timer. Watches cost no file descriptor (one inotify
+//! descriptor holds them all), only kernel memory, up to
+//! `/proc/sys/fs/inotify/max_user_watches` per user: a folder that cannot
+//! be watched is for the caller to list on a timer ([`Watcher::try_watch`]
+//! says why).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,18 +26,39 @@ use super::{SpecSpool, Spool, State};
 pub struct News {
     /// A folder appeared in the spool root (a new SPEC, maybe).
     pub new_specs: bool,
-    /// The names of the folders that appeared: their pending/ may not
-    /// exist yet (emit makes it next), so watch them as soon as it does.
-    pub created: HashSet<String>,
+    /// The folders that appeared in the spool root, by name.
+    pub new_spec_names: BTreeSet<String>,
     /// SPECs whose pending/ got jobs.
     pub specs: HashSet<String>,
+    /// The file names renamed into each SPEC's pending/ (at most
+    /// [`MAX_NAMES`] per SPEC; beyond that, `specs` still names it).
+    pub names: HashMap<String, BTreeSet<String>>,
+    /// SPECs whose pending/ watch ended (the folder was removed or renamed).
+    pub unwatched: HashSet<String>,
     /// Events were lost: look at everything.
     pub overflow: bool,
 }
 
+/// The most file names [`News`] keeps per SPEC: a burst beyond that is
+/// "this SPEC has news" (the caller lists it).
+pub const MAX_NAMES: usize = 4096;
+
 impl News {
     pub fn is_empty(&self) -> bool {
-        !self.new_specs && !self.overflow && self.specs.is_empty()
+        !self.new_specs && !self.overflow && self.specs.is_empty() && self.unwatched.is_empty()
+    }
+
+    /// Adds what a later wait saw.
+    pub fn merge(&mut self, later: News) {
+        self.new_specs |= later.new_specs;
+        self.overflow |= later.overflow;
+        self.new_spec_names.extend(later.new_spec_names);
+        self.specs.extend(later.specs);
+        self.unwatched.extend(later.unwatched);
+        for (spec, names) in later.names {
+            let kept = self.names.entry(spec).or_default();
+            kept.extend(names.into_iter().take(MAX_NAMES.saturating_sub(kept.len())));
+        }
     }
 }
 
@@ -72,20 +97,28 @@ impl Watcher {
 
     /// Watches a SPEC's pending/ (again is harmless); false if it could not.
     pub fn watch(&self, spool: &SpecSpool) -> bool {
-        match inotify::add_watch(
+        self.try_watch(spool).is_ok()
+    }
+
+    /// [`Watcher::watch`], saying why it could not: `NOENT` (no pending/
+    /// yet: the folder is being made), `NOSPC` (the user's inotify watches
+    /// are used up).
+    pub fn try_watch(&self, spool: &SpecSpool) -> Result<(), rustix::io::Errno> {
+        let wd = inotify::add_watch(
             &self.fd,
             spool.state_dir(State::Pending),
             WatchFlags::MOVED_TO,
-        ) {
-            Ok(wd) => {
-                self.specs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(wd, spool.spec.clone());
-                true
-            }
-            Err(_) => false,
-        }
+        )?;
+        self.specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(wd, spool.spec.clone());
+        Ok(())
+    }
+
+    /// How many SPECs' pending/ folders are watched.
+    pub fn watched(&self) -> usize {
+        self.specs.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Waits up to `timeout` for news, then takes every event there is.
@@ -104,18 +137,34 @@ impl Watcher {
         }
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
         let mut events = inotify::Reader::new(&self.fd, &mut buf);
-        let specs = self.specs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut specs = self.specs.lock().unwrap_or_else(|e| e.into_inner());
         while let Ok(event) = events.next() {
-            if event.events().contains(ReadFlags::QUEUE_OVERFLOW) {
+            let flags = event.events();
+            let name = event
+                .file_name()
+                .and_then(|n| n.to_str().ok())
+                .map(String::from);
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                 news.overflow = true;
             } else if Some(event.wd()) == self.root {
                 news.new_specs = true;
-                let name = event.file_name().and_then(|n| n.to_str().ok());
-                if let (true, Some(name)) = (event.events().contains(ReadFlags::ISDIR), name) {
-                    news.created.insert(name.to_string());
+                if let Some(name) = name.filter(|n| !n.starts_with('.'))
+                    && flags.contains(ReadFlags::ISDIR)
+                {
+                    news.new_spec_names.insert(name);
+                }
+            } else if flags.contains(ReadFlags::IGNORED) {
+                if let Some(spec) = specs.remove(&event.wd()) {
+                    news.unwatched.insert(spec);
                 }
             } else if let Some(spec) = specs.get(&event.wd()) {
                 news.specs.insert(spec.clone());
+                let names = news.names.entry(spec.clone()).or_default();
+                if let Some(name) = name
+                    && names.len() < MAX_NAMES
+                {
+                    names.insert(name);
+                }
             }
         }
         news
@@ -140,7 +189,8 @@ mod tests {
         let s = spool.spec("S-1");
         s.ensure().unwrap();
         let news = watcher.wait(Duration::from_secs(10));
-        assert!(news.new_specs && news.created.contains("S-1"), "{news:?}");
+        assert!(news.new_specs);
+        assert!(news.new_spec_names.contains("S-1"), "{news:?}");
         assert!(watcher.watch(&s));
         let job = crate::spool::Job {
             meta: crate::spool::Meta::new("S-1", "sub", "a.b.c", "k", 1, 1000),
@@ -149,6 +199,14 @@ mod tests {
         s.enqueue(&[job]).unwrap();
         let news = watcher.wait(Duration::from_secs(10));
         assert!(news.specs.contains("S-1"), "{news:?}");
+        assert_eq!(news.names["S-1"].len(), 1, "{news:?}");
+        std::fs::remove_dir_all(s.dir()).unwrap();
+        let mut gone = News::default();
+        while gone.unwatched.is_empty() {
+            gone.merge(watcher.wait(Duration::from_secs(10)));
+        }
+        assert!(gone.unwatched.contains("S-1"), "{gone:?}");
+        assert_eq!(watcher.watched(), 0);
         watcher.stop();
         assert!(watcher.wait(Duration::from_secs(20)).is_empty());
     }
