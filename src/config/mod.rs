@@ -48,8 +48,8 @@ pub use load::{
 };
 pub use model::{
     Config, DEFAULT_EVIDENCE_DIR, DEFAULT_MAX_EVENT_BYTES, DEFAULT_SPOOL_DIR, ExtraHeader,
-    HeaderValue, MAX_EVENT_BYTES_LIMIT, Rate, RetryPolicy, Scope, Subscription, adhoc_id,
-    event_pattern_matches, is_adhoc_id, secret_from_env, shown_per_call_url,
+    HeaderValue, MAX_EVENT_BYTES_LIMIT, OnDead, Ordering, Rate, RetryPolicy, Scope, Subscription,
+    adhoc_id, event_pattern_matches, is_adhoc_id, secret_from_env, shown_per_call_url,
 };
 pub use relay::{Relay, WITHOUT_NATS};
 pub use subscription::{MAX_SUBSCRIPTION_ID, RESERVED_HEADERS, check_subscription_id};

@@ -118,6 +118,8 @@ pub struct Subscription {
     /// A job that waited longer is dead-lettered as `expired`.
     pub max_age_ms: u64,
     pub breaker: crate::circuit::BreakerPolicy,
+    /// Delivery order per (SPEC, subscription) lane.
+    pub ordering: Ordering,
     /// May deliveries reach private addresses (loopback, RFC 1918,
     /// link-local, …)? Checked on the URL and on every resolved address.
     /// Default: true for config URLs, false for `emit --url`.
@@ -128,6 +130,58 @@ pub struct Subscription {
     /// A one-off target from `emit --url`: its URL is shown only redacted,
     /// and without `secret_env` it is sent unsigned.
     pub per_call: bool,
+}
+
+/// The order a subscription's jobs are delivered in, per SPEC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ordering {
+    /// Best effort: due jobs go out as workers free up (retries may pass
+    /// one another).
+    #[default]
+    None,
+    /// Strictly by sequence per SPEC: a job goes out only once every
+    /// earlier one of its lane was delivered or dead-lettered, one request
+    /// in flight per lane.
+    Fifo { on_dead: OnDead },
+}
+
+impl Ordering {
+    pub const NAMES: &[&str] = &["none", "fifo"];
+
+    pub fn is_fifo(self) -> bool {
+        matches!(self, Ordering::Fifo { .. })
+    }
+
+    /// Whether a dead-lettered job holds its lane.
+    pub fn holds_on_dead(self) -> bool {
+        matches!(
+            self,
+            Ordering::Fifo {
+                on_dead: OnDead::Hold
+            }
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ordering::None => "none",
+            Ordering::Fifo { .. } => "fifo",
+        }
+    }
+}
+
+/// What a FIFO lane does once its head is dead-lettered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnDead {
+    /// Go on with the next job (the dead one is reported as usual).
+    #[default]
+    Continue,
+    /// Send nothing more until an operator replays or discards it.
+    Hold,
+}
+
+impl OnDead {
+    pub const NAMES: &[&str] = &["continue", "hold"];
 }
 
 /// One extra request header of a subscription.

@@ -176,6 +176,51 @@ impl Check<'_> {
         })
     }
 
+    /// `ordering` and `fifo_on_dead`; `fifo_on_dead` asks for FIFO.
+    pub(super) fn ordering(
+        &self,
+        ordering: Option<String>,
+        on_dead: Option<String>,
+    ) -> crate::config::Ordering {
+        use crate::config::{OnDead, Ordering};
+        let on_dead = match on_dead.as_deref() {
+            None | Some("continue") => OnDead::Continue,
+            Some("hold") => OnDead::Hold,
+            Some(other) => {
+                self.problem(
+                    "fifo_on_dead",
+                    format!(
+                        "unknown value `{other}`: use one of {}",
+                        OnDead::NAMES.join(", ")
+                    ),
+                );
+                OnDead::Continue
+            }
+        };
+        match ordering.as_deref() {
+            None | Some("none") => {
+                if on_dead == OnDead::Hold {
+                    self.problem(
+                        "fifo_on_dead",
+                        "only a FIFO subscription holds: add `ordering = \"fifo\"`, or remove fifo_on_dead",
+                    );
+                }
+                Ordering::None
+            }
+            Some("fifo") => Ordering::Fifo { on_dead },
+            Some(other) => {
+                self.problem(
+                    "ordering",
+                    format!(
+                        "unknown value `{other}`: use one of {}",
+                        Ordering::NAMES.join(", ")
+                    ),
+                );
+                Ordering::None
+            }
+        }
+    }
+
     /// The values that pass `check`.
     pub(super) fn valid(
         &self,

@@ -58,6 +58,8 @@ const SUBSCRIPTION_KEYS: &[&str] = &[
     "circuit_failures",
     "circuit_cooldown",
     "allow_private_networks",
+    "ordering",
+    "fifo_on_dead",
 ];
 
 /// `[spec_ops.webhooks]` as written. A key that is absent or has the wrong
@@ -125,6 +127,8 @@ pub(super) struct Subscription {
     pub max_age: Option<String>,
     pub circuit_failures: Option<i64>,
     pub circuit_cooldown: Option<String>,
+    pub ordering: Option<String>,
+    pub fifo_on_dead: Option<String>,
     pub allow_private_networks: Option<bool>,
 }
 
@@ -306,6 +310,8 @@ pub(super) fn read_subscription_at(table: &Table, at: String, problems: &Problem
         max_age: r.string("max_age"),
         circuit_failures: r.int("circuit_failures"),
         circuit_cooldown: r.string("circuit_cooldown"),
+        ordering: r.string("ordering"),
+        fifo_on_dead: r.string("fifo_on_dead"),
         id: r.required_string("id"),
         url: r.string("url"),
         url_env: r.string("url_env"),

@@ -30,6 +30,8 @@ const SHARED_KEYS: &[&str] = &[
     "max_age",
     "circuit_failures",
     "circuit_cooldown",
+    "ordering",
+    "fifo_on_dead",
 ];
 
 /// A `specs` key: an exact SPEC id or a prefix followed by `*`.

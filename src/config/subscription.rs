@@ -336,6 +336,7 @@ pub(super) fn resolve_subscription(
                 .unwrap_or(BreakerPolicy::default().cooldown_ms),
             ..BreakerPolicy::default()
         },
+        ordering: check.ordering(raw.ordering, raw.fifo_on_dead),
         allow_private_networks,
         overrides: Vec::new(),
         per_call: kind == Kind::PerCall,
@@ -461,6 +462,40 @@ include_events = ["Spec.Stage"]
             assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
         }
         assert!(e.contains("(9 problems)"), "{e}");
+    }
+
+    #[test]
+    fn ordering_reads_fifo_and_its_dead_letter_policy() {
+        use crate::config::{OnDead, Ordering};
+        let parse = |extra: &str| {
+            let text = format!(
+                "[spec_ops.webhooks]\nenabled = true\n[[spec_ops.webhooks.subscriptions]]\nid = \"a\"\nurl = \"https://a.example/h\"\nsecret_env = \"S\"\n{extra}\n"
+            );
+            crate::config::parse(&text, std::path::Path::new("/x/config.toml"))
+                .map(|c| c.subscriptions[0].ordering)
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(parse(""), Ok(Ordering::None));
+        assert_eq!(
+            parse("ordering = \"fifo\""),
+            Ok(Ordering::Fifo {
+                on_dead: OnDead::Continue
+            })
+        );
+        assert!(
+            parse("ordering = \"fifo\"\nfifo_on_dead = \"hold\"")
+                .unwrap()
+                .holds_on_dead()
+        );
+        let e = parse("ordering = \"strict\"").unwrap_err();
+        assert!(
+            e.contains("key `ordering`: unknown value `strict`: use one of none, fifo"),
+            "{e}"
+        );
+        let e = parse("fifo_on_dead = \"hold\"").unwrap_err();
+        assert!(e.contains("add `ordering = \"fifo\"`"), "{e}");
+        let e = parse("ordering = \"fifo\"\nfifo_on_dead = \"skip\"").unwrap_err();
+        assert!(e.contains("use one of continue, hold"), "{e}");
     }
 
     #[test]
