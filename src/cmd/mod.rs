@@ -206,6 +206,13 @@ pub fn drain_reporter(verbose: bool) -> impl FnMut(&crate::drain::Event) {
             circuit.describe(crate::clock::rfc3339)
         )),
         Event::Quarantined(q) => warn_quarantined(q),
+        Event::LineHeld {
+            spec,
+            subscription,
+            delivery_id,
+        } => output::warn(format_args!(
+            "{spec} → {subscription} is held (ordering = \"fifo\", fifo_on_dead = \"hold\"): dead job {delivery_id} goes first; `spec-notify replay {spec} --delivery-id {delivery_id}` sends it again, `spec-notify discard {spec} --delivery-id {delivery_id}` lets the line go on without it"
+        )),
         Event::Error(e) => output::error(e),
     }
 }

@@ -127,6 +127,16 @@ impl<'a> Drainer<'a> {
         ids
     }
 
+    /// The delivery order of a configured subscription (per-call targets
+    /// have none).
+    pub(super) fn ordering_of(&self, id: &str) -> crate::config::Ordering {
+        self.config
+            .every_subscription()
+            .map(|(_, s)| s)
+            .find(|s| s.id == id)
+            .map_or(crate::config::Ordering::None, |s| s.ordering)
+    }
+
     /// The request timeout of a lane's subscription (for a probe's claim).
     pub(super) fn timeout_of(&self, id: &str) -> u64 {
         let configured = self
@@ -178,6 +188,7 @@ pub fn limits_for(config: &Config, sub: Option<&Subscription>) -> Limits {
     match sub {
         Some(sub) => Limits {
             max_in_flight: sub.max_in_flight.unwrap_or(fair_share).max(1),
+            fifo: sub.ordering.is_fifo(),
             min_interval_ms: sub.rate_limit.map(|r| r.interval_ms()),
             max_age_ms: sub.max_age_ms,
         },

@@ -49,6 +49,9 @@ pub(super) struct Handled {
 pub(super) enum Left {
     /// Not taken: someone else took it first, or the claim failed.
     Untaken,
+    /// Not claimed, not sent: an earlier job of its FIFO line is in the
+    /// way (still pending, or dead and holding the line).
+    Blocked(super::queue::Blocker),
     /// Not claimed, not sent: the descriptors its outcome would need were
     /// not there. Still pending; the engine offers it again shortly.
     NotSent,
@@ -123,9 +126,30 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         return Handled::new(pick, Left::NotSent);
     };
 
+    // A FIFO line: nothing goes while an earlier job of it is still there.
+    let ordering = drainer.ordering_of(&pick.job.subscription);
+    let blocked = match ordering {
+        _ if pick.kind == Kind::Expire || !ordering.is_fifo() => Ok(None),
+        _ => queue.fifo_blocker(
+            &key,
+            &pick.job.subscription,
+            pick.job.sequence,
+            ordering.holds_on_dead(),
+        ),
+    };
+
     // Claim.
-    let claimed = match queue.claim(&key) {
-        Ok(claimed) => claimed,
+    let claimed = match blocked {
+        Ok(None) => match queue.claim(&key) {
+            Ok(claimed) => claimed,
+            Err(e) => return Handled::failed(pick, Left::Untaken, e),
+        },
+        Ok(Some(blocker)) => {
+            if probing.is_some() {
+                give_back_probe(queue, &pick.job.subscription);
+            }
+            return Handled::new(pick, Left::Blocked(blocker));
+        }
         Err(e) => return Handled::failed(pick, Left::Untaken, e),
     };
     if !matches!(claimed, Claimed::Job(_)) && probing.is_some() {
@@ -312,6 +336,16 @@ fn record_signal<Q: Queue>(
 }
 
 /// The evidence line of a circuit or pause change, on the job that caused it.
+/// Gives back a probe claimed for a job that did not go: the next job may
+/// probe at once instead of when the claim runs out (which it does anyway
+/// if this fails).
+fn give_back_probe<Q: Queue>(queue: &Q, subscription: &str) {
+    let _ = queue.update_circuit(subscription, &mut |c| {
+        c.probe_until_ms = None;
+        None
+    });
+}
+
 fn transition_record(meta: &Meta, t: &Transition, circuit: &Circuit, now: u64) -> Record {
     let outcome = match t {
         Transition::Opened { .. } => Outcome::CircuitOpen,

@@ -34,7 +34,7 @@ pub(super) fn worker<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, shared: &Shared
         let mut core = shared.lock();
         let mut just_finished = finished.is_some();
         if let Some(handled) = finished.take() {
-            core.finish(drainer, handled);
+            core.finish(drainer, queue, handled);
         }
         let work = loop {
             if core.exiting {
@@ -76,6 +76,12 @@ pub(super) fn worker<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, shared: &Shared
 /// How soon a job that could not be sent for want of descriptors is tried
 /// again (by then a request in flight has usually given its back).
 const NOT_SENT_AGAIN: u64 = 200;
+/// How soon a FIFO line that found an earlier job on disk looks again (the
+/// job is read meanwhile, and its arrival ends the wait at once).
+const FIFO_RECHECK: u64 = 1_000;
+/// How often a FIFO line held by a dead job looks whether it is still there
+/// (a replay ends the hold at once; a discard is seen this way).
+const HOLD_RECHECK: u64 = 5_000;
 
 /// What the coordinator and the workers share.
 pub(super) struct Shared<'r> {
@@ -115,6 +121,9 @@ pub(super) struct Core<'r> {
     sleeping: usize,
     /// Delivery ids left pending because their subscription cannot send.
     pub held: HashSet<String>,
+    /// FIFO lines found held by a dead job (each reported once): (SPEC,
+    /// subscription).
+    held_lines: HashSet<(String, String)>,
     /// New jobs may be handed out.
     pub accepting: bool,
     /// Workers stop.
@@ -150,6 +159,7 @@ impl<'r> Core<'r> {
             in_flight: 0,
             sleeping: 0,
             held: HashSet::new(),
+            held_lines: HashSet::new(),
             accepting: true,
             exiting: false,
             cannot_record: false,
@@ -348,6 +358,7 @@ impl<'r> Core<'r> {
             }
             let now = drainer.time.now();
             self.set_gates(drainer, now);
+            self.sched.end_holds(now);
             let pick = self.sched.next(now)?;
             let sub = pick.job.subscription.clone();
             let clean = self
@@ -392,13 +403,13 @@ impl<'r> Core<'r> {
                 }
                 Ok((None, circuit)) => {
                     // Another drain probes: wait for its answer.
-                    self.sched.done(&pick.job.key, pick.kind);
+                    self.sched.done(&pick.job.key, pick.kind, now);
                     self.sched.add(pick.job);
                     self.circuits.insert(sub, circuit);
                     self.set_gates(drainer, now);
                 }
                 Err(e) => {
-                    self.sched.done(&pick.job.key, pick.kind);
+                    self.sched.done(&pick.job.key, pick.kind, now);
                     self.sched.add(pick.job);
                     self.sched
                         .set_gate(&sub, Allow::Wait(Some(now + POLL.as_millis() as u64)));
@@ -413,9 +424,15 @@ impl<'r> Core<'r> {
 
     /// Folds what became of a job into the run: reports, counts, the
     /// circuit it changed, and the job itself if it waits again.
-    fn finish(&mut self, drainer: &Drainer<'_>, handled: Handled) {
+    fn finish(&mut self, drainer: &Drainer<'_>, queue: &dyn Queue, handled: Handled) {
         self.in_flight -= 1;
-        self.sched.done(&handled.pick.job.key, handled.pick.kind);
+        let now = drainer.time.now();
+        self.sched
+            .done(&handled.pick.job.key, handled.pick.kind, now);
+        if let Left::Blocked(blocker) = &handled.left {
+            self.blocked(queue, handled.pick.job.clone(), blocker, now);
+            return;
+        }
         if matches!(handled.left, Left::NotSent) {
             // No descriptors to spare: not claimed, not sent. Fewer requests
             // at once from now on, and the job waits a moment.
@@ -449,7 +466,7 @@ impl<'r> Core<'r> {
                 (self.report)(&Event::Quarantined(q));
                 None
             }
-            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent => None,
+            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent | Left::Blocked(_) => None,
         };
         if let Some(error) = error {
             self.error(error);
@@ -501,6 +518,38 @@ impl<'r> Core<'r> {
                 hint: meta.hint.clone().unwrap_or_default(),
             }),
             _ => {}
+        }
+    }
+
+    /// A FIFO job found an earlier job of its line in the way: it waits
+    /// again, its line held until that job arrives here or a while passes
+    /// ([`FIFO_RECHECK`]; a dead one that holds the line, [`HOLD_RECHECK`]:
+    /// an operator's discard shows no other way). An earlier job still
+    /// pending is read from the folder; a dead one is reported once.
+    fn blocked(
+        &mut self,
+        queue: &dyn Queue,
+        job: Waiting,
+        blocker: &super::queue::Blocker,
+        now: u64,
+    ) {
+        let (sub, spec) = (job.subscription.clone(), job.key.spec.clone());
+        self.sched.add(job);
+        let wait = if blocker.dead {
+            HOLD_RECHECK
+        } else {
+            FIFO_RECHECK
+        };
+        self.sched.hold(&sub, &spec, now + wait, blocker.sequence);
+        if !blocker.dead {
+            queue.reread(&spec);
+        } else if self.held_lines.insert((spec.clone(), sub.clone())) {
+            self.summary.held += 1;
+            (self.report)(&Event::LineHeld {
+                spec,
+                subscription: sub,
+                delivery_id: blocker.delivery_id.clone(),
+            });
         }
     }
 

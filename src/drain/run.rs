@@ -89,6 +89,13 @@ pub enum Event {
         circuit: Circuit,
     },
     Quarantined(Quarantined),
+    /// A FIFO line holds (`fifo_on_dead = "hold"`): its dead job must be
+    /// replayed or discarded before the line goes on.
+    LineHeld {
+        spec: String,
+        subscription: String,
+        delivery_id: String,
+    },
     /// An I/O failure; the run goes on and exits 1.
     Error(String),
 }

@@ -20,6 +20,13 @@
 //!   subscription never fill more than half of it; the others stay on disk
 //!   until they could go.
 //!
+//! - A FIFO subscription (`ordering = "fifo"`) keeps a line per SPEC
+//!   ([`Line`]): only its lowest sequence waits in the lane, one request in
+//!   flight at a time; its successors wait behind it without ageing, and
+//!   take at most the parked half of the active set. A line may be held (a
+//!   dead head under `fifo_on_dead = "hold"`, or an earlier job found on
+//!   disk): it sends nothing until the hold ends or an earlier job arrives.
+//!
 //! Times are on the drain's own time line (`clock::Steady`): a step of the
 //! wall clock changes no wait here.
 
@@ -64,6 +71,8 @@ pub enum Admit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_in_flight: usize,
+    /// Strict order per SPEC (`ordering = "fifo"`).
+    pub fifo: bool,
     /// At most one request per this many ms (a rate of `n/window`).
     pub min_interval_ms: Option<u64>,
     pub max_age_ms: u64,
@@ -73,6 +82,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_in_flight: 1,
+            fifo: false,
             min_interval_ms: None,
             max_age_ms: u64::MAX,
         }
@@ -96,9 +106,35 @@ pub struct Pick {
     pub kind: Kind,
 }
 
+/// One SPEC's jobs of a FIFO subscription.
+#[derive(Debug, Default)]
+struct Line {
+    /// Every waiting job, by sequence.
+    waiting: BTreeSet<(u64, JobKey)>,
+    /// The head when it may go: it is in the lane's queues, with the age
+    /// it is kept under there.
+    promoted: Option<(JobKey, u64)>,
+    /// A job of the line is in flight.
+    busy: bool,
+    /// Nothing goes before `until` unless a job of sequence `seq` or lower
+    /// arrives: (until, seq).
+    held: Option<(u64, u64)>,
+    /// When the head last became the head: successors do not age.
+    head_since: u64,
+}
+
+impl Line {
+    /// Waiting jobs that cannot go until those ahead of them have.
+    fn behind(&self) -> usize {
+        self.waiting.len() - usize::from(self.promoted.is_some())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Lane {
     limits: Limits,
+    /// FIFO lines by SPEC (FIFO subscriptions only).
+    lines: HashMap<String, Line>,
     gate: Option<Allow>,
     by_due: BTreeSet<(u64, u64, JobKey)>,
     by_age: BTreeSet<(u64, JobKey)>,
@@ -199,6 +235,10 @@ pub struct Scheduler {
     again: HashMap<JobKey, Waiting>,
     /// Waiting plus in-flight jobs per SPEC.
     per_spec: HashMap<String, usize>,
+    /// FIFO jobs waiting behind their line's head, in all.
+    behind: usize,
+    /// Held FIFO lines by when the hold ends: (until, subscription, SPEC).
+    holds: BTreeSet<(u64, String, String)>,
 }
 
 impl Scheduler {
@@ -232,24 +272,136 @@ impl Scheduler {
             return;
         }
         self.remove(&job.key);
+        *self.per_spec.entry(job.key.spec.clone()).or_default() += 1;
         let lane = self.lane(&job.subscription);
+        if lane.limits.fifo {
+            let (sub, spec, seq) = (job.subscription.clone(), job.key.spec.clone(), job.sequence);
+            let line = lane.lines.entry(spec.clone()).or_default();
+            line.waiting.insert((seq, job.key.clone()));
+            // An earlier job arrived (a replay, or the one the hold waited
+            // for): the hold has done its work.
+            if let Some((until, held_seq)) = line.held
+                && seq <= held_seq
+            {
+                line.held = None;
+                self.holds.remove(&(until, sub.clone(), spec.clone()));
+            }
+            self.jobs.insert(job.key.clone(), job);
+            // Behind until promote() says otherwise.
+            self.behind += 1;
+            self.promote(&sub, &spec);
+            return;
+        }
         lane.by_due
             .insert((job.due_at_ms, job.sequence, job.key.clone()));
         lane.by_age.insert((job.created_at_ms, job.key.clone()));
-        *self.per_spec.entry(job.key.spec.clone()).or_default() += 1;
         self.jobs.insert(job.key.clone(), job);
+    }
+
+    /// Puts a FIFO line's lowest job in its lane's queues if it may go
+    /// (nothing of the line in flight, not held), and only it; forgets an
+    /// empty line.
+    fn promote(&mut self, sub: &str, spec: &str) {
+        let Some(lane) = self.lanes.get_mut(sub) else {
+            return;
+        };
+        let Some(line) = lane.lines.get_mut(spec) else {
+            return;
+        };
+        let before = line.behind();
+        if let Some((key, age)) = line.promoted.take()
+            && let Some(job) = self.jobs.get(&key)
+        {
+            lane.by_due.remove(&(job.due_at_ms, job.sequence, key.clone()));
+            lane.by_age.remove(&(age, key));
+        }
+        if !line.busy
+            && line.held.is_none()
+            && let Some((_, key)) = line.waiting.first()
+            && let Some(job) = self.jobs.get(key)
+        {
+            // Its age counts from when it became the head at the earliest.
+            let age = job.created_at_ms.max(line.head_since);
+            lane.by_due
+                .insert((job.due_at_ms, job.sequence, key.clone()));
+            lane.by_age.insert((age, key.clone()));
+            line.promoted = Some((key.clone(), age));
+        }
+        self.behind = (self.behind + line.behind()).saturating_sub(before);
+        if line.waiting.is_empty() && !line.busy && line.held.is_none() {
+            lane.lines.remove(spec);
+        }
+    }
+
+    /// Holds a FIFO line: nothing of it goes before `until` (`u64::MAX`:
+    /// never, on its own), or until a job of sequence `seq` or lower
+    /// arrives (see [`Scheduler::add`]).
+    pub fn hold(&mut self, subscription: &str, spec: &str, until: u64, seq: u64) {
+        let lane = self.lane(subscription);
+        if !lane.limits.fifo {
+            return;
+        }
+        let line = lane.lines.entry(spec.to_string()).or_default();
+        if let Some((before, _)) = line.held.replace((until, seq)) {
+            self.holds
+                .remove(&(before, subscription.to_string(), spec.to_string()));
+        }
+        self.holds
+            .insert((until, subscription.to_string(), spec.to_string()));
+        self.promote(subscription, spec);
+    }
+
+    /// Ends the holds whose time has come.
+    pub fn end_holds(&mut self, now_ms: u64) {
+        while let Some((until, sub, spec)) = self.holds.first().cloned() {
+            if until > now_ms {
+                break;
+            }
+            self.holds.pop_first();
+            if let Some(line) = self
+                .lanes
+                .get_mut(&sub)
+                .and_then(|lane| lane.lines.get_mut(&spec))
+            {
+                line.held = None;
+            }
+            self.promote(&sub, &spec);
+        }
+    }
+
+    /// The held FIFO lines: (subscription, SPEC).
+    pub fn held_lines(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.holds
+            .iter()
+            .map(|(_, sub, spec)| (sub.as_str(), spec.as_str()))
     }
 
     /// Forgets a waiting job (it vanished: replayed, discarded, shed).
     pub fn remove(&mut self, key: &JobKey) -> Option<Waiting> {
         self.again.remove(key);
-        let job = self.jobs.remove(key)?;
+        let job = self.jobs.get(key)?.clone();
         self.forget_spec(&key.spec);
         if let Some(lane) = self.lanes.get_mut(&job.subscription) {
+            if let Some(line) = lane.lines.get_mut(&key.spec) {
+                if line.promoted.as_ref().is_some_and(|(k, _)| k == key) {
+                    // Out of the lane's queues first: promote() looks it up.
+                    let (_, age) = line.promoted.take().expect("just seen");
+                    lane.by_due
+                        .remove(&(job.due_at_ms, job.sequence, key.clone()));
+                    lane.by_age.remove(&(age, key.clone()));
+                } else {
+                    self.behind = self.behind.saturating_sub(1);
+                }
+                line.waiting.remove(&(job.sequence, key.clone()));
+                self.jobs.remove(key);
+                self.promote(&job.subscription, &key.spec);
+                return Some(job);
+            }
             lane.by_due
                 .remove(&(job.due_at_ms, job.sequence, key.clone()));
             lane.by_age.remove(&(job.created_at_ms, key.clone()));
         }
+        self.jobs.remove(key);
         Some(job)
     }
 
@@ -305,6 +457,14 @@ impl Scheduler {
     }
 
     fn take(&mut self, key: &JobKey, sub: &str, kind: Kind, now_ms: u64) -> Waiting {
+        if let Some(line) = self
+            .lanes
+            .get_mut(sub)
+            .and_then(|lane| lane.lines.get_mut(&key.spec))
+        {
+            // Its line sends nothing else until it is done.
+            line.busy = true;
+        }
         let job = self.remove(key).expect("picked from the waiting jobs");
         *self.per_spec.entry(key.spec.clone()).or_default() += 1;
         self.in_flight.insert(key.clone(), sub.to_string());
@@ -326,15 +486,21 @@ impl Scheduler {
     /// A handed-out job is finished with (settled, requeued or gone). If it
     /// is waiting again, the shell adds it back, or it was seen waiting
     /// again meanwhile (see [`Scheduler::add`]) and waits now.
-    pub fn done(&mut self, key: &JobKey, kind: Kind) {
+    pub fn done(&mut self, key: &JobKey, kind: Kind, now_ms: u64) {
         let Some(sub) = self.in_flight.remove(key) else {
             return;
         };
         self.forget_spec(&key.spec);
-        if kind != Kind::Expire
-            && let Some(lane) = self.lanes.get_mut(&sub)
-        {
-            lane.in_flight = lane.in_flight.saturating_sub(1);
+        if let Some(lane) = self.lanes.get_mut(&sub) {
+            if kind != Kind::Expire {
+                lane.in_flight = lane.in_flight.saturating_sub(1);
+            }
+            if let Some(line) = lane.lines.get_mut(&key.spec) {
+                // The next in line is the head from now: it ages from now.
+                line.busy = false;
+                line.head_since = now_ms;
+            }
+            self.promote(&sub, &key.spec);
         }
         if let Some(job) = self.again.remove(key) {
             self.add(job);
@@ -359,6 +525,7 @@ impl Scheduler {
         self.jobs.values().any(|job| {
             job.key.spec == spec
                 && job.due_at_ms <= now_ms
+                && self.opens_of(job) <= now_ms
                 && self
                     .lanes
                     .get(&job.subscription)
@@ -369,7 +536,30 @@ impl Scheduler {
     /// The earliest time a waiting job may go out (not counting requests
     /// finishing, which free a worker or a subscription's share).
     pub fn wake_at(&self) -> Option<u64> {
-        self.lanes.values().filter_map(Lane::wake_at).min()
+        let hold = self.holds.first().map(|(until, _, _)| *until);
+        self.lanes
+            .values()
+            .filter_map(Lane::wake_at)
+            .chain(hold)
+            .min()
+    }
+
+    /// When a waiting job could go out as far as its gate, and for a FIFO
+    /// job its line, say (`u64::MAX`: not on its own).
+    fn opens_of(&self, job: &Waiting) -> u64 {
+        let Some(lane) = self.lanes.get(&job.subscription) else {
+            return job.due_at_ms;
+        };
+        match lane.lines.get(&job.key.spec) {
+            Some(line) if line.promoted.as_ref().is_none_or(|(k, _)| *k != job.key) => {
+                match line.held {
+                    // Held: the earliest it could go is when the hold ends.
+                    Some((until, _)) => until,
+                    None => u64::MAX,
+                }
+            }
+            _ => lane.opens_at(job.due_at_ms),
+        }
     }
 
     /// Jobs held: waiting plus in flight.
@@ -394,12 +584,23 @@ impl Scheduler {
         let opens = self
             .lanes
             .get(&job.subscription)
-            .map_or(job.due_at_ms, |lane| lane.opens_at(job.due_at_ms));
+            .map_or(job.due_at_ms, |lane| match lane.lines.get(&job.key.spec) {
+                // Behind an earlier job of its FIFO line: parked until it goes.
+                Some(line)
+                    if line.busy
+                        || line.held.is_some()
+                        || line.waiting.first().is_some_and(|(seq, _)| *seq < job.sequence) =>
+                {
+                    u64::MAX
+                }
+                _ => lane.opens_at(job.due_at_ms),
+            });
         let horizon = now_ms.saturating_add(HORIZON_MS);
         if opens <= horizon || self.len() < capacity / 2 {
             return Admit::Yes;
         }
-        let parked: usize = self.lanes.values().map(|l| l.parked_by(horizon)).sum();
+        let parked: usize =
+            self.behind + self.lanes.values().map(|l| l.parked_by(horizon)).sum::<usize>();
         if parked < capacity / 2 {
             Admit::Yes
         } else {
@@ -419,13 +620,11 @@ impl Scheduler {
             .collect();
         let mut first: Option<u64> = None;
         for key in keys {
-            if let Some(job) = self.remove(&key) {
-                let opens = self
-                    .lanes
-                    .get(&job.subscription)
-                    .map_or(job.due_at_ms, |lane| lane.opens_at(job.due_at_ms));
+            if let Some(job) = self.jobs.get(&key) {
+                let opens = self.opens_of(job);
                 first = Some(first.map_or(opens, |f| f.min(opens)));
             }
+            self.remove(&key);
         }
         first
     }
@@ -433,13 +632,10 @@ impl Scheduler {
     /// Whether a job of `spec` is in flight, or could go out by `at`.
     pub fn busy_by(&self, spec: &str, at: u64) -> bool {
         self.in_flight.keys().any(|k| k.spec == spec)
-            || self.jobs.values().any(|job| {
-                job.key.spec == spec
-                    && self
-                        .lanes
-                        .get(&job.subscription)
-                        .is_none_or(|lane| lane.opens_at(job.due_at_ms) <= at)
-            })
+            || self
+                .jobs
+                .values()
+                .any(|job| job.key.spec == spec && self.opens_of(job) <= at)
     }
 }
 
@@ -470,6 +666,110 @@ mod tests {
 
     fn drain(s: &mut Scheduler, now: u64) -> Vec<Pick> {
         std::iter::from_fn(|| s.next(now)).collect()
+    }
+
+    fn fifo(max_in_flight: usize) -> Limits {
+        Limits {
+            max_in_flight,
+            fifo: true,
+            ..Limits::default()
+        }
+    }
+
+    fn names(picks: &[Pick]) -> Vec<String> {
+        picks.iter().map(|p| p.job.key.name.clone()).collect()
+    }
+
+    #[test]
+    fn a_fifo_line_sends_its_lowest_sequence_one_at_a_time() {
+        let mut s = Scheduler::new();
+        s.configure("f", fifo(8));
+        // Out of order, and the later ones due first.
+        s.add(job("S", 3, "f", 0));
+        s.add(job("S", 1, "f", 50));
+        s.add(job("S", 2, "f", 0));
+        s.add(job("T", 7, "f", 0));
+        assert!(drain(&mut s, 10).iter().all(|p| p.job.key.spec == "T"));
+        let first = drain(&mut s, 100);
+        assert_eq!(names(&first), ["000000000001-f"], "one of S at a time");
+        // A retry: the head waits again, later, and still goes first.
+        s.done(&first[0].job.key, Kind::Send, 100);
+        s.add(job("S", 1, "f", 500));
+        assert!(drain(&mut s, 400).is_empty(), "its successors wait for it");
+        let again = drain(&mut s, 500);
+        assert_eq!(names(&again), ["000000000001-f"]);
+        s.done(&again[0].job.key, Kind::Send, 500);
+        let next = drain(&mut s, 500);
+        assert_eq!(names(&next), ["000000000002-f"]);
+        s.done(&next[0].job.key, Kind::Send, 501);
+        assert_eq!(names(&drain(&mut s, 501)), ["000000000003-f"]);
+    }
+
+    #[test]
+    fn successors_do_not_age_while_they_wait_for_their_head() {
+        let mut s = Scheduler::new();
+        s.configure(
+            "f",
+            Limits {
+                max_age_ms: 1000,
+                ..fifo(4)
+            },
+        );
+        s.add(job("S", 1, "f", 0));
+        s.add(job("S", 2, "f", 0));
+        let head = s.next(0).unwrap();
+        // The head retries for longer than max_age: it expires, its
+        // successor, as old, does not.
+        s.done(&head.job.key, Kind::Send, 10);
+        s.add(job("S", 1, "f", 5000));
+        let expired = s.next(1500).unwrap();
+        assert_eq!((expired.kind, expired.job.sequence), (Kind::Expire, 1));
+        s.done(&expired.job.key, Kind::Expire, 1500);
+        let next = s.next(1500).unwrap();
+        assert_eq!((next.kind, next.job.sequence), (Kind::Send, 2));
+    }
+
+    #[test]
+    fn a_held_line_waits_until_an_earlier_job_arrives_or_its_time_comes() {
+        let mut s = Scheduler::new();
+        s.configure("f", fifo(4));
+        s.configure("other", limits(4));
+        s.add(job("S", 5, "f", 0));
+        s.add(job("S", 6, "other", 0));
+        s.hold("f", "S", 1000, 3);
+        assert_eq!(names(&drain(&mut s, 0)), ["000000000006-other"], "other lines go on");
+        assert!(!s.has_due(0), "a held line is nothing a one-shot drain waits for");
+        assert_eq!(s.wake_at(), Some(1000));
+        s.end_holds(999);
+        assert!(s.next(999).is_none());
+        // The job it waited for arrives: the hold ends, and it goes first.
+        s.add(job("S", 3, "f", 0));
+        assert_eq!(names(&drain(&mut s, 999)), ["000000000003-f"]);
+        // Or the time comes.
+        let mut s = Scheduler::new();
+        s.configure("f", fifo(4));
+        s.add(job("S", 5, "f", 0));
+        s.hold("f", "S", 1000, 3);
+        s.end_holds(1000);
+        assert_eq!(names(&drain(&mut s, 1000)), ["000000000005-f"]);
+    }
+
+    #[test]
+    fn fifo_successors_take_only_the_parked_half_of_the_active_set() {
+        let mut s = Scheduler::new();
+        s.configure("f", fifo(4));
+        s.configure("other", limits(4));
+        for seq in 0..5 {
+            s.add(job("S", seq, "f", 0));
+        }
+        // Four successors wait behind the head: parked.
+        let late = job("S", 9, "f", 0);
+        assert_eq!(s.admits(&late, 0, 8), Admit::Later(u64::MAX));
+        assert_eq!(s.admits(&job("T", 1, "f", 0), 0, 8), Admit::Yes);
+        assert_eq!(s.admits(&job("S", 1, "other", 0), 0, 8), Admit::Yes);
+        // Forgetting the SPEC: its first could go now.
+        assert_eq!(s.remove_spec("S"), Some(0));
+        assert!(s.is_empty());
     }
 
     #[test]
@@ -529,7 +829,7 @@ mod tests {
         let first = s.next(100).expect("handed out");
         s.add(job("S", 1, "a", 20));
         assert!(s.next(100).is_none(), "not twice at once");
-        s.done(&first.job.key, first.kind);
+        s.done(&first.job.key, first.kind, 0);
         let again = s.next(100).expect("waits again after the attempt");
         assert_eq!(again.job.key, first.job.key);
         assert_eq!(again.job.due_at_ms, 20);
@@ -543,7 +843,7 @@ mod tests {
         let first = s.next(100).unwrap();
         s.add(job("S", 1, "a", 20));
         s.remove(&first.job.key);
-        s.done(&first.job.key, first.kind);
+        s.done(&first.job.key, first.kind, 0);
         assert_eq!(s.waiting_len(), 0);
         assert!(!s.has_spec("S"));
     }
@@ -562,7 +862,7 @@ mod tests {
         s.add(job("S", 100, "ok", 0));
         let next = s.next(0).unwrap();
         assert_eq!(next.job.subscription, "ok");
-        s.done(&dead[0].job.key, Kind::Send);
+        s.done(&dead[0].job.key, Kind::Send, 0);
         assert_eq!(s.next(0).unwrap().job.subscription, "dead");
     }
 
@@ -589,6 +889,7 @@ mod tests {
             "chat",
             Limits {
                 max_in_flight: 4,
+                fifo: false,
                 min_interval_ms: Some(1000),
                 max_age_ms: u64::MAX,
             },
@@ -617,7 +918,7 @@ mod tests {
         let probe = s.next(30_000).unwrap();
         assert_eq!(probe.kind, Kind::Probe);
         assert!(s.next(30_000).is_none(), "exactly one probe");
-        s.done(&probe.job.key, Kind::Probe);
+        s.done(&probe.job.key, Kind::Probe, 0);
         s.set_gate("x", Allow::Send);
         assert_eq!(drain(&mut s, 30_001).len(), 4, "the backlog is released");
     }
@@ -631,7 +932,7 @@ mod tests {
         let first = s.next(0).unwrap();
         s.set_gate("x", Allow::Probe);
         assert!(s.next(0).is_none());
-        s.done(&first.job.key, Kind::Send);
+        s.done(&first.job.key, Kind::Send, 0);
         assert_eq!(s.next(0).unwrap().kind, Kind::Probe);
     }
 
@@ -642,6 +943,7 @@ mod tests {
             "p",
             Limits {
                 max_in_flight: 1,
+                fifo: false,
                 min_interval_ms: None,
                 max_age_ms: 1000,
             },
@@ -673,7 +975,7 @@ mod tests {
         s.add(job("S", 1, "a", 0));
         assert_eq!(s.waiting_len(), 0, "in flight, not waiting");
         assert!(s.has_spec("S"), "in flight counts");
-        s.done(&p.job.key, Kind::Send);
+        s.done(&p.job.key, Kind::Send, 0);
         assert_eq!(s.waiting_len(), 1, "seen again while in flight: waits now");
         s.add(job("S", 1, "a", 5000));
         assert!(s.next(0).is_none());

@@ -252,6 +252,15 @@ impl Folders {
         !self.waiting.is_empty() || self.behind > 0
     }
 
+    /// Reads a folder from its first name at the next look.
+    pub fn reread(&mut self, spec: &str) {
+        let folder = self.folder(spec);
+        folder.cursor = None;
+        folder.read_upto = None;
+        folder.unread.clear();
+        folder.listed_at = None;
+    }
+
     /// A subscription's gate changed: jobs left on disk for it may go.
     pub fn gate_changed(&mut self) {
         self.epoch += 1;
@@ -636,6 +645,7 @@ impl SpoolQueue<'_> {
             }
         }
         Ok(Some(std::sync::Arc::new(Served {
+            subscriptions: Default::default(),
             spool,
             alive,
             loaded: std::sync::Mutex::new(HashSet::new()),

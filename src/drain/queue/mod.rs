@@ -6,6 +6,7 @@
 //! backend implements [`Queue`] and reuses the scheduler and the engine
 //! unchanged.
 
+mod fifo;
 mod folders;
 mod spool;
 
@@ -36,6 +37,16 @@ pub struct Changes {
     pub busy: Vec<String>,
 }
 
+/// An earlier job of a FIFO line, still in the way of a later one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocker {
+    pub delivery_id: String,
+    pub sequence: u64,
+    /// Dead-lettered, holding its line (`fifo_on_dead = "hold"`) until an
+    /// operator replays or discards it.
+    pub dead: bool,
+}
+
 /// What claiming found.
 pub enum Claimed {
     Job(Box<Job>),
@@ -47,6 +58,21 @@ pub trait Queue: Sync {
     /// Brings the view of waiting jobs up to date.
     fn refresh(&self) -> Result<Changes>;
     fn claim(&self, key: &JobKey) -> Result<Claimed>;
+    /// For a job of a FIFO subscription about to be claimed: the earliest
+    /// job of its (SPEC, subscription) line still before it (pending, in
+    /// flight, or dead when `dead_holds`), which must go first. The
+    /// default sees none: for a backend whose lines are ordered before the
+    /// engine sees them (NATS hands a worker one line's head at a time).
+    fn fifo_blocker(
+        &self,
+        key: &JobKey,
+        subscription: &str,
+        sequence: u64,
+        dead_holds: bool,
+    ) -> Result<Option<Blocker>> {
+        let _ = (key, subscription, sequence, dead_holds);
+        Ok(None)
+    }
     /// Stores the job in the state its metadata names.
     fn settle(&self, key: &JobKey, job: &Job) -> Result<()>;
     /// Puts a claimed job back unchanged.
@@ -105,6 +131,11 @@ pub trait Queue: Sync {
     /// [`Queue::release`] does.
     fn idle(&self, spec: &str) -> Result<Vec<(JobKey, Meta)>> {
         self.release(spec)
+    }
+    /// Reads a served SPEC's jobs again from its first (a FIFO line found
+    /// an earlier job the engine does not hold).
+    fn reread(&self, spec: &str) {
+        let _ = spec;
     }
     /// SPECs with work that wait for a place among those served at once.
     fn starved(&self) -> usize {

@@ -45,6 +45,8 @@ pub(super) struct Served {
     pub spool: SpecSpool,
     pub alive: AliveLock,
     pub loaded: Mutex<HashSet<String>>,
+    /// The subscription of each job name seen by the FIFO check.
+    pub subscriptions: super::fifo::Subscriptions,
 }
 
 impl Served {
@@ -182,6 +184,19 @@ impl Queue for SpoolQueue<'_> {
         })
     }
 
+    fn fifo_blocker(
+        &self,
+        key: &JobKey,
+        subscription: &str,
+        sequence: u64,
+        dead_holds: bool,
+    ) -> Result<Option<super::Blocker>> {
+        let served = self.served_or_fail(&key.spec)?;
+        served
+            .subscriptions
+            .blocker(&served.spool, &key.name, subscription, sequence, dead_holds)
+    }
+
     fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
         let served = self.served_or_fail(&key.spec)?;
         // Typed: the engine tells a failure after the rename apart
@@ -275,6 +290,10 @@ impl Queue for SpoolQueue<'_> {
         }
         lock(&self.folders).put_off(key, until);
         true
+    }
+
+    fn reread(&self, spec: &str) {
+        lock(&self.folders).reread(spec);
     }
 
     fn starved(&self) -> usize {
