@@ -12,6 +12,7 @@ mod discard;
 mod drain;
 mod emit;
 mod evidence;
+mod fifo;
 mod fleet;
 mod formats;
 mod handover;

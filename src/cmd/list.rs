@@ -64,7 +64,16 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
         })
         .collect();
     let now = clock::now_ms();
-    let holds = holds(&*store, &items, now);
+    let mut holds = holds(&*store, &items, now);
+    // FIFO lines a dead job holds: their pending jobs say so.
+    for ((spec, sub), by) in
+        crate::store::lines::held_lines(&*store, &config, args.spec.as_deref())?
+    {
+        holds.insert(
+            line_key(&spec, &sub),
+            crate::store::lines::held_text(&spec, &by),
+        );
+    }
     print(&items, &holds, args, now)
 }
 
@@ -359,10 +368,20 @@ fn subscription_cell(meta: &Meta) -> String {
 /// A pending job due this long ago reads `overdue`, not `due now`.
 const OVERDUE_AFTER_MS: u64 = 60_000;
 
-/// The hold of a pending job's subscription.
+/// The key of a FIFO line's hold among [`Holds`] (a subscription's is its id).
+fn line_key(spec: &str, subscription: &str) -> String {
+    format!("{subscription}\n{spec}")
+}
+
+/// The hold of a pending job: its FIFO line's, or its subscription's.
 fn held<'a>(state: State, meta: &Meta, holds: &'a Holds) -> Option<&'a str> {
     (state == State::Pending)
-        .then(|| holds.get(&meta.subscription).map(String::as_str))
+        .then(|| {
+            holds
+                .get(&line_key(&meta.spec, &meta.subscription))
+                .or_else(|| holds.get(&meta.subscription))
+                .map(String::as_str)
+        })
         .flatten()
 }
 

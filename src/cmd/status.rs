@@ -56,6 +56,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     let quarantined: usize = snapshot.specs.iter().map(|s| s.quarantined.len()).sum();
     let unreadable = snapshot.unreadable.len();
     let firing = alerts(&*store, &config, args.spec.is_none().then_some(&snapshot));
+    let lines = crate::store::lines::held_lines(&*store, &config, args.spec.as_deref())?;
     if args.json {
         let mut json = report_json(&snapshot.specs, dead);
         json["source"] = store.name().into();
@@ -64,6 +65,17 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         if !config.alerts.is_empty() {
             json["alerts"] = firing.iter().map(message::firing_json).collect();
         }
+        json["held_lines"] = lines
+            .iter()
+            .map(|((spec, sub), by)| {
+                serde_json::json!({
+                    "spec": spec,
+                    "subscription": sub,
+                    "dead_delivery_id": by.delivery_id,
+                    "dead_sequence": by.sequence,
+                })
+            })
+            .collect();
         output::print_json(&json)?;
     } else {
         if let Some(from) = store.shown_from() {
@@ -72,6 +84,7 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         print_report(&snapshot.specs, dead, snapshot.now_ms, source.flag())?;
         print_unreadable(unreadable)?;
         print_gates(&gates)?;
+        print_held_lines(&lines)?;
         print_alerts(&firing, snapshot.now_ms)?;
     }
     let alerting = !firing.is_empty();
@@ -153,6 +166,22 @@ fn print_unreadable(unreadable: usize) -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// One warning per FIFO line a dead job holds.
+fn print_held_lines(
+    lines: &std::collections::BTreeMap<(String, String), crate::store::lines::HeldBy>,
+) -> Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    for ((spec, sub), by) in lines {
+        writeln!(
+            out,
+            "{} {spec} → {sub}: {}",
+            output::paint("warning:", "33"),
+            crate::store::lines::held_text(spec, by)
+        )?;
+    }
+    out.flush().context("failed to write to stdout")
 }
 
 fn print_gates(gates: &[Gate]) -> Result<()> {

@@ -430,7 +430,8 @@ impl<'r> Core<'r> {
         self.sched
             .done(&handled.pick.job.key, handled.pick.kind, now);
         if let Left::Blocked(blocker) = &handled.left {
-            self.blocked(queue, handled.pick.job.clone(), blocker, now);
+            let watching = drainer.options.watch;
+            self.blocked(watching, queue, handled.pick.job.clone(), blocker, now);
             return;
         }
         if matches!(handled.left, Left::NotSent) {
@@ -466,7 +467,9 @@ impl<'r> Core<'r> {
                 (self.report)(&Event::Quarantined(q));
                 None
             }
-            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent | Left::Blocked(_) => None,
+            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent | Left::Blocked(_) => {
+                None
+            }
         };
         if let Some(error) = error {
             self.error(error);
@@ -523,11 +526,13 @@ impl<'r> Core<'r> {
 
     /// A FIFO job found an earlier job of its line in the way: it waits
     /// again, its line held until that job arrives here or a while passes
-    /// ([`FIFO_RECHECK`]; a dead one that holds the line, [`HOLD_RECHECK`]:
-    /// an operator's discard shows no other way). An earlier job still
+    /// ([`FIFO_RECHECK`]; a dead one that holds the line, [`HOLD_RECHECK`]
+    /// under `--watch`: an operator's discard shows no other way; a run
+    /// that ends leaves it held). An earlier job still
     /// pending is read from the folder; a dead one is reported once.
     fn blocked(
         &mut self,
+        watching: bool,
         queue: &dyn Queue,
         job: Waiting,
         blocker: &super::queue::Blocker,
@@ -535,12 +540,13 @@ impl<'r> Core<'r> {
     ) {
         let (sub, spec) = (job.subscription.clone(), job.key.spec.clone());
         self.sched.add(job);
-        let wait = if blocker.dead {
-            HOLD_RECHECK
-        } else {
-            FIFO_RECHECK
+        let until = match (blocker.dead, watching) {
+            (false, _) => now + FIFO_RECHECK,
+            (true, true) => now + HOLD_RECHECK,
+            // A run that ends does not wait for an operator.
+            (true, false) => u64::MAX,
         };
-        self.sched.hold(&sub, &spec, now + wait, blocker.sequence);
+        self.sched.hold(&sub, &spec, until, blocker.sequence);
         if !blocker.dead {
             queue.reread(&spec);
         } else if self.held_lines.insert((spec.clone(), sub.clone())) {

@@ -312,7 +312,8 @@ impl Scheduler {
         if let Some((key, age)) = line.promoted.take()
             && let Some(job) = self.jobs.get(&key)
         {
-            lane.by_due.remove(&(job.due_at_ms, job.sequence, key.clone()));
+            lane.by_due
+                .remove(&(job.due_at_ms, job.sequence, key.clone()));
             lane.by_age.remove(&(age, key));
         }
         if !line.busy
@@ -589,7 +590,10 @@ impl Scheduler {
                 Some(line)
                     if line.busy
                         || line.held.is_some()
-                        || line.waiting.first().is_some_and(|(seq, _)| *seq < job.sequence) =>
+                        || line
+                            .waiting
+                            .first()
+                            .is_some_and(|(seq, _)| *seq < job.sequence) =>
                 {
                     u64::MAX
                 }
@@ -599,8 +603,12 @@ impl Scheduler {
         if opens <= horizon || self.len() < capacity / 2 {
             return Admit::Yes;
         }
-        let parked: usize =
-            self.behind + self.lanes.values().map(|l| l.parked_by(horizon)).sum::<usize>();
+        let parked: usize = self.behind
+            + self
+                .lanes
+                .values()
+                .map(|l| l.parked_by(horizon))
+                .sum::<usize>();
         if parked < capacity / 2 {
             Admit::Yes
         } else {
@@ -737,8 +745,15 @@ mod tests {
         s.add(job("S", 5, "f", 0));
         s.add(job("S", 6, "other", 0));
         s.hold("f", "S", 1000, 3);
-        assert_eq!(names(&drain(&mut s, 0)), ["000000000006-other"], "other lines go on");
-        assert!(!s.has_due(0), "a held line is nothing a one-shot drain waits for");
+        assert_eq!(
+            names(&drain(&mut s, 0)),
+            ["000000000006-other"],
+            "other lines go on"
+        );
+        assert!(
+            !s.has_due(0),
+            "a held line is nothing a one-shot drain waits for"
+        );
         assert_eq!(s.wake_at(), Some(1000));
         s.end_holds(999);
         assert!(s.next(999).is_none());

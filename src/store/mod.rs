@@ -15,9 +15,11 @@
 //! [`Discarded`]). [`ops`] holds the actions that both the commands and
 //! `top` perform. [`alerts`] evaluates the alert rules through a store (the
 //! shared alert state and the alert jobs are backend operations too);
-//! `local_alerts` is the spool's side of it.
+//! `local_alerts` is the spool's side of it. [`lines`] says which FIFO
+//! lines a dead job holds.
 
 pub mod alerts;
+pub mod lines;
 pub mod local;
 mod local_alerts;
 pub mod ops;

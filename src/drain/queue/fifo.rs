@@ -104,17 +104,33 @@ mod tests {
         let subs = Subscriptions::default();
         let name = |j: &Job| j.meta.file_name();
         // The first of its line: nothing before it (job 1 is another line's).
-        assert!(subs.blocker(&spool, &name(&jobs[1]), "fifo", 2, true).unwrap().is_none());
+        assert!(
+            subs.blocker(&spool, &name(&jobs[1]), "fifo", 2, true)
+                .unwrap()
+                .is_none()
+        );
         // The second waits for the first.
-        let b = subs.blocker(&spool, &name(&jobs[2]), "fifo", 3, false).unwrap().unwrap();
+        let b = subs
+            .blocker(&spool, &name(&jobs[2]), "fifo", 3, false)
+            .unwrap()
+            .unwrap();
         assert_eq!((b.sequence, b.dead), (2, false));
         // Dead, it holds only when asked to.
         let mut dead = jobs[1].clone();
         dead.meta.state = State::Dead;
-        spool.enqueue_in(State::Dead, std::slice::from_ref(&dead)).unwrap();
+        spool
+            .enqueue_in(State::Dead, std::slice::from_ref(&dead))
+            .unwrap();
         std::fs::remove_file(spool.state_dir(State::Pending).join(name(&jobs[1]))).unwrap();
-        assert!(subs.blocker(&spool, &name(&jobs[2]), "fifo", 3, false).unwrap().is_none());
-        let b = subs.blocker(&spool, &name(&jobs[2]), "fifo", 3, true).unwrap().unwrap();
+        assert!(
+            subs.blocker(&spool, &name(&jobs[2]), "fifo", 3, false)
+                .unwrap()
+                .is_none()
+        );
+        let b = subs
+            .blocker(&spool, &name(&jobs[2]), "fifo", 3, true)
+            .unwrap()
+            .unwrap();
         assert_eq!((b.sequence, b.dead), (2, true));
     }
 }
