@@ -178,6 +178,31 @@ impl Lane {
         }
     }
 
+    /// When a FIFO line's next job could go: its first's time if it may go
+    /// (now if one is in flight: it goes when that is done), the hold's end.
+    fn line_opens(&self, line: &Line, jobs: &HashMap<JobKey, Waiting>, now_ms: u64) -> u64 {
+        if let Some((until, _)) = line.held {
+            return until;
+        }
+        if line.busy {
+            return now_ms;
+        }
+        line.waiting
+            .first()
+            .and_then(|(_, key)| jobs.get(key))
+            .map_or(now_ms, |head| self.opens_at(head.due_at_ms))
+    }
+
+    /// FIFO jobs behind their line's first in lines that could not go on
+    /// by `at`.
+    fn lines_parked_by(&self, jobs: &HashMap<JobKey, Waiting>, now_ms: u64, at: u64) -> usize {
+        self.lines
+            .values()
+            .filter(|line| self.line_opens(line, jobs, now_ms) > at)
+            .map(Line::behind)
+            .sum()
+    }
+
     /// Waiting jobs that could not go out by `at`.
     fn parked_by(&self, at: u64) -> usize {
         match self.gate() {
@@ -235,8 +260,6 @@ pub struct Scheduler {
     again: HashMap<JobKey, Waiting>,
     /// Waiting plus in-flight jobs per SPEC.
     per_spec: HashMap<String, usize>,
-    /// FIFO jobs waiting behind their line's head, in all.
-    behind: usize,
     /// Held FIFO lines by when the hold ends: (until, subscription, SPEC).
     holds: BTreeSet<(u64, String, String)>,
 }
@@ -287,8 +310,6 @@ impl Scheduler {
                 self.holds.remove(&(until, sub.clone(), spec.clone()));
             }
             self.jobs.insert(job.key.clone(), job);
-            // Behind until promote() says otherwise.
-            self.behind += 1;
             self.promote(&sub, &spec);
             return;
         }
@@ -308,7 +329,6 @@ impl Scheduler {
         let Some(line) = lane.lines.get_mut(spec) else {
             return;
         };
-        let before = line.behind();
         if let Some((key, age)) = line.promoted.take()
             && let Some(job) = self.jobs.get(&key)
         {
@@ -328,7 +348,6 @@ impl Scheduler {
             lane.by_age.insert((age, key.clone()));
             line.promoted = Some((key.clone(), age));
         }
-        self.behind = (self.behind + line.behind()).saturating_sub(before);
         if line.waiting.is_empty() && !line.busy && line.held.is_none() {
             lane.lines.remove(spec);
         }
@@ -390,8 +409,6 @@ impl Scheduler {
                     lane.by_due
                         .remove(&(job.due_at_ms, job.sequence, key.clone()));
                     lane.by_age.remove(&(age, key.clone()));
-                } else {
-                    self.behind = self.behind.saturating_sub(1);
                 }
                 line.waiting.remove(&(job.sequence, key.clone()));
                 self.jobs.remove(key);
@@ -585,30 +602,23 @@ impl Scheduler {
         let opens = self
             .lanes
             .get(&job.subscription)
-            .map_or(job.due_at_ms, |lane| match lane.lines.get(&job.key.spec) {
-                // Behind an earlier job of its FIFO line: parked until it goes.
-                Some(line)
-                    if line.busy
-                        || line.held.is_some()
-                        || line
-                            .waiting
-                            .first()
-                            .is_some_and(|(seq, _)| *seq < job.sequence) =>
-                {
-                    u64::MAX
+            .map_or(job.due_at_ms, |lane| {
+                let own = lane.opens_at(job.due_at_ms);
+                match lane.lines.get(&job.key.spec) {
+                    // A FIFO job goes no sooner than its line does.
+                    Some(line) => own.max(lane.line_opens(line, &self.jobs, now_ms)),
+                    None => own,
                 }
-                _ => lane.opens_at(job.due_at_ms),
             });
         let horizon = now_ms.saturating_add(HORIZON_MS);
         if opens <= horizon || self.len() < capacity / 2 {
             return Admit::Yes;
         }
-        let parked: usize = self.behind
-            + self
-                .lanes
-                .values()
-                .map(|l| l.parked_by(horizon))
-                .sum::<usize>();
+        let parked: usize = self
+            .lanes
+            .values()
+            .map(|l| l.parked_by(horizon) + l.lines_parked_by(&self.jobs, now_ms, horizon))
+            .sum();
         if parked < capacity / 2 {
             Admit::Yes
         } else {
@@ -626,12 +636,13 @@ impl Scheduler {
             .filter(|k| k.spec == spec)
             .cloned()
             .collect();
-        let mut first: Option<u64> = None;
+        // Measured before any goes: forgetting a line's first promotes the next.
+        let first = keys
+            .iter()
+            .filter_map(|key| self.jobs.get(key))
+            .map(|job| self.opens_of(job))
+            .min();
         for key in keys {
-            if let Some(job) = self.jobs.get(&key) {
-                let opens = self.opens_of(job);
-                first = Some(first.map_or(opens, |f| f.min(opens)));
-            }
             self.remove(&key);
         }
         first
@@ -774,17 +785,20 @@ mod tests {
         let mut s = Scheduler::new();
         s.configure("f", fifo(4));
         s.configure("other", limits(4));
-        for seq in 0..5 {
+        // S's first retries in an hour: the four behind it are parked.
+        s.add(job("S", 0, "f", 3_600_000));
+        for seq in 1..5 {
             s.add(job("S", seq, "f", 0));
         }
-        // Four successors wait behind the head: parked.
         let late = job("S", 9, "f", 0);
-        assert_eq!(s.admits(&late, 0, 8), Admit::Later(u64::MAX));
+        assert_eq!(s.admits(&late, 0, 8), Admit::Later(3_600_000));
         assert_eq!(s.admits(&job("T", 1, "f", 0), 0, 8), Admit::Yes);
         assert_eq!(s.admits(&job("S", 1, "other", 0), 0, 8), Admit::Yes);
-        // Forgetting the SPEC: its first could go now.
-        assert_eq!(s.remove_spec("S"), Some(0));
-        assert!(s.is_empty());
+        // A line whose first goes now: the ones behind it go soon too.
+        s.add(job("U", 1, "f", 0));
+        assert_eq!(s.admits(&job("U", 2, "f", 0), 0, 8), Admit::Yes);
+        // Forgetting the SPEC: its first could go in an hour.
+        assert_eq!(s.remove_spec("S"), Some(3_600_000));
     }
 
     #[test]
