@@ -32,6 +32,7 @@ mod receiver;
 mod replay;
 mod report;
 mod signing;
+mod spool_trust;
 mod status;
 mod subscriptions;
 mod test_cmd;
