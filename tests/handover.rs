@@ -104,10 +104,18 @@ fn an_outcome_that_cannot_be_recorded_stops_the_drain_and_keeps_the_job_pending(
     for _ in 0..5 {
         emit(&env, "SPEC-R", "spec-auto.stage.completed").expect(0);
     }
-    // delivered/ is no folder: every settle to it fails.
+    // A folder in delivered/ under each job's name: every settle's rename
+    // there fails. (delivered/ itself must stay a folder of the drain's
+    // user, or the drain refuses the SPEC before sending anything.)
     let delivered = env.spool_root().join("SPEC-R").join("delivered");
-    std::fs::remove_dir(&delivered).unwrap();
-    std::fs::write(&delivered, b"not a folder").unwrap();
+    let names: Vec<std::ffi::OsString> = env
+        .job_files("SPEC-R", "pending")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_owned())
+        .collect();
+    for name in &names {
+        std::fs::create_dir_all(delivered.join(name).join("in-the-way")).unwrap();
+    }
     let run = env.run(&["drain", "--once"]).expect(1);
     assert!(run.stderr.contains("could not record"), "{}", run.stderr);
     let sent = rx.requests().len();
@@ -120,8 +128,9 @@ fn an_outcome_that_cannot_be_recorded_stops_the_drain_and_keeps_the_job_pending(
         "nothing stuck in active/"
     );
     assert_eq!(env.job_files("SPEC-R", "pending").len(), 5);
-    std::fs::remove_file(&delivered).unwrap();
-    std::fs::create_dir(&delivered).unwrap();
+    for name in &names {
+        std::fs::remove_dir_all(delivered.join(name)).unwrap();
+    }
     env.run(&["drain", "--once"]).expect(0);
     assert_eq!(env.job_files("SPEC-R", "delivered").len(), 5);
 }

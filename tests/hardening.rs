@@ -6,11 +6,11 @@
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use crate::support::receiver::{Receiver, Reply};
+use crate::support::system::{LocalUser, as_user, hand_to, non_root_owner, run_as};
 use crate::support::*;
 
 const SECRET: &str = "hardening-secret-4f1e";
@@ -375,165 +375,6 @@ fn emit_never_waits_for_a_stdin_it_was_not_asked_to_read() {
 }
 
 // ------------------------------------------------------- items 3 and 8
-
-/// A local user the tests may run commands as.
-#[derive(Debug, Clone, Copy)]
-struct User {
-    uid: u32,
-    gid: u32,
-}
-
-fn current_uid() -> u32 {
-    rustix::process::getuid().as_raw()
-}
-
-/// A system user without a home or a shell, and its group of the same
-/// name, created for one test (root only) and removed when dropped. Names
-/// are unique per run and per user (`spec-notify-t<pid>-<n>`), so users a
-/// crashed run left behind never get in the next run's way; creating one
-/// first removes those whose run is gone.
-struct LocalUser {
-    name: String,
-    user: User,
-}
-
-/// What the names of [`LocalUser`]s start with.
-const USER_PREFIX: &str = "spec-notify-t";
-
-impl LocalUser {
-    fn create() -> LocalUser {
-        static CREATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        static SWEPT: std::sync::Once = std::sync::Once::new();
-        SWEPT.call_once(remove_users_of_finished_runs);
-        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let name = format!("{USER_PREFIX}{}-{n}", std::process::id());
-        let args = [
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-        ];
-        account_tool("useradd", &args, &name);
-        // Owned from here: a failed lookup still removes the user.
-        let mut created = LocalUser {
-            name,
-            user: User { uid: 0, gid: 0 },
-        };
-        created.user = User {
-            uid: id(&created.name, "-u"),
-            gid: id(&created.name, "-g"),
-        };
-        created
-    }
-}
-
-impl Drop for LocalUser {
-    fn drop(&mut self) {
-        remove_user(&self.name);
-    }
-}
-
-/// Removes `name` and its group (userdel leaves the group when another
-/// user has it as their primary group or USERGROUPS_ENAB is off).
-fn remove_user(name: &str) {
-    account_tool("userdel", &[], name);
-    let mut getent = command("getent");
-    getent.args(["group", name]);
-    if run_command(getent, b"").code == 0 {
-        account_tool("groupdel", &[], name);
-    }
-}
-
-/// Removes the users of earlier runs (see [`LocalUser`]) whose test
-/// process no longer exists.
-fn remove_users_of_finished_runs() {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    for name in passwd.lines().filter_map(|l| l.split(':').next()) {
-        let pid = name
-            .strip_prefix(USER_PREFIX)
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-            remove_user(name);
-        }
-    }
-}
-
-/// Runs `tool ARGS NAME` (useradd, userdel, groupdel) until it succeeds:
-/// another run's tool may hold /etc/passwd's lock for a moment. Panics with
-/// its last complaint after [`CEILING`].
-#[track_caller]
-fn account_tool(tool: &str, args: &[&str], name: &str) {
-    let deadline = std::time::Instant::now() + CEILING;
-    loop {
-        let mut cmd = command(tool);
-        cmd.args(args).arg(name);
-        let run = run_command(cmd, b"");
-        if run.code == 0 {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let complaint = format!("{tool} {name} failed (exit {}): {}", run.code, run.stderr);
-            if std::thread::panicking() {
-                eprintln!("{complaint}");
-                return;
-            }
-            panic!("{complaint}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-/// `id FLAG name` as a number.
-#[track_caller]
-fn id(name: &str, flag: &str) -> u32 {
-    let mut cmd = command("id");
-    cmd.arg(flag).arg(name);
-    let run = run_command(cmd, b"").expect(0);
-    run.stdout.trim().parse().unwrap()
-}
-
-/// Runs `command` as `user` (the workspace must be theirs).
-fn as_user(mut command: Command, user: Option<User>) -> Command {
-    if let Some(user) = user {
-        command.uid(user.uid).gid(user.gid);
-    }
-    command
-}
-
-/// Runs the binary as `user`; a hang fails the test.
-fn run_as(env: &Env, user: Option<User>, args: &[&str]) -> Run {
-    Spawned::new(
-        as_user(env.cmd(args), user)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
-    .wait_output(CEILING, args[0])
-}
-
-/// Gives the workspace to `user`, readable (not writable) by others, so
-/// only the spool's own modes keep them out.
-fn hand_to(env: &Env, user: Option<User>) {
-    let Some(user) = user else { return };
-    for path in [env.path().to_path_buf(), env.config_path()] {
-        std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid)).unwrap();
-    }
-    let open = std::fs::Permissions::from_mode(0o755);
-    std::fs::set_permissions(env.path(), open).unwrap();
-}
-
-/// The owner for the item-8 test: a created non-root user when running
-/// as root, else whoever runs the tests (already not root).
-fn non_root_owner() -> Option<LocalUser> {
-    match current_uid() {
-        0 => Some(LocalUser::create()),
-        _ => None,
-    }
-}
 
 #[test]
 fn an_unreadable_job_is_counted_then_quarantined_and_listed_when_the_drain_is_not_root() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use crate::support::receiver::Receiver;
+use crate::support::system::Tmpfs;
 use crate::support::*;
 
 fn env_with(rx: &Receiver) -> Env {
@@ -263,43 +264,6 @@ fn the_background_drain_does_not_hold_the_callers_pipes_open() {
     let holder = rustix::process::Pid::from_raw(holder.trim().parse().unwrap()).unwrap();
     let _ = rustix::process::kill_process(holder, rustix::process::Signal::KILL);
     wait_until(CEILING, "the drain to stop", || !served());
-}
-
-/// A small filesystem of its own (root only): the spool and the evidence
-/// live on a 4 MiB tmpfs that the test fills.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// The mounted tmpfs, or why it could not be mounted.
-    fn mount() -> Result<Tmpfs, String> {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let mut mount = command("mount");
-        mount
-            .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-            .arg(&dir);
-        let run = run_command(mount, b"");
-        if run.code == 0 {
-            return Ok(Tmpfs(dir));
-        }
-        let _ = std::fs::remove_dir(&dir);
-        Err(format!(
-            "cannot mount a tmpfs ({})",
-            run.stderr
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_end_matches('.')
-        ))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let mut umount = command("umount");
-        umount.arg(&self.0);
-        run_command(umount, b"");
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

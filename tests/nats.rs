@@ -626,3 +626,86 @@ fn report_and_metrics_read_the_streams_of_every_host_and_a_worker_keeps_a_metric
         "{dead}"
     );
 }
+
+/// Publishes `payload` on `subject` the plainest way, in the NATS client
+/// protocol over TCP (a stream that covers the subject stores it), as a
+/// program other than spec-notify could.
+fn publish_raw(nats: &NatsServer, subject: &str, payload: &[u8]) {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", nats.port)).unwrap();
+    stream.set_read_timeout(Some(CEILING)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut out = stream;
+    write!(
+        out,
+        "CONNECT {{\"verbose\":false}}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )
+    .unwrap();
+    out.write_all(payload).unwrap();
+    out.write_all(b"\r\nPING\r\n").unwrap();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(!line.starts_with("-ERR"), "{line}");
+        if line.starts_with("PONG") {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_message_on_one_specs_lane_cannot_pick_another_specs_overrides_or_a_path() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let a = host(
+        &nats,
+        &rx,
+        &format!(
+            "\n[spec_ops.webhooks.specs.\"SPEC-B\".hook]\nurl = \"{}\"\n",
+            rx.url("/b")
+        ),
+    );
+    emit(&a, "SPEC-A", 1);
+    let job = std::fs::read_to_string(&a.job_files("SPEC-A", "pending")[0]).unwrap();
+    a.run(&["relay"]).expect(0);
+    // Two forged copies: on SPEC-A's lane saying SPEC-B (SPEC-B's URL and
+    // secret), and on the lane of a SPEC id that is a path.
+    let (meta, body) = job.split_once('\n').unwrap();
+    let forged = |spec: &str, id: &str| {
+        let mut meta: Value = serde_json::from_str(meta).unwrap();
+        meta["spec"] = spec.into();
+        meta["delivery_id"] = id.into();
+        format!("{meta}\n{body}")
+    };
+    publish_raw(
+        &nats,
+        "T.jobs.hook.SPEC-A",
+        forged("SPEC-B", "00000000-0000-4000-8000-00000000000b").as_bytes(),
+    );
+    let path = a.path().join("srv/elsewhere");
+    let path = path.to_str().unwrap();
+    let token: String = path.bytes().map(|b| format!("{b:02x}")).collect();
+    publish_raw(
+        &nats,
+        &format!("T.jobs.hook.~{token}"),
+        forged(path, "00000000-0000-4000-8000-00000000000c").as_bytes(),
+    );
+
+    let w = worker(&a);
+    rx.wait_for(1, CEILING);
+    wait_until(
+        CEILING,
+        "the forged messages to be in the dead stream",
+        || listed(&a) == BTreeMap::from([("dead".to_string(), 2)]),
+    );
+    drop(w);
+    assert!(rx.requests_to("/b").is_empty(), "SPEC-B's URL was not used");
+    assert_eq!(rx.requests().len(), 1, "only the relayed job went out");
+    assert!(!a.path().join("srv").exists());
+}

@@ -33,6 +33,7 @@ mod receiver;
 mod replay;
 mod report;
 mod signing;
+mod spool_trust;
 mod status;
 mod subscriptions;
 mod test_cmd;

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{Map, Value};
 
 use super::Ctx;
@@ -370,8 +370,10 @@ fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<Spooled>> {
     let mut ids = Vec::new();
     for (spec, planned) in plan {
         let spec_spool = spool.spec(spec);
-        spec_spool.ensure()?;
-        let first = spec_spool.reserve_sequence(planned.len() as u64)?;
+        let first = spec_spool
+            .ensure()
+            .and_then(|()| spec_spool.reserve_sequence(planned.len() as u64))
+            .with_context(|| format!("{} event(s) for {spec} not spooled", planned.len()))?;
         let mut jobs = build_jobs(planned, first, now, &emitted_at);
         // A batch larger than the bound keeps only its newest jobs pending.
         let max = config.max_spool_jobs;

@@ -195,6 +195,12 @@ impl<'r> Core<'r> {
             self.summary.quarantined += 1;
             (self.report)(&Event::Quarantined(q));
         }
+        for error in changes.unquarantined {
+            if !self.summary.errors.contains(&error) {
+                (self.report)(&Event::Error(error.clone()));
+                self.summary.errors.push(error);
+            }
+        }
         for error in changes.io_errors {
             if !self.summary.errors.contains(&error) {
                 (self.report)(&Event::Error(format!(
@@ -563,7 +569,7 @@ impl<'r> Core<'r> {
         self.cannot_record = true;
         self.accepting = false;
         self.error(
-            "the disk holding the spool or the evidence is full (or under 1 MiB free): stopped taking jobs, so no request goes out whose outcome cannot be recorded; free space, then run `spec-notify drain` (jobs left in active/ go back to pending)"
+            "the disk holding the spool or the evidence is full (under 1 MiB free, or too little for the next job's new copy): stopped taking jobs, so no request goes out whose outcome cannot be recorded; free space, then run `spec-notify drain` (jobs left in active/ go back to pending)"
                 .into(),
         );
     }

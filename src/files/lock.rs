@@ -13,9 +13,11 @@ use anyhow::{Context, Result};
 use super::read::{open_regular, read_up_to};
 use super::write::PRIVATE;
 
-/// Opens (creating if missing) a private lock file, never through a symlink.
+/// Opens (creating if missing) a private lock file, never through a
+/// symlink, and only if it is this user's: another user's lock file could
+/// be held by them for ever.
 pub fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
@@ -23,7 +25,9 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
         .mode(PRIVATE)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .with_context(|| format!("failed to open lock file `{}`", path.display()))
+        .with_context(|| format!("failed to open lock file `{}`", path.display()))?;
+    super::owner::check_own_file(&file, path)?;
+    Ok(file)
 }
 
 /// Locks an open file if nobody holds it; `path` names it in errors.

@@ -239,6 +239,13 @@ pub fn syncfs(dir: &Path) -> Result<()> {
         .with_context(|| format!("failed to sync the filesystem of `{}`", dir.display()))
 }
 
+/// Bytes free for this user on the filesystem holding `path` (`None` if
+/// it cannot be told).
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// Creates a folder (and its parents) private to this user.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;

@@ -178,7 +178,8 @@ impl<'a> NatsQueue<'a> {
         let names = &self.nats.names;
         let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
         let lane = names.lane_of(&message.subject);
-        let job = match Job::decode(&message.payload) {
+        let job = Job::decode(&message.payload).and_then(|job| on_its_lane(job, lane.as_ref()));
+        let job = match job {
             Ok(job) => job,
             Err(reason) => {
                 // Not a job: kept in the dead stream as it is, never lost.
@@ -497,6 +498,24 @@ impl Queue for NatsQueue<'_> {
     }
 }
 
+/// A job taken from a lane belongs to the lane its subject names: the
+/// SPEC and subscription of its metadata must be those (they pick the
+/// per-SPEC URL and secret, and the evidence subject), and the SPEC a
+/// valid SPEC id. A message that says otherwise is not a job of this lane.
+fn on_its_lane(job: Job, lane: Option<&(String, String)>) -> Result<Job, String> {
+    let Some((sub, spec)) = lane else {
+        return Err("its subject names no lane".into());
+    };
+    crate::envelope::check_spec_id(&job.meta.spec)?;
+    if (&job.meta.subscription, &job.meta.spec) != (sub, spec) {
+        return Err(format!(
+            "its metadata names subscription {:?} and SPEC {:?}, but it was on the lane of {sub:?} and {spec:?}",
+            job.meta.subscription, job.meta.spec
+        ));
+    }
+    Ok(job)
+}
+
 fn shared_error(shared: &Shared, message: String) {
     let mut errors = shared.errors.lock().unwrap_or_else(|e| e.into_inner());
     if !errors.contains(&message) {
@@ -557,5 +576,33 @@ where
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(spec: &str, sub: &str) -> Job {
+        Job {
+            meta: Meta::new(spec, sub, "a.b.c", "k", 1, 1000),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_job_belongs_to_the_lane_its_subject_names() {
+        let names = super::super::layout::Names::new("P");
+        let lane = names.lane_of(&names.lane("hook", "SPEC-A"));
+        assert!(on_its_lane(job("SPEC-A", "hook"), lane.as_ref()).is_ok());
+        // Another SPEC's overrides, or a path for the evidence: refused.
+        let other = on_its_lane(job("SPEC-B", "hook"), lane.as_ref()).unwrap_err();
+        assert!(other.contains("\"SPEC-B\""), "{other}");
+        assert!(on_its_lane(job("SPEC-A", "other"), lane.as_ref()).is_err());
+        let path = "/srv/elsewhere";
+        let lane = names.lane_of(&names.lane("hook", path));
+        let refused = on_its_lane(job(path, "hook"), lane.as_ref()).unwrap_err();
+        assert!(refused.contains("invalid SPEC id"), "{refused}");
+        assert!(on_its_lane(job("SPEC-A", "hook"), None).is_err());
     }
 }

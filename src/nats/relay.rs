@@ -104,9 +104,9 @@ impl Relayer {
             };
             {
                 let lock = s.lock_drain()?;
-                let (recovered, quarantined) = s.recover(&alive, &lock)?;
-                moved.recovered += recovered;
-                moved.quarantined.extend(quarantined);
+                let recovery = s.recover(&alive, &lock)?;
+                moved.recovered += recovery.recovered;
+                moved.quarantined.extend(recovery.into_quarantined()?);
             }
             let (names, _) = s.names(State::Pending)?;
             for chunk in names.chunks(BATCH) {

@@ -18,6 +18,14 @@ fn meta_of(payload: &[u8]) -> Option<Meta> {
     serde_json::from_slice(line).ok()
 }
 
+/// A stored job's SPEC: the one its subject names (as for the local
+/// spool's folders, the place says, not the field), else the field's.
+fn spec_of(nats: &Nats, stored: &Stored, field: String) -> String {
+    nats.names
+        .lane_of(&stored.subject)
+        .map_or(field, |(_, spec)| spec)
+}
+
 /// The filters that hold `state`'s jobs of one SPEC or every one: (stream,
 /// subject filter).
 fn places(nats: &Nats, state: State, spec: Option<&str>) -> Vec<(String, String)> {
@@ -62,6 +70,7 @@ pub fn jobs(nats: &Nats, states: &[State], spec: Option<&str>) -> Result<Jobs> {
             match meta_of(&stored.payload) {
                 Some(mut meta) => {
                     meta.state = state;
+                    meta.spec = spec_of(nats, &stored, meta.spec);
                     out.jobs.push((state, meta));
                 }
                 None => out.unreadable += 1,
@@ -83,6 +92,7 @@ pub fn whole_jobs(
         match Job::decode(&stored.payload) {
             Ok(mut job) => {
                 job.meta.state = state;
+                job.meta.spec = spec_of(nats, &stored, job.meta.spec);
                 out.push((stored.seq, job));
             }
             Err(_) => unreadable += 1,

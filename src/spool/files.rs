@@ -56,20 +56,22 @@ pub fn read_meta(path: &Path) -> Result<Meta, Unread> {
     read_meta_from(open_regular(path)?)
 }
 
-/// Reads a whole job file, refusing what cannot be a job.
+/// Reads a whole job file, refusing what cannot be a job (whether it
+/// belongs to the SPEC whose folder holds it is [`super::SpecSpool`]'s
+/// to check: read jobs through it).
 pub fn read_job_checked(path: &Path) -> Result<Job, Unread> {
     let bytes = read_bounded(path, MAX_JOB_BYTES)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     Job::decode_named(name, &bytes).map_err(Unread::Bad)
 }
 
-/// Reads a whole job; any problem is an error naming the file.
-pub fn read_job(path: &Path) -> anyhow::Result<Job> {
-    read_job_checked(path).map_err(|e| match e {
+/// Why the job at `path` could not be read, as an error naming it.
+pub fn unread_error(path: &Path, e: Unread) -> anyhow::Error {
+    match e {
         Unread::Gone => anyhow::anyhow!("job `{}` is gone", path.display()),
         Unread::Bad(why) => anyhow::anyhow!("job `{}` is corrupt: {why}", path.display()),
         Unread::Io(why) => anyhow::anyhow!("failed to read job `{}`: {why}", path.display()),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,10 @@
 //! - A job is in exactly one of pending/, active/, delivered/, dead/; its name
 //!   never changes. The folder says where it is; inside active/ the `state`
 //!   field says where it was going. A file whose name and metadata disagree,
-//!   or whose delivery id is not a UUID, is not a job: it is quarantined.
+//!   whose delivery id is not a UUID, or whose `spec` field is not the SPEC
+//!   of the folder holding it, is not a job: it is quarantined. The SPEC of
+//!   every job read is its folder's: nothing downstream (the evidence
+//!   folder, the per-SPEC URL and secret) can be picked by the field.
 //! - Every write goes to a hidden `.<name>.<pid>.<random>.tmp`, created with
 //!   `O_EXCL` in the folder the file is meant for, is fsynced, and is
 //!   renamed within that folder (a same-folder rename never takes the
@@ -93,7 +96,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-pub use files::{Unread, fsync_dir, read_job};
+pub use files::{Unread, fsync_dir};
 pub use job::{JOB_EXT, Job, Meta, State, Target, delivery_id_of, is_delivery_id, parse_name};
 pub use lock::{AliveLock, DUTY_LOCK, DrainLock};
 pub use overflow::mark_overflow;
@@ -126,9 +129,23 @@ impl SettleError {
     }
 }
 
+use crate::files::owner::check_own_dir;
 use crate::files::{create_private_dir, remove_stale_tmp, syncfs, write_tmp};
 use files::{read_meta, read_meta_at};
 use job::is_job_name;
+
+/// Free space a drain keeps beyond the job it settles: its attempt's
+/// evidence, the metadata a settle adds, the circuit files.
+pub const SETTLE_MARGIN: u64 = 1024 * 1024;
+
+/// Every state folder of a SPEC.
+const ALL_STATES: [State; 5] = [
+    State::Pending,
+    State::Active,
+    State::Delivered,
+    State::Dead,
+    State::Quarantine,
+];
 
 /// Up to this many jobs are fsynced one by one; above it, one syncfs is cheaper.
 const SYNC_EACH_LIMIT: usize = 8;
@@ -234,8 +251,15 @@ impl SpecSpool {
     /// SPEC folder appears whole: it is made under a hidden name and renamed
     /// into place, so a drain watching the spool root finds its pending/
     /// there when it hears of the folder.
+    ///
+    /// Folders that exist already are used only if this user owns them, no
+    /// other user may write them, and none is a symbolic link
+    /// ([`crate::files::owner`]): in a shared `spool_dir` another user could
+    /// make the SPEC's folder first, then hold its `seq` or point its
+    /// `pending/` at their own folder. Such a spool is refused, naming the
+    /// path, the owner and the fix, before anything is written or waited for.
     pub fn ensure(&self) -> Result<()> {
-        if self.state_dir(State::Quarantine).is_dir() {
+        if self.check_folders()? {
             return Ok(());
         }
         if let Some(root) = self.dir.parent()
@@ -273,19 +297,26 @@ impl SpecSpool {
         if let Some(parent) = self.dir.parent() {
             fsync_dir(parent)?;
         }
-        Ok(())
+        // Another user's folder made meanwhile is not ours either.
+        self.check_folders().map(drop)
+    }
+
+    /// Checks the SPEC's folder and its state folders that exist (see
+    /// [`SpecSpool::ensure`]); true when they all do.
+    fn check_folders(&self) -> Result<bool> {
+        let mut whole = check_own_dir(&self.dir)?;
+        if whole {
+            for state in ALL_STATES {
+                whole &= check_own_dir(&self.state_dir(state))?;
+            }
+        }
+        Ok(whole)
     }
 
     /// Creates the folder, its state folders and lock files, where missing.
     fn make_folders(&self) -> Result<()> {
         create_private_dir(&self.dir)?;
-        for state in [
-            State::Pending,
-            State::Active,
-            State::Delivered,
-            State::Dead,
-            State::Quarantine,
-        ] {
+        for state in ALL_STATES {
             create_private_dir(&self.state_dir(state))?;
         }
         for name in ["drain.lock", "drain.alive"] {
@@ -350,8 +381,13 @@ impl SpecSpool {
 
     /// Job file names in a state folder, sorted (emit order). Other entries
     /// are returned separately so the caller can quarantine them.
+    /// A folder that is a symlink or another user's (or in one) is refused,
+    /// not read.
     pub fn names(&self, state: State) -> Result<(Vec<String>, Vec<PathBuf>)> {
         let dir = self.state_dir(state);
+        if !check_own_dir(&self.dir)? || !check_own_dir(&dir)? {
+            return Ok(Default::default());
+        }
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
@@ -379,7 +415,7 @@ impl SpecSpool {
         let mut scan = Scan::default();
         for (name, meta) in names.into_iter().zip(metas) {
             let meta =
-                meta.and_then(|m| job::check_named(&name, &m).map(|()| m).map_err(Unread::Bad));
+                meta.and_then(|m| self.check_job(&name, &m).map(|()| m).map_err(Unread::Bad));
             match meta {
                 Ok(meta) => scan.entries.push(Entry { name, state, meta }),
                 Err(Unread::Gone) => {}
@@ -441,21 +477,19 @@ impl SpecSpool {
     }
 
     /// Puts back what a drain that died left in active/ (see the module doc).
-    /// Only for the holder of drain.alive. Returns how many jobs were
-    /// recovered and the unreadable files it quarantined.
-    pub fn recover(
-        &self,
-        _alive: &AliveLock,
-        _lock: &DrainLock,
-    ) -> Result<(usize, Vec<Quarantined>)> {
+    /// Only for the holder of drain.alive. A file that is not a job is
+    /// quarantined; one that cannot be is left where it is and reported
+    /// ([`Recovery::unquarantined`]), and recovery goes on.
+    pub fn recover(&self, _alive: &AliveLock, _lock: &DrainLock) -> Result<Recovery> {
         let (names, strays) = self.names(State::Active)?;
-        let mut recovered = 0;
-        let mut quarantined = Vec::new();
+        let mut done = Recovery::default();
+        let quarantine = |bad: Unreadable, done: &mut Recovery| match self.quarantine(&bad) {
+            Ok(q) => done.quarantined.push(q),
+            Err(e) => done.unquarantined.push(format!("{e:#}")),
+        };
         for path in strays {
-            quarantined.push(self.quarantine(&Unreadable {
-                path,
-                reason: "not a job file name".into(),
-            })?);
+            let reason = "not a job file name".into();
+            quarantine(Unreadable { path, reason }, &mut done);
         }
         for name in &names {
             let from = self.state_dir(State::Active).join(name);
@@ -467,13 +501,13 @@ impl SpecSpool {
                 continue;
             }
             let meta = read_meta(&from)
-                .and_then(|m| job::check_named(name, &m).map(|()| m).map_err(Unread::Bad));
+                .and_then(|m| self.check_job(name, &m).map(|()| m).map_err(Unread::Bad));
             let target = match meta {
                 Ok(meta) if meta.state != State::Active => meta.state,
                 Ok(_) => State::Pending,
                 Err(Unread::Gone) => continue,
                 Err(Unread::Bad(reason)) => {
-                    quarantined.push(self.quarantine(&Unreadable { path: from, reason })?);
+                    quarantine(Unreadable { path: from, reason }, &mut done);
                     continue;
                 }
                 Err(Unread::Io(error)) => bail!("failed to read `{}`: {error}", from.display()),
@@ -482,15 +516,41 @@ impl SpecSpool {
             fs::rename(&from, &to)
                 .with_context(|| format!("failed to recover `{}`", from.display()))?;
             fsync_dir(&self.state_dir(target))?;
-            recovered += 1;
+            done.recovered += 1;
         }
-        Ok((recovered, quarantined))
+        Ok(done)
     }
 
     /// Removes tmp files their writers left behind when they died.
     pub fn sweep_tmp(&self, _lock: &DrainLock, now_ms: u64) {
         for state in State::JOBS {
             remove_stale_tmp(&self.state_dir(state), now_ms);
+        }
+    }
+
+    /// Whether the disk holding the spool has room to settle the pending
+    /// job `name`: settling writes a whole new copy of it beside the old
+    /// one, and its attempt adds evidence, so its size plus
+    /// [`SETTLE_MARGIN`] must be free. A job that could not be settled must
+    /// not be sent: it would go out again at every run, its attempts never
+    /// counted. The error is ENOSPC's (the drain stops taking jobs).
+    pub fn room_to_settle(&self, name: &str) -> Result<()> {
+        let Ok(size) =
+            fs::symlink_metadata(self.state_dir(State::Pending).join(name)).map(|m| m.len())
+        else {
+            return Ok(()); // gone, or unreadable: the claim says which
+        };
+        let needed = size.saturating_add(SETTLE_MARGIN);
+        match crate::files::free_bytes(&self.dir) {
+            Some(free) if free < needed => Err(io::Error::from_raw_os_error(libc::ENOSPC))
+                .with_context(|| {
+                    format!(
+                        "job {name} of {} not sent: settling it needs {needed} bytes free (its {size} bytes and 1 MiB) on the disk holding `{}`, which has {free}; it stays pending: free space, then run `spec-notify drain`",
+                        self.spec,
+                        self.dir.display()
+                    )
+                }),
+            _ => Ok(()),
         }
     }
 
@@ -529,7 +589,7 @@ impl SpecSpool {
                 return Err(e).with_context(|| format!("failed to claim `{}`", from.display()));
             }
         }
-        match files::read_job_checked(&to) {
+        match self.read_checked(&to) {
             Ok(job) => Ok(Claim::Job(Box::new(job))),
             Err(Unread::Bad(reason)) => Ok(Claim::Quarantined(
                 self.quarantine(&Unreadable { path: to, reason })?,
@@ -584,7 +644,34 @@ impl SpecSpool {
 
     /// Reads a whole job from a state folder.
     pub fn read(&self, state: State, name: &str) -> Result<Job> {
-        read_job(&self.state_dir(state).join(name))
+        let path = self.state_dir(state).join(name);
+        self.read_checked(&path)
+            .map_err(|e| files::unread_error(&path, e))
+    }
+
+    /// Reads a whole job of this SPEC, refusing what cannot be one.
+    fn read_checked(&self, path: &Path) -> Result<Job, Unread> {
+        let job = files::read_job_checked(path)?;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        self.check_job(name, &job.meta).map_err(Unread::Bad)?;
+        Ok(job)
+    }
+
+    /// A job file must be what its name and its folder say: its metadata
+    /// names that file, and this SPEC. The SPEC is the folder's, never the
+    /// field's (the field picks the evidence folder and the per-SPEC URL
+    /// and secret downstream): a job that says otherwise is quarantined,
+    /// not rewritten, like one whose name and metadata disagree, so that
+    /// no event goes out under another SPEC's endpoint and secret.
+    fn check_job(&self, name: &str, meta: &Meta) -> Result<(), String> {
+        job::check_named(name, meta)?;
+        if meta.spec == self.spec {
+            return Ok(());
+        }
+        Err(format!(
+            "metadata names SPEC {:?}, but the file is in the spool folder of {:?}: a job belongs to the SPEC whose folder holds it",
+            meta.spec, self.spec
+        ))
     }
 
     /// Moves a job between folders with updated metadata (replay, overflow
@@ -686,6 +773,30 @@ impl SpecSpool {
             }
         }
         Ok(Vec::new())
+    }
+}
+
+/// What [`SpecSpool::recover`] did.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct Recovery {
+    /// Jobs put back where they were going.
+    pub recovered: usize,
+    /// Files that were not jobs, now in quarantine.
+    pub quarantined: Vec<Quarantined>,
+    /// Files that were not jobs and could not be quarantined (why, for
+    /// each): left in active/, never sent, tried again at the next recovery.
+    pub unquarantined: Vec<String>,
+}
+
+impl Recovery {
+    /// The quarantined files, or an error naming every file that could not
+    /// be quarantined: for commands that stop at the first problem.
+    pub fn into_quarantined(self) -> Result<Vec<Quarantined>> {
+        if self.unquarantined.is_empty() {
+            return Ok(self.quarantined);
+        }
+        bail!("{}", self.unquarantined.join("; "))
     }
 }
 
@@ -792,6 +903,39 @@ mod tests {
     }
 
     #[test]
+    fn a_job_whose_spec_field_is_not_its_folders_is_quarantined_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path()).spec("S");
+        let mut elsewhere = job(&spool, 1);
+        elsewhere.meta.spec = "/srv/elsewhere".into();
+        let mut other = job(&spool, 2);
+        other.meta.spec = "T".into();
+        spool
+            .enqueue(&[elsewhere.clone(), other.clone(), job(&spool, 3)])
+            .unwrap();
+        let scan = spool.scan(State::Pending).unwrap();
+        assert_eq!(scan.entries.len(), 1, "only the job of S");
+        assert_eq!(scan.entries[0].meta.spec, "S");
+        assert_eq!(scan.unreadable.len(), 2);
+        assert!(
+            scan.unreadable[0].reason.contains("\"/srv/elsewhere\""),
+            "{}",
+            scan.unreadable[0].reason
+        );
+        let refused = spool
+            .read(State::Pending, &other.meta.file_name())
+            .unwrap_err();
+        assert!(format!("{refused:#}").contains("corrupt"), "{refused:#}");
+        let alive = spool.try_serve().unwrap().unwrap();
+        let claim = spool.claim(&alive, &elsewhere.meta.file_name()).unwrap();
+        assert!(matches!(claim, Claim::Quarantined(_)), "{claim:?}");
+        assert!(!dir.path().join("srv").exists());
+        let held = spool.quarantined().unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(held[0].1.contains("/srv/elsewhere"), "{held:?}");
+    }
+
+    #[test]
     fn sequence_reservations_are_contiguous() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
@@ -821,7 +965,7 @@ mod tests {
         // Claimed and never settled: a drain that died mid-delivery.
         spool.claim(&alive, &names[1]).unwrap().into_job().unwrap();
         assert_eq!(spool.count(State::Active).unwrap(), 1);
-        assert_eq!(spool.recover(&alive, &lock).unwrap().0, 1);
+        assert_eq!(spool.recover(&alive, &lock).unwrap().recovered, 1);
         assert_eq!(spool.count(State::Pending).unwrap(), 2);
         assert_eq!(spool.count(State::Delivered).unwrap(), 1);
         assert!(
@@ -918,7 +1062,7 @@ mod tests {
         drop((lock, alive));
         let alive = spool.try_serve().unwrap().unwrap();
         let lock = spool.try_lock_drain().unwrap().unwrap();
-        spool.recover(&alive, &lock).unwrap();
+        let _ = spool.recover(&alive, &lock).unwrap();
         assert_eq!(spool.count(State::Pending).unwrap(), 0, "not brought back");
         assert_eq!(spool.count(State::Dead).unwrap(), 1);
         assert!(spool.remove_settled(&lock, State::Dead, &name).unwrap());
@@ -950,7 +1094,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            spool.recover(&alive, &lock).unwrap().0,
+            spool.recover(&alive, &lock).unwrap().recovered,
             0,
             "both active files were stale copies"
         );

@@ -7,7 +7,6 @@ use std::io;
 
 use anyhow::{Context, Result};
 
-use super::files::read_job;
 use super::{Meta, SYNC_EACH_LIMIT, SpecSpool, State};
 use crate::files::{fsync_dir, syncfs, write_tmp};
 
@@ -68,7 +67,7 @@ impl SpecSpool {
         let mut rewritten = Vec::new();
         for name in claimed {
             let path = dead.join(name);
-            let mut job = match read_job(&path) {
+            let mut job = match self.read(State::Dead, name) {
                 Ok(job) => job,
                 Err(e) => {
                     // It is in dead/ already; its reason just cannot be added.

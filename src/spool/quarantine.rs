@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 
 use super::files::FILE_MODE;
 use super::{SpecSpool, State, Unreadable};
+use crate::files::owner::check_own_dir;
 use crate::files::{create_private_dir, fsync_dir, open_regular, read_up_to};
 
 /// A file moved to quarantine: where from, where to, why.
@@ -30,7 +31,10 @@ impl SpecSpool {
             .and_then(|n| n.to_str())
             .unwrap_or("unnamed");
         let dir = self.state_dir(State::Quarantine);
-        create_private_dir(&dir)?;
+        // Never into a symlink or another user's folder.
+        if !check_own_dir(&dir)? {
+            create_private_dir(&dir)?;
+        }
         let taken = |candidate: &str| {
             fs::symlink_metadata(dir.join(candidate)).is_ok()
                 || fs::symlink_metadata(dir.join(format!("{candidate}.reason"))).is_ok()
@@ -44,9 +48,11 @@ impl SpecSpool {
         let to = dir.join(&chosen);
         fs::rename(&bad.path, &to).with_context(|| {
             format!(
-                "failed to quarantine `{}` to `{}`",
+                "`{}` is not a job ({}) and could not be quarantined to `{}`; it stays where it is and is never sent: make `{}` writable by its owner, or move the file away yourself",
                 bad.path.display(),
-                to.display()
+                bad.reason,
+                to.display(),
+                dir.display()
             )
         })?;
         // create_new: a planted `.reason` symlink is never followed.
@@ -70,6 +76,9 @@ impl SpecSpool {
     /// Quarantined files, by name, with the first line of the `.reason` beside each.
     pub fn quarantined(&self) -> Result<Vec<(String, String)>> {
         let dir = self.state_dir(State::Quarantine);
+        if !check_own_dir(&dir)? {
+            return Ok(Vec::new());
+        }
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

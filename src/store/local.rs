@@ -76,7 +76,7 @@ fn lock_or_wait(spool: &SpecSpool, say: Say<'_>) -> Result<DrainLock> {
 /// serves the SPEC: a live drain's active/ jobs are requests in flight.
 fn recover_unless_served(spool: &SpecSpool, lock: &DrainLock) -> Result<Vec<Quarantined>> {
     match spool.try_serve()? {
-        Some(alive) => Ok(spool.recover(&alive, lock)?.1),
+        Some(alive) => spool.recover(&alive, lock)?.into_quarantined(),
         None => Ok(Vec::new()),
     }
 }

@@ -25,6 +25,7 @@ pub mod chat;
 pub mod deps;
 pub mod nats;
 pub mod receiver;
+pub mod system;
 pub mod tools;
 
 use std::ffi::OsStr;

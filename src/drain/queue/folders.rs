@@ -637,9 +637,10 @@ impl SpoolQueue<'_> {
         };
         {
             let lock = spool.lock_drain()?;
-            let (recovered, quarantined) = spool.recover(&alive, &lock)?;
-            changes.recovered += recovered;
-            changes.quarantined.extend(quarantined);
+            let recovery = spool.recover(&alive, &lock)?;
+            changes.recovered += recovery.recovered;
+            changes.quarantined.extend(recovery.quarantined);
+            changes.unquarantined.extend(recovery.unquarantined);
             if sweep_tmp {
                 spool.sweep_tmp(&lock, crate::clock::now_ms());
             }
@@ -775,17 +776,14 @@ impl SpoolQueue<'_> {
         changes: &mut Changes,
     ) -> Result<Vec<String>> {
         let (names, strays) = served.spool.names(State::Pending)?;
-        if !strays.is_empty() {
-            let _lock = served.spool.lock_drain()?;
-            for path in strays {
-                changes
-                    .quarantined
-                    .push(served.spool.quarantine(&Unreadable {
-                        path,
-                        reason: "not a job file name".into(),
-                    })?);
-            }
-        }
+        let strays: Vec<Unreadable> = strays
+            .into_iter()
+            .map(|path| Unreadable {
+                path,
+                reason: "not a job file name".into(),
+            })
+            .collect();
+        quarantine(spec, served, &strays, changes);
         let mut loaded = served.loaded();
         if !loaded.is_empty() {
             // `names` is sorted: a search per job held, no set of them all.
@@ -823,19 +821,7 @@ impl SpoolQueue<'_> {
             }
         }
         changes.io_errors.append(&mut scan.io_errors);
-        if scan.unreadable.is_empty() {
-            return;
-        }
-        let quarantined = served.spool.lock_drain().and_then(|_lock| {
-            scan.unreadable
-                .iter()
-                .map(|bad| served.spool.quarantine(bad))
-                .collect::<Result<Vec<_>>>()
-        });
-        match quarantined {
-            Ok(q) => changes.quarantined.extend(q),
-            Err(e) => changes.io_errors.push(format!("SPEC {spec}: {e:#}")),
-        }
+        quarantine(spec, served, &scan.unreadable, changes);
     }
 
     /// The last look of a run that was on duty: jobs in SPECs no drain
@@ -885,5 +871,27 @@ impl SpoolQueue<'_> {
             );
         }
         out
+    }
+}
+
+/// Quarantines files of a served pending/ that are not jobs, each on its
+/// own: one that cannot be moved stays where it is (never sent), is
+/// reported (the run exits 1), and the folder's jobs are served anyway.
+fn quarantine(spec: &str, served: &Served, bad: &[Unreadable], changes: &mut Changes) {
+    if bad.is_empty() {
+        return;
+    }
+    let _lock = match served.spool.lock_drain() {
+        Ok(lock) => lock,
+        Err(e) => {
+            changes.unquarantined.push(format!("SPEC {spec}: {e:#}"));
+            return;
+        }
+    };
+    for file in bad {
+        match served.spool.quarantine(file) {
+            Ok(q) => changes.quarantined.push(q),
+            Err(e) => changes.unquarantined.push(format!("{e:#}")),
+        }
     }
 }

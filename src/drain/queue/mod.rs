@@ -30,6 +30,9 @@ pub struct Changes {
     /// Jobs no longer waiting (claimed, replayed, discarded, shed).
     pub removed: Vec<JobKey>,
     pub quarantined: Vec<Quarantined>,
+    /// Files that are not jobs and could not be quarantined (why, for
+    /// each): left in place, never sent.
+    pub unquarantined: Vec<String>,
     /// Files that could not be read now; left in place.
     pub io_errors: Vec<String>,
     pub recovered: usize,

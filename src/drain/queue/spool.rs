@@ -31,13 +31,9 @@ use crate::spool::{AliveLock, Claim, DUTY_LOCK, Job, Meta, SpecSpool, Spool, Sta
 
 /// Below this much free space a drain takes no new job: settling one and
 /// logging its attempt needs a few KiB, and a full disk must not turn every
-/// delivery into a resend.
-const MIN_FREE_BYTES: u64 = 1024 * 1024;
-
-fn free_bytes(path: &std::path::Path) -> Option<u64> {
-    let stat = rustix::fs::statvfs(path).ok()?;
-    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
-}
+/// delivery into a resend. Each job also needs room for its own new copy
+/// (`SpecSpool::room_to_settle`, checked as it is claimed).
+const MIN_FREE_BYTES: u64 = crate::spool::SETTLE_MARGIN;
 
 /// A SPEC this drain serves: the proof claims and settles ask for, and the
 /// names of its pending jobs the engine holds.
@@ -177,6 +173,7 @@ impl Queue for SpoolQueue<'_> {
     fn claim(&self, key: &JobKey) -> Result<Claimed> {
         let served = self.served_or_fail(&key.spec)?;
         served.loaded().remove(&key.name);
+        served.spool.room_to_settle(&key.name)?;
         Ok(match served.spool.claim(&served.alive, &key.name)? {
             Claim::Job(job) => Claimed::Job(job),
             Claim::Gone => Claimed::Gone,
@@ -346,7 +343,7 @@ impl Queue for SpoolQueue<'_> {
     fn can_record(&self) -> bool {
         [self.spool.root(), self.config.evidence_dir.as_path()]
             .into_iter()
-            .all(|dir| free_bytes(dir).is_none_or(|free| free >= MIN_FREE_BYTES))
+            .all(|dir| crate::files::free_bytes(dir).is_none_or(|free| free >= MIN_FREE_BYTES))
     }
 
     fn served(&self) -> Vec<String> {
