@@ -184,6 +184,13 @@ fn a_dead_head_holds_its_line_until_replayed_or_discarded() {
         "{}",
         status.stdout
     );
+    let page = env.path().join("report.html");
+    env.run(&["report", "--output", page.to_str().unwrap()]);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("Held FIFO lines") && html.contains(&ids_a[0]),
+        "the report names the held line"
+    );
     // Another drain: still held, nothing sent.
     env.run(&["drain", "--max-time", "20s"]);
     assert_eq!(rx.requests().len(), 1);

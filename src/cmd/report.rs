@@ -44,7 +44,24 @@ pub fn run(ctx: &Ctx, args: &ReportArgs) -> Result<ExitCode> {
         since_ms: args.since.min(now),
         from: store.shown_from(),
     };
-    let page = report::build(&snapshot, collected, &*source, &scope);
+    let mut page = report::build(&snapshot, collected, &*source, &scope);
+    let held = crate::store::lines::held_lines(&*store, &config, None)?;
+    let held: Vec<String> = held
+        .iter()
+        .filter(|((spec, _), _)| chosen.contains(spec))
+        .map(|((spec, sub), by)| format!("{spec} → {sub} waits for {}", by.delivery_id))
+        .collect();
+    if !held.is_empty() {
+        page.tiles.push(report::Tile {
+            label: "Held FIFO lines",
+            value: held.len().to_string(),
+            detail: format!(
+                "{}; replay or discard the dead job (see Dead letters)",
+                held.join("; ")
+            ),
+            tone: "bad",
+        });
+    }
     let html = page.render_html()?;
     let path = match &args.output {
         Some(path) => path.clone(),

@@ -1,8 +1,8 @@
 //! The banner at the top of `top`: one line for each thing that needs a
 //! person now, worst first, shown for as long as it lasts. [`lines`] is
 //! the one place that decides it, from a [`Board`]: open circuits, paused
-//! subscriptions, stalls (as `status --stalled-after` computes them), dead
-//! jobs, unset secrets holding jobs, quarantined and unreadable files,
+//! subscriptions, stalls (as `status --stalled-after` computes them), FIFO
+//! lines a dead job holds, dead jobs, unset secrets holding jobs, quarantined and unreadable files,
 //! and every alert of the configured rules that fires, until it resolves.
 
 use super::board::Board;
@@ -81,6 +81,17 @@ pub fn lines(board: &Board) -> Vec<Notice> {
         }
         if let Some(stalled) = &gate.stalled {
             out.push(notice(Level::Alarm, format!("stalled: {stalled}")));
+        }
+    }
+    for row in board.rows.iter().filter(|r| r.counts.pending > 0) {
+        if let Some(id) = &row.held_by {
+            out.push(notice(
+                Level::Alarm,
+                format!(
+                    "held: {} x {} sends nothing, {} job(s) wait behind dead job {id} (ordering = fifo, fifo_on_dead = hold): r replays it, d discards it",
+                    row.spec, row.subscription, row.counts.pending
+                ),
+            ));
         }
     }
     for row in board.rows.iter().filter(|r| r.counts.dead > 0) {
@@ -217,6 +228,13 @@ mod tests {
             ..Row::default()
         };
         dead.counts.dead = 2;
+        let mut held = Row {
+            spec: "SPEC-3".into(),
+            subscription: "ordered".into(),
+            held_by: Some("d-1".into()),
+            ..Row::default()
+        };
+        held.counts.pending = 4;
         let board = Board {
             now_ms: now,
             gates: vec![
@@ -225,7 +243,7 @@ mod tests {
                 gate("slack", paused, 0),
                 stalled,
             ],
-            rows: vec![dead],
+            rows: vec![dead, held],
             quarantined: vec![("SPEC-2".into(), 1)],
             unreadable: 1,
             ..Board::default()
@@ -237,6 +255,7 @@ mod tests {
                 "circuit open: hook, 3 job(s) wait, next probe in 25s (2 failures in a row: HTTP 500)",
                 "paused: slack, 0 job(s) wait: p resumes (by the operator 2m ago: maintenance)",
                 "stalled: 1 job(s) of quiet wait",
+                "held: SPEC-3 x ordered sends nothing, 4 job(s) wait behind dead job d-1 (ordering = fifo, fifo_on_dead = hold): r replays it, d discards it",
                 "dead: 2 job(s) of SPEC-1 x hook (dead): r replays, d discards",
                 "SECRET_TRACKER is unset: its 4 job(s) wait in pending",
                 "quarantined: 1 file(s) of SPEC-2: see `spec-notify list SPEC-2 --state quarantine`",

@@ -66,6 +66,9 @@ pub struct Row {
     pub recent: Vec<Record>,
     /// Dead jobs, newest first.
     pub dead: Vec<Meta>,
+    /// A FIFO line held by a dead job (`fifo_on_dead = "hold"`): that job's
+    /// delivery id, the earliest dead one.
+    pub held_by: Option<String>,
 }
 
 impl Default for Row {
@@ -80,6 +83,7 @@ impl Default for Row {
             health: Health::Ok,
             recent: Vec::new(),
             dead: Vec::new(),
+            held_by: None,
         }
     }
 }
@@ -164,6 +168,14 @@ pub fn load(store: &dyn Store, config: &Config, stalled_after: Duration) -> Resu
             let mut dead = dead.remove(sub.subscription.as_str()).unwrap_or_default();
             dead.sort_by_key(|m| std::cmp::Reverse(m.finished_at_ms.unwrap_or(m.created_at_ms)));
             let circuit = shared.map(|s| s.circuit.clone()).unwrap_or_default();
+            let holds = config
+                .every_subscription()
+                .any(|(_, s)| s.id == sub.subscription && s.ordering.holds_on_dead());
+            let held_by = dead
+                .iter()
+                .filter(|_| holds)
+                .min_by_key(|m| m.sequence)
+                .map(|m| m.delivery_id.clone());
             rows.push(Row {
                 spec: spec.spec.clone(),
                 subscription: sub.subscription.clone(),
@@ -174,6 +186,7 @@ pub fn load(store: &dyn Store, config: &Config, stalled_after: Duration) -> Resu
                 circuit,
                 recent: tally.recent.into_iter().rev().collect(),
                 dead,
+                held_by,
             });
         }
     }
