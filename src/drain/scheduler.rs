@@ -389,13 +389,6 @@ impl Scheduler {
         }
     }
 
-    /// The held FIFO lines: (subscription, SPEC).
-    pub fn held_lines(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.holds
-            .iter()
-            .map(|(_, sub, spec)| (sub.as_str(), spec.as_str()))
-    }
-
     /// Forgets a waiting job (it vanished: replayed, discarded, shed).
     pub fn remove(&mut self, key: &JobKey) -> Option<Waiting> {
         self.again.remove(key);
