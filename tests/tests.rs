@@ -12,6 +12,7 @@ mod discard;
 mod drain;
 mod emit;
 mod evidence;
+mod evidence_files;
 mod fleet;
 mod formats;
 mod handover;

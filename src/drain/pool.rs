@@ -425,6 +425,19 @@ impl<'r> Core<'r> {
             self.sched.add(job);
             return;
         }
+        if matches!(handled.left, Left::Unrecordable) {
+            // Not claimed, not sent; it stays pending on disk. Every other
+            // job would meet the same log (or a run would send jobs whose
+            // outcomes it then loses): take no more.
+            let why = handled.error().unwrap_or_default();
+            self.cannot_record = true;
+            self.accepting = false;
+            self.error(format!(
+                "{why}; stopped taking jobs: {} was not sent and stays pending",
+                handled.pick.job.key.name
+            ));
+            return;
+        }
         let error = handled.error();
         let disk_full = handled.disk_full();
         let out_of_descriptors = handled.out_of_descriptors();
@@ -449,7 +462,9 @@ impl<'r> Core<'r> {
                 (self.report)(&Event::Quarantined(q));
                 None
             }
-            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent => None,
+            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent | Left::Unrecordable => {
+                None
+            }
         };
         if let Some(error) = error {
             self.error(error);

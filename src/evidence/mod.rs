@@ -5,10 +5,17 @@
 //! the oldest delivered jobs first, then the oldest rotated logs; pending and
 //! dead jobs are never touched. [`Appenders`] keeps a bounded number of logs
 //! open for a drain that writes to many SPECs' logs.
+//!
+//! A log is only ever a regular file: appending opens it with `O_NOFOLLOW |
+//! O_NONBLOCK` and refuses anything `fstat` does not call a regular file (a
+//! record written into a FIFO or through a symlink would be lost), and a
+//! drain makes sure of that before it sends a job ([`Appenders::ready`]).
+//! Reading is [`read`]'s: the same checks, bounded lines, one record at a
+//! time.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +23,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::spool::{DrainLock, Meta, SpecSpool, State};
+
+pub mod read;
+
+pub use read::{Held, MAX_LINE, Pull, Records, Skipped};
 
 pub const LOG_NAME: &str = "attempts.jsonl";
 /// The response excerpt kept per attempt.
@@ -270,7 +281,7 @@ impl Evidence {
                 .read(true)
                 .append(true)
                 .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(&path)
         };
         let file = match open() {
@@ -280,8 +291,31 @@ impl Evidence {
             }
             other => other,
         };
-        let mut file =
-            file.with_context(|| format!("failed to open evidence log `{}`", path.display()))?;
+        let refuse = |what: &str| {
+            anyhow::anyhow!(
+                "refusing to append to the evidence log `{}`: it is {what}, not a regular file, so a record written there could be lost; move it away (`mv {0} {0}.bad`) and run `spec-notify drain` again (the jobs stay pending)",
+                path.display()
+            )
+        };
+        let mut file = match file {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(refuse("a symbolic link"));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(refuse("a FIFO or socket"));
+            }
+            other => other
+                .with_context(|| format!("failed to open evidence log `{}`", path.display()))?,
+        };
+        let meta = file
+            .metadata()
+            .with_context(|| format!("failed to stat evidence log `{}`", path.display()))?;
+        if !meta.file_type().is_file() {
+            return Err(refuse(&file_kind(&meta.file_type())));
+        }
+        // O_NONBLOCK only kept the open from waiting on a FIFO.
+        rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::APPEND)
+            .with_context(|| format!("failed to set up evidence log `{}`", path.display()))?;
         let size = file.metadata().map_or(0, |m| m.len());
         let mut last = [0u8];
         if size > 0 && file.read_exact_at(&mut last, size - 1).is_ok() && last[0] != b'\n' {
@@ -293,6 +327,29 @@ impl Evidence {
             })?;
         }
         Ok(file)
+    }
+
+    /// Makes sure a record can be appended now, before a job is sent: the
+    /// log is open (opened here if need be, refused unless it is a regular
+    /// file) and its path still names the file held open (not replaced by
+    /// a FIFO or a symlink meanwhile).
+    pub fn ready(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((file, _)) = log.as_ref() {
+            let same = fs::symlink_metadata(self.log_path())
+                .ok()
+                .zip(file.metadata().ok())
+                .is_some_and(|(at, held)| at.dev() == held.dev() && at.ino() == held.ino());
+            if same {
+                return Ok(());
+            }
+            *log = None;
+        }
+        let file = self.open_log()?;
+        let size = file.metadata().map_or(0, |m| m.len());
+        *log = Some((file, size));
+        Ok(())
     }
 
     /// `attempts.jsonl` → `.1`, `.1` → `.2`, … under a lock so two writers
@@ -349,43 +406,36 @@ impl Evidence {
             .map(|(_, p)| p)
             .collect();
         let current = self.log_path();
-        if current.exists() {
+        // Not `exists()`: a symlink (dangling or not) is listed, to be
+        // refused by name rather than passed over in silence.
+        if fs::symlink_metadata(&current).is_ok() {
             files.push(current);
         }
         Ok(files)
     }
 
-    /// Reads every record, oldest first; lines that do not parse are skipped
-    /// and counted.
-    pub fn read_all(&self) -> Result<(Vec<Record>, usize)> {
+    /// The records of every log file, oldest first, one at a time.
+    pub fn records(&self) -> Result<Records> {
+        Ok(Records::new(self.log_files()?))
+    }
+
+    /// Reads every record, oldest first, and what was skipped (tests and
+    /// small logs: a reader of a whole log streams with [`Evidence::records`]).
+    pub fn read_all(&self) -> Result<(Vec<Record>, Skipped)> {
         let mut records = Vec::new();
         let skipped = self.for_each_record(|r| records.push(r))?;
         Ok((records, skipped))
     }
 
     /// Hands every record to `each`, oldest first, without holding them
-    /// all; returns how many lines did not parse (they are skipped).
-    pub fn for_each_record(&self, mut each: impl FnMut(Record)) -> Result<usize> {
-        let mut skipped = 0;
-        for path in self.log_files()? {
-            let file = match fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("failed to open `{}`", path.display()));
-                }
-            };
-            // Bytes, not text: a torn line may end inside a UTF-8 character.
-            for line in io::BufReader::new(file).split(b'\n') {
-                let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
-                match serde_json::from_slice(&line) {
-                    Ok(r) => each(r),
-                    Err(_) if line.trim_ascii().is_empty() => {}
-                    Err(_) => skipped += 1,
-                }
-            }
+    /// all; returns what was skipped (lines that did not parse or were too
+    /// long, files that are not regular files).
+    pub fn for_each_record(&self, mut each: impl FnMut(Record)) -> Result<Skipped> {
+        let mut records = self.records()?;
+        while let Some(record) = records.next_record()? {
+            each(record);
         }
-        Ok(skipped)
+        Ok(records.into_skipped())
     }
 
     /// Holds the SPEC's footprint (logs + delivered jobs) under the cap:
@@ -430,6 +480,25 @@ impl Evidence {
     }
 }
 
+/// What a file that is not a regular file is, for people.
+fn file_kind(kind: &fs::FileType) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        "of an unknown kind"
+    };
+    what.to_string()
+}
+
 /// The attempt logs a drain has open, at most `capacity` at once: opening
 /// another closes the least recently used (a drain serving thousands of
 /// SPECs holds a bounded number of descriptors). A log in use by an append
@@ -462,31 +531,38 @@ impl Appenders {
         if records.is_empty() {
             return Ok(());
         }
-        let evidence = {
-            let mut lru = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            lru.tick += 1;
-            let tick = lru.tick;
-            if let Some((evidence, used)) = lru.logs.get_mut(dir) {
-                *used = tick;
-                Arc::clone(evidence)
-            } else {
-                if lru.logs.len() >= self.capacity {
-                    let oldest = lru
-                        .logs
-                        .iter()
-                        .min_by_key(|(_, (_, used))| *used)
-                        .map(|(dir, _)| dir.clone());
-                    if let Some(oldest) = oldest {
-                        lru.logs.remove(&oldest);
-                    }
-                }
-                let evidence = Arc::new(Evidence::new(dir, self.max_bytes));
-                lru.logs
-                    .insert(dir.to_path_buf(), (Arc::clone(&evidence), tick));
-                evidence
+        self.get(dir).append(records)
+    }
+
+    /// Makes sure a record can be appended to the log in `dir` now (see
+    /// [`Evidence::ready`]): a drain asks before it sends a job.
+    pub fn ready(&self, dir: &Path) -> Result<()> {
+        self.get(dir).ready()
+    }
+
+    /// The log in `dir`, kept among the most recently used.
+    fn get(&self, dir: &Path) -> Arc<Evidence> {
+        let mut lru = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        lru.tick += 1;
+        let tick = lru.tick;
+        if let Some((evidence, used)) = lru.logs.get_mut(dir) {
+            *used = tick;
+            return Arc::clone(evidence);
+        }
+        if lru.logs.len() >= self.capacity {
+            let oldest = lru
+                .logs
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(dir, _)| dir.clone());
+            if let Some(oldest) = oldest {
+                lru.logs.remove(&oldest);
             }
-        };
-        evidence.append(records)
+        }
+        let evidence = Arc::new(Evidence::new(dir, self.max_bytes));
+        lru.logs
+            .insert(dir.to_path_buf(), (Arc::clone(&evidence), tick));
+        evidence
     }
 
     /// Closes the log in `dir` (its SPEC has nothing left to log for now).
@@ -575,7 +651,7 @@ mod tests {
         let lock = fs::metadata(dir.path().join("webhooks/attempts.lock")).unwrap();
         assert_eq!(lock.permissions().mode() & 0o777, 0o600, "private");
         let (records, skipped) = ev.read_all().unwrap();
-        assert_eq!(skipped, 0);
+        assert!(skipped.is_empty());
         assert_eq!(records.len(), 400);
         assert!(
             records.windows(2).all(|w| w[0].ts_ms < w[1].ts_ms),
@@ -762,7 +838,7 @@ mod tests {
             "no more logs removed than needed: {left} bytes left"
         );
         let (records, skipped) = ev.read_all().unwrap();
-        assert_eq!(skipped, 0);
+        assert!(skipped.is_empty());
         let kept: Vec<u64> = records.iter().map(|r| r.ts_ms).collect();
         let newest: Vec<u64> =
             (u64::from(written) - kept.len() as u64..u64::from(written)).collect();
@@ -799,6 +875,10 @@ mod tests {
         next.append(&[record(3)]).unwrap();
         let (records, skipped) = next.read_all().unwrap();
         assert_eq!(records.iter().map(|r| r.ts_ms).collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(skipped, 1, "the torn line is skipped, alone");
+        assert_eq!(
+            skipped,
+            Skipped::unparseable(1),
+            "the torn line is skipped, alone"
+        );
     }
 }
