@@ -438,39 +438,67 @@ impl Evidence {
         Ok(records.into_skipped())
     }
 
-    /// Holds the SPEC's footprint (logs + delivered jobs) under the cap:
-    /// oldest delivered jobs go first, then the oldest rotated logs. Returns
-    /// how many files were removed.
+    /// Holds the SPEC's footprint (logs, delivered jobs and `spool-overflow`
+    /// dead-letters) under the cap: oldest delivered jobs go first, then the
+    /// oldest spool-overflow dead-letters (events shed unsent, kept for a
+    /// replay while there is room), then the oldest rotated logs. Other
+    /// dead jobs and pending jobs are never pruned. Returns how many files
+    /// were removed.
     pub fn enforce_cap(&self, spool: &SpecSpool, lock: &DrainLock) -> Result<usize> {
         let log_bytes: u64 = self
             .log_files()?
             .iter()
-            .filter_map(|p| fs::metadata(p).ok())
+            .filter_map(|p| fs::symlink_metadata(p).ok())
             .map(|m| m.len())
             .sum();
-        let (delivered, _) = spool.names(State::Delivered)?;
-        let delivered_dir = spool.state_dir(State::Delivered);
-        let sizes: Vec<u64> = delivered
-            .iter()
-            .map(|n| fs::metadata(delivered_dir.join(n)).map_or(0, |m| m.len()))
-            .collect();
-        let mut total = log_bytes + sizes.iter().sum::<u64>();
+        let delivered = sized(spool, State::Delivered)?;
+        let mut total = log_bytes + delivered.iter().map(|(_, size)| size).sum::<u64>();
         let mut removed = 0;
-        for (name, size) in delivered.iter().zip(&sizes) {
-            if total <= self.max_bytes {
-                return Ok(removed);
+        let mut prune = |state, names: Vec<(String, u64)>, total: &mut u64| -> Result<()> {
+            for (name, size) in names {
+                if *total <= self.max_bytes {
+                    break;
+                }
+                // One still being settled is left for the next time.
+                if spool.remove_settled(lock, state, &name)? {
+                    *total -= size;
+                    removed += 1;
+                }
             }
-            // One still being settled is left for the next time.
-            if spool.remove_settled(lock, State::Delivered, name)? {
-                total -= size;
-                removed += 1;
-            }
+            Ok(())
+        };
+        // Dead jobs count only if they are spool-overflow ones, which takes
+        // reading them: only when all of dead/ might matter.
+        let dead = sized(spool, State::Dead)?;
+        let dead_bytes: u64 = dead.iter().map(|(_, size)| size).sum();
+        if total + dead_bytes > self.max_bytes && !dead.is_empty() {
+            let sizes: HashMap<String, u64> = dead.into_iter().collect();
+            let scan = spool.scan_names(State::Dead, sizes.keys().cloned().collect());
+            let mut shed: Vec<(u64, String, u64)> = scan
+                .entries
+                .into_iter()
+                .filter(|e| e.meta.dead_reason.as_deref() == Some(crate::spool::OVERFLOW))
+                .map(|e| {
+                    let size = sizes.get(&e.name).copied().unwrap_or(0);
+                    (e.meta.sequence, e.name, size)
+                })
+                .collect();
+            shed.sort();
+            total += shed.iter().map(|(_, _, size)| size).sum::<u64>();
+            prune(State::Delivered, delivered, &mut total)?;
+            let shed = shed
+                .into_iter()
+                .map(|(_, name, size)| (name, size))
+                .collect();
+            prune(State::Dead, shed, &mut total)?;
+        } else {
+            prune(State::Delivered, delivered, &mut total)?;
         }
         for (_, path) in self.rotated_files()?.into_iter().rev() {
             if total <= self.max_bytes {
                 break;
             }
-            let size = fs::metadata(&path).map_or(0, |m| m.len());
+            let size = fs::symlink_metadata(&path).map_or(0, |m| m.len());
             fs::remove_file(&path)
                 .with_context(|| format!("failed to remove `{}`", path.display()))?;
             total = total.saturating_sub(size);
@@ -478,6 +506,19 @@ impl Evidence {
         }
         Ok(removed)
     }
+}
+
+/// The job files of a state folder with their sizes, oldest first.
+fn sized(spool: &SpecSpool, state: State) -> Result<Vec<(String, u64)>> {
+    let (names, _) = spool.names(state)?;
+    let dir = spool.state_dir(state);
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let size = fs::symlink_metadata(dir.join(&n)).map_or(0, |m| m.len());
+            (n, size)
+        })
+        .collect())
 }
 
 /// What a file that is not a regular file is, for people.
@@ -845,6 +886,84 @@ mod tests {
         assert_eq!(
             kept, newest,
             "whole old files went, FIFO: the newest records remain"
+        );
+    }
+
+    #[test]
+    fn cap_drops_spool_overflow_dead_letters_after_delivered_jobs_never_other_dead_or_pending() {
+        use crate::spool::{Job, Meta, Spool};
+        const CAP: u64 = 64 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool")).spec("S");
+        let job = |sequence| Job {
+            meta: Meta::new("S", "sub", "a.b.c", "k", sequence, 0),
+            body: format!("{{\"pad\":\"{}\"}}", "x".repeat(10_000)).into_bytes(),
+        };
+        spool.enqueue_in(State::Delivered, &[job(1)]).unwrap();
+        // Shed for spool-overflow: 2..=9, oldest first; 10 died otherwise.
+        let shed: Vec<Job> = (2..=9)
+            .map(|s| {
+                let mut j = job(s);
+                crate::spool::mark_overflow(&mut j.meta, 1, 0);
+                j
+            })
+            .collect();
+        spool.enqueue_in(State::Dead, &shed).unwrap();
+        let mut other = job(10);
+        other.meta.state = State::Dead;
+        other.meta.dead_reason = Some("max-attempts".into());
+        spool.enqueue_in(State::Dead, &[other]).unwrap();
+        spool.enqueue(&[job(11)]).unwrap();
+        let ev = Evidence::new(dir.path().join("ev"), CAP);
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        let removed = ev.enforce_cap(&spool, &lock).unwrap();
+        assert!(sequences(&spool, State::Delivered).is_empty());
+        let dead = sequences(&spool, State::Dead);
+        assert_eq!(
+            removed,
+            1 + 9 - dead.len(),
+            "the delivered job, then shed ones"
+        );
+        assert_eq!(dead.last(), Some(&10), "a dead job of another reason stays");
+        let kept_shed: Vec<u64> = dead[..dead.len() - 1].to_vec();
+        let newest: Vec<u64> = (10 - kept_shed.len() as u64..10).collect();
+        assert_eq!(kept_shed, newest, "the oldest shed ones went first");
+        assert!(
+            job_bytes(&spool, State::Dead) - job_bytes(&spool, State::Dead) / dead.len() as u64
+                <= CAP,
+            "the shed ones left fit under the cap"
+        );
+        assert_eq!(sequences(&spool, State::Pending), [11]);
+    }
+
+    #[test]
+    fn appending_refuses_a_fifo_or_a_symlink_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = Evidence::new(dir.path().join("fifo"), 1 << 20);
+        fs::create_dir_all(fifo.dir()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.log_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let link = Evidence::new(dir.path().join("link"), 1 << 20);
+        fs::create_dir_all(link.dir()).unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, b"").unwrap();
+        std::os::unix::fs::symlink(&target, link.log_path()).unwrap();
+        for (ev, is) in [(&fifo, "a FIFO"), (&link, "a symbolic link")] {
+            let e = format!("{:#}", ev.ready().unwrap_err());
+            assert!(e.contains(is) && e.contains("not a regular file"), "{e}");
+            let e = format!("{:#}", ev.append(&[record(1)]).unwrap_err());
+            assert!(e.contains(is), "{e}");
+        }
+        assert_eq!(
+            fs::read(&target).unwrap(),
+            b"",
+            "nothing written through the link"
         );
     }
 
