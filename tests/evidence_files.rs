@@ -150,18 +150,18 @@ fn an_over_long_line_is_skipped_with_a_warning_and_the_records_around_it_show() 
 
 /// What a run measured: exit code, stdout bytes and lines, stderr, and
 /// the peak resident set size of that process alone (from `wait4`).
-struct Measured {
-    code: i32,
-    stdout_lines: usize,
-    stderr: String,
-    max_rss_kib: i64,
+pub struct Measured {
+    pub code: i32,
+    pub stdout_lines: usize,
+    pub stderr: String,
+    pub max_rss_kib: i64,
 }
 
 /// Runs `cmd`, counting its output without keeping it, and measures its
 /// peak RSS; kills it after `ceiling`. It is reaped by `wait4` (which
 /// alone tells one child's peak RSS), not by `Child::wait`.
 #[allow(clippy::zombie_processes)]
-fn measure(mut cmd: Command, ceiling: Duration) -> Measured {
+pub fn measure(mut cmd: Command, ceiling: Duration) -> Measured {
     cmd.process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

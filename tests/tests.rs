@@ -11,6 +11,7 @@ mod demo;
 mod discard;
 mod drain;
 mod emit;
+mod emit_batch;
 mod evidence;
 mod evidence_files;
 mod fleet;
