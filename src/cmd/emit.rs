@@ -7,7 +7,11 @@
 //! anything is written, so bad input leaves the spool unchanged. Each event
 //! is at most `max_event_bytes`, and input is read with bounds
 //! ([`crate::input`]); stdin is read only with `--input -`, so a caller's
-//! open or slow stdin never holds emit. A W3C trace context
+//! open or slow stdin never holds emit. A `--input` batch is streamed:
+//! validated one event at a time into a private unnamed copy, then written
+//! from that copy in chunks, so its size never shows in memory; a batch
+//! that would take a SPEC past `max_spool_jobs` is refused before anything
+//! is written unless `--shed-oldest`. A W3C trace context
 //! (`--traceparent`, `TRACEPARENT`) goes into each envelope, or is ignored
 //! with a warning when invalid. Prints one `<delivery-id>
 //! <subscription>` line per job (JSON objects with `--json`).

@@ -1,9 +1,10 @@
 //! Evidence: every delivery attempt (and every operator action on a job) is
 //! appended as one JSON line to `<evidence_dir>/<SPEC>/webhooks/attempts.jsonl`.
 //! The log rotates FIFO (`attempts.jsonl.1` is the newest rotated file), and
-//! the SPEC's footprint (logs + delivered jobs) is held under a cap by dropping
-//! the oldest delivered jobs first, then the oldest rotated logs; pending and
-//! dead jobs are never touched. [`Appenders`] keeps a bounded number of logs
+//! the SPEC's footprint (logs, delivered jobs, spool-overflow dead-letters)
+//! is held under a cap by dropping the oldest delivered jobs first, then the
+//! oldest spool-overflow dead-letters, then the oldest rotated logs; pending
+//! jobs and other dead jobs are never touched. [`Appenders`] keeps a bounded number of logs
 //! open for a drain that writes to many SPECs' logs.
 //!
 //! A log is only ever a regular file: appending opens it with `O_NOFOLLOW |
