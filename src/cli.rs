@@ -250,6 +250,11 @@ pub struct EmitArgs {
     /// Read a JSON object (or JSON Lines, one event each) from `-` (stdin)
     #[arg(long, value_name = "-")]
     pub input: Option<String>,
+    /// With --input: a batch that would take a SPEC past max_spool_jobs
+    /// moves that SPEC's oldest pending jobs to dead-letter (reason
+    /// spool-overflow) instead of being refused
+    #[arg(long, requires = "input")]
+    pub shed_oldest: bool,
     /// Print the delivery ids as a JSON array
     #[arg(long)]
     pub json: bool,

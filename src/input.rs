@@ -98,6 +98,23 @@ pub fn objects(
     name: &str,
     max_event: usize,
 ) -> Result<Vec<(usize, Map<String, Value>)>> {
+    let mut out = Vec::new();
+    each_object(input, name, max_event, |line, map| {
+        out.push((line, map));
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`objects`], handed to `each` one at a time as they are read (a batch
+/// costs one event's memory); an error from `each` stops the read.
+/// Returns how many there were.
+pub fn each_object(
+    input: impl Read,
+    name: &str,
+    max_event: usize,
+    mut each: impl FnMut(usize, Map<String, Value>) -> Result<()>,
+) -> Result<usize> {
     let meter = Meter::default();
     let reader = Metered {
         inner: BufReader::with_capacity(64 * 1024, input),
@@ -106,14 +123,17 @@ pub fn objects(
         max_total: MAX_INPUT_BYTES,
     };
     let mut stream = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
-    let mut out = Vec::new();
+    let mut count = 0;
     loop {
         meter.start_value();
         let next = stream.next();
         let line = meter.first_line();
         match next {
             None => break,
-            Some(Ok(Value::Object(map))) => out.push((line, map)),
+            Some(Ok(Value::Object(map))) => {
+                count += 1;
+                each(line, map)?;
+            }
             Some(Ok(other)) => {
                 let mut shown = other.to_string();
                 if shown.chars().count() > 80 {
@@ -146,12 +166,27 @@ pub fn objects(
             }
         }
     }
-    if out.is_empty() {
+    if count == 0 {
         return Err(user_error(format!(
             "{name} holds no event: send a JSON object, or one per line"
         )));
     }
-    Ok(out)
+    Ok(count)
+}
+
+/// A reader that copies what it reads to `copy` (emit keeps the input it
+/// validated, to write the jobs from the very same bytes).
+pub struct Tee<R, W> {
+    pub inner: R,
+    pub copy: W,
+}
+
+impl<R: Read, W: io::Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
+    }
 }
 
 /// Which bound a read passed.

@@ -909,7 +909,7 @@ fn emit_killed_at_random_moments_leaves_only_complete_jobs() {
 }
 
 #[test]
-fn a_batch_larger_than_max_spool_jobs_keeps_only_its_newest_jobs_pending() {
+fn a_batch_larger_than_max_spool_jobs_with_shed_oldest_keeps_only_its_newest_jobs_pending() {
     let env = Env::new(
         &config_with(&subscription("a", "https://a.example/h", "")).replace(
             "auto_drain = false",
@@ -925,7 +925,7 @@ fn a_batch_larger_than_max_spool_jobs_keeps_only_its_newest_jobs_pending() {
         })
         .collect();
     let run = env
-        .run_with_stdin(&["emit", "--input", "-"], lines.as_bytes())
+        .run_with_stdin(&["emit", "--input", "-", "--shed-oldest"], lines.as_bytes())
         .expect(0);
     assert_eq!(run.lines().len(), 12, "every event gets a delivery id");
     assert!(

@@ -188,7 +188,7 @@ fn unparseable_lines_are_skipped_with_a_warning() {
     let run = env.run(&["history", SPEC]).expect(0);
     assert_eq!(run.lines().len(), 1);
     assert!(
-        run.stderr.contains("skipped 1 unparseable lines"),
+        run.stderr.contains("skipped 1 unparseable line in"),
         "{}",
         run.stderr
     );

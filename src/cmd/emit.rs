@@ -7,13 +7,17 @@
 //! anything is written, so bad input leaves the spool unchanged. Each event
 //! is at most `max_event_bytes`, and input is read with bounds
 //! ([`crate::input`]); stdin is read only with `--input -`, so a caller's
-//! open or slow stdin never holds emit. A W3C trace context
+//! open or slow stdin never holds emit. A `--input` batch is streamed:
+//! validated one event at a time into a private unnamed copy, then written
+//! from that copy in chunks, so its size never shows in memory; a batch
+//! that would take a SPEC past `max_spool_jobs` is refused before anything
+//! is written unless `--shed-oldest`. A W3C trace context
 //! (`--traceparent`, `TRACEPARENT`) goes into each envelope, or is ignored
 //! with a warning when invalid. Prints one `<delivery-id>
 //! <subscription>` line per job (JSON objects with `--json`).
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, Write};
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value};
@@ -34,7 +38,7 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
         // Webhooks are off (the PRD's default), but bad input is still
         // refused: the guardrail must hear of it before it has a config.
         let config = config::defaults(&location);
-        read_events(args, config.max_event_bytes)?;
+        read_input(args, &config, &[])?;
         per_call_targets(&config, args)?;
         if !args.quiet {
             output::note(format_args!(
@@ -46,8 +50,10 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Success);
     }
     let config = config::load(&location)?;
-    let events = read_events(args, config.max_event_bytes)?;
-    let per_call = per_call_targets(&config, args)?;
+    // Input errors are said first; the targets only count jobs meanwhile.
+    let per_call = per_call_targets(&config, args);
+    let input = read_input(args, &config, per_call.as_deref().unwrap_or(&[]))?;
+    let per_call = per_call?;
     if !config.enabled {
         ctx.note(format!(
             "webhooks are disabled ({}): nothing spooled",
@@ -62,29 +68,243 @@ pub fn run(ctx: &Ctx, args: &EmitArgs) -> Result<ExitCode> {
             sub.shown_url()
         ));
     }
-    let plan = plan(&config, &events, &per_call, args);
+    let tally = &input.tally;
+    if let Some((first, count)) = tally.unmatched.as_ref().filter(|_| !args.quiet) {
+        output::note(unmatched_note(&config, first, *count));
+    }
     // A host that relays to NATS needs no secrets, and the breaker it
     // would read here is not the fleet's: the workers' business.
     if config.relay.is_none() {
-        warn_missing_secrets(&plan);
-        warn_held_back(&config, &plan);
+        let subs = tally.subscriptions(&per_call);
+        warn_missing_secrets(&subs);
+        warn_held_back(&config, &subs);
     }
-    let spooled = spool_events(&config, &plan)?;
+    if args.input.is_some() && tally.events > 1 && !args.shed_oldest {
+        refuse_overflow(&config, tally)?;
+    }
+    let spooled = spool_events(&config, &input, &per_call, args)?;
     // The jobs are durable: start delivery before printing, so a reader that
     // closes the pipe early (`| head -1`) cannot stop it.
-    if config.auto_drain && !spooled.is_empty() {
-        let specs: Vec<&str> = plan.keys().copied().collect();
+    if config.auto_drain && spooled.count > 0 {
+        let specs: Vec<&str> = tally.jobs.keys().map(String::as_str).collect();
         for warning in crate::kick::start_drains(&config, &specs, ctx.config.as_deref()) {
             output::warn(warning);
         }
     }
-    print_spooled(&spooled, args.json)?;
+    spooled.print()?;
     Ok(ExitCode::Success)
 }
 
-/// Parses and validates every event before anything is written; none may
-/// be larger than `max_bytes`.
-fn read_events(args: &EmitArgs, max_bytes: usize) -> Result<Vec<Event>> {
+/// Events in a chunk written at once: a batch is written chunk by chunk,
+/// so it costs a chunk's memory, whatever its size.
+const CHUNK_EVENTS: usize = 1000;
+/// ... or this many envelope bytes, whichever comes first.
+const CHUNK_BYTES: usize = 16 * 1024 * 1024;
+
+/// The events, validated: one from the flags, or a `--input` batch kept
+/// as a private copy of the very bytes that were validated (stdin cannot
+/// be read twice, and a file may change), with what they add up to.
+struct Input<'c> {
+    flags: Flags,
+    max_bytes: usize,
+    source: Source,
+    tally: Tally<'c>,
+}
+
+enum Source {
+    One(Event),
+    Copy { file: std::fs::File, name: String },
+}
+
+/// What a whole input adds up to, counted while it is validated.
+#[derive(Default)]
+struct Tally<'c> {
+    events: usize,
+    /// Jobs per SPEC.
+    jobs: BTreeMap<String, usize>,
+    /// The first event nothing matches (type, SPEC), and how many.
+    unmatched: Option<((String, String), usize)>,
+    /// The configured subscriptions (as in effect for their SPEC) that
+    /// get jobs, each once; and whether the `--url` targets get any.
+    configured: Vec<&'c Subscription>,
+    per_call: bool,
+}
+
+impl<'c> Tally<'c> {
+    fn add(
+        &mut self,
+        config: &'c Config,
+        per_call: &[(Subscription, Target)],
+        event: &Event,
+        also: bool,
+    ) {
+        self.events += 1;
+        let mut jobs = per_call.len();
+        self.per_call |= jobs > 0;
+        if per_call.is_empty() || also {
+            for sub in targets(config, event) {
+                jobs += 1;
+                if !self.configured.iter().any(|s| std::ptr::eq(*s, sub)) {
+                    self.configured.push(sub);
+                }
+            }
+        }
+        if jobs == 0 {
+            let first = (event.event_type.clone(), event.spec.clone());
+            let (_, count) = self.unmatched.get_or_insert((first, 0));
+            *count += 1;
+            return;
+        }
+        *self.jobs.entry(event.spec.clone()).or_default() += jobs;
+    }
+
+    /// The subscriptions that get jobs, each once.
+    fn subscriptions<'a>(
+        &'a self,
+        per_call: &'a [(Subscription, Target)],
+    ) -> Vec<&'a Subscription> {
+        let mut subs: Vec<&Subscription> = Vec::new();
+        if self.per_call {
+            subs.extend(per_call.iter().map(|(s, _)| s));
+        }
+        subs.extend(self.configured.iter().copied());
+        subs
+    }
+}
+
+/// Refuses a batch that would take a SPEC past `max_spool_jobs` (exit 2,
+/// nothing written): its pending jobs plus the batch's. `--shed-oldest`
+/// asks for the oldest to be dead-lettered instead, as a single emit does.
+fn refuse_overflow(config: &Config, tally: &Tally<'_>) -> Result<()> {
+    let spool = Spool::new(&config.spool_dir);
+    let max = config.max_spool_jobs;
+    let mut over = Vec::new();
+    for (spec, &jobs) in &tally.jobs {
+        let pending = spool.spec(spec).count(State::Pending)?;
+        if pending + jobs > max {
+            over.push(format!(
+                "{spec}: {pending} pending + {jobs} new jobs = {} (max_spool_jobs = {max})",
+                pending + jobs
+            ));
+        }
+    }
+    if over.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let more = match over.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!("\n  - and {n} more SPECs"),
+    };
+    let specs = match over.len() {
+        1 => "1 SPEC".to_string(),
+        n => format!("{n} SPECs"),
+    };
+    Err(user_error(format!(
+        "the batch would take {specs} past max_spool_jobs = {max}; nothing was spooled:\n  - {}{more}\nsend fewer events at once, let `spec-notify drain` deliver the backlog first, raise max_spool_jobs in [spec_ops.webhooks], or pass --shed-oldest to move the oldest pending jobs to dead-letter (reason spool-overflow)",
+        over.iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  - ")
+    )))
+}
+
+/// Reads and validates every event before anything is written, none
+/// larger than `max_event_bytes`, counting where they go (through
+/// `per_call` targets or the config's subscriptions). A `--input` batch is
+/// streamed: validated one event at a time into a private temporary copy.
+fn read_input<'c>(
+    args: &EmitArgs,
+    config: &'c Config,
+    per_call: &[(Subscription, Target)],
+) -> Result<Input<'c>> {
+    let max_bytes = config.max_event_bytes;
+    let flags = flags(args, max_bytes)?;
+    let mut tally = Tally::default();
+    let also = args.also_configured;
+    let Some(source) = &args.input else {
+        let event = envelope::build(Map::new(), &flags).map_err(user_error)?;
+        check_size(&event, max_bytes, "the event")?;
+        tally.add(config, per_call, &event, also);
+        return Ok(Input {
+            flags,
+            max_bytes,
+            source: Source::One(event),
+            tally,
+        });
+    };
+    let mut copy = temp_copy(config)?;
+    let name = match source.as_str() {
+        "-" => "stdin".to_string(),
+        path => format!("`{path}`"),
+    };
+    let each = |line, object| {
+        let event = event_of(&name, line, object, &flags, max_bytes)?;
+        tally.add(config, per_call, &event, also);
+        Ok(())
+    };
+    let mut writer = std::io::BufWriter::new(&mut copy);
+    match source.as_str() {
+        "-" => {
+            let tee = input::Tee {
+                inner: std::io::stdin().lock(),
+                copy: &mut writer,
+            };
+            input::each_object(tee, &name, max_bytes, each)?
+        }
+        path => {
+            let tee = input::Tee {
+                inner: input::open_input(path)?,
+                copy: &mut writer,
+            };
+            input::each_object(tee, &name, max_bytes, each)?
+        }
+    };
+    writer
+        .flush()
+        .context("failed to keep a copy of the input (is the disk full?)")?;
+    drop(writer);
+    copy.rewind()
+        .context("failed to read back the input's copy")?;
+    Ok(Input {
+        flags,
+        max_bytes,
+        source: Source::Copy { file: copy, name },
+        tally,
+    })
+}
+
+/// A private unnamed file for the input's copy: in the spool's folder if
+/// there is one (the jobs go there anyway), else in the temp folder.
+fn temp_copy(config: &Config) -> Result<std::fs::File> {
+    let in_spool = config
+        .spool_dir
+        .is_dir()
+        .then(|| tempfile::tempfile_in(&config.spool_dir).ok())
+        .flatten();
+    match in_spool {
+        Some(file) => Ok(file),
+        None => tempfile::tempfile().context("failed to create a temporary file for the input"),
+    }
+}
+
+/// One event of a batch, built and checked.
+fn event_of(
+    name: &str,
+    line: usize,
+    object: Map<String, Value>,
+    flags: &Flags,
+    max_bytes: usize,
+) -> Result<Event> {
+    let event = envelope::build(object, flags)
+        .map_err(|e| user_error(format!("{name} line {line}: {e}")))?;
+    check_size(&event, max_bytes, &format!("{name} line {line}: the event"))?;
+    Ok(event)
+}
+
+/// The fields the flags set, for every event.
+fn flags(args: &EmitArgs, max_bytes: usize) -> Result<Flags> {
     let mut flags = Flags {
         spec: args.spec.clone(),
         event: args.event.clone(),
@@ -100,32 +320,35 @@ fn read_events(args: &EmitArgs, max_bytes: usize) -> Result<Vec<Event>> {
     if let Some(path) = &args.telemetry {
         flags.telemetry = Some(read_telemetry(path, max_bytes)?);
     }
-    let Some(source) = &args.input else {
-        let event = envelope::build(Map::new(), &flags).map_err(user_error)?;
-        check_size(&event, max_bytes, "the event")?;
-        return Ok(vec![event]);
-    };
-    let (objects, name) = if source == "-" {
-        (
-            input::objects(std::io::stdin().lock(), "stdin", max_bytes)?,
-            "stdin".to_string(),
-        )
-    } else {
-        let name = format!("`{source}`");
-        (
-            input::objects(input::open_input(source)?, &name, max_bytes)?,
-            name,
-        )
-    };
-    objects
-        .into_iter()
-        .map(|(line, object)| {
-            let event = envelope::build(object, &flags)
-                .map_err(|e| user_error(format!("{name} line {line}: {e}")))?;
-            check_size(&event, max_bytes, &format!("{name} line {line}: the event"))?;
-            Ok(event)
-        })
-        .collect()
+    Ok(flags)
+}
+
+impl Input<'_> {
+    /// Hands the events to `each` in chunks of at most [`CHUNK_EVENTS`]
+    /// events or [`CHUNK_BYTES`], in input order.
+    fn chunks(&self, mut each: impl FnMut(&[Event]) -> Result<()>) -> Result<()> {
+        let (file, name) = match &self.source {
+            Source::One(event) => return each(std::slice::from_ref(event)),
+            Source::Copy { file, name } => (file, name),
+        };
+        let mut chunk: Vec<Event> = Vec::new();
+        let mut bytes = 0;
+        input::each_object(file, name, self.max_bytes, |line, object| {
+            let event = event_of(name, line, object, &self.flags, self.max_bytes)?;
+            bytes += event.max_len();
+            chunk.push(event);
+            if chunk.len() >= CHUNK_EVENTS || bytes >= CHUNK_BYTES {
+                each(&chunk)?;
+                chunk.clear();
+                bytes = 0;
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            each(&chunk)?;
+        }
+        Ok(())
+    }
 }
 
 /// The W3C trace context emit runs under (`--traceparent`, else
@@ -240,44 +463,34 @@ type Planned<'a> = (&'a Subscription, Option<&'a Target>);
 type Plan<'a> = BTreeMap<&'a str, Vec<(&'a Event, Vec<Planned<'a>>)>>;
 
 /// Where each event goes: the `--url` targets (most specific, so alone
-/// unless `--also-configured`), else the subscriptions in effect for its SPEC.
-/// Events nothing matches are said on stderr (never dropped in silence),
-/// unless `--quiet`.
+/// unless `--also-configured`), else the subscriptions in effect for its
+/// SPEC. Events nothing matches are left out (the tally said so).
 fn plan<'a>(
     config: &'a Config,
     events: &'a [Event],
     per_call: &'a [(Subscription, Target)],
-    args: &EmitArgs,
+    also_configured: bool,
 ) -> Plan<'a> {
-    let also_configured = args.also_configured;
     let mut by_spec = Plan::new();
-    let mut unmatched: Vec<&Event> = Vec::new();
     for event in events {
         let mut subs: Vec<Planned<'a>> = per_call.iter().map(|(s, t)| (s, Some(t))).collect();
         if per_call.is_empty() || also_configured {
             subs.extend(targets(config, event).into_iter().map(|s| (s, None)));
         }
-        if subs.is_empty() {
-            unmatched.push(event);
-            continue;
+        if !subs.is_empty() {
+            by_spec.entry(&event.spec).or_default().push((event, subs));
         }
-        by_spec.entry(&event.spec).or_default().push((event, subs));
-    }
-    if let Some(first) = unmatched.first().filter(|_| !args.quiet) {
-        output::note(unmatched_note(config, first, unmatched.len()));
     }
     by_spec
 }
 
 /// Why events were not spooled: no subscription at all (with what to do
 /// on a host that relays), or none that matches.
-fn unmatched_note(config: &Config, first: &Event, count: usize) -> String {
+fn unmatched_note(config: &Config, first: &(String, String), count: usize) -> String {
+    let (event_type, spec) = first;
     let what = match count {
-        1 => format!("{} for {}", first.event_type, first.spec),
-        n => format!(
-            "{n} events (the first: {} for {})",
-            first.event_type, first.spec
-        ),
+        1 => format!("{event_type} for {spec}"),
+        n => format!("{n} events (the first: {event_type} for {spec})"),
     };
     if config.every_subscription().next().is_none() {
         let fix = match config.relay {
@@ -294,19 +507,17 @@ fn unmatched_note(config: &Config, first: &Event, count: usize) -> String {
         );
     }
     format!(
-        "{what}: no subscription matches, nothing spooled (`spec-notify check --spec {}` shows which subscriptions it has and what they take)",
-        first.spec
+        "{what}: no subscription matches, nothing spooled (`spec-notify check --spec {spec}` shows which subscriptions it has and what they take)"
     )
 }
 
 /// One warning per subscription that will get jobs but has no secret yet.
-fn warn_missing_secrets(plan: &Plan<'_>) {
+fn warn_missing_secrets(subs: &[&Subscription]) {
     let mut warned = std::collections::HashSet::new();
-    let subs = plan
-        .values()
-        .flatten()
-        .flat_map(|(_, subs)| subs.iter().map(|(s, _)| *s));
-    for sub in subs.filter(|s| s.needs_secret() && warned.insert((s.id.as_str(), &s.secret_env))) {
+    for sub in subs
+        .iter()
+        .filter(|s| s.needs_secret() && warned.insert((s.id.as_str(), &s.secret_env)))
+    {
         if let Some(message) = sub.missing_signing_variable() {
             output::warn(format_args!(
                 "{message}; jobs are spooled and will wait for it"
@@ -318,14 +529,10 @@ fn warn_missing_secrets(plan: &Plan<'_>) {
 /// The PRD's "warning banner until resolved": one line per matching
 /// subscription whose circuit is open or that is paused. The jobs are
 /// spooled all the same and go out when it recovers.
-fn warn_held_back(config: &Config, plan: &Plan<'_>) {
+fn warn_held_back(config: &Config, subs: &[&Subscription]) {
     let spool = Spool::new(&config.spool_dir);
     let mut warned = std::collections::HashSet::new();
-    let subs = plan
-        .values()
-        .flatten()
-        .flat_map(|(_, subs)| subs.iter().map(|(s, _)| *s));
-    for sub in subs.filter(|s| warned.insert(s.id.as_str())) {
+    for sub in subs.iter().filter(|s| warned.insert(s.id.as_str())) {
         let Ok(circuit) = spool.circuit(&sub.id) else {
             continue;
         };
@@ -362,41 +569,82 @@ impl Spooled {
     }
 }
 
-/// Writes the jobs of every event, SPEC by SPEC, and returns what it wrote.
-fn spool_events(config: &Config, plan: &Plan<'_>) -> Result<Vec<Spooled>> {
+/// What a SPEC's share of the batch has come to so far.
+#[derive(Default)]
+struct Written {
+    /// Its jobs written so far.
+    jobs: usize,
+    /// Whether its pending jobs were made room for.
+    made_room: bool,
+    /// Jobs moved or written to dead-letter for spool-overflow.
+    shed: usize,
+}
+
+/// Writes the jobs of every event, chunk by chunk and SPEC by SPEC, and
+/// returns what it wrote (to be printed). Where a SPEC's pending jobs and
+/// its share of the batch pass `max_spool_jobs` (a single event, or
+/// `--shed-oldest`), its oldest pending jobs go to dead-letter first, and
+/// the batch's own oldest jobs beyond the bound are written there.
+fn spool_events(
+    config: &Config,
+    input: &Input<'_>,
+    per_call: &[(Subscription, Target)],
+    args: &EmitArgs,
+) -> Result<Printed> {
     let spool = Spool::new(&config.spool_dir);
     let now = clock::now_ms();
     let emitted_at = clock::rfc3339(now);
-    let mut ids = Vec::new();
-    for (spec, planned) in plan {
-        let spec_spool = spool.spec(spec);
-        let first = spec_spool
-            .ensure()
-            .and_then(|()| spec_spool.reserve_sequence(planned.len() as u64))
-            .with_context(|| format!("{} event(s) for {spec} not spooled", planned.len()))?;
-        let mut jobs = build_jobs(planned, first, now, &emitted_at);
-        // A batch larger than the bound keeps only its newest jobs pending.
-        let max = config.max_spool_jobs;
-        let mut over: Vec<Job> = jobs.drain(..jobs.len().saturating_sub(max)).collect();
-        over.iter_mut()
-            .for_each(|job| spool::mark_overflow(&mut job.meta, max, now));
-        let shed = {
-            let shed = spec_spool.shed_overflow(max, jobs.len(), now)?;
-            for warning in &shed.warnings {
-                output::warn(warning);
+    let max = config.max_spool_jobs;
+    let mut written: BTreeMap<String, Written> = BTreeMap::new();
+    let mut printed = Printed::new(args.json);
+    let totals = &input.tally.jobs;
+    let chunk = |events: &[Event]| -> Result<()> {
+        for (spec, planned) in plan(config, events, per_call, args.also_configured) {
+            let spec_spool = spool.spec(spec);
+            let first = spec_spool
+                .ensure()
+                .and_then(|()| spec_spool.reserve_sequence(planned.len() as u64))
+                .with_context(|| format!("{} event(s) for {spec} not spooled", planned.len()))?;
+            let mut jobs = build_jobs(&planned, first, now, &emitted_at);
+            let total = totals.get(spec).copied().unwrap_or(jobs.len());
+            let done = written.entry(spec.to_string()).or_default();
+            // The batch's oldest jobs beyond the bound are dead on arrival.
+            let dead = total
+                .saturating_sub(max)
+                .saturating_sub(done.jobs)
+                .min(jobs.len());
+            done.jobs += jobs.len();
+            let mut over: Vec<Job> = jobs.drain(..dead).collect();
+            over.iter_mut()
+                .for_each(|job| spool::mark_overflow(&mut job.meta, max, now));
+            if !done.made_room {
+                done.made_room = true;
+                let shed = spec_spool.shed_overflow(max, total.min(max), now)?;
+                for warning in &shed.warnings {
+                    output::warn(warning);
+                }
+                done.shed += shed.moved.len();
             }
-            shed.moved.len() + over.len()
-        };
-        if shed > 0 {
+            done.shed += over.len();
+            spec_spool.enqueue_in(State::Dead, &over)?;
+            spec_spool.enqueue(&jobs)?;
+            for job in over.into_iter().chain(jobs) {
+                printed.push(&Spooled::of(job))?;
+            }
+        }
+        Ok(())
+    };
+    let result = input.chunks(chunk);
+    for (spec, done) in &written {
+        if done.shed > 0 {
             output::warn(format_args!(
-                "{spec} has more pending jobs than max_spool_jobs = {max}: moved the {shed} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`"
+                "{spec} has more pending jobs than max_spool_jobs = {max}: moved the {} oldest to dead-letter (reason spool-overflow); see `spec-notify list {spec} --state dead`",
+                done.shed
             ));
         }
-        spec_spool.enqueue_in(State::Dead, &over)?;
-        spec_spool.enqueue(&jobs)?;
-        ids.extend(over.into_iter().chain(jobs).map(Spooled::of));
     }
-    Ok(ids)
+    result?;
+    Ok(printed)
 }
 
 /// One job per (event, subscription), numbered from `first`, all sharing the
@@ -431,27 +679,77 @@ fn build_jobs(
     jobs
 }
 
-/// Prints `<delivery-id> <subscription>` per job (objects with `--json`).
-/// A closed stdout is not an error: the jobs are spooled either way, and a
-/// guardrail script must not fail for it.
-fn print_spooled(spooled: &[Spooled], json: bool) -> Result<()> {
-    output::ignore_broken_pipe();
-    match write_spooled(spooled, json) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
+/// What emit prints, gathered as the jobs are written: in memory, then in
+/// an unnamed temporary file past [`SPILL_AT`] bytes (a batch of many
+/// jobs costs no more memory than a small one).
+struct Printed {
+    json: bool,
+    count: usize,
+    buf: Vec<u8>,
+    spill: Option<std::fs::File>,
 }
 
-fn write_spooled(spooled: &[Spooled], json: bool) -> std::io::Result<()> {
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    if json {
-        serde_json::to_writer(&mut out, spooled)?;
-        writeln!(out)?;
-    } else {
-        for job in spooled {
-            writeln!(out, "{} {}", job.delivery_id, job.subscription)?;
+const SPILL_AT: usize = 4 * 1024 * 1024;
+
+impl Printed {
+    fn new(json: bool) -> Printed {
+        Printed {
+            json,
+            count: 0,
+            buf: Vec::new(),
+            spill: None,
         }
     }
-    out.flush()?;
-    Ok(())
+
+    fn push(&mut self, job: &Spooled) -> Result<()> {
+        if self.json {
+            if self.count > 0 {
+                self.buf.push(b',');
+            }
+            serde_json::to_writer(&mut self.buf, job)?;
+        } else {
+            writeln!(self.buf, "{} {}", job.delivery_id, job.subscription)?;
+        }
+        self.count += 1;
+        if self.buf.len() >= SPILL_AT {
+            let spill = match &mut self.spill {
+                Some(file) => file,
+                None => self
+                    .spill
+                    .insert(tempfile::tempfile().context("failed to create a temporary file")?),
+            };
+            spill
+                .write_all(&self.buf)
+                .context("failed to write a temporary file")?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Prints `<delivery-id> <subscription>` per job (a JSON array of
+    /// objects with `--json`). A closed stdout is not an error: the jobs
+    /// are spooled either way, and a guardrail script must not fail for it.
+    fn print(self) -> Result<()> {
+        output::ignore_broken_pipe();
+        match self.write() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    fn write(self) -> std::io::Result<()> {
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        if self.json {
+            out.write_all(b"[")?;
+        }
+        if let Some(mut spill) = self.spill {
+            spill.rewind()?;
+            std::io::copy(&mut spill, &mut out)?;
+        }
+        out.write_all(&self.buf)?;
+        if self.json {
+            out.write_all(b"]\n")?;
+        }
+        out.flush()
+    }
 }

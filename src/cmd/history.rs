@@ -3,19 +3,24 @@
 //! oldest first — as a table for people (the default on a terminal), JSON
 //! Lines (the records as written; the default in a pipe) or CSV with a
 //! header row for audits and spreadsheets (cells guarded against formula
-//! injection). Lines that do not parse are skipped with a warning on
-//! stderr. A well-formed SPEC with no records yet shows nothing and exits
+//! injection). Records are read and printed one at a time (SPECs merged
+//! holding one record each), so a log of any size costs the same memory.
+//! Lines that do not parse or pass 1 MiB are skipped with a warning on
+//! stderr; a log file that is not a regular file (a symlink, a FIFO) is
+//! not read, named on stderr, and the exit code is 1. A well-formed SPEC with no records yet shows nothing and exits
 //! 0, naming the known SPECs on stderr (as `list` does). With `--source
 //! nats` the records come from the evidence stream (every worker's
 //! attempts).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io::{self, BufWriter, Write};
 
 use anyhow::{Context, Result};
 
 use super::Ctx;
 use crate::cli::{HistoryArgs, HistoryFormat};
-use crate::evidence::Record;
+use crate::evidence::{Pull, Record};
 use crate::exit::ExitCode;
 use crate::output::{self, csv_row};
 
@@ -53,26 +58,17 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
         Some(spec) => vec![spec.clone()],
         None => store.health()?.specs()?,
     };
-    let mut records = Vec::new();
-    for spec in &specs {
-        let (skipped, place) = store.records(spec, &mut |r| records.push(r))?;
-        if skipped > 0 {
-            output::warn(format_args!(
-                "skipped {skipped} unparseable lines in {place}"
-            ));
-        }
-    }
     if specs.len() > 1 {
-        // Each SPEC's log is in order; together they are merged by time.
-        records.sort_by_key(|r| r.ts_ms);
+        // The merge reads every SPEC's log at once: one descriptor each.
+        crate::drain::fds::raise_limit();
     }
-    let with_spec = args.spec.is_none();
-    let wanted = records.iter().filter(|r| {
-        args.subscription
-            .as_deref()
-            .is_none_or(|s| s == r.subscription)
-            && args.since.is_none_or(|since| r.ts_ms >= since)
-    });
+    let mut streams = Vec::new();
+    let mut places = Vec::new();
+    for spec in &specs {
+        let (stream, place) = store.record_stream(spec)?;
+        streams.push(stream);
+        places.push(place);
+    }
     let format = args.format.unwrap_or_else(|| {
         use std::io::IsTerminal;
         match io::stdout().is_terminal() {
@@ -80,44 +76,157 @@ pub fn run(ctx: &Ctx, args: &HistoryArgs) -> Result<ExitCode> {
             false => HistoryFormat::Jsonl,
         }
     });
-    let mut out = BufWriter::new(io::stdout().lock());
-    match format {
-        HistoryFormat::Table => {
-            let rows: Vec<Vec<String>> = wanted
-                .map(|r| {
-                    let mut row = table_row(r);
-                    if with_spec {
-                        row.insert(1, output::one_line(&r.spec));
-                    }
-                    row
-                })
-                .collect();
-            let mut header = TABLE_HEADER.to_vec();
-            if with_spec {
-                header.insert(1, "SPEC");
-            }
-            if rows.is_empty() {
-                writeln!(out, "no attempts")?;
-            } else {
-                output::table_wrapped(&mut out, &header, &rows, output::terminal_width())?;
-                writeln!(out, "-- {} record(s)", rows.len())?;
-            }
-        }
-        HistoryFormat::Jsonl => {
-            for record in wanted {
-                serde_json::to_writer(&mut out, record)?;
-                out.write_all(b"\n")?;
-            }
-        }
-        HistoryFormat::Csv => {
-            csv_row(&mut out, &CSV_HEADER)?;
-            for record in wanted {
-                csv_row(&mut out, &csv_fields(record))?;
-            }
+    let mut out = Sink::new(format, args.spec.is_none());
+    // Each SPEC's log is in order; together they are merged by time, one
+    // record per SPEC held at a time.
+    let mut merge = Merge::new(streams);
+    while let Some(record) = merge.next()? {
+        let wanted = args
+            .subscription
+            .as_deref()
+            .is_none_or(|s| s == record.subscription)
+            && args.since.is_none_or(|since| record.ts_ms >= since);
+        if wanted {
+            out.push(&record)?;
         }
     }
-    out.flush().context("failed to write to stdout")?;
-    Ok(ExitCode::Success)
+    out.finish()?;
+    let mut refused = false;
+    for (stream, place) in merge.streams.iter().zip(&places) {
+        let skipped = stream.skipped();
+        if !skipped.is_empty() {
+            refused |= !skipped.refused.is_empty();
+            output::warn(format_args!("skipped {skipped} in {place}"));
+        }
+    }
+    // A log that could not be read at all is a failure, not a quiet gap.
+    Ok(match refused {
+        true => ExitCode::Failure,
+        false => ExitCode::Success,
+    })
+}
+
+/// Rows of a table printed at once: a longer history is printed in pages
+/// of this many rows, each with its header (a table is for people; a
+/// whole log is `--format jsonl` or `csv`, printed as it is read).
+const TABLE_PAGE: usize = 1000;
+
+/// Where records go, as they come: straight out as JSON Lines or CSV, or
+/// into table pages.
+struct Sink {
+    out: BufWriter<io::StdoutLock<'static>>,
+    format: HistoryFormat,
+    with_spec: bool,
+    rows: Vec<Vec<String>>,
+    count: usize,
+}
+
+impl Sink {
+    fn new(format: HistoryFormat, with_spec: bool) -> Sink {
+        Sink {
+            out: BufWriter::new(io::stdout().lock()),
+            format,
+            with_spec,
+            rows: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, r: &Record) -> Result<()> {
+        match self.format {
+            HistoryFormat::Table => {
+                let mut row = table_row(r);
+                if self.with_spec {
+                    row.insert(1, output::one_line(&r.spec));
+                }
+                self.rows.push(row);
+                if self.rows.len() >= TABLE_PAGE {
+                    self.page()?;
+                }
+            }
+            HistoryFormat::Jsonl => {
+                serde_json::to_writer(&mut self.out, r)?;
+                self.out.write_all(b"\n")?;
+            }
+            HistoryFormat::Csv => {
+                if self.count == 0 {
+                    csv_row(&mut self.out, &CSV_HEADER)?;
+                }
+                csv_row(&mut self.out, &csv_fields(r))?;
+            }
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    fn page(&mut self) -> Result<()> {
+        let mut header = TABLE_HEADER.to_vec();
+        if self.with_spec {
+            header.insert(1, "SPEC");
+        }
+        output::table_wrapped(&mut self.out, &header, &self.rows, output::terminal_width())?;
+        self.rows.clear();
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        match self.format {
+            HistoryFormat::Table if self.count == 0 => writeln!(self.out, "no attempts")?,
+            HistoryFormat::Table => {
+                if !self.rows.is_empty() {
+                    self.page()?;
+                }
+                writeln!(self.out, "-- {} record(s)", self.count)?;
+            }
+            HistoryFormat::Csv if self.count == 0 => csv_row(&mut self.out, &CSV_HEADER)?,
+            _ => {}
+        }
+        self.out.flush().context("failed to write to stdout")
+    }
+}
+
+/// Records of several streams, each in order, merged by time (ties in
+/// stream order), holding one record per stream.
+struct Merge<'a> {
+    streams: Vec<Box<dyn Pull + 'a>>,
+    heads: Vec<Option<Record>>,
+    order: BinaryHeap<Reverse<(u64, usize)>>,
+    started: bool,
+}
+
+impl<'a> Merge<'a> {
+    fn new(streams: Vec<Box<dyn Pull + 'a>>) -> Merge<'a> {
+        let heads = streams.iter().map(|_| None).collect();
+        Merge {
+            streams,
+            heads,
+            order: BinaryHeap::new(),
+            started: false,
+        }
+    }
+
+    fn pull(&mut self, i: usize) -> Result<()> {
+        if let Some(record) = self.streams[i].next_record()? {
+            self.order.push(Reverse((record.ts_ms, i)));
+            self.heads[i] = Some(record);
+        }
+        Ok(())
+    }
+
+    fn next(&mut self) -> Result<Option<Record>> {
+        if !self.started {
+            self.started = true;
+            for i in 0..self.streams.len() {
+                self.pull(i)?;
+            }
+        }
+        let Some(Reverse((_, i))) = self.order.pop() else {
+            return Ok(None);
+        };
+        let record = self.heads[i].take();
+        self.pull(i)?;
+        Ok(record)
+    }
 }
 
 const TABLE_HEADER: [&str; 8] = [

@@ -275,9 +275,7 @@ pub fn warn_unreadable(unreadable: &[Unreadable]) {
 pub fn warn_snapshot(snapshot: &crate::health::Snapshot) {
     warn_unreadable(&snapshot.unreadable);
     for (skipped, place) in &snapshot.unparseable {
-        output::warn(format_args!(
-            "skipped {skipped} unparseable lines in {place}"
-        ));
+        output::warn(format_args!("skipped {skipped} in {place}"));
     }
 }
 

@@ -83,7 +83,7 @@ impl Plan {
 
 /// Raises the soft descriptor limit to the hard one (allowed to any
 /// process) and returns the soft limit in effect.
-fn raise_limit() -> u64 {
+pub fn raise_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

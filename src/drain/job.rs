@@ -55,6 +55,10 @@ pub(super) enum Left {
     /// Not claimed, not sent: the descriptors its outcome would need were
     /// not there. Still pending; the engine offers it again shortly.
     NotSent,
+    /// Not claimed, not sent: its outcome could not be logged (the attempt
+    /// log is not a regular file, or cannot be opened). Still pending; the
+    /// drain takes no more jobs.
+    Unrecordable,
     /// The file was not a job and is in quarantine now.
     Quarantined(Quarantined),
     /// Where its metadata says: settled, or back in pending unchanged
@@ -119,6 +123,16 @@ pub(super) fn handle<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, work: Work) -> 
         probing,
     } = work;
     let key = pick.job.key.clone();
+
+    // The attempt log must take the outcome: a request whose outcome
+    // cannot be recorded is never sent (it would be sent again and again).
+    if let Err(e) = queue.ready_to_log(&key.spec) {
+        let left = match has_errno(&e, &[libc::EMFILE, libc::ENFILE]) {
+            true => Left::NotSent,
+            false => Left::Unrecordable,
+        };
+        return Handled::failed(pick, left, e);
+    }
 
     // The descriptors that logging and settling the outcome need, before
     // the job is claimed and sent; given back just before those steps.
@@ -502,6 +516,9 @@ mod tests {
         }
         fn log(&self, spec: &str, records: &[Record]) -> Result<()> {
             self.0.log(spec, records)
+        }
+        fn ready_to_log(&self, spec: &str) -> Result<()> {
+            self.0.ready_to_log(spec)
         }
         fn circuit(&self, subscription: &str) -> Result<Circuit> {
             self.0.circuit(subscription)

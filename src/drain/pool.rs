@@ -449,6 +449,19 @@ impl<'r> Core<'r> {
             self.sched.add(job);
             return;
         }
+        if matches!(handled.left, Left::Unrecordable) {
+            // Not claimed, not sent; it stays pending on disk. Every other
+            // job would meet the same log (or a run would send jobs whose
+            // outcomes it then loses): take no more.
+            let why = handled.error().unwrap_or_default();
+            self.cannot_record = true;
+            self.accepting = false;
+            self.error(format!(
+                "{why}; stopped taking jobs: {} was not sent and stays pending",
+                handled.pick.job.key.name
+            ));
+            return;
+        }
         let error = handled.error();
         let disk_full = handled.disk_full();
         let out_of_descriptors = handled.out_of_descriptors();
@@ -473,9 +486,12 @@ impl<'r> Core<'r> {
                 (self.report)(&Event::Quarantined(q));
                 None
             }
-            Left::Untaken | Left::Requeued | Left::Active | Left::NotSent | Left::Blocked(_) => {
-                None
-            }
+            Left::Untaken
+            | Left::Requeued
+            | Left::Active
+            | Left::NotSent
+            | Left::Blocked(_)
+            | Left::Unrecordable => None,
         };
         if let Some(error) = error {
             self.error(error);

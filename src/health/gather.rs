@@ -67,9 +67,9 @@ pub struct Snapshot {
     pub subscriptions: Vec<SubscriptionHealth>,
     /// Jobs that could not be read (skipped; the drain quarantines them).
     pub unreadable: Vec<Unreadable>,
-    /// Attempt records that did not parse: (how many, where: "the attempt
+    /// Attempt-log lines and files skipped: (what, where: "the attempt
     /// log under `…`", "stream …").
-    pub unparseable: Vec<(usize, String)>,
+    pub unparseable: Vec<(crate::evidence::Skipped, String)>,
 }
 
 impl Snapshot {
@@ -171,7 +171,7 @@ pub fn gather_from(
                     .delivered += 1;
             }
         }
-        if skipped > 0 {
+        if !skipped.is_empty() {
             snapshot.unparseable.push((skipped, place));
         }
         snapshot.specs.push(SpecHealth {

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::circuit::Circuit;
 use crate::config::Config;
-use crate::evidence::{Evidence, Record};
+use crate::evidence::{Evidence, Record, Skipped};
 use crate::spool::{Entry, Scan, Spool, State, Unreadable};
 
 /// What health is computed from, read-only.
@@ -19,8 +19,8 @@ pub trait Source {
     /// Quarantined files of `spec` with the first line of their reason.
     fn quarantined(&self, spec: &str) -> Result<Vec<(String, String)>>;
     /// Hands every evidence record of `spec` to `visit`, oldest first;
-    /// returns how many records did not parse and where they are.
-    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)>;
+    /// returns what was skipped (lines, files) and where they are.
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)>;
     /// A subscription's breaker state (the default when none is stored).
     fn circuit(&self, subscription: &str) -> Result<Circuit>;
     /// The body of a job [`Source::scan`] returned, if it can still be read.
@@ -35,7 +35,7 @@ pub trait Source {
     fn gone(&self) -> &'static str;
     /// What was read that belongs to no SPEC: messages that are not jobs,
     /// and (how many, where) records that did not parse.
-    fn problems(&self) -> (Vec<Unreadable>, Vec<(usize, String)>) {
+    fn problems(&self) -> (Vec<Unreadable>, Vec<(Skipped, String)>) {
         (Vec::new(), Vec::new())
     }
 }
@@ -68,7 +68,7 @@ impl Source for Local<'_> {
         self.spool.spec(spec).quarantined()
     }
 
-    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)> {
         let evidence = Evidence::new(
             self.config.evidence_for(spec),
             self.config.max_evidence_bytes,

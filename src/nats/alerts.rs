@@ -21,7 +21,7 @@ use bytes::Bytes;
 use super::{Nats, view};
 use crate::alerts::{AlertJob, AlertState};
 use crate::circuit::Circuit;
-use crate::evidence::Record;
+use crate::evidence::{Record, Skipped};
 use crate::health::Source;
 use crate::spool::{Entry, Scan, State, Unreadable};
 
@@ -180,8 +180,8 @@ impl Source for JobsView {
         Ok(Vec::new()) // a message that is not a job waits in its stream
     }
 
-    fn records(&self, _spec: &str, _visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
-        Ok((0, String::new()))
+    fn records(&self, _spec: &str, _visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)> {
+        Ok((Skipped::default(), String::new()))
     }
 
     fn circuit(&self, subscription: &str) -> Result<Circuit> {
@@ -204,7 +204,7 @@ impl Source for JobsView {
         "no longer in the streams"
     }
 
-    fn problems(&self) -> (Vec<Unreadable>, Vec<(usize, String)>) {
+    fn problems(&self) -> (Vec<Unreadable>, Vec<(Skipped, String)>) {
         (self.unreadable.iter().cloned().collect(), Vec::new())
     }
 }

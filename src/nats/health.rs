@@ -13,7 +13,7 @@ use anyhow::Result;
 
 use super::{Nats, view};
 use crate::circuit::Circuit;
-use crate::evidence::Record;
+use crate::evidence::{Record, Skipped};
 use crate::health::Source;
 use crate::spool::{Entry, Job, Scan, State, Unreadable};
 
@@ -97,11 +97,14 @@ impl Source for NatsHealth {
         Ok(Vec::new()) // a message that is not a job waits in the dead stream
     }
 
-    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)> {
         for record in self.records.iter().filter(|r| r.spec == spec) {
             visit(record.clone());
         }
-        Ok((0, format!("stream {}", self.evidence_stream)))
+        Ok((
+            Skipped::default(),
+            format!("stream {}", self.evidence_stream),
+        ))
     }
 
     fn circuit(&self, subscription: &str) -> Result<Circuit> {
@@ -128,10 +131,13 @@ impl Source for NatsHealth {
     }
 
     /// Messages that are not jobs or records belong to no SPEC.
-    fn problems(&self) -> (Vec<Unreadable>, Vec<(usize, String)>) {
+    fn problems(&self) -> (Vec<Unreadable>, Vec<(Skipped, String)>) {
         let unparseable = match self.unparseable {
             0 => Vec::new(),
-            n => vec![(n, format!("stream {}", self.evidence_stream))],
+            n => vec![(
+                Skipped::unparseable(n),
+                format!("stream {}", self.evidence_stream),
+            )],
         };
         (self.unreadable.clone(), unparseable)
     }

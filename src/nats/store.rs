@@ -17,7 +17,7 @@ use super::{Nats, view};
 use crate::circuit::{Circuit, Transition};
 use crate::config::Config;
 use crate::drain::{Drainer, Event, Options, Stop, Summary};
-use crate::evidence::Record;
+use crate::evidence::{Record, Skipped};
 use crate::exit::user_error;
 use crate::health;
 use crate::spool::{Meta, State};
@@ -161,12 +161,15 @@ impl Store for NatsStore<'_> {
         Ok(out)
     }
 
-    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)> {
         let (records, skipped) = view::evidence(&self.nats, Some(spec))?;
         for record in records {
             visit(record);
         }
-        Ok((skipped, format!("stream {}", self.nats.names.evidence)))
+        Ok((
+            Skipped::unparseable(skipped),
+            format!("stream {}", self.nats.names.evidence),
+        ))
     }
 
     fn update_circuit(

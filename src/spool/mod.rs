@@ -99,7 +99,7 @@ use anyhow::{Context, Result, bail};
 pub use files::{Unread, fsync_dir};
 pub use job::{JOB_EXT, Job, Meta, State, Target, delivery_id_of, is_delivery_id, parse_name};
 pub use lock::{AliveLock, DUTY_LOCK, DrainLock};
-pub use overflow::mark_overflow;
+pub use overflow::{OVERFLOW, mark_overflow};
 pub use quarantine::Quarantined;
 
 /// Why [`SpecSpool::settle`] failed, by what it means for the job: the

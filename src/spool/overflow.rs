@@ -10,6 +10,9 @@ use anyhow::{Context, Result};
 use super::{Meta, SYNC_EACH_LIMIT, SpecSpool, State};
 use crate::files::{fsync_dir, syncfs, write_tmp};
 
+/// The dead reason of a job shed for spool-overflow.
+pub const OVERFLOW: &str = "spool-overflow";
+
 /// What [`SpecSpool::shed_overflow`] did.
 #[derive(Debug, Default)]
 pub struct Shed {
@@ -101,7 +104,7 @@ impl SpecSpool {
 /// Marks a job dead for spool-overflow, with what to do about it.
 pub fn mark_overflow(meta: &mut Meta, max: usize, now_ms: u64) {
     meta.state = State::Dead;
-    meta.dead_reason = Some("spool-overflow".into());
+    meta.dead_reason = Some(OVERFLOW.into());
     meta.finished_at_ms = Some(now_ms);
     meta.hint = Some(format!(
         "the spool held {max} pending jobs (max_spool_jobs); raise it or fix delivery, then run `spec-notify replay {} --delivery-id {}`",

@@ -86,8 +86,12 @@ impl health::Source for JobsOnly<'_> {
     fn quarantined(&self, spec: &str) -> Result<Vec<(String, String)>> {
         self.0.quarantined(spec)
     }
-    fn records(&self, _spec: &str, _visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
-        Ok((0, String::new()))
+    fn records(
+        &self,
+        _spec: &str,
+        _visit: &mut dyn FnMut(Record),
+    ) -> Result<(crate::evidence::Skipped, String)> {
+        Ok((Default::default(), String::new()))
     }
     fn circuit(&self, subscription: &str) -> Result<crate::circuit::Circuit> {
         self.0.circuit(subscription)
@@ -104,7 +108,12 @@ impl health::Source for JobsOnly<'_> {
     fn gone(&self) -> &'static str {
         self.0.gone()
     }
-    fn problems(&self) -> (Vec<crate::spool::Unreadable>, Vec<(usize, String)>) {
+    fn problems(
+        &self,
+    ) -> (
+        Vec<crate::spool::Unreadable>,
+        Vec<(crate::evidence::Skipped, String)>,
+    ) {
         self.0.problems()
     }
 }

@@ -16,7 +16,7 @@ use super::{Discarded, Found, Listed, Pick, Replayed, Requeued, Say, Store, Unkn
 use crate::circuit::{Circuit, Transition};
 use crate::config::Config;
 use crate::drain::{Drainer, Event, Options, Stop, Summary};
-use crate::evidence::{Evidence, Record};
+use crate::evidence::{Evidence, Pull, Record, Skipped};
 use crate::exit::user_error;
 use crate::health::{self, Local};
 use crate::spool::watch::Watcher;
@@ -150,11 +150,19 @@ impl Store for LocalStore<'_> {
         Ok(found)
     }
 
-    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)> {
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)> {
         let evidence = self.evidence(spec);
         let skipped = evidence.for_each_record(visit)?;
         Ok((
             skipped,
+            format!("the attempt log under `{}`", evidence.dir().display()),
+        ))
+    }
+
+    fn record_stream(&self, spec: &str) -> Result<(Box<dyn Pull + '_>, String)> {
+        let evidence = self.evidence(spec);
+        Ok((
+            Box::new(evidence.records()?),
             format!("the attempt log under `{}`", evidence.dir().display()),
         ))
     }

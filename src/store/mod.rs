@@ -31,7 +31,7 @@ use anyhow::Result;
 use crate::alerts::{AlertJob, AlertState};
 use crate::circuit::{Circuit, Transition};
 use crate::drain::{Event, Options, Stop, Summary};
-use crate::evidence::{Outcome, Record};
+use crate::evidence::{Held, Outcome, Pull, Record, Skipped};
 use crate::health::{self, Snapshot};
 use crate::spool::{Meta, Quarantined, State, Unreadable};
 use crate::{clock, metrics};
@@ -220,8 +220,17 @@ pub trait Store: Sync {
     fn jobs(&self, spec: Option<&str>, states: &[State]) -> Result<Found>;
 
     /// Hands every attempt record of `spec` to `visit`, oldest first;
-    /// returns how many lines did not parse and where they are.
-    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(usize, String)>;
+    /// returns what was skipped (lines, files) and where.
+    fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)>;
+
+    /// The attempt records of `spec`, oldest first, to be pulled one at a
+    /// time (a merge of many SPECs), and where they are. A backend that
+    /// can read its records only whole holds them (the default).
+    fn record_stream(&self, spec: &str) -> Result<(Box<dyn Pull + '_>, String)> {
+        let mut records = Vec::new();
+        let (skipped, place) = self.records(spec, &mut |r| records.push(r))?;
+        Ok((Box::new(Held::new(records, skipped)), place))
+    }
 
     /// Changes a subscription's shared state (breaker, pause) as every
     /// drain or worker sees it.

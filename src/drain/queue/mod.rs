@@ -81,6 +81,12 @@ pub trait Queue: Sync {
     /// Puts a claimed job back unchanged.
     fn requeue(&self, key: &JobKey) -> Result<()>;
     fn log(&self, spec: &str, records: &[Record]) -> Result<()>;
+    /// Makes sure the outcome of a job of `spec` can be logged, before it
+    /// is claimed and sent (the spool's attempt log must be a regular file
+    /// it can open). A backend that logs elsewhere has nothing to check.
+    fn ready_to_log(&self, _spec: &str) -> Result<()> {
+        Ok(())
+    }
     fn circuit(&self, subscription: &str) -> Result<Circuit>;
     fn update_circuit(
         &self,

@@ -216,6 +216,10 @@ impl Queue for SpoolQueue<'_> {
             .append(&self.config.evidence_for(spec), records)
     }
 
+    fn ready_to_log(&self, spec: &str) -> Result<()> {
+        self.appenders.ready(&self.config.evidence_for(spec))
+    }
+
     fn circuit(&self, subscription: &str) -> Result<Circuit> {
         let circuit = self.spool.circuit(subscription)?;
         let gate = (circuit.paused.is_some(), circuit.is_open());

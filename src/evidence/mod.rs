@@ -1,14 +1,22 @@
 //! Evidence: every delivery attempt (and every operator action on a job) is
 //! appended as one JSON line to `<evidence_dir>/<SPEC>/webhooks/attempts.jsonl`.
 //! The log rotates FIFO (`attempts.jsonl.1` is the newest rotated file), and
-//! the SPEC's footprint (logs + delivered jobs) is held under a cap by dropping
-//! the oldest delivered jobs first, then the oldest rotated logs; pending and
-//! dead jobs are never touched. [`Appenders`] keeps a bounded number of logs
+//! the SPEC's footprint (logs, delivered jobs, spool-overflow dead-letters)
+//! is held under a cap by dropping the oldest delivered jobs first, then the
+//! oldest spool-overflow dead-letters, then the oldest rotated logs; pending
+//! jobs and other dead jobs are never touched. [`Appenders`] keeps a bounded number of logs
 //! open for a drain that writes to many SPECs' logs.
+//!
+//! A log is only ever a regular file: appending opens it with `O_NOFOLLOW |
+//! O_NONBLOCK` and refuses anything `fstat` does not call a regular file (a
+//! record written into a FIFO or through a symlink would be lost), and a
+//! drain makes sure of that before it sends a job ([`Appenders::ready`]).
+//! Reading is [`read`]'s: the same checks, bounded lines, one record at a
+//! time.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -16,6 +24,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::spool::{DrainLock, Meta, SpecSpool, State};
+
+pub mod read;
+
+pub use read::{Held, MAX_LINE, Pull, Records, Skipped};
 
 pub const LOG_NAME: &str = "attempts.jsonl";
 /// The response excerpt kept per attempt.
@@ -270,7 +282,7 @@ impl Evidence {
                 .read(true)
                 .append(true)
                 .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
                 .open(&path)
         };
         let file = match open() {
@@ -280,8 +292,31 @@ impl Evidence {
             }
             other => other,
         };
-        let mut file =
-            file.with_context(|| format!("failed to open evidence log `{}`", path.display()))?;
+        let refuse = |what: &str| {
+            anyhow::anyhow!(
+                "refusing to append to the evidence log `{}`: it is {what}, not a regular file, so a record written there could be lost; move it away (`mv {0} {0}.bad`) and run `spec-notify drain` again (the jobs stay pending)",
+                path.display()
+            )
+        };
+        let mut file = match file {
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(refuse("a symbolic link"));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(refuse("a FIFO or socket"));
+            }
+            other => other
+                .with_context(|| format!("failed to open evidence log `{}`", path.display()))?,
+        };
+        let meta = file
+            .metadata()
+            .with_context(|| format!("failed to stat evidence log `{}`", path.display()))?;
+        if !meta.file_type().is_file() {
+            return Err(refuse(&file_kind(&meta.file_type())));
+        }
+        // O_NONBLOCK only kept the open from waiting on a FIFO.
+        rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::APPEND)
+            .with_context(|| format!("failed to set up evidence log `{}`", path.display()))?;
         let size = file.metadata().map_or(0, |m| m.len());
         let mut last = [0u8];
         if size > 0 && file.read_exact_at(&mut last, size - 1).is_ok() && last[0] != b'\n' {
@@ -293,6 +328,29 @@ impl Evidence {
             })?;
         }
         Ok(file)
+    }
+
+    /// Makes sure a record can be appended now, before a job is sent: the
+    /// log is open (opened here if need be, refused unless it is a regular
+    /// file) and its path still names the file held open (not replaced by
+    /// a FIFO or a symlink meanwhile).
+    pub fn ready(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((file, _)) = log.as_ref() {
+            let same = fs::symlink_metadata(self.log_path())
+                .ok()
+                .zip(file.metadata().ok())
+                .is_some_and(|(at, held)| at.dev() == held.dev() && at.ino() == held.ino());
+            if same {
+                return Ok(());
+            }
+            *log = None;
+        }
+        let file = self.open_log()?;
+        let size = file.metadata().map_or(0, |m| m.len());
+        *log = Some((file, size));
+        Ok(())
     }
 
     /// `attempts.jsonl` → `.1`, `.1` → `.2`, … under a lock so two writers
@@ -349,78 +407,99 @@ impl Evidence {
             .map(|(_, p)| p)
             .collect();
         let current = self.log_path();
-        if current.exists() {
+        // Not `exists()`: a symlink (dangling or not) is listed, to be
+        // refused by name rather than passed over in silence.
+        if fs::symlink_metadata(&current).is_ok() {
             files.push(current);
         }
         Ok(files)
     }
 
-    /// Reads every record, oldest first; lines that do not parse are skipped
-    /// and counted.
-    pub fn read_all(&self) -> Result<(Vec<Record>, usize)> {
+    /// The records of every log file, oldest first, one at a time.
+    pub fn records(&self) -> Result<Records> {
+        Ok(Records::new(self.log_files()?))
+    }
+
+    /// Reads every record, oldest first, and what was skipped (tests and
+    /// small logs: a reader of a whole log streams with [`Evidence::records`]).
+    pub fn read_all(&self) -> Result<(Vec<Record>, Skipped)> {
         let mut records = Vec::new();
         let skipped = self.for_each_record(|r| records.push(r))?;
         Ok((records, skipped))
     }
 
     /// Hands every record to `each`, oldest first, without holding them
-    /// all; returns how many lines did not parse (they are skipped).
-    pub fn for_each_record(&self, mut each: impl FnMut(Record)) -> Result<usize> {
-        let mut skipped = 0;
-        for path in self.log_files()? {
-            let file = match fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("failed to open `{}`", path.display()));
-                }
-            };
-            // Bytes, not text: a torn line may end inside a UTF-8 character.
-            for line in io::BufReader::new(file).split(b'\n') {
-                let line = line.with_context(|| format!("failed to read `{}`", path.display()))?;
-                match serde_json::from_slice(&line) {
-                    Ok(r) => each(r),
-                    Err(_) if line.trim_ascii().is_empty() => {}
-                    Err(_) => skipped += 1,
-                }
-            }
+    /// all; returns what was skipped (lines that did not parse or were too
+    /// long, files that are not regular files).
+    pub fn for_each_record(&self, mut each: impl FnMut(Record)) -> Result<Skipped> {
+        let mut records = self.records()?;
+        while let Some(record) = records.next_record()? {
+            each(record);
         }
-        Ok(skipped)
+        Ok(records.into_skipped())
     }
 
-    /// Holds the SPEC's footprint (logs + delivered jobs) under the cap:
-    /// oldest delivered jobs go first, then the oldest rotated logs. Returns
-    /// how many files were removed.
+    /// Holds the SPEC's footprint (logs, delivered jobs and `spool-overflow`
+    /// dead-letters) under the cap: oldest delivered jobs go first, then the
+    /// oldest spool-overflow dead-letters (events shed unsent, kept for a
+    /// replay while there is room), then the oldest rotated logs. Other
+    /// dead jobs and pending jobs are never pruned. Returns how many files
+    /// were removed.
     pub fn enforce_cap(&self, spool: &SpecSpool, lock: &DrainLock) -> Result<usize> {
         let log_bytes: u64 = self
             .log_files()?
             .iter()
-            .filter_map(|p| fs::metadata(p).ok())
+            .filter_map(|p| fs::symlink_metadata(p).ok())
             .map(|m| m.len())
             .sum();
-        let (delivered, _) = spool.names(State::Delivered)?;
-        let delivered_dir = spool.state_dir(State::Delivered);
-        let sizes: Vec<u64> = delivered
-            .iter()
-            .map(|n| fs::metadata(delivered_dir.join(n)).map_or(0, |m| m.len()))
-            .collect();
-        let mut total = log_bytes + sizes.iter().sum::<u64>();
+        let delivered = sized(spool, State::Delivered)?;
+        let mut total = log_bytes + delivered.iter().map(|(_, size)| size).sum::<u64>();
         let mut removed = 0;
-        for (name, size) in delivered.iter().zip(&sizes) {
-            if total <= self.max_bytes {
-                return Ok(removed);
+        let mut prune = |state, names: Vec<(String, u64)>, total: &mut u64| -> Result<()> {
+            for (name, size) in names {
+                if *total <= self.max_bytes {
+                    break;
+                }
+                // One still being settled is left for the next time.
+                if spool.remove_settled(lock, state, &name)? {
+                    *total -= size;
+                    removed += 1;
+                }
             }
-            // One still being settled is left for the next time.
-            if spool.remove_settled(lock, State::Delivered, name)? {
-                total -= size;
-                removed += 1;
-            }
+            Ok(())
+        };
+        // Dead jobs count only if they are spool-overflow ones, which takes
+        // reading them: only when all of dead/ might matter.
+        let dead = sized(spool, State::Dead)?;
+        let dead_bytes: u64 = dead.iter().map(|(_, size)| size).sum();
+        if total + dead_bytes > self.max_bytes && !dead.is_empty() {
+            let sizes: HashMap<String, u64> = dead.into_iter().collect();
+            let scan = spool.scan_names(State::Dead, sizes.keys().cloned().collect());
+            let mut shed: Vec<(u64, String, u64)> = scan
+                .entries
+                .into_iter()
+                .filter(|e| e.meta.dead_reason.as_deref() == Some(crate::spool::OVERFLOW))
+                .map(|e| {
+                    let size = sizes.get(&e.name).copied().unwrap_or(0);
+                    (e.meta.sequence, e.name, size)
+                })
+                .collect();
+            shed.sort();
+            total += shed.iter().map(|(_, _, size)| size).sum::<u64>();
+            prune(State::Delivered, delivered, &mut total)?;
+            let shed = shed
+                .into_iter()
+                .map(|(_, name, size)| (name, size))
+                .collect();
+            prune(State::Dead, shed, &mut total)?;
+        } else {
+            prune(State::Delivered, delivered, &mut total)?;
         }
         for (_, path) in self.rotated_files()?.into_iter().rev() {
             if total <= self.max_bytes {
                 break;
             }
-            let size = fs::metadata(&path).map_or(0, |m| m.len());
+            let size = fs::symlink_metadata(&path).map_or(0, |m| m.len());
             fs::remove_file(&path)
                 .with_context(|| format!("failed to remove `{}`", path.display()))?;
             total = total.saturating_sub(size);
@@ -428,6 +507,38 @@ impl Evidence {
         }
         Ok(removed)
     }
+}
+
+/// The job files of a state folder with their sizes, oldest first.
+fn sized(spool: &SpecSpool, state: State) -> Result<Vec<(String, u64)>> {
+    let (names, _) = spool.names(state)?;
+    let dir = spool.state_dir(state);
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let size = fs::symlink_metadata(dir.join(&n)).map_or(0, |m| m.len());
+            (n, size)
+        })
+        .collect())
+}
+
+/// What a file that is not a regular file is, for people.
+fn file_kind(kind: &fs::FileType) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    let what = if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else {
+        "of an unknown kind"
+    };
+    what.to_string()
 }
 
 /// The attempt logs a drain has open, at most `capacity` at once: opening
@@ -462,31 +573,38 @@ impl Appenders {
         if records.is_empty() {
             return Ok(());
         }
-        let evidence = {
-            let mut lru = self.open.lock().unwrap_or_else(|e| e.into_inner());
-            lru.tick += 1;
-            let tick = lru.tick;
-            if let Some((evidence, used)) = lru.logs.get_mut(dir) {
-                *used = tick;
-                Arc::clone(evidence)
-            } else {
-                if lru.logs.len() >= self.capacity {
-                    let oldest = lru
-                        .logs
-                        .iter()
-                        .min_by_key(|(_, (_, used))| *used)
-                        .map(|(dir, _)| dir.clone());
-                    if let Some(oldest) = oldest {
-                        lru.logs.remove(&oldest);
-                    }
-                }
-                let evidence = Arc::new(Evidence::new(dir, self.max_bytes));
-                lru.logs
-                    .insert(dir.to_path_buf(), (Arc::clone(&evidence), tick));
-                evidence
+        self.get(dir).append(records)
+    }
+
+    /// Makes sure a record can be appended to the log in `dir` now (see
+    /// [`Evidence::ready`]): a drain asks before it sends a job.
+    pub fn ready(&self, dir: &Path) -> Result<()> {
+        self.get(dir).ready()
+    }
+
+    /// The log in `dir`, kept among the most recently used.
+    fn get(&self, dir: &Path) -> Arc<Evidence> {
+        let mut lru = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        lru.tick += 1;
+        let tick = lru.tick;
+        if let Some((evidence, used)) = lru.logs.get_mut(dir) {
+            *used = tick;
+            return Arc::clone(evidence);
+        }
+        if lru.logs.len() >= self.capacity {
+            let oldest = lru
+                .logs
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(dir, _)| dir.clone());
+            if let Some(oldest) = oldest {
+                lru.logs.remove(&oldest);
             }
-        };
-        evidence.append(records)
+        }
+        let evidence = Arc::new(Evidence::new(dir, self.max_bytes));
+        lru.logs
+            .insert(dir.to_path_buf(), (Arc::clone(&evidence), tick));
+        evidence
     }
 
     /// Closes the log in `dir` (its SPEC has nothing left to log for now).
@@ -575,7 +693,7 @@ mod tests {
         let lock = fs::metadata(dir.path().join("webhooks/attempts.lock")).unwrap();
         assert_eq!(lock.permissions().mode() & 0o777, 0o600, "private");
         let (records, skipped) = ev.read_all().unwrap();
-        assert_eq!(skipped, 0);
+        assert!(skipped.is_empty());
         assert_eq!(records.len(), 400);
         assert!(
             records.windows(2).all(|w| w[0].ts_ms < w[1].ts_ms),
@@ -762,13 +880,91 @@ mod tests {
             "no more logs removed than needed: {left} bytes left"
         );
         let (records, skipped) = ev.read_all().unwrap();
-        assert_eq!(skipped, 0);
+        assert!(skipped.is_empty());
         let kept: Vec<u64> = records.iter().map(|r| r.ts_ms).collect();
         let newest: Vec<u64> =
             (u64::from(written) - kept.len() as u64..u64::from(written)).collect();
         assert_eq!(
             kept, newest,
             "whole old files went, FIFO: the newest records remain"
+        );
+    }
+
+    #[test]
+    fn cap_drops_spool_overflow_dead_letters_after_delivered_jobs_never_other_dead_or_pending() {
+        use crate::spool::{Job, Meta, Spool};
+        const CAP: u64 = 64 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool")).spec("S");
+        let job = |sequence| Job {
+            meta: Meta::new("S", "sub", "a.b.c", "k", sequence, 0),
+            body: format!("{{\"pad\":\"{}\"}}", "x".repeat(10_000)).into_bytes(),
+        };
+        spool.enqueue_in(State::Delivered, &[job(1)]).unwrap();
+        // Shed for spool-overflow: 2..=9, oldest first; 10 died otherwise.
+        let shed: Vec<Job> = (2..=9)
+            .map(|s| {
+                let mut j = job(s);
+                crate::spool::mark_overflow(&mut j.meta, 1, 0);
+                j
+            })
+            .collect();
+        spool.enqueue_in(State::Dead, &shed).unwrap();
+        let mut other = job(10);
+        other.meta.state = State::Dead;
+        other.meta.dead_reason = Some("max-attempts".into());
+        spool.enqueue_in(State::Dead, &[other]).unwrap();
+        spool.enqueue(&[job(11)]).unwrap();
+        let ev = Evidence::new(dir.path().join("ev"), CAP);
+        let lock = spool.try_lock_drain().unwrap().unwrap();
+        let removed = ev.enforce_cap(&spool, &lock).unwrap();
+        assert!(sequences(&spool, State::Delivered).is_empty());
+        let dead = sequences(&spool, State::Dead);
+        assert_eq!(
+            removed,
+            1 + 9 - dead.len(),
+            "the delivered job, then shed ones"
+        );
+        assert_eq!(dead.last(), Some(&10), "a dead job of another reason stays");
+        let kept_shed: Vec<u64> = dead[..dead.len() - 1].to_vec();
+        let newest: Vec<u64> = (10 - kept_shed.len() as u64..10).collect();
+        assert_eq!(kept_shed, newest, "the oldest shed ones went first");
+        assert!(
+            job_bytes(&spool, State::Dead) - job_bytes(&spool, State::Dead) / dead.len() as u64
+                <= CAP,
+            "the shed ones left fit under the cap"
+        );
+        assert_eq!(sequences(&spool, State::Pending), [11]);
+    }
+
+    #[test]
+    fn appending_refuses_a_fifo_or_a_symlink_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = Evidence::new(dir.path().join("fifo"), 1 << 20);
+        fs::create_dir_all(fifo.dir()).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            fifo.log_path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let link = Evidence::new(dir.path().join("link"), 1 << 20);
+        fs::create_dir_all(link.dir()).unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, b"").unwrap();
+        std::os::unix::fs::symlink(&target, link.log_path()).unwrap();
+        for (ev, is) in [(&fifo, "a FIFO"), (&link, "a symbolic link")] {
+            let e = format!("{:#}", ev.ready().unwrap_err());
+            assert!(e.contains(is) && e.contains("not a regular file"), "{e}");
+            let e = format!("{:#}", ev.append(&[record(1)]).unwrap_err());
+            assert!(e.contains(is), "{e}");
+        }
+        assert_eq!(
+            fs::read(&target).unwrap(),
+            b"",
+            "nothing written through the link"
         );
     }
 
@@ -799,6 +995,10 @@ mod tests {
         next.append(&[record(3)]).unwrap();
         let (records, skipped) = next.read_all().unwrap();
         assert_eq!(records.iter().map(|r| r.ts_ms).collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(skipped, 1, "the torn line is skipped, alone");
+        assert_eq!(
+            skipped,
+            Skipped::unparseable(1),
+            "the torn line is skipped, alone"
+        );
     }
 }
