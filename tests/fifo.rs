@@ -280,3 +280,41 @@ fn a_fifo_line_to_a_dead_endpoint_delays_no_other_subscription() {
     );
     drop(drain);
 }
+
+#[test]
+fn concurrent_emits_reach_a_watching_fifo_drain_in_sequence_order() {
+    let rx = Receiver::start();
+    let env = workspace(
+        &subscription("f", &rx.url("/f"), "ordering = \"fifo\"\njitter_ms = 0"),
+        &["f"],
+    );
+    let drain = Spawned::new(env.cmd(&["drain", "--watch"]).spawn().unwrap());
+    // Eight emitters at once, each one event at a time: sequences are
+    // reserved in one order and written in whatever order the emitters
+    // finish, unless emit writes under its reservation.
+    let emitters: Vec<Spawned> = (0..8)
+        .map(|_| {
+            let mut cmd = command("bash");
+            cmd.arg("-c")
+                .arg(format!(
+                    "for i in $(seq 25); do \"$0\" --config \"$1\" emit --spec SPEC-X --event {STAGE} >/dev/null || exit 1; done"
+                ))
+                .arg(BIN)
+                .arg(env.config_path())
+                .env("SECRET_F", "fifo-secret");
+            Spawned::new(cmd.spawn().unwrap())
+        })
+        .collect();
+    for e in emitters {
+        e.wait_output(RUN_CEILING, "an emitter").expect(0);
+    }
+    rx.wait_for(200, RUN_CEILING);
+    drop(drain);
+    let seqs: Vec<u64> = rx
+        .requests()
+        .iter()
+        .map(|r| line_and_sequence(r).1)
+        .collect();
+    let expected: Vec<u64> = (1..=200).collect();
+    assert_eq!(seqs, expected, "one line, in sequence, each once");
+}

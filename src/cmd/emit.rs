@@ -601,11 +601,13 @@ fn spool_events(
     let chunk = |events: &[Event]| -> Result<()> {
         for (spec, planned) in plan(config, events, per_call, args.also_configured) {
             let spec_spool = spool.spec(spec);
-            let first = spec_spool
+            // Held until the jobs are written: a SPEC's jobs appear in
+            // sequence order, whoever emits at once.
+            let reserved = spec_spool
                 .ensure()
                 .and_then(|()| spec_spool.reserve_sequence(planned.len() as u64))
                 .with_context(|| format!("{} event(s) for {spec} not spooled", planned.len()))?;
-            let mut jobs = build_jobs(&planned, first, now, &emitted_at);
+            let mut jobs = build_jobs(&planned, reserved.first, now, &emitted_at);
             let total = totals.get(spec).copied().unwrap_or(jobs.len());
             let done = written.entry(spec.to_string()).or_default();
             // The batch's oldest jobs beyond the bound are dead on arrival.
@@ -628,6 +630,7 @@ fn spool_events(
             done.shed += over.len();
             spec_spool.enqueue_in(State::Dead, &over)?;
             spec_spool.enqueue(&jobs)?;
+            drop(reserved);
             for job in over.into_iter().chain(jobs) {
                 printed.push(&Spooled::of(job))?;
             }

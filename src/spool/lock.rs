@@ -104,10 +104,10 @@ impl AsFd for AliveLock {
     }
 }
 
-/// Reserves `count` numbers from the counter file at `path` and returns
-/// the first. Safe across processes: the file is locked while it is read
-/// and rewritten; the wait is bounded (emit must never hang a pipeline).
-pub fn reserve_sequence(path: &Path, count: u64) -> Result<u64> {
+/// Reserves `count` numbers from the counter file at `path`: the first,
+/// with the file still locked ([`Reserved`]). Safe across processes; the
+/// wait is bounded (emit must never hang a pipeline).
+pub fn reserve_sequence(path: &Path, count: u64) -> Result<Reserved> {
     let file = lock_within(path, LOCK_WAIT)?;
     let mut text = String::new();
     (&file)
@@ -129,7 +129,20 @@ pub fn reserve_sequence(path: &Path, count: u64) -> Result<u64> {
     file.write_all_at(format!("{next:020}\n").as_bytes(), 0)
         .and_then(|()| file.sync_data())
         .with_context(|| format!("failed to write `{}`", path.display()))?;
-    Ok(last + 1)
+    Ok(Reserved {
+        first: last + 1,
+        _held: file,
+    })
+}
+
+/// Sequence numbers reserved, and the counter's lock: held until the jobs
+/// that use them are written, so that a SPEC's jobs appear in pending/ in
+/// sequence order (a FIFO line never sees a later job before an earlier
+/// one that is still being written).
+#[derive(Debug)]
+pub struct Reserved {
+    pub first: u64,
+    _held: std::fs::File,
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ use anyhow::{Context, Result, bail};
 
 pub use files::{Unread, fsync_dir};
 pub use job::{JOB_EXT, Job, Meta, State, Target, delivery_id_of, is_delivery_id, parse_name};
-pub use lock::{AliveLock, DUTY_LOCK, DrainLock};
+pub use lock::{AliveLock, DUTY_LOCK, DrainLock, Reserved};
 pub use overflow::{OVERFLOW, mark_overflow};
 pub use quarantine::Quarantined;
 
@@ -325,9 +325,9 @@ impl SpecSpool {
         fsync_dir(&self.dir)
     }
 
-    /// Reserves `count` sequence numbers and returns the first. Safe across
-    /// processes: the counter file is locked while it is read and rewritten.
-    pub fn reserve_sequence(&self, count: u64) -> Result<u64> {
+    /// Reserves `count` sequence numbers: the first, and the counter's lock
+    /// to hold until the jobs using them are written (see [`lock::Reserved`]).
+    pub fn reserve_sequence(&self, count: u64) -> Result<lock::Reserved> {
         lock::reserve_sequence(&self.dir.join("seq"), count)
     }
 
@@ -940,9 +940,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::new(dir.path()).spec("S");
         spool.ensure().unwrap();
-        assert_eq!(spool.reserve_sequence(1).unwrap(), 1);
-        assert_eq!(spool.reserve_sequence(5).unwrap(), 2);
-        assert_eq!(spool.reserve_sequence(1).unwrap(), 7);
+        assert_eq!(spool.reserve_sequence(1).unwrap().first, 1);
+        assert_eq!(spool.reserve_sequence(5).unwrap().first, 2);
+        assert_eq!(spool.reserve_sequence(1).unwrap().first, 7);
     }
 
     #[test]

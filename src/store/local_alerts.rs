@@ -78,8 +78,9 @@ pub fn spool(root: &Path, alert: &AlertJob) -> Result<bool> {
         return Ok(false);
     }
     spool.ensure()?;
-    let sequence = spool.reserve_sequence(1)?;
-    spool.enqueue(&[alert.job(sequence, crate::clock::now_ms())])?;
+    let reserved = spool.reserve_sequence(1)?;
+    spool.enqueue(&[alert.job(reserved.first, crate::clock::now_ms())])?;
+    drop(reserved);
     Ok(true)
 }
 
