@@ -13,6 +13,7 @@ mod drain;
 mod emit;
 mod evidence;
 mod fleet;
+mod fleet_fifo;
 mod formats;
 mod handover;
 mod hardening;

@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::health::{self, Gate, Snapshot, SpecHealth, SubHealth};
 use crate::output;
+use crate::store::HeldLane;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
@@ -56,11 +57,26 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     let quarantined: usize = snapshot.specs.iter().map(|s| s.quarantined.len()).sum();
     let unreadable = snapshot.unreadable.len();
     let firing = alerts(&*store, &config, args.spec.is_none().then_some(&snapshot));
+    let held: Vec<HeldLane> = store
+        .held_lanes()?
+        .into_iter()
+        .filter(|h| args.spec.as_ref().is_none_or(|s| *s == h.spec))
+        .collect();
     if args.json {
         let mut json = report_json(&snapshot.specs, dead);
         json["source"] = store.name().into();
         json["unreadable"] = unreadable.into();
         json["subscriptions"] = gates.iter().map(gate_json).collect();
+        json["held_lanes"] = held
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "subscription": h.subscription,
+                    "spec": h.spec,
+                    "delivery_id": h.delivery_id,
+                })
+            })
+            .collect();
         if !config.alerts.is_empty() {
             json["alerts"] = firing.iter().map(message::firing_json).collect();
         }
@@ -72,11 +88,18 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         print_report(&snapshot.specs, dead, snapshot.now_ms, source.flag())?;
         print_unreadable(unreadable)?;
         print_gates(&gates)?;
+        print_held(&held, store.flag())?;
         print_alerts(&firing, snapshot.now_ms)?;
     }
     let alerting = !firing.is_empty();
     Ok(
-        if dead > 0 || blocked > 0 || quarantined > 0 || unreadable > 0 || alerting {
+        if dead > 0
+            || blocked > 0
+            || quarantined > 0
+            || unreadable > 0
+            || alerting
+            || !held.is_empty()
+        {
             ExitCode::Failure
         } else {
             ExitCode::Success
@@ -150,6 +173,26 @@ fn print_unreadable(unreadable: usize) -> Result<()> {
             out,
             "{} {unreadable} spool file(s) cannot be read as jobs and are not counted above (named on stderr); the next drain quarantines them",
             output::paint("warning:", "33"),
+        )?;
+    }
+    Ok(())
+}
+
+/// FIFO lanes held by a dead job, and what frees them.
+fn print_held(held: &[HeldLane], flag: &str) -> Result<()> {
+    let mut out = BufWriter::new(io::stdout().lock());
+    for h in held {
+        writeln!(
+            out,
+            "{} FIFO lane {} of {} is held by dead job {}: nothing after it is sent until `spec-notify replay {} --delivery-id {}{flag}` (it goes out first) or `spec-notify discard {} --delivery-id {}{flag}`",
+            output::paint("warning:", "33"),
+            h.subscription,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
         )?;
     }
     Ok(())

@@ -78,6 +78,7 @@ pub struct Names {
     pub dead: String,
     pub evidence: String,
     pub circuits: String,
+    pub lanes: String,
 }
 
 impl Names {
@@ -88,7 +89,53 @@ impl Names {
             dead: format!("{prefix}_DEAD"),
             evidence: format!("{prefix}_EVIDENCE"),
             circuits: format!("{prefix}_CIRCUITS"),
+            lanes: format!("{prefix}_LANES"),
         }
+    }
+
+    /// The subject of a FIFO lane's jobs, in the order the relay stored them.
+    pub fn fifo(&self, subscription: &str, spec: &str) -> String {
+        format!(
+            "{}.fifo.{}.{}",
+            self.prefix,
+            token(subscription),
+            token(spec)
+        )
+    }
+
+    /// Where replayed jobs of a FIFO lane wait: each goes back to its own
+    /// place in the lane by its sequence.
+    pub fn fifo_replays(&self, subscription: &str, spec: &str) -> String {
+        format!("{}.r", self.fifo(subscription, spec))
+    }
+
+    /// Every FIFO lane of one subscription.
+    pub fn fifo_of(&self, subscription: &str) -> String {
+        format!("{}.fifo.{}.>", self.prefix, token(subscription))
+    }
+
+    /// Every FIFO lane.
+    pub fn all_fifo(&self) -> String {
+        format!("{}.fifo.>", self.prefix)
+    }
+
+    /// A FIFO lane's key in the lanes bucket: `<sub>.<spec>` as tokens,
+    /// `~` written `=` (a key allows no `~`).
+    pub fn lane_key(&self, subscription: &str, spec: &str) -> String {
+        format!(
+            "{}.{}",
+            token(subscription).replace('~', "="),
+            token(spec).replace('~', "=")
+        )
+    }
+
+    /// (subscription, SPEC) of a lanes bucket key.
+    pub fn of_lane_key(key: &str) -> Option<(String, String)> {
+        let (sub, spec) = key.split_once('.')?;
+        Some((
+            untoken(&sub.replace('=', "~"))?,
+            untoken(&spec.replace('=', "~"))?,
+        ))
     }
 
     /// The lane subject of a job due now.
@@ -191,7 +238,7 @@ fn wanted_streams(nats: &Nats) -> Vec<stream::Config> {
     vec![
         stream::Config {
             name: n.jobs.clone(),
-            subjects: vec![n.all_lanes(), n.all_retries()],
+            subjects: vec![n.all_lanes(), n.all_retries(), n.all_fifo()],
             retention: stream::RetentionPolicy::WorkQueue,
             duplicate_window: DUPLICATE_WINDOW,
             allow_message_schedules: true,
@@ -218,7 +265,8 @@ pub fn ensure(nats: &Nats) -> Result<()> {
     for wanted in wanted_streams(nats) {
         ensure_stream(nats, wanted)?;
     }
-    ensure_bucket(nats)?;
+    ensure_bucket(nats, &nats.names.circuits)?;
+    ensure_bucket(nats, &nats.names.lanes)?;
     migrate_legacy(nats)
 }
 
@@ -304,18 +352,17 @@ fn reconcile(nats: &Nats, found: &stream::Config, wanted: &stream::Config) -> Re
         })
 }
 
-fn ensure_bucket(nats: &Nats) -> Result<()> {
-    let n = &nats.names;
+fn ensure_bucket(nats: &Nats, name: &str) -> Result<()> {
     super::client::retried(
-        &format!("set up bucket {}", n.circuits),
+        &format!("set up bucket {name}"),
         |_| true,
         || {
             if nats
-                .call("open bucket", nats.js.get_key_value(&n.circuits))?
+                .call("open bucket", nats.js.get_key_value(name))?
                 .is_ok()
             {
                 let mut wanted = base(nats);
-                wanted.name = format!("KV_{}", n.circuits);
+                wanted.name = format!("KV_{name}");
                 // The bucket's stream: only the replicas are ours to correct.
                 let found = nats.call("open bucket", async {
                     let mut s = nats.js.get_stream(&wanted.name).await?;
@@ -326,16 +373,14 @@ fn ensure_bucket(nats: &Nats) -> Result<()> {
                     next.num_replicas = nats.replicas;
                     nats.call("update bucket", nats.js.update_stream(next))?
                         .map(drop)
-                        .with_context(|| {
-                            format!("cannot change the replicas of bucket {}", n.circuits)
-                        })?;
+                        .with_context(|| format!("cannot change the replicas of bucket {name}"))?;
                 }
                 return Ok(());
             }
             nats.call(
                 "create bucket",
                 nats.js.create_key_value(kv::Config {
-                    bucket: n.circuits.clone(),
+                    bucket: name.to_string(),
                     history: 1,
                     storage: stream::StorageType::File,
                     num_replicas: nats.replicas,
@@ -343,7 +388,7 @@ fn ensure_bucket(nats: &Nats) -> Result<()> {
                 }),
             )?
             .map(drop)
-            .map_err(|e| anyhow!("cannot create bucket {}: {e}", n.circuits))
+            .map_err(|e| anyhow!("cannot create bucket {name}: {e}"))
         },
     )
 }
@@ -531,5 +576,20 @@ mod tests {
         );
         assert_eq!(n.consumer("hook"), "P_w_hook");
         assert_eq!(n.lane_of("Q.jobs.a.b"), None);
+        assert_eq!(n.fifo("hook", "S-1"), "P.fifo.hook.S-1");
+        assert_eq!(
+            n.lane_of(&n.fifo_replays("chat.ops", "S")),
+            Some(("chat.ops".to_string(), "S".to_string()))
+        );
+        let key = n.lane_key("chat.ops", "SPEC:1");
+        assert!(
+            key.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=.".contains(&b)),
+            "{key}"
+        );
+        assert_eq!(
+            Names::of_lane_key(&key),
+            Some(("chat.ops".to_string(), "SPEC:1".to_string()))
+        );
     }
 }
