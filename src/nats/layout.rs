@@ -6,10 +6,23 @@
 //! |---|---|---|---|
 //! | `P_JOBS` | stream, work queue, message schedules | `P.jobs.<sub>.<spec>` | jobs due now, one subject per lane (subscription × SPEC) |
 //! | | | `P.retry.<sub>.<spec>.<id>` | a retry waiting for its backoff: a schedule that puts the job back on its lane subject when due |
+//! | | | `P.fifo.<sub>.<spec>` | a FIFO lane's jobs (`ordering = "fifo"`), in sequence order; no consumer: read by direct get, deleted when settled |
+//! | | | `P.fifo.<sub>.<spec>.r` | a FIFO lane's replayed jobs, each back at its own place by sequence |
 //! | `P_w_<sub>` | durable pull consumer on `P_JOBS` | `P.jobs.<sub>.>` | one per subscription: one endpoint's jobs never queue behind another's |
 //! | `P_DEAD` | stream | `P.dead.<sub>.<spec>` | dead-lettered jobs |
 //! | `P_EVIDENCE` | stream, 30 days | `P.evidence.<spec>` | one attempt record per message |
 //! | `P_CIRCUITS` | KV bucket | key `<sub>` | the fleet's breaker and pause per subscription; a key also announces a lane (the relay creates it) |
+//! | `P_LANES` | KV bucket | key `<sub>.<spec>` | a FIFO lane's lease (owner, beat), head attempt state, idle flag and the dead job holding it |
+//!
+//! FIFO lanes are a lease in KV over subjects no consumer covers, rather
+//! than a consumer per lane: a consumer hands out the next message as
+//! soon as the last one is acked or given back, so a retrying head would
+//! let its successor out (or need a redelivery that puts it after them),
+//! and thousands of lanes would be thousands of consumers. Reading the
+//! head by direct get and deleting it when settled keeps a retrying head in
+//! place, ahead of every later job, while its attempt state lives in the
+//! lane's key; the lease (compare-and-swap, swapped again before each send)
+//! is what makes one worker the lane's only sender. See `super::fifo`.
 //!
 //! `<sub>` and `<spec>` are subject tokens ([`token`]). Setting up is safe
 //! to run from many workers at once (creating what exists is success) and
