@@ -218,6 +218,15 @@ fn a_held_fifo_lane_waits_for_replay_or_discard_and_the_replayed_job_goes_first(
         run.stdout
     );
 
+    let listed = env.run(&["list", "SPEC-H", "--source", "nats"]);
+    assert!(
+        listed.stderr.contains(&format!(
+            "FIFO lane hook of SPEC-H is held by dead job {}",
+            ids[1]
+        )),
+        "{}",
+        listed.stderr
+    );
     // The status line names the fix.
     assert!(
         run.stdout

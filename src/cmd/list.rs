@@ -65,7 +65,38 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
         .collect();
     let now = clock::now_ms();
     let holds = holds(&*store, &items, now);
+    warn_held_lanes(&*store, args);
     print(&items, &holds, args, now)
+}
+
+/// Says which FIFO lanes (of the SPEC and subscription asked for) a dead
+/// job holds, and what frees them; a lane state that cannot be read is
+/// left to `status`.
+fn warn_held_lanes(store: &dyn Store, args: &ListArgs) {
+    let Ok(held) = store.held_lanes() else {
+        return;
+    };
+    for h in held {
+        if args.spec.as_ref().is_some_and(|s| *s != h.spec)
+            || args
+                .subscription
+                .as_ref()
+                .is_some_and(|s| *s != h.subscription)
+        {
+            continue;
+        }
+        output::warn(format_args!(
+            "FIFO lane {} of {} is held by dead job {}: its pending jobs wait until `spec-notify replay {} --delivery-id {}{flag}` or `spec-notify discard {} --delivery-id {}{flag}`",
+            h.subscription,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
+            flag = store.flag(),
+        ));
+    }
 }
 
 /// The holds of the subscriptions with pending jobs among `items`. A
