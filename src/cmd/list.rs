@@ -65,16 +65,45 @@ pub fn run(ctx: &Ctx, args: &ListArgs) -> Result<ExitCode> {
         .collect();
     let now = clock::now_ms();
     let mut holds = holds(&*store, &items, now);
-    // FIFO lines a dead job holds: their pending jobs say so.
-    for ((spec, sub), by) in
-        crate::store::lines::held_lines(&*store, &config, args.spec.as_deref())?
-    {
+    // FIFO lanes a dead job holds: their pending jobs say so.
+    for h in store.held_lanes().unwrap_or_default() {
         holds.insert(
-            line_key(&spec, &sub),
-            crate::store::lines::held_text(&spec, &by),
+            line_key(&h.spec, &h.subscription),
+            crate::store::lines::held_text(&h, store.flag()),
         );
     }
+    warn_held_lanes(&*store, args);
     print(&items, &holds, args, now)
+}
+
+/// Says which FIFO lanes (of the SPEC and subscription asked for) a dead
+/// job holds, and what frees them; a lane state that cannot be read is
+/// left to `status`.
+fn warn_held_lanes(store: &dyn Store, args: &ListArgs) {
+    let Ok(held) = store.held_lanes() else {
+        return;
+    };
+    for h in held {
+        if args.spec.as_ref().is_some_and(|s| *s != h.spec)
+            || args
+                .subscription
+                .as_ref()
+                .is_some_and(|s| *s != h.subscription)
+        {
+            continue;
+        }
+        output::warn(format_args!(
+            "FIFO lane {} of {} is held by dead job {}: its pending jobs wait until `spec-notify replay {} --delivery-id {}{flag}` or `spec-notify discard {} --delivery-id {}{flag}`",
+            h.subscription,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
+            flag = store.flag(),
+        ));
+    }
 }
 
 /// The holds of the subscriptions with pending jobs among `items`. A

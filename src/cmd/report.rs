@@ -45,11 +45,16 @@ pub fn run(ctx: &Ctx, args: &ReportArgs) -> Result<ExitCode> {
         from: store.shown_from(),
     };
     let mut page = report::build(&snapshot, collected, &*source, &scope);
-    let held = crate::store::lines::held_lines(&*store, &config, None)?;
-    let held: Vec<String> = held
+    let held: Vec<String> = store
+        .held_lanes()?
         .iter()
-        .filter(|((spec, _), _)| chosen.contains(spec))
-        .map(|((spec, sub), by)| format!("{spec} → {sub} waits for {}", by.delivery_id))
+        .filter(|h| chosen.contains(&h.spec))
+        .map(|h| {
+            format!(
+                "{} → {} waits for {}",
+                h.spec, h.subscription, h.delivery_id
+            )
+        })
         .collect();
     if !held.is_empty() {
         page.tiles.push(report::Tile {

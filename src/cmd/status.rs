@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::exit::ExitCode;
 use crate::health::{self, Gate, Snapshot, SpecHealth, SubHealth};
 use crate::output;
+use crate::store::HeldLane;
 
 pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     let config = ctx.load_config()?;
@@ -56,26 +57,29 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
     let quarantined: usize = snapshot.specs.iter().map(|s| s.quarantined.len()).sum();
     let unreadable = snapshot.unreadable.len();
     let firing = alerts(&*store, &config, args.spec.is_none().then_some(&snapshot));
-    let lines = crate::store::lines::held_lines(&*store, &config, args.spec.as_deref())?;
+    let held: Vec<HeldLane> = store
+        .held_lanes()?
+        .into_iter()
+        .filter(|h| args.spec.as_ref().is_none_or(|s| *s == h.spec))
+        .collect();
     if args.json {
         let mut json = report_json(&snapshot.specs, dead);
         json["source"] = store.name().into();
         json["unreadable"] = unreadable.into();
         json["subscriptions"] = gates.iter().map(gate_json).collect();
-        if !config.alerts.is_empty() {
-            json["alerts"] = firing.iter().map(message::firing_json).collect();
-        }
-        json["held_lines"] = lines
+        json["held_lanes"] = held
             .iter()
-            .map(|((spec, sub), by)| {
+            .map(|h| {
                 serde_json::json!({
-                    "spec": spec,
-                    "subscription": sub,
-                    "dead_delivery_id": by.delivery_id,
-                    "dead_sequence": by.sequence,
+                    "subscription": h.subscription,
+                    "spec": h.spec,
+                    "delivery_id": h.delivery_id,
                 })
             })
             .collect();
+        if !config.alerts.is_empty() {
+            json["alerts"] = firing.iter().map(message::firing_json).collect();
+        }
         output::print_json(&json)?;
     } else {
         if let Some(from) = store.shown_from() {
@@ -84,12 +88,18 @@ pub fn run(ctx: &Ctx, args: &StatusArgs) -> Result<ExitCode> {
         print_report(&snapshot.specs, dead, snapshot.now_ms, source.flag())?;
         print_unreadable(unreadable)?;
         print_gates(&gates)?;
-        print_held_lines(&lines)?;
+        print_held(&held, store.flag())?;
         print_alerts(&firing, snapshot.now_ms)?;
     }
     let alerting = !firing.is_empty();
     Ok(
-        if dead > 0 || blocked > 0 || quarantined > 0 || unreadable > 0 || alerting {
+        if dead > 0
+            || blocked > 0
+            || quarantined > 0
+            || unreadable > 0
+            || alerting
+            || !held.is_empty()
+        {
             ExitCode::Failure
         } else {
             ExitCode::Success
@@ -168,20 +178,24 @@ fn print_unreadable(unreadable: usize) -> Result<()> {
     Ok(())
 }
 
-/// One warning per FIFO line a dead job holds.
-fn print_held_lines(
-    lines: &std::collections::BTreeMap<(String, String), crate::store::lines::HeldBy>,
-) -> Result<()> {
+/// FIFO lanes held by a dead job, and what frees them.
+fn print_held(held: &[HeldLane], flag: &str) -> Result<()> {
     let mut out = BufWriter::new(io::stdout().lock());
-    for ((spec, sub), by) in lines {
+    for h in held {
         writeln!(
             out,
-            "{} {spec} → {sub}: {}",
+            "{} FIFO lane {} of {} is held by dead job {}: nothing after it is sent until `spec-notify replay {} --delivery-id {}{flag}` (it goes out first) or `spec-notify discard {} --delivery-id {}{flag}`",
             output::paint("warning:", "33"),
-            crate::store::lines::held_text(spec, by)
+            h.subscription,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
+            h.spec,
+            h.delivery_id,
         )?;
     }
-    out.flush().context("failed to write to stdout")
+    Ok(())
 }
 
 fn print_gates(gates: &[Gate]) -> Result<()> {

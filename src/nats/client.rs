@@ -93,6 +93,8 @@ pub struct Nats {
     pub ack_wait: Duration,
     /// The breaker bucket, once opened.
     bucket: std::sync::OnceLock<kv::Store>,
+    /// The FIFO lanes bucket, once opened.
+    lanes: std::sync::OnceLock<kv::Store>,
     /// Last: the client goes before the runtime that drives it.
     pub runtime: Runtime,
 }
@@ -169,6 +171,7 @@ impl Nats {
             replicas: relay.replicas,
             ack_wait: Duration::from_millis(relay.ack_wait_ms),
             bucket: std::sync::OnceLock::new(),
+            lanes: std::sync::OnceLock::new(),
             runtime,
         };
         super::layout::ensure(&nats)
@@ -236,6 +239,17 @@ impl Nats {
             .call("open bucket", self.js.get_key_value(&self.names.circuits))?
             .with_context(|| format!("cannot open bucket {}", self.names.circuits))?;
         Ok(self.bucket.get_or_init(|| bucket).clone())
+    }
+
+    /// The FIFO lanes bucket (opened once).
+    pub fn lanes_bucket(&self) -> Result<kv::Store> {
+        if let Some(bucket) = self.lanes.get() {
+            return Ok(bucket.clone());
+        }
+        let bucket = self
+            .call("open bucket", self.js.get_key_value(&self.names.lanes))?
+            .with_context(|| format!("cannot open bucket {}", self.names.lanes))?;
+        Ok(self.lanes.get_or_init(|| bucket).clone())
     }
 
     /// How many messages each subject matching `filter` holds in `stream`.
@@ -427,7 +441,7 @@ pub fn passing(e: &anyhow::Error) -> bool {
 /// Up to `batch` messages at or after sequence `from` on subjects matching
 /// `filter`, by one batched direct get; and whether more may follow.
 /// `None`: nobody answered (503: no responders yet).
-async fn direct_batch(
+pub(super) async fn direct_batch(
     client: &async_nats::Client,
     stream: &str,
     filter: &str,

@@ -44,16 +44,27 @@ pub fn is_waiting(nats: &Nats, spec: &str, delivery_id: &str) -> Result<bool> {
 
 /// Puts `requeued` (the dead job, reset by the caller: same delivery id,
 /// one more replay) back on its lane, logs `record`, then deletes the dead
-/// copy at `seq`.
-pub fn replay(nats: &Nats, seq: u64, requeued: &Job, record: &Record) -> Result<()> {
+/// copy at `seq`. A FIFO job goes to its lane's replays, where it takes
+/// its own place by sequence (before every later job), and a lane it held
+/// is let go of.
+pub fn replay(nats: &Nats, seq: u64, requeued: &Job, record: &Record, fifo: bool) -> Result<()> {
     let meta = &requeued.meta;
     super::circuits::announce(nats, &meta.subscription)?;
-    nats.publish(
-        &nats.names.lane(&meta.subscription, &meta.spec),
-        Some(&relay_id(meta)),
-        requeued.encode(),
-    )
-    .with_context(|| format!("cannot requeue {}; nothing changed", meta.delivery_id))?;
+    let subject = if fifo {
+        nats.names.fifo_replays(&meta.subscription, &meta.spec)
+    } else {
+        nats.names.lane(&meta.subscription, &meta.spec)
+    };
+    nats.publish(&subject, Some(&relay_id(meta)), requeued.encode())
+        .with_context(|| format!("cannot requeue {}; nothing changed", meta.delivery_id))?;
+    if fifo {
+        super::fifo::let_go_of(nats, &lane_of(requeued), &meta.delivery_id).with_context(|| {
+            format!(
+                "requeued {} but cannot tell its FIFO lane; run the replay again",
+                meta.delivery_id
+            )
+        })?;
+    }
     log(nats, std::slice::from_ref(record)).with_context(|| {
         format!(
             "requeued {} but cannot log it; its dead copy stays: run the replay again",
@@ -68,8 +79,23 @@ pub fn replay(nats: &Nats, seq: u64, requeued: &Job, record: &Record) -> Result<
     })
 }
 
-/// Deletes the dead job at `seq`, then logs `record`.
-pub fn discard(nats: &Nats, seq: u64, record: &Record) -> Result<()> {
+fn lane_of(job: &Job) -> super::fifo::LaneId {
+    super::fifo::LaneId {
+        subscription: job.meta.subscription.clone(),
+        spec: job.meta.spec.clone(),
+    }
+}
+
+/// Deletes the dead job at `seq`, then logs `record`. A FIFO lane it
+/// holds is let go of first (a crash in between leaves the lane going on
+/// and the job dead: discard it again).
+pub fn discard(nats: &Nats, seq: u64, job: &Job, record: &Record) -> Result<()> {
+    if super::fifo::held(nats)?
+        .iter()
+        .any(|(lane, id)| *lane == lane_of(job) && *id == job.meta.delivery_id)
+    {
+        super::fifo::let_go_of(nats, &lane_of(job), &job.meta.delivery_id)?;
+    }
     nats.delete(&nats.names.dead, seq)?;
     log(nats, std::slice::from_ref(record)).with_context(|| {
         format!(

@@ -6,10 +6,23 @@
 //! |---|---|---|---|
 //! | `P_JOBS` | stream, work queue, message schedules | `P.jobs.<sub>.<spec>` | jobs due now, one subject per lane (subscription × SPEC) |
 //! | | | `P.retry.<sub>.<spec>.<id>` | a retry waiting for its backoff: a schedule that puts the job back on its lane subject when due |
+//! | | | `P.fifo.<sub>.<spec>` | a FIFO lane's jobs (`ordering = "fifo"`), in sequence order; no consumer: read by direct get, deleted when settled |
+//! | | | `P.fifo.<sub>.<spec>.r` | a FIFO lane's replayed jobs, each back at its own place by sequence |
 //! | `P_w_<sub>` | durable pull consumer on `P_JOBS` | `P.jobs.<sub>.>` | one per subscription: one endpoint's jobs never queue behind another's |
 //! | `P_DEAD` | stream | `P.dead.<sub>.<spec>` | dead-lettered jobs |
 //! | `P_EVIDENCE` | stream, 30 days | `P.evidence.<spec>` | one attempt record per message |
 //! | `P_CIRCUITS` | KV bucket | key `<sub>` | the fleet's breaker and pause per subscription; a key also announces a lane (the relay creates it) |
+//! | `P_LANES` | KV bucket | key `<sub>.<spec>` | a FIFO lane's lease (owner, beat), head attempt state, idle flag and the dead job holding it |
+//!
+//! FIFO lanes are a lease in KV over subjects no consumer covers, rather
+//! than a consumer per lane: a consumer hands out the next message as
+//! soon as the last one is acked or given back, so a retrying head would
+//! let its successor out (or need a redelivery that puts it after them),
+//! and thousands of lanes would be thousands of consumers. Reading the
+//! head by direct get and deleting it when settled keeps a retrying head in
+//! place, ahead of every later job, while its attempt state lives in the
+//! lane's key; the lease (compare-and-swap, swapped again before each send)
+//! is what makes one worker the lane's only sender. See `super::fifo`.
 //!
 //! `<sub>` and `<spec>` are subject tokens ([`token`]). Setting up is safe
 //! to run from many workers at once (creating what exists is success) and
@@ -78,6 +91,7 @@ pub struct Names {
     pub dead: String,
     pub evidence: String,
     pub circuits: String,
+    pub lanes: String,
 }
 
 impl Names {
@@ -88,7 +102,53 @@ impl Names {
             dead: format!("{prefix}_DEAD"),
             evidence: format!("{prefix}_EVIDENCE"),
             circuits: format!("{prefix}_CIRCUITS"),
+            lanes: format!("{prefix}_LANES"),
         }
+    }
+
+    /// The subject of a FIFO lane's jobs, in the order the relay stored them.
+    pub fn fifo(&self, subscription: &str, spec: &str) -> String {
+        format!(
+            "{}.fifo.{}.{}",
+            self.prefix,
+            token(subscription),
+            token(spec)
+        )
+    }
+
+    /// Where replayed jobs of a FIFO lane wait: each goes back to its own
+    /// place in the lane by its sequence.
+    pub fn fifo_replays(&self, subscription: &str, spec: &str) -> String {
+        format!("{}.r", self.fifo(subscription, spec))
+    }
+
+    /// Every FIFO lane of one subscription.
+    pub fn fifo_of(&self, subscription: &str) -> String {
+        format!("{}.fifo.{}.>", self.prefix, token(subscription))
+    }
+
+    /// Every FIFO lane.
+    pub fn all_fifo(&self) -> String {
+        format!("{}.fifo.>", self.prefix)
+    }
+
+    /// A FIFO lane's key in the lanes bucket: `<sub>.<spec>` as tokens,
+    /// `~` written `=` (a key allows no `~`).
+    pub fn lane_key(&self, subscription: &str, spec: &str) -> String {
+        format!(
+            "{}.{}",
+            token(subscription).replace('~', "="),
+            token(spec).replace('~', "=")
+        )
+    }
+
+    /// (subscription, SPEC) of a lanes bucket key.
+    pub fn of_lane_key(key: &str) -> Option<(String, String)> {
+        let (sub, spec) = key.split_once('.')?;
+        Some((
+            untoken(&sub.replace('=', "~"))?,
+            untoken(&spec.replace('=', "~"))?,
+        ))
     }
 
     /// The lane subject of a job due now.
@@ -191,7 +251,7 @@ fn wanted_streams(nats: &Nats) -> Vec<stream::Config> {
     vec![
         stream::Config {
             name: n.jobs.clone(),
-            subjects: vec![n.all_lanes(), n.all_retries()],
+            subjects: vec![n.all_lanes(), n.all_retries(), n.all_fifo()],
             retention: stream::RetentionPolicy::WorkQueue,
             duplicate_window: DUPLICATE_WINDOW,
             allow_message_schedules: true,
@@ -218,7 +278,8 @@ pub fn ensure(nats: &Nats) -> Result<()> {
     for wanted in wanted_streams(nats) {
         ensure_stream(nats, wanted)?;
     }
-    ensure_bucket(nats)?;
+    ensure_bucket(nats, &nats.names.circuits)?;
+    ensure_bucket(nats, &nats.names.lanes)?;
     migrate_legacy(nats)
 }
 
@@ -304,18 +365,17 @@ fn reconcile(nats: &Nats, found: &stream::Config, wanted: &stream::Config) -> Re
         })
 }
 
-fn ensure_bucket(nats: &Nats) -> Result<()> {
-    let n = &nats.names;
+fn ensure_bucket(nats: &Nats, name: &str) -> Result<()> {
     super::client::retried(
-        &format!("set up bucket {}", n.circuits),
+        &format!("set up bucket {name}"),
         |_| true,
         || {
             if nats
-                .call("open bucket", nats.js.get_key_value(&n.circuits))?
+                .call("open bucket", nats.js.get_key_value(name))?
                 .is_ok()
             {
                 let mut wanted = base(nats);
-                wanted.name = format!("KV_{}", n.circuits);
+                wanted.name = format!("KV_{name}");
                 // The bucket's stream: only the replicas are ours to correct.
                 let found = nats.call("open bucket", async {
                     let mut s = nats.js.get_stream(&wanted.name).await?;
@@ -326,16 +386,14 @@ fn ensure_bucket(nats: &Nats) -> Result<()> {
                     next.num_replicas = nats.replicas;
                     nats.call("update bucket", nats.js.update_stream(next))?
                         .map(drop)
-                        .with_context(|| {
-                            format!("cannot change the replicas of bucket {}", n.circuits)
-                        })?;
+                        .with_context(|| format!("cannot change the replicas of bucket {name}"))?;
                 }
                 return Ok(());
             }
             nats.call(
                 "create bucket",
                 nats.js.create_key_value(kv::Config {
-                    bucket: n.circuits.clone(),
+                    bucket: name.to_string(),
                     history: 1,
                     storage: stream::StorageType::File,
                     num_replicas: nats.replicas,
@@ -343,7 +401,7 @@ fn ensure_bucket(nats: &Nats) -> Result<()> {
                 }),
             )?
             .map(drop)
-            .map_err(|e| anyhow!("cannot create bucket {}: {e}", n.circuits))
+            .map_err(|e| anyhow!("cannot create bucket {name}: {e}"))
         },
     )
 }
@@ -531,5 +589,20 @@ mod tests {
         );
         assert_eq!(n.consumer("hook"), "P_w_hook");
         assert_eq!(n.lane_of("Q.jobs.a.b"), None);
+        assert_eq!(n.fifo("hook", "S-1"), "P.fifo.hook.S-1");
+        assert_eq!(
+            n.lane_of(&n.fifo_replays("chat.ops", "S")),
+            Some(("chat.ops".to_string(), "S".to_string()))
+        );
+        let key = n.lane_key("chat.ops", "SPEC:1");
+        assert!(
+            key.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_=.".contains(&b)),
+            "{key}"
+        );
+        assert_eq!(
+            Names::of_lane_key(&key),
+            Some(("chat.ops".to_string(), "SPEC:1".to_string()))
+        );
     }
 }

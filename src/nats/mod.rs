@@ -12,6 +12,8 @@
 //! - [`circuits`]: the fleet's breaker and pause states, watched.
 //! - [`queue`]: [`queue::NatsQueue`], the drain engine's queue: settling
 //!   off the critical path, retries as message schedules.
+//! - [`fifo`]: FIFO lanes (`ordering = "fifo"`): a lease per lane in a
+//!   bucket, the head read and deleted by sequence, one job at a time.
 //! - [`relay`]: moves a host's pending jobs into the jobs stream, many
 //!   publishes in flight at once.
 //! - [`view`], [`dead`], [`health`], [`store`]: what the operator commands
@@ -23,6 +25,7 @@ pub mod alerts;
 pub mod circuits;
 pub mod client;
 pub mod dead;
+pub mod fifo;
 pub mod health;
 pub mod lanes;
 pub mod layout;

@@ -25,6 +25,9 @@ use bytes::Bytes;
 
 use super::circuits::Circuits;
 use super::client::{Nats, Outgoing};
+use super::fifo::LaneId;
+use super::fifo::lane::ToLane;
+use super::fifo::take::{self, FifoShared};
 use super::lanes::{self, Lane, Shared};
 use crate::circuit::{Allow, Circuit, Transition};
 use crate::clock;
@@ -54,6 +57,13 @@ struct Held {
     since: Instant,
 }
 
+/// A FIFO lane's head handed to the engine (see `super::fifo`).
+struct FifoHeld {
+    lane: LaneId,
+    job: Job,
+    claimed: bool,
+}
+
 /// Work running beside the engine, waited for before the queue goes.
 #[derive(Default)]
 struct InFlight {
@@ -69,6 +79,9 @@ pub struct NatsQueue<'a> {
     shared: Arc<Shared>,
     circuits: Arc<Circuits>,
     held: Mutex<HashMap<JobKey, Held>>,
+    fifo: Arc<FifoShared>,
+    fifo_held: Mutex<HashMap<JobKey, FifoHeld>>,
+    fifo_task: tokio::task::JoinHandle<()>,
     in_flight: Arc<InFlight>,
     permits: Arc<tokio::sync::Semaphore>,
     last_progress: Mutex<Instant>,
@@ -79,6 +92,12 @@ impl<'a> NatsQueue<'a> {
         let shared = Shared::new();
         let bell = Arc::clone(&shared);
         let circuits = Arc::new(Circuits::start(nats, Arc::new(move || bell.bell.ring()))?);
+        let fifo = Arc::new(FifoShared::default());
+        let fifo_task = {
+            let ctx = fifo_ctx(config, nats, &shared, &circuits, &fifo)?;
+            let _inside = nats.runtime.handle.enter();
+            take::start(Arc::new(ctx))
+        };
         let queue = NatsQueue {
             nats,
             config,
@@ -86,6 +105,9 @@ impl<'a> NatsQueue<'a> {
             shared,
             circuits,
             held: Mutex::new(HashMap::new()),
+            fifo,
+            fifo_held: Mutex::new(HashMap::new()),
+            fifo_task,
             in_flight: Arc::new(InFlight::default()),
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_SETTLING)),
             last_progress: Mutex::new(Instant::now()),
@@ -96,6 +118,58 @@ impl<'a> NatsQueue<'a> {
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fifo_held(&self) -> std::sync::MutexGuard<'_, HashMap<JobKey, FifoHeld>> {
+        self.fifo_held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes in the heads the FIFO lanes handed over, and lets go of those
+    /// taken back.
+    fn take_in_fifo(&self, changes: &mut Changes) {
+        let handed =
+            std::mem::take(&mut *self.fifo.inbox.lock().unwrap_or_else(|e| e.into_inner()));
+        let revoked =
+            std::mem::take(&mut *self.fifo.revoked.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut held = self.fifo_held();
+        for key in revoked {
+            if held.remove(&key).is_some() {
+                changes.removed.push(key);
+            }
+        }
+        for h in handed {
+            let key = JobKey {
+                spec: h.job.meta.spec.clone(),
+                name: h.job.meta.delivery_id.clone(),
+            };
+            changes.added.push((key.clone(), h.job.meta.clone()));
+            held.insert(
+                key,
+                FifoHeld {
+                    lane: h.lane,
+                    job: h.job,
+                    claimed: false,
+                },
+            );
+        }
+        let errors =
+            std::mem::take(&mut *self.fifo.errors.lock().unwrap_or_else(|e| e.into_inner()));
+        changes
+            .io_errors
+            .extend(errors.into_iter().map(|e| format!("NATS: {e}")));
+    }
+
+    /// Asks a FIFO head's lane whether it may go out now (its lease
+    /// checked by a swap of its key).
+    fn confirm(&self, lane: &LaneId) -> bool {
+        let Some(tx) = self.fifo.sender(lane) else {
+            return false;
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if tx.send(ToLane::Confirm(reply)).is_err() {
+            return false;
+        }
+        matches!(self.nats.call("confirm a FIFO lane", answer), Ok(Ok(true)))
     }
 
     /// Jobs of one subscription a worker holds at most: enough to keep its
@@ -302,6 +376,12 @@ impl Drop for NatsQueue<'_> {
     /// the settles in flight.
     fn drop(&mut self) {
         self.shared.stop();
+        self.fifo.stop();
+        let deadline = Instant::now() + SETTLE_FOR;
+        while self.fifo.running() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.fifo_task.abort();
         let held: Vec<Held> = self.held().drain().map(|(_, h)| h).collect();
         for h in held {
             self.give_back(h.message, &h.job.meta.subscription, Duration::ZERO);
@@ -323,6 +403,7 @@ impl Queue for NatsQueue<'_> {
         for message in arrived {
             self.take_in(message, now, &mut changes);
         }
+        self.take_in_fifo(&mut changes);
         self.tend(now, &mut changes);
         let errors =
             std::mem::take(&mut *self.shared.errors.lock().unwrap_or_else(|e| e.into_inner()));
@@ -333,6 +414,24 @@ impl Queue for NatsQueue<'_> {
     }
 
     fn claim(&self, key: &JobKey) -> Result<Claimed> {
+        let lane = match self.fifo_held().get(key) {
+            Some(h) if h.claimed => return Ok(Claimed::Gone),
+            Some(h) => Some(h.lane.clone()),
+            None => None,
+        };
+        if let Some(lane) = lane {
+            if !self.confirm(&lane) {
+                self.fifo_held().remove(key);
+                return Ok(Claimed::Gone);
+            }
+            return Ok(match self.fifo_held().get_mut(key) {
+                Some(h) => {
+                    h.claimed = true;
+                    Claimed::Job(Box::new(h.job.clone()))
+                }
+                None => Claimed::Gone,
+            });
+        }
         let mut held = self.held();
         Ok(match held.get_mut(key) {
             Some(h) if !h.claimed => {
@@ -344,6 +443,20 @@ impl Queue for NatsQueue<'_> {
     }
 
     fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
+        if let Some(h) = self.fifo_held().remove(key) {
+            let evidence = self
+                .in_flight
+                .evidence
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(key)
+                .unwrap_or_default();
+            if let Some(tx) = self.fifo.sender(&h.lane) {
+                // A lane lost meanwhile: its next owner sends the job again.
+                let _ = tx.send(ToLane::Settled(Box::new(job.clone()), evidence));
+            }
+            return Ok(());
+        }
         let Some(held) = self.held().remove(key) else {
             bail!("job {} is no longer held by this worker", key.name);
         };
@@ -401,6 +514,12 @@ impl Queue for NatsQueue<'_> {
     }
 
     fn requeue(&self, key: &JobKey) -> Result<()> {
+        if let Some(h) = self.fifo_held().remove(key) {
+            if let Some(tx) = self.fifo.sender(&h.lane) {
+                let _ = tx.send(ToLane::GiveBack);
+            }
+            return Ok(());
+        }
         let Some(h) = self.held().remove(key) else {
             bail!("job {} is no longer held by this worker", key.name);
         };
@@ -431,7 +550,7 @@ impl Queue for NatsQueue<'_> {
                 spec: spec.to_string(),
                 name: record.delivery_id.clone(),
             };
-            if self.held().contains_key(&key) {
+            if self.held().contains_key(&key) || self.fifo_held().contains_key(&key) {
                 self.in_flight
                     .evidence
                     .lock()
@@ -486,12 +605,13 @@ impl Queue for NatsQueue<'_> {
 
     fn more_to_come(&self) -> bool {
         let now = clock::now_ms();
-        !self
-            .shared
-            .inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        self.fifo.busy()
+            || !self
+                .shared
+                .inbox
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
             || self
                 .shared
                 .more_to_come(|sub| !matches!(self.circuits.get(sub).allows(now), Allow::Wait(_)))
@@ -514,6 +634,56 @@ fn on_its_lane(job: Job, lane: Option<&(String, String)>) -> Result<Job, String>
         ));
     }
     Ok(job)
+}
+
+/// What the FIFO lanes of this worker need: the lease (at least
+/// `ack_wait`, and three request timeouts: an owner alive mid-request is
+/// never taken over), and per subscription the lanes to take at most and
+/// whether a dead head holds its lane.
+fn fifo_ctx(
+    config: &Config,
+    nats: &Nats,
+    shared: &Arc<Shared>,
+    circuits: &Arc<Circuits>,
+    fifo: &Arc<FifoShared>,
+) -> Result<take::Ctx> {
+    let mut policy = HashMap::new();
+    let mut longest = 0;
+    for (_, sub) in config.every_subscription() {
+        let limits = crate::drain::limits_for(config, Some(sub));
+        policy.insert(
+            sub.id.clone(),
+            (limits.max_in_flight, sub.ordering.holds_on_dead()),
+        );
+        longest = longest.max(sub.retry.per_request_timeout_ms);
+    }
+    let lease = nats
+        .ack_wait
+        .max(Duration::from_millis(longest.saturating_mul(3)));
+    let watched = Arc::clone(circuits);
+    let bell = Arc::clone(shared);
+    Ok(take::Ctx {
+        js: nats.js.clone(),
+        client: nats.client.clone(),
+        names: nats.names.clone(),
+        bucket: nats.lanes_bucket()?,
+        me: format!(
+            "{}-{}",
+            std::process::id(),
+            nats.client
+                .new_inbox()
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+        ),
+        lease,
+        policy,
+        default_cap: crate::drain::limits_for(config, None).max_in_flight,
+        circuit: Arc::new(move |sub| watched.get(sub)),
+        circuit_changed: Arc::clone(&circuits.changed),
+        ring: Arc::new(move || bell.bell.ring()),
+        shared: Arc::clone(fifo),
+    })
 }
 
 fn shared_error(shared: &Shared, message: String) {

@@ -6,8 +6,10 @@
 //! the next relay (or drain) puts them back in pending/ and publishes them
 //! again, which the server stores once (within its de-duplication window).
 //! A subscription's first job also announces its lane (a key in the
-//! breaker bucket), so that workers start serving it. One relay at a time
-//! per spool (`relay.alive`).
+//! breaker bucket), so that workers start serving it. A FIFO
+//! subscription's jobs go to its FIFO lanes, one publish in flight per
+//! lane, and each lane is touched after (see `super::fifo`). One relay at
+//! a time per spool (`relay.alive`).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use bytes::Bytes;
 
 use super::Nats;
 use super::client::Outgoing;
+use super::fifo::LaneId;
 use crate::config::Config;
 use crate::spool::{AliveLock, Claim, Job, Quarantined, Spool, State};
 
@@ -118,7 +121,7 @@ impl Relayer {
                         Claim::Quarantined(q) => moved.quarantined.push(q),
                     }
                 }
-                let result = self.publish(nats, &mut claimed);
+                let result = self.publish(config, nats, &mut claimed);
                 let mut failed = None;
                 for ((name, _), published) in claimed.iter().zip(result) {
                     match published {
@@ -142,9 +145,15 @@ impl Relayer {
         Ok(moved)
     }
 
-    /// Announces new lanes, then publishes the claimed jobs all at once;
-    /// one result per job.
-    fn publish(&mut self, nats: &Nats, claimed: &mut [(String, Job)]) -> Vec<Result<()>> {
+    /// Announces new lanes, then publishes the claimed jobs all at once
+    /// (a FIFO lane's one at a time, see [`publish_fifo`]); one result per
+    /// job.
+    fn publish(
+        &mut self,
+        config: &Config,
+        nats: &Nats,
+        claimed: &mut [(String, Job)],
+    ) -> Vec<Result<()>> {
         for (_, job) in claimed.iter() {
             let sub = &job.meta.subscription;
             if !self.announced.contains(sub) {
@@ -157,18 +166,111 @@ impl Relayer {
                 self.announced.insert(sub.clone());
             }
         }
-        let outgoing = claimed
-            .iter_mut()
-            .map(|(_, job)| {
-                job.meta.state = State::Pending;
-                Outgoing {
+        let fifo: Vec<bool> = claimed
+            .iter()
+            .map(|(_, job)| super::fifo::ordering(config, &job.meta).is_fifo())
+            .collect();
+        let mut results: Vec<Option<Result<()>>> = claimed.iter().map(|_| None).collect();
+        let mut unordered = Vec::new();
+        let mut outgoing = Vec::new();
+        for (i, (_, job)) in claimed.iter_mut().enumerate() {
+            job.meta.state = State::Pending;
+            if !fifo[i] {
+                unordered.push(i);
+                outgoing.push(Outgoing {
                     subject: nats.names.lane(&job.meta.subscription, &job.meta.spec),
                     msg_id: Some(relay_id(&job.meta)),
                     headers: Vec::new(),
                     payload: Bytes::from(job.encode()),
-                }
+                });
+            }
+        }
+        for (i, result) in unordered.into_iter().zip(nats.publish_all(outgoing)) {
+            results[i] = Some(result);
+        }
+        let ordered: Vec<(usize, &Job)> = claimed
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| fifo[*i])
+            .map(|(i, (_, job))| (i, job))
+            .collect();
+        for (i, result) in publish_fifo(nats, &ordered) {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("not published"))))
+            .collect()
+    }
+}
+
+/// Publishes FIFO jobs (in sequence order per lane, as the spool lists
+/// them): one publish in flight per lane, every lane at once, so a failed
+/// one stops its lane before any later job of it is stored (the rest wait
+/// for the next pass). Then each lane with new jobs is touched, so that
+/// workers serve it; a failed touch counts its jobs as not published
+/// (published again next pass, stored once, touched again).
+fn publish_fifo(nats: &Nats, jobs: &[(usize, &Job)]) -> Vec<(usize, Result<()>)> {
+    let mut lanes: Vec<(LaneId, std::collections::VecDeque<(usize, &Job)>)> = Vec::new();
+    for &(i, job) in jobs {
+        let lane = LaneId {
+            subscription: job.meta.subscription.clone(),
+            spec: job.meta.spec.clone(),
+        };
+        match lanes.iter_mut().find(|(l, _)| *l == lane) {
+            Some((_, queue)) => queue.push_back((i, job)),
+            None => lanes.push((lane, [(i, job)].into())),
+        }
+    }
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut stored: Vec<Vec<usize>> = vec![Vec::new(); lanes.len()];
+    loop {
+        let round: Vec<(usize, usize, &Job)> = lanes
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(l, (_, queue))| queue.pop_front().map(|(i, job)| (l, i, job)))
+            .collect();
+        if round.is_empty() {
+            break;
+        }
+        let outgoing = round
+            .iter()
+            .map(|(_, _, job)| Outgoing {
+                subject: nats.names.fifo(&job.meta.subscription, &job.meta.spec),
+                msg_id: Some(relay_id(&job.meta)),
+                headers: Vec::new(),
+                payload: Bytes::from(job.encode()),
             })
             .collect();
-        nats.publish_all(outgoing)
+        for ((l, i, _), result) in round.into_iter().zip(nats.publish_all(outgoing)) {
+            match result {
+                Ok(()) => stored[l].push(i),
+                Err(e) => {
+                    out.push((i, Err(e)));
+                    // The rest of this lane waits for the next pass.
+                    for (later, _) in lanes[l].1.drain(..) {
+                        out.push((
+                            later,
+                            Err(anyhow::anyhow!(
+                                "an earlier job of its FIFO lane was not stored"
+                            )),
+                        ));
+                    }
+                }
+            }
+        }
     }
+    for ((lane, _), stored) in lanes.iter().zip(stored) {
+        if stored.is_empty() {
+            continue;
+        }
+        match super::fifo::touch(nats, lane) {
+            Ok(()) => out.extend(stored.into_iter().map(|i| (i, Ok(())))),
+            Err(e) => {
+                let e = format!("{e:#}");
+                out.extend(stored.into_iter().map(|i| (i, Err(anyhow::anyhow!("{e}")))));
+            }
+        }
+    }
+    out
 }

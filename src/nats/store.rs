@@ -21,7 +21,9 @@ use crate::evidence::{Record, Skipped};
 use crate::exit::user_error;
 use crate::health;
 use crate::spool::{Meta, State};
-use crate::store::{Discarded, Found, Listed, Pick, Replayed, Requeued, Say, Store, Unknown};
+use crate::store::{
+    Discarded, Found, HeldLane, Listed, Pick, Replayed, Requeued, Say, Store, Unknown,
+};
 
 pub struct NatsStore<'a> {
     config: &'a Config,
@@ -183,7 +185,11 @@ impl Store for NatsStore<'_> {
     fn waiting(&self, subscription: &str) -> Result<usize> {
         let n = &self.nats.names;
         let mut waiting = 0;
-        for filter in [n.lanes_of(subscription), n.retries_of(subscription)] {
+        for filter in [
+            n.lanes_of(subscription),
+            n.retries_of(subscription),
+            n.fifo_of(subscription),
+        ] {
             waiting += self
                 .nats
                 .counts(&n.jobs, &filter)?
@@ -210,7 +216,8 @@ impl Store for NatsStore<'_> {
             crate::store::reset(&mut job.meta, now);
             let url = crate::store::job_url(self.config, &job.meta);
             let record = crate::store::requeued_record(url, &job.meta, State::Dead, now);
-            dead::replay(&self.nats, seq, &job, &record)?;
+            let fifo = super::fifo::ordering(self.config, &job.meta).is_fifo();
+            dead::replay(&self.nats, seq, &job, &record, fifo)?;
             requeued.push(Requeued {
                 meta: job.meta,
                 from: State::Dead,
@@ -250,7 +257,7 @@ impl Store for NatsStore<'_> {
         for Dead { seq, job } in chosen {
             let url = crate::store::job_url(self.config, &job.meta);
             let record = crate::store::discard_record(url, &job.meta);
-            if let Err(e) = dead::discard(&self.nats, seq, &record) {
+            if let Err(e) = dead::discard(&self.nats, seq, &job, &record) {
                 out.error = Some(e);
                 break;
             }
@@ -277,6 +284,17 @@ impl Store for NatsStore<'_> {
 
     fn place(&self, _spec: &str) -> String {
         format!("stream {}", self.nats.names.dead)
+    }
+
+    fn held_lanes(&self) -> Result<Vec<HeldLane>> {
+        Ok(super::fifo::held(&self.nats)?
+            .into_iter()
+            .map(|(lane, delivery_id)| HeldLane {
+                subscription: lane.subscription,
+                spec: lane.spec,
+                delivery_id,
+            })
+            .collect())
     }
 
     fn alert_source(&self) -> Result<Box<dyn health::Source + '_>> {

@@ -36,12 +36,16 @@ fn places(nats: &Nats, state: State, spec: Option<&str>) -> Vec<(String, String)
         State::Pending => vec![
             (n.jobs.clone(), format!("{p}.jobs.*.{spec}")),
             (n.jobs.clone(), format!("{p}.retry.*.{spec}.>")),
+            (n.jobs.clone(), format!("{p}.fifo.*.{spec}")),
+            (n.jobs.clone(), format!("{p}.fifo.*.{spec}.r")),
         ],
         State::Dead => vec![(n.dead.clone(), format!("{p}.dead.*.{spec}"))],
         _ => Vec::new(),
     }
     .into_iter()
-    // `>` must be the last token alone.
+    // `>` must be the last token alone; with every SPEC, `P.fifo.*.>`
+    // already holds the replays.
+    .filter(|(_, filter)| !filter.ends_with(".>.r"))
     .map(|(stream, filter)| (stream, filter.replace(".>.>", ".>")))
     .collect()
 }
@@ -145,6 +149,7 @@ pub fn specs_with_jobs(nats: &Nats) -> Result<Vec<String>> {
     for (stream, filter) in [
         (&n.jobs, n.all_lanes()),
         (&n.jobs, n.all_retries()),
+        (&n.jobs, n.all_fifo()),
         (&n.dead, n.all_dead()),
     ] {
         for (subject, _) in nats.counts(stream, &filter)? {

@@ -1,67 +1,61 @@
-//! FIFO lines held by a dead job (`ordering = "fifo"`, `fifo_on_dead =
-//! "hold"`), as every store shows them: a line (SPEC, subscription) is held
-//! while a dead job of it is there, until an operator replays or discards
-//! it. Read from the dead jobs through [`Store::jobs`], so `list`, `status`
-//! and the other views say the same thing for either backend.
+//! FIFO lanes held by a dead job (`ordering = "fifo"`, `fifo_on_dead =
+//! "hold"`) on this host's spool: a lane (SPEC, subscription) is held while
+//! a dead job of it is there, until an operator replays or discards it
+//! ([`held_lanes`], behind `Store::held_lanes` for the local spool; NATS
+//! keeps the hold in its lane bucket). [`held_text`] is what a waiting
+//! job of a held lane says in `list`.
 
 use std::collections::BTreeMap;
 
 use anyhow::Result;
 
-use super::{Listed, Store};
+use super::{HeldLane, Listed, Store};
 use crate::config::Config;
 use crate::spool::State;
 
-/// A held line's first dead job: what to replay or discard.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldBy {
-    pub delivery_id: String,
-    pub sequence: u64,
-}
-
-/// Held lines by (SPEC, subscription), of `spec` or of every SPEC. Nothing
-/// is read when no subscription holds on a dead job.
-pub fn held_lines(
-    store: &dyn Store,
-    config: &Config,
-    spec: Option<&str>,
-) -> Result<BTreeMap<(String, String), HeldBy>> {
+/// Held lanes of every SPEC, sorted by SPEC and subscription, each with its
+/// earliest dead job. Nothing is read when no subscription holds on a dead
+/// job.
+pub fn held_lanes(store: &dyn Store, config: &Config) -> Result<Vec<HeldLane>> {
     let holding: Vec<&str> = config
         .every_subscription()
         .map(|(_, s)| s)
         .filter(|s| s.ordering.holds_on_dead())
         .map(|s| s.id.as_str())
         .collect();
-    let mut held = BTreeMap::new();
     if holding.is_empty() {
-        return Ok(held);
+        return Ok(Vec::new());
     }
-    for item in store.jobs(spec, &[State::Dead])?.items {
+    let mut first: BTreeMap<(String, String), (u64, String)> = BTreeMap::new();
+    for item in store.jobs(None, &[State::Dead])?.items {
         let Listed::Job { meta, .. } = item else {
             continue;
         };
         if !holding.contains(&meta.subscription.as_str()) {
             continue;
         }
-        let by = HeldBy {
-            delivery_id: meta.delivery_id.clone(),
-            sequence: meta.sequence,
-        };
-        held.entry((meta.spec.clone(), meta.subscription.clone()))
-            .and_modify(|b: &mut HeldBy| {
-                if by.sequence < b.sequence {
-                    *b = by.clone();
-                }
-            })
+        let by = (meta.sequence, meta.delivery_id.clone());
+        first
+            .entry((meta.spec.clone(), meta.subscription.clone()))
+            .and_modify(|b| *b = b.clone().min(by.clone()))
             .or_insert(by);
     }
-    Ok(held)
+    Ok(first
+        .into_iter()
+        .map(|((spec, subscription), (_, delivery_id))| HeldLane {
+            subscription,
+            spec,
+            delivery_id,
+        })
+        .collect())
 }
 
-/// What a held line's waiting jobs say, with the fix.
-pub fn held_text(spec: &str, by: &HeldBy) -> String {
+/// What a waiting job of a held lane says, with the fix (`flag`: what the
+/// commands need to reach the same store, ` --source nats`).
+pub fn held_text(lane: &HeldLane, flag: &str) -> String {
     format!(
-        "held: FIFO line waits for dead job {id} (fifo_on_dead = \"hold\"); `spec-notify replay {spec} --delivery-id {id}` or `spec-notify discard {spec} --delivery-id {id}`",
-        id = by.delivery_id
+        "held: FIFO lane waits for dead job {id} (fifo_on_dead = \"hold\"); `spec-notify replay {spec} --delivery-id {id}{flag}` or `spec-notify discard {spec} --delivery-id {id}{flag}`",
+        id = lane.delivery_id,
+        spec = lane.spec
     )
 }

@@ -348,6 +348,10 @@ impl Store for LocalStore<'_> {
         super::local_alerts::spool(self.spool.root(), alert)
     }
 
+    fn held_lanes(&self) -> Result<Vec<super::HeldLane>> {
+        super::lines::held_lanes(self, self.config)
+    }
+
     fn changes(&self) -> Option<Box<dyn super::Changes + '_>> {
         let changes = SpoolChanges {
             spool: &self.spool,

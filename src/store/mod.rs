@@ -190,6 +190,15 @@ pub struct Unknown {
     pub listing: String,
 }
 
+/// A FIFO lane that sends nothing until an operator replays or discards
+/// the dead job that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLane {
+    pub subscription: String,
+    pub spec: String,
+    pub delivery_id: String,
+}
+
 /// A progress note for the person at the terminal (the command prints it).
 pub type Say<'a> = &'a (dyn Fn(std::fmt::Arguments<'_>) + Sync);
 
@@ -303,6 +312,12 @@ pub trait Store: Sync {
     /// it, once per delivery id: `false` when it was there already (that
     /// the server de-duplicated it, NATS does not tell).
     fn spool_alert(&self, alert: &AlertJob) -> Result<bool>;
+
+    /// FIFO lanes held by a dead job (`fifo_on_dead = "hold"`), sorted;
+    /// none where the backend keeps no such lanes.
+    fn held_lanes(&self) -> Result<Vec<HeldLane>> {
+        Ok(Vec::new())
+    }
 
     /// News of changes as they happen, for a live view (`top`), where the
     /// backend can tell (this host's spool, through inotify); `None`, the
