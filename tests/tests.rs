@@ -13,6 +13,7 @@ mod drain;
 mod emit;
 mod evidence;
 mod fleet;
+mod fleet_faults;
 mod formats;
 mod handover;
 mod hardening;

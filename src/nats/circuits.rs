@@ -105,18 +105,51 @@ impl Circuits {
         subscription: &str,
         change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
     ) -> Result<(Option<Transition>, Circuit)> {
+        self.update_within(nats, subscription, change, None)
+    }
+
+    /// [`Circuits::update`] that gives up after `within` (each request to
+    /// the server asked once, none waited for longer): a probe's claim,
+    /// which a worker waits for.
+    pub fn try_update(
+        &self,
+        nats: &Nats,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+        within: Duration,
+    ) -> Result<(Option<Transition>, Circuit)> {
+        self.update_within(nats, subscription, change, Some(within))
+    }
+
+    fn update_within(
+        &self,
+        nats: &Nats,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+        within: Option<Duration>,
+    ) -> Result<(Option<Transition>, Circuit)> {
+        let deadline = within.map(|w| std::time::Instant::now() + w);
+        let left = || {
+            deadline.map(|d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .max(Duration::from_millis(1))
+            })
+        };
         let mut cached = self.lock().states.get(subscription).cloned();
         for _ in 0..50 {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break;
+            }
             let (current, revision) = match cached.take() {
                 Some(seen) => seen,
-                None => read(nats, subscription)?,
+                None => read_within(nats, subscription, left())?,
             };
             let mut next = current.clone();
             let transition = change(&mut next);
             if next == current {
                 return Ok((transition, next));
             }
-            if let Some(revision) = swap(nats, subscription, &next, revision)? {
+            if let Some(revision) = swap_within(nats, subscription, &next, revision, left())? {
                 let mut seen = self.lock();
                 let newer = seen
                     .states
@@ -128,6 +161,12 @@ impl Circuits {
                 }
                 return Ok((transition, next));
             }
+        }
+        if let Some(within) = within {
+            bail!(
+                "cannot claim a probe of `{subscription}` in bucket {} within {within:?}; tried again later",
+                nats.names.circuits
+            )
         }
         bail!("the breaker state of `{subscription}` kept changing under this worker; try again")
     }
@@ -213,16 +252,34 @@ pub fn update(
 
 /// A key's state and revision from the server (0: none stored).
 pub fn read(nats: &Nats, subscription: &str) -> Result<(Circuit, u64)> {
+    read_within(nats, subscription, None)
+}
+
+/// [`read`], asked once and waited for at most `within` when given.
+fn read_within(
+    nats: &Nats,
+    subscription: &str,
+    within: Option<Duration>,
+) -> Result<(Circuit, u64)> {
     let bucket = nats.bucket()?;
-    let entry = super::client::retried("read bucket", super::client::passing, || {
-        nats.call("read bucket", bucket.entry(subscription))?
+    let once = || {
+        nats.runtime
+            .call_within(
+                "read bucket",
+                within.unwrap_or(super::client::CALL_TIMEOUT),
+                bucket.entry(subscription),
+            )?
             .map_err(|e| {
                 anyhow!(
                     "cannot read `{subscription}` from bucket {}: {e}",
                     nats.names.circuits
                 )
             })
-    })?;
+    };
+    let entry = match within {
+        Some(_) => once()?,
+        None => super::client::retried("read bucket", super::client::passing, once)?,
+    };
     match entry.filter(|e| e.operation == kv::Operation::Put) {
         None => Ok((Circuit::default(), 0)),
         Some(e) => Ok((
@@ -235,15 +292,31 @@ pub fn read(nats: &Nats, subscription: &str) -> Result<(Circuit, u64)> {
 /// Writes a state if the key's revision is still `revision` (0: absent).
 /// `Ok(None)`: someone else wrote first; else the new revision.
 fn swap(nats: &Nats, subscription: &str, next: &Circuit, revision: u64) -> Result<Option<u64>> {
+    swap_within(nats, subscription, next, revision, None)
+}
+
+/// [`swap`], asked once and waited for at most `within` when given.
+fn swap_within(
+    nats: &Nats,
+    subscription: &str,
+    next: &Circuit,
+    revision: u64,
+    within: Option<Duration>,
+) -> Result<Option<u64>> {
     let value = bytes::Bytes::from(serde_json::to_vec(next)?);
-    super::client::compare_and_swap(
-        nats,
-        &nats.bucket()?,
-        &nats.names.circuits,
-        subscription,
-        value,
-        revision,
-    )
+    let (bucket, name) = (nats.bucket()?, &nats.names.circuits);
+    match within {
+        None => super::client::compare_and_swap(nats, &bucket, name, subscription, value, revision),
+        Some(within) => super::client::compare_and_swap_within(
+            nats,
+            &bucket,
+            name,
+            subscription,
+            value,
+            revision,
+            within,
+        ),
+    }
 }
 
 /// Announces a subscription's lane (creates its key, closed) unless it

@@ -65,10 +65,20 @@ impl Runtime {
 
     /// Runs one future on the runtime, waiting at most [`CALL_TIMEOUT`].
     pub fn call<F: Future>(&self, what: &str, future: F) -> Result<F::Output> {
+        self.call_within(what, CALL_TIMEOUT, future)
+    }
+
+    /// Runs one future on the runtime, waiting at most `within`.
+    pub fn call_within<F: Future>(
+        &self,
+        what: &str,
+        within: Duration,
+        future: F,
+    ) -> Result<F::Output> {
         let _inside = self.handle.enter();
         self.handle
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
-            .map_err(|_| anyhow!("{what}: no answer from NATS within {CALL_TIMEOUT:?}"))
+            .block_on(async { tokio::time::timeout(within, future).await })
+            .map_err(|_| anyhow!("{what}: no answer from NATS within {within:?}"))
     }
 }
 
@@ -363,8 +373,35 @@ pub fn compare_and_swap(
     revision: u64,
 ) -> Result<Option<u64>> {
     retried("write bucket", passing, || {
+        compare_and_swap_within(
+            nats,
+            bucket,
+            bucket_name,
+            key,
+            value.clone(),
+            revision,
+            CALL_TIMEOUT,
+        )
+    })
+}
+
+/// One try of [`compare_and_swap`], waiting at most `within` for the
+/// server's answer (an error when none came: the write may or may not
+/// have been stored, which the next read tells).
+pub fn compare_and_swap_within(
+    nats: &Nats,
+    bucket: &kv::Store,
+    bucket_name: &str,
+    key: &str,
+    value: Bytes,
+    revision: u64,
+    within: Duration,
+) -> Result<Option<u64>> {
+    let runtime = &nats.runtime;
+    {
         let written = if revision == 0 {
-            nats.call("write bucket", bucket.create(key, value.clone()))?
+            runtime
+                .call_within("write bucket", within, bucket.create(key, value.clone()))?
                 .map_err(|e| {
                     (
                         e.kind() == kv::CreateErrorKind::AlreadyExists,
@@ -372,7 +409,12 @@ pub fn compare_and_swap(
                     )
                 })
         } else {
-            nats.call("write bucket", bucket.update(key, value.clone(), revision))?
+            runtime
+                .call_within(
+                    "write bucket",
+                    within,
+                    bucket.update(key, value.clone(), revision),
+                )?
                 .map_err(|e| {
                     (
                         e.kind() == kv::UpdateErrorKind::WrongLastRevision,
@@ -389,7 +431,7 @@ pub fn compare_and_swap(
             Err((false, e)) if e.contains("wrong last sequence") => Ok(None),
             Err((false, e)) => bail!("cannot write `{key}` to bucket {bucket_name}: {e}"),
         }
-    })
+    }
 }
 
 /// Tries `step` up to eight times over about nine seconds while its error

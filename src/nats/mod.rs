@@ -12,6 +12,8 @@
 //! - [`circuits`]: the fleet's breaker and pause states, watched.
 //! - [`queue`]: [`queue::NatsQueue`], the drain engine's queue: settling
 //!   off the critical path, retries as message schedules.
+//! - [`server_time`]: the server's clock, for the times written on
+//!   message schedules.
 //! - [`relay`]: moves a host's pending jobs into the jobs stream, many
 //!   publishes in flight at once.
 //! - [`view`], [`dead`], [`health`], [`store`]: what the operator commands
@@ -28,6 +30,7 @@ pub mod lanes;
 pub mod layout;
 pub mod queue;
 pub mod relay;
+pub mod server_time;
 pub mod store;
 pub mod view;
 
