@@ -6,10 +6,13 @@
 //! once, and the worker set the job aside again, in a loop). Real
 //! nats-server, clocks stepped with libfaketime.
 
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use spec_notify::config::Relay;
 use spec_notify::nats::Nats;
+use spec_notify::nats::client::Outgoing;
 
 use crate::clock::{FakeClock, faketime};
 use crate::support::nats::NatsServer;
@@ -29,17 +32,29 @@ fn host(url: &str, hook: &str, extra: &str) -> Env {
     Env::new(&config).env("SECRET_HOOK", SECRET)
 }
 
-/// The last sequence of the jobs stream: every message ever stored there
-/// (relayed jobs, schedules, jobs a schedule put back).
-fn jobs_stored(url: &str) -> u64 {
-    let nats = Nats::connect(&Relay {
+/// A connection of the test's own, with the hosts' settings.
+fn connect(url: &str) -> Nats {
+    Nats::connect(&Relay {
         urls: vec![url.to_string()],
         credentials_env: None,
         stream: "F".into(),
         replicas: 1,
         ack_wait_ms: ACK_WAIT_MS,
     })
-    .unwrap();
+    .unwrap()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The last sequence of the jobs stream: every message ever stored there
+/// (relayed jobs, schedules, jobs a schedule put back).
+fn jobs_stored(url: &str) -> u64 {
+    let nats = connect(url);
     let stream = nats
         .call("stream info", nats.js.get_stream("F_JOBS"))
         .unwrap()
@@ -106,4 +121,105 @@ fn a_worker_behind_the_server_waits_for_a_retry_on_the_servers_clock() {
     worker.signal("TERM");
     let run = worker.wait_output(CEILING, "the worker");
     assert_eq!(run.code, 143, "{}", run.stderr);
+}
+
+/// Runs `cmd` to its end, its output in files under `dir`; returns its exit
+/// code, stdout, its peak resident memory (kB, `VmHWM`, read while it ran)
+/// and how long it took.
+fn measured(mut cmd: Command, dir: &Path, name: &str) -> (i32, String, u64, Duration) {
+    let out = dir.join(format!("{name}.out"));
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.err"))).unwrap())
+        .spawn()
+        .unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < CEILING, "`{name}` did not end");
+        if let Some(kb) = std::fs::read_to_string(&status_file).ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak_kb = peak_kb.max(kb);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let took = started.elapsed();
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    (status.code().unwrap_or(-1), stdout, peak_kb, took)
+}
+
+#[test]
+fn operator_reads_stream_the_evidence_instead_of_holding_it() {
+    const RECORDS: usize = 200_000;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let env = host(&server.url(), &rx.url("/hook"), "");
+    let nats = connect(&server.url());
+    // 200,000 delivered attempts (about 70 MB of records), published in
+    // pipelined batches.
+    let subject = nats.names.evidence_of("SPEC-BIG");
+    let now = now_ms();
+    for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(5000) {
+        let batch = chunk
+            .iter()
+            .map(|i| Outgoing {
+                subject: subject.clone(),
+                msg_id: None,
+                headers: Vec::new(),
+                payload: serde_json::to_vec(&serde_json::json!({
+                    "ts": "2026-01-01T00:00:00.000Z", "ts_ms": now, "delivery_id": format!("01JBIG{i:020}"),
+                    "spec": "SPEC-BIG", "subscription": "hook", "event_type": "spec-auto.stage.completed",
+                    "attempt": 1, "url": "http://127.0.0.1/hook", "status": 204, "error": null,
+                    "latency_ms": 3, "outcome": "delivered"
+                }))
+                .unwrap()
+                .into(),
+            })
+            .collect();
+        for stored in nats.publish_all(batch) {
+            stored.unwrap();
+        }
+    }
+    let (code, stdout, status_kb, status_took) = measured(
+        env.cmd(&["status", "--source", "nats", "--json"]),
+        env.path(),
+        "status",
+    );
+    assert_eq!(code, 0, "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        json.to_string().contains("\"delivered\":200000"),
+        "every delivered attempt of the last hour counts: {json}"
+    );
+    let (code, stdout, list_kb, list_took) =
+        measured(env.cmd(&["list", "--source", "nats"]), env.path(), "list");
+    assert_eq!(code, 0, "{stdout}");
+    eprintln!(
+        "{RECORDS} evidence records: status {} ms, {} MB peak; list {} ms, {} MB peak",
+        status_took.as_millis(),
+        status_kb / 1024,
+        list_took.as_millis(),
+        list_kb / 1024
+    );
+    // Before: 254 MB (status) and 251 MB (list, which needs no record):
+    // the whole stream in memory.
+    assert!(
+        status_kb < 120 * 1024,
+        "status --source nats peaked at {} MB",
+        status_kb / 1024
+    );
+    assert!(
+        list_kb < 40 * 1024,
+        "list --source nats peaked at {} MB",
+        list_kb / 1024
+    );
 }

@@ -275,7 +275,24 @@ impl Nats {
     /// consumer (a work-queue stream allows no other).
     pub fn read(&self, stream: &str, filter: &str) -> Result<Vec<Stored>> {
         let mut out = Vec::new();
-        let mut from = 1u64;
+        self.each(stream, filter, None, &mut |stored| out.push(stored))?;
+        Ok(out)
+    }
+
+    /// Hands each message of `stream` on subjects matching `filter` to
+    /// `visit`, oldest first, one batch in memory at a time; only those
+    /// the server stored at or after `since_ms` (its clock) when given.
+    pub fn each(
+        &self,
+        stream: &str,
+        filter: &str,
+        since_ms: Option<u64>,
+        visit: &mut dyn FnMut(Stored),
+    ) -> Result<()> {
+        let mut from = match since_ms {
+            Some(ms) => Start::Time(ms),
+            None => Start::Seq(1),
+        };
         let mut unanswered = 0;
         loop {
             let read = self.call(
@@ -295,10 +312,10 @@ impl Nats {
                 continue;
             };
             let last = batch.last().map(|m| m.seq);
-            out.extend(batch);
+            batch.into_iter().for_each(&mut *visit);
             match (last, more) {
-                (Some(seq), true) => from = seq + 1,
-                _ => return Ok(out),
+                (Some(seq), true) => from = Start::Seq(seq + 1),
+                _ => return Ok(()),
             }
         }
     }
@@ -466,14 +483,21 @@ pub fn passing(e: &anyhow::Error) -> bool {
         .any(|s| text.contains(s))
 }
 
-/// Up to `batch` messages at or after sequence `from` on subjects matching
+/// Where a batched read starts: a sequence, or a time on the server's clock.
+#[derive(Debug, Clone, Copy)]
+enum Start {
+    Seq(u64),
+    Time(u64),
+}
+
+/// Up to `batch` messages at or after `from` on subjects matching
 /// `filter`, by one batched direct get; and whether more may follow.
 /// `None`: nobody answered (503: no responders yet).
 async fn direct_batch(
     client: &async_nats::Client,
     stream: &str,
     filter: &str,
-    from: u64,
+    from: Start,
     batch: usize,
 ) -> Result<Option<(Vec<Stored>, bool)>> {
     let inbox = client.new_inbox();
@@ -481,7 +505,14 @@ async fn direct_batch(
         .subscribe(inbox.clone())
         .await
         .map_err(|e| anyhow!("cannot read stream {stream}: {e}"))?;
-    let request = serde_json::json!({"seq": from, "batch": batch, "next_by_subj": filter});
+    let request = match from {
+        Start::Seq(seq) => serde_json::json!({"seq": seq, "batch": batch, "next_by_subj": filter}),
+        Start::Time(ms) => serde_json::json!({
+            "start_time": crate::clock::rfc3339(ms),
+            "batch": batch,
+            "next_by_subj": filter
+        }),
+    };
     client
         .publish_with_reply(
             format!("$JS.API.DIRECT.GET.{stream}"),
