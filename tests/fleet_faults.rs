@@ -223,3 +223,41 @@ fn operator_reads_stream_the_evidence_instead_of_holding_it() {
         list_kb / 1024
     );
 }
+
+#[test]
+fn a_worker_says_when_the_breaker_bucket_is_unreadable_or_gone() {
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let env = host(&server.url(), &rx.url("/hook"), "");
+    let mut worker = Spawned::new(
+        env.cmd(&["drain", "--source", "nats", "--watch"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = Lines::new(worker.child_mut().stderr.take().unwrap());
+    emit_plan(&env, "SPEC-C").expect(0);
+    env.run(&["relay"]).expect(0);
+    rx.wait_for(1, CEILING);
+    let nats = connect(&server.url());
+    let bucket = nats.bucket().unwrap();
+    // Before: read as a closed circuit, silently.
+    nats.call("put", bucket.put("hook", b"not json".to_vec().into()))
+        .unwrap()
+        .unwrap();
+    stderr.wait_for(
+        "the breaker state of `hook` in bucket F_CIRCUITS is not readable",
+        CEILING,
+    );
+    // Before: the watch was started again every 500 ms, forever, saying
+    // nothing, the states kept as they were.
+    nats.call("delete bucket", nats.js.delete_key_value("F_CIRCUITS"))
+        .unwrap()
+        .unwrap();
+    stderr.wait_for("cannot watch bucket F_CIRCUITS", CEILING);
+    worker.signal("TERM");
+    let run = worker.wait_output(CEILING, "the worker");
+    assert_eq!(run.code, 143);
+}

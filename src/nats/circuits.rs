@@ -6,6 +6,9 @@
 //! one worker wins a probe. A key in the bucket also names a lane that has
 //! jobs (the relay creates it), so the watch is how workers learn of a
 //! subscription they have no config for (a per-call URL, a removed one).
+//! What goes wrong is said, not swallowed: a watch that cannot start again
+//! [`REPORT_AFTER`] times running (the bucket deleted, the server gone), a
+//! value that does not decode (kept as it was last read, closed if never).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,12 +21,25 @@ use futures_util::StreamExt;
 use super::client::Nats;
 use crate::circuit::{Circuit, Transition};
 
+/// Failed starts of the watch in a row before they are reported.
+const REPORT_AFTER: u32 = 5;
+
 /// What the watch has seen: each key's state and revision.
 #[derive(Default)]
 struct Seen {
     states: HashMap<String, (Circuit, u64)>,
     /// The watch has delivered every value there was when it started.
     current: bool,
+    /// Problems to report (each once, at the engine's next look).
+    problems: Vec<String>,
+}
+
+impl Seen {
+    fn problem(&mut self, message: String) {
+        if !self.problems.contains(&message) {
+            self.problems.push(message);
+        }
+    }
 }
 
 /// The watched bucket. Dropping it stops the watch.
@@ -95,6 +111,11 @@ impl Circuits {
     /// Every subscription with a key: the lanes announced.
     pub fn known(&self) -> Vec<String> {
         self.lock().states.keys().cloned().collect()
+    }
+
+    /// What went wrong with the watch since the last call.
+    pub fn problems(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().problems)
     }
 
     /// Changes a subscription's state by compare-and-swap on the revision
@@ -181,14 +202,23 @@ async fn watch(
     on_change: Arc<dyn Fn() + Send + Sync>,
 ) {
     let name = bucket.name.clone();
+    let mut failed = 0u32;
     loop {
         let mut entries = match bucket.watch_with_history(">").await {
             Ok(entries) => entries,
-            Err(_) => {
+            Err(e) => {
+                failed += 1;
+                if failed.is_multiple_of(REPORT_AFTER) {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).problem(format!(
+                        "cannot watch bucket {name} ({failed} tries: {e}); breaker and pause states are as last seen until it can (does the bucket exist? a worker started anew creates it)"
+                    ));
+                    on_change();
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
+        failed = 0;
         // An empty bucket delivers nothing: current at once.
         let empty = bucket
             .status()
@@ -204,14 +234,23 @@ async fn watch(
                 let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                 match entry.operation {
                     kv::Operation::Put => {
-                        let circuit = decode(&entry.key, &entry.value, &name).unwrap_or_default();
                         let newer = seen
                             .states
                             .get(&entry.key)
                             .is_some_and(|(_, r)| *r > entry.revision);
-                        if !newer {
-                            seen.states
-                                .insert(entry.key.clone(), (circuit, entry.revision));
+                        match decode(&entry.key, &entry.value, &name) {
+                            Ok(circuit) if !newer => {
+                                seen.states
+                                    .insert(entry.key.clone(), (circuit, entry.revision));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                // The lane is served; its state stays as it was.
+                                seen.states
+                                    .entry(entry.key.clone())
+                                    .or_insert((Circuit::default(), entry.revision));
+                                seen.problem(format!("{e:#}"));
+                            }
                         }
                     }
                     kv::Operation::Delete | kv::Operation::Purge => {

@@ -369,8 +369,9 @@ impl Queue for NatsQueue<'_> {
             self.take_in(message, now, &mut changes);
         }
         self.tend(now, &mut changes);
-        let errors =
+        let mut errors =
             std::mem::take(&mut *self.shared.errors.lock().unwrap_or_else(|e| e.into_inner()));
+        errors.extend(self.circuits.problems());
         changes
             .io_errors
             .extend(errors.into_iter().map(|e| format!("NATS: {e}")));
