@@ -1,10 +1,13 @@
-//! The fleet on a bad day, continued (issue 20's review): clocks that
-//! disagree with the server's. A job queued on a host whose clock is a day
-//! ahead is sent at once by a worker with a true clock, and a worker whose
-//! clock is behind the server's waits for a retry on the server's clock
-//! (before: a schedule set at a time the server thought past fired at
-//! once, and the worker set the job aside again, in a loop). Real
-//! nats-server, clocks stepped with libfaketime.
+//! The fleet on a bad day, continued (issue 20's review), with a real
+//! nats-server: clocks that disagree with the server's (stepped with
+//! libfaketime): a job queued on a host whose clock is a day ahead is sent
+//! at once by a worker with a true clock, and a worker whose clock is
+//! behind the server's waits for a retry on the server's clock (before: a
+//! schedule set at a time the server thought past fired at once, and the
+//! worker set the job aside again, in a loop); operator reads over a large
+//! evidence stream stream it (bounded memory; `list` reads none); a slow
+//! settle keeps its job (progress acks); a breaker bucket that cannot be
+//! read or watched is said so.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,9 +27,13 @@ const ACK_WAIT_MS: u64 = 30_000;
 
 /// A host's config: the relay table for `url`, then one subscription.
 fn host(url: &str, hook: &str, extra: &str) -> Env {
+    host_with(url, hook, extra, ACK_WAIT_MS)
+}
+
+fn host_with(url: &str, hook: &str, extra: &str, ack_wait_ms: u64) -> Env {
     let config = format!(
         "[spec_ops.webhooks]\nenabled = true\nauto_drain = false\nmax_concurrency = 3\n\n\
-         [spec_ops.webhooks.relay]\nurl = \"{url}\"\nstream = \"F\"\nack_wait_ms = {ACK_WAIT_MS}\n\n{}",
+         [spec_ops.webhooks.relay]\nurl = \"{url}\"\nstream = \"F\"\nack_wait_ms = {ack_wait_ms}\n\n{}",
         subscription("hook", hook, &format!("jitter_ms = 0\n{extra}"))
     );
     Env::new(&config).env("SECRET_HOOK", SECRET)
@@ -260,4 +267,47 @@ fn a_worker_says_when_the_breaker_bucket_is_unreadable_or_gone() {
     worker.signal("TERM");
     let run = worker.wait_output(CEILING, "the worker");
     assert_eq!(run.code, 143);
+}
+
+#[test]
+fn a_job_whose_settle_is_slow_stays_with_its_worker() {
+    const ACK_WAIT: u64 = 3000;
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let rx = Receiver::start();
+    let env = host_with(&server.url(), &rx.url("/hook"), "", ACK_WAIT);
+    let _worker = Spawned::new(
+        env.cmd(&["drain", "--source", "nats", "--watch"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    emit_plan(&env, "SPEC-C").expect(0);
+    env.run(&["relay"]).expect(0);
+    rx.wait_for(1, CEILING);
+    // The evidence stream takes nothing more: the next job's settle keeps
+    // trying to store its record (for a minute) before it acks the job.
+    let nats = connect(&server.url());
+    let stream = nats
+        .call("stream info", nats.js.get_stream("F_EVIDENCE"))
+        .unwrap()
+        .unwrap();
+    let mut sealed = stream.cached_info().config.clone();
+    sealed.sealed = true;
+    nats.call("seal", nats.js.update_stream(sealed))
+        .unwrap()
+        .unwrap();
+    emit_plan(&env, "SPEC-C").expect(0);
+    env.run(&["relay"]).expect(0);
+    rx.wait_for(2, CEILING);
+    // Before: nothing kept the message alive while it was settled, so after
+    // `ack_wait` the server handed it out again and it was sent twice.
+    std::thread::sleep(Duration::from_millis(ACK_WAIT * 3));
+    let ids: Vec<String> = rx
+        .requests()
+        .iter()
+        .map(|r| r.header("X-SpecKit-Id").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "sent again while settling: {ids:?}");
 }
