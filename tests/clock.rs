@@ -17,7 +17,7 @@ use crate::support::*;
 /// libfaketime, or `None` (after saying so) when this test is skipped with
 /// `SPEC_NOTIFY_TEST_SKIP=faketime`. Missing otherwise: the test fails with
 /// the command that installs it.
-fn faketime() -> Option<PathBuf> {
+pub(crate) fn faketime() -> Option<PathBuf> {
     let skip = std::env::var("SPEC_NOTIFY_TEST_SKIP").unwrap_or_default();
     if skip.split(',').any(|s| s.trim() == "faketime") {
         eprintln!(
@@ -40,13 +40,13 @@ fn faketime() -> Option<PathBuf> {
 
 /// A wall clock shared with the processes started through it: an offset
 /// (libfaketime's `+1h`, `-4d`, …) in a file they re-read at every call.
-struct FakeClock {
+pub(crate) struct FakeClock {
     lib: PathBuf,
     file: PathBuf,
 }
 
 impl FakeClock {
-    fn new(lib: PathBuf, dir: &Path, offset: &str) -> FakeClock {
+    pub(crate) fn new(lib: PathBuf, dir: &Path, offset: &str) -> FakeClock {
         let clock = FakeClock {
             lib,
             file: dir.join("faketime.offset"),
@@ -69,7 +69,7 @@ impl FakeClock {
     /// libfaketime keeps a shared-memory segment per process tree and
     /// removes it when the process exits normally: stop a long-running one
     /// with [`stop`], not by killing it.
-    fn apply(&self, mut cmd: Command) -> Command {
+    pub(crate) fn apply(&self, mut cmd: Command) -> Command {
         cmd.env("LD_PRELOAD", &self.lib)
             .env("FAKETIME_TIMESTAMP_FILE", &self.file)
             .env("FAKETIME_NO_CACHE", "1")

@@ -16,6 +16,7 @@ mod evidence;
 mod evidence_files;
 mod fifo;
 mod fleet;
+mod fleet_faults;
 mod fleet_fifo;
 mod formats;
 mod handover;

@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, args: &ReportArgs) -> Result<ExitCode> {
     for spec in &specs {
         super::note_if_unknown_spec(&*store, spec, true)?;
     }
-    let source = store.health()?;
+    let source = store.health_since(Some(args.since))?;
     let chosen = match specs.is_empty() {
         true => source.specs()?,
         false => specs.clone(),

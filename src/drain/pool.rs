@@ -40,10 +40,12 @@ pub(super) fn worker<Q: Queue>(drainer: &Drainer<'_>, queue: &Q, shared: &Shared
             if core.exiting {
                 return;
             }
-            if core.accepting
-                && let Some(work) = core.take(drainer, queue)
-            {
-                break work;
+            if core.accepting {
+                let (back, taken) = Core::take(core, shared, drainer, queue);
+                core = back;
+                if let Some(work) = taken {
+                    break work;
+                }
             }
             if just_finished && core.in_flight == 0 {
                 // The last request ended and nothing is to be taken:
@@ -356,74 +358,101 @@ impl<'r> Core<'r> {
     }
 
     /// The next job for a free worker. A probe is first claimed in the
-    /// shared state (another drain may be probing).
-    fn take<Q: Queue>(&mut self, drainer: &Drainer<'_>, queue: &Q) -> Option<Work> {
+    /// shared state (another drain may be probing), with the core unlocked:
+    /// a slow claim (NATS electing a leader) holds up no other worker and
+    /// not the coordinator. Takes and gives back the lock.
+    fn take<'g, Q: Queue>(
+        mut core: std::sync::MutexGuard<'g, Core<'r>>,
+        shared: &'g Shared<'r>,
+        drainer: &Drainer<'_>,
+        queue: &Q,
+    ) -> (std::sync::MutexGuard<'g, Core<'r>>, Option<Work>) {
         loop {
-            if self.in_flight >= self.max_in_flight {
-                return None;
+            let this = &mut *core;
+            if this.in_flight >= this.max_in_flight {
+                return (core, None);
             }
             let now = drainer.time.now();
-            self.set_gates(drainer, now);
-            self.sched.end_holds(now);
-            let pick = self.sched.next(now)?;
+            this.set_gates(drainer, now);
+            this.sched.end_holds(now);
+            let Some(pick) = this.sched.next(now) else {
+                return (core, None);
+            };
             let sub = pick.job.subscription.clone();
-            let clean = self
+            let clean = this
                 .circuits
                 .get(&sub)
                 .is_none_or(|c| *c == Circuit::default());
             if pick.kind != Kind::Probe {
-                self.in_flight += 1;
-                return Some(Work {
-                    pick,
-                    clean,
-                    probing: None,
-                });
+                this.in_flight += 1;
+                return (
+                    core,
+                    Some(Work {
+                        pick,
+                        clean,
+                        probing: None,
+                    }),
+                );
             }
             let timeout = drainer.timeout_of(&sub);
             // The circuit's own clock is the wall clock: claim the probe as
             // of the wall-clock time at which it allows it (later than now
             // if the clock stepped back since the circuit opened).
-            let at = self
+            let at = this
                 .probe_at
                 .get(&sub)
                 .copied()
                 .unwrap_or(0)
                 .max(clock::now_ms());
-            let claimed = queue.update_circuit(&sub, &mut |c| {
+            // The probe counts as in flight (in the scheduler too: its lane
+            // lets out no second one) while the core is unlocked.
+            this.in_flight += 1;
+            drop(core);
+            let claimed = queue.claim_probe(&sub, &mut |c| {
                 c.start_probe(at, timeout.saturating_add(1000))
             });
+            core = shared.lock();
+            let this = &mut *core;
+            this.in_flight -= 1;
+            let now = drainer.time.now();
             match claimed {
                 Ok((Some(t), circuit)) => {
-                    self.circuits.insert(sub.clone(), circuit.clone());
-                    (self.report)(&Event::Circuit {
+                    this.circuits.insert(sub.clone(), circuit.clone());
+                    (this.report)(&Event::Circuit {
                         subscription: sub,
                         transition: t,
                         circuit: circuit.clone(),
                     });
-                    self.in_flight += 1;
-                    return Some(Work {
-                        pick,
-                        clean: false,
-                        probing: Some(circuit),
-                    });
+                    this.in_flight += 1;
+                    return (
+                        core,
+                        Some(Work {
+                            pick,
+                            clean: false,
+                            probing: Some(circuit),
+                        }),
+                    );
                 }
                 Ok((None, circuit)) => {
                     // Another drain probes: wait for its answer.
-                    self.sched.done(&pick.job.key, pick.kind, now);
-                    self.sched.add(pick.job);
-                    self.circuits.insert(sub, circuit);
-                    self.set_gates(drainer, now);
+                    this.sched.done(&pick.job.key, pick.kind, now);
+                    this.sched.add(pick.job);
+                    this.circuits.insert(sub, circuit);
+                    this.set_gates(drainer, now);
                 }
                 Err(e) => {
-                    self.sched.done(&pick.job.key, pick.kind, now);
-                    self.sched.add(pick.job);
-                    self.sched
+                    this.sched.done(&pick.job.key, pick.kind, now);
+                    this.sched.add(pick.job);
+                    this.sched
                         .set_gate(&sub, Allow::Wait(Some(now + POLL.as_millis() as u64)));
                     let message = format!("{e:#}");
-                    if self.circuit_errors.insert(message.clone()) {
-                        self.error(message);
+                    if this.circuit_errors.insert(message.clone()) {
+                        this.error(message);
                     }
                 }
+            }
+            if this.exiting || !this.accepting {
+                return (core, None);
             }
         }
     }
@@ -597,5 +626,154 @@ impl<'r> Core<'r> {
         if !self.summary.errors.contains(&message) {
             self.summary.errors.push(message);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    use anyhow::Result;
+
+    use crate::circuit::{Circuit, CircuitState, Transition};
+    use crate::clock;
+    use crate::config::Config;
+    use crate::drain::queue::{Changes, Claimed, Queue, SpoolQueue};
+    use crate::drain::scheduler::JobKey;
+    use crate::drain::tests::config_with;
+    use crate::drain::{Drainer, Options, Stop};
+    use crate::evidence::Record;
+    use crate::spool::{Job, Meta, Spool};
+
+    /// The spool, but the circuit of `down` answers as a server without a
+    /// leader would: slowly. Its write waits until a job of `up` was
+    /// attempted (or 30 s), and says when.
+    struct SlowBreaker<'a> {
+        spool: SpoolQueue<'a>,
+        config: &'a Config,
+        /// (a job of `up` was logged, the slow write ended) at these times.
+        seen: Mutex<(Option<Instant>, Option<Instant>)>,
+        logged: Condvar,
+    }
+
+    impl Queue for SlowBreaker<'_> {
+        fn refresh(&self) -> Result<Changes> {
+            self.spool.refresh()
+        }
+        fn claim(&self, key: &JobKey) -> Result<Claimed> {
+            self.spool.claim(key)
+        }
+        fn settle(&self, key: &JobKey, job: &Job) -> Result<()> {
+            self.spool.settle(key, job)
+        }
+        fn requeue(&self, key: &JobKey) -> Result<()> {
+            self.spool.requeue(key)
+        }
+        fn log(&self, spec: &str, records: &[Record]) -> Result<()> {
+            if records.iter().any(|r| r.subscription == "up") {
+                let mut seen = self.seen.lock().unwrap();
+                seen.0.get_or_insert_with(Instant::now);
+                self.logged.notify_all();
+            }
+            self.spool.log(spec, records)
+        }
+        fn circuit(&self, subscription: &str) -> Result<Circuit> {
+            self.spool.circuit(subscription)
+        }
+        fn update_circuit(
+            &self,
+            subscription: &str,
+            change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+        ) -> Result<(Option<Transition>, Circuit)> {
+            if subscription == "down" && self.seen.lock().unwrap().1.is_none() {
+                // The job of `up` arrives while this write hangs.
+                spool_one(self.config, "up", 2);
+                let seen = self.seen.lock().unwrap();
+                let (mut seen, _) = self
+                    .logged
+                    .wait_timeout_while(seen, Duration::from_secs(30), |s| s.0.is_none())
+                    .unwrap();
+                seen.1 = Some(Instant::now());
+            }
+            self.spool.update_circuit(subscription, change)
+        }
+        fn release(&self, spec: &str) -> Result<Vec<(JobKey, Meta)>> {
+            self.spool.release(spec)
+        }
+        fn trim(&self, spec: &str) -> Result<()> {
+            self.spool.trim(spec)
+        }
+        fn served(&self) -> Vec<String> {
+            self.spool.served()
+        }
+        fn can_record(&self) -> bool {
+            self.spool.can_record()
+        }
+    }
+
+    fn spool_one(config: &Config, subscription: &str, seq: u64) {
+        let job = Job {
+            meta: Meta::new("S", subscription, "a.b.c", "k", seq, clock::now_ms()),
+            body: b"{}".to_vec(),
+        };
+        Spool::new(&config.spool_dir)
+            .spec("S")
+            .enqueue(&[job])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_slow_probe_claim_holds_back_no_other_subscription() {
+        let dir = tempfile::tempdir().unwrap();
+        let dry = |id: &str| {
+            format!(
+                "id = \"{id}\"\nurl = \"https://example.com/{id}\"\nsecret_env = \"UNSET_FOR_DRY_RUN\"\ndry_run = true\n"
+            )
+        };
+        let config = config_with(
+            dir.path(),
+            &format!(
+                "{}\n[[spec_ops.webhooks.subscriptions]]\n{}",
+                dry("down"),
+                dry("up")
+            ),
+        );
+        let spool = Spool::new(&config.spool_dir);
+        let now = clock::now_ms();
+        spool
+            .update_circuit("down", |c| {
+                *c = Circuit {
+                    state: CircuitState::Open,
+                    opened_at_ms: Some(now - 60_000),
+                    cooldown_ms: 30_000,
+                    next_probe_at_ms: Some(now - 30_000),
+                    ..Circuit::default()
+                };
+            })
+            .unwrap();
+        spool_one(&config, "down", 1);
+        let queue = SlowBreaker {
+            spool: SpoolQueue::new(&config, None),
+            config: &config,
+            seen: Mutex::new((None, None)),
+            logged: Condvar::new(),
+        };
+        let options = Options {
+            max_time: Duration::from_secs(60),
+            once: true,
+            ..Options::default()
+        };
+        let summary = Drainer::new(&config, options, Stop::default())
+            .run_on(&queue, &mut |_| {})
+            .unwrap();
+        assert_eq!(summary.dry_run, 2, "{summary:?}");
+        let (up, claimed) = *queue.seen.lock().unwrap();
+        // Before: the claim held the engine's lock, so no worker could
+        // take the job of `up` until it ended (30 s later).
+        assert!(
+            up.unwrap() < claimed.unwrap(),
+            "the job of `up` waited for the probe's claim"
+        );
     }
 }

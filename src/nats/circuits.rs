@@ -6,6 +6,9 @@
 //! one worker wins a probe. A key in the bucket also names a lane that has
 //! jobs (the relay creates it), so the watch is how workers learn of a
 //! subscription they have no config for (a per-call URL, a removed one).
+//! What goes wrong is said, not swallowed: a watch that cannot start again
+//! [`REPORT_AFTER`] times running (the bucket deleted, the server gone), a
+//! value that does not decode (kept as it was last read, closed if never).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,12 +21,25 @@ use futures_util::StreamExt;
 use super::client::Nats;
 use crate::circuit::{Circuit, Transition};
 
+/// Failed starts of the watch in a row before they are reported.
+const REPORT_AFTER: u32 = 5;
+
 /// What the watch has seen: each key's state and revision.
 #[derive(Default)]
 struct Seen {
     states: HashMap<String, (Circuit, u64)>,
     /// The watch has delivered every value there was when it started.
     current: bool,
+    /// Problems to report (each once, at the engine's next look).
+    problems: Vec<String>,
+}
+
+impl Seen {
+    fn problem(&mut self, message: String) {
+        if !self.problems.contains(&message) {
+            self.problems.push(message);
+        }
+    }
 }
 
 /// The watched bucket. Dropping it stops the watch.
@@ -97,6 +113,11 @@ impl Circuits {
         self.lock().states.keys().cloned().collect()
     }
 
+    /// What went wrong with the watch since the last call.
+    pub fn problems(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().problems)
+    }
+
     /// Changes a subscription's state by compare-and-swap on the revision
     /// seen, reading it again when someone else wrote first.
     pub fn update(
@@ -105,18 +126,51 @@ impl Circuits {
         subscription: &str,
         change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
     ) -> Result<(Option<Transition>, Circuit)> {
+        self.update_within(nats, subscription, change, None)
+    }
+
+    /// [`Circuits::update`] that gives up after `within` (each request to
+    /// the server asked once, none waited for longer): a probe's claim,
+    /// which a worker waits for.
+    pub fn try_update(
+        &self,
+        nats: &Nats,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+        within: Duration,
+    ) -> Result<(Option<Transition>, Circuit)> {
+        self.update_within(nats, subscription, change, Some(within))
+    }
+
+    fn update_within(
+        &self,
+        nats: &Nats,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+        within: Option<Duration>,
+    ) -> Result<(Option<Transition>, Circuit)> {
+        let deadline = within.map(|w| std::time::Instant::now() + w);
+        let left = || {
+            deadline.map(|d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .max(Duration::from_millis(1))
+            })
+        };
         let mut cached = self.lock().states.get(subscription).cloned();
         for _ in 0..50 {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break;
+            }
             let (current, revision) = match cached.take() {
                 Some(seen) => seen,
-                None => read(nats, subscription)?,
+                None => read_within(nats, subscription, left())?,
             };
             let mut next = current.clone();
             let transition = change(&mut next);
             if next == current {
                 return Ok((transition, next));
             }
-            if let Some(revision) = swap(nats, subscription, &next, revision)? {
+            if let Some(revision) = swap_within(nats, subscription, &next, revision, left())? {
                 let mut seen = self.lock();
                 let newer = seen
                     .states
@@ -128,6 +182,12 @@ impl Circuits {
                 }
                 return Ok((transition, next));
             }
+        }
+        if let Some(within) = within {
+            bail!(
+                "cannot claim a probe of `{subscription}` in bucket {} within {within:?}; tried again later",
+                nats.names.circuits
+            )
         }
         bail!("the breaker state of `{subscription}` kept changing under this worker; try again")
     }
@@ -142,14 +202,23 @@ async fn watch(
     on_change: Arc<dyn Fn() + Send + Sync>,
 ) {
     let name = bucket.name.clone();
+    let mut failed = 0u32;
     loop {
         let mut entries = match bucket.watch_with_history(">").await {
             Ok(entries) => entries,
-            Err(_) => {
+            Err(e) => {
+                failed += 1;
+                if failed.is_multiple_of(REPORT_AFTER) {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).problem(format!(
+                        "cannot watch bucket {name} ({failed} tries: {e}); breaker and pause states are as last seen until it can (does the bucket exist? a worker started anew creates it)"
+                    ));
+                    on_change();
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
+        failed = 0;
         // An empty bucket delivers nothing: current at once.
         let empty = bucket
             .status()
@@ -165,14 +234,23 @@ async fn watch(
                 let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                 match entry.operation {
                     kv::Operation::Put => {
-                        let circuit = decode(&entry.key, &entry.value, &name).unwrap_or_default();
                         let newer = seen
                             .states
                             .get(&entry.key)
                             .is_some_and(|(_, r)| *r > entry.revision);
-                        if !newer {
-                            seen.states
-                                .insert(entry.key.clone(), (circuit, entry.revision));
+                        match decode(&entry.key, &entry.value, &name) {
+                            Ok(circuit) if !newer => {
+                                seen.states
+                                    .insert(entry.key.clone(), (circuit, entry.revision));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                // The lane is served; its state stays as it was.
+                                seen.states
+                                    .entry(entry.key.clone())
+                                    .or_insert((Circuit::default(), entry.revision));
+                                seen.problem(format!("{e:#}"));
+                            }
                         }
                     }
                     kv::Operation::Delete | kv::Operation::Purge => {
@@ -213,16 +291,34 @@ pub fn update(
 
 /// A key's state and revision from the server (0: none stored).
 pub fn read(nats: &Nats, subscription: &str) -> Result<(Circuit, u64)> {
+    read_within(nats, subscription, None)
+}
+
+/// [`read`], asked once and waited for at most `within` when given.
+fn read_within(
+    nats: &Nats,
+    subscription: &str,
+    within: Option<Duration>,
+) -> Result<(Circuit, u64)> {
     let bucket = nats.bucket()?;
-    let entry = super::client::retried("read bucket", super::client::passing, || {
-        nats.call("read bucket", bucket.entry(subscription))?
+    let once = || {
+        nats.runtime
+            .call_within(
+                "read bucket",
+                within.unwrap_or(super::client::CALL_TIMEOUT),
+                bucket.entry(subscription),
+            )?
             .map_err(|e| {
                 anyhow!(
                     "cannot read `{subscription}` from bucket {}: {e}",
                     nats.names.circuits
                 )
             })
-    })?;
+    };
+    let entry = match within {
+        Some(_) => once()?,
+        None => super::client::retried("read bucket", super::client::passing, once)?,
+    };
     match entry.filter(|e| e.operation == kv::Operation::Put) {
         None => Ok((Circuit::default(), 0)),
         Some(e) => Ok((
@@ -235,15 +331,31 @@ pub fn read(nats: &Nats, subscription: &str) -> Result<(Circuit, u64)> {
 /// Writes a state if the key's revision is still `revision` (0: absent).
 /// `Ok(None)`: someone else wrote first; else the new revision.
 fn swap(nats: &Nats, subscription: &str, next: &Circuit, revision: u64) -> Result<Option<u64>> {
+    swap_within(nats, subscription, next, revision, None)
+}
+
+/// [`swap`], asked once and waited for at most `within` when given.
+fn swap_within(
+    nats: &Nats,
+    subscription: &str,
+    next: &Circuit,
+    revision: u64,
+    within: Option<Duration>,
+) -> Result<Option<u64>> {
     let value = bytes::Bytes::from(serde_json::to_vec(next)?);
-    super::client::compare_and_swap(
-        nats,
-        &nats.bucket()?,
-        &nats.names.circuits,
-        subscription,
-        value,
-        revision,
-    )
+    let (bucket, name) = (nats.bucket()?, &nats.names.circuits);
+    match within {
+        None => super::client::compare_and_swap(nats, &bucket, name, subscription, value, revision),
+        Some(within) => super::client::compare_and_swap_within(
+            nats,
+            &bucket,
+            name,
+            subscription,
+            value,
+            revision,
+            within,
+        ),
+    }
 }
 
 /// Announces a subscription's lane (creates its key, closed) unless it

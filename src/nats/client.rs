@@ -65,10 +65,20 @@ impl Runtime {
 
     /// Runs one future on the runtime, waiting at most [`CALL_TIMEOUT`].
     pub fn call<F: Future>(&self, what: &str, future: F) -> Result<F::Output> {
+        self.call_within(what, CALL_TIMEOUT, future)
+    }
+
+    /// Runs one future on the runtime, waiting at most `within`.
+    pub fn call_within<F: Future>(
+        &self,
+        what: &str,
+        within: Duration,
+        future: F,
+    ) -> Result<F::Output> {
         let _inside = self.handle.enter();
         self.handle
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
-            .map_err(|_| anyhow!("{what}: no answer from NATS within {CALL_TIMEOUT:?}"))
+            .block_on(async { tokio::time::timeout(within, future).await })
+            .map_err(|_| anyhow!("{what}: no answer from NATS within {within:?}"))
     }
 }
 
@@ -279,7 +289,24 @@ impl Nats {
     /// consumer (a work-queue stream allows no other).
     pub fn read(&self, stream: &str, filter: &str) -> Result<Vec<Stored>> {
         let mut out = Vec::new();
-        let mut from = 1u64;
+        self.each(stream, filter, None, &mut |stored| out.push(stored))?;
+        Ok(out)
+    }
+
+    /// Hands each message of `stream` on subjects matching `filter` to
+    /// `visit`, oldest first, one batch in memory at a time; only those
+    /// the server stored at or after `since_ms` (its clock) when given.
+    pub fn each(
+        &self,
+        stream: &str,
+        filter: &str,
+        since_ms: Option<u64>,
+        visit: &mut dyn FnMut(Stored),
+    ) -> Result<()> {
+        let mut from = match since_ms {
+            Some(ms) => Start::Time(ms),
+            None => Start::Seq(1),
+        };
         let mut unanswered = 0;
         loop {
             let read = self.call(
@@ -299,10 +326,10 @@ impl Nats {
                 continue;
             };
             let last = batch.last().map(|m| m.seq);
-            out.extend(batch);
+            batch.into_iter().for_each(&mut *visit);
             match (last, more) {
-                (Some(seq), true) => from = seq + 1,
-                _ => return Ok(out),
+                (Some(seq), true) => from = Start::Seq(seq + 1),
+                _ => return Ok(()),
             }
         }
     }
@@ -377,8 +404,35 @@ pub fn compare_and_swap(
     revision: u64,
 ) -> Result<Option<u64>> {
     retried("write bucket", passing, || {
+        compare_and_swap_within(
+            nats,
+            bucket,
+            bucket_name,
+            key,
+            value.clone(),
+            revision,
+            CALL_TIMEOUT,
+        )
+    })
+}
+
+/// One try of [`compare_and_swap`], waiting at most `within` for the
+/// server's answer (an error when none came: the write may or may not
+/// have been stored, which the next read tells).
+pub fn compare_and_swap_within(
+    nats: &Nats,
+    bucket: &kv::Store,
+    bucket_name: &str,
+    key: &str,
+    value: Bytes,
+    revision: u64,
+    within: Duration,
+) -> Result<Option<u64>> {
+    let runtime = &nats.runtime;
+    {
         let written = if revision == 0 {
-            nats.call("write bucket", bucket.create(key, value.clone()))?
+            runtime
+                .call_within("write bucket", within, bucket.create(key, value.clone()))?
                 .map_err(|e| {
                     (
                         e.kind() == kv::CreateErrorKind::AlreadyExists,
@@ -386,7 +440,12 @@ pub fn compare_and_swap(
                     )
                 })
         } else {
-            nats.call("write bucket", bucket.update(key, value.clone(), revision))?
+            runtime
+                .call_within(
+                    "write bucket",
+                    within,
+                    bucket.update(key, value.clone(), revision),
+                )?
                 .map_err(|e| {
                     (
                         e.kind() == kv::UpdateErrorKind::WrongLastRevision,
@@ -403,7 +462,7 @@ pub fn compare_and_swap(
             Err((false, e)) if e.contains("wrong last sequence") => Ok(None),
             Err((false, e)) => bail!("cannot write `{key}` to bucket {bucket_name}: {e}"),
         }
-    })
+    }
 }
 
 /// Tries `step` up to eight times over about nine seconds while its error
@@ -438,14 +497,21 @@ pub fn passing(e: &anyhow::Error) -> bool {
         .any(|s| text.contains(s))
 }
 
-/// Up to `batch` messages at or after sequence `from` on subjects matching
+/// Where a batched read starts: a sequence, or a time on the server's clock.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Start {
+    Seq(u64),
+    Time(u64),
+}
+
+/// Up to `batch` messages at or after `from` on subjects matching
 /// `filter`, by one batched direct get; and whether more may follow.
 /// `None`: nobody answered (503: no responders yet).
 pub(super) async fn direct_batch(
     client: &async_nats::Client,
     stream: &str,
     filter: &str,
-    from: u64,
+    from: Start,
     batch: usize,
 ) -> Result<Option<(Vec<Stored>, bool)>> {
     let inbox = client.new_inbox();
@@ -453,7 +519,14 @@ pub(super) async fn direct_batch(
         .subscribe(inbox.clone())
         .await
         .map_err(|e| anyhow!("cannot read stream {stream}: {e}"))?;
-    let request = serde_json::json!({"seq": from, "batch": batch, "next_by_subj": filter});
+    let request = match from {
+        Start::Seq(seq) => serde_json::json!({"seq": seq, "batch": batch, "next_by_subj": filter}),
+        Start::Time(ms) => serde_json::json!({
+            "start_time": crate::clock::rfc3339(ms),
+            "batch": batch,
+            "next_by_subj": filter
+        }),
+    };
     client
         .publish_with_reply(
             format!("$JS.API.DIRECT.GET.{stream}"),

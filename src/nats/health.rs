@@ -1,10 +1,14 @@
 //! [`NatsHealth`]: the health [`Source`] of `status`, `report` and
 //! `metrics` with `--source nats` (and `drain --source nats --metrics`),
-//! across every host. One batched read of the streams and the breaker
+//! across every host. One batched read of the job streams and the breaker
 //! bucket: the jobs stream holds the pending jobs (on their lanes, held by a
 //! worker right now, or waiting on a retry schedule), the dead stream the
-//! dead ones, the evidence stream every attempt; a delivered job has left
-//! the streams, so it is counted from its delivered attempt. Read-only.
+//! dead ones. The evidence stream (every attempt, 30 days) is never held in
+//! memory: each SPEC's records are streamed to the caller when asked for,
+//! from its own subject and only from the window the view needs (`status`
+//! the last hour, `report` its `--since`, `metrics` all); `list` reads
+//! none. A delivered job has left the streams, so it is counted from its
+//! delivered attempt in that window. Read-only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,28 +21,33 @@ use crate::evidence::{Record, Skipped};
 use crate::health::Source;
 use crate::spool::{Entry, Job, Scan, State, Unreadable};
 
-/// What the streams and the bucket held when read.
-#[derive(Debug, Default)]
-pub struct NatsHealth {
+/// How far back `status` (and the live view) read the evidence stream.
+pub const RECENT: u64 = 3_600_000;
+
+/// What the job streams and the bucket held when read; the evidence stream
+/// read on demand.
+pub struct NatsHealth<'a> {
+    nats: &'a Nats,
+    /// Evidence stored before this time (the server's clock) is not read.
+    since_ms: Option<u64>,
     /// Pending and dead jobs with their bodies, oldest first per stream.
     jobs: Vec<(Entry, Vec<u8>)>,
-    records: Vec<Record>,
     circuits: BTreeMap<String, Circuit>,
     /// Messages of the job streams that are not jobs.
     unreadable: Vec<Unreadable>,
-    /// Messages of the evidence stream that are not records.
-    unparseable: usize,
-    evidence_stream: String,
 }
 
-impl NatsHealth {
-    /// Reads the jobs, dead and evidence streams and the breaker bucket,
-    /// in batches.
-    pub fn load(nats: &Nats) -> Result<NatsHealth> {
+impl<'a> NatsHealth<'a> {
+    /// Reads the jobs and dead streams and the breaker bucket, in batches;
+    /// evidence will be read from `since_ms` on (all of it: `None`).
+    pub fn load(nats: &'a Nats, since_ms: Option<u64>) -> Result<NatsHealth<'a>> {
         let names = &nats.names;
         let mut out = NatsHealth {
-            evidence_stream: names.evidence.clone(),
-            ..NatsHealth::default()
+            nats,
+            since_ms,
+            jobs: Vec::new(),
+            circuits: BTreeMap::new(),
+            unreadable: Vec::new(),
         };
         for state in [State::Pending, State::Dead] {
             for stored in view::read_jobs(nats, state, None)? {
@@ -62,21 +71,20 @@ impl NatsHealth {
                 }
             }
         }
-        let (records, unparseable) = view::evidence(nats, None)?;
-        out.records = records;
-        out.unparseable = unparseable;
         out.circuits = view::circuits(nats)?.into_iter().collect();
         Ok(out)
     }
 }
 
-impl Source for NatsHealth {
+impl Source for NatsHealth<'_> {
+    /// From the jobs read and the evidence stream's subject counts (no
+    /// record read).
     fn specs(&self) -> Result<Vec<String>> {
         let specs: BTreeSet<String> = self
             .jobs
             .iter()
             .map(|(e, _)| e.meta.spec.clone())
-            .chain(self.records.iter().map(|r| r.spec.clone()))
+            .chain(view::specs_with_records(self.nats)?)
             .collect();
         Ok(specs.into_iter().collect())
     }
@@ -98,12 +106,10 @@ impl Source for NatsHealth {
     }
 
     fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)> {
-        for record in self.records.iter().filter(|r| r.spec == spec) {
-            visit(record.clone());
-        }
+        let skipped = view::each_record(self.nats, Some(spec), self.since_ms, visit)?;
         Ok((
-            Skipped::default(),
-            format!("stream {}", self.evidence_stream),
+            Skipped::unparseable(skipped),
+            format!("stream {}", self.nats.names.evidence),
         ))
     }
 
@@ -130,15 +136,9 @@ impl Source for NatsHealth {
         "no longer in the streams (delivered later, or discarded)"
     }
 
-    /// Messages that are not jobs or records belong to no SPEC.
+    /// Messages that are not jobs belong to no SPEC (records that do not
+    /// parse are counted with their SPEC's).
     fn problems(&self) -> (Vec<Unreadable>, Vec<(Skipped, String)>) {
-        let unparseable = match self.unparseable {
-            0 => Vec::new(),
-            n => vec![(
-                Skipped::unparseable(n),
-                format!("stream {}", self.evidence_stream),
-            )],
-        };
-        (self.unreadable.clone(), unparseable)
+        (self.unreadable.clone(), Vec::new())
     }
 }

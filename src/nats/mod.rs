@@ -14,6 +14,8 @@
 //!   off the critical path, retries as message schedules.
 //! - [`fifo`]: FIFO lanes (`ordering = "fifo"`): a lease per lane in a
 //!   bucket, the head read and deleted by sequence, one job at a time.
+//! - [`server_time`]: the server's clock, for the times written on
+//!   message schedules.
 //! - [`relay`]: moves a host's pending jobs into the jobs stream, many
 //!   publishes in flight at once.
 //! - [`view`], [`dead`], [`health`], [`store`]: what the operator commands
@@ -31,6 +33,7 @@ pub mod lanes;
 pub mod layout;
 pub mod queue;
 pub mod relay;
+pub mod server_time;
 pub mod store;
 pub mod view;
 

@@ -6,13 +6,21 @@
 //! evidence records are stored, then its new state (a dead job published to
 //! the dead stream; a retry published as a schedule that puts it back on
 //! its lane when due, so a waiting retry holds no place in any consumer's
-//! un-acked window), then its message is acked. A crash anywhere in
+//! un-acked window), then its message is acked. Messages held or being
+//! settled are kept alive by progress acks from a timer on the NATS
+//! runtime, whatever the engine is doing. A crash anywhere in
 //! between leaves the message un-acked: it comes back after `ack_wait` and
 //! is sent again (at least once); `Nats-Msg-Id`s make the republishes of a
 //! repeated settle count once. At most [`MAX_SETTLING`] settles and
 //! evidence writes wait at a time; beyond that the engine waits (nothing is
 //! dropped). Dropping the queue gives back what it holds and waits for
 //! every settle in flight.
+//!
+//! Due times are never compared across clocks: a job that comes out of a
+//! schedule is due (the server kept its time); any other is due no later
+//! than its own wait after this worker took it in (a job never attempted
+//! is due now, whatever clock queued it); and a schedule's time is the
+//! server's now ([`ServerTime`]) plus the wait, never this host's clock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +37,7 @@ use super::fifo::LaneId;
 use super::fifo::lane::ToLane;
 use super::fifo::take::{self, FifoShared};
 use super::lanes::{self, Lane, Shared};
+use super::server_time::ServerTime;
 use crate::circuit::{Allow, Circuit, Transition};
 use crate::clock;
 use crate::config::Config;
@@ -49,6 +58,13 @@ const GIVE_BACK_DELAY: Duration = Duration::from_secs(1);
 const SETTLE_FOR: Duration = Duration::from_secs(60);
 /// Settles and evidence writes in flight at most.
 pub const MAX_SETTLING: usize = 1024;
+/// How long a probe's claim may take before the probe waits for later (a
+/// worker waits for it).
+const PROBE_CLAIM_FOR: Duration = Duration::from_secs(2);
+/// How often the server's clock is read again.
+const MEASURE_EVERY: Duration = Duration::from_secs(30);
+/// The header the server puts on a message a schedule produced.
+const FROM_SCHEDULE: &str = "Nats-Scheduler";
 
 struct Held {
     message: Message,
@@ -78,13 +94,19 @@ pub struct NatsQueue<'a> {
     once: bool,
     shared: Arc<Shared>,
     circuits: Arc<Circuits>,
-    held: Mutex<HashMap<JobKey, Held>>,
+    held: Arc<Mutex<HashMap<JobKey, Held>>>,
+    /// Messages of jobs being settled (by a number of their own: a second
+    /// copy of a job may be settled meanwhile), kept alive until acked.
+    settling: Arc<Mutex<HashMap<u64, Message>>>,
+    next_settle: AtomicUsize,
     fifo: Arc<FifoShared>,
     fifo_held: Mutex<HashMap<JobKey, FifoHeld>>,
     fifo_task: tokio::task::JoinHandle<()>,
     in_flight: Arc<InFlight>,
     permits: Arc<tokio::sync::Semaphore>,
-    last_progress: Mutex<Instant>,
+    server_time: Arc<ServerTime>,
+    /// Progress acks and clock reads, on the NATS runtime.
+    timer: tokio::task::JoinHandle<()>,
 }
 
 impl<'a> NatsQueue<'a> {
@@ -98,19 +120,42 @@ impl<'a> NatsQueue<'a> {
             let _inside = nats.runtime.handle.enter();
             take::start(Arc::new(ctx))
         };
+        let held = Arc::new(Mutex::new(HashMap::new()));
+        let settling = Arc::new(Mutex::new(HashMap::new()));
+        let server_time = Arc::new(ServerTime::default());
+        let measured = nats.call(
+            "read the server's clock",
+            server_time.measure(&nats.client, &nats.names.jobs),
+        );
+        if let Err(e) = measured.and_then(|m| m) {
+            shared_error(&shared, format!("{e:#}; retry times use this host's clock"));
+        }
+        let timer = {
+            let _inside = nats.runtime.handle.enter();
+            tokio::spawn(keep_alive(
+                Arc::clone(&held),
+                Arc::clone(&settling),
+                nats.ack_wait / 3,
+                Arc::clone(&server_time),
+                (nats.client.clone(), nats.names.jobs.clone()),
+            ))
+        };
         let queue = NatsQueue {
             nats,
             config,
             once,
             shared,
             circuits,
-            held: Mutex::new(HashMap::new()),
+            held,
+            settling,
+            next_settle: AtomicUsize::new(0),
             fifo,
             fifo_held: Mutex::new(HashMap::new()),
             fifo_task,
             in_flight: Arc::new(InFlight::default()),
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_SETTLING)),
-            last_progress: Mutex::new(Instant::now()),
+            server_time,
+            timer,
         };
         queue.serve_lanes();
         Ok(queue)
@@ -249,35 +294,45 @@ impl<'a> NatsQueue<'a> {
 
     /// Takes in one message from a lane.
     fn take_in(&self, message: Message, now: u64, changes: &mut Changes) {
+        let from_schedule = message
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get(FROM_SCHEDULE).is_some());
         let names = &self.nats.names;
         let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
         let lane = names.lane_of(&message.subject);
-        let job = Job::decode(&message.payload).and_then(|job| on_its_lane(job, lane.as_ref()));
-        let job = match job {
-            Ok(job) => job,
-            Err(reason) => {
-                // Not a job: kept in the dead stream as it is, never lost.
-                let (sub, spec) = lane.unwrap_or_else(|| ("unknown".into(), "unknown".into()));
-                let out = Outgoing {
-                    subject: names.dead_lane(&sub, &spec),
-                    msg_id: Some(format!("bad.{seq}")),
-                    headers: Vec::new(),
-                    payload: message.payload.clone(),
-                };
-                changes.io_errors.push(format!(
-                    "message {seq} of stream {} ({reason}); moved to stream {} as it was",
-                    names.jobs, names.dead
-                ));
-                self.republish_and_ack(message, sub, vec![out]);
-                return;
-            }
-        };
+        let mut job =
+            match Job::decode(&message.payload).and_then(|job| on_its_lane(job, lane.as_ref())) {
+                Ok(job) => job,
+                Err(reason) => {
+                    // Not a job: kept in the dead stream as it is, never lost.
+                    let (sub, spec) = lane.unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+                    let out = Outgoing {
+                        subject: names.dead_lane(&sub, &spec),
+                        msg_id: Some(format!("bad.{seq}")),
+                        headers: Vec::new(),
+                        payload: message.payload.clone(),
+                    };
+                    changes.io_errors.push(format!(
+                        "message {seq} of stream {} ({reason}); moved to stream {} as it was",
+                        names.jobs, names.dead
+                    ));
+                    self.republish_and_ack(message, sub, vec![out]);
+                    return;
+                }
+            };
         let sub = job.meta.subscription.clone();
-        if job.meta.next_attempt_at_ms > now + HOLD_AHEAD_MS {
-            // Not due (relayed with a later time, or a clock ahead of the
-            // server's): back on a schedule of its own.
+        if from_schedule {
+            // Its wait is over on the server's clock: due now on this one
+            // too, however far ahead the clock that wrote it was.
+            job.meta.next_attempt_at_ms = job.meta.next_attempt_at_ms.min(now);
+        }
+        let wait = wait_of(&job.meta, now);
+        if wait > HOLD_AHEAD_MS {
+            // Relayed with a wait left: back on a schedule of its own, which
+            // brings it back due.
             let id = format!("{}.defer.{seq}", retry_id(&job.meta));
-            let out = schedule(names, &job, id);
+            let out = schedule(names, &job, id, self.server_time.now_ms() + wait);
             self.republish_and_ack(message, sub, vec![out]);
             return;
         }
@@ -323,7 +378,7 @@ impl<'a> NatsQueue<'a> {
     }
 
     /// Held jobs that cannot go out soon go back, so that other workers
-    /// (or this one, later) take them; in-progress acks for the rest.
+    /// (or this one, later) take them.
     fn tend(&self, now: u64, changes: &mut Changes) {
         let back: Vec<(JobKey, Held, Duration)> = {
             let mut held = self.held();
@@ -358,16 +413,6 @@ impl<'a> NatsQueue<'a> {
             changes.removed.push(key);
             self.give_back(h.message, &h.job.meta.subscription, delay);
         }
-        let mut last = self.last_progress.lock().unwrap_or_else(|e| e.into_inner());
-        if last.elapsed() >= self.nats.ack_wait / 3 {
-            *last = Instant::now();
-            let messages: Vec<Message> = self.held().values().map(|h| h.message.clone()).collect();
-            for message in messages {
-                self.nats.runtime.handle.spawn(async move {
-                    let _ = message.ack_with(AckKind::Progress).await;
-                });
-            }
-        }
     }
 }
 
@@ -390,6 +435,7 @@ impl Drop for NatsQueue<'_> {
         while self.in_flight.count.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        self.timer.abort();
     }
 }
 
@@ -405,8 +451,9 @@ impl Queue for NatsQueue<'_> {
         }
         self.take_in_fifo(&mut changes);
         self.tend(now, &mut changes);
-        let errors =
+        let mut errors =
             std::mem::take(&mut *self.shared.errors.lock().unwrap_or_else(|e| e.into_inner()));
+        errors.extend(self.circuits.problems());
         changes
             .io_errors
             .extend(errors.into_iter().map(|e| format!("NATS: {e}")));
@@ -477,7 +524,9 @@ impl Queue for NatsQueue<'_> {
                 let mut job = job.clone();
                 job.meta.state = State::Pending;
                 let id = retry_id(&job.meta);
-                vec![schedule(names, &job, id)]
+                // The wait as this engine meant it, from now.
+                let wait = job.meta.next_attempt_at_ms.saturating_sub(clock::now_ms());
+                vec![schedule(names, &job, id, self.server_time.now_ms() + wait)]
             }
         };
         let evidence = self
@@ -491,6 +540,11 @@ impl Queue for NatsQueue<'_> {
         let shared = Arc::clone(&self.shared);
         let sub = meta.subscription.clone();
         let message = held.message;
+        // Kept alive by the timer until acked (the retries below may take
+        // longer than `ack_wait`).
+        let number = self.next_settle.fetch_add(1, Ordering::Relaxed) as u64;
+        let settling = Arc::clone(&self.settling);
+        lock(&settling).insert(number, message.clone());
         self.spawn(async move {
             let done = async {
                 // Evidence first: a crash before the ack repeats the
@@ -504,6 +558,7 @@ impl Queue for NatsQueue<'_> {
                 surely(|| async { message.double_ack().await.map_err(|e| anyhow!("{e}")) }).await
             }
             .await;
+            lock(&settling).remove(&number);
             shared.let_go(&sub);
             if let Err(e) = &done {
                 shared_error(&shared, format!("{e:#}; the job comes back after ack_wait"));
@@ -573,6 +628,15 @@ impl Queue for NatsQueue<'_> {
         change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
     ) -> Result<(Option<Transition>, Circuit)> {
         self.circuits.update(self.nats, subscription, change)
+    }
+
+    fn claim_probe(
+        &self,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<Transition>,
+    ) -> Result<(Option<Transition>, Circuit)> {
+        self.circuits
+            .try_update(self.nats, subscription, change, PROBE_CLAIM_FOR)
     }
 
     fn release(&self, _spec: &str) -> Result<Vec<(JobKey, Meta)>> {
@@ -686,6 +750,41 @@ fn fifo_ctx(
     })
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every `every`, a progress ack for each message held or being settled
+/// (so neither a busy engine nor a slow settle lets `ack_wait` run out and
+/// the job go to another worker while it is sent or settled); and now and
+/// then the server's clock read again.
+async fn keep_alive(
+    held: Arc<Mutex<HashMap<JobKey, Held>>>,
+    settling: Arc<Mutex<HashMap<u64, Message>>>,
+    every: Duration,
+    server_time: Arc<ServerTime>,
+    (client, stream): (async_nats::Client, String),
+) {
+    let every = every.clamp(Duration::from_millis(100), MEASURE_EVERY);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut measured = tokio::time::Instant::now();
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let mut messages: Vec<Message> = lock(&held).values().map(|h| h.message.clone()).collect();
+        messages.extend(lock(&settling).values().cloned());
+        for message in messages {
+            let _ = message.ack_with(AckKind::Progress).await;
+        }
+        if measured.elapsed() >= MEASURE_EVERY {
+            measured = tokio::time::Instant::now();
+            // A failed read keeps the last offset.
+            let _ = server_time.measure(&client, &stream).await;
+        }
+    }
+}
+
 fn shared_error(shared: &Shared, message: String) {
     let mut errors = shared.errors.lock().unwrap_or_else(|e| e.into_inner());
     if !errors.contains(&message) {
@@ -693,11 +792,21 @@ fn shared_error(shared: &Shared, message: String) {
     }
 }
 
-/// A retry waiting for its time: a schedule that publishes the job on its
-/// lane at `next_attempt_at`.
-fn schedule(names: &super::layout::Names, job: &Job, msg_id: String) -> Outgoing {
+/// How long a job taken in at `now` (this host's clock) still waits: until
+/// its next attempt as written, but no more than its own wait (the time
+/// was written by another clock, maybe off; a job never attempted waits
+/// for nothing).
+fn wait_of(meta: &Meta, now: u64) -> u64 {
+    meta.next_attempt_at_ms
+        .saturating_sub(now)
+        .min(meta.own_wait())
+}
+
+/// A job waiting for its time: a schedule that publishes the job on its
+/// lane at `at_ms`, on the server's clock.
+fn schedule(names: &super::layout::Names, job: &Job, msg_id: String, at_ms: u64) -> Outgoing {
     let meta = &job.meta;
-    let at = clock::rfc3339(meta.next_attempt_at_ms.max(clock::now_ms()));
+    let at = clock::rfc3339(at_ms);
     Outgoing {
         subject: names.retry(&meta.subscription, &meta.spec, &meta.delivery_id),
         msg_id: Some(msg_id),

@@ -6,13 +6,16 @@
 //! the next relay (or drain) puts them back in pending/ and publishes them
 //! again, which the server stores once (within its de-duplication window).
 //! A subscription's first job also announces its lane (a key in the
-//! breaker bucket), so that workers start serving it. A FIFO
-//! subscription's jobs go to its FIFO lanes, one publish in flight per
-//! lane, and each lane is touched after (see `super::fifo`). One relay at
-//! a time per spool (`relay.alive`).
+//! breaker bucket), so that workers start serving it; a long-running relay
+//! announces it again every [`ANNOUNCE_EVERY`] while it has jobs (a bucket
+//! deleted and made anew has lost its keys). A FIFO subscription's jobs go
+//! to its FIFO lanes, one publish in flight per lane, and each lane is
+//! touched after (see `super::fifo`). One relay at a time per spool
+//! (`relay.alive`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -71,11 +74,16 @@ pub fn relay_id(meta: &crate::spool::Meta) -> String {
     }
 }
 
+/// How long an announce stands before a relay with jobs of that
+/// subscription makes it again (one compare-and-swap, a no-op while the
+/// key is there).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(60);
+
 /// The relay's memory across passes: subscriptions whose lanes it has
-/// announced.
+/// announced, and when.
 #[derive(Debug, Default)]
 pub struct Relayer {
-    announced: HashSet<String>,
+    announced: HashMap<String, Instant>,
 }
 
 impl Relayer {
@@ -156,14 +164,18 @@ impl Relayer {
     ) -> Vec<Result<()>> {
         for (_, job) in claimed.iter() {
             let sub = &job.meta.subscription;
-            if !self.announced.contains(sub) {
+            if self
+                .announced
+                .get(sub)
+                .is_none_or(|at| at.elapsed() >= ANNOUNCE_EVERY)
+            {
                 if let Err(e) = super::circuits::announce(nats, sub) {
                     return claimed
                         .iter()
                         .map(|_| Err(anyhow::anyhow!("{e:#}")))
                         .collect();
                 }
-                self.announced.insert(sub.clone());
+                self.announced.insert(sub.clone(), Instant::now());
             }
         }
         let fifo: Vec<bool> = claimed

@@ -105,8 +105,14 @@ impl Store for NatsStore<'_> {
         " --source nats"
     }
 
+    /// The attempt records of the last hour ([`super::health::RECENT`]).
     fn health(&self) -> Result<Box<dyn health::Source + '_>> {
-        Ok(Box::new(NatsHealth::load(&self.nats)?))
+        let since = crate::clock::now_ms().saturating_sub(super::health::RECENT);
+        self.health_since(Some(since))
+    }
+
+    fn health_since(&self, since_ms: Option<u64>) -> Result<Box<dyn health::Source + '_>> {
+        Ok(Box::new(NatsHealth::load(&self.nats, since_ms)?))
     }
 
     fn shown_from(&self) -> Option<String> {
@@ -164,10 +170,7 @@ impl Store for NatsStore<'_> {
     }
 
     fn records(&self, spec: &str, visit: &mut dyn FnMut(Record)) -> Result<(Skipped, String)> {
-        let (records, skipped) = view::evidence(&self.nats, Some(spec))?;
-        for record in records {
-            visit(record);
-        }
+        let skipped = view::each_record(&self.nats, Some(spec), None, visit)?;
         Ok((
             Skipped::unparseable(skipped),
             format!("stream {}", self.nats.names.evidence),

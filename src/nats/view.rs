@@ -124,22 +124,31 @@ pub fn circuits(nats: &Nats) -> Result<Vec<(String, Circuit)>> {
     Ok(out)
 }
 
-/// The evidence records of one SPEC (or all), oldest first, and how many
+/// Hands the evidence records of one SPEC (or all) to `visit`, oldest
+/// first, as they are read (a batch in memory at a time); only those stored
+/// at or after `since_ms` (the server's clock) when given. Returns how many
 /// messages did not parse.
-pub fn evidence(nats: &Nats, spec: Option<&str>) -> Result<(Vec<Record>, usize)> {
+pub fn each_record(
+    nats: &Nats,
+    spec: Option<&str>,
+    since_ms: Option<u64>,
+    visit: &mut dyn FnMut(Record),
+) -> Result<usize> {
     let filter = match spec {
         Some(spec) => nats.names.evidence_of(spec),
         None => nats.names.all_evidence(),
     };
-    let mut records = Vec::new();
     let mut skipped = 0;
-    for stored in nats.read(&nats.names.evidence, &filter)? {
-        match serde_json::from_slice(&stored.payload) {
-            Ok(record) => records.push(record),
+    nats.each(
+        &nats.names.evidence,
+        &filter,
+        since_ms,
+        &mut |stored| match serde_json::from_slice(&stored.payload) {
+            Ok(record) => visit(record),
             Err(_) => skipped += 1,
-        }
-    }
-    Ok((records, skipped))
+        },
+    )?;
+    Ok(skipped)
 }
 
 /// SPECs with jobs waiting or dead, from the subject counts (no message read).

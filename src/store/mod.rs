@@ -212,8 +212,17 @@ pub trait Store: Sync {
     fn flag(&self) -> &'static str;
 
     /// The read view that `status`, `report` and `metrics` compute health
-    /// from.
+    /// from. A store whose attempt records are costly to read (NATS: 30
+    /// days in a stream) may hand out only the recent ones here.
     fn health(&self) -> Result<Box<dyn health::Source + '_>>;
+
+    /// [`Store::health`] with the attempt records from `since_ms` on (all:
+    /// `None`), for a view that names its window (`report --since`) or
+    /// counts every record (`metrics`). The default: [`Store::health`].
+    fn health_since(&self, since_ms: Option<u64>) -> Result<Box<dyn health::Source + '_>> {
+        let _ = since_ms;
+        self.health()
+    }
 
     /// For `report`'s header: where the jobs were read, when not this
     /// host's spool.
@@ -337,7 +346,7 @@ pub trait Changes {
 /// The metrics exposition of every SPEC the store knows, and the snapshot
 /// it came from.
 pub fn metrics_of(store: &dyn Store, config: &crate::config::Config) -> Result<(String, Snapshot)> {
-    let source = store.health()?;
+    let source = store.health_since(None)?;
     metrics::collect_from(&*source, config, clock::now_ms())
 }
 

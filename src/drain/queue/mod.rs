@@ -93,6 +93,17 @@ pub trait Queue: Sync {
         subscription: &str,
         change: &mut dyn FnMut(&mut Circuit) -> Option<crate::circuit::Transition>,
     ) -> Result<(Option<crate::circuit::Transition>, Circuit)>;
+    /// [`Queue::update_circuit`] for a probe's claim, which the engine
+    /// makes with its core unlocked but a worker waiting: a backend whose
+    /// writes can be slow (NATS while a cluster elects a leader) gives up
+    /// soon, and the probe is tried again later.
+    fn claim_probe(
+        &self,
+        subscription: &str,
+        change: &mut dyn FnMut(&mut Circuit) -> Option<crate::circuit::Transition>,
+    ) -> Result<(Option<crate::circuit::Transition>, Circuit)> {
+        self.update_circuit(subscription, change)
+    }
     /// Stops serving a SPEC (after trimming its evidence). Returns the jobs
     /// that arrived since the last refresh: no drain was started for them
     /// while this one served the SPEC, so the caller must see them sent.

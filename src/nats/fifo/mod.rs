@@ -195,7 +195,15 @@ pub async fn head(
     ] {
         let mut from = 1;
         loop {
-            match direct_batch(client, &names.jobs, &subject, from, batch).await? {
+            match direct_batch(
+                client,
+                &names.jobs,
+                &subject,
+                super::client::Start::Seq(from),
+                batch,
+            )
+            .await?
+            {
                 None => {
                     return Err(anyhow!(
                         "no server answers direct reads of stream {} yet",
