@@ -318,3 +318,58 @@ fn concurrent_emits_reach_a_watching_fifo_drain_in_sequence_order() {
     let expected: Vec<u64> = (1..=200).collect();
     assert_eq!(seqs, expected, "one line, in sequence, each once");
 }
+
+#[test]
+fn a_replayed_job_goes_first_even_when_its_line_fills_the_active_set() {
+    let rx = Receiver::start();
+    let config = config_with(&subscription(
+        "f",
+        &rx.url("/f"),
+        "ordering = \"fifo\"\njitter_ms = 0\nmax_attempts = 1000\ninitial_backoff_ms = 50\nbackoff_factor = 1.0\ncircuit_failures = 1000",
+    ))
+    .replace("auto_drain = false", "auto_drain = false\nmax_active_jobs = 4");
+    let env = Env::new(&config).env("SECRET_F", "fifo-secret");
+    // The first job dies at once (400); the others are refused for now.
+    rx.script("/f", [Reply::Status(400)]);
+    rx.set_default(Reply::Status(503));
+    let ids = emit_batch(&env, &["SPEC-R"], 12);
+    let drain = Spawned::new(env.cmd(&["drain", "--watch"]).spawn().unwrap());
+    wait_until(CEILING, "the first job dead, the second retrying", || {
+        env.job_files("SPEC-R", "dead").len() == 1 && rx.requests().len() >= 3
+    });
+    // Replayed while the line's later jobs fill the active set: it is
+    // read at once, room or not, and goes next (seq 2 may have been in
+    // flight as the replay landed).
+    env.run(&["replay", "SPEC-R", "--delivery-id", &ids[0], "--no-drain"])
+        .expect(0);
+    let before = rx.requests().len();
+    let first_of_1 = || {
+        rx.requests()[before..]
+            .iter()
+            .position(|r| line_and_sequence(r).1 == 1)
+    };
+    wait_until(CEILING, "the replayed job to be sent", || {
+        first_of_1().is_some()
+    });
+    rx.set_default(Reply::Status(204));
+    wait_until(CEILING, "every job delivered", || {
+        env.job_files("SPEC-R", "delivered").len() == 12
+    });
+    drop(drain);
+    let requests = rx.requests();
+    let at = before + first_of_1().unwrap();
+    assert!(
+        requests[before..at]
+            .iter()
+            .all(|r| line_and_sequence(r).1 == 2),
+        "only the request under way before it"
+    );
+    let mut taken: Vec<u64> = Vec::new();
+    for r in &requests[at..] {
+        let seq = line_and_sequence(r).1;
+        if taken.last() != Some(&seq) {
+            taken.push(seq);
+        }
+    }
+    assert_eq!(taken, (1..=12).collect::<Vec<u64>>(), "then in order");
+}

@@ -465,8 +465,7 @@ impl<'r> Core<'r> {
         self.sched
             .done(&handled.pick.job.key, handled.pick.kind, now);
         if let Left::Blocked(blocker) = &handled.left {
-            let watching = drainer.options.watch;
-            self.blocked(watching, queue, handled.pick.job.clone(), blocker, now);
+            self.blocked(drainer, queue, handled.pick.job.clone(), blocker, now);
             return;
         }
         if matches!(handled.left, Left::NotSent) {
@@ -579,11 +578,11 @@ impl<'r> Core<'r> {
     /// again, its line held until that job arrives here or a while passes
     /// ([`FIFO_RECHECK`]; a dead one that holds the line, [`HOLD_RECHECK`]
     /// under `--watch`: an operator's discard shows no other way; a run
-    /// that ends leaves it held). An earlier job still
-    /// pending is read from the folder; a dead one is reported once.
+    /// that ends leaves it held). An earlier job still pending is read at
+    /// once, room or not; a dead one is reported once.
     fn blocked(
         &mut self,
-        watching: bool,
+        drainer: &Drainer<'_>,
         queue: &dyn Queue,
         job: Waiting,
         blocker: &super::queue::Blocker,
@@ -591,7 +590,7 @@ impl<'r> Core<'r> {
     ) {
         let (sub, spec) = (job.subscription.clone(), job.key.spec.clone());
         self.sched.add(job);
-        let until = match (blocker.dead, watching) {
+        let until = match (blocker.dead, drainer.options.watch) {
             (false, _) => now + FIFO_RECHECK,
             (true, true) => now + HOLD_RECHECK,
             // A run that ends does not wait for an operator.
@@ -599,7 +598,18 @@ impl<'r> Core<'r> {
         };
         self.sched.hold(&sub, &spec, until, blocker.sequence);
         if !blocker.dead {
-            queue.reread(&spec);
+            // Read now, whatever the room: it goes first (its arrival ends
+            // the hold). Not pending (in flight, unreadable): the hold ends
+            // on its own and the line looks again.
+            let key = JobKey {
+                spec: spec.clone(),
+                name: blocker.name.clone(),
+            };
+            match queue.fetch(&key) {
+                Ok(Some(meta)) => self.offer(drainer, None, key, &meta, None),
+                Ok(None) => {}
+                Err(e) => self.error(format!("{e:#}")),
+            }
         } else if self.held_lines.insert((spec.clone(), sub.clone())) {
             self.summary.held += 1;
             (self.report)(&Event::LineHeld {

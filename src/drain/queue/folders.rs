@@ -252,15 +252,6 @@ impl Folders {
         !self.waiting.is_empty() || self.behind > 0
     }
 
-    /// Reads a folder from its first name at the next look.
-    pub fn reread(&mut self, spec: &str) {
-        let folder = self.folder(spec);
-        folder.cursor = None;
-        folder.read_upto = None;
-        folder.unread.clear();
-        folder.listed_at = None;
-    }
-
     /// A subscription's gate changed: jobs left on disk for it may go.
     pub fn gate_changed(&mut self) {
         self.epoch += 1;
@@ -447,6 +438,17 @@ impl SpoolQueue<'_> {
             }
         }
         let mut names = news.names;
+        for spec in &news.specs {
+            // Jobs arrived: the FIFO check lists the folder again.
+            if let Some(served) = self.get(spec) {
+                served.lines.invalidate();
+            }
+        }
+        if news.overflow {
+            for served in lock(&self.served).values() {
+                served.lines.invalidate();
+            }
+        }
         for spec in news.specs {
             let Some(folder) = f.map.get_mut(&spec) else {
                 continue; // not ours (`--spec`), or found by the next root scan
@@ -646,7 +648,7 @@ impl SpoolQueue<'_> {
             }
         }
         Ok(Some(std::sync::Arc::new(Served {
-            subscriptions: Default::default(),
+            lines: Default::default(),
             spool,
             alive,
             loaded: std::sync::Mutex::new(HashSet::new()),

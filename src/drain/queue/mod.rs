@@ -44,6 +44,8 @@ pub struct Changes {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocker {
     pub delivery_id: String,
+    /// Its file name in the SPEC's folder.
+    pub name: String,
     pub sequence: u64,
     /// Dead-lettered, holding its line (`fifo_on_dead = "hold"`) until an
     /// operator replays or discards it.
@@ -152,10 +154,12 @@ pub trait Queue: Sync {
     fn idle(&self, spec: &str) -> Result<Vec<(JobKey, Meta)>> {
         self.release(spec)
     }
-    /// Reads a served SPEC's jobs again from its first (a FIFO line found
-    /// an earlier job the engine does not hold).
-    fn reread(&self, spec: &str) {
-        let _ = spec;
+    /// Reads one pending job of a served SPEC by name, whatever the room
+    /// (the earlier job a FIFO line found in its way: it goes first, so
+    /// the engine must hold it); `None` if it is not pending.
+    fn fetch(&self, key: &JobKey) -> Result<Option<Meta>> {
+        let _ = key;
+        Ok(None)
     }
     /// SPECs with work that wait for a place among those served at once.
     fn starved(&self) -> usize {

@@ -41,8 +41,8 @@ pub(super) struct Served {
     pub spool: SpecSpool,
     pub alive: AliveLock,
     pub loaded: Mutex<HashSet<String>>,
-    /// The subscription of each job name seen by the FIFO check.
-    pub subscriptions: super::fifo::Subscriptions,
+    /// What the FIFO check knows of the SPEC's folders.
+    pub lines: super::fifo::Lines,
 }
 
 impl Served {
@@ -190,7 +190,7 @@ impl Queue for SpoolQueue<'_> {
     ) -> Result<Option<super::Blocker>> {
         let served = self.served_or_fail(&key.spec)?;
         served
-            .subscriptions
+            .lines
             .blocker(&served.spool, &key.name, subscription, sequence, dead_holds)
     }
 
@@ -199,6 +199,7 @@ impl Queue for SpoolQueue<'_> {
         // Typed: the engine tells a failure after the rename apart
         // (`SettleError::of`).
         served.spool.settle(&served.alive, job)?;
+        served.lines.settled(&key.name, job.meta.state);
         if job.meta.state == State::Pending {
             // Waiting again: the engine holds it (a listing must not offer it anew).
             served.loaded().insert(key.name.clone());
@@ -293,8 +294,17 @@ impl Queue for SpoolQueue<'_> {
         true
     }
 
-    fn reread(&self, spec: &str) {
-        lock(&self.folders).reread(spec);
+    fn fetch(&self, key: &JobKey) -> Result<Option<Meta>> {
+        let served = self.served_or_fail(&key.spec)?;
+        let scan = served
+            .spool
+            .scan_names(State::Pending, vec![key.name.clone()]);
+        let Some(entry) = scan.entries.into_iter().next() else {
+            return Ok(None);
+        };
+        // The engine holds it now: a listing must not offer it anew.
+        served.loaded().insert(key.name.clone());
+        Ok(Some(entry.meta))
     }
 
     fn starved(&self) -> usize {
