@@ -30,10 +30,13 @@ const REMEMBERED: usize = 65_536;
 /// How old a listing may be without news (a missed event, no inotify).
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
+/// Job names in a SPEC's folders by (sequence, name), with their state.
+type Listing = BTreeMap<(u64, String), State>;
+
 #[derive(Debug, Default)]
 struct Inner {
-    /// Job names in the SPEC's folders by sequence: (state, name).
-    listed: Option<(Instant, BTreeMap<(u64, String), State>)>,
+    /// The listing and when it was made.
+    listed: Option<(Instant, Listing)>,
     /// With dead/ listed too.
     with_dead: bool,
     /// Which subscription each name belongs to.
