@@ -563,6 +563,11 @@ impl<'r> Core<'r> {
                 known.due_at_ms = due.unwrap_or_else(|| drainer.due_of(&meta, known.seen_ms));
                 self.offer(drainer, None, pick.job.key, &meta, Some(&known));
             }
+            State::Delivered => {
+                // The line moves again: a later hold is news.
+                self.held_lines
+                    .remove(&(meta.spec.clone(), meta.subscription.clone()));
+            }
             State::Dead => (self.report)(&Event::Dead {
                 spec: meta.spec.clone(),
                 delivery_id: meta.delivery_id.clone(),
