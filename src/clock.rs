@@ -9,19 +9,29 @@
 //! wait. Times on disk stay wall-clock; [`Steady::from_wall`] brings one
 //! onto the time line, never later than its own wait after it was seen.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub fn now_ms() -> u64 {
     to_millis(SystemTime::now())
 }
 
-/// A process's time line: see the module doc. Copy it freely; every copy
-/// reads the same line.
-#[derive(Debug, Clone, Copy)]
+/// A process's time line: see the module doc. Clone it freely; every
+/// clone reads the same line.
+#[derive(Debug, Clone)]
 pub struct Steady {
     wall_at_start: u64,
     started: Instant,
+    /// The wall clock's lead over this line as last taken (ms): changed
+    /// only by a step, so that two times written alike land alike (reading
+    /// both clocks a millisecond apart must not reorder jobs due at once).
+    lead: Arc<AtomicI64>,
 }
+
+/// A change of the wall clock's lead smaller than this is reading jitter,
+/// not a step.
+const STEP_MS: i64 = 250;
 
 impl Default for Steady {
     fn default() -> Steady {
@@ -34,6 +44,7 @@ impl Steady {
         Steady {
             wall_at_start: now_ms(),
             started: Instant::now(),
+            lead: Arc::new(AtomicI64::new(0)),
         }
     }
 
@@ -51,20 +62,32 @@ impl Steady {
     /// line): a time written by a clock that was off, or before a step, can
     /// delay its job by at most the job's own wait.
     pub fn from_wall(&self, at: u64, seen: u64, own_wait: u64) -> u64 {
-        self.shift(at, self.now(), now_ms())
-            .min(seen.saturating_add(own_wait))
+        shift(at, -self.lead()).min(seen.saturating_add(own_wait))
     }
 
     /// A time on this line as a wall-clock time now (to write to disk).
     pub fn to_wall(&self, at: u64) -> u64 {
-        self.shift(at, now_ms(), self.now())
+        shift(at, self.lead())
     }
 
-    /// `at + (to - from)`, within `u64`.
-    fn shift(&self, at: u64, to: u64, from: u64) -> u64 {
-        let shifted = i128::from(at) + i128::from(to) - i128::from(from);
-        u64::try_from(shifted.max(0)).unwrap_or(u64::MAX)
+    /// The wall clock's lead over this line now, as last taken unless it
+    /// moved by a step.
+    fn lead(&self) -> i64 {
+        let measured =
+            i64::try_from(i128::from(now_ms()) - i128::from(self.now())).unwrap_or(i64::MAX);
+        let taken = self.lead.load(Ordering::Relaxed);
+        if (measured.saturating_sub(taken)).abs() > STEP_MS {
+            self.lead.store(measured, Ordering::Relaxed);
+            return measured;
+        }
+        taken
     }
+}
+
+/// `at + by`, within `u64`.
+fn shift(at: u64, by: i64) -> u64 {
+    let shifted = i128::from(at) + i128::from(by);
+    u64::try_from(shifted.max(0)).unwrap_or(u64::MAX)
 }
 
 /// `9999-12-31T23:59:59.999Z`, the last instant RFC 3339 can write.
@@ -194,8 +217,19 @@ mod tests {
         // A day behind: due at once, not a day ago plus anything.
         assert!(line.from_wall(wall - 86_400_000, now, 0) <= now);
         assert!(line.to_wall(now).abs_diff(wall) < 1_000);
-        assert_eq!(line.shift(5, 0, 10), 0, "never below zero");
-        assert_eq!(line.shift(u64::MAX, 10, 0), u64::MAX, "nor above u64");
+        assert_eq!(shift(5, -10), 0, "never below zero");
+        assert_eq!(shift(u64::MAX, 10), u64::MAX, "nor above u64");
+    }
+
+    #[test]
+    fn times_written_alike_land_alike_however_the_clocks_are_read() {
+        let line = Steady::start();
+        let wall = now_ms() - 5;
+        let first = line.from_wall(wall, u64::MAX, 0);
+        // Reads of both clocks a moment apart: the same time on the line.
+        for _ in 0..10_000 {
+            assert_eq!(line.from_wall(wall, u64::MAX, 0), first);
+        }
     }
 
     #[test]

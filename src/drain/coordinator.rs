@@ -40,8 +40,12 @@ impl Drainer<'_> {
     /// Runs on the local spool until done (see [`super::Options`]) or stopped;
     /// `report` sees each event as it happens.
     pub fn run(self, report: &mut (dyn FnMut(&Event) + Send)) -> Result<Summary> {
-        let queue =
-            SpoolQueue::for_run(self.config, self.options.spec.clone(), self.time, self.plan);
+        let queue = SpoolQueue::for_run(
+            self.config,
+            self.options.spec.clone(),
+            self.time.clone(),
+            self.plan,
+        );
         self.run_on(&queue, report)
     }
 
