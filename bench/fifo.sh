@@ -22,30 +22,10 @@ cargo build --release -q
 BIN=$PWD/target/release/spec-notify
 OUT=$PWD/bench/out/fifo
 rm -rf "$OUT" && mkdir -p "$OUT/tmp"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-URL=http://127.0.0.1:$PORT/hook
-cat > "$OUT/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $OUT/nginx.pid;
-error_log $OUT/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $OUT/tmp;
-  proxy_temp_path $OUT/tmp;
-  fastcgi_temp_path $OUT/tmp;
-  uwsgi_temp_path $OUT/tmp;
-  scgi_temp_path $OUT/tmp;
-  server { listen 127.0.0.1:$PORT; location / { return 204; } }
-}
-NGINX
-nginx -c "$OUT/nginx.conf" -p "$OUT" &
-NGINX_PID=$!
+source bench/nginx.sh
+start_nginx "$OUT"
 WS_ROOT=${SPOOL_FS:-$OUT}/spec-notify-bench-fifo
 trap 'kill $NGINX_PID 2>/dev/null || true; rm -rf "$WS_ROOT"' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null -X POST "$URL" && break; sleep 0.1; done
 export BENCH_SECRET=bench-secret-not-real
 now() { date +%s.%N; }
 

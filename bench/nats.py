@@ -23,96 +23,15 @@ nats-server (JetStream, one node), both on free 127.0.0.1 ports.
 
 Usage: bench/nats.py BIN NATS_SERVER OUT JETSTREAM_EXAMPLE [JOBS] [PACED]
 """
-import os, shutil, signal, socket, statistics, subprocess, sys, time
+import os, subprocess, sys, time
+
+from nats_harness import EVENT, ENV, arrivals, cli, servers, start, stop, stop_all, wait_for
 
 BIN, NATS_SERVER, OUT, JS = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 JOBS = int(sys.argv[5]) if len(sys.argv) > 5 else 10000
 PACED = int(sys.argv[6]) if len(sys.argv) > 6 else 200
 GAP = 0.02
-ENV = dict(os.environ, SECRET_HOOK="bench-secret-not-real")
-EVENT = '{"event":{"type":"spec-auto.stage.completed"},"spec":{"id":"%s"}}\n'
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, done, timeout=600):
-    deadline = time.time() + timeout
-    while not done():
-        if time.time() > deadline:
-            sys.exit(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
-shutil.rmtree(OUT, ignore_errors=True)
-os.makedirs(os.path.join(OUT, "tmp"))
-HTTP, NATS = free_port(), free_port()
-ACCESS = os.path.join(OUT, "access.log")
-with open(os.path.join(OUT, "nginx.conf"), "w") as f:
-    f.write(f"""worker_processes 1;
-daemon off;
-pid {OUT}/nginx.pid;
-error_log {OUT}/nginx.err;
-events {{ worker_connections 1024; }}
-http {{
-  log_format t '$msec $http_x_speckit_id';
-  access_log {ACCESS} t buffer=4k flush=100ms;
-  keepalive_requests 1000000;
-  client_body_temp_path {OUT}/tmp;
-  server {{ listen 127.0.0.1:{HTTP}; location / {{ return 204; }} }}
-}}
-""")
-procs = []
-
-
-def start(args, **kw):
-    p = subprocess.Popen(args, env=ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, **kw)
-    procs.append(p)
-    return p
-
-
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-def connectable(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
-start(["nginx", "-c", os.path.join(OUT, "nginx.conf"), "-p", OUT])
-start([NATS_SERVER, "-a", "127.0.0.1", "-p", str(NATS), "-js", "-sd", os.path.join(OUT, "js"),
-       "-l", os.path.join(OUT, "nats.log")])
-wait_for("nginx", lambda: connectable(HTTP), 30)
-wait_for("nats-server", lambda: "Server is ready" in open(os.path.join(OUT, "nats.log")).read()
-         if os.path.exists(os.path.join(OUT, "nats.log")) else False, 30)
-
-
-def arrivals():
-    """First arrival time per delivery id."""
-    seen = {}
-    try:
-        with open(ACCESS) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) == 2:
-                    seen.setdefault(parts[1], float(parts[0]))
-    except FileNotFoundError:
-        pass
-    return seen
+HTTP, NATS, ACCESS = servers(OUT, NATS_SERVER)
 
 
 def workspace(name, auto_drain, relay):
@@ -136,18 +55,13 @@ jitter_ms = 0
     return config
 
 
-def cli(config, *args, stdin=None):
-    return subprocess.run([BIN, "--config", config, *args], env=ENV, input=stdin,
-                          capture_output=True, text=True, check=True)
-
-
 def bulk(config, spec):
-    out = cli(config, "emit", "--input", "-", stdin=(EVENT % spec) * JOBS).stdout
+    out = cli(BIN, config, "emit", "--input", "-", stdin=(EVENT % spec) * JOBS).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
 def delivered(ids):
-    seen = arrivals()
+    seen = arrivals(ACCESS)
     return all(i in seen for i in ids)
 
 
@@ -158,7 +72,7 @@ def workers(config, n):
 def relay_only(config):
     """Relay a spooled batch with no worker running: the relay's own rate."""
     t0 = time.time()
-    cli(config, "relay")
+    cli(BIN, config, "relay")
     return JOBS / (time.time() - t0)
 
 
@@ -169,9 +83,9 @@ def through(config, spec, n_workers):
     fleet = workers(config, n_workers)
     time.sleep(1)  # the workers connect; not part of the measurement
     t0 = time.time()
-    cli(config, "relay")
+    cli(BIN, config, "relay")
     wait_for(f"{n_workers} workers' deliveries", lambda: delivered(ids))
-    t1 = max(arrivals()[i] for i in ids)
+    t1 = max(arrivals(ACCESS)[i] for i in ids)
     for w in fleet:
         stop(w)
     return JOBS / (t1 - t0)
@@ -203,9 +117,9 @@ if not os.environ.get("PACED_ONLY"):
     local = workspace("local", False, False)
     ids = bulk(local, "SPEC-LOCAL")
     t0 = time.time()
-    cli(local, "drain", "--max-time", "600s")
+    cli(BIN, local, "drain", "--max-time", "600s")
     wait_for("the local drain's deliveries", lambda: delivered(ids))
-    t1 = max(arrivals()[i] for i in ids)
+    t1 = max(arrivals(ACCESS)[i] for i in ids)
     local_rate = JOBS / (t1 - t0)
     relay_ws = workspace("relay", False, True)
     bulk(relay_ws, "SPEC-RELAY")
@@ -239,12 +153,12 @@ if not os.environ.get("PACED_ONLY"):
 def paced(config, spec):
     runs = []
     for _ in range(PACED):
-        p = cli(config, "emit", "--spec", spec, "--event", "spec-auto.stage.completed",
+        p = cli(BIN, config, "emit", "--spec", spec, "--event", "spec-auto.stage.completed",
                 "--stage", "Plan", "--status", "success")
         runs.append((p.stdout.split()[0], time.time()))
         time.sleep(GAP)
     wait_for(f"{spec} deliveries", lambda: delivered([i for i, _ in runs]), 120)
-    seen = arrivals()
+    seen = arrivals(ACCESS)
     return [max(0.0, seen[i] - t) * 1000 for i, t in runs]
 
 
@@ -261,8 +175,7 @@ time.sleep(1)
 nats_lat = paced(nats_paced, "SPEC-NP")
 for w in fleet + [relay_watch]:
     stop(w)
-for p in procs:
-    stop(p)
+stop_all()
 
 lines.append(f"emit -> first attempt, {PACED} events {GAP * 1000:.0f} ms apart:")
 for name, lat in [("local (emit kicks a drain)", local_lat),

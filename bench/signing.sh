@@ -25,26 +25,10 @@ cargo build --release -q
 BIN=$PWD/target/release/spec-notify
 OUT=$PWD/bench/out/signing
 rm -rf "$OUT" && mkdir -p "$OUT/tmp"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-URL=http://127.0.0.1:$PORT/hook
-cat > "$OUT/nginx.conf" <<NGINX
-worker_processes 1;
-daemon off;
-pid $OUT/nginx.pid;
-error_log $OUT/nginx.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path $OUT/tmp;
-  server { listen 127.0.0.1:$PORT; location / { return 204; } }
-}
-NGINX
-nginx -c "$OUT/nginx.conf" -p "$OUT" &
-NGINX_PID=$!
+source bench/nginx.sh
+start_nginx "$OUT"
 WS_ROOT=${SPOOL_FS:-$OUT}/spec-notify-bench-signing
 trap 'kill $NGINX_PID 2>/dev/null || true; rm -rf "$WS_ROOT"' EXIT
-for _ in $(seq 50); do curl -s -o /dev/null -X POST "$URL" && break; sleep 0.1; done
 
 export BENCH_SECRET=whsec_YmVuY2gtc2VjcmV0LW5vdC1yZWFsLTAxMjM0NTY3
 BENCH_KEY=$("$BIN" keys generate --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret_key"])')
