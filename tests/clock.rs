@@ -18,24 +18,16 @@ use crate::support::*;
 /// `SPEC_NOTIFY_TEST_SKIP=faketime`. Missing otherwise: the test fails with
 /// the command that installs it.
 pub(crate) fn faketime() -> Option<PathBuf> {
-    let skip = std::env::var("SPEC_NOTIFY_TEST_SKIP").unwrap_or_default();
-    if skip.split(',').any(|s| s.trim() == "faketime") {
-        eprintln!(
-            "SKIPPED (SPEC_NOTIFY_TEST_SKIP=faketime): this test steps the clock with libfaketime"
-        );
-        return None;
-    }
     let found = std::fs::read_dir("/usr/lib")
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path().join("faketime/libfaketime.so.1"))
         .find(|p| p.is_file());
-    Some(found.unwrap_or_else(|| {
-        panic!(
-            "libfaketime is not installed: run `bash tests/clock/install.sh` (apt-get install faketime), or skip with SPEC_NOTIFY_TEST_SKIP=faketime"
-        )
-    }))
+    crate::support::deps::require(
+        "faketime",
+        found.ok_or_else(|| "libfaketime is not installed".to_string()),
+    )
 }
 
 /// A wall clock shared with the processes started through it: an offset

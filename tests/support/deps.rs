@@ -7,7 +7,7 @@ pub const SKIP_VAR: &str = "SPEC_NOTIFY_TEST_SKIP";
 
 /// Every dependency a test may require: its name in [`SKIP_VAR`] and how
 /// to provide it.
-const DEPENDENCIES: [(&str, &str); 9] = [
+const DEPENDENCIES: [(&str, &str); 10] = [
     ("nats", "install it with `bash tests/nats/install.sh`"),
     ("chromium", "install it with `bash tests/report/install.sh`"),
     ("promtool", "install it with `bash tests/report/install.sh`"),
@@ -24,6 +24,10 @@ const DEPENDENCIES: [(&str, &str); 9] = [
         "install them with `bash tests/verifiers/install.sh`",
     ),
     ("tmux", "install it with `bash tests/tui/install.sh`"),
+    (
+        "faketime",
+        "install libfaketime with `bash tests/clock/install.sh`",
+    ),
     ("tmpfs", "run `cargo test` as root"),
     ("root", "run `cargo test` as root"),
 ];
